@@ -1,0 +1,87 @@
+"""Process settings: one frozen object built once per process from the environment.
+
+The table ``SETTINGS`` is the one place that names each setting, its
+environment variable, default and help; the CLIs, the settings screen and the
+README read it.  Rule thresholds (tiers, follow-ups) are not here: they live in
+Redis so that every process sees a change at once (see ``fanops.rules_settings``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    env: str
+    default: str
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("redis_url", "REDIS_URL", "",
+            "Redis server to use (redis://, rediss://, with password); empty: the embedded server"),
+    Setting("data_dir", "FANOPS_DATA_DIR", str(PROJECT_ROOT / "data"),
+            "where the embedded server keeps its data and where shows are archived"),
+    Setting("max_frame_bytes", "FANOPS_MAX_FRAME_BYTES", str(1 << 20),
+            "largest WebSocket frame the consumer accepts; a larger one is bad input"),
+    Setting("stream_maxlen", "FANOPS_STREAM_MAXLEN", "200000",
+            "approximate number of entries kept in each shop's event stream (MAXLEN ~)"),
+    Setting("flush_events", "FANOPS_FLUSH_EVENTS", "500",
+            "the consumer writes to Redis once it holds this many events"),
+    Setting("flush_ms", "FANOPS_FLUSH_MS", "20",
+            "... or once its oldest held event is this many milliseconds old"),
+    Setting("future_skew_ms", "FANOPS_FUTURE_SKEW_MS", str(24 * 3600 * 1000),
+            "an event whose ts is further ahead of the consumer's clock is bad input"),
+    Setting("dedupe_ttl_s", "FANOPS_DEDUPE_TTL_S", str(7 * 24 * 3600),
+            "how long the consumer remembers a room's event ids after the room's last event"),
+    Setting("worker_batch", "FANOPS_WORKER_BATCH", "50",
+            "stream entries a scorer reads per call"),
+    Setting("claim_idle_ms", "FANOPS_CLAIM_IDLE_MS", "30000",
+            "a scorer takes over another's unacknowledged entries after this idle time"),
+    Setting("heartbeat_ttl_s", "FANOPS_HEARTBEAT_TTL_S", "10",
+            "a process is shown as down when its heartbeat is older than this"),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    redis_url: str = ""
+    data_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "data")
+    max_frame_bytes: int = 1 << 20
+    stream_maxlen: int = 200_000
+    flush_events: int = 500
+    flush_ms: int = 20
+    future_skew_ms: int = 24 * 3600 * 1000
+    dedupe_ttl_s: int = 7 * 24 * 3600
+    worker_batch: int = 50
+    claim_idle_ms: int = 30_000
+    heartbeat_ttl_s: int = 10
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Config:
+        """Build the settings from ``environ`` (default ``os.environ``), then ``overrides``."""
+        env = os.environ if environ is None else environ
+        types = {f.name: f.type for f in fields(cls)}
+        values: dict[str, object] = {}
+        for s in SETTINGS:
+            raw = env.get(s.env, s.default)
+            kind = types[s.name]
+            try:
+                if kind in ("int", int):
+                    values[s.name] = int(raw)
+                elif kind in ("Path", Path):
+                    values[s.name] = Path(raw)
+                else:
+                    values[s.name] = raw
+            except ValueError as e:
+                from fanops.errors import FanopsError
+
+                raise FanopsError(f"{s.env}={raw!r} is not a valid value: {s.help}") from e
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

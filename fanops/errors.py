@@ -1,0 +1,68 @@
+"""Every error the product raises on purpose.
+
+    FanopsError                  base: carries a message that says what to do
+    +-- RedisUnavailable         cannot reach (or start) the Redis server
+    +-- EmbeddedServerError      the embedded server binary failed to start
+    +-- BadSettings              a settings value or template was rejected
+    +-- TaskError                a follow-up action cannot be done
+    |   +-- TaskNotFound
+    |   +-- TaskClaimedByOther   another operator holds the task
+    |   +-- TaskStateError       the task is not in a state that allows the action
+    +-- NotFound                 an unknown shop, room or viewer
+
+Errors are converted to output only at the edges: one line on stderr and a
+non-zero exit code in a CLI, ``st.error`` on a page.
+"""
+
+from __future__ import annotations
+
+
+class FanopsError(Exception):
+    """Base of the product's errors; ``str(e)`` is a complete one-line message."""
+
+
+class RedisUnavailable(FanopsError):
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(
+            f"cannot reach Redis at {url} ({reason}): is the server running? "
+            "set REDIS_URL or --redis, or leave both unset to use the embedded server"
+        )
+
+
+class EmbeddedServerError(FanopsError):
+    pass
+
+
+class BadSettings(FanopsError):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class NotFound(FanopsError):
+    pass
+
+
+class TaskError(FanopsError):
+    pass
+
+
+class TaskNotFound(TaskError):
+    pass
+
+
+class TaskClaimedByOther(TaskError):
+    def __init__(self, task: str, holder: str) -> None:
+        self.task = task
+        self.holder = holder
+        super().__init__(f"task {task} is claimed by {holder}")
+
+
+class TaskStateError(TaskError):
+    def __init__(self, task: str, state: str, action: str) -> None:
+        self.task = task
+        self.state = state
+        self.action = action
+        super().__init__(f"cannot {action} task {task}: it is {state}")

@@ -1,0 +1,86 @@
+"""Writes of the ingest side: accepted events to the shop streams, bad ones to the dead letters.
+
+One script call per shop per flush (``lua/ingest.lua``): dedupe by
+``(room, id)`` and append the new events as a single stream entry, atomically,
+so a crash can never mark an event seen without writing it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from importlib import resources
+from typing import Any
+
+import msgspec
+import redis.asyncio as aredis
+
+from fanops import keys
+from fanops.config import Config
+from fanops.schema import BadInput, Event
+
+_encoder = msgspec.msgpack.Encoder()
+_scripts: dict[str, str] = {}
+
+DEAD_MAXLEN = 100_000
+DEAD_MINUTE_TTL_S = 3600
+
+
+def script_source(name: str) -> str:
+    if name not in _scripts:
+        _scripts[name] = (resources.files("fanops") / "lua" / f"{name}.lua").read_text()
+    return _scripts[name]
+
+
+class IngestWriter:
+    """Async writer bound to one client; registers its scripts once."""
+
+    def __init__(self, r: aredis.Redis, cfg: Config) -> None:
+        self.r = r
+        self.cfg = cfg
+        self._ingest = r.register_script(script_source("ingest"))
+        self._known_shops: set[str] = set()
+
+    async def write_events(self, events: list[Event], receipt_ms: int | None = None) -> tuple[int, int]:
+        """Append ``events`` (any shops) to their streams; returns (accepted, duplicates)."""
+        by_shop: dict[str, list[Event]] = defaultdict(list)
+        for ev in events:
+            by_shop[ev.shop].append(ev)
+        t = receipt_ms if receipt_ms is not None else int(time.time() * 1000)
+        accepted = dups = 0
+        new_shops = [s for s in by_shop if s not in self._known_shops]
+        if new_shops:
+            await self.r.sadd(keys.shops(), *new_shops)
+            self._known_shops.update(new_shops)
+        for shop, evs in by_shop.items():
+            room_index: dict[str, int] = {}
+            args: list[Any] = [self.cfg.stream_maxlen, self.cfg.dedupe_ttl_s, t]
+            for ev in evs:
+                idx = room_index.get(ev.room)
+                if idx is None:
+                    idx = room_index[ev.room] = len(room_index) + 1
+                args += (idx, ev.id, _encoder.encode(ev))
+            ks = [keys.stream(shop), keys.stats(shop)] + [keys.seen(shop, rm) for rm in room_index]
+            n, d, _ = await self._ingest(keys=ks, args=args)
+            accepted += int(n)
+            dups += int(d)
+        return accepted, dups
+
+    async def write_dead(self, bad: list[BadInput], source: str = "") -> None:
+        """Record rejected events with their reason and raw text, and count them."""
+        if not bad:
+            return
+        now = time.time()
+        pipe = self.r.pipeline(transaction=False)
+        for b in bad:
+            pipe.xadd(
+                keys.dead_stream(),
+                {"reason": b.reason[:500], "raw": b.raw, "at": int(now * 1000), "source": source},
+                maxlen=DEAD_MAXLEN,
+                approximate=True,
+            )
+        pipe.hincrby(keys.dead_stats(), "dead_letters", len(bad))
+        minute_key = keys.dead_minute(int(now // 60))
+        pipe.incrby(minute_key, len(bad))
+        pipe.expire(minute_key, DEAD_MINUTE_TTL_S)
+        await pipe.execute()

@@ -1,0 +1,162 @@
+"""Every Redis key the product uses, built by one function each.
+
+All keys live under the prefix ``fo:``.  A shop's keys carry the shop as a
+hash tag (``fo:{shop}:...``) so that they share one Redis Cluster slot and a
+single script call can update them atomically.  Parts that come from the feed
+(shop, room, viewer ids) are escaped so that no id can forge another key or
+break the hash tag.
+"""
+
+from __future__ import annotations
+
+PREFIX = "fo:"
+GROUP = "scorers"  # the consumer group of the scorer workers on each shop stream
+DEAD_TAG = "{!dead}"  # shop ids are escaped, so no shop can collide with this tag
+
+
+def esc(part: str) -> str:
+    """Escape an id for use inside a key: no ``{ } :`` or ``%`` left unescaped."""
+    if not any(c in part for c in "%{}:"):
+        return part
+    return (
+        part.replace("%", "%25").replace("{", "%7B").replace("}", "%7D").replace(":", "%3A")
+    )
+
+
+def unesc(part: str) -> str:
+    if "%" not in part:
+        return part
+    return part.replace("%3A", ":").replace("%7D", "}").replace("%7B", "{").replace("%25", "%")
+
+
+def tag(shop: str) -> str:
+    return f"{PREFIX}{{{esc(shop)}}}"
+
+
+# --- global -----------------------------------------------------------------
+def shops() -> str:
+    """SET of every shop seen (not in a shop slot: read and written on its own)."""
+    return f"{PREFIX}shops"
+
+
+def dead_stream() -> str:
+    return f"{PREFIX}{DEAD_TAG}:dead"
+
+
+def dead_stats() -> str:
+    """HASH: ``dead_letters`` (all time), ``frames_rejected``."""
+    return f"{PREFIX}{DEAD_TAG}:stats"
+
+
+def dead_minute(minute: int) -> str:
+    """Counter of dead letters in one wall-clock minute (expires)."""
+    return f"{PREFIX}{DEAD_TAG}:deadm:{minute}"
+
+
+def heartbeat(kind: str, name: str) -> str:
+    return f"{PREFIX}hb:{kind}:{esc(name)}"
+
+
+def heartbeat_pattern(kind: str) -> str:
+    return f"{PREFIX}hb:{kind}:*"
+
+
+# --- per shop ---------------------------------------------------------------
+def stream(shop: str) -> str:
+    """STREAM of accepted events; one entry holds a batch (msgpack list)."""
+    return f"{tag(shop)}:events"
+
+
+def stats(shop: str) -> str:
+    """HASH: accepted, applied, duplicates, clock, rules_version ..."""
+    return f"{tag(shop)}:stats"
+
+
+def seen(shop: str, room: str) -> str:
+    """SET of the event ids already accepted in a room (dedupe)."""
+    return f"{tag(shop)}:seen:{esc(room)}"
+
+
+def rooms(shop: str) -> str:
+    """ZSET room -> the room's latest event ts."""
+    return f"{tag(shop)}:rooms"
+
+
+def room_first(shop: str) -> str:
+    """ZSET room -> the room's first event ts."""
+    return f"{tag(shop)}:roomfirst"
+
+
+def room(shop: str, room_id: str) -> str:
+    """HASH of a room's counters (room facts, tiers, follow-up states, GMV)."""
+    return f"{tag(shop)}:room:{esc(room_id)}"
+
+
+def room_minutes(shop: str, room_id: str) -> str:
+    """HASH minute -> packed per-minute counts (orders, events) for charts."""
+    return f"{tag(shop)}:roommin:{esc(room_id)}"
+
+
+def present(shop: str, room_id: str) -> str:
+    """ZSET viewer -> last event ts in the room, for viewers with no later leave."""
+    return f"{tag(shop)}:present:{esc(room_id)}"
+
+
+def room_viewers(shop: str, room_id: str) -> str:
+    """HASH viewer -> packed per-room state of that viewer."""
+    return f"{tag(shop)}:rv:{esc(room_id)}"
+
+
+def viewer(shop: str, viewer_id: str) -> str:
+    """HASH of one viewer's shop-wide state."""
+    return f"{tag(shop)}:v:{esc(viewer_id)}"
+
+
+def tiers(shop: str) -> str:
+    """HASH tier -> number of the shop's viewers in it."""
+    return f"{tag(shop)}:tiers"
+
+
+def due(shop: str) -> str:
+    """ZSET viewer -> shop-clock time at which the viewer's tier may change by itself."""
+    return f"{tag(shop)}:due"
+
+
+def lurk(shop: str) -> str:
+    """ZSET room\\0viewer -> shop-clock time at which the viewer's dwell reaches the threshold."""
+    return f"{tag(shop)}:lurk"
+
+
+def transitions(shop: str) -> str:
+    """STREAM of tier transitions."""
+    return f"{tag(shop)}:transitions"
+
+
+def room_feed(shop: str, room_id: str, kind: str) -> str:
+    """Bounded LIST of recent notable events in a room (joins of fans, buyers, questions)."""
+    return f"{tag(shop)}:feed:{kind}:{esc(room_id)}"
+
+
+def task(shop: str, room_id: str, viewer_id: str) -> str:
+    """HASH of one follow-up task."""
+    return f"{tag(shop)}:task:{esc(room_id)}:{esc(viewer_id)}"
+
+
+def queue(shop: str, state: str) -> str:
+    """ZSET task id (room\\0viewer) -> priority score, one per task state."""
+    return f"{tag(shop)}:queue:{state}"
+
+
+def sent_log(shop: str) -> str:
+    """ZSET viewer -> shop clock of their last follow-up marked sent."""
+    return f"{tag(shop)}:sent"
+
+
+def rules(shop: str) -> str:
+    """HASH of the shop's rule settings (thresholds, templates), versioned."""
+    return f"{tag(shop)}:rules"
+
+
+def orders(shop: str) -> str:
+    """SET of viewer\\0order_id already counted."""
+    return f"{tag(shop)}:orders"

@@ -1,0 +1,182 @@
+"""The live-room event feed, wire format v1 (``spec/events.md``), as msgspec structs.
+
+``parse_frame(data, now_ms)`` is the single implementation of the spec's
+validation: it turns one WebSocket frame into the events it holds and a
+``BadInput`` for each event that breaks a rule.  One bad event in a batch
+does not spoil the good ones beside it.  Pure: no I/O, the clock is passed in.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+import msgspec
+from msgspec import Meta
+
+RAW_LIMIT = 4096  # raw text kept with a dead letter
+
+Id = Annotated[str, Meta(min_length=1, max_length=128)]
+Name = Annotated[str, Meta(max_length=256)]
+Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
+Lang = Annotated[str, Meta(pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$", max_length=64)]
+Tz = Annotated[str, Meta(min_length=1, max_length=64)]
+Ts = Annotated[int, Meta(ge=0)]
+NonNeg = Annotated[float, Meta(ge=0)]
+Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
+
+
+class Viewer(msgspec.Struct, frozen=True, omit_defaults=True):
+    id: Id
+    name: Name | None = None
+    country: Country | None = None
+    lang: Lang | None = None
+    tz: Tz | None = None
+
+
+class _Base(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="type", kw_only=True):
+    id: Id
+    room: Id
+    ts: Ts
+    viewer: Viewer
+    shop: Id = "default"
+    v: Literal[1] = 1
+
+
+class Join(_Base, tag="join"):
+    pass
+
+
+class Leave(_Base, tag="leave"):
+    pass
+
+
+class Comment(_Base, tag="comment"):
+    text: Annotated[str, Meta(max_length=2000)] = ""
+
+
+class Like(_Base, tag="like"):
+    count: Annotated[int, Meta(ge=1, le=10000)] = 1
+
+
+class Share(_Base, tag="share"):
+    pass
+
+
+class Follow(_Base, tag="follow"):
+    pass
+
+
+class Gift(_Base, tag="gift"):
+    gift: str = ""
+    count: Annotated[int, Meta(ge=1)] = 1
+    value: NonNeg = 0.0
+
+
+class ProductView(_Base, tag="product_view"):
+    sku: str
+
+
+class CartAdd(_Base, tag="cart_add"):
+    sku: str
+    qty: Annotated[int, Meta(ge=1)] = 1
+
+
+class Order(_Base, tag="order"):
+    order_id: str
+    amount: NonNeg
+    currency: Currency
+
+
+class Consent(_Base, tag="consent"):
+    dm: bool
+
+
+Event = Union[Join, Leave, Comment, Like, Share, Follow, Gift, ProductView, CartAdd, Order, Consent]
+EVENT_TYPES: tuple[str, ...] = (
+    "join", "leave", "comment", "like", "share", "follow", "gift",
+    "product_view", "cart_add", "order", "consent",
+)
+
+
+class BadInput(msgspec.Struct, frozen=True):
+    """One rejected event (or a whole frame that could not be read)."""
+
+    reason: str
+    raw: bytes  # cut at RAW_LIMIT
+
+
+_event_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
+_batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_msgpack_encoder = msgspec.msgpack.Encoder()
+_msgpack_decoder = msgspec.msgpack.Decoder(list[Event])
+_json_encoder = msgspec.json.Encoder()
+
+
+def _cut(raw: bytes | memoryview) -> bytes:
+    return bytes(raw[:RAW_LIMIT])
+
+
+def _first_char(data: bytes) -> int:
+    for b in data:
+        if b not in b" \t\r\n":
+            return b
+    return 0
+
+
+def parse_event(raw: bytes, now_ms: int, future_skew_ms: int) -> Event | BadInput:
+    """Validate one event object's JSON text."""
+    try:
+        ev = _event_decoder.decode(raw)
+    except msgspec.ValidationError as e:
+        return BadInput(str(e), _cut(raw))
+    except msgspec.DecodeError as e:
+        return BadInput(f"bad JSON: {e}", _cut(raw))
+    if ev.ts > now_ms + future_skew_ms:
+        return BadInput(
+            f"ts {ev.ts} is more than {future_skew_ms // 3_600_000} h ahead of the consumer's clock",
+            _cut(raw),
+        )
+    return ev
+
+
+def parse_frame(
+    data: bytes | str, now_ms: int, future_skew_ms: int = 24 * 3600 * 1000
+) -> list[Event | BadInput]:
+    """One text frame -> its events in order, a ``BadInput`` in place of each bad one.
+
+    A frame that is not JSON, or JSON that is neither an object nor an array,
+    counts as one bad event.
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    first = _first_char(data)
+    if first == ord("["):
+        try:
+            items = _batch_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            return [BadInput(f"bad JSON: {e}", _cut(data))]
+        return [parse_event(bytes(item), now_ms, future_skew_ms) for item in items]
+    if first == ord("{"):
+        return [parse_event(data, now_ms, future_skew_ms)]
+    try:
+        msgspec.json.decode(data)
+    except msgspec.DecodeError as e:
+        return [BadInput(f"bad JSON: {e}", _cut(data))]
+    return [BadInput("a frame must hold an event object or an array of them", _cut(data))]
+
+
+def pack_events(events: list[Event]) -> bytes:
+    """Events -> compact bytes for a stream entry."""
+    return _msgpack_encoder.encode(events)
+
+
+def unpack_events(data: bytes) -> list[Event]:
+    return _msgpack_decoder.decode(data)
+
+
+def to_json(obj: object) -> bytes:
+    return _json_encoder.encode(obj)
+
+
+def event_type(ev: Event) -> str:
+    return ev.__struct_config__.tag  # type: ignore[return-value]

@@ -1,0 +1,104 @@
+"""``python -m realtime consume|simulate|replay`` (see spec/cli.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+from fanops import db
+from fanops.cli import add_common, run, setup_logging
+from fanops.config import Config
+
+log = logging.getLogger("realtime")
+
+
+def _install_stop(loop: asyncio.AbstractEventLoop, on_stop) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_stop)
+
+
+async def _consume(args: argparse.Namespace) -> int:
+    from realtime.consumer import Consumer
+
+    cfg = Config.from_env()
+    if args.max_frame_bytes:
+        cfg = Config.from_env(max_frame_bytes=args.max_frame_bytes)
+    r = await db.connect_async(cfg, args.redis)
+    c = Consumer(args.url, r, cfg)
+    _install_stop(asyncio.get_running_loop(), c.stop)
+    try:
+        await c.run()
+    finally:
+        await r.aclose()
+    return 0
+
+
+async def _simulate(args: argparse.Namespace) -> int:
+    from realtime.simulator import SimSettings, serve_simulation
+
+    stop = asyncio.Event()
+    _install_stop(asyncio.get_running_loop(), stop.set)
+    s = SimSettings(seed=args.seed, viewers=args.viewers, rate=args.rate, duration=args.duration,
+                    shop=args.shop, room=args.room, history_shows=args.history)
+    await serve_simulation(s, args.host, args.port,
+                           ready=lambda p: log.info("simulated room on ws://%s:%d", args.host, p),
+                           stop=stop)
+    return 0
+
+
+async def _replay(args: argparse.Namespace) -> int:
+    from realtime.replay import send_replay, serve_replay
+
+    if args.url:
+        n = await send_replay(args.file, args.url, speed=args.speed)
+        log.info("sent %d frames to %s", n, args.url)
+        return 0
+    stop = asyncio.Event()
+    _install_stop(asyncio.get_running_loop(), stop.set)
+    await serve_replay(args.file, args.host, args.port or 0, speed=args.speed,
+                       ready=lambda p: log.info("replaying %s on ws://%s:%d", args.file, args.host, p),
+                       stop=stop)
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m realtime", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    c = sub.add_parser("consume", help="read a feed into Redis until stopped")
+    c.add_argument("--url", required=True, help="the feed's WebSocket URL (ws:// or wss://)")
+    c.add_argument("--max-frame-bytes", type=int, default=None,
+                   help="largest frame accepted (default 1 MiB)")
+    add_common(c)
+
+    s = sub.add_parser("simulate", help="serve a simulated live room over WebSocket")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--viewers", type=int, default=2000)
+    s.add_argument("--rate", type=float, default=200.0, help="events per second")
+    s.add_argument("--duration", type=float, default=None, help="seconds (default: until stopped)")
+    s.add_argument("--shop", default="default")
+    s.add_argument("--room", default=None)
+    s.add_argument("--history", type=int, default=3, help="earlier shows sent first")
+    add_common(s)
+
+    rp = sub.add_parser("replay", help="serve or send a recorded feed (one frame per line)")
+    rp.add_argument("file")
+    g = rp.add_mutually_exclusive_group()
+    g.add_argument("--url", help="send the frames to this WebSocket server")
+    g.add_argument("--port", type=int, help="serve the frames on this port")
+    rp.add_argument("--host", default="127.0.0.1")
+    rp.add_argument("--speed", type=float, default=None, help="frames per second (default: as fast as read)")
+    add_common(rp)
+
+    args = p.parse_args()
+    setup_logging(args.verbose)
+    fn = {"consume": _consume, "simulate": _simulate, "replay": _replay}[args.cmd]
+    return asyncio.run(fn(args))
+
+
+if __name__ == "__main__":
+    run(main)

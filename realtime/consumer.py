@@ -1,0 +1,226 @@
+"""The consumer: reads a live-room feed over WebSocket and writes it into Redis.
+
+Frames are parsed by the pure ``fanops.schema.parse_frame``; accepted events
+are held briefly and written in batches (one script call per shop per flush),
+bad ones go to the dead-letter stream.  A dropped feed is reconnected with a
+capped, jittered back-off; Redis being down holds the batch and retries, so
+nothing received is lost.  SIGINT/SIGTERM: stop reading, flush, log one
+summary line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+
+import redis
+import redis.asyncio as aredis
+import websockets
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from fanops import keys
+from fanops.config import Config
+from fanops.ingest import IngestWriter
+from fanops.schema import BadInput, Event, parse_frame
+from realtime.backoff import Backoff
+
+log = logging.getLogger(__name__)
+
+CLOSE_TOO_BIG = 1009
+
+
+@dataclass
+class Counters:
+    frames: int = 0
+    events: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    bad: int = 0
+    connects: int = 0
+    drops: int = 0
+    started: float = field(default_factory=time.time)
+
+
+class Consumer:
+    """One feed -> Redis.  ``run()`` returns after ``stop()`` (or when ``max_frames`` is reached)."""
+
+    def __init__(
+        self,
+        url: str,
+        r: aredis.Redis,
+        cfg: Config,
+        backoff: Backoff | None = None,
+        name: str | None = None,
+        clock=time.time,
+    ) -> None:
+        self.url = url
+        self.r = r
+        self.cfg = cfg
+        self.writer = IngestWriter(r, cfg)
+        self.backoff = backoff or Backoff()
+        self.redis_backoff = Backoff(initial=backoff.initial if backoff else 0.2, cap=5.0)
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.clock = clock
+        self.counters = Counters()
+        self.connected = False
+        self._events: list[Event] = []
+        self._bad: list[BadInput] = []
+        self._oldest = 0.0
+        self._flush_lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._ws = None
+
+    # -- control -----------------------------------------------------------
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._ws is not None:
+            asyncio.ensure_future(self._ws.close())
+
+    # -- main loop ---------------------------------------------------------
+    async def run(self) -> Counters:
+        flusher = asyncio.create_task(self._flush_timer())
+        beat = asyncio.create_task(self._heartbeat_loop())
+        try:
+            await self._read_loop()
+        finally:
+            flusher.cancel()
+            beat.cancel()
+            await self.flush()
+            await self._heartbeat(final=True)
+            c = self.counters
+            log.info(
+                "consumer stopped: %d frames, %d events, %d accepted, %d duplicates, "
+                "%d bad, %d connects, %d drops",
+                c.frames, c.events, c.accepted, c.duplicates, c.bad, c.connects, c.drops,
+            )
+        return self.counters
+
+    async def _read_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                async with connect(
+                    self.url,
+                    max_size=self.cfg.max_frame_bytes,
+                    open_timeout=10,
+                    ping_interval=20,
+                    ping_timeout=20,
+                    close_timeout=2,
+                ) as ws:
+                    self._ws = ws
+                    self.connected = True
+                    self.counters.connects += 1
+                    self.backoff.reset()
+                    log.info("feed connected: %s", self.url)
+                    await self._receive(ws)
+                    if self._stopping.is_set():
+                        return
+                    self.counters.drops += 1
+                    log.warning("feed closed by the server: %s", self.url)
+            except ConnectionClosed as e:
+                self.counters.drops += 1
+                rcvd = e.rcvd
+                if (rcvd and rcvd.code == CLOSE_TOO_BIG) or (e.sent and e.sent.code == CLOSE_TOO_BIG):
+                    self.counters.bad += 1
+                    self._bad.append(BadInput(
+                        f"frame over the size limit of {self.cfg.max_frame_bytes} bytes", b""))
+                    log.warning("feed sent a frame over %d bytes: counted as bad input; reconnecting",
+                                self.cfg.max_frame_bytes)
+                else:
+                    log.warning("feed dropped (%s): reconnecting", e)
+            except InvalidURI:
+                raise
+            except (OSError, InvalidHandshake, TimeoutError, websockets.WebSocketException) as e:
+                log.warning("cannot connect to the feed %s (%s)", self.url, e or type(e).__name__)
+            finally:
+                self._ws = None
+                self.connected = False
+            if self._stopping.is_set():
+                return
+            delay = self.backoff.next()
+            log.info("reconnecting to %s in %.2f s", self.url, delay)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            except TimeoutError:
+                pass
+
+    async def _receive(self, ws) -> None:
+        limit = self.cfg.flush_events
+        async for msg in ws:
+            c = self.counters
+            c.frames += 1
+            now_ms = int(self.clock() * 1000)
+            if isinstance(msg, bytes):
+                items: list[Event | BadInput] = [BadInput("binary frame: the feed sends text frames", msg[:4096])]
+            else:
+                items = parse_frame(msg.encode("utf-8", "surrogatepass"), now_ms, self.cfg.future_skew_ms)
+            if not self._events and not self._bad:
+                self._oldest = time.monotonic()
+            for it in items:
+                if isinstance(it, BadInput):
+                    self._bad.append(it)
+                    c.bad += 1
+                else:
+                    self._events.append(it)
+            c.events += len(items)
+            if len(self._events) + len(self._bad) >= limit:
+                await self.flush()
+            if self._stopping.is_set():
+                return
+
+    async def _flush_timer(self) -> None:
+        period = self.cfg.flush_ms / 1000
+        while True:
+            await asyncio.sleep(period)
+            if (self._events or self._bad) and time.monotonic() - self._oldest >= period:
+                await self.flush()
+
+    async def flush(self) -> None:
+        """Write what is held; on a Redis error keep it and retry until written or stopped twice."""
+        async with self._flush_lock:
+            events, bad = self._events, self._bad
+            if not events and not bad:
+                return
+            self._events, self._bad = [], []
+            receipt = int(self.clock() * 1000)
+            while True:
+                try:
+                    if events:
+                        a, d = await self.writer.write_events(events, receipt)
+                        self.counters.accepted += a
+                        self.counters.duplicates += d
+                        events = []
+                    if bad:
+                        await self.writer.write_dead(bad, self.url)
+                        bad = []
+                    self.redis_backoff.reset()
+                    return
+                except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+                    delay = self.redis_backoff.next()
+                    log.warning("cannot write to Redis (%s): holding %d events, retrying in %.1f s",
+                                e, len(events) + len(bad), delay)
+                    await asyncio.sleep(delay)
+
+    # -- health ------------------------------------------------------------
+    async def _heartbeat(self, final: bool = False) -> None:
+        c = self.counters
+        body = json.dumps({
+            "name": self.name, "url": self.url, "connected": self.connected and not final,
+            "frames": c.frames, "events": c.events, "accepted": c.accepted,
+            "duplicates": c.duplicates, "bad": c.bad, "drops": c.drops, "at": time.time(),
+        })
+        try:
+            await self.r.set(keys.heartbeat("consumer", self.name), body,
+                             ex=self.cfg.heartbeat_ttl_s if not final else 5)
+        except redis.RedisError as e:
+            log.debug("heartbeat not written: %s", e)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await self._heartbeat()
+            await asyncio.sleep(1.0)

@@ -1,0 +1,74 @@
+"""Test fixtures: a real embedded Redis server per test session, a clean database per test."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from fanops import server
+from fanops.config import Config
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[server.ServerInfo]:
+    """A private server on a free port for the whole session, stopped at the end."""
+    d = Path(tempfile.mkdtemp(prefix="fanops-test-"))
+    info = server.ensure_running(d, port=server.free_port())
+    yield info
+    server.stop(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_url(redis_server: server.ServerInfo) -> str:
+    r = redis.Redis.from_url(redis_server.url)
+    r.flushall()
+    r.script_flush()
+    r.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def cfg(redis_url: str, tmp_path: Path) -> Config:
+    return Config.from_env({}, redis_url=redis_url, data_dir=tmp_path / "data", flush_ms=5)
+
+
+def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
+    """Poll ``cond`` until it returns a truthy value; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+async def await_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if asyncio.iscoroutine(v):
+            v = await v
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.01)

@@ -1,0 +1,299 @@
+"""The consumer against a real Redis and real WebSocket feed servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+import redis
+import redis.asyncio as aredis
+
+from fanops import keys
+from fanops.config import Config
+from fanops.schema import unpack_events
+from realtime.backoff import Backoff
+from realtime.consumer import Consumer
+from tests.conftest import await_for
+from tests.feeds import Feed, ev, frame, send_all
+
+FAST = dict(initial=0.01, cap=0.05)
+
+
+def stream_events(r: redis.Redis, shop: str = "default") -> list:
+    out = []
+    for _id, fields in r.xrange(keys.stream(shop)):
+        out.extend(unpack_events(fields[b"e"]))
+    return out
+
+
+def dead(r: redis.Redis) -> list[dict[bytes, bytes]]:
+    return [f for _id, f in r.xrange(keys.dead_stream())]
+
+
+def dead_count(r: redis.Redis) -> int:
+    return int(r.hget(keys.dead_stats(), "dead_letters") or 0)
+
+
+async def run_consumer(cfg: Config, url: str, until, timeout: float = 15.0) -> Consumer:
+    ar = aredis.Redis.from_url(cfg.redis_url)
+    c = Consumer(url, ar, cfg, backoff=Backoff(**FAST))
+    task = asyncio.create_task(c.run())
+    try:
+        await await_for(lambda: until(c) or task.done(), timeout, "the consumer to get there")
+        c.stop()
+        await asyncio.wait_for(task, 10)
+    finally:
+        if not task.done():
+            task.cancel()
+        await ar.aclose()
+    return c
+
+
+NOW = int(time.time() * 1000)
+
+# one case per bad-input rule of events.md: (label, raw event text, reason fragment)
+BAD_CASES = [
+    ("bad JSON", '{"id": "x", "room": ', "JSON"),
+    ("wrong type", json.dumps(ev("w", ts="soon")), "ts"),
+    ("missing field", json.dumps({k: v for k, v in ev("m").items() if k != "room"}), "room"),
+    ("missing viewer id", json.dumps(ev("mv") | {"viewer": {"name": "x"}}), "id"),
+    ("unknown type", json.dumps(ev("u", type="teleport")), "type"),
+    ("unknown version", json.dumps(ev("v2") | {"v": 2}), "v"),
+    ("negative amount", json.dumps(ev("n", type="order", order_id="o", amount=-1, currency="USD")), "amount"),
+    ("negative gift value", json.dumps(ev("g", type="gift", gift="rose", value=-0.5)), "value"),
+    ("ts in the future", json.dumps(ev("f", ts=NOW + 25 * 3600 * 1000)), "ahead"),
+    ("negative ts", json.dumps(ev("nt", ts=-5)), "ts"),
+    ("id too long", json.dumps(ev("x" * 129)), "id"),
+    ("empty room", json.dumps(ev("er", room="")), "room"),
+    ("name too long", json.dumps(ev("nl") | {"viewer": {"id": "u", "name": "n" * 257}}), "name"),
+    ("comment too long", json.dumps(ev("cl", type="comment", text="t" * 2001)), "text"),
+    ("like count 0", json.dumps(ev("l0", type="like", count=0)), "count"),
+    ("like count over 10000", json.dumps(ev("lb", type="like", count=10001)), "count"),
+    ("bad country", json.dumps(ev("bc") | {"viewer": {"id": "u", "country": "usa"}}), "country"),
+    ("consent without dm", json.dumps(ev("c", type="consent")), "dm"),
+    ("dm not a bool", json.dumps(ev("c2", type="consent", dm="yes")), "dm"),
+    ("bool as ts", json.dumps(ev("bt", ts=True)), "ts"),
+    ("order without currency", json.dumps(ev("oc", type="order", order_id="o", amount=3)), "currency"),
+    ("not an object", "42", "object"),
+]
+
+
+@pytest.mark.parametrize("label,raw,reason", BAD_CASES, ids=[c[0] for c in BAD_CASES])
+def test_each_bad_input_goes_to_dead_letters_and_spares_the_good(cfg, r, label, raw, reason):
+    good1, good2 = ev(1, viewer="a"), ev(2, viewer="b", type="comment", text="hi")
+    if raw.startswith("{") and not label == "bad JSON":
+        frames = [f"[{json.dumps(good1)}, {raw}, {json.dumps(good2)}]"]  # bad one inside a batch
+    else:
+        frames = [json.dumps(good1), raw, json.dumps(good2)]
+
+    async def script(ws, n):
+        await send_all(ws, frames)
+
+    async def main():
+        feed = await Feed(script).start()
+        try:
+            await run_consumer(cfg, feed.url, lambda c: c.counters.frames >= len(frames) and
+                               len(stream_events(r)) == 2 and dead_count(r) == 1)
+        finally:
+            await feed.stop()
+
+    asyncio.run(main())
+    assert [e.id for e in stream_events(r)] == ["e-1", "e-2"]
+    (d,) = dead(r)
+    assert reason.lower() in d[b"reason"].decode().lower()
+    assert d[b"raw"].decode() in raw or raw.startswith(d[b"raw"].decode()[:50])
+    assert dead_count(r) == 1
+
+
+def test_raw_text_of_a_dead_letter_is_cut_at_4_kib(cfg, r):
+    raw = json.dumps(ev("big", type="comment", text="x" * 2500 + "é" * 1000))
+
+    async def main():
+        feed = await Feed(lambda ws, n: send_all(ws, [raw])).start()
+        try:
+            await run_consumer(cfg, feed.url, lambda c: dead_count(r) == 1)
+        finally:
+            await feed.stop()
+
+    asyncio.run(main())
+    (d,) = dead(r)
+    assert len(d[b"raw"]) == 4096
+    assert raw.encode().startswith(d[b"raw"])
+
+
+def test_a_binary_frame_is_bad_input_and_not_fatal(cfg, r):
+    async def main():
+        feed = await Feed(lambda ws, n: send_all(ws, [b"\x00\x01binary", frame(ev(1))])).start()
+        try:
+            await run_consumer(cfg, feed.url, lambda c: dead_count(r) == 1 and len(stream_events(r)) == 1)
+        finally:
+            await feed.stop()
+
+    asyncio.run(main())
+    assert b"binary" in dead(r)[0][b"reason"]
+
+
+def test_a_repeated_event_is_written_once(cfg, r):
+    e1, e2 = ev(1), ev(2, viewer="u-2")
+    frames = [frame(e1), frame(e1, e2), frame(e2), frame(e1)]
+
+    async def main():
+        feed = await Feed(lambda ws, n: send_all(ws, frames)).start()
+        try:
+            await run_consumer(cfg, feed.url, lambda c: c.counters.frames == 4 and c.counters.duplicates == 3)
+        finally:
+            await feed.stop()
+
+    asyncio.run(main())
+    assert sorted(e.id for e in stream_events(r)) == ["e-1", "e-2"]
+    st = r.hgetall(keys.stats("default"))
+    assert int(st[b"accepted"]) == 2 and int(st[b"duplicates"]) == 3
+
+
+def test_same_id_in_two_rooms_is_two_events(cfg, r):
+    frames = [frame(ev(1, room="r-1"), ev(1, room="r-2"))]
+
+    async def main():
+        feed = await Feed(lambda ws, n: send_all(ws, frames)).start()
+        try:
+            await run_consumer(cfg, feed.url, lambda c: len(stream_events(r)) == 2)
+        finally:
+            await feed.stop()
+
+    asyncio.run(main())
+
+
+def test_events_go_to_their_shops_stream(cfg, r):
+    frames = [frame(ev(1), ev(2, shop="other-shop"), ev(3, shop="we{ird}:shop"))]
+
+    async def main():
+        feed = await Feed(lambda ws, n: send_all(ws, frames)).start()
+        try:
+            await run_consumer(cfg, feed.url, lambda c: c.counters.accepted == 3)
+        finally:
+            await feed.stop()
+
+    asyncio.run(main())
+    assert [e.id for e in stream_events(r)] == ["e-1"]
+    assert [e.id for e in stream_events(r, "other-shop")] == ["e-2"]
+    assert [e.id for e in stream_events(r, "we{ird}:shop")] == ["e-3"]
+    assert r.smembers(keys.shops()) == {b"default", b"other-shop", b"we{ird}:shop"}
+
+
+def test_feed_dropped_and_restarted_mid_stream_loses_and_duplicates_nothing(cfg, r):
+    events = [ev(i, viewer=f"u-{i % 7}", ts=1_763_856_000_000 + i) for i in range(300)]
+    state = {"sent_upto": 0}
+
+    async def script(ws, n):
+        if n == 1:
+            # first connection: send 120 events, then the server goes away abruptly
+            for e in events[:120]:
+                await ws.send(frame(e))
+            state["sent_upto"] = 120
+            await ws.close(code=1011, reason="restart")
+        else:
+            # after the restart the feed resends from a little before where it stopped
+            await send_all(ws, [frame(*events[i:i + 10]) for i in range(100, 300, 10)])
+
+    async def main():
+        feed = await Feed(script).start()
+        port = feed.port
+        # the feed process restarts: stop the listener after the first drop, start again on the same port
+        c_task = None
+        try:
+            ar = aredis.Redis.from_url(cfg.redis_url)
+            c = Consumer(feed.url, ar, cfg, backoff=Backoff(**FAST))
+            c_task = asyncio.create_task(c.run())
+            await await_for(lambda: c.counters.drops >= 1, 10, "the drop")
+            await feed.stop()
+            await asyncio.sleep(0.1)  # the server is down for a while: the consumer retries
+            feed2 = await Feed(script, port=port).start()
+            feed2.connections = 1
+            await await_for(lambda: len(stream_events(r)) == 300, 15, "all 300 events")
+            c.stop()
+            await asyncio.wait_for(c_task, 10)
+            await feed2.stop()
+            await ar.aclose()
+            return c
+        finally:
+            if c_task and not c_task.done():
+                c_task.cancel()
+
+    c = asyncio.run(main())
+    ids = [e.id for e in stream_events(r)]
+    assert len(ids) == len(set(ids)) == 300
+    assert c.counters.connects >= 2
+    assert int(r.hget(keys.stats("default"), "duplicates")) == 20
+
+
+def test_a_frame_over_the_size_limit_is_bad_input_and_the_consumer_reconnects(cfg, r):
+    small = Config.from_env({}, redis_url=cfg.redis_url, max_frame_bytes=10_000, flush_ms=5)
+    big = frame(ev("big", type="comment", text="x" * 1999), *[ev(f"b{i}") for i in range(100)])
+    assert len(big) > 10_000
+
+    async def script(ws, n):
+        if n == 1:
+            await send_all(ws, [frame(ev(1)), big])
+        else:
+            await send_all(ws, [frame(ev(2))])
+
+    async def main():
+        feed = await Feed(script).start()
+        try:
+            return await run_consumer(small, feed.url,
+                                      lambda c: len(stream_events(r)) == 2 and dead_count(r) == 1)
+        finally:
+            await feed.stop()
+
+    c = asyncio.run(main())
+    assert c.counters.connects == 2
+    assert b"size limit" in dead(r)[0][b"reason"]
+
+
+def test_stop_flushes_what_the_consumer_holds(cfg, r):
+    slow = Config.from_env({}, redis_url=cfg.redis_url, flush_ms=60_000, flush_events=10_000)
+
+    async def main():
+        feed = await Feed(lambda ws, n: send_all(ws, [frame(ev(i)) for i in range(50)])).start()
+        try:
+            return await run_consumer(slow, feed.url, lambda c: c.counters.frames == 50)
+        finally:
+            await feed.stop()
+
+    asyncio.run(main())
+    assert len(stream_events(r)) == 50
+
+
+def test_unreachable_feed_is_retried_with_backoff(cfg, r):
+    from fanops.server import free_port
+
+    port = free_port()
+
+    async def main():
+        ar = aredis.Redis.from_url(cfg.redis_url)
+        c = Consumer(f"ws://127.0.0.1:{port}", ar, cfg, backoff=Backoff(**FAST))
+        task = asyncio.create_task(c.run())
+        await asyncio.sleep(0.3)
+        assert c.counters.connects == 0 and not task.done()
+        feed = await Feed(lambda ws, n: send_all(ws, [frame(ev(1))]), port=port).start()
+        await await_for(lambda: len(stream_events(r)) == 1, 10, "the event after the feed came up")
+        c.stop()
+        await asyncio.wait_for(task, 10)
+        await feed.stop()
+        await ar.aclose()
+
+    asyncio.run(main())
+
+
+def test_backoff_is_capped_and_jittered():
+    import random
+
+    b = Backoff(initial=1, cap=8, rng=random.Random(3))
+    delays = [b.next() for _ in range(8)]
+    assert all(0.5 <= d <= 1 for d in delays[:1])
+    assert all(d <= 8 for d in delays) and max(delays) >= 4
+    assert len(set(delays)) == len(delays)
+    b.reset()
+    assert b.next() <= 1
