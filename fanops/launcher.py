@@ -1,0 +1,142 @@
+"""``python -m fanops.launcher``: the whole product on one machine, for a demo or a show.
+
+Starts (or finds) the embedded Redis, then the simulated room, the consumer,
+the scorer and the Streamlit app as child processes, each with its own log
+under ``<data_dir>/logs``.  A child that exits is restarted with a back-off;
+Ctrl-C (or SIGTERM) stops them all, newest first, then the embedded server.
+With ``--feed URL`` it reads a real feed instead of the simulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib.util import find_spec
+from pathlib import Path
+
+from fanops import server
+from fanops.cli import setup_logging
+from fanops.config import PROJECT_ROOT, Config
+
+log = logging.getLogger("fanops.launcher")
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    logfile: Path | None = None
+    handle: object = field(default=None, repr=False)
+
+
+def _module_exists(mod: str) -> bool:
+    return find_spec(mod) is not None
+
+
+def plan(args: argparse.Namespace) -> list[Child]:
+    py = sys.executable
+    children: list[Child] = []
+    feed = args.feed
+    if not feed:
+        children.append(Child("simulator", [py, "-m", "realtime", "simulate", "--port", str(args.sim_port),
+                                            "--rate", str(args.rate), "--viewers", str(args.viewers),
+                                            "--seed", str(args.seed), "--shop", args.shop]))
+        feed = f"ws://127.0.0.1:{args.sim_port}"
+    children.append(Child("consumer", [py, "-m", "realtime", "consume", "--url", feed]))
+    if _module_exists("scoring.__main__"):
+        for i in range(args.workers):
+            children.append(Child(f"scorer-{i + 1}", [py, "-m", "scoring", "run"]))
+    if (PROJECT_ROOT / "app.py").exists():
+        children.append(Child("app", [py, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
+                                      "--server.port", str(args.app_port), "--server.headless", "true",
+                                      "--browser.gatherUsageStats", "false"]))
+    return children
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python3 dev.py up", description=__doc__)
+    p.add_argument("--feed", help="read this WebSocket feed instead of the simulated room")
+    p.add_argument("--rate", type=float, default=300.0, help="simulated events per second")
+    p.add_argument("--viewers", type=int, default=3000, help="simulated viewers in the live show")
+    p.add_argument("--seed", type=int, default=int(time.time()) // 86400)
+    p.add_argument("--shop", default="default")
+    p.add_argument("--sim-port", type=int, default=8765)
+    p.add_argument("--app-port", type=int, default=8501)
+    p.add_argument("--workers", type=int, default=1, help="scorer workers")
+    p.add_argument("--keep-server", action="store_true", help="leave the embedded Redis running on exit")
+    args = p.parse_args()
+    setup_logging()
+    cfg = Config.from_env()
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    embedded = not cfg.redis_url
+    if embedded:
+        info = server.ensure_running(cfg.data_dir)
+        env["REDIS_URL"] = info.url
+        log.info("embedded Redis at %s (data in %s)", info.url, info.data_dir)
+    logs = cfg.data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    children = plan(args)
+
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    def start(c: Child) -> None:
+        c.logfile = logs / f"{c.name}.log"
+        c.handle = open(c.logfile, "ab")
+        c.proc = subprocess.Popen(c.args, env=env, stdout=c.handle, stderr=subprocess.STDOUT,
+                                  cwd=PROJECT_ROOT, start_new_session=True)
+        log.info("started %s (pid %d), log: %s", c.name, c.proc.pid, c.logfile)
+
+    for c in children:
+        start(c)
+        if c.name == "simulator":
+            time.sleep(0.5)
+    log.info("live board: http://localhost:%d  (Ctrl-C stops everything)", args.app_port)
+    try:
+        while not stopping:
+            time.sleep(0.5)
+            for c in children:
+                if c.proc is not None and c.proc.poll() is not None:
+                    code = c.proc.returncode
+                    c.restarts += 1
+                    delay = min(30.0, 0.5 * 2 ** min(c.restarts, 6))
+                    log.warning("%s exited with code %s; restarting in %.1f s (see %s)",
+                                c.name, code, delay, c.logfile)
+                    c.proc = None
+                    c.next_start = time.monotonic() + delay
+                elif c.proc is None and time.monotonic() >= c.next_start:
+                    start(c)
+    finally:
+        for c in reversed(children):
+            if c.proc is not None and c.proc.poll() is None:
+                c.proc.send_signal(signal.SIGTERM)
+        for c in reversed(children):
+            if c.proc is not None:
+                try:
+                    c.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    c.proc.kill()
+                log.info("%s stopped", c.name)
+        if embedded and not args.keep_server:
+            server.stop(cfg.data_dir)
+            log.info("embedded Redis stopped; its data stays in %s", cfg.data_dir / "redis")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

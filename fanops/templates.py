@@ -1,0 +1,625 @@
+"""Suggested 1-on-1 DM follow-ups: default templates by tier and language, and safe rendering.
+
+The operator's follow-up queue (spec/tiers.md, "Follow-up queue") shows a
+suggested message for each task, chosen by the viewer's tier and language and
+falling back to English.  This module holds the default wording and the pure
+functions that pick and fill a template; it does no I/O.
+
+Templates are shaped ``{key: {lang: {"with_product": str, "no_product": str}}}``
+where ``key`` is a tier (``new_fan``, ``first_buyer``, ``active``,
+``dormant``) or ``reactivated`` (a fan back after 30+ days away, preferred over
+the tier when the room says so), and ``lang`` is a base language tag (``es``,
+not ``es-MX``).  A template may use only two placeholders, ``{name}`` and
+``{product}``; every other character is literal.  Viewer names and product
+titles are untrusted text: they are cleaned and substituted in a single literal
+pass (never ``str.format``), so a name such as ``{product}`` or ``{0.__class__}``
+shows up as typed.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+
+TIERS: tuple[str, ...] = ("new_fan", "first_buyer", "active", "dormant")
+"""The viewer tiers of spec/tiers.md."""
+
+REACTIVATED = "reactivated"
+"""The template key used for a fan back after 30+ days away (a room fact, not a tier)."""
+
+TEMPLATE_KEYS: tuple[str, ...] = (*TIERS, REACTIVATED)
+"""Every top-level key a templates object may have."""
+
+VARIANTS: tuple[str, ...] = ("with_product", "no_product")
+"""The two texts of each tier and language: one naming ``{product}``, one for when there is none."""
+
+PLACEHOLDERS: tuple[str, ...] = ("name", "product")
+"""The only placeholders a template may use, written ``{name}`` and ``{product}``."""
+
+LANGUAGES: tuple[str, ...] = ("en", "es", "pt", "ar", "de", "id", "ja", "zh", "fr")
+"""Languages of the default templates (base BCP-47 tags); ``zh`` is Simplified Chinese."""
+
+DEFAULT_LANG = "en"
+MAX_TEMPLATE_CHARS = 500
+MAX_NAME_CHARS = 40
+MAX_PRODUCT_CHARS = 80
+ELLIPSIS = "\u2026"
+
+# Written as a seller would write them in each market's live-commerce DMs, not
+# translated word for word: informal "tu/du/você" where social commerce uses it,
+# polite です/ます in Japanese, "Kak" in Indonesian.  Wording avoids making the
+# product the subject of a gendered or number-agreeing word, so any product
+# title fits.  Each line is an inquiry, never a promise of stock or price.
+DEFAULT_TEMPLATES: dict[str, dict[str, dict[str, str]]] = {
+    "new_fan": {
+        "en": {
+            "with_product": "Hi {name}! Thanks for hanging out in our live today 💛 "
+                            "I saw you checking out {product} — want me to send you the link?",
+            "no_product": "Hi {name}! Thanks for hanging out in our live today 💛 "
+                          "Did anything catch your eye? I'm happy to help you find it.",
+        },
+        "es": {
+            "with_product": "¡Hola {name}! Gracias por acompañarnos en el live de hoy 💛 "
+                            "Vi que te interesó {product}, ¿quieres que te pase el link?",
+            "no_product": "¡Hola {name}! Gracias por acompañarnos en el live de hoy 💛 "
+                          "¿Te gustó algo? Con gusto te ayudo a encontrarlo.",
+        },
+        "pt": {
+            "with_product": "Oi, {name}! Que bom que você ficou com a gente na live hoje 💛 "
+                            "Vi que você curtiu {product}, quer que eu te mande o link?",
+            "no_product": "Oi, {name}! Que bom que você ficou com a gente na live hoje 💛 "
+                          "Gostou de alguma coisa? Posso te ajudar a encontrar.",
+        },
+        "ar": {
+            "with_product": "أهلاً {name}! شكراً لوجودك معنا في اللايف اليوم 💛 "
+                            "لاحظت اهتمامك بـ {product}، أرسل لك الرابط؟",
+            "no_product": "أهلاً {name}! شكراً لوجودك معنا في اللايف اليوم 💛 "
+                          "إذا أعجبك شيء، يسعدني مساعدتك.",
+        },
+        "de": {
+            "with_product": "Hey {name}! Danke, dass du heute in unserem Live dabei warst 💛 "
+                            "Du hast dir {product} angeschaut – soll ich dir den Link schicken?",
+            "no_product": "Hey {name}! Danke, dass du heute in unserem Live dabei warst 💛 "
+                          "War was für dich dabei? Ich helfe dir gern weiter.",
+        },
+        "id": {
+            "with_product": "Halo Kak {name}! Makasih udah nonton live kita hari ini 💛 "
+                            "Tadi Kakak lihat-lihat {product} ya, mau aku kirimin link-nya?",
+            "no_product": "Halo Kak {name}! Makasih udah nonton live kita hari ini 💛 "
+                          "Ada yang Kakak suka? Aku bantu cariin ya.",
+        },
+        "ja": {
+            "with_product": "{name}さん、今日はライブに来てくださってありがとうございます✨"
+                            "{product}が気になっていましたら、リンクをお送りしましょうか？",
+            "no_product": "{name}さん、今日はライブに来てくださってありがとうございます✨"
+                          "気になる商品があれば、お気軽にメッセージくださいね。",
+        },
+        "zh": {
+            "with_product": "亲爱的{name}，谢谢你今天来看我们的直播💛"
+                            "看到你在看{product}，需要我把链接发给你吗？",
+            "no_product": "亲爱的{name}，谢谢你今天来看我们的直播💛"
+                          "有喜欢的宝贝吗？我可以帮你找哦～",
+        },
+        "fr": {
+            "with_product": "Coucou {name} ! Merci d'avoir suivi notre live aujourd'hui 💛 "
+                            "J'ai vu que tu regardais {product}, tu veux que je t'envoie le lien ?",
+            "no_product": "Coucou {name} ! Merci d'avoir suivi notre live aujourd'hui 💛 "
+                          "Quelque chose t'a plu ? Je peux t'aider à le retrouver.",
+        },
+    },
+    "first_buyer": {
+        "en": {
+            "with_product": "Hi {name}, so good to see you back in our live! "
+                            "Still thinking about {product}? Just reply and I'll send you the link.",
+            "no_product": "Hi {name}, so good to see you back in our live! "
+                          "If anything caught your eye, just reply and I'll send you the link.",
+        },
+        "es": {
+            "with_product": "¡Hola {name}, qué gusto verte de nuevo en el live! "
+                            "¿Sigues pensando en {product}? Respóndeme y te paso el link.",
+            "no_product": "¡Hola {name}, qué gusto verte de nuevo en el live! "
+                          "Si algo te llamó la atención, avísame y te paso el link.",
+        },
+        "pt": {
+            "with_product": "Oi, {name}! Que bom te ver de novo na nossa live! "
+                            "Ainda pensando em {product}? Me responde aqui que eu te mando o link.",
+            "no_product": "Oi, {name}! Que bom te ver de novo na nossa live! "
+                          "Se algo chamou sua atenção, me fala que eu te mando o link.",
+        },
+        "ar": {
+            "with_product": "أهلاً {name}، سعداء برؤيتك مجدداً في اللايف! "
+                            "إذا كان {product} ما زال في بالك، أرسل لك الرابط؟",
+            "no_product": "أهلاً {name}، سعداء برؤيتك مجدداً في اللايف! "
+                          "إذا لفت نظرك أي منتج، أرسل لك الرابط فوراً.",
+        },
+        "de": {
+            "with_product": "Hey {name}, schön, dass du wieder in unserem Live warst! "
+                            "Denkst du noch über {product} nach? Schreib mir einfach, dann schick ich dir den Link.",
+            "no_product": "Hey {name}, schön, dass du wieder in unserem Live warst! "
+                          "Wenn dir was gefallen hat, schreib mir einfach – ich schick dir den Link.",
+        },
+        "id": {
+            "with_product": "Halo Kak {name}, senang banget Kakak mampir lagi ke live kita! "
+                            "Masih kepikiran {product}? Balas aja, nanti aku kirim link-nya ya.",
+            "no_product": "Halo Kak {name}, senang banget Kakak mampir lagi ke live kita! "
+                          "Kalau ada yang Kakak taksir, kabarin aja ya, nanti aku kirim link-nya.",
+        },
+        "ja": {
+            "with_product": "{name}さん、またライブに来てくださって嬉しいです！"
+                            "{product}がまだ気になっていましたら、リンクをお送りしますのでお気軽にご返信ください。",
+            "no_product": "{name}さん、またライブに来てくださって嬉しいです！"
+                          "気になる商品があれば、リンクをお送りしますのでお気軽にご返信ください。",
+        },
+        "zh": {
+            "with_product": "亲爱的{name}，很高兴又在直播间见到你！"
+                            "还在考虑{product}吗？回复我一下，马上把链接发给你～",
+            "no_product": "亲爱的{name}，很高兴又在直播间见到你！"
+                          "有看中的宝贝就告诉我，我把链接发给你～",
+        },
+        "fr": {
+            "with_product": "Coucou {name}, ça fait plaisir de te revoir sur notre live ! "
+                            "Tu penses encore à {product} ? Réponds-moi et je t'envoie le lien.",
+            "no_product": "Coucou {name}, ça fait plaisir de te revoir sur notre live ! "
+                          "Si quelque chose t'a tapé dans l'œil, dis-le-moi et je t'envoie le lien.",
+        },
+    },
+    "active": {
+        "en": {
+            "with_product": "Hey {name}! Always love having you in our lives 🙌 "
+                            "Still thinking about {product}? Reply and I'll send you the link.",
+            "no_product": "Hey {name}! Always love having you in our lives 🙌 "
+                          "Did anything catch your eye today?",
+        },
+        "es": {
+            "with_product": "¡Hola {name}! Siempre es un gusto tenerte en nuestros lives 🙌 "
+                            "¿Sigues pensando en {product}? Respóndeme y te paso el link.",
+            "no_product": "¡Hola {name}! Siempre es un gusto tenerte en nuestros lives 🙌 "
+                          "¿Viste algo que te gustara hoy?",
+        },
+        "pt": {
+            "with_product": "Oi, {name}! É sempre um prazer ter você nas nossas lives 🙌 "
+                            "Ainda pensando em {product}? Me responde que eu te mando o link.",
+            "no_product": "Oi, {name}! É sempre um prazer ter você nas nossas lives 🙌 "
+                          "Curtiu alguma coisa hoje?",
+        },
+        "ar": {
+            "with_product": "أهلاً {name}! وجودك في لايفاتنا دائماً يسعدنا 🙌 "
+                            "إذا كان {product} ما زال في بالك، أرسل لك الرابط؟",
+            "no_product": "أهلاً {name}! وجودك في لايفاتنا دائماً يسعدنا 🙌 "
+                          "هل لفت نظرك شيء اليوم؟",
+        },
+        "de": {
+            "with_product": "Hey {name}! Schön, dass du bei unseren Lives immer dabei bist 🙌 "
+                            "Denkst du noch über {product} nach? Schreib mir, dann schick ich dir den Link.",
+            "no_product": "Hey {name}! Schön, dass du bei unseren Lives immer dabei bist 🙌 "
+                          "War heute was für dich dabei?",
+        },
+        "id": {
+            "with_product": "Halo Kak {name}! Makasih selalu setia nonton live kita 🙌 "
+                            "Masih kepikiran {product}? Balas aja, nanti aku kirim link-nya.",
+            "no_product": "Halo Kak {name}! Makasih selalu setia nonton live kita 🙌 "
+                          "Tadi ada yang Kakak suka?",
+        },
+        "ja": {
+            "with_product": "{name}さん、いつもライブを見てくださってありがとうございます🙌"
+                            "{product}が気になっていましたら、リンクをお送りしましょうか？",
+            "no_product": "{name}さん、いつもライブを見てくださってありがとうございます🙌"
+                          "今日は気になる商品はありましたか？",
+        },
+        "zh": {
+            "with_product": "亲爱的{name}，谢谢你一直支持我们的直播🙌"
+                            "还在考虑{product}吗？回复我就把链接发给你～",
+            "no_product": "亲爱的{name}，谢谢你一直支持我们的直播🙌"
+                          "今天有看中的宝贝吗？",
+        },
+        "fr": {
+            "with_product": "Coucou {name} ! Merci d'être toujours au rendez-vous de nos lives 🙌 "
+                            "Tu penses encore à {product} ? Réponds-moi et je t'envoie le lien.",
+            "no_product": "Coucou {name} ! Merci d'être toujours au rendez-vous de nos lives 🙌 "
+                          "Quelque chose t'a plu aujourd'hui ?",
+        },
+    },
+    "dormant": {
+        "en": {
+            "with_product": "Hi {name}, we've missed you! "
+                            "If you're still interested in {product}, just reply and I'll send you the link.",
+            "no_product": "Hi {name}, we've missed you! "
+                          "If anything caught your eye in our live, just reply and I'll help you out.",
+        },
+        "es": {
+            "with_product": "¡Hola {name}, te extrañábamos! "
+                            "Si todavía te interesa {product}, respóndeme y te paso el link.",
+            "no_product": "¡Hola {name}, te extrañábamos! "
+                          "Si algo del live te llamó la atención, avísame y te ayudo.",
+        },
+        "pt": {
+            "with_product": "Oi, {name}, que saudade! "
+                            "Se ainda tiver interesse em {product}, me responde aqui que eu te mando o link.",
+            "no_product": "Oi, {name}, que saudade! "
+                          "Se algo da live chamou sua atenção, me fala que eu te ajudo.",
+        },
+        "ar": {
+            "with_product": "أهلاً {name}، اشتقنا لك! "
+                            "إذا كان {product} ما زال يهمك، أرسل لك الرابط؟",
+            "no_product": "أهلاً {name}، اشتقنا لك! "
+                          "إذا أعجبك شيء في اللايف، يسعدنا مساعدتك.",
+        },
+        "de": {
+            "with_product": "Hey {name}, wir haben dich vermisst! "
+                            "Falls du noch Interesse an {product} hast, schreib mir einfach – ich schick dir den Link.",
+            "no_product": "Hey {name}, wir haben dich vermisst! "
+                          "Wenn dir in unserem Live was gefallen hat, schreib mir einfach.",
+        },
+        "id": {
+            "with_product": "Halo Kak {name}, kangen deh! "
+                            "Kalau Kakak masih tertarik sama {product}, balas aja ya, nanti aku kirim link-nya.",
+            "no_product": "Halo Kak {name}, kangen deh! "
+                          "Kalau ada yang Kakak suka dari live kita, kabarin aja ya.",
+        },
+        "ja": {
+            "with_product": "{name}さん、お久しぶりです！"
+                            "{product}にまだご興味がありましたら、リンクをお送りしますのでお気軽にご返信ください。",
+            "no_product": "{name}さん、お久しぶりです！"
+                          "気になる商品があれば、お気軽にメッセージくださいね。",
+        },
+        "zh": {
+            "with_product": "亲爱的{name}，好久不见，想你啦！"
+                            "如果还对{product}感兴趣，回复我就把链接发给你～",
+            "no_product": "亲爱的{name}，好久不见，想你啦！"
+                          "有喜欢的宝贝随时告诉我哦～",
+        },
+        "fr": {
+            "with_product": "Coucou {name}, ça fait longtemps, tu nous as manqué ! "
+                            "Si tu penses encore à {product}, réponds-moi et je t'envoie le lien.",
+            "no_product": "Coucou {name}, ça fait longtemps, tu nous as manqué ! "
+                          "Si quelque chose t'a plu, n'hésite pas à me le dire.",
+        },
+    },
+    "reactivated": {
+        "en": {
+            "with_product": "Welcome back, {name}! So nice to see you in our live again 💛 "
+                            "Want me to send you the link for {product}?",
+            "no_product": "Welcome back, {name}! So nice to see you in our live again 💛 "
+                          "If anything caught your eye, just let me know.",
+        },
+        "es": {
+            "with_product": "¡Qué alegría verte de vuelta, {name}! "
+                            "¿Quieres que te pase el link de {product}?",
+            "no_product": "¡Qué alegría verte de vuelta, {name}! "
+                          "Si algo del live te llamó la atención, avísame y te ayudo.",
+        },
+        "pt": {
+            "with_product": "Que bom te ver de volta, {name}! "
+                            "Quer que eu te mande o link de {product}?",
+            "no_product": "Que bom te ver de volta, {name}! "
+                          "Se algo da live chamou sua atenção, me fala que eu te ajudo.",
+        },
+        "ar": {
+            "with_product": "أهلاً بعودتك {name}! أسعدنا وجودك في اللايف من جديد 💛 "
+                            "أرسل لك رابط {product}؟",
+            "no_product": "أهلاً بعودتك {name}! أسعدنا وجودك في اللايف من جديد 💛 "
+                          "إذا لفت نظرك شيء، يسعدنا مساعدتك.",
+        },
+        "de": {
+            "with_product": "Willkommen zurück, {name}! Schön, dich wieder in unserem Live zu sehen 💛 "
+                            "Soll ich dir den Link zu {product} schicken?",
+            "no_product": "Willkommen zurück, {name}! Schön, dich wieder in unserem Live zu sehen 💛 "
+                          "Sag Bescheid, wenn dir was gefallen hat.",
+        },
+        "id": {
+            "with_product": "Selamat datang kembali, Kak {name}! Senang banget lihat Kakak di live lagi 💛 "
+                            "Mau aku kirimin link {product}?",
+            "no_product": "Selamat datang kembali, Kak {name}! Senang banget lihat Kakak di live lagi 💛 "
+                          "Kalau ada yang Kakak suka, kabarin aja ya.",
+        },
+        "ja": {
+            "with_product": "{name}さん、おかえりなさい！またライブでお会いできて嬉しいです💛"
+                            "{product}のリンクをお送りしましょうか？",
+            "no_product": "{name}さん、おかえりなさい！またライブでお会いできて嬉しいです💛"
+                          "気になる商品があれば、お気軽にメッセージくださいね。",
+        },
+        "zh": {
+            "with_product": "欢迎回来，{name}！很开心又在直播间见到你💛"
+                            "需要我把{product}的链接发给你吗？",
+            "no_product": "欢迎回来，{name}！很开心又在直播间见到你💛"
+                          "有看中的宝贝随时告诉我哦～",
+        },
+        "fr": {
+            "with_product": "Bon retour parmi nous, {name} ! Ça fait plaisir de te revoir en live 💛 "
+                            "Tu veux que je t'envoie le lien pour {product} ?",
+            "no_product": "Bon retour parmi nous, {name} ! Ça fait plaisir de te revoir en live 💛 "
+                          "Si quelque chose t'a plu, dis-le-moi.",
+        },
+    },
+}
+
+
+# --- language ---------------------------------------------------------------
+
+# Older or three-letter codes some devices and APIs still send, mapped to the
+# base tag used as a template key ("in" is what older Android reports for Indonesian).
+_LANG_ALIASES: dict[str, str] = {
+    "in": "id", "ind": "id", "iw": "he", "ji": "yi",
+    "eng": "en", "spa": "es", "por": "pt", "ara": "ar", "deu": "de", "ger": "de",
+    "jpn": "ja", "zho": "zh", "chi": "zh", "cmn": "zh", "fra": "fr", "fre": "fr",
+}
+
+
+def resolve_lang(tag: str | None, available: Iterable[str]) -> str:
+    """Return the template language that best fits a viewer's language tag.
+
+    ``tag`` is a BCP-47 tag such as ``es-MX``, ``pt_BR`` or ``zh-Hans-CN``
+    (case-insensitive, ``_`` accepted for ``-``), or an Accept-Language style
+    list (``"es-MX,es;q=0.9,en"``), whose entries are tried in the order given.
+    For each entry the longest matching prefix among ``available`` wins
+    (``zh-Hans-CN`` -> ``zh-hans`` if available, else ``zh``), then common
+    legacy and three-letter codes (``in`` -> ``id``, ``spa`` -> ``es``).
+    The result is spelled exactly as in ``available``.  ``None``, a blank or
+    malformed tag, or a language not available gives ``"en"``.
+    """
+    by_lower: dict[str, str] = {}
+    for key in available:
+        if isinstance(key, str):
+            by_lower.setdefault(key.strip().lower().replace("_", "-"), key)
+    if not isinstance(tag, str):
+        return DEFAULT_LANG
+    for entry in tag.split(","):
+        code = entry.split(";", 1)[0].strip().lower().replace("_", "-")
+        parts = [p for p in code.split("-") if p]
+        if not parts or not parts[0].isalpha():
+            continue
+        for n in range(len(parts), 0, -1):
+            found = by_lower.get("-".join(parts[:n]))
+            if found is not None:
+                return found
+        alias = _LANG_ALIASES.get(parts[0])
+        if alias is not None and alias in by_lower:
+            return by_lower[alias]
+    return DEFAULT_LANG
+
+
+# --- rendering --------------------------------------------------------------
+
+_PLACEHOLDER_RE = re.compile(r"\{(name|product)\}")
+_ANY_BRACED_RE = re.compile(r"\{[^{}]*\}")
+# Dropping an empty name: the placeholder, one space before it and a Japanese
+# honorific glued after it; then a separator left dangling before another one
+# or end punctuation ("Welcome back, !" -> "Welcome back!", "Oi, , que" ->
+# "Oi, que") or at the very start ("{name}さん、今日は" -> "今日は").
+_EMPTY_NAME_RE = re.compile(r" ?\{name\}(?:さん|様|さま|ちゃん)?")
+_DANGLING_SEP_RE = re.compile(r"[,，、،](?=\s*[,，、،!?.！？。])")
+_LEADING_SEP_RE = re.compile(r"^[\s,，、،]+")
+
+_BIDI_CONTROLS = frozenset(
+    "\u202a\u202b\u202c\u202d\u202e"  # LRE RLE PDF LRO RLO
+    "\u2066\u2067\u2068\u2069"  # LRI RLI FSI PDI
+    "\u200e\u200f\u061c"  # LRM RLM ALM
+)
+_ZWJ = "\u200d"
+
+
+def _clean_char(ch: str) -> str:
+    if ch in _BIDI_CONTROLS:
+        return ""
+    cat = unicodedata.category(ch)
+    if cat == "Cc":
+        return " " if ch.isspace() else ""
+    if cat == "Cs":  # lone surrogate: cannot be encoded for sending
+        return ""
+    return ch
+
+
+def _joins_previous(ch: str) -> bool:
+    """True if ``ch`` belongs to the grapheme before it (a mark, joiner, selector or modifier)."""
+    cp = ord(ch)
+    return (
+        unicodedata.category(ch) in ("Mn", "Mc", "Me")
+        or ch == _ZWJ
+        or 0xFE00 <= cp <= 0xFE0F  # variation selectors
+        or 0x1F3FB <= cp <= 0x1F3FF  # skin tone modifiers
+        or 0xE0020 <= cp <= 0xE007F  # emoji tag sequences
+    )
+
+
+def _is_regional_indicator(ch: str) -> bool:
+    return 0x1F1E6 <= ord(ch) <= 0x1F1FF
+
+
+def _truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = limit - 1  # keep room for the ellipsis
+    # Never split a grapheme: back off over combining marks, joiners, modifiers.
+    while cut > 0 and (_joins_previous(text[cut]) or text[cut - 1] == _ZWJ):
+        cut -= 1
+    # Flags are pairs of regional indicators: do not keep half of one.
+    run = 0
+    while run < cut and _is_regional_indicator(text[cut - 1 - run]):
+        run += 1
+    if run % 2:
+        cut -= 1
+    return text[:cut].rstrip() + ELLIPSIS
+
+
+def clean_text(text: str | None, limit: int) -> str:
+    """Make untrusted display text (a viewer name, a product title) safe to put in a DM.
+
+    Removes bidi controls (U+202A-U+202E, U+2066-U+2069, LRM, RLM, ALM), other
+    control characters (category Cc; line breaks and tabs become spaces) and
+    lone surrogates, collapses runs of whitespace, strips the ends, and cuts
+    text longer than ``limit`` characters to at most ``limit`` characters ending
+    in "…" without splitting an emoji or accented letter.  ``None`` gives ``""``.
+    Braces and every other character are kept as they are.
+    """
+    if not text:
+        return ""
+    cleaned = " ".join("".join(_clean_char(ch) for ch in text).split())
+    return _truncate(cleaned, limit)
+
+
+def render(template: str, name: str | None, product: str | None, fallback_name: str = "") -> str:
+    """Fill ``{name}`` and ``{product}`` in ``template``, treating both values as literal text.
+
+    Only those two placeholders are replaced, in one pass over the template:
+    text substituted in is never looked at again, so a name of ``{product}``
+    or ``{0.__class__}`` appears exactly as typed, and any other ``{...}`` in
+    the template is left as written.  The name and product are cleaned with
+    :func:`clean_text` (names cut to 40 characters, products to 80).  A blank
+    name is replaced by ``fallback_name``; if that is blank too, the
+    ``{name}`` placeholder is dropped together with the space before it (and a
+    Japanese honorific such as さん right after it), so "Hi {name}!" reads
+    "Hi!" rather than "Hi !".  A missing product renders as empty text.
+    """
+    clean_name = clean_text(name, MAX_NAME_CHARS) or clean_text(fallback_name, MAX_NAME_CHARS)
+    clean_product = clean_text(product, MAX_PRODUCT_CHARS)
+    if not clean_name:
+        template = _EMPTY_NAME_RE.sub("", template)
+        template = _DANGLING_SEP_RE.sub("", template)
+        template = _LEADING_SEP_RE.sub("", template)
+    values = {"name": clean_name, "product": clean_product}
+    return _PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], template)
+
+
+# --- choosing a template ----------------------------------------------------
+
+def _pick_variant(entry: object, has_product: bool) -> str | None:
+    """The text to use from one ``{variant: text}`` entry, or None if it has none that fits."""
+    if not isinstance(entry, Mapping):
+        return None
+    with_p = entry.get("with_product")
+    no_p = entry.get("no_product")
+    with_p = with_p if isinstance(with_p, str) and with_p.strip() else None
+    no_p = no_p if isinstance(no_p, str) and no_p.strip() else None
+    if has_product:
+        return with_p or no_p
+    # A with-product text read with an empty product leaves a hole: not a fit.
+    if no_p is not None:
+        return no_p
+    if with_p is not None and "{product}" not in with_p:
+        return with_p
+    return None
+
+
+def _by_lang(tier_map: Mapping[object, object]) -> dict[str, object]:
+    """A tier's entries keyed by normalised language tag (lower case, ``-``)."""
+    out: dict[str, object] = {}
+    for lang, entry in tier_map.items():
+        if isinstance(lang, str):
+            out.setdefault(lang.strip().lower().replace("_", "-"), entry)
+    return out
+
+
+def _find(sources: list[object], keys: list[str], lang_tag: str | None, has_product: bool) -> str | None:
+    """The first fitting text: viewer's language then English; per language, sources then keys in order."""
+    tiers = [
+        _by_lang(tier_map)
+        for source in sources if isinstance(source, Mapping)
+        for key in keys if isinstance(tier_map := source.get(key), Mapping)
+    ]
+    lang = resolve_lang(lang_tag, [code for t in tiers for code in t])
+    for candidate in dict.fromkeys((lang.lower().replace("_", "-"), DEFAULT_LANG)):
+        for t in tiers:
+            text = _pick_variant(t.get(candidate), has_product)
+            if text is not None:
+                return text
+    return None
+
+
+def suggest(
+    templates: Mapping[str, Mapping[str, Mapping[str, str]]] | None,
+    tier: str,
+    lang_tag: str | None,
+    name: str | None,
+    product: str | None,
+    reactivated: bool = False,
+    fallback_name: str = "",
+) -> str:
+    """Return the suggested DM for one follow-up task, rendered for the viewer.
+
+    The viewer's language (see :func:`resolve_lang`, over the languages of
+    ``templates`` and :data:`DEFAULT_TEMPLATES`) is tried before English.
+    Within a language, ``templates`` (the operator's, possibly partial or
+    malformed; ``None`` for none) is tried before the defaults, and the
+    ``reactivated`` text before the tier's when ``reactivated`` is set.  So a
+    Spanish viewer gets the operator's Spanish text, else the default Spanish
+    one, and English only when no Spanish text exists.  A non-blank
+    ``product`` uses the ``with_product`` text (the ``no_product`` one if that
+    is missing), otherwise the ``no_product`` text.  A ``tier`` of
+    ``"reactivated"`` is the same as ``reactivated=True``; an unknown tier is
+    treated as ``new_fan``.  So a non-empty message is always returned.
+    The result is rendered with :func:`render`.
+    """
+    keys = [REACTIVATED] if reactivated or tier == REACTIVATED else []
+    keys.append(tier if tier in TIERS else "new_fan")
+    has_product = bool(clean_text(product, MAX_PRODUCT_CHARS))
+    # The defaults have every key, language and variant, so a text is always found.
+    text = _find([templates, DEFAULT_TEMPLATES], keys, lang_tag, has_product) or ""
+    return render(text, name, product if has_product else None, fallback_name)
+
+
+# --- validation -------------------------------------------------------------
+
+_LANG_KEY_RE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
+
+
+def validate_templates(obj: object) -> list[str]:
+    """List every problem in a user-edited templates object; an empty list means it is fine.
+
+    The object must be ``{key: {lang: {"with_product": str, "no_product": str}}}``.
+    Each problem is one human-readable line naming where it is, e.g.
+    ``"new_fan/es/with_product: unknown placeholder {nmae} ..."``.  Reported:
+    a key that is not a tier or ``reactivated``; a key with no English (``en``)
+    entry; a language key that is not a language tag; a variant other than
+    ``with_product``/``no_product``, or one missing; a text that is not a
+    string, is empty or blank, or is longer than 500 characters; any
+    ``{...}`` other than ``{name}`` and ``{product}`` (``{nmae}``, ``{0}``,
+    ``{}``, ``{ name }``); and ``{product}`` in a ``no_product`` text, where it
+    would always be empty.  Tiers left out are not a problem (the defaults
+    apply).
+    """
+    if not isinstance(obj, Mapping):
+        return [f"templates must be a mapping of tier -> language -> texts, got {type(obj).__name__}"]
+    problems: list[str] = []
+    for key, langs in obj.items():
+        if key not in TEMPLATE_KEYS:
+            problems.append(f"{key!r}: unknown tier (expected one of {', '.join(TEMPLATE_KEYS)})")
+            continue
+        if not isinstance(langs, Mapping):
+            problems.append(f"{key}: must be a mapping of language -> texts")
+            continue
+        if DEFAULT_LANG not in langs:
+            problems.append(f"{key}: no English ('en') template; English is the fallback for every language")
+        for lang, variants in langs.items():
+            where = f"{key}/{lang}"
+            if not isinstance(lang, str) or not _LANG_KEY_RE.fullmatch(lang):
+                problems.append(f"{key}/{lang!r}: not a language tag (use a base tag such as 'es')")
+                continue
+            if not isinstance(variants, Mapping):
+                problems.append(f"{where}: must be a mapping with 'with_product' and 'no_product' texts")
+                continue
+            for variant in variants:
+                if variant not in VARIANTS:
+                    problems.append(f"{where}: unknown variant {variant!r} (expected with_product, no_product)")
+            for variant in VARIANTS:
+                if variant not in variants:
+                    problems.append(f"{where}: missing the {variant!r} text")
+                    continue
+                problems.extend(_text_problems(f"{where}/{variant}", variant, variants[variant]))
+    return problems
+
+
+def _text_problems(where: str, variant: str, text: object) -> list[str]:
+    if not isinstance(text, str):
+        return [f"{where}: must be text, got {type(text).__name__}"]
+    if not text.strip():
+        return [f"{where}: text is empty"]
+    problems: list[str] = []
+    if len(text) > MAX_TEMPLATE_CHARS:
+        problems.append(f"{where}: text is {len(text)} characters, more than {MAX_TEMPLATE_CHARS}")
+    for m in _ANY_BRACED_RE.finditer(text):
+        if m.group(0)[1:-1] not in PLACEHOLDERS:
+            problems.append(f"{where}: unknown placeholder {m.group(0)} (only {{name}} and {{product}} are allowed)")
+    if variant == "no_product" and "{product}" in text:
+        problems.append(f"{where}: {{product}} is always empty in the no_product text")
+    return problems
