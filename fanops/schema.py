@@ -11,26 +11,25 @@ from __future__ import annotations
 from typing import Annotated, Literal, Union
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 RAW_LIMIT = 4096  # raw text kept with a dead letter
 
 Id = Annotated[str, Meta(min_length=1, max_length=128)]
 Name = Annotated[str, Meta(max_length=256)]
 Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
-Lang = Annotated[str, Meta(pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$", max_length=64)]
-Tz = Annotated[str, Meta(min_length=1, max_length=64)]
 Ts = Annotated[int, Meta(ge=0)]
 NonNeg = Annotated[float, Meta(ge=0)]
 Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
 
 
 class Viewer(msgspec.Struct, frozen=True, omit_defaults=True):
+    # optional fields may be absent, never null: null is not a string
     id: Id
-    name: Name | None = None
-    country: Country | None = None
-    lang: Lang | None = None
-    tz: Tz | None = None
+    name: Name | UnsetType = UNSET
+    country: Country | UnsetType = UNSET
+    lang: str | UnsetType = UNSET
+    tz: str | UnsetType = UNSET
 
 
 class _Base(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="type", kw_only=True):
@@ -67,9 +66,9 @@ class Follow(_Base, tag="follow"):
 
 
 class Gift(_Base, tag="gift"):
-    gift: str = ""
+    gift: str
+    value: NonNeg
     count: Annotated[int, Meta(ge=1)] = 1
-    value: NonNeg = 0.0
 
 
 class ProductView(_Base, tag="product_view"):
