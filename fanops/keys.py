@@ -103,13 +103,13 @@ def present(shop: str, room_id: str) -> str:
 
 
 def room_viewers(shop: str, room_id: str) -> str:
-    """HASH viewer -> packed per-room state of that viewer."""
+    """HASH viewer id -> the viewer's packed state in the room (fanops.state.RoomViewer)."""
     return f"{tag(shop)}:rv:{esc(room_id)}"
 
 
-def viewer(shop: str, viewer_id: str) -> str:
-    """HASH of one viewer's shop-wide state."""
-    return f"{tag(shop)}:v:{esc(viewer_id)}"
+def viewers(shop: str) -> str:
+    """HASH viewer id -> the viewer's packed shop-wide state (fanops.state.ViewerState)."""
+    return f"{tag(shop)}:viewers"
 
 
 def tiers(shop: str) -> str:

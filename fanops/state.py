@@ -23,7 +23,7 @@ class ViewerState(msgspec.Struct, array_like=True):
     rooms: dict[str, list[int]]  # room -> [first ts, last ts] of the viewer there
     orders: list[str] = []  # distinct order ids
     spend: dict[str, float] = {}  # currency -> total
-    consent: Consent | None = None
+    consents: list[Consent] = []  # the viewer's consent events, oldest first (a handful)
     name: str | None = None
     country: str | None = None
     lang: str | None = None
@@ -50,12 +50,12 @@ class RoomViewer(msgspec.Struct, array_like=True):
     skus_viewed: list[str] = []  # most recent first, a handful
     skus_carted: list[str] = []
     said: list[str] = []  # the last few comments, for the operator
-    # what the room's counters currently count this viewer as:
-    tier: str = ""
-    is_new: bool = False
-    reactivated: bool = False
-    present_since: int = -1  # -1: not in the present index
-    task: str = ""  # "" none yet, else the state recorded when made ("made")
+    first_order: int = -1  # ts of the first order in the room
+    # the viewer's events near the start of the room, [ts, 1 if leave else 0], sorted, capped:
+    # enough to tell when their dwell first reached the follow-up threshold
+    early: list[list[int]] = []
+    after: int = -1  # the first event ts past the early window, -1 if none
+    task: str = ""  # the follow-up state the data gave when last applied ("" none)
 
 
 _enc = msgspec.msgpack.Encoder()

@@ -178,7 +178,8 @@ class Consumer:
         while True:
             await asyncio.sleep(period)
             if (self._events or self._bad) and time.monotonic() - self._oldest >= period:
-                await self.flush()
+                # shielded: cancelling the timer at shutdown must not cancel a write half-way
+                await asyncio.shield(self.flush())
 
     async def flush(self) -> None:
         """Write what is held; on a Redis error keep it and retry until written or stopped twice."""

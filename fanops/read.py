@@ -1,0 +1,100 @@
+"""Reads for the CLIs and the app: a few hash reads and counts, never a scan."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+from fanops import keys, rules_store
+from fanops.state import RoomViewer, ViewerState, unpack_room_viewer, unpack_viewer
+
+TIERS = ("new_fan", "first_buyer", "active", "dormant")
+FOLLOWUP_STATES = ("pending", "claimed", "sent", "skipped", "converted", "withdrawn")
+
+
+def _i(v: Any) -> int:
+    if v is None:
+        return 0
+    return int(float(v))
+
+
+def _d(h: dict[bytes, bytes]) -> dict[str, bytes]:
+    return {k.decode(): v for k, v in h.items()}
+
+
+def status(r: redis.Redis, shop: str, room: str | None = None) -> dict[str, Any]:
+    """The ``status`` object of spec/cli.md."""
+    settings, _ = rules_store.load(r, shop)
+    pipe = r.pipeline(transaction=False)
+    pipe.hgetall(keys.stats(shop))
+    pipe.hget(keys.dead_stats(), "dead_letters")
+    pipe.hgetall(keys.tiers(shop))
+    if room is not None:
+        pipe.hgetall(keys.room(shop, room))
+    res = pipe.execute()
+    st, dead, tiers = _d(res[0]), res[1], _d(res[2])
+    accepted, applied = _i(st.get("accepted")), _i(st.get("applied"))
+    clock = _i(st.get("clock"))
+    out: dict[str, Any] = {
+        "shop": shop,
+        "clock": clock,
+        "lag": max(0, accepted - applied),
+        "events_applied": applied,
+        "duplicates": _i(st.get("duplicates")),
+        "dead_letters": _i(dead),
+        "tiers": {t: _i(tiers.get(t)) for t in TIERS},
+    }
+    if room is not None:
+        rh = _d(res[3])
+        present = r.zcount(keys.present(shop, room), clock - settings.present_ms, "+inf") if rh else 0
+        out["room"] = {
+            "id": room,
+            "unique_viewers": _i(rh.get("unique")),
+            "present": int(present),
+            "new_viewers": _i(rh.get("new")),
+            "reactivated": _i(rh.get("reactivated")),
+            "buyers": _i(rh.get("buyers")),
+            "orders": _i(rh.get("orders")),
+            "tiers": {t: _i(rh.get(f"t:{t}")) for t in TIERS},
+            "followups": {s: _i(rh.get(f"f:{s}")) for s in FOLLOWUP_STATES},
+        }
+    return out
+
+
+def viewer_state(r: redis.Redis, shop: str, viewer_id: str) -> ViewerState | None:
+    b = r.hget(keys.viewers(shop), viewer_id)
+    return unpack_viewer(b) if b else None
+
+
+def room_viewer(r: redis.Redis, shop: str, room: str, viewer_id: str) -> RoomViewer | None:
+    b = r.hget(keys.room_viewers(shop, room), viewer_id)
+    return unpack_room_viewer(b) if b else None
+
+
+def shops(r: redis.Redis) -> list[str]:
+    return sorted(s.decode() for s in r.smembers(keys.shops()))
+
+
+def rooms(r: redis.Redis, shop: str, limit: int = 50) -> list[tuple[str, int]]:
+    """The shop's rooms, the most recently active first, with their last event ts."""
+    return [(m.decode(), int(s)) for m, s in r.zrevrange(keys.rooms(shop), 0, limit - 1, withscores=True)]
+
+
+def dead_letters(r: redis.Redis, count: int = 50) -> list[dict[str, Any]]:
+    out = []
+    for id_, f in r.xrevrange(keys.dead_stream(), count=count):
+        out.append({"id": id_.decode(), "reason": f.get(b"reason", b"").decode(errors="replace"),
+                    "raw": f.get(b"raw", b"").decode(errors="replace"), "at": _i(f.get(b"at"))})
+    return out
+
+
+def heartbeats(r: redis.Redis, kind: str) -> list[dict[str, Any]]:
+    """Live processes of one kind (consumer, scorer) from their heartbeat keys (few keys: SCAN is bounded)."""
+    out = []
+    for k in r.scan_iter(match=keys.heartbeat_pattern(kind), count=100):
+        v = r.get(k)
+        if v:
+            out.append(json.loads(v))
+    return out

@@ -1,0 +1,75 @@
+"""Rule settings and message templates in Redis: read, validate-and-save, versioned."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+
+from fanops import keys
+from fanops.errors import BadSettings
+from fanops.rules_settings import RuleSettings
+from fanops.templates import DEFAULT_TEMPLATES, validate_templates
+
+
+def load(r: redis.Redis, shop: str) -> tuple[RuleSettings, int]:
+    """The shop's rule settings and their version (0: never changed, the spec's defaults)."""
+    raw = r.hgetall(keys.rules(shop))
+    if not raw:
+        return RuleSettings(), 0
+    d = {k.decode(): v for k, v in raw.items()}
+    version = int(d.pop("version", b"0"))
+    d.pop("templates", None)
+    d.pop("changed_at", None)
+    d.pop("changed_by", None)
+    return RuleSettings.from_mapping(d), version
+
+
+def load_templates(r: redis.Redis, shop: str) -> dict[str, Any]:
+    raw = r.hget(keys.rules(shop), "templates")
+    if not raw:
+        return DEFAULT_TEMPLATES
+    return json.loads(raw)
+
+
+def save(r: redis.Redis, shop: str, changes: dict[str, Any], *, templates: dict[str, Any] | None = None,
+         expected_version: int | None = None, by: str = "") -> tuple[RuleSettings, int]:
+    """Validate and store a change in one step; raise BadSettings with every problem, changing nothing.
+
+    ``expected_version`` guards against two operators saving over each other.
+    """
+    current, version = load(r, shop)
+    new = RuleSettings.from_mapping(changes, current)
+    if templates is not None:
+        problems = validate_templates(templates)
+        if problems:
+            raise BadSettings(problems)
+    key = keys.rules(shop)
+    with r.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                cur_version = int(pipe.hget(key, "version") or 0)
+                if expected_version is not None and cur_version != expected_version:
+                    raise BadSettings([f"the settings were changed meanwhile (version {cur_version}, "
+                                       f"you edited {expected_version}): reload and try again"])
+                pipe.multi()
+                mapping: dict[str, Any] = {k: repr(v) for k, v in new.to_mapping().items()}
+                mapping["version"] = cur_version + 1
+                mapping["changed_at"] = int(time.time() * 1000)
+                mapping["changed_by"] = by
+                if templates is not None:
+                    mapping["templates"] = json.dumps(templates, ensure_ascii=False)
+                pipe.hset(key, mapping=mapping)
+                pipe.execute()
+                return new, cur_version + 1
+            except redis.WatchError:
+                continue
+
+
+def reset(r: redis.Redis, shop: str, by: str = "") -> tuple[RuleSettings, int]:
+    """Back to the spec's defaults (and the default templates), as a new version."""
+    r.hdel(keys.rules(shop), "templates")
+    return save(r, shop, RuleSettings().to_mapping(), by=by)

@@ -1,0 +1,453 @@
+"""The scorer's core: one batch of a shop's events -> the new viewer states and every effect.
+
+Pure: it takes the states read from Redis (packed bytes) and the shop clock,
+and returns a ``WriteSet`` that ``fanops/lua/apply.lua`` writes atomically
+(or not at all, if a viewer changed meanwhile: then the worker reads again and
+retries).  Every counter is kept as the difference between what the old state
+and the new state give, so that applying the events of a shop in any order,
+in any batches, gives the same counters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from msgspec import UNSET
+
+from fanops import keys
+from fanops.rules_settings import RuleSettings
+from fanops.schema import Event, Viewer, event_type
+from fanops.state import Consent, RoomViewer, ViewerState, pack, unpack_room_viewer, unpack_viewer
+from scoring import rules
+from scoring.followups import EARLY_CAP, followup_target, lurk_time
+
+TRANSITIONS_MAXLEN = 100_000
+FEED_KEEP = 20
+SKU_KEEP = 5
+SAID_KEEP = 3
+CONSENT_KEEP = 16
+SEP = "\x00"
+
+
+@dataclass
+class WriteSet:
+    """Everything one batch writes; ``to_wire`` gives the map ``apply.lua`` takes."""
+
+    cas: list[list[Any]] = field(default_factory=list)
+    hset: list[list[Any]] = field(default_factory=list)
+    hincr: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    hfloat: dict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
+    hmax: list[list[Any]] = field(default_factory=list)
+    zadd: list[list[Any]] = field(default_factory=list)
+    zrem: list[list[Any]] = field(default_factory=list)
+    xadd: list[list[Any]] = field(default_factory=list)
+    lpush: list[list[Any]] = field(default_factory=list)
+    task_new: list[list[Any]] = field(default_factory=list)
+    task_move: list[list[Any]] = field(default_factory=list)
+    task_prio: list[list[Any]] = field(default_factory=list)
+    task_del: list[list[Any]] = field(default_factory=list)
+    transitions: int = 0
+
+    def to_wire(self, blobs: list[bytes]) -> dict[str, Any]:
+        """The map for ``apply.lua``; packed states go to ``blobs`` (passed as extra script
+        arguments, since Redis's msgpack decoder has no binary type) and are named by index."""
+
+        def ref(b: bytes | bool) -> int | bool:
+            if b is False:
+                return False
+            blobs.append(b)  # type: ignore[arg-type]
+            return len(blobs) + 1  # ARGV[1] is the map itself
+
+        return {
+            "cas": [[k, f, ref(old), ref(new)] for k, f, old, new in self.cas],
+            "hset": [[k, f, ref(v) if isinstance(v, bytes) else v] for k, f, v in self.hset],
+            "hincr": [[k, f, v] for (k, f), v in self.hincr.items() if v],
+            "hfloat": [[k, f, v] for (k, f), v in self.hfloat.items() if v],
+            "hmax": self.hmax,
+            "zadd": self.zadd,
+            "zrem": self.zrem,
+            "xadd": self.xadd,
+            "lpush": self.lpush,
+            "task_new": self.task_new,
+            "task_move": self.task_move,
+            "task_prio": self.task_prio,
+            "task_del": self.task_del,
+        }
+
+
+def _insort_early(rv: RoomViewer, ts: int, leave: int, horizon: int) -> None:
+    """Keep the viewer's events up to ``horizon`` (first + dwell threshold), the next one in ``after``."""
+    if ts > horizon:
+        if rv.after < 0 or ts < rv.after:
+            rv.after = ts
+        return
+    item = [ts, leave]
+    e = rv.early
+    if item in e:
+        return
+    e.append(item)
+    e.sort()
+    if len(e) > EARLY_CAP:
+        del e[1:len(e) - EARLY_CAP + 1]  # keep the first event and the latest ones
+
+
+def _rehorizon(rv: RoomViewer, horizon: int) -> None:
+    """``first`` moved earlier: events past the new horizon leave the early window."""
+    keep = [x for x in rv.early if x[0] <= horizon]
+    for x in rv.early:
+        if x[0] > horizon and (rv.after < 0 or x[0] < rv.after):
+            rv.after = x[0]
+    rv.early = keep
+
+
+def _push_recent(lst: list[str], value: str, keep: int) -> list[str]:
+    out = [value] + [x for x in lst if x != value]
+    return out[:keep]
+
+
+def merge_viewer(v: ViewerState | None, ev: Event) -> ViewerState:
+    """A viewer's shop-wide state with one more event (commutative up to profile fields)."""
+    ts, room = ev.ts, ev.room
+    if v is None:
+        v = ViewerState(first_seen=ts, last_active=ts, rooms={room: [ts, ts]})
+    else:
+        if ts < v.first_seen:
+            v.first_seen = ts
+        if ts > v.last_active:
+            v.last_active = ts
+        r = v.rooms.get(room)
+        if r is None:
+            v.rooms[room] = [ts, ts]
+        else:
+            if ts < r[0]:
+                r[0] = ts
+            if ts > r[1]:
+                r[1] = ts
+    t = event_type(ev)
+    if t == "order":
+        oid = ev.order_id  # type: ignore[union-attr]
+        if oid not in v.orders:
+            v.orders.append(oid)
+            v.spend[ev.currency] = v.spend.get(ev.currency, 0.0) + ev.amount  # type: ignore[union-attr]
+    elif t == "consent":
+        c = Consent(ts, ev.id, ev.dm)  # type: ignore[union-attr]
+        if c not in v.consents:
+            v.consents.append(c)
+            v.consents.sort(key=lambda x: (x.ts, x.id))
+            if len(v.consents) > CONSENT_KEEP:
+                del v.consents[: len(v.consents) - CONSENT_KEEP]
+    vw: Viewer = ev.viewer
+    if ts >= v.profile_ts and (vw.name is not UNSET or vw.country or vw.lang or vw.tz):
+        v.profile_ts = ts
+        if vw.name is not UNSET:
+            v.name = vw.name
+        if vw.country:
+            v.country = vw.country
+        if vw.lang:
+            v.lang = vw.lang
+        if vw.tz:
+            v.tz = vw.tz
+    return v
+
+
+def merge_room_viewer(rv: RoomViewer | None, ev: Event, s: RuleSettings) -> RoomViewer:
+    ts = ev.ts
+    t = event_type(ev)
+    leave = 1 if t == "leave" else 0
+    if rv is None:
+        rv = RoomViewer(first=ts, last=ts)
+    else:
+        if ts < rv.first:
+            rv.first = ts
+            _rehorizon(rv, ts + s.dwell_ms)
+        if ts > rv.last:
+            rv.last = ts
+    _insort_early(rv, ts, leave, rv.first + s.dwell_ms)
+    if leave:
+        rv.last_leave = max(rv.last_leave, ts)
+    else:
+        rv.last_other = max(rv.last_other, ts)
+    if t == "comment":
+        rv.comments += 1
+        text = ev.text  # type: ignore[union-attr]
+        if text:
+            rv.said = ([text[:300]] + rv.said)[:SAID_KEEP]
+    elif t == "like":
+        rv.likes += ev.count  # type: ignore[union-attr]
+    elif t == "share":
+        rv.shares += 1
+    elif t == "follow":
+        rv.follows += 1
+    elif t == "gift":
+        rv.gift_value += ev.value  # type: ignore[union-attr]
+    elif t == "product_view":
+        rv.views += 1
+        rv.skus_viewed = _push_recent(rv.skus_viewed, ev.sku, SKU_KEEP)  # type: ignore[union-attr]
+    elif t == "cart_add":
+        rv.carts += 1
+        rv.skus_carted = _push_recent(rv.skus_carted, ev.sku, SKU_KEEP)  # type: ignore[union-attr]
+    elif t == "order":
+        oid = ev.order_id  # type: ignore[union-attr]
+        if oid not in rv.orders:
+            rv.orders.append(oid)
+            rv.amount[ev.currency] = rv.amount.get(ev.currency, 0.0) + ev.amount  # type: ignore[union-attr]
+        if rv.first_order < 0 or ts < rv.first_order:
+            rv.first_order = ts
+    return rv
+
+
+@dataclass
+class Inputs:
+    """What the worker read for a batch."""
+
+    shop: str
+    clock: int  # the shop clock before the batch
+    settings: RuleSettings
+    rules_version: int
+    viewers: dict[str, bytes | None]  # every viewer the batch touches (events, due, lurk)
+    room_viewers: dict[tuple[str, str], bytes | None]  # (room, viewer) -> packed state
+    due: list[str] = field(default_factory=list)  # viewers whose tier may change by time
+    lurk: list[tuple[str, str]] = field(default_factory=list)  # (room, viewer) whose dwell may be reached
+
+
+def lurk_member(room: str, vid: str) -> str:
+    return f"{room}{SEP}{vid}"
+
+
+def split_lurk_member(m: str) -> tuple[str, str]:
+    room, vid = m.split(SEP, 1)
+    return room, vid
+
+
+def task_id(room: str, vid: str) -> str:
+    return f"{room}{SEP}{vid}"
+
+
+def _display(rv: RoomViewer, v: ViewerState, tier: str, reactivated: bool, dwell_ms: int,
+             prio: float) -> list[Any]:
+    """The task fields an operator sees (besides the state), as a flat field/value list."""
+    product = (rv.skus_carted or rv.skus_viewed or [""])[0]
+    return [
+        "name", v.name or "", "tier", tier, "country", v.country or "", "lang", v.lang or "",
+        "tz", v.tz or "", "dwell_ms", dwell_ms, "priority", round(prio, 2),
+        "reactivated", int(reactivated), "comments", rv.comments, "likes", rv.likes,
+        "views", rv.views, "carts", rv.carts, "shares", rv.shares, "follows", rv.follows,
+        "said", json.dumps(rv.said, ensure_ascii=False),
+        "skus_viewed", json.dumps(rv.skus_viewed, ensure_ascii=False),
+        "skus_carted", json.dumps(rv.skus_carted, ensure_ascii=False),
+        "product", product,
+    ]
+
+
+def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
+    """Apply ``events`` (all of ``inp.shop``) to the states in ``inp``; returns the write set and the new clock."""
+    s = inp.settings
+    shop = inp.shop
+    w = WriteSet()
+    clock = inp.clock
+    for ev in events:
+        if ev.ts > clock:
+            clock = ev.ts
+    clock_values = sorted({ev.ts for ev in events} | ({inp.clock} if inp.clock > 0 else set()))
+
+    by_viewer: dict[str, list[Event]] = defaultdict(list)
+    for ev in events:
+        by_viewer[ev.viewer.id].append(ev)
+    rooms_touched: dict[str, set[str]] = defaultdict(set)  # viewer -> rooms to re-derive
+    for vid, evs in by_viewer.items():
+        for ev in evs:
+            rooms_touched[vid].add(ev.room)
+    for room, vid in inp.lurk:
+        rooms_touched[vid].add(room)
+    for vid in inp.due:
+        rooms_touched.setdefault(vid, set())
+    for (room, vid) in inp.room_viewers:
+        rooms_touched[vid].add(room)  # e.g. every room of a viewer whose consent changed
+
+    vkey = keys.viewers(shop)
+    tkey = keys.tiers(shop)
+    room_last: dict[str, int] = {}
+    room_first: dict[str, int] = {}
+
+    for vid, rooms_here in rooms_touched.items():
+        old_blob = inp.viewers.get(vid)
+        old = unpack_viewer(old_blob) if old_blob else None
+        new = unpack_viewer(old_blob) if old_blob else None
+        evs = by_viewer.get(vid, [])
+        evs.sort(key=lambda e: (e.ts, e.id))
+        old_rvs: dict[str, RoomViewer | None] = {}
+        new_rvs: dict[str, RoomViewer] = {}
+        for room in rooms_here:
+            b = inp.room_viewers.get((room, vid))
+            old_rvs[room] = unpack_room_viewer(b) if b else None
+            if b:
+                new_rvs[room] = unpack_room_viewer(b)
+        for ev in evs:
+            new = merge_viewer(new, ev)
+            new_rvs[ev.room] = merge_room_viewer(new_rvs.get(ev.room), ev, s)
+        if new is None:
+            continue  # a due/lurk entry for a viewer that is gone
+        # --- tier --------------------------------------------------------
+        tier_old = old.tier if old else ""
+        tier_new = rules.tier(new, clock, s)
+        new.tier = tier_new
+        rooms_old = set(old.rooms) if old else set()
+        if tier_old != tier_new:
+            if tier_old:
+                w.hincr[(tkey, tier_old)] -= 1
+            w.hincr[(tkey, tier_new)] += 1
+            for room in rooms_old:
+                rk = keys.room(shop, room)
+                w.hincr[(rk, f"t:{tier_old}")] -= 1
+                w.hincr[(rk, f"t:{tier_new}")] += 1
+            if tier_old:
+                cause = "time" if not evs else event_type(evs[-1])
+                at = clock if not evs else evs[-1].ts
+                w.xadd.append([keys.transitions(shop), TRANSITIONS_MAXLEN, "viewer", vid,
+                               "room", evs[-1].room if evs else "", "from", tier_old, "to", tier_new,
+                               "ts", at, "cause", cause, "rules_version", inp.rules_version,
+                               "name", (new.name or "")[:80]])
+                w.transitions += 1
+        # --- per-room facts ---------------------------------------------
+        for room in set(new.rooms) - rooms_old:
+            rk = keys.room(shop, room)
+            w.hincr[(rk, "unique")] += 1
+            w.hincr[(rk, f"t:{tier_new}")] += 1
+        for room in set(new.rooms) | rooms_old:
+            rk = keys.room(shop, room)
+            n_old = bool(old) and rules.is_new_viewer(old, room)  # type: ignore[arg-type]
+            n_new = rules.is_new_viewer(new, room)
+            if n_old != n_new:
+                w.hincr[(rk, "new")] += 1 if n_new else -1
+            r_old = bool(old) and rules.is_reactivated(old, room, s)  # type: ignore[arg-type]
+            r_new = rules.is_reactivated(new, room, s)
+            if r_old != r_new:
+                w.hincr[(rk, "reactivated")] += 1 if r_new else -1
+        for ev in evs:
+            _count_event(w, shop, ev, new, old, tier_new)
+            rl = room_last.get(ev.room)
+            if rl is None or ev.ts > rl:
+                room_last[ev.room] = ev.ts
+            rf = room_first.get(ev.room)
+            if rf is None or ev.ts < rf:
+                room_first[ev.room] = ev.ts
+        for room, rv in new_rvs.items():
+            _room_viewer_effects(w, shop, room, vid, old_rvs.get(room), rv, new, tier_new, clock, s,
+                                 clock_values)
+        # --- time index ------------------------------------------------------
+        due = rules.next_tier_change(new, clock, s)
+        if due is None:
+            if old is not None:
+                w.zrem.append([keys.due(shop), vid])
+        else:
+            w.zadd.append([keys.due(shop), vid, due])
+        new.seq += 1
+        w.cas.append([vkey, vid, old_blob if old_blob else False, pack(new)])
+
+    st = keys.stats(shop)
+    if events:
+        w.hincr[(st, "applied")] += len(events)
+    w.hmax.append([st, "clock", clock])
+    for room, ts in room_last.items():
+        w.zadd.append([keys.rooms(shop), room, ts, "GT"])
+    for room, ts in room_first.items():
+        w.zadd.append([keys.room_first(shop), room, ts, "LT"])
+    return w, clock
+
+
+def _count_event(w: WriteSet, shop: str, ev: Event, v: ViewerState, old: ViewerState | None,
+                 tier_new: str) -> None:
+    """Room activity counters, the per-minute chart and the host screen's lists."""
+    rk = keys.room(shop, ev.room)
+    t = event_type(ev)
+    w.hincr[(rk, f"n:{t}")] += 1
+    minute = ev.ts // 60_000
+    mk = keys.room_minutes(shop, ev.room)
+    w.hincr[(mk, f"e:{minute}")] += 1
+    name = (v.name or ev.viewer.name or "")[:120]
+    if t == "join":
+        w.hincr[(mk, f"j:{minute}")] += 1
+        returning = len(v.rooms) > 1
+        if tier_new == "active" or returning:
+            why = "active" if tier_new == "active" else "returning"
+            w.lpush.append([keys.room_feed(shop, ev.room, "greet"), json.dumps(
+                {"viewer": ev.viewer.id, "name": name, "tier": tier_new, "why": why, "ts": ev.ts},
+                ensure_ascii=False), FEED_KEEP])
+    elif t == "order":
+        w.hincr[(mk, f"o:{minute}")] += 1
+        w.hfloat[(rk, f"gmv:{ev.currency}")] += ev.amount  # type: ignore[union-attr]
+        first_time = v.orders[:1] == [ev.order_id]  # type: ignore[union-attr]
+        w.lpush.append([keys.room_feed(shop, ev.room, "thank"), json.dumps(
+            {"viewer": ev.viewer.id, "name": name, "amount": ev.amount,  # type: ignore[union-attr]
+             "currency": ev.currency, "first_time": first_time, "ts": ev.ts},  # type: ignore[union-attr]
+            ensure_ascii=False), FEED_KEEP])
+    elif t == "comment":
+        text = ev.text  # type: ignore[union-attr]
+        if rules.is_question(text):
+            w.lpush.append([keys.room_feed(shop, ev.room, "questions"), json.dumps(
+                {"viewer": ev.viewer.id, "name": name, "text": text[:300], "lang": v.lang or "",
+                 "ts": ev.ts}, ensure_ascii=False), FEED_KEEP])
+    elif t == "like":
+        w.hincr[(rk, "likes")] += ev.count  # type: ignore[union-attr]
+    elif t == "gift":
+        w.hfloat[(rk, "gift_value")] += ev.value  # type: ignore[union-attr]
+
+
+def _room_viewer_effects(w: WriteSet, shop: str, room: str, vid: str, old: RoomViewer | None,
+                         rv: RoomViewer, v: ViewerState, tier_new: str, clock: int,
+                         s: RuleSettings, clock_values: list[int]) -> None:
+    rk = keys.room(shop, room)
+    b_old = bool(old and old.orders)
+    if b_old != bool(rv.orders):
+        w.hincr[(rk, "buyers")] += 1
+    n_orders = len(rv.orders) - (len(old.orders) if old else 0)
+    if n_orders:
+        w.hincr[(rk, "orders")] += n_orders
+    # present index: viewers with no leave after their last other event, scored by last event
+    pk = keys.present(shop, room)
+    eligible = rv.last_other >= 0 and rv.last_leave <= rv.last_other
+    if eligible:
+        if old is None or old.last != rv.last or not (old.last_other >= 0 and old.last_leave <= old.last_other):
+            w.zadd.append([pk, vid, rv.last])
+    elif old is not None and old.last_other >= 0 and old.last_leave <= old.last_other:
+        w.zrem.append([pk, vid])
+    # follow-up task
+    target = followup_target(rv, v, clock, s, clock_values)
+    tk = keys.task(shop, room, vid)
+    tid = task_id(room, vid)
+    qp = keys.queue(shop, "")
+    reactivated = rules.is_reactivated(v, room, s)
+    dwell_ms = rules.dwell(rv, clock, s)
+    prio = rules.priority(rv, tier_new, reactivated, s)
+    score = rules.queue_score(prio, dwell_ms)
+    if target != rv.task:
+        if not rv.task and target:
+            w.task_new.append([tk, qp + target, rk, keys.sent_log(shop), tid, vid, score,
+                               clock - s.cooldown_ms, target,
+                               "room", room, "viewer", vid, "made_at", clock,
+                               *_display(rv, v, tier_new, reactivated, dwell_ms, prio)])
+        elif rv.task and not target:
+            w.task_del.append([tk, qp, rk, tid])
+        else:
+            w.task_move.append([tk, qp, rk, tid, target, "pending", "claimed", "converted", "withdrawn"])
+        rv.task = target
+    elif target == "pending" and (old is None or old.last != rv.last or old.comments != rv.comments):
+        w.task_prio.append([tk, qp, tid, score, *_display(rv, v, tier_new, reactivated, dwell_ms, prio)])
+    lk = keys.lurk(shop)
+    lt = lurk_time(rv, clock, s) if not target else None
+    if lt is not None:
+        w.zadd.append([lk, lurk_member(room, vid), lt])
+    elif old is not None:
+        w.zrem.append([lk, lurk_member(room, vid)])
+    w.hset.append([keys.room_viewers(shop, room), vid, pack(rv)])
+
+
+_wire = msgspec.msgpack.Encoder()
+
+
+def encode_wire(d: dict[str, Any]) -> bytes:
+    return _wire.encode(d)

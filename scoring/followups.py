@@ -1,0 +1,117 @@
+"""When a (room, viewer) gets a 1-on-1 DM follow-up task, and what state the data gives it.
+
+Pure.  spec/tiers.md, in event time: the task is made at ``t0``, the first value
+of the shop clock (the ts of one of the shop's events) at which the viewer's
+dwell in the room is at least the threshold, they have no order in the room at
+or before it, and their DM consent is not ``false``.  It is ``converted`` if
+they then order in the room before their consent turns ``false``, ``withdrawn``
+if their consent turns ``false`` first, else ``pending``.
+
+``t0`` can only be the first clock value at or after one of: the moment the
+dwell reaches the threshold (``first + dwell``), the viewer's first event in
+the room after that moment, or one of the viewer's consent events.  The
+room-viewer record keeps the viewer's events up to ``first + dwell`` (``early``)
+and the first one after (``after``): enough to tell the dwell at any of those
+moments exactly.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Sequence
+
+from fanops.rules_settings import RuleSettings
+from fanops.state import RoomViewer, ViewerState
+
+EARLY_CAP = 48
+
+
+def dwell_reached(rv: RoomViewer, t: int, s: RuleSettings) -> bool:
+    """Is the viewer's dwell in the room at clock ``t`` at least the threshold?"""
+    horizon = rv.first + s.dwell_ms
+    if t < horizon:
+        return False
+    if rv.after >= 0 and t >= rv.after:
+        return True  # an event past the horizon: dwell >= that event - first > threshold
+    last = last_other = last_leave = -1
+    for ts, leave in rv.early:  # every event up to t is in ``early``
+        if ts > t:
+            break
+        last = ts
+        if leave:
+            last_leave = ts
+        else:
+            last_other = ts
+    present = last_other >= 0 and last_leave <= last_other and t - last <= s.present_ms
+    return (t if present else last) - rv.first >= s.dwell_ms
+
+
+def consent_at(v: ViewerState, t: int) -> bool | None:
+    """The viewer's DM consent at ``t``: their consent event with the largest (ts, id) up to ``t``."""
+    c = None
+    for x in v.consents:
+        if x.ts > t:
+            break
+        c = x.dm
+    return c
+
+
+def _next_clock(t: int, clock_values: Sequence[int], own: Sequence[int]) -> int | None:
+    """The first known shop-clock value at or after ``t``."""
+    best = None
+    i = bisect_left(clock_values, t)
+    if i < len(clock_values):
+        best = clock_values[i]
+    for x in own:
+        if x >= t and (best is None or x < best):
+            best = x
+    return best
+
+
+def task_time(rv: RoomViewer, v: ViewerState, clock: int, s: RuleSettings,
+              clock_values: Sequence[int]) -> int | None:
+    """``t0``, the clock value at which the task is made, or None if it is not (yet).
+
+    ``clock_values``: sorted shop-clock values known besides the viewer's own events
+    (the batch's event times and the clock before it).
+    """
+    own = [ts for ts, _ in rv.early] + ([rv.after] if rv.after >= 0 else []) + [c.ts for c in v.consents]
+    horizon = rv.first + s.dwell_ms
+    triggers = [horizon] + ([rv.after] if rv.after >= 0 else []) + [c.ts for c in v.consents if c.dm]
+    cands = sorted({t for t in (_next_clock(x, clock_values, own) for x in triggers)
+                    if t is not None and t <= clock})
+    for t in cands:
+        if 0 <= rv.first_order <= t:
+            return None  # they bought at or before it: no task, ever
+        if consent_at(v, t) is False or not dwell_reached(rv, t, s):
+            continue
+        return t
+    return None
+
+
+def followup_target(rv: RoomViewer, v: ViewerState, clock: int, s: RuleSettings,
+                    clock_values: Sequence[int]) -> str:
+    """The state the events give the (room, viewer) task: "" (none), pending, converted or withdrawn.
+
+    Operator states (claimed, sent, skipped) are the queue's: the scorer moves only
+    tasks that are not sent or skipped.
+    """
+    t0 = task_time(rv, v, clock, s, clock_values)
+    if t0 is None:
+        return ""
+    conv = rv.first_order if rv.first_order > t0 else None
+    wd = next((c.ts for c in v.consents if c.ts > t0 and consent_at(v, c.ts) is False), None)
+    if conv is not None and (wd is None or conv <= wd):
+        return "converted"
+    if wd is not None:
+        return "withdrawn"
+    return "pending"
+
+
+def lurk_time(rv: RoomViewer, clock: int, s: RuleSettings) -> int | None:
+    """When to look again at a (room, viewer) with no task and no event of their own:
+    the moment their dwell reaches the threshold, if that is still ahead of the clock."""
+    horizon = rv.first + s.dwell_ms
+    if horizon > clock and rv.after < 0 and rv.first_order < 0:
+        return horizon
+    return None

@@ -1,0 +1,131 @@
+"""The rules of spec/tiers.md as pure functions of a viewer's state, the shop clock and the settings.
+
+No I/O, no wall clock: ``now`` is the shop clock (the largest ``ts`` applied
+for the shop), passed in.  Each function says which threshold it uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fanops.rules_settings import RuleSettings
+from fanops.state import RoomViewer, ViewerState
+
+TIERS = ("new_fan", "first_buyer", "active", "dormant")
+FOLLOWUP_STATES = ("pending", "claimed", "sent", "skipped", "converted", "withdrawn")
+OPEN_STATES = ("pending", "claimed")
+
+
+@dataclass(frozen=True)
+class TierReason:
+    tier: str
+    why: str
+
+
+def recent_rooms(v: ViewerState, now: int, s: RuleSettings) -> int:
+    """Rooms whose first ts by the viewer is within the active window (``>= now - window``)."""
+    lo = now - s.active_window_ms
+    return sum(1 for first, _last in v.rooms.values() if first >= lo)
+
+
+def explain_tier(v: ViewerState, now: int, s: RuleSettings) -> TierReason:
+    """The tier (the first rule that matches) and the rule that gave it, in words."""
+    away = now - v.last_active
+    if away >= s.dormant_ms:
+        return TierReason("dormant", f"dormant: no event for {away / 86_400_000:.1f} days "
+                                     f"(threshold {s.dormant_days:g} days)")
+    n_orders = len(v.orders)
+    if n_orders >= s.active_orders:
+        return TierReason("active", f"active: {n_orders} orders (threshold {s.active_orders:g})")
+    rooms = recent_rooms(v, now, s)
+    if rooms >= s.active_rooms:
+        return TierReason("active", f"active: {rooms} rooms in the last {s.active_window_days:g} days "
+                                    f"(threshold {s.active_rooms:g})")
+    if n_orders >= 1:
+        return TierReason("first_buyer", f"first_buyer: {n_orders} order")
+    return TierReason("new_fan", f"new_fan: no order yet, {rooms} room(s) in the last "
+                                 f"{s.active_window_days:g} days")
+
+
+def tier(v: ViewerState, now: int, s: RuleSettings) -> str:
+    return explain_tier(v, now, s).tier
+
+
+def next_tier_change(v: ViewerState, now: int, s: RuleSettings) -> int | None:
+    """The earliest shop clock after ``now`` at which the viewer's tier can change with no event.
+
+    Time moves a viewer into ``dormant`` (at ``last_active + dormant``) and out of
+    ``active``-by-rooms (when the n-th most recent room leaves the window).
+    """
+    t = tier(v, now, s)
+    if t == "dormant":
+        return None
+    due = v.last_active + s.dormant_ms
+    if t == "active" and len(v.orders) < s.active_orders:
+        firsts = sorted((f for f, _l in v.rooms.values()), reverse=True)
+        k = int(s.active_rooms)
+        if len(firsts) >= k:
+            due = min(due, firsts[k - 1] + s.active_window_ms + 1)
+    return due
+
+
+def is_new_viewer(v: ViewerState, room: str) -> bool:
+    """The viewer's first ever appearance is in this room (their first ts there is ``first_seen``)."""
+    r = v.rooms.get(room)
+    return r is not None and r[0] == v.first_seen
+
+
+def is_reactivated(v: ViewerState, room: str, s: RuleSettings) -> bool:
+    """Back after ``reactivated_days`` or more: the room's first ts minus the viewer's latest
+    earlier event in another room.  A room that started earlier and runs past this one's
+    start counts as an event just before it (shows are hours long, never 30 days)."""
+    r = v.rooms.get(room)
+    if r is None:
+        return False
+    first = r[0]
+    prev: int | None = None
+    for other, (f, last) in v.rooms.items():
+        if other == room or f >= first:
+            continue
+        cand = last if last < first else first
+        if prev is None or cand > prev:
+            prev = cand
+    return prev is not None and first - prev >= s.reactivated_ms
+
+
+def is_present(rv: RoomViewer, now: int, s: RuleSettings) -> bool:
+    """No leave later than their last other event, and their last event within ``present_minutes``."""
+    if rv.last_other < 0 or rv.last_leave > rv.last_other:
+        return False
+    return now - rv.last <= s.present_ms
+
+
+def dwell(rv: RoomViewer, now: int, s: RuleSettings) -> int:
+    """``(present ? now : last event in the room) - first ts in the room``, in ms."""
+    end = now if is_present(rv, now, s) else rv.last
+    return max(0, end - rv.first)
+
+
+def priority(rv: RoomViewer, tier_name: str, reactivated: bool, s: RuleSettings) -> float:
+    """The follow-up priority of spec/tiers.md (higher first)."""
+    p = (s.w_comment * rv.comments + s.w_cart_add * rv.carts + s.w_product_view * rv.views
+         + s.w_share * rv.shares + s.w_follow * rv.follows
+         + min(rv.likes, s.likes_cap) / s.likes_per_point)
+    if reactivated:
+        p += s.bonus_reactivated
+    p += {"first_buyer": s.bonus_first_buyer, "active": s.bonus_active,
+          "new_fan": s.bonus_new_fan}.get(tier_name, 0.0)
+    return p
+
+
+def queue_score(prio: float, dwell_ms: int) -> float:
+    """One sortable number: priority first, then longer dwell (to the second)."""
+    return round(prio * 20) * 1e7 + min(dwell_ms // 1000, 9_999_999)
+
+
+QUESTION_MARKS = ("?", "？", "؟", "¿")
+
+
+def is_question(text: str) -> bool:
+    """A comment that asks something, in any language (question marks of Latin, CJK, Arabic)."""
+    return any(q in text for q in QUESTION_MARKS)

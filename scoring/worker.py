@@ -1,0 +1,275 @@
+"""The scorer worker: reads the shop streams with a consumer group and applies each batch.
+
+Moves data only: decoding, reading the states a batch needs, calling the pure
+``scoring.engine.score_batch``, and writing its result with one call of
+``fanops/lua/apply.lua``.  That script acknowledges the batch's entries in the
+same atomic step, and only if this worker still owns them: a batch is applied
+once, whatever crashes.  If a viewer changed between the read and the write
+(another worker), nothing is written and the batch is read and scored again.
+Entries a dead worker left unacknowledged are taken over with XAUTOCLAIM.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from fanops import keys, rules_store
+from fanops.config import Config
+from fanops.ingest import script_source
+from fanops.rules_settings import RuleSettings
+from fanops.schema import Event, event_type, unpack_events
+from fanops.state import unpack_viewer
+from scoring.engine import Inputs, encode_wire, score_batch, split_lurk_member
+
+log = logging.getLogger(__name__)
+
+TIME_INDEX_LIMIT = 5000  # due / lurk entries taken per batch
+MAX_RETRIES = 50
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    entries: int = 0
+    events: int = 0
+    conflicts: int = 0
+    stale: int = 0
+    claimed: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies_ms:
+            return 0.0
+        xs = sorted(self.latencies_ms)
+        return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
+
+
+class Worker:
+    """One scorer.  ``run()`` until ``stop()``; ``drain()`` for a finite run (tests, benchmarks)."""
+
+    def __init__(self, r: redis.Redis, cfg: Config, name: str | None = None,
+                 shops: list[str] | None = None, block_ms: int = 1000, clock=time.time) -> None:
+        self.r = r
+        self.cfg = cfg
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.fixed_shops = shops
+        self.block_ms = block_ms
+        self.clock = clock
+        self.stats = WorkerStats()
+        self._apply = r.register_script(script_source("apply"))
+        self._groups: set[str] = set()
+        self._settings: dict[str, tuple[RuleSettings, int]] = {}
+        self._stopping = False
+        self._last_claim = 0.0
+        self._last_beat = 0.0
+        self._pending_done: set[str] = set()
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    # -- discovery ---------------------------------------------------------
+    def shops(self) -> list[str]:
+        if self.fixed_shops is not None:
+            return self.fixed_shops
+        return sorted(s.decode() for s in self.r.smembers(keys.shops()))
+
+    def _ensure_group(self, shop: str) -> None:
+        if shop in self._groups:
+            return
+        try:
+            self.r.xgroup_create(keys.stream(shop), keys.GROUP, id="0", mkstream=True)
+        except redis.ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+        self._groups.add(shop)
+
+    # -- loop --------------------------------------------------------------
+    def run(self) -> WorkerStats:
+        log.info("scorer %s started", self.name)
+        while not self._stopping:
+            try:
+                n = self.step(block=True)
+                if n == 0 and not self.shops():
+                    time.sleep(0.2)
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                log.warning("Redis unavailable (%s): retrying in 1 s", e)
+                time.sleep(1.0)
+            self._heartbeat()
+        self._heartbeat(final=True)
+        s = self.stats
+        log.info("scorer %s stopped: %d batches, %d events, %d conflicts retried, %d taken over",
+                 self.name, s.batches, s.events, s.conflicts, s.claimed)
+        return self.stats
+
+    def drain(self, timeout: float = 60.0) -> WorkerStats:
+        """Apply until every shop stream has nothing new for this worker (burst mode)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.step(block=False) == 0:
+                break
+        return self.stats
+
+    def step(self, block: bool = False) -> int:
+        """Read and apply one round of entries from every shop; returns the events applied."""
+        shops = self.shops()
+        total = 0
+        now = time.monotonic()
+        for shop in shops:
+            self._ensure_group(shop)
+            if shop not in self._pending_done:
+                total += self._read_and_apply(shop, "0")  # our own unacknowledged entries first
+                self._pending_done.add(shop)
+        if now - self._last_claim > max(1.0, self.cfg.claim_idle_ms / 4000):
+            self._last_claim = now
+            for shop in shops:
+                total += self._claim_and_apply(shop)
+        for shop in shops:
+            blk = self.block_ms if (block and len(shops) == 1) else None
+            total += self._read_and_apply(shop, ">", blk)
+        if block and len(shops) > 1 and total == 0:
+            time.sleep(0.02)
+        return total
+
+    def _read_and_apply(self, shop: str, start: str, block: int | None = None) -> int:
+        res = self.r.xreadgroup(keys.GROUP, self.name, {keys.stream(shop): start},
+                                count=self.cfg.worker_batch, block=block)
+        if not res:
+            return 0
+        entries = res[0][1] if isinstance(res, list) else next(iter(res.values()))[0]
+        entries = [(i, f) for i, f in entries if f]
+        if not entries:
+            return 0
+        return self.apply_entries(shop, entries)
+
+    def _claim_and_apply(self, shop: str) -> int:
+        total = 0
+        cursor = "0-0"
+        while True:
+            res = self.r.xautoclaim(keys.stream(shop), keys.GROUP, self.name,
+                                    min_idle_time=self.cfg.claim_idle_ms, start_id=cursor,
+                                    count=self.cfg.worker_batch)
+            cursor, entries = res[0], res[1]
+            entries = [(i, f) for i, f in entries if f]
+            if entries:
+                self.stats.claimed += len(entries)
+                log.info("took over %d entries of %s from a stalled scorer", len(entries), shop)
+                total += self.apply_entries(shop, entries)
+            if cursor in (b"0-0", "0-0"):
+                return total
+
+    # -- one batch -----------------------------------------------------------
+    def settings(self, shop: str) -> tuple[RuleSettings, int]:
+        return self._settings.get(shop) or self._load_settings(shop)
+
+    def _load_settings(self, shop: str) -> tuple[RuleSettings, int]:
+        self._settings[shop] = rules_store.load(self.r, shop)
+        return self._settings[shop]
+
+    def apply_entries(self, shop: str, entries: list[tuple[Any, dict[bytes, bytes]]]) -> int:
+        """Score and write a batch of stream entries; returns the events applied (0 if stale)."""
+        ids = [i.decode() if isinstance(i, bytes) else i for i, _ in entries]
+        events: list[Event] = []
+        receipts: list[int] = []
+        for _, f in entries:
+            events.extend(unpack_events(f[b"e"]))
+            receipts.append(int(f.get(b"t", 0)))
+        for attempt in range(MAX_RETRIES):
+            blobs: list[bytes] = []
+            wire = self._score(shop, events, blobs)
+            wire.update(stream=keys.stream(shop), group=keys.GROUP, consumer=self.name, acks=ids)
+            res = self._apply(keys=[keys.stats(shop)], args=[encode_wire(wire), *blobs])
+            verdict = res[0].decode() if isinstance(res[0], bytes) else res[0]
+            if verdict == "ok":
+                now_ms = self.clock() * 1000
+                st = self.stats
+                st.batches += 1
+                st.entries += len(entries)
+                st.events += len(events)
+                st.latencies_ms.extend(now_ms - t for t in receipts if t)
+                if len(st.latencies_ms) > 20000:
+                    del st.latencies_ms[:10000]
+                return len(events)
+            if verdict == "stale":
+                self.stats.stale += 1
+                log.info("batch of %s no longer ours (taken over): dropped", shop)
+                return 0
+            self.stats.conflicts += 1
+            time.sleep(min(0.05, 0.001 * (attempt + 1)))
+        raise RuntimeError(f"could not apply a batch of {shop} after {MAX_RETRIES} attempts")
+
+    def _score(self, shop: str, events: list[Event], out_blobs: list[bytes]) -> dict[str, Any]:
+        r = self.r
+        vk = keys.viewers(shop)
+        vids = list(dict.fromkeys(ev.viewer.id for ev in events))
+        max_ts = max((ev.ts for ev in events), default=0)
+        p = r.pipeline(transaction=False)
+        p.hget(keys.stats(shop), "clock")
+        p.hget(keys.rules(shop), "version")
+        if vids:
+            p.hmget(vk, vids)
+        clock_raw, version_raw, *rest = p.execute()
+        found = rest[0] if vids else []
+        clock0 = int(clock_raw or 0)
+        version = int(version_raw or 0)
+        settings, known = self.settings(shop)
+        if version != known:
+            settings, known = self._load_settings(shop)
+        clock1 = max(clock0, max_ts)
+        viewers: dict[str, bytes | None] = dict(zip(vids, found))
+        p = r.pipeline(transaction=False)
+        p.zrangebyscore(keys.due(shop), "-inf", clock1, start=0, num=TIME_INDEX_LIMIT)
+        p.zrangebyscore(keys.lurk(shop), "-inf", clock1, start=0, num=TIME_INDEX_LIMIT)
+        due_raw, lurk_raw = p.execute()
+        due = [d.decode() for d in due_raw]
+        lurk = [split_lurk_member(m.decode()) for m in lurk_raw]
+        more = [v for v in dict.fromkeys(due + [v for _, v in lurk]) if v not in viewers]
+        if more:
+            for v, b in zip(more, r.hmget(vk, more)):
+                viewers[v] = b
+        # the (room, viewer) records the batch needs: rooms with events, lurkers, and every
+        # room of a viewer whose consent changed (a task elsewhere may be made or withdrawn)
+        pairs: dict[tuple[str, str], None] = {}
+        for ev in events:
+            pairs[(ev.room, ev.viewer.id)] = None
+        for pair in lurk:
+            pairs[pair] = None
+        for ev in events:
+            if event_type(ev) == "consent":
+                b = viewers.get(ev.viewer.id)
+                if b:
+                    for room in unpack_viewer(b).rooms:
+                        pairs[(room, ev.viewer.id)] = None
+        p = r.pipeline(transaction=False)
+        plist = list(pairs)
+        for room, vid in plist:
+            p.hget(keys.room_viewers(shop, room), vid)
+        rvs = dict(zip(plist, p.execute())) if plist else {}
+        inp = Inputs(shop=shop, clock=clock0, settings=settings, rules_version=known,
+                     viewers=viewers, room_viewers=rvs, due=due, lurk=lurk)
+        ws, _clock = score_batch(inp, events)
+        return ws.to_wire(out_blobs)
+
+    # -- health ---------------------------------------------------------------
+    def _heartbeat(self, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self._last_beat < 1.0:
+            return
+        self._last_beat = now
+        s = self.stats
+        body = json.dumps({"name": self.name, "batches": s.batches, "events": s.events,
+                           "conflicts": s.conflicts, "claimed": s.claimed,
+                           "p50_ms": round(s.percentile(50), 1), "p99_ms": round(s.percentile(99), 1),
+                           "at": time.time(), "running": not final})
+        try:
+            self.r.set(keys.heartbeat("scorer", self.name), body,
+                       ex=self.cfg.heartbeat_ttl_s if not final else 5)
+        except redis.RedisError as e:
+            log.debug("heartbeat not written: %s", e)

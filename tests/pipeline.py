@@ -1,0 +1,55 @@
+"""Helpers to run the real pipeline in tests: a replay feed -> the consumer -> Redis -> workers."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import redis
+import redis.asyncio as aredis
+
+from fanops import keys
+from fanops.config import Config
+from realtime.backoff import Backoff
+from realtime.consumer import Consumer
+from scoring.worker import Worker
+from tests.conftest import await_for
+from tests.feeds import Feed, send_all
+
+
+def ingest_frames(cfg: Config, frames: list[str | bytes], timeout: float = 60.0) -> Consumer:
+    """Serve ``frames`` on a real WebSocket server and run the real consumer until all are read."""
+
+    async def main() -> Consumer:
+        feed = await Feed(lambda ws, n: send_all(ws, frames)).start()
+        ar = aredis.Redis.from_url(cfg.redis_url)
+        c = Consumer(feed.url, ar, cfg, backoff=Backoff(initial=0.01, cap=0.05))
+        task = asyncio.create_task(c.run())
+        try:
+            await await_for(lambda: c.counters.frames >= len(frames) or task.done(), timeout,
+                            "the consumer to read every frame")
+            c.stop()
+            await asyncio.wait_for(task, 20)
+        finally:
+            if not task.done():
+                task.cancel()
+            await feed.stop()
+            await ar.aclose()
+        return c
+
+    return asyncio.run(main())
+
+
+def read_lines(path: Path) -> list[str]:
+    return [ln.rstrip("\n") for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
+def drain(r: redis.Redis, cfg: Config, name: str = "w1", shops: list[str] | None = None) -> Worker:
+    w = Worker(r, cfg, name=name, shops=shops)
+    w.drain(timeout=120)
+    return w
+
+
+def lag(r: redis.Redis, shop: str) -> int:
+    st = r.hgetall(keys.stats(shop))
+    return int(st.get(b"accepted", 0)) - int(st.get(b"applied", 0))

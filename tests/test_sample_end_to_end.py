@@ -1,0 +1,38 @@
+"""The recorded sample feed through the real consumer and scorer gives the spec's status per room."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fanops.read import status
+from tests.conftest import SAMPLES
+from tests.pipeline import drain, ingest_frames, lag, read_lines
+
+
+@pytest.fixture
+def expected() -> dict:
+    path = SAMPLES / "weeks-small.expected.json"
+    if not path.exists():
+        pytest.fail(f"sample files missing: expected {path}")
+    return json.loads(path.read_text())
+
+
+def test_sample_feed_gives_the_expected_status_for_every_room(cfg, r, expected):
+    ingest_frames(cfg, read_lines(SAMPLES / "weeks-small.jsonl"))
+    drain(r, cfg)
+    assert lag(r, "default") == 0
+    for room, want in expected["status_by_room"].items():
+        assert status(r, "default", room) == want, room
+
+
+def test_status_command_prints_the_same_json(cfg, r, expected, redis_url):
+    ingest_frames(cfg, read_lines(SAMPLES / "weeks-small.jsonl"))
+    drain(r, cfg)
+    room, want = next(iter(expected["status_by_room"].items()))
+    out = subprocess.run([sys.executable, "-m", "scoring", "status", "--shop", "default", "--room", room,
+                          "--redis", redis_url], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == want
