@@ -56,6 +56,7 @@ class RoomViewer(msgspec.Struct, array_like=True):
     early: list[list[int]] = []
     after: int = -1  # the first event ts past the early window, -1 if none
     task: str = ""  # the follow-up state the data gave when last applied ("" none)
+    task_at: int = -1  # the shop-clock value the task was made at (a known clock value)
 
 
 _enc = msgspec.msgpack.Encoder()

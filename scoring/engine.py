@@ -416,7 +416,7 @@ def _room_viewer_effects(w: WriteSet, shop: str, room: str, vid: str, old: RoomV
     elif old is not None and old.last_other >= 0 and old.last_leave <= old.last_other:
         w.zrem.append([pk, vid])
     # follow-up task
-    target = followup_target(rv, v, clock, s, clock_values)
+    target, rv.task_at = followup_target(rv, v, clock, s, clock_values)
     tk = keys.task(shop, room, vid)
     tid = task_id(room, vid)
     qp = keys.queue(shop, "")

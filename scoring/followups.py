@@ -76,6 +76,8 @@ def task_time(rv: RoomViewer, v: ViewerState, clock: int, s: RuleSettings,
     (the batch's event times and the clock before it).
     """
     own = [ts for ts, _ in rv.early] + ([rv.after] if rv.after >= 0 else []) + [c.ts for c in v.consents]
+    if rv.task_at >= 0:
+        own.append(rv.task_at)  # a clock value found before, maybe in a batch long gone
     horizon = rv.first + s.dwell_ms
     triggers = [horizon] + ([rv.after] if rv.after >= 0 else []) + [c.ts for c in v.consents if c.dm]
     cands = sorted({t for t in (_next_clock(x, clock_values, own) for x in triggers)
@@ -90,22 +92,23 @@ def task_time(rv: RoomViewer, v: ViewerState, clock: int, s: RuleSettings,
 
 
 def followup_target(rv: RoomViewer, v: ViewerState, clock: int, s: RuleSettings,
-                    clock_values: Sequence[int]) -> str:
-    """The state the events give the (room, viewer) task: "" (none), pending, converted or withdrawn.
+                    clock_values: Sequence[int]) -> tuple[str, int]:
+    """The state the events give the (room, viewer) task: "" (none), pending, converted or
+    withdrawn; and the clock value it was made at (-1 if none).
 
     Operator states (claimed, sent, skipped) are the queue's: the scorer moves only
     tasks that are not sent or skipped.
     """
     t0 = task_time(rv, v, clock, s, clock_values)
     if t0 is None:
-        return ""
+        return "", -1
     conv = rv.first_order if rv.first_order > t0 else None
     wd = next((c.ts for c in v.consents if c.ts > t0 and consent_at(v, c.ts) is False), None)
     if conv is not None and (wd is None or conv <= wd):
-        return "converted"
+        return "converted", t0
     if wd is not None:
-        return "withdrawn"
-    return "pending"
+        return "withdrawn", t0
+    return "pending", t0
 
 
 def lurk_time(rv: RoomViewer, clock: int, s: RuleSettings) -> int | None:

@@ -36,3 +36,16 @@ def test_status_command_prints_the_same_json(cfg, r, expected, redis_url):
     out = subprocess.run([sys.executable, "-m", "scoring", "status", "--shop", "default", "--room", room,
                           "--redis", redis_url], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == want
+
+
+@pytest.mark.parametrize("flush_events,worker_batch", [(1, 1), (7, 3), (64, 1)])
+def test_small_batches_give_the_same_status(r, redis_url, tmp_path, expected, flush_events, worker_batch):
+    from fanops.config import Config
+
+    cfg = Config.from_env({}, redis_url=redis_url, data_dir=tmp_path, flush_ms=5,
+                          flush_events=flush_events, worker_batch=worker_batch)
+    ingest_frames(cfg, read_lines(SAMPLES / "weeks-small.jsonl"))
+    drain(r, cfg)
+    assert lag(r, "default") == 0
+    for room, want in expected["status_by_room"].items():
+        assert status(r, "default", room) == want, room
