@@ -1,0 +1,230 @@
+"""The follow-up queue: what operators see and do (list, claim, mark sent, skip, release).
+
+Each action is one atomic script call (``lua/task.lua``): two operators
+claiming one task get one winner, and the other a ``TaskClaimedByOther``
+naming the holder.  A claim lapses back to ``pending`` after the lease
+(``claim_lease_minutes`` of wall time): a lapsed claim is treated as pending by
+every action and swept back by ``release_expired``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from fanops import keys, rules_store
+from fanops.errors import TaskClaimedByOther, TaskError, TaskNotFound, TaskStateError
+from fanops.geo import is_decent_hour, local_time
+from fanops.ingest import script_source
+from fanops.templates import suggest
+
+SEP = "\x00"
+STATES = ("pending", "claimed", "sent", "skipped", "converted", "withdrawn")
+SCAN_LIMIT = 500  # tasks read per list call, highest priority first
+
+
+def task_id(room: str, viewer: str) -> str:
+    return f"{room}{SEP}{viewer}"
+
+
+def split_task_id(tid: str) -> tuple[str, str]:
+    room, viewer = tid.split(SEP, 1)
+    return room, viewer
+
+
+@dataclass
+class Task:
+    id: str
+    room: str
+    viewer: str
+    state: str
+    name: str
+    tier: str
+    country: str
+    lang: str
+    tz: str
+    dwell_ms: int
+    priority: float
+    reactivated: bool
+    comments: int
+    likes: int
+    views: int
+    carts: int
+    said: list[str]
+    skus_viewed: list[str]
+    skus_carted: list[str]
+    product: str
+    holder: str = ""
+    lease_until: int = 0
+    skip_reason: str = ""
+    local: str = ""  # the viewer's local time, "HH:MM (Zone)"
+    decent_hour: bool | None = None
+    message: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sendable_now(self) -> bool:
+        return self.state in ("pending", "claimed") and self.decent_hour is not False
+
+
+def _s(h: dict[bytes, bytes], k: str) -> str:
+    v = h.get(k.encode())
+    return v.decode("utf-8", "replace") if v is not None else ""
+
+
+def _task_from_hash(tid: str, h: dict[bytes, bytes], now_ms: int, settings: Any,
+                    templates: dict[str, Any]) -> Task:
+    room, viewer = split_task_id(tid)
+    state = _s(h, "state")
+    lease = int(_s(h, "lease_until") or 0)
+    if state == "claimed" and lease < now_ms:
+        state = "pending"
+    t = Task(
+        id=tid, room=room, viewer=viewer, state=state, name=_s(h, "name"), tier=_s(h, "tier"),
+        country=_s(h, "country"), lang=_s(h, "lang"), tz=_s(h, "tz"),
+        dwell_ms=int(float(_s(h, "dwell_ms") or 0)), priority=float(_s(h, "priority") or 0),
+        reactivated=_s(h, "reactivated") == "1", comments=int(_s(h, "comments") or 0),
+        likes=int(_s(h, "likes") or 0), views=int(_s(h, "views") or 0), carts=int(_s(h, "carts") or 0),
+        said=json.loads(_s(h, "said") or "[]"), skus_viewed=json.loads(_s(h, "skus_viewed") or "[]"),
+        skus_carted=json.loads(_s(h, "skus_carted") or "[]"), product=_s(h, "product"),
+        holder=_s(h, "holder") if state == "claimed" else "", lease_until=lease,
+        skip_reason=_s(h, "skip_reason"),
+    )
+    lt = local_time(now_ms, t.tz or None, t.country or None)
+    if lt is not None:
+        t.local = f"{lt:%H:%M} ({lt.tzname()})"
+        t.decent_hour = is_decent_hour(lt, int(settings.decent_hour_start), int(settings.decent_hour_end))
+    t.message = suggest(templates, t.tier, t.lang or None, t.name, t.product or None,
+                        reactivated=t.reactivated)
+    return t
+
+
+def list_tasks(r: redis.Redis, shop: str, state: str = "pending", *, tier: str | None = None,
+               lang: str | None = None, country: str | None = None, room: str | None = None,
+               sendable_now: bool = False, limit: int = 50, now_ms: int | None = None) -> list[Task]:
+    """Tasks in ``state`` by priority (ties: longer dwell, then viewer id), filtered.
+
+    ``pending`` includes lapsed claims.  Reads at most ``SCAN_LIMIT`` tasks per state.
+    """
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    settings, _ = rules_store.load(r, shop)
+    templates = rules_store.load_templates(r, shop)
+    states = ["pending", "claimed"] if state == "pending" else [state]
+    ids: list[tuple[str, float]] = []
+    for st in states:
+        for m, sc in r.zrevrange(keys.queue(shop, st), 0, SCAN_LIMIT - 1, withscores=True):
+            ids.append((m.decode(), sc))
+    p = r.pipeline(transaction=False)
+    for tid, _ in ids:
+        rm, vw = split_task_id(tid)
+        p.hgetall(keys.task(shop, rm, vw))
+    hashes = p.execute() if ids else []
+    out: list[tuple[float, Task]] = []
+    for (tid, score), h in zip(ids, hashes):
+        if not h:
+            continue
+        t = _task_from_hash(tid, h, now, settings, templates)
+        if t.state != state and not (state == "claimed" and t.state == "claimed"):
+            continue
+        if tier and t.tier != tier:
+            continue
+        if lang and not (t.lang or "").lower().startswith(lang.lower()):
+            continue
+        if country and t.country != country:
+            continue
+        if room and t.room != room:
+            continue
+        if sendable_now and not t.sendable_now:
+            continue
+        out.append((score, t))
+    out.sort(key=lambda st: (-st[1].priority, -st[1].dwell_ms, st[1].viewer))
+    return [t for _, t in out[:limit]]
+
+
+def get_task(r: redis.Redis, shop: str, tid: str, now_ms: int | None = None) -> Task:
+    room, viewer = split_task_id(tid)
+    h = r.hgetall(keys.task(shop, room, viewer))
+    if not h:
+        raise TaskNotFound(f"no follow-up task for viewer {viewer!r} in room {room!r}")
+    settings, _ = rules_store.load(r, shop)
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    return _task_from_hash(tid, h, now, settings, rules_store.load_templates(r, shop))
+
+
+def counts(r: redis.Redis, shop: str, room: str | None = None) -> dict[str, int]:
+    """Tasks per state: for a room from its counters, else from the queue sizes."""
+    if room is not None:
+        h = r.hgetall(keys.room(shop, room))
+        return {s: int(h.get(f"f:{s}".encode(), 0)) for s in STATES}
+    p = r.pipeline(transaction=False)
+    for s in STATES:
+        p.zcard(keys.queue(shop, s))
+    return dict(zip(STATES, (int(x) for x in p.execute())))
+
+
+class Operator:
+    """The actions of one operator (``name`` is shown to the others as the task's holder)."""
+
+    def __init__(self, r: redis.Redis, shop: str, name: str) -> None:
+        if not name.strip():
+            raise TaskError("an operator needs a name")
+        self.r = r
+        self.shop = shop
+        self.name = name.strip()[:64]
+        self._script = r.register_script(script_source("task"))
+
+    def _do(self, action: str, tid: str, reason: str = "", now_ms: int | None = None) -> str:
+        room, viewer = split_task_id(tid)
+        settings, _ = rules_store.load(self.r, self.shop)
+        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        clock = int(self.r.hget(keys.stats(self.shop), "clock") or 0)
+        res = self._script(
+            keys=[keys.task(self.shop, room, viewer), keys.room(self.shop, room), keys.sent_log(self.shop)],
+            args=[action, self.name, now, int(settings.claim_lease_minutes * 60_000),
+                  keys.queue(self.shop, ""), tid, reason, clock])
+        res = [x.decode() if isinstance(x, bytes) else x for x in res]
+        if res[0] == "ok":
+            return str(res[1])
+        code, state, holder = res[1], res[2], res[3]
+        if code == "not_found":
+            raise TaskNotFound(f"no follow-up task for viewer {viewer!r} in room {room!r}")
+        if code == "claimed":
+            raise TaskClaimedByOther(tid.replace(SEP, "/"), holder)
+        verb = {"claim": "claim", "sent": "mark as sent", "skip": "skip", "release": "release"}[action]
+        if code == "not_claimed":
+            raise TaskStateError(tid.replace(SEP, "/"), state if state != "pending" else "not claimed by you",
+                                 verb)
+        raise TaskStateError(tid.replace(SEP, "/"), state, verb)
+
+    def claim(self, tid: str, now_ms: int | None = None) -> str:
+        return self._do("claim", tid, now_ms=now_ms)
+
+    def mark_sent(self, tid: str, now_ms: int | None = None) -> str:
+        return self._do("sent", tid, now_ms=now_ms)
+
+    def skip(self, tid: str, reason: str, now_ms: int | None = None) -> str:
+        if not reason.strip():
+            raise TaskError("say why the task is skipped (a reason is required)")
+        return self._do("skip", tid, reason=reason.strip()[:200], now_ms=now_ms)
+
+    def release(self, tid: str, now_ms: int | None = None) -> str:
+        return self._do("release", tid, now_ms=now_ms)
+
+
+def release_expired(r: redis.Redis, shop: str, now_ms: int | None = None) -> int:
+    """Move lapsed claims back to pending; returns how many."""
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    script = r.register_script(script_source("task"))
+    n = 0
+    for m in r.zrange(keys.queue(shop, "claimed"), 0, -1):
+        tid = m.decode()
+        room, viewer = split_task_id(tid)
+        res = script(keys=[keys.task(shop, room, viewer), keys.room(shop, room), keys.sent_log(shop)],
+                     args=["expire", "", now, 0, keys.queue(shop, ""), tid, "", 0])
+        if res[0] in (b"ok", "ok") and res[1] in (b"pending", "pending"):
+            n += 1
+    return n
