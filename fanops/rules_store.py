@@ -35,7 +35,8 @@ def load_templates(r: redis.Redis, shop: str) -> dict[str, Any]:
 
 
 def save(r: redis.Redis, shop: str, changes: dict[str, Any], *, templates: dict[str, Any] | None = None,
-         expected_version: int | None = None, by: str = "") -> tuple[RuleSettings, int]:
+         expected_version: int | None = None, by: str = "",
+         clear_templates: bool = False) -> tuple[RuleSettings, int]:
     """Validate and store a change in one step; raise BadSettings with every problem, changing nothing.
 
     ``expected_version`` guards against two operators saving over each other.
@@ -63,6 +64,8 @@ def save(r: redis.Redis, shop: str, changes: dict[str, Any], *, templates: dict[
                 if templates is not None:
                     mapping["templates"] = json.dumps(templates, ensure_ascii=False)
                 pipe.hset(key, mapping=mapping)
+                if clear_templates:
+                    pipe.hdel(key, "templates")
                 pipe.execute()
                 return new, cur_version + 1
             except redis.WatchError:
@@ -71,5 +74,4 @@ def save(r: redis.Redis, shop: str, changes: dict[str, Any], *, templates: dict[
 
 def reset(r: redis.Redis, shop: str, by: str = "") -> tuple[RuleSettings, int]:
     """Back to the spec's defaults (and the default templates), as a new version."""
-    r.hdel(keys.rules(shop), "templates")
-    return save(r, shop, RuleSettings().to_mapping(), by=by)
+    return save(r, shop, RuleSettings().to_mapping(), by=by, clear_templates=True)

@@ -27,6 +27,7 @@ from fanops.ingest import script_source
 from fanops.rules_settings import RuleSettings
 from fanops.schema import Event, event_type, unpack_events
 from fanops.state import unpack_viewer
+from scoring import recompute
 from scoring.engine import Inputs, encode_wire, score_batch, split_lurk_member
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,8 @@ class Worker:
         for attempt in range(MAX_RETRIES):
             blobs: list[bytes] = []
             wire = self._score(shop, events, blobs)
-            wire.update(stream=keys.stream(shop), group=keys.GROUP, consumer=self.name, acks=ids)
+            wire.update(stream=keys.stream(shop), group=keys.GROUP, consumer=self.name, acks=ids,
+                        lock=recompute.rebuild_lock(shop))
             res = self._apply(keys=[keys.stats(shop)], args=[encode_wire(wire), *blobs])
             verdict = res[0].decode() if isinstance(res[0], bytes) else res[0]
             if verdict == "ok":
@@ -201,6 +203,9 @@ class Worker:
                 self.stats.stale += 1
                 log.info("batch of %s no longer ours (taken over): dropped", shop)
                 return 0
+            if verdict == "locked":
+                self._wait_rebuild(shop)
+                continue
             self.stats.conflicts += 1
             time.sleep(min(0.05, 0.001 * (attempt + 1)))
         raise RuntimeError(f"could not apply a batch of {shop} after {MAX_RETRIES} attempts")
@@ -221,6 +226,11 @@ class Worker:
         version = int(version_raw or 0)
         settings, known = self.settings(shop)
         if version != known:
+            settings, known = self._load_settings(shop)
+        if recompute.needs_rebuild(r, shop):
+            # new thresholds apply to every viewer at once: one worker recounts, the others wait
+            if not recompute.rebuild(r, shop, self.name):
+                self._wait_rebuild(shop)
             settings, known = self._load_settings(shop)
         clock1 = max(clock0, max_ts)
         viewers: dict[str, bytes | None] = dict(zip(vids, found))
@@ -256,6 +266,11 @@ class Worker:
                      viewers=viewers, room_viewers=rvs, due=due, lurk=lurk)
         ws, _clock = score_batch(inp, events)
         return ws.to_wire(out_blobs)
+
+    def _wait_rebuild(self, shop: str, timeout: float = 600.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.r.exists(recompute.rebuild_lock(shop)) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     # -- health ---------------------------------------------------------------
     def _heartbeat(self, final: bool = False) -> None:

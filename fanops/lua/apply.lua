@@ -11,8 +11,13 @@
 --   task_move {{taskkey, qprefix, roomkey, member, to, from1, from2, ...}}
 --   task_prio {{taskkey, qprefix, member, prio, f1, v1, ...}}
 --   task_del {{taskkey, qprefix, roomkey, member}}   (only a task no operator has sent or skipped)
--- Returns {"ok"}, {"stale", id} (an entry is no longer ours) or {"conflict", key, field}.
+-- Returns {"ok"}, {"stale", id} (an entry is no longer ours), {"conflict", key, field}
+-- or {"locked", key} (a rebuild is running).
 local w = cmsgpack.unpack(ARGV[1])
+
+if w.lock and redis.call('EXISTS', w.lock) == 1 then
+  return {'locked', w.lock}  -- the shop is being rebuilt under new settings: try again soon
+end
 
 for _, id in ipairs(w.acks or {}) do
   local p = redis.call('XPENDING', w.stream, w.group, id, id, 1)
