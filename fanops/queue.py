@@ -124,7 +124,7 @@ def list_tasks(r: redis.Redis, shop: str, state: str = "pending", *, tier: str |
         p.hgetall(keys.task(shop, rm, vw))
     hashes = p.execute() if ids else []
     out: list[tuple[float, Task]] = []
-    for (tid, score), h in zip(ids, hashes):
+    for (tid, score), h in zip(ids, hashes, strict=True):
         if not h:
             continue
         t = _task_from_hash(tid, h, now, settings, templates)
@@ -163,7 +163,7 @@ def counts(r: redis.Redis, shop: str, room: str | None = None) -> dict[str, int]
     p = r.pipeline(transaction=False)
     for s in STATES:
         p.zcard(keys.queue(shop, s))
-    return dict(zip(STATES, (int(x) for x in p.execute())))
+    return dict(zip(STATES, (int(x) for x in p.execute()), strict=True))
 
 
 class Operator:

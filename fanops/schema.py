@@ -90,7 +90,9 @@ class Consent(_Base, tag="consent"):
     dm: bool
 
 
-Event = Union[Join, Leave, Comment, Like, Share, Follow, Gift, ProductView, CartAdd, Order, Consent]
+Event = Union[  # noqa: UP007 (msgspec needs a runtime Union for its tagged decoder)
+    Join, Leave, Comment, Like, Share, Follow, Gift, ProductView, CartAdd, Order, Consent
+]
 EVENT_TYPES: tuple[str, ...] = (
     "join", "leave", "comment", "like", "share", "follow", "gift",
     "product_view", "cart_add", "order", "consent",

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -373,7 +373,7 @@ class _Sim:
             s = replace(s, start_ms=int(time.time() * 1000))
         self.s, rng = s, random.Random(s.seed)
         assert s.start_ms is not None
-        day = datetime.fromtimestamp(s.start_ms / 1000, timezone.utc).strftime("%Y-%m-%d")
+        day = datetime.fromtimestamp(s.start_ms / 1000, UTC).strftime("%Y-%m-%d")
         self.room = s.room or f"live-{s.seed}-{day}"
         self.batch = s.batch or max(1, min(200, int(s.rate // 100)))
         pool_n = max(4, s.viewers * 3 // 5) if s.history_shows > 0 else 0
@@ -388,7 +388,7 @@ class _Sim:
         attended: dict[str, _Viewer] = {}
         for j, days in enumerate(back):
             start = s.start_ms - days * DAY_MS + rng.randrange(-3, 4) * 3_600_000
-            hday = datetime.fromtimestamp(start / 1000, timezone.utc).strftime("%Y-%m-%d")
+            hday = datetime.fromtimestamp(start / 1000, UTC).strftime("%Y-%m-%d")
             room = f"{s.room[:100]}-past-{hday}" if s.room else f"live-{s.seed}-{hday}"
             cast = rng.sample(self.pool, max(2, s.viewers // 4) if len(self.pool) > 2 else len(self.pool))
             attended.update((v.vid, v) for v in cast)

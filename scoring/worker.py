@@ -233,7 +233,7 @@ class Worker:
                 self._wait_rebuild(shop)
             settings, known = self._load_settings(shop)
         clock1 = max(clock0, max_ts)
-        viewers: dict[str, bytes | None] = dict(zip(vids, found))
+        viewers: dict[str, bytes | None] = dict(zip(vids, found, strict=True))
         p = r.pipeline(transaction=False)
         p.zrangebyscore(keys.due(shop), "-inf", clock1, start=0, num=TIME_INDEX_LIMIT)
         p.zrangebyscore(keys.lurk(shop), "-inf", clock1, start=0, num=TIME_INDEX_LIMIT)
@@ -242,7 +242,7 @@ class Worker:
         lurk = [split_lurk_member(m.decode()) for m in lurk_raw]
         more = [v for v in dict.fromkeys(due + [v for _, v in lurk]) if v not in viewers]
         if more:
-            for v, b in zip(more, r.hmget(vk, more)):
+            for v, b in zip(more, r.hmget(vk, more), strict=True):
                 viewers[v] = b
         # the (room, viewer) records the batch needs: rooms with events, lurkers, and every
         # room of a viewer whose consent changed (a task elsewhere may be made or withdrawn)
@@ -261,7 +261,7 @@ class Worker:
         plist = list(pairs)
         for room, vid in plist:
             p.hget(keys.room_viewers(shop, room), vid)
-        rvs = dict(zip(plist, p.execute())) if plist else {}
+        rvs = dict(zip(plist, p.execute(), strict=True)) if plist else {}
         inp = Inputs(shop=shop, clock=clock0, settings=settings, rules_version=known,
                      viewers=viewers, room_viewers=rvs, due=due, lurk=lurk)
         ws, _clock = score_batch(inp, events)

@@ -46,7 +46,7 @@ def test_filters_by_tier_language_country_and_state(filled):
     assert es and all(t.lang.lower().startswith("es") for t in es)
     conv = top(filled, state="converted", limit=1000)
     assert len(conv) == sum(status(filled, "default", rm)["room"]["followups"]["converted"]
-                            for rm in ["show-1-%d" % i for i in range(8)])
+                            for rm in [f"show-1-{i}" for i in range(8)])
     assert all(t.state == "converted" for t in conv)
     sendable = top(filled, sendable_now=True, limit=1000)
     assert all(t.decent_hour is not False for t in sendable)

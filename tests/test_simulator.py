@@ -62,7 +62,7 @@ def test_good_events_validate_and_bad_ones_fail_each_for_its_reason(small: list[
     for frame in small:
         out = parse_frame(encode_frame(frame), now)
         assert len(out) == len(frame)
-        for e, r in zip(frame, out):
+        for e, r in zip(frame, out, strict=True):
             if isinstance(e, Bad):
                 assert isinstance(r, BadInput), (e.reason, e)
                 reasons[e.reason] += 1
