@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from fanops import keys
-from fanops.server import free_port
 from fanops.schema import unpack_events
+from fanops.server import free_port
 from tests.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
