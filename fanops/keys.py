@@ -9,18 +9,20 @@ break the hash tag.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 PREFIX = "fo:"
 GROUP = "scorers"  # the consumer group of the scorer workers on each shop stream
 DEAD_TAG = "{!dead}"  # shop ids are escaped, so no shop can collide with this tag
 
 
+_ESC = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D", ":": "%3A"})
+
+
+@lru_cache(maxsize=1 << 16)
 def esc(part: str) -> str:
     """Escape an id for use inside a key: no ``{ } :`` or ``%`` left unescaped."""
-    if not any(c in part for c in "%{}:"):
-        return part
-    return (
-        part.replace("%", "%25").replace("{", "%7B").replace("}", "%7D").replace(":", "%3A")
-    )
+    return part.translate(_ESC)
 
 
 def unesc(part: str) -> str:
@@ -29,6 +31,7 @@ def unesc(part: str) -> str:
     return part.replace("%3A", ":").replace("%7D", "}").replace("%7B", "{").replace("%25", "%")
 
 
+@lru_cache(maxsize=1024)
 def tag(shop: str) -> str:
     return f"{PREFIX}{{{esc(shop)}}}"
 

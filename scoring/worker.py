@@ -257,11 +257,16 @@ class Worker:
                 if b:
                     for room in unpack_viewer(b).rooms:
                         pairs[(room, ev.viewer.id)] = None
+        by_room: dict[str, list[str]] = {}
+        for room, vid in pairs:
+            by_room.setdefault(room, []).append(vid)
         p = r.pipeline(transaction=False)
-        plist = list(pairs)
-        for room, vid in plist:
-            p.hget(keys.room_viewers(shop, room), vid)
-        rvs = dict(zip(plist, p.execute(), strict=True)) if plist else {}
+        for room, vs in by_room.items():
+            p.hmget(keys.room_viewers(shop, room), vs)
+        rvs: dict[tuple[str, str], bytes | None] = {}
+        for (room, vs), got in zip(by_room.items(), p.execute() if by_room else [], strict=True):
+            for vid, b in zip(vs, got, strict=True):
+                rvs[(room, vid)] = b
         inp = Inputs(shop=shop, clock=clock0, settings=settings, rules_version=known,
                      viewers=viewers, room_viewers=rvs, due=due, lurk=lurk)
         ws, _clock = score_batch(inp, events)
