@@ -70,6 +70,7 @@ def stream(shop: str) -> str:
     return f"{tag(shop)}:events"
 
 
+@lru_cache(maxsize=4096)
 def stats(shop: str) -> str:
     """HASH: accepted, applied, duplicates, clock, rules_version ..."""
     return f"{tag(shop)}:stats"
@@ -90,21 +91,25 @@ def room_first(shop: str) -> str:
     return f"{tag(shop)}:roomfirst"
 
 
+@lru_cache(maxsize=4096)
 def room(shop: str, room_id: str) -> str:
     """HASH of a room's counters (room facts, tiers, follow-up states, GMV)."""
     return f"{tag(shop)}:room:{esc(room_id)}"
 
 
+@lru_cache(maxsize=4096)
 def room_minutes(shop: str, room_id: str) -> str:
     """HASH minute -> packed per-minute counts (orders, events) for charts."""
     return f"{tag(shop)}:roommin:{esc(room_id)}"
 
 
+@lru_cache(maxsize=4096)
 def present(shop: str, room_id: str) -> str:
     """ZSET viewer -> last event ts in the room, for viewers with no later leave."""
     return f"{tag(shop)}:present:{esc(room_id)}"
 
 
+@lru_cache(maxsize=4096)
 def room_viewers(shop: str, room_id: str) -> str:
     """HASH viewer id -> the viewer's packed state in the room (fanops.state.RoomViewer)."""
     return f"{tag(shop)}:rv:{esc(room_id)}"

@@ -243,24 +243,55 @@ def _display(rv: RoomViewer, v: ViewerState, tier: str, reactivated: bool, dwell
     ]
 
 
+def _affected_rooms(old: ViewerState, new: ViewerState) -> set[str]:
+    """Rooms whose new-viewer or reactivated flag may differ between ``old`` and ``new``.
+
+    A room's flags depend on its own first ts, on ``first_seen`` and on the rooms that
+    started before it: only rooms that changed, and rooms that started after one that
+    changed, can flip (usually just the room the events are in)."""
+    changed = {rm for rm, span in new.rooms.items() if old.rooms.get(rm) != span}
+    if old.first_seen != new.first_seen:
+        return set(new.rooms) | set(old.rooms)
+    if not changed:
+        return set()
+    lo = min(min(new.rooms[rm][0], old.rooms.get(rm, new.rooms[rm])[0]) for rm in changed)
+    return changed | {rm for rm, (f, _l) in new.rooms.items() if f > lo}
+
+
 def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
     """Apply ``events`` (all of ``inp.shop``) to the states in ``inp``; returns the write set and the new clock."""
     s = inp.settings
     shop = inp.shop
     w = WriteSet()
     clock = inp.clock
-    for ev in events:
-        if ev.ts > clock:
-            clock = ev.ts
-    clock_values = sorted({ev.ts for ev in events} | ({inp.clock} if inp.clock > 0 else set()))
-
+    hincr = w.hincr
     by_viewer: dict[str, list[Event]] = defaultdict(list)
+    room_last: dict[str, int] = {}
+    room_first: dict[str, int] = {}
+    ts_set: set[int] = set()
     for ev in events:
+        ts, room = ev.ts, ev.room
+        ts_set.add(ts)
         by_viewer[ev.viewer.id].append(ev)
+        rl = room_last.get(room)
+        if rl is None or ts > rl:
+            room_last[room] = ts
+        rf = room_first.get(room)
+        if rf is None or ts < rf:
+            room_first[room] = ts
+        t = ev.__struct_config__.tag
+        rk = keys.room(shop, room)
+        hincr[(rk, f"n:{t}")] += 1
+        hincr[(keys.room_minutes(shop, room), f"e:{ts // 60_000}")] += 1
+    if ts_set:
+        clock = max(clock, max(ts_set))
+    if inp.clock > 0:
+        ts_set.add(inp.clock)
+    clock_values = sorted(ts_set)
+
     rooms_touched: dict[str, set[str]] = defaultdict(set)  # viewer -> rooms to re-derive
     for vid, evs in by_viewer.items():
-        for ev in evs:
-            rooms_touched[vid].add(ev.room)
+        rooms_touched[vid].update(ev.room for ev in evs)
     for room, vid in inp.lurk:
         rooms_touched[vid].add(room)
     for vid in inp.due:
@@ -270,15 +301,15 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
 
     vkey = keys.viewers(shop)
     tkey = keys.tiers(shop)
-    room_last: dict[str, int] = {}
-    room_first: dict[str, int] = {}
+    due_key = keys.due(shop)
 
     for vid, rooms_here in rooms_touched.items():
         old_blob = inp.viewers.get(vid)
         old = unpack_viewer(old_blob) if old_blob else None
         new = unpack_viewer(old_blob) if old_blob else None
         evs = by_viewer.get(vid, [])
-        evs.sort(key=lambda e: (e.ts, e.id))
+        if len(evs) > 1:
+            evs.sort(key=lambda e: (e.ts, e.id))
         old_rvs: dict[str, RoomViewer | None] = {}
         new_rvs: dict[str, RoomViewer] = {}
         for room in rooms_here:
@@ -295,15 +326,15 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
         tier_old = old.tier if old else ""
         tier_new = rules.tier(new, clock, s)
         new.tier = tier_new
-        rooms_old = set(old.rooms) if old else set()
+        rooms_old = old.rooms.keys() if old else set()
         if tier_old != tier_new:
             if tier_old:
-                w.hincr[(tkey, tier_old)] -= 1
-            w.hincr[(tkey, tier_new)] += 1
+                hincr[(tkey, tier_old)] -= 1
+            hincr[(tkey, tier_new)] += 1
             for room in rooms_old:
                 rk = keys.room(shop, room)
-                w.hincr[(rk, f"t:{tier_old}")] -= 1
-                w.hincr[(rk, f"t:{tier_new}")] += 1
+                hincr[(rk, f"t:{tier_old}")] -= 1
+                hincr[(rk, f"t:{tier_new}")] += 1
             if tier_old:
                 cause = "time" if not evs else event_type(evs[-1])
                 at = clock if not evs else evs[-1].ts
@@ -313,44 +344,39 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
                                "name", (new.name or "")[:80]])
                 w.transitions += 1
         # --- per-room facts ---------------------------------------------
-        for room in set(new.rooms) - rooms_old:
+        for room in new.rooms.keys() - rooms_old:
             rk = keys.room(shop, room)
-            w.hincr[(rk, "unique")] += 1
-            w.hincr[(rk, f"t:{tier_new}")] += 1
-        for room in set(new.rooms) | rooms_old:
+            hincr[(rk, "unique")] += 1
+            hincr[(rk, f"t:{tier_new}")] += 1
+        for room in (_affected_rooms(old, new) if old else new.rooms.keys()):
             rk = keys.room(shop, room)
-            n_old = bool(old) and rules.is_new_viewer(old, room)  # type: ignore[arg-type]
+            n_old = old is not None and rules.is_new_viewer(old, room)
             n_new = rules.is_new_viewer(new, room)
             if n_old != n_new:
-                w.hincr[(rk, "new")] += 1 if n_new else -1
-            r_old = bool(old) and rules.is_reactivated(old, room, s)  # type: ignore[arg-type]
+                hincr[(rk, "new")] += 1 if n_new else -1
+            r_old = old is not None and rules.is_reactivated(old, room, s)
             r_new = rules.is_reactivated(new, room, s)
             if r_old != r_new:
-                w.hincr[(rk, "reactivated")] += 1 if r_new else -1
+                hincr[(rk, "reactivated")] += 1 if r_new else -1
         for ev in evs:
-            _count_event(w, shop, ev, new, old, tier_new)
-            rl = room_last.get(ev.room)
-            if rl is None or ev.ts > rl:
-                room_last[ev.room] = ev.ts
-            rf = room_first.get(ev.room)
-            if rf is None or ev.ts < rf:
-                room_first[ev.room] = ev.ts
+            if ev.__struct_config__.tag in _NOTABLE:
+                _count_event(w, shop, ev, new, tier_new)
         for room, rv in new_rvs.items():
             _room_viewer_effects(w, shop, room, vid, old_rvs.get(room), rv, new, tier_new, clock, s,
                                  clock_values)
         # --- time index ------------------------------------------------------
-        due = rules.next_tier_change(new, clock, s)
+        due = rules.next_tier_change(new, clock, s, tier_new)
         if due is None:
             if old is not None:
-                w.zrem.append([keys.due(shop), vid])
+                w.zrem.append([due_key, vid])
         else:
-            w.zadd.append([keys.due(shop), vid, due])
+            w.zadd.append([due_key, vid, due])
         new.seq += 1
         w.cas.append([vkey, vid, old_blob if old_blob else False, pack(new)])
 
     st = keys.stats(shop)
     if events:
-        w.hincr[(st, "applied")] += len(events)
+        hincr[(st, "applied")] += len(events)
     w.hmax.append([st, "clock", clock])
     for room, ts in room_last.items():
         w.zadd.append([keys.rooms(shop), room, ts, "GT"])
@@ -359,15 +385,15 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
     return w, clock
 
 
-def _count_event(w: WriteSet, shop: str, ev: Event, v: ViewerState, old: ViewerState | None,
-                 tier_new: str) -> None:
-    """Room activity counters, the per-minute chart and the host screen's lists."""
+_NOTABLE = frozenset({"join", "order", "comment", "like", "gift"})
+
+
+def _count_event(w: WriteSet, shop: str, ev: Event, v: ViewerState, tier_new: str) -> None:
+    """The per-minute joins and orders, GMV, likes, gift value, and the host screen's lists."""
     rk = keys.room(shop, ev.room)
     t = event_type(ev)
-    w.hincr[(rk, f"n:{t}")] += 1
     minute = ev.ts // 60_000
     mk = keys.room_minutes(shop, ev.room)
-    w.hincr[(mk, f"e:{minute}")] += 1
     name = (v.name or ev.viewer.name or "")[:120]
     if t == "join":
         w.hincr[(mk, f"j:{minute}")] += 1

@@ -51,13 +51,13 @@ def tier(v: ViewerState, now: int, s: RuleSettings) -> str:
     return explain_tier(v, now, s).tier
 
 
-def next_tier_change(v: ViewerState, now: int, s: RuleSettings) -> int | None:
+def next_tier_change(v: ViewerState, now: int, s: RuleSettings, current: str | None = None) -> int | None:
     """The earliest shop clock after ``now`` at which the viewer's tier can change with no event.
 
     Time moves a viewer into ``dormant`` (at ``last_active + dormant``) and out of
     ``active``-by-rooms (when the n-th most recent room leaves the window).
     """
-    t = tier(v, now, s)
+    t = current if current is not None else tier(v, now, s)
     if t == "dormant":
         return None
     due = v.last_active + s.dormant_ms
