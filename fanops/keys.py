@@ -32,6 +32,19 @@ def unesc(part: str) -> str:
 
 
 @lru_cache(maxsize=1024)
+def pair(room: str, viewer: str) -> str:
+    """One string for a (room, viewer) pair, e.g. a task id or a lurk index member.
+
+    Length-prefixed (``"<len(room)>:<room><viewer>"``), so ids may hold any character."""
+    return f"{len(room)}:{room}{viewer}"
+
+
+def split_pair(member: str) -> tuple[str, str]:
+    n, _, rest = member.partition(":")
+    k = int(n)
+    return rest[:k], rest[k:]
+
+
 def tag(shop: str) -> str:
     return f"{PREFIX}{{{esc(shop)}}}"
 
@@ -135,6 +148,24 @@ def lurk(shop: str) -> str:
     return f"{tag(shop)}:lurk"
 
 
+def clock_min(shop: str) -> str:
+    """ZSET second -> the smallest event ts in that second (with ``clock_max``: the values the
+    shop clock took, to find the first one after a moment long past)."""
+    return f"{tag(shop)}:clockmin"
+
+
+def clock_max(shop: str) -> str:
+    """ZSET second -> the largest event ts in that second."""
+    return f"{tag(shop)}:clockmax"
+
+
+def open_lurk(shop: str) -> str:
+    """ZSET room/viewer pair -> the end of their presence window, for viewers whose dwell
+    moment has passed with no task: a late event that moves the clock inside that window
+    may still make their task."""
+    return f"{tag(shop)}:openlurk"
+
+
 def transitions(shop: str) -> str:
     """STREAM of tier transitions."""
     return f"{tag(shop)}:transitions"
@@ -165,6 +196,6 @@ def rules(shop: str) -> str:
     return f"{tag(shop)}:rules"
 
 
-def orders(shop: str) -> str:
-    """SET of viewer\\0order_id already counted."""
-    return f"{tag(shop)}:orders"
+def room_orders(shop: str, room_id: str) -> str:
+    """SET of the distinct order ids seen in a room (``room.orders`` counts them)."""
+    return f"{tag(shop)}:roomorders:{esc(room_id)}"

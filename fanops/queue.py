@@ -22,18 +22,17 @@ from fanops.geo import is_decent_hour, local_time
 from fanops.ingest import script_source
 from fanops.templates import suggest
 
-SEP = "\x00"
 STATES = ("pending", "claimed", "sent", "skipped", "converted", "withdrawn")
 SCAN_LIMIT = 500  # tasks read per list call, highest priority first
 
 
-def task_id(room: str, viewer: str) -> str:
-    return f"{room}{SEP}{viewer}"
+task_id = keys.pair
+split_task_id = keys.split_pair
 
 
-def split_task_id(tid: str) -> tuple[str, str]:
-    room, viewer = tid.split(SEP, 1)
-    return room, viewer
+def _label(tid: str) -> str:
+    room, viewer = split_task_id(tid)
+    return f"{room}/{viewer}"
 
 
 @dataclass
@@ -193,12 +192,12 @@ class Operator:
         if code == "not_found":
             raise TaskNotFound(f"no follow-up task for viewer {viewer!r} in room {room!r}")
         if code == "claimed":
-            raise TaskClaimedByOther(tid.replace(SEP, "/"), holder)
+            raise TaskClaimedByOther(_label(tid), holder)
         verb = {"claim": "claim", "sent": "mark as sent", "skip": "skip", "release": "release"}[action]
         if code == "not_claimed":
-            raise TaskStateError(tid.replace(SEP, "/"), state if state != "pending" else "not claimed by you",
+            raise TaskStateError(_label(tid), state if state != "pending" else "not claimed by you",
                                  verb)
-        raise TaskStateError(tid.replace(SEP, "/"), state, verb)
+        raise TaskStateError(_label(tid), state, verb)
 
     def claim(self, tid: str, now_ms: int | None = None) -> str:
         return self._do("claim", tid, now_ms=now_ms)

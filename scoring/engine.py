@@ -30,7 +30,6 @@ FEED_KEEP = 20
 SKU_KEEP = 5
 SAID_KEEP = 3
 CONSENT_KEEP = 16
-SEP = "\x00"
 
 
 @dataclass
@@ -50,6 +49,8 @@ class WriteSet:
     task_move: list[list[Any]] = field(default_factory=list)
     task_prio: list[list[Any]] = field(default_factory=list)
     task_del: list[list[Any]] = field(default_factory=list)
+    scount: list[list[Any]] = field(default_factory=list)
+    zremrange: list[list[Any]] = field(default_factory=list)
     transitions: int = 0
 
     def to_wire(self, blobs: list[bytes]) -> dict[str, Any]:
@@ -76,6 +77,8 @@ class WriteSet:
             "task_move": self.task_move,
             "task_prio": self.task_prio,
             "task_del": self.task_del,
+            "scount": self.scount,
+            "zremrange": self.zremrange,
         }
 
 
@@ -212,19 +215,14 @@ class Inputs:
     room_viewers: dict[tuple[str, str], bytes | None]  # (room, viewer) -> packed state
     due: list[str] = field(default_factory=list)  # viewers whose tier may change by time
     lurk: list[tuple[str, str]] = field(default_factory=list)  # (room, viewer) whose dwell may be reached
+    # clock values from before this batch that it may need: the first one after each moment
+    # (long past) at which a viewer's dwell in a room reached the threshold
+    past_clock: list[int] = field(default_factory=list)
 
 
-def lurk_member(room: str, vid: str) -> str:
-    return f"{room}{SEP}{vid}"
-
-
-def split_lurk_member(m: str) -> tuple[str, str]:
-    room, vid = m.split(SEP, 1)
-    return room, vid
-
-
-def task_id(room: str, vid: str) -> str:
-    return f"{room}{SEP}{vid}"
+lurk_member = keys.pair
+split_lurk_member = keys.split_pair
+task_id = keys.pair
 
 
 def _display(rv: RoomViewer, v: ViewerState, tier: str, reactivated: bool, dwell_ms: int,
@@ -285,8 +283,22 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
         hincr[(keys.room_minutes(shop, room), f"e:{ts // 60_000}")] += 1
     if ts_set:
         clock = max(clock, max(ts_set))
+    seconds: dict[int, list[int]] = {}
+    for ts in ts_set:
+        sec = ts // 1000
+        mm = seconds.get(sec)
+        if mm is None:
+            seconds[sec] = [ts, ts]
+        else:
+            mm[0] = min(mm[0], ts)
+            mm[1] = max(mm[1], ts)
+    cmin, cmax = keys.clock_min(shop), keys.clock_max(shop)
+    for sec, (lo, hi) in seconds.items():
+        w.zadd.append([cmin, sec, lo, "LT"])
+        w.zadd.append([cmax, sec, hi, "GT"])
     if inp.clock > 0:
         ts_set.add(inp.clock)
+    ts_set.update(inp.past_clock)
     clock_values = sorted(ts_set)
 
     rooms_touched: dict[str, set[str]] = defaultdict(set)  # viewer -> rooms to re-derive
@@ -430,9 +442,8 @@ def _room_viewer_effects(w: WriteSet, shop: str, room: str, vid: str, old: RoomV
     b_old = bool(old and old.orders)
     if b_old != bool(rv.orders):
         w.hincr[(rk, "buyers")] += 1
-    n_orders = len(rv.orders) - (len(old.orders) if old else 0)
-    if n_orders:
-        w.hincr[(rk, "orders")] += n_orders
+    for oid in rv.orders[len(old.orders) if old else 0:]:
+        w.scount.append([keys.room_orders(shop, room), oid, rk, "orders"])
     # present index: viewers with no leave after their last other event, scored by last event
     pk = keys.present(shop, room)
     eligible = rv.last_other >= 0 and rv.last_leave <= rv.last_other
@@ -463,12 +474,17 @@ def _room_viewer_effects(w: WriteSet, shop: str, room: str, vid: str, old: RoomV
         rv.task = target
     elif target == "pending" and (old is None or old.last != rv.last or old.comments != rv.comments):
         w.task_prio.append([tk, qp, tid, score, *_display(rv, v, tier_new, reactivated, dwell_ms, prio)])
-    lk = keys.lurk(shop)
+    lk, ok = keys.lurk(shop), keys.open_lurk(shop)
+    member = lurk_member(room, vid)
     lt = lurk_time(rv, clock, s) if not target else None
     if lt is not None:
-        w.zadd.append([lk, lurk_member(room, vid), lt])
+        w.zadd.append([lk, member, lt])
     elif old is not None:
-        w.zrem.append([lk, lurk_member(room, vid)])
+        w.zrem.append([lk, member])
+    if not target and lt is None and rv.first_order < 0:
+        w.zadd.append([ok, member, rv.last + s.present_ms])
+    elif old is not None:
+        w.zrem.append([ok, member])
     w.hset.append([keys.room_viewers(shop, room), vid, pack(rv)])
 
 

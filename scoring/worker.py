@@ -26,7 +26,7 @@ from fanops.config import Config
 from fanops.ingest import script_source
 from fanops.rules_settings import RuleSettings
 from fanops.schema import Event, event_type, unpack_events
-from fanops.state import unpack_viewer
+from fanops.state import unpack_room_viewer, unpack_viewer
 from scoring import recompute
 from scoring.engine import Inputs, encode_wire, score_batch, split_lurk_member
 
@@ -72,6 +72,7 @@ class Worker:
         self._last_claim = 0.0
         self._last_beat = 0.0
         self._pending_done: set[str] = set()
+        self._time_full = False
 
     def stop(self) -> None:
         self._stopping = True
@@ -190,6 +191,8 @@ class Worker:
             res = self._apply(keys=[keys.stats(shop)], args=[encode_wire(wire), *blobs])
             verdict = res[0].decode() if isinstance(res[0], bytes) else res[0]
             if verdict == "ok":
+                if self._time_full:
+                    self._apply_time_only(shop)
                 now_ms = self.clock() * 1000
                 st = self.stats
                 st.batches += 1
@@ -237,9 +240,16 @@ class Worker:
         p = r.pipeline(transaction=False)
         p.zrangebyscore(keys.due(shop), "-inf", clock1, start=0, num=TIME_INDEX_LIMIT)
         p.zrangebyscore(keys.lurk(shop), "-inf", clock1, start=0, num=TIME_INDEX_LIMIT)
-        due_raw, lurk_raw = p.execute()
+        late = min((ev.ts for ev in events), default=clock1)
+        if late < clock0:
+            # a late event is a clock value the shop had not seen: viewers who were still
+            # present then may have reached their dwell at it
+            p.zrangebyscore(keys.open_lurk(shop), late, "+inf", start=0, num=TIME_INDEX_LIMIT)
+        due_raw, lurk_raw, *open_raw = p.execute()
         due = [d.decode() for d in due_raw]
         lurk = [split_lurk_member(m.decode()) for m in lurk_raw]
+        if open_raw:
+            lurk += [split_lurk_member(m.decode()) for m in open_raw[0]]
         more = [v for v in dict.fromkeys(due + [v for _, v in lurk]) if v not in viewers]
         if more:
             for v, b in zip(more, r.hmget(vk, more), strict=True):
@@ -267,10 +277,67 @@ class Worker:
         for (room, vs), got in zip(by_room.items(), p.execute() if by_room else [], strict=True):
             for vid, b in zip(vs, got, strict=True):
                 rvs[(room, vid)] = b
+        past = self._past_clock(shop, events, rvs, clock0, settings)
+        self._time_full = len(due_raw) >= TIME_INDEX_LIMIT or len(lurk_raw) >= TIME_INDEX_LIMIT
         inp = Inputs(shop=shop, clock=clock0, settings=settings, rules_version=known,
-                     viewers=viewers, room_viewers=rvs, due=due, lurk=lurk)
+                     viewers=viewers, room_viewers=rvs, due=due, lurk=lurk, past_clock=past)
         ws, _clock = score_batch(inp, events)
         return ws.to_wire(out_blobs)
+
+    def _apply_time_only(self, shop: str) -> None:
+        """More viewers were due (time-driven changes) than one batch takes: apply the rest."""
+        for _ in range(10_000):
+            blobs: list[bytes] = []
+            wire = self._score(shop, [], blobs)
+            wire.update(stream=keys.stream(shop), group=keys.GROUP, consumer=self.name, acks=[],
+                        lock=recompute.rebuild_lock(shop))
+            res = self._apply(keys=[keys.stats(shop)], args=[encode_wire(wire), *blobs])
+            verdict = res[0].decode() if isinstance(res[0], bytes) else res[0]
+            if verdict == "locked":
+                self._wait_rebuild(shop)
+                continue
+            if verdict == "ok" and not self._time_full:
+                return
+
+    def _past_clock(self, shop: str, events: list[Event], rvs: dict[tuple[str, str], bytes | None],
+                    clock0: int, s: RuleSettings) -> list[int]:
+        """For every (room, viewer) of the batch whose dwell would have reached the threshold
+        before the clock the batch starts from, the first shop-clock value at or after that
+        moment (from the per-second clock index), so that events arriving late make the same
+        follow-up tasks as events in order."""
+        first: dict[tuple[str, str], int] = {}
+        for ev in events:
+            k = (ev.room, ev.viewer.id)
+            if k not in first or ev.ts < first[k]:
+                first[k] = ev.ts
+        moments = set()
+        for k, b in rvs.items():
+            f = first.get(k)
+            if b:
+                rf = unpack_room_viewer(b).first
+                f = rf if f is None else min(f, rf)
+            if f is not None and f + s.dwell_ms <= clock0:
+                moments.add(f + s.dwell_ms)
+        if not moments:
+            return []
+        xs = sorted(moments)
+        cmin, cmax = keys.clock_min(shop), keys.clock_max(shop)
+        p = self.r.pipeline(transaction=False)
+        for x in xs:
+            p.zscore(cmin, x // 1000)
+            p.zscore(cmax, x // 1000)
+            p.zrangebyscore(cmin, x, "+inf", start=0, num=1, withscores=True)
+        res = p.execute()
+        out = []
+        for i, x in enumerate(xs):
+            lo, hi, nxt = res[3 * i], res[3 * i + 1], res[3 * i + 2]
+            if hi is not None and hi >= x:
+                # in x's own second: its smallest value if that is not before x, else (exact when
+                # the second holds two values or fewer) its largest
+                out.append(int(lo) if lo is not None and lo >= x else int(hi))
+            elif nxt:
+                out.append(int(nxt[0][1]))
+        return out
 
     def _wait_rebuild(self, shop: str, timeout: float = 600.0) -> None:
         deadline = time.monotonic() + timeout

@@ -11,6 +11,8 @@
 --   task_move {{taskkey, qprefix, roomkey, member, to, from1, from2, ...}}
 --   task_prio {{taskkey, qprefix, member, prio, f1, v1, ...}}
 --   task_del {{taskkey, qprefix, roomkey, member}}   (only a task no operator has sent or skipped)
+--   scount {{setkey, member, hashkey, field}}   count a member once: +1 if new to the set
+--   zremrange {{key, below}}   drop members scored below a value
 -- Returns {"ok"}, {"stale", id} (an entry is no longer ours), {"conflict", key, field}
 -- or {"locked", key} (a rebuild is running).
 local w = cmsgpack.unpack(ARGV[1])
@@ -53,6 +55,10 @@ for _, c in ipairs(w.xadd or {}) do
   local args = {c[1], 'MAXLEN', '~', c[2], '*'}
   for i = 3, #c do args[#args + 1] = c[i] end
   redis.call('XADD', unpack(args))
+end
+for _, c in ipairs(w.zremrange or {}) do redis.call('ZREMRANGEBYSCORE', c[1], '-inf', '(' .. c[2]) end
+for _, c in ipairs(w.scount or {}) do
+  if redis.call('SADD', c[1], c[2]) == 1 then redis.call('HINCRBY', c[3], c[4], 1) end
 end
 for _, c in ipairs(w.lpush or {}) do
   redis.call('LPUSH', c[1], c[2])

@@ -1,0 +1,359 @@
+"""Scenarios of spec/tiers.md, each a story on the shop clock: submit events, advance, assert.
+
+The shop clock is event time (the largest ``ts`` applied): it moves only when an event
+arrives, often another viewer's.  Each ``submit`` goes through the real ingest path
+(``parse_frame`` and ``IngestWriter``) and a real scorer worker drains it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aredis
+
+from fanops import keys, server
+from fanops.config import Config
+from fanops.ingest import IngestWriter
+from fanops.queue import Operator, list_tasks
+from fanops.read import status, viewer_state
+from fanops.schema import BadInput, parse_frame
+from scoring.worker import Worker
+
+SHOP = "default"
+MIN = 60_000
+DAY = 86_400_000
+T0 = 1_735_689_600_000  # 2025-01-01T00:00Z, a show's start; every story is in the past
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def at(days: float = 0, minutes: float = 0) -> int:
+    return T0 + int(days * DAY) + int(minutes * MIN)
+
+
+class Story:
+    """A shop on a simulated clock.  ``say(...)`` builds an event with a fresh id;
+    ``submit(...)`` ingests events and lets a worker apply them all."""
+
+    def __init__(self, r: redis.Redis, cfg: Config) -> None:
+        self.r = r
+        self.cfg = cfg
+        self.worker = Worker(r, cfg, name="story")
+        self.n = 0
+
+    def say(self, viewer: str, type: str, room: str, ts: int, **extra: Any) -> dict[str, Any]:
+        self.n += 1
+        e: dict[str, Any] = {"id": f"s-{self.n}", "room": room, "ts": ts, "type": type, "viewer": {"id": viewer}}
+        e.update(extra)
+        return e
+
+    def submit(self, *events: dict[str, Any]) -> None:
+        frame = json.dumps(list(events) if len(events) > 1 else events[0])
+
+        async def write() -> None:
+            ar = aredis.Redis.from_url(self.cfg.redis_url)
+            try:
+                items = parse_frame(frame, int(time.time() * 1000))
+                assert not any(isinstance(x, BadInput) for x in items), items
+                await IngestWriter(ar, self.cfg).write_events(items)  # type: ignore[arg-type]
+            finally:
+                await ar.aclose()
+
+        asyncio.run(write())
+        self.worker.drain(timeout=30)
+        assert status(self.r, SHOP)["lag"] == 0
+
+    # -- shorthands for the stories
+    def event(self, viewer: str, type: str, room: str, ts: int, **extra: Any) -> None:
+        self.submit(self.say(viewer, type, room, ts, **extra))
+
+    def advance(self, ts: int, room: str = "r-1", by: str = "someone-else") -> None:
+        """Another viewer's event: the shop clock moves to ``ts``."""
+        self.event(by, "like", room, ts)
+        assert self.clock == ts
+
+    @property
+    def clock(self) -> int:
+        return status(self.r, SHOP)["clock"]
+
+    def room(self, room: str) -> dict[str, Any]:
+        return status(self.r, SHOP, room)["room"]
+
+    def followups(self, room: str) -> dict[str, int]:
+        return {k: v for k, v in self.room(room)["followups"].items() if v}
+
+    def tier(self, viewer: str) -> str:
+        v = viewer_state(self.r, SHOP, viewer)
+        assert v is not None, f"no viewer {viewer}"
+        return v.tier
+
+    def task_state(self, room: str, viewer: str) -> str | None:
+        s = self.r.hget(keys.task(SHOP, room, viewer), "state")
+        return s.decode() if s else None
+
+    def pending(self) -> list[tuple[str, str]]:
+        return [(t.room, t.viewer) for t in list_tasks(self.r, SHOP, "pending", limit=500)]
+
+    def transitions(self, viewer: str) -> list[dict[str, str]]:
+        out = []
+        for _id, f in self.r.xrange(keys.transitions(SHOP)):
+            d = {k.decode(): v.decode() for k, v in f.items()}
+            if d["viewer"] == viewer:
+                out.append(d)
+        return out
+
+
+@pytest.fixture
+def story(r, cfg) -> Story:
+    return Story(r, cfg)
+
+
+# ---------------------------------------------------------------- follow-up tasks
+def test_a_silent_lurker_gets_a_task_once_someone_else_moves_the_clock_3_minutes_on(story):
+    story.event("lurker", "join", "r-1", at(minutes=0))
+    story.advance(at(minutes=3) - 1)
+    assert story.followups("r-1") == {}
+    assert story.pending() == []
+    story.advance(at(minutes=3))  # dwell is exactly 3 minutes: the lurker is still present
+    assert story.task_state("r-1", "lurker") == "pending"
+    assert story.followups("r-1") == {"pending": 1}
+    assert ("r-1", "lurker") in story.pending()
+    assert story.room("r-1")["present"] == 2 and story.room("r-1")["unique_viewers"] == 2
+
+
+def test_a_viewer_who_leaves_after_1_minute_gets_no_task(story):
+    story.event("quick", "join", "r-1", at(minutes=0))
+    story.event("quick", "leave", "r-1", at(minutes=1))
+    for m in (3, 4, 10, 11, 30):
+        story.advance(at(minutes=m))
+        assert story.task_state("r-1", "quick") is None, m
+    assert ("r-1", "quick") not in story.pending()
+    assert story.room("r-1")["present"] == 1  # only the one who moves the clock
+
+
+def test_a_lurker_who_joined_more_than_10_minutes_ago_is_no_longer_present_and_gets_no_task(story):
+    story.event("gone", "join", "r-1", at(minutes=0))
+    story.advance(at(minutes=10) + 1)  # first event since the join: presence lapsed at 10 min
+    assert story.task_state("r-1", "gone") is None
+    assert story.room("r-1")["present"] == 1
+
+
+def test_a_lurker_whose_first_clock_tick_is_exactly_10_minutes_later_is_still_present_and_gets_a_task(story):
+    story.event("patient", "join", "r-1", at(minutes=0))
+    story.advance(at(minutes=10))
+    assert story.task_state("r-1", "patient") == "pending"
+    assert story.room("r-1")["present"] == 2
+
+
+def test_an_order_after_the_task_converts_it_and_it_leaves_the_pending_list_at_once(story):
+    story.event("buyer", "join", "r-1", at(minutes=0))
+    story.event("buyer", "comment", "r-1", at(minutes=4), text="is it true to size?")
+    assert story.task_state("r-1", "buyer") == "pending"
+    assert ("r-1", "buyer") in story.pending()
+    story.event("buyer", "order", "r-1", at(minutes=6), order_id="o-1", amount=24.5, currency="USD")
+    assert story.task_state("r-1", "buyer") == "converted"
+    assert ("r-1", "buyer") not in story.pending()
+    assert story.followups("r-1") == {"converted": 1}
+    assert story.room("r-1")["buyers"] == 1 and story.room("r-1")["orders"] == 1
+
+
+def test_an_order_before_the_dwell_is_reached_means_no_task(story):
+    story.event("quickbuy", "join", "r-1", at(minutes=0))
+    story.event("quickbuy", "order", "r-1", at(minutes=2), order_id="o-1", amount=9, currency="USD")
+    story.advance(at(minutes=5))
+    assert story.task_state("r-1", "quickbuy") is None
+    assert story.followups("r-1") == {}
+
+
+def test_consent_false_after_the_task_withdraws_it(story):
+    story.event("shy", "join", "r-1", at(minutes=0))
+    story.advance(at(minutes=4))
+    assert story.task_state("r-1", "shy") == "pending"
+    story.event("shy", "consent", "r-1", at(minutes=5), dm=False)
+    assert story.task_state("r-1", "shy") == "withdrawn"
+    assert ("r-1", "shy") not in story.pending()
+    assert story.followups("r-1") == {"withdrawn": 1}
+    story.event("shy", "consent", "r-1", at(minutes=6), dm=True)  # a later yes does not undo it
+    assert story.task_state("r-1", "shy") == "withdrawn"
+
+
+def test_consent_false_first_then_true_in_a_later_show_makes_the_task_then(story):
+    story.event("later", "consent", "show-1", at(minutes=0), dm=False)
+    story.event("later", "comment", "show-1", at(minutes=1), text="hi")
+    story.event("later", "comment", "show-1", at(minutes=5), text="love it")  # dwell 5 min
+    story.advance(at(minutes=8), room="show-1")
+    assert story.task_state("show-1", "later") is None
+    story.advance(at(days=7), room="show-2")
+    assert story.task_state("show-1", "later") is None
+    story.event("later", "consent", "show-2", at(days=7, minutes=1), dm=True)
+    assert story.task_state("show-1", "later") == "pending"
+    assert story.followups("show-1") == {"pending": 1}
+    assert ("show-1", "later") in story.pending()
+
+
+def test_an_order_converts_a_claimed_task_but_not_a_sent_one(story):
+    op = Operator(story.r, SHOP, "ana")
+    for v in ("held", "done"):
+        story.event(v, "join", "r-1", at(minutes=0))
+    story.advance(at(minutes=4))
+    op.claim(keys.pair("r-1", "held"))
+    op.claim(keys.pair("r-1", "done"))
+    op.mark_sent(keys.pair("r-1", "done"))
+    assert story.followups("r-1") == {"claimed": 1, "sent": 1}
+    for i, v in enumerate(("held", "done")):
+        story.event(v, "order", "r-1", at(minutes=6), order_id=f"o-{i}", amount=5, currency="USD")
+    assert story.task_state("r-1", "held") == "converted"
+    assert story.task_state("r-1", "done") == "sent"
+    assert story.followups("r-1") == {"converted": 1, "sent": 1}
+
+
+def test_no_new_task_within_7_days_of_a_follow_up_marked_sent(story):
+    op = Operator(story.r, SHOP, "ana")
+    story.event("fan", "join", "show-1", at(days=0))
+    story.advance(at(days=0, minutes=4), room="show-1")
+    op.claim(keys.pair("show-1", "fan"))
+    op.mark_sent(keys.pair("show-1", "fan"))
+    story.event("fan", "join", "show-2", at(days=3))
+    story.advance(at(days=3, minutes=5), room="show-2")
+    assert story.task_state("show-2", "fan") is None  # sent 3 days of shop clock ago
+    story.event("fan", "join", "show-3", at(days=8))
+    story.advance(at(days=8, minutes=5), room="show-3")
+    assert story.task_state("show-3", "fan") == "pending"
+
+
+# ---------------------------------------------------------------- tiers over time
+def test_a_viewer_with_no_event_for_30_days_falls_dormant_by_the_clock_and_back_out_with_an_event(story):
+    story.event("sleeper", "join", "r-1", at(days=0))
+    assert story.tier("sleeper") == "new_fan"
+    story.advance(at(days=30) - 1, room="r-2")
+    assert story.tier("sleeper") == "new_fan"
+    story.advance(at(days=30), room="r-2")  # 30 days exactly, not one event of their own
+    assert story.tier("sleeper") == "dormant"
+    assert status(story.r, SHOP)["tiers"]["dormant"] == 1
+    assert story.room("r-1")["tiers"]["dormant"] == 1
+    story.event("sleeper", "join", "r-3", at(days=31))
+    assert story.tier("sleeper") == "new_fan"
+    assert story.room("r-3")["reactivated"] == 1
+    moves = [(t["from"], t["to"], t["cause"]) for t in story.transitions("sleeper")]
+    assert moves == [("new_fan", "dormant", "time"), ("dormant", "new_fan", "join")]
+    fell, back = story.transitions("sleeper")
+    assert int(fell["ts"]) == at(days=30) and int(back["ts"]) == at(days=31)
+
+
+def test_three_rooms_in_30_days_make_a_viewer_active_until_the_oldest_room_leaves_the_window(story):
+    story.event("fan", "join", "r-1", at(days=0))
+    story.event("fan", "join", "r-2", at(days=10))
+    assert story.tier("fan") == "new_fan"
+    story.event("fan", "join", "r-3", at(days=20))
+    assert story.tier("fan") == "active"
+    assert story.room("r-1")["tiers"]["active"] == 1
+    story.advance(at(days=30), room="r-4")  # r-1's first ts is exactly 30 days back: still in
+    assert story.tier("fan") == "active"
+    story.advance(at(days=30) + 1, room="r-4")
+    assert story.tier("fan") == "new_fan"
+    assert [(t["from"], t["to"], t["cause"]) for t in story.transitions("fan")] == [
+        ("new_fan", "active", "join"), ("active", "new_fan", "time")]
+    assert status(story.r, SHOP)["tiers"] == {"new_fan": 2, "first_buyer": 0, "active": 0, "dormant": 0}
+
+
+def test_two_distinct_orders_make_a_viewer_active_and_a_resent_order_counts_once(story):
+    story.event("buyer", "order", "r-1", at(minutes=1), order_id="o-1", amount=10, currency="USD")
+    assert story.tier("buyer") == "first_buyer"
+    story.event("buyer", "order", "r-1", at(minutes=2), order_id="o-1", amount=10, currency="USD")
+    assert story.tier("buyer") == "first_buyer"  # the same order sent again under a new event id
+    assert story.room("r-1")["orders"] == 1
+    story.event("buyer", "order", "r-2", at(days=3), order_id="o-2", amount=5, currency="EUR")
+    assert story.tier("buyer") == "active"
+    assert story.room("r-2")["orders"] == 1 and story.room("r-2")["buyers"] == 1
+    v = viewer_state(story.r, SHOP, "buyer")
+    assert sorted(v.orders) == ["o-1", "o-2"] and v.spend == {"USD": 10.0, "EUR": 5.0}  # type: ignore[union-attr]
+
+
+def test_room_orders_count_distinct_order_ids(story):
+    """cli.md: ``room.orders`` counts distinct ``order_id``s (and ``buyers`` the viewers with one)."""
+    story.event("a", "order", "r-1", at(minutes=1), order_id="o-77", amount=10, currency="USD")
+    story.event("b", "order", "r-1", at(minutes=2), order_id="o-77", amount=10, currency="USD")
+    assert story.room("r-1")["buyers"] == 2
+    assert story.room("r-1")["orders"] == 1
+
+
+def test_back_after_a_35_day_gap_is_reactivated_and_29_days_is_not(story):
+    story.event("back", "join", "r-1", at(days=0))
+    story.event("soon", "join", "r-1", at(days=0))
+    story.event("soon", "join", "r-2", at(days=29))
+    story.event("back", "join", "r-3", at(days=35))
+    assert story.room("r-1")["new_viewers"] == 2 and story.room("r-1")["reactivated"] == 0
+    assert story.room("r-2")["new_viewers"] == 0 and story.room("r-2")["reactivated"] == 0
+    assert story.room("r-3")["new_viewers"] == 0 and story.room("r-3")["reactivated"] == 1
+    assert story.tier("back") == "new_fan" and story.tier("soon") == "new_fan"
+
+
+# ---------------------------------------------------------------- crowds and odd ids
+CROWD = 5_100  # a big show's audience: more than the scorer takes from its time indexes per batch
+
+
+def test_a_crowd_of_more_than_5000_falls_dormant_together_when_the_clock_passes_30_days(story):
+    story.submit(*(story.say(f"v{i}", "join", "big-show", at(days=0)) for i in range(CROWD)))
+    assert status(story.r, SHOP)["tiers"]["new_fan"] == CROWD
+    story.advance(at(days=30), room="r-2")  # the one event after the show, 30 days later
+    assert status(story.r, SHOP)["tiers"] == {"new_fan": 1, "first_buyer": 0, "active": 0, "dormant": CROWD}
+    assert story.room("big-show")["tiers"]["dormant"] == CROWD
+
+
+def test_a_crowd_of_more_than_5000_silent_viewers_all_get_their_tasks(story):
+    story.submit(*(story.say(f"v{i}", "join", "big-show", at(minutes=0)) for i in range(CROWD)))
+    story.advance(at(minutes=4), room="big-show")
+    assert story.followups("big-show") == {"pending": CROWD}
+
+
+def test_a_room_id_may_hold_any_character(story):
+    """events.md: a room id is any string of 1-128 characters; the scorer's own separators
+    (NUL in its lurk and task members) must not cut it."""
+    room = "show\x00b"
+    story.event("lurker", "join", room, at(minutes=0))
+    story.advance(at(minutes=4), room=room)
+    assert story.task_state(room, "lurker") == "pending"
+    assert story.followups(room) == {"pending": 1}
+    assert story.room("show")["unique_viewers"] == 0
+
+
+# ---------------------------------------------------------------- the commands
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "scoring", *args], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=60)
+
+
+def test_the_viewer_command_explains_the_tier_in_words(story, redis_url):
+    for days, room in ((0, "r-1"), (10, "r-2"), (20, "r-3")):
+        story.event("fan", "join", room, at(days=days))
+    out = cli("viewer", "--shop", SHOP, "--id", "fan", "--redis", redis_url)
+    assert out.returncode == 0, out.stderr
+    v = json.loads(out.stdout)
+    assert v["tier"] == "active"
+    assert "active: 3 rooms in the last 30 days" in v["rule"]
+    assert v["rooms_in_window"] == 3 and v["orders"] == 0
+
+
+def test_the_viewer_command_for_an_unknown_viewer_fails_with_one_line(story, redis_url):
+    story.event("fan", "join", "r-1", at())
+    out = cli("viewer", "--shop", SHOP, "--id", "nobody-here", "--redis", redis_url)
+    assert out.returncode != 0
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nobody-here" in lines[0], out.stderr
+
+
+def test_status_for_an_unreachable_redis_fails_with_one_line_naming_the_url(tmp_path):
+    url = f"redis://127.0.0.1:{server.free_port()}/0"
+    out = cli("status", "--shop", SHOP, "--redis", url)
+    assert out.returncode != 0
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and url in lines[0], out.stderr
