@@ -1,0 +1,69 @@
+"""The fanops app: ``streamlit run app.py`` (or ``python3 dev.py up`` for the whole product).
+
+Four screens (``pages/``): the live board, the host screen, the follow-up
+queue and the settings.  The sidebar holds what every screen shares: the
+language, the shop and room, and the operator's name; they live in
+``st.session_state`` and so survive refreshes and page switches.  A URL such
+as ``/host?room=ROOM&lang=zh-Hans`` points a side screen at one room.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from fanops import board
+from fanops.i18n import LANG_NAMES, LANGS
+from fanops.templates import clean_text
+from pages import _ui
+
+st.set_page_config(page_title="fanops", page_icon=":material/live_tv:", layout="wide")
+_ui.init_from_query()
+tr = _ui.translator()
+
+PAGES = [
+    st.Page("pages/live.py", title=tr("nav.live"), icon=":material/monitoring:", url_path="live", default=True),
+    st.Page("pages/host.py", title=tr("nav.host"), icon=":material/campaign:", url_path="host"),
+    st.Page("pages/queue.py", title=tr("nav.queue"), icon=":material/forum:", url_path="queue"),
+    st.Page("pages/settings.py", title=tr("nav.settings"), icon=":material/tune:", url_path="settings"),
+]
+page = st.navigation(PAGES)
+
+# A static style block, no data in it: st.text (how viewer text is shown) in the app's font, a
+# tighter top margin, and the queue's names a little heavier.
+st.markdown(
+    "<style>[data-testid='stText'],[data-testid='stText'] span{font-family:inherit}"
+    "[data-testid='stMainBlockContainer']{padding-top:2.5rem}"
+    "[class*='st-key-name-'] [data-testid='stText'] span{font-weight:600;font-size:1.1rem}</style>",
+    unsafe_allow_html=True,
+)
+
+r = _ui.client()
+with st.sidebar:
+    _ui.sticky("radio", "Language / 语言", list(LANGS), "lang", format_func=LANG_NAMES.__getitem__,
+               translated=False, horizontal=True)
+    shops = board.shops(r)
+    shop_before = st.session_state.get("shop")
+    if st.session_state.get("shop") and st.session_state["shop"] not in shops:
+        shops.append(st.session_state["shop"])
+    shop_now = _ui.sticky("select", tr("sidebar.shop"), shops or ["default"], "shop", translated=False)
+    if shop_before is not None and shop_now != shop_before:
+        st.session_state["room"] = _ui.AUTO
+    now_ms = int(board.wall_clock() * 1000)
+    ids = [rm.id for rm in board.room_list(r, _ui.shop(), now_ms)]
+    choice = st.session_state.get("room", _ui.AUTO)
+    if choice is not _ui.AUTO and choice not in ids:
+        ids.append(choice)  # a room named in the URL, or one that dropped off the recent list
+    # Labels never change for a room (its status shows on the page): a label that changed under
+    # a chosen option would drop the choice.
+    labels: dict[str | None, str] = {_ui.AUTO: tr("sidebar.room_auto")}
+    labels.update((i, clean_text(i, 48)) for i in ids)
+    _ui.sticky("select", tr("sidebar.room"), [_ui.AUTO, *ids], "room", format_func=labels.__getitem__)
+    _ui.sticky("text", tr("sidebar.operator"), None, "operator", translated=False, max_chars=64,
+               placeholder=tr("sidebar.operator_hint"))
+
+if page.url_path == "host":
+    # The host screen is glanced at from metres away: no sidebar, no toolbar.
+    st.markdown("<style>[data-testid='stSidebar'],[data-testid='stSidebarCollapsedControl'],"
+                "[data-testid='stHeader']{display:none}</style>", unsafe_allow_html=True)
+
+page.run()

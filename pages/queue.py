@@ -1,0 +1,145 @@
+"""Follow-up queue (operators working DMs): tasks by priority, claim, mark sent, skip, release.
+
+Every action is one atomic call in ``fanops.queue`` (two operators never hold
+one task); it runs in a button callback, so the list drawn after it is fresh.
+Filters sit outside the refreshing fragment and survive refreshes and page switches.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from fanops import board, queue
+from fanops.errors import TaskClaimedByOther, TaskError, TaskStateError
+from fanops.i18n import language_name
+from fanops.read import TIERS
+from fanops.templates import LANGUAGES, clean_text
+from pages import _ui
+
+tr = _ui.translator()
+r = _ui.client()
+shop = _ui.shop()
+PAGE = 20
+
+st.title(tr("queue.title"))
+state = _ui.sticky("segmented", tr("queue.state"), list(board.STATE_FILTERS), "q_state",
+                   format_func=lambda s: tr(f"state.{s}"))
+f = st.columns([1, 1, 1], vertical_alignment="bottom")
+tier = _ui.sticky("select", tr("queue.tier"), ["", *TIERS], "q_tier", where=f[0],
+                  format_func=lambda x: tr(f"tier.{x}") if x else tr("all"))
+lang = _ui.sticky("select", tr("queue.lang"), ["", *LANGUAGES], "q_lang", where=f[1],
+                  format_func=lambda x: language_name(x) if x else tr("all"))
+sendable = f[2].toggle(tr("queue.sendable"), key="q_sendable", help=tr("queue.sendable_help"),
+                       persist_state="session")
+me = _ui.operator()
+if not me:
+    st.info(tr("queue.need_name"), icon=":material/badge:")
+
+
+def act(action: str, tid: str, key: str) -> None:
+    """A button's callback: do the action as this operator; the outcome shows on the next draw."""
+    try:
+        op = queue.Operator(r, shop, _ui.operator())
+        if action == "claim":
+            op.claim(tid)
+        elif action == "sent":
+            op.mark_sent(tid)
+        elif action == "release":
+            op.release(tid)
+        elif action == "skip":
+            reason = str(st.session_state.get(f"reason-{key}") or "").strip()
+            if not reason:
+                _ui.flash("error", tr("queue.err_reason"))
+                return
+            op.skip(tid, reason)
+        _ui.flash("success", tr(f"queue.done_{action}"))
+    except TaskClaimedByOther as e:
+        _ui.flash("warning", tr("queue.err_claimed"), clean_text(e.holder, 64))
+    except TaskStateError as e:
+        _ui.flash("warning", tr("queue.err_state", state=tr(f"state.{e.state}") if e.state in queue.STATES
+                                else tr("queue.err_not_yours")))
+    except TaskError as e:
+        _ui.flash("error", tr("queue.err_other"), str(e))
+
+
+def activity(t: queue.Task) -> str:
+    parts = [tr("queue.comments", n=t.comments), tr("queue.likes", n=t.likes)]
+    if t.skus_viewed:
+        parts.append(tr("queue.viewed") + " " + ", ".join(clean_text(s, 40) for s in t.skus_viewed))
+    if t.skus_carted:
+        parts.append(tr("queue.carted") + " " + ", ".join(clean_text(s, 40) for s in t.skus_carted))
+    return " · ".join(parts)
+
+
+def task_card(t: queue.Task) -> None:
+    k = _ui.task_key(t.id)
+    mine = t.state == "claimed" and t.holder == me
+    with st.container(border=True, key=f"task-{k}"):
+        left, right = st.columns([3, 2])
+        with left:
+            _ui.text(clean_text(t.name, 40) or tr("queue.no_name"), key=f"name-{k}")
+            badges = st.container(horizontal=True)
+            with badges:
+                st.badge(tr(f"tier.{t.tier}") if t.tier in TIERS else tr("tier.unknown"), color="violet")
+                if t.reactivated:
+                    st.badge(tr("queue.reactivated"), color="green")
+                if mine:
+                    st.badge(tr("queue.yours"), icon=":material/person:", color="green")
+                else:
+                    st.badge(tr(f"state.{t.state}"), color="blue" if t.state == "pending" else "gray")
+                if t.decent_hour is True:
+                    st.badge(tr("queue.decent"), icon=":material/schedule:", color="green")
+                elif t.decent_hour is False:
+                    st.badge(tr("queue.not_decent"), icon=":material/bedtime:", color="orange")
+            where = " · ".join(x for x in (clean_text(t.country, 8), clean_text(t.lang, 16)) if x) or "—"
+            local = tr("queue.local", time=clean_text(t.local, 60)) if t.local else tr("queue.local_unknown")
+            _ui.text(f"{where} · {local}", key=f"where-{k}")
+            _ui.text(tr("queue.dwell", d=_ui.ago(t.dwell_ms)) + " · " + tr("queue.priority", p=f"{t.priority:g}")
+                     + " · " + tr("queue.room") + " " + clean_text(t.room, 40), key=f"dwell-{k}")
+            _ui.text(activity(t), key=f"did-{k}")
+            if t.said:
+                _ui.text("\n".join("“" + clean_text(x, board.TEXT_CHARS) + "”" for x in t.said), key=f"said-{k}")
+            if t.state == "claimed" and not mine:
+                _ui.text(tr("queue.held_by") + " " + clean_text(t.holder, 64), key=f"holder-{k}")
+            if t.state == "skipped" and t.skip_reason:
+                _ui.text(tr("queue.skip_reason") + " " + clean_text(t.skip_reason, 200), key=f"why-{k}")
+        with right:
+            st.caption(tr("queue.message"))
+            st.code(t.message, language=None, wrap_lines=True)
+            if t.state not in ("pending", "claimed") or (t.state == "claimed" and not mine):
+                return
+            no_op = not me
+            row = st.container(horizontal=True)
+            if t.state == "pending":
+                row.button(tr("queue.claim"), key=f"claim-{k}", type="primary", disabled=no_op,
+                           on_click=act, args=("claim", t.id, k))
+            else:
+                row.button(tr("queue.sent"), key=f"sent-{k}", type="primary", on_click=act, args=("sent", t.id, k))
+                row.button(tr("queue.release"), key=f"release-{k}", on_click=act, args=("release", t.id, k))
+            skip = st.container(horizontal=True, vertical_alignment="bottom")
+            skip.text_input(tr("queue.reason"), key=f"reason-{k}", max_chars=200, disabled=no_op,
+                            placeholder=tr("queue.reason_hint"), label_visibility="collapsed")
+            skip.button(tr("queue.skip"), key=f"skip-{k}", disabled=no_op, on_click=act, args=("skip", t.id, k))
+
+
+@st.fragment(run_every=3)
+def tasks() -> None:
+    with _ui.redis_guard():
+        counts = queue.counts(r, shop)
+        cols = st.columns(len(queue.STATES))
+        for col, s in zip(cols, queue.STATES, strict=True):
+            col.metric(tr(f"state.{s}"), _ui.number(counts[s]))
+        _ui.show_flash()
+        rows = board.task_page(r, shop, state or board.OPEN, tier=tier or None, lang=lang or None,
+                               sendable_now=sendable, limit=PAGE)
+        if not rows:
+            st.info(tr("queue.empty" if sum(counts.values()) == 0 else "queue.empty_filtered"))
+            return
+        rows.sort(key=lambda t: not (t.state == "claimed" and t.holder == me))  # mine first, stable
+        for t in rows:
+            task_card(t)
+        if len(rows) == PAGE:
+            st.caption(tr("queue.more", n=PAGE))
+
+
+tasks()
