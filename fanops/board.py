@@ -33,7 +33,7 @@ from typing import Any
 
 import redis
 
-from fanops import keys, rules_store
+from fanops import keys, read, rules_store
 from fanops.queue import STATES, Task, _task_from_hash, split_task_id
 from fanops.read import TIERS
 from fanops.rules_settings import MINUTE, RuleSettings
@@ -51,8 +51,6 @@ LAG_GROWTH_MIN = 500
 DEAD_WARN_MIN = 10
 TRANSITIONS_READ = 200
 TRANSITIONS_KEEP = 12
-HEARTBEAT_DISCOVERY_S = 15.0  # how often the (few) heartbeat keys are looked for again
-HEARTBEAT_RETRY_S = 5.0  # ... when none of the known ones answered
 NAME_CHARS = 40
 TEXT_CHARS = 200
 _CURRENCY = re.compile(r"[A-Z]{3}")
@@ -285,24 +283,9 @@ def judge_health(h: Health, accepted_per_s: float | None) -> Health:
     return h
 
 
-_hb_cache: dict[tuple[int, str], tuple[float, list[bytes]]] = {}
-
-
 def heartbeat_keys(r: redis.Redis, kind: str, force: bool = False) -> list[bytes]:
-    """The heartbeat keys of one kind of process, found by SCAN at most every 15 s per process.
-
-    (Heartbeats have no index key; the discovery is cached so that a refresh is a plain MGET.)
-    """
-    ck = (id(r.connection_pool), kind)
-    hit = _hb_cache.get(ck)
-    now = time.monotonic()
-    if hit and not force and now - hit[0] < HEARTBEAT_DISCOVERY_S:
-        return hit[1]
-    if hit and force and now - hit[0] < HEARTBEAT_RETRY_S:
-        return hit[1]
-    found = sorted(set(r.scan_iter(match=keys.heartbeat_pattern(kind), count=1000)))
-    _hb_cache[ck] = (now, found)
-    return found
+    """The heartbeat keys of one kind of process, from the heartbeat index (no scan)."""
+    return [k.encode() for k in read.heartbeat_keys(r, kind)]
 
 
 def _beats(raw: list[bytes | None]) -> list[dict[str, Any]]:

@@ -77,6 +77,14 @@ def heartbeat_pattern(kind: str) -> str:
     return f"{PREFIX}hb:{kind}:*"
 
 
+def heartbeat_index(kind: str) -> str:
+    """ZSET process name -> time (s) of its last heartbeat: finds the heartbeats without a scan."""
+    return f"{PREFIX}hbindex:{kind}"
+
+
+HEARTBEAT_INDEX_KEEP_S = 3600
+
+
 # --- per shop ---------------------------------------------------------------
 def stream(shop: str) -> str:
     """STREAM of accepted events; one entry holds a batch (msgpack list)."""

@@ -90,11 +90,15 @@ def dead_letters(r: redis.Redis, count: int = 50) -> list[dict[str, Any]]:
     return out
 
 
+def heartbeat_keys(r: redis.Redis, kind: str) -> list[str]:
+    """The heartbeat keys of the processes of one kind seen in the last hour (from their index)."""
+    import time
+
+    names = r.zrangebyscore(keys.heartbeat_index(kind), time.time() - keys.HEARTBEAT_INDEX_KEEP_S, "+inf")
+    return [keys.heartbeat(kind, n.decode()) for n in names]
+
+
 def heartbeats(r: redis.Redis, kind: str) -> list[dict[str, Any]]:
-    """Live processes of one kind (consumer, scorer) from their heartbeat keys (few keys: SCAN is bounded)."""
-    out = []
-    for k in r.scan_iter(match=keys.heartbeat_pattern(kind), count=100):
-        v = r.get(k)
-        if v:
-            out.append(json.loads(v))
-    return out
+    """The processes of one kind (consumer, scorer) whose heartbeat has not expired."""
+    ks = heartbeat_keys(r, kind)
+    return [json.loads(v) for v in (r.mget(ks) if ks else []) if v]

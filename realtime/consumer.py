@@ -216,8 +216,11 @@ class Consumer:
             "duplicates": c.duplicates, "bad": c.bad, "drops": c.drops, "at": time.time(),
         })
         try:
-            await self.r.set(keys.heartbeat("consumer", self.name), body,
-                             ex=self.cfg.heartbeat_ttl_s if not final else 5)
+            p = self.r.pipeline(transaction=False)
+            p.set(keys.heartbeat("consumer", self.name), body, ex=self.cfg.heartbeat_ttl_s if not final else 5)
+            p.zadd(keys.heartbeat_index("consumer"), {self.name: time.time()})
+            p.zremrangebyscore(keys.heartbeat_index("consumer"), "-inf", time.time() - keys.HEARTBEAT_INDEX_KEEP_S)
+            await p.execute()
         except redis.RedisError as e:
             log.debug("heartbeat not written: %s", e)
 

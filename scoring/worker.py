@@ -356,7 +356,10 @@ class Worker:
                            "p50_ms": round(s.percentile(50), 1), "p99_ms": round(s.percentile(99), 1),
                            "at": time.time(), "running": not final})
         try:
-            self.r.set(keys.heartbeat("scorer", self.name), body,
-                       ex=self.cfg.heartbeat_ttl_s if not final else 5)
+            p = self.r.pipeline(transaction=False)
+            p.set(keys.heartbeat("scorer", self.name), body, ex=self.cfg.heartbeat_ttl_s if not final else 5)
+            p.zadd(keys.heartbeat_index("scorer"), {self.name: time.time()})
+            p.zremrangebyscore(keys.heartbeat_index("scorer"), "-inf", time.time() - keys.HEARTBEAT_INDEX_KEEP_S)
+            p.execute()
         except redis.RedisError as e:
             log.debug("heartbeat not written: %s", e)

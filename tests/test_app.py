@@ -32,12 +32,17 @@ SHOP = "default"
 EVIL = "<script>alert(1)</script>"
 
 
+def beat(r, kind: str, name: str, body: dict) -> None:
+    """Write a process heartbeat as the consumer and the scorer do (the key and its index entry)."""
+    r.set(keys.heartbeat(kind, name), json.dumps(body))
+    r.zadd(keys.heartbeat_index(kind), {name: time.time()})
+
+
 @pytest.fixture
 def app(redis_url, monkeypatch):
     """``app(page, **session_state)``: a fresh browser session, run once, on ``page``."""
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setattr(board, "wall_clock", lambda: NOW)
-    board._hb_cache.clear()
 
     def make(page: str | None = None, **state) -> AppTest:
         at = AppTest.from_file(APP, default_timeout=30)
@@ -97,8 +102,8 @@ def write_live_room(r, room="live-1"):
     r.zadd(keys.present(SHOP, room), {f"gone{i}": NOW_MS - 11 * MIN for i in range(3)})  # past 10 min
     minute = int(NOW // 60)
     r.set(keys.dead_minute(minute), 4)
-    r.set(keys.heartbeat("consumer", "c1"), json.dumps({"connected": True, "frames": 500, "at": NOW}))
-    r.set(keys.heartbeat("scorer", "s1"), json.dumps({"running": True, "at": NOW}))
+    beat(r, "consumer", "c1", {"connected": True, "frames": 500, "at": NOW})
+    beat(r, "scorer", "s1", {"running": True, "at": NOW})
     # the board's own history: 5 minutes ago, and 10 s ago
     r.lpush(board.room_snap_key(SHOP, room), json.dumps(
         {"at": NOW - 300, "ev": 40, "t": {"new_fan": 20, "first_buyer": 3, "active": 4, "dormant": 1}}))
@@ -169,7 +174,6 @@ def test_health_warnings_in_plain_words(app, r):
                         "`python -m scoring run`."]
     r.delete(keys.heartbeat("consumer", "c1"), keys.heartbeat("scorer", "s1"))
     r.set(keys.dead_minute(int(NOW // 60)), 40)
-    board._hb_cache.clear()
     warnings = [w.value for w in app().warning]
     assert warnings[0].startswith("No feed reader is running")
     assert warnings[1].startswith("No scorer is running: 1000 events wait")
