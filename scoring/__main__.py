@@ -49,6 +49,42 @@ def _viewer(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _close_room(args: argparse.Namespace, cfg: Config) -> int:
+    from fanops.archive import archive_room
+
+    r = db.connect(cfg, args.redis)
+    res = archive_room(r, cfg, args.shop, args.room, wait_applied_s=args.wait)
+    print(json.dumps(res.to_json(), ensure_ascii=False))
+    return 0
+
+
+def _report(args: argparse.Namespace, cfg: Config) -> int:
+    from pathlib import Path
+
+    from fanops import archive
+    from fanops.errors import FanopsError
+    from scoring import analysis
+    from scoring.report import render_html
+
+    wanted = [args.room] + ([args.compare] if args.compare else [])
+    for rm in wanted:
+        archive.read_room(cfg, args.shop, rm, verify=False)  # NotArchived names the command that makes it
+    if not args.offline:
+        try:
+            archive.refresh_followups(db.connect(cfg, args.redis), cfg, args.shop)
+        except FanopsError as e:
+            print(f"warning: follow-up outcomes as archived (could not refresh them: {e})", file=sys.stderr)
+    shows = [archive.read_room(cfg, args.shop, i.room) for i in archive.list_archived(cfg, args.shop)]
+    review = analysis.analyse(analysis.load(shows))
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(render_html(review, args.room, args.compare), encoding="utf-8")
+    tmp.replace(out)
+    print(json.dumps({"shop": args.shop, "room": args.room, "compare": args.compare, "out": str(out),
+                      "bytes": out.stat().st_size, "shows": len(shows)}, ensure_ascii=False))
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m scoring", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -66,10 +102,26 @@ def main() -> int:
     v.add_argument("--shop", required=True)
     v.add_argument("--id", required=True)
     add_common(v)
+    c = sub.add_parser("close-room", help="archive a room that is over (files under the data folder) and "
+                                          "remove its raw events from Redis")
+    c.add_argument("--shop", required=True)
+    c.add_argument("--room", required=True)
+    c.add_argument("--wait", type=float, default=10.0,
+                   help="wait up to this many s for a scorer to apply the room's last events (default 10)")
+    add_common(c)
+    rp = sub.add_parser("report", help="write a self-contained HTML review of an archived show")
+    rp.add_argument("--shop", required=True)
+    rp.add_argument("--room", required=True)
+    rp.add_argument("--out", required=True, help="the HTML file to write")
+    rp.add_argument("--compare", default=None, metavar="ROOM", help="another archived show to set beside it")
+    rp.add_argument("--offline", action="store_true",
+                    help="use the follow-up outcomes as archived (do not read the live tasks from Redis)")
+    add_common(rp)
     args = p.parse_args()
     setup_logging(args.verbose)
     cfg = Config.from_env()
-    return {"run": _run, "status": _status, "viewer": _viewer}[args.cmd](args, cfg)
+    cmds = {"run": _run, "status": _status, "viewer": _viewer, "close-room": _close_room, "report": _report}
+    return cmds[args.cmd](args, cfg)
 
 
 if __name__ == "__main__":
