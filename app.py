@@ -25,6 +25,7 @@ PAGES = [
     st.Page("pages/host.py", title=tr("nav.host"), icon=":material/campaign:", url_path="host"),
     st.Page("pages/queue.py", title=tr("nav.queue"), icon=":material/forum:", url_path="queue"),
     st.Page("pages/settings.py", title=tr("nav.settings"), icon=":material/tune:", url_path="settings"),
+    st.Page("pages/review.py", title=tr("nav.review"), icon=":material/analytics:", url_path="review"),
 ]
 page = st.navigation(PAGES)
 

@@ -46,6 +46,9 @@ SETTINGS: tuple[Setting, ...] = (
             "a scorer takes over another's unacknowledged entries after this idle time"),
     Setting("heartbeat_ttl_s", "FANOPS_HEARTBEAT_TTL_S", "10",
             "a process is shown as down when its heartbeat is older than this"),
+    Setting("archive_idle_min", "FANOPS_ARCHIVE_IDLE_MIN", "30",
+            "a room with no event for this many minutes of shop clock is archived under data_dir/archive "
+            "and its raw events leave Redis"),
 )
 
 
@@ -62,6 +65,7 @@ class Config:
     worker_batch: int = 50
     claim_idle_ms: int = 30_000
     heartbeat_ttl_s: int = 10
+    archive_idle_min: int = 30
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Config:

@@ -23,6 +23,7 @@ TABLE: dict[str, dict[str, str]] = {
     "nav.host": {"en": "Host screen", "zh-Hans": "主播提词屏"},
     "nav.queue": {"en": "Follow-up queue", "zh-Hans": "私信跟进"},
     "nav.settings": {"en": "Settings", "zh-Hans": "设置"},
+    "nav.review": {"en": "Post-show review", "zh-Hans": "直播复盘"},
     "sidebar.shop": {"en": "Shop", "zh-Hans": "店铺"},
     "sidebar.room": {"en": "Room", "zh-Hans": "直播间"},
     "sidebar.room_auto": {"en": "● The room live now", "zh-Hans": "● 当前正在直播的场次"},

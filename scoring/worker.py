@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from fanops import keys, rules_store
+from fanops import archive, keys, rules_store
 from fanops.config import Config
 from fanops.ingest import script_source
 from fanops.rules_settings import RuleSettings
@@ -33,6 +33,7 @@ from scoring.engine import Inputs, encode_wire, score_batch, split_lurk_member
 log = logging.getLogger(__name__)
 
 TIME_INDEX_LIMIT = 5000  # due / lurk entries taken per batch
+ARCHIVE_EVERY_S = 60.0  # how often a running worker looks for idle rooms to archive
 MAX_RETRIES = 50
 
 
@@ -73,6 +74,7 @@ class Worker:
         self._last_beat = 0.0
         self._pending_done: set[str] = set()
         self._time_full = False
+        self._last_archive = 0.0
 
     def stop(self) -> None:
         self._stopping = True
@@ -104,12 +106,40 @@ class Worker:
             except (redis.ConnectionError, redis.TimeoutError) as e:
                 log.warning("Redis unavailable (%s): retrying in 1 s", e)
                 time.sleep(1.0)
+            if time.monotonic() - self._last_archive > ARCHIVE_EVERY_S:
+                self._last_archive = time.monotonic()
+                self.archive_idle()
             self._heartbeat()
         self._heartbeat(final=True)
         s = self.stats
         log.info("scorer %s stopped: %d batches, %d events, %d conflicts retried, %d taken over",
                  self.name, s.batches, s.events, s.conflicts, s.claimed)
         return self.stats
+
+    def archive_idle(self) -> list[tuple[str, str]]:
+        """Archive the rooms that have been idle long enough (safe from every worker: each room
+        is archived once), then drop the clock index below the oldest room still open."""
+        done = []
+        for shop in self.shops():
+            try:
+                for room in archive.close_idle_rooms(self.r, shop, self.cfg,
+                                                     idle_ms=self.cfg.archive_idle_min * 60_000):
+                    log.info("archived room %s of %s", room, shop)
+                    done.append((shop, room))
+                self._trim_clock_index(shop)
+            except (archive.ArchiveError, OSError, redis.ResponseError) as e:
+                log.warning("archiving the idle rooms of %s failed: %s", shop, e)
+        return done
+
+    def _trim_clock_index(self, shop: str) -> None:
+        rooms = [(m.decode(), int(sc)) for m, sc in self.r.zrange(keys.room_first(shop), 0, -1, withscores=True)]
+        gone = archive.is_archived(self.r, shop, [rm for rm, _ in rooms])
+        open_firsts = [f for rm, f in rooms if rm not in gone]
+        below = min(open_firsts) if open_firsts else int(self.r.hget(keys.stats(shop), "clock") or 0)
+        p = self.r.pipeline(transaction=False)
+        p.zremrangebyscore(keys.clock_min(shop), "-inf", f"({below}")
+        p.zremrangebyscore(keys.clock_max(shop), "-inf", f"({below}")
+        p.execute()
 
     def drain(self, timeout: float = 60.0) -> WorkerStats:
         """Apply until every shop stream has nothing new for this worker (burst mode)."""
@@ -183,11 +213,23 @@ class Worker:
         for _, f in entries:
             events.extend(unpack_events(f[b"e"]))
             receipts.append(int(f.get(b"t", 0)))
+        # late events of a room already archived: its records are gone, so they are counted
+        # (as applied, so that lag returns to 0) and dropped
+        gone = archive.is_archived(self.r, shop, sorted({ev.room for ev in events}))
+        dropped = 0
+        if gone:
+            kept = [ev for ev in events if ev.room not in gone]
+            dropped = len(events) - len(kept)
+            events = kept
+            log.info("dropped %d late events of archived rooms of %s", dropped, shop)
         for attempt in range(MAX_RETRIES):
             blobs: list[bytes] = []
             wire = self._score(shop, events, blobs)
             wire.update(stream=keys.stream(shop), group=keys.GROUP, consumer=self.name, acks=ids,
                         lock=recompute.rebuild_lock(shop))
+            if dropped:
+                wire["hincr"] += [[keys.stats(shop), "applied", dropped],
+                                  [keys.stats(shop), "dropped_archived", dropped]]
             res = self._apply(keys=[keys.stats(shop)], args=[encode_wire(wire), *blobs])
             verdict = res[0].decode() if isinstance(res[0], bytes) else res[0]
             if verdict == "ok":
