@@ -51,6 +51,7 @@ class WriteSet:
     task_del: list[list[Any]] = field(default_factory=list)
     scount: list[list[Any]] = field(default_factory=list)
     zremrange: list[list[Any]] = field(default_factory=list)
+    task_withdraw: list[list[Any]] = field(default_factory=list)
     transitions: int = 0
 
     def to_wire(self, blobs: list[bytes]) -> dict[str, Any]:
@@ -79,6 +80,7 @@ class WriteSet:
             "task_del": self.task_del,
             "scount": self.scount,
             "zremrange": self.zremrange,
+            "task_withdraw": self.task_withdraw,
         }
 
 
@@ -376,6 +378,12 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
         for room, rv in new_rvs.items():
             _room_viewer_effects(w, shop, room, vid, old_rvs.get(room), rv, new, tier_new, clock, s,
                                  clock_values)
+        refusals = [ev.ts for ev in evs if ev.__struct_config__.tag == "consent" and not ev.dm]  # type: ignore[union-attr]
+        if refusals:
+            # rooms whose records are gone (archived): their open task is withdrawn all the same
+            for room in new.rooms.keys() - new_rvs.keys():
+                w.task_withdraw.append([keys.task(shop, room, vid), keys.queue(shop, ""), keys.room(shop, room),
+                                        task_id(room, vid), min(refusals)])
         # --- time index ------------------------------------------------------
         due = rules.next_tier_change(new, clock, s, tier_new)
         if due is None:
@@ -465,7 +473,7 @@ def _room_viewer_effects(w: WriteSet, shop: str, room: str, vid: str, old: RoomV
         if not rv.task and target:
             w.task_new.append([tk, qp + target, rk, keys.sent_log(shop), tid, vid, score,
                                clock - s.cooldown_ms, target,
-                               "room", room, "viewer", vid, "made_at", clock,
+                               "room", room, "viewer", vid, "made_at", clock, "task_at", rv.task_at,
                                *_display(rv, v, tier_new, reactivated, dwell_ms, prio)])
         elif rv.task and not target:
             w.task_del.append([tk, qp, rk, tid])
@@ -473,7 +481,8 @@ def _room_viewer_effects(w: WriteSet, shop: str, room: str, vid: str, old: RoomV
             w.task_move.append([tk, qp, rk, tid, target, "pending", "claimed", "converted", "withdrawn"])
         rv.task = target
     elif target == "pending" and (old is None or old.last != rv.last or old.comments != rv.comments):
-        w.task_prio.append([tk, qp, tid, score, *_display(rv, v, tier_new, reactivated, dwell_ms, prio)])
+        w.task_prio.append([tk, qp, tid, score, *_display(rv, v, tier_new, reactivated, dwell_ms, prio),
+                            "task_at", rv.task_at])
     lk, ok = keys.lurk(shop), keys.open_lurk(shop)
     member = lurk_member(room, vid)
     lt = lurk_time(rv, clock, s) if not target else None
@@ -481,7 +490,7 @@ def _room_viewer_effects(w: WriteSet, shop: str, room: str, vid: str, old: RoomV
         w.zadd.append([lk, member, lt])
     elif old is not None:
         w.zrem.append([lk, member])
-    if not target and lt is None and rv.first_order < 0:
+    if not target and lt is None and (rv.first_order < 0 or rv.first_order > rv.first + s.dwell_ms):
         w.zadd.append([ok, member, rv.last + s.present_ms])
     elif old is not None:
         w.zrem.append([ok, member])

@@ -37,3 +37,21 @@ def test_idle_rooms_are_archived_and_late_events_of_them_dropped(cfg, r):
     # the archived show reads back with the numbers it had at its close
     room = archive.read_room(cfg, "default", "show-1-0")
     assert room is not None
+
+
+def test_a_refusal_after_the_archive_withdraws_the_open_task_of_an_archived_show(cfg, r):
+    from fanops import queue
+
+    ingest_frames(cfg, read_lines(SAMPLES / "weeks-small.jsonl"))
+    drain(r, cfg)
+    Worker(r, cfg, name="w1").archive_idle()
+    (t,) = queue.list_tasks(r, "default", room="show-1-0", limit=1)
+    before = status(r, "default", "show-1-0")["room"]["followups"]
+    clock = status(r, "default")["clock"]
+    refusal = {"id": "no-dm", "room": "show-1-7", "ts": clock, "type": "consent", "dm": False,
+               "viewer": {"id": t.viewer}}
+    ingest_frames(cfg, [json.dumps(refusal)])
+    drain(r, cfg)
+    assert queue.get_task(r, "default", t.id).state == "withdrawn"
+    after = status(r, "default", "show-1-0")["room"]["followups"]
+    assert after["pending"] == before["pending"] - 1 and after["withdrawn"] == before["withdrawn"] + 1

@@ -13,6 +13,8 @@
 --   task_del {{taskkey, qprefix, roomkey, member}}   (only a task no operator has sent or skipped)
 --   scount {{setkey, member, hashkey, field}}   count a member once: +1 if new to the set
 --   zremrange {{key, below}}   drop members scored below a value
+--   task_withdraw {{taskkey, qprefix, roomkey, member, consent_ts}}   an open task made before a
+--       refusal of DMs is withdrawn (rooms whose records are archived)
 -- Returns {"ok"}, {"stale", id} (an entry is no longer ours), {"conflict", key, field}
 -- or {"locked", key} (a rebuild is running).
 local w = cmsgpack.unpack(ARGV[1])
@@ -108,6 +110,19 @@ for _, t in ipairs(w.task_prio or {}) do
   end
 end
 
+for _, t in ipairs(w.task_withdraw or {}) do
+  local h = redis.call('HMGET', t[1], 'state', 'task_at')
+  local st, at = h[1], tonumber(h[2] or '-1')
+  if (st == 'pending' or st == 'claimed') and at < t[5] then
+    local prio = redis.call('ZSCORE', t[2] .. st, t[4])
+    redis.call('ZREM', t[2] .. st, t[4])
+    redis.call('ZADD', t[2] .. 'withdrawn', prio or 0, t[4])
+    redis.call('HSET', t[1], 'state', 'withdrawn')
+    redis.call('HDEL', t[1], 'holder', 'lease_until')
+    redis.call('HINCRBY', t[3], 'f:' .. st, -1)
+    redis.call('HINCRBY', t[3], 'f:withdrawn', 1)
+  end
+end
 for _, t in ipairs(w.task_del or {}) do
   local st = redis.call('HGET', t[1], 'state')
   if st and st ~= 'sent' and st ~= 'skipped' then
