@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 TIME_INDEX_LIMIT = 5000  # due / lurk entries taken per batch
 ARCHIVE_EVERY_S = 60.0  # how often a running worker looks for idle rooms to archive
+PRUNE_EVERY_S = 6 * 3600.0  # how often settled tasks of archived rooms leave Redis (kept in the archive)
 MAX_RETRIES = 50
 
 
@@ -75,6 +76,7 @@ class Worker:
         self._pending_done: set[str] = set()
         self._time_full = False
         self._last_archive = 0.0
+        self._last_prune = time.monotonic()
 
     def stop(self) -> None:
         self._stopping = True
@@ -127,8 +129,13 @@ class Worker:
                     log.info("archived room %s of %s", room, shop)
                     done.append((shop, room))
                 self._trim_clock_index(shop)
+                if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
+                    n = archive.prune_followups(self.r, self.cfg, shop)
+                    log.info("%d settled tasks of archived rooms of %s left Redis (kept in the archive)", n, shop)
             except (archive.ArchiveError, OSError, redis.ResponseError) as e:
                 log.warning("archiving the idle rooms of %s failed: %s", shop, e)
+        if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
+            self._last_prune = time.monotonic()
         return done
 
     def _trim_clock_index(self, shop: str) -> None:

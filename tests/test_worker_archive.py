@@ -55,3 +55,21 @@ def test_a_refusal_after_the_archive_withdraws_the_open_task_of_an_archived_show
     assert queue.get_task(r, "default", t.id).state == "withdrawn"
     after = status(r, "default", "show-1-0")["room"]["followups"]
     assert after["pending"] == before["pending"] - 1 and after["withdrawn"] == before["withdrawn"] + 1
+
+
+def test_settled_tasks_of_archived_shows_leave_redis_on_the_prune_schedule(cfg, r):
+    from fanops import queue
+    from scoring import worker as worker_mod
+
+    ingest_frames(cfg, read_lines(SAMPLES / "weeks-small.jsonl"))
+    drain(r, cfg)
+    w = Worker(r, cfg, name="w1")
+    w.archive_idle()
+    settled = queue.counts(r, "default")["converted"]
+    assert settled > 0
+    w._last_prune -= worker_mod.PRUNE_EVERY_S + 1
+    w._last_archive = 0.0
+    w.archive_idle()
+    left = queue.list_tasks(r, "default", state="converted", limit=1000)
+    assert all(t.room == "show-1-7" for t in left)  # only the open show keeps its settled tasks
+    assert status(r, "default", "show-1-0")["room"]["followups"]["converted"] > 0  # counters stay
