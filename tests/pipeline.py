@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import redis
 import redis.asyncio as aredis
@@ -53,3 +54,13 @@ def drain(r: redis.Redis, cfg: Config, name: str = "w1", shops: list[str] | None
 def lag(r: redis.Redis, shop: str) -> int:
     st = r.hgetall(keys.stats(shop))
     return int(st.get(b"accepted", 0)) - int(st.get(b"applied", 0))
+
+
+def differences(got: Any, want: Any, path: str = "") -> list[str]:
+    """Every leaf where two nested dicts differ, as "a.b.c: got != want" (for readable failures)."""
+    if isinstance(got, dict) and isinstance(want, dict):
+        out = []
+        for k in sorted(set(got) | set(want), key=str):
+            out += differences(got.get(k), want.get(k), f"{path}.{k}" if path else str(k))
+        return out
+    return [] if got == want else [f"{path}: {got!r} != {want!r}"]

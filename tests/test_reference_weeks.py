@@ -24,7 +24,7 @@ from fanops.read import rooms as read_rooms
 from fanops.read import status, viewer_state
 from realtime.simulator import SimSettings, encode_frame, generate
 from tests import reference
-from tests.pipeline import drain, ingest_frames, lag
+from tests.pipeline import differences, drain, ingest_frames, lag
 
 SHOP = "default"
 START_MS = 1_760_000_000_000  # 2025-10-09: the live show; the history goes back 75 days before it
@@ -78,16 +78,6 @@ def product_tasks(r, shop: str) -> dict[tuple[str, str], str]:
             room, viewer = keys.split_pair(m.decode())
             out[(room, viewer)] = st
     return out
-
-
-def differences(got, want, path: str = "") -> list[str]:
-    """Paths where two nested dicts differ, as ``path: got != want`` lines."""
-    if isinstance(got, dict) and isinstance(want, dict):
-        out = []
-        for k in sorted(set(got) | set(want), key=str):
-            out += differences(got.get(k), want.get(k), f"{path}.{k}" if path else str(k))
-        return out
-    return [] if got == want else [f"{path}: {got!r} != {want!r}"]
 
 
 def assert_matches_reference(r, frames: list[str]) -> reference.Reference:

@@ -32,7 +32,7 @@ from fanops.read import status
 from fanops.state import unpack_viewer
 from realtime.simulator import SimSettings, encode_frame, generate
 from tests.conftest import wait_for
-from tests.pipeline import drain, ingest_frames
+from tests.pipeline import differences, drain, ingest_frames
 
 SHOP = "default"
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,15 +175,6 @@ def heartbeat(r: redis.Redis, name: str) -> dict[str, Any]:
 def finish(r: redis.Redis, scorers: Scorers, timeout: float = 90) -> None:
     wait_for(lambda: status(r, SHOP)["lag"] == 0, timeout, "lag 0 after the restart")
     assert r.xpending(keys.stream(SHOP), keys.GROUP)["pending"] == 0
-
-
-def differences(got: Any, want: Any, path: str = "") -> list[str]:
-    if isinstance(got, dict) and isinstance(want, dict):
-        out = []
-        for k in sorted(set(got) | set(want), key=str):
-            out += differences(got.get(k), want.get(k), f"{path}.{k}" if path else str(k))
-        return out
-    return [] if got == want else [f"{path}: {got!r} != {want!r}"]
 
 
 def assert_same_as(r: redis.Redis, want: dict[str, Any]) -> None:

@@ -33,6 +33,7 @@ from fanops.read import status, viewer_state
 from fanops.schema import BadInput, parse_frame
 from scoring.explain import viewer_report
 from scoring.worker import Worker
+from tests.pipeline import differences
 from tests.reference import Reference
 
 SHOP = "default"
@@ -215,15 +216,6 @@ def expected(frames: list[str]) -> dict[str, Any]:
             "rooms": {room: ref.status(SHOP, room)["room"] for room in rooms},
             "tiers": tiers, "explained": dict(tiers),
             "tasks": {"/".join(k): t["state"] for k, t in ref.followups(SHOP).items()}}
-
-
-def differences(got: Any, want: Any, path: str = "") -> list[str]:
-    if isinstance(got, dict) and isinstance(want, dict):
-        out = []
-        for k in sorted(set(got) | set(want), key=str):
-            out += differences(got.get(k), want.get(k), f"{path}.{k}" if path else str(k))
-        return out
-    return [] if got == want else [f"{path}: {got!r} != {want!r}"]
 
 
 def assert_same(got: dict[str, Any], want: dict[str, Any], what: str, events=None) -> None:
