@@ -21,7 +21,7 @@ the new manifest is in place.  ``refresh_followups`` writes a generation holding
 Redis after archiving (one MULTI): the room hash gets ``archived`` (the shop clock at close),
 ``archived_at`` (wall ms) and ``archive_generation``; the room's raw data goes (``raw_keys``: the
 room-viewer hash, the present zset, the dedupe set, the per-minute hash, the order-id set, the
-feed lists) with its lurk entries; the shop stream is trimmed (XTRIM MINID) up to the oldest
+feed lists) with its lurk entries; each partition stream of the shop is trimmed (XTRIM MINID) up to the oldest
 entry still holding an event of a room not archived, and never past an entry a scorer has not
 applied.  The room hash counters, the tasks, the viewers and the transitions stream stay.
 Operators keep working a show's follow-ups after it: ``refresh_followups`` brings their outcomes
@@ -497,16 +497,28 @@ def _fmt(i: tuple[int, int]) -> str:
 
 
 @dataclass
+class _Part:
+    """What a pass over one partition stream of the shop found."""
+
+    entries: list[tuple[tuple[int, int], frozenset[str]]] = field(default_factory=list)  # id, rooms in it
+    first_id: tuple[int, int] | None = None  # the room's first and last entries in this stream
+    last_id: tuple[int, int] | None = None
+    end: tuple[int, int] | None = None  # the last entry read
+
+
+@dataclass
 class _Scan:
-    """What a pass over the shop stream found."""
+    """What a pass over the shop's streams found."""
 
     room: str
     events: list[dict[str, Any]] = field(default_factory=list)  # the room's events (wire maps)
     orders: list[tuple[str, str, int]] = field(default_factory=list)  # every order: viewer, order id, ts
-    entries: list[tuple[tuple[int, int], frozenset[str]]] = field(default_factory=list)  # id, rooms in it
-    first_id: tuple[int, int] | None = None  # the room's first and last entries
-    last_id: tuple[int, int] | None = None
-    end: tuple[int, int] | None = None  # the last entry read
+    parts: list[_Part] = field(default_factory=lambda: [_Part() for _ in range(keys.PARTITIONS)])
+
+    @property
+    def first_id(self) -> tuple[int, int] | None:
+        ids = [pt.first_id for pt in self.parts if pt.first_id is not None]
+        return min(ids) if ids else None
 
 
 @contextlib.contextmanager
@@ -522,23 +534,28 @@ def _no_gc() -> Iterator[None]:
 
 
 def _scan(r: redis.Redis, shop: str, sc: _Scan) -> int:
-    """Read the stream after ``sc.end`` into ``sc``; returns the room's events found."""
+    """Read every partition stream after where the last pass ended into ``sc``; returns the
+    room's events found."""
+    return sum(_scan_part(r, keys.stream(shop, i), sc, pt) for i, pt in enumerate(sc.parts))
+
+
+def _scan_part(r: redis.Redis, stream: str, sc: _Scan, pt: _Part) -> int:
     found = 0
-    start = "-" if sc.end is None else "(" + _fmt(sc.end)
+    start = "-" if pt.end is None else "(" + _fmt(pt.end)
     with _no_gc():
         while True:
-            got: Any = r.xrange(keys.stream(shop), start, "+", count=SCAN_COUNT)
+            got: Any = r.xrange(stream, start, "+", count=SCAN_COUNT)
             if not got:
                 return found
             for raw_id, f in got:
                 sid = _sid(raw_id)
-                sc.end = sid
+                pt.end = sid
                 payload = f.get(b"e")
                 if not payload:
                     continue
                 evs = msgspec.msgpack.decode(payload)
                 rooms = frozenset(e["room"] for e in evs)
-                sc.entries.append((sid, rooms))
+                pt.entries.append((sid, rooms))
                 for e in evs:
                     if e["type"] == "order":
                         sc.orders.append((e["viewer"]["id"], e["order_id"], e["ts"]))
@@ -546,16 +563,17 @@ def _scan(r: redis.Redis, shop: str, sc: _Scan) -> int:
                     mine = [e for e in evs if e["room"] == sc.room]
                     sc.events.extend(mine)
                     found += len(mine)
-                    sc.first_id = sc.first_id or sid
-                    sc.last_id = sid
-            start = "(" + _fmt(sc.end)  # type: ignore[arg-type]
+                    pt.first_id = pt.first_id or sid
+                    pt.last_id = sid
+            start = "(" + _fmt(pt.end)  # type: ignore[arg-type]
     return found
 
 
-def _scorer_progress(r: redis.Redis, shop: str) -> tuple[tuple[int, int], tuple[int, int] | None] | None:
-    """(last entry delivered to the scorers, their oldest unacknowledged entry) or None if no group."""
+def _scorer_progress(r: redis.Redis, stream: str) -> tuple[tuple[int, int], tuple[int, int] | None] | None:
+    """(last entry of ``stream`` delivered to the scorers, their oldest unacknowledged entry) or None
+    if no group."""
     try:
-        groups = r.xinfo_groups(keys.stream(shop))
+        groups = r.xinfo_groups(stream)
     except redis.ResponseError:
         return None
     g: Any
@@ -563,19 +581,23 @@ def _scorer_progress(r: redis.Redis, shop: str) -> tuple[tuple[int, int], tuple[
         name = g.get("name", g.get(b"name"))
         if (name.decode() if isinstance(name, bytes) else name) == keys.GROUP:
             last = _sid(g.get("last-delivered-id", g.get(b"last-delivered-id")))
-            p = r.xpending(keys.stream(shop), keys.GROUP)
+            p = r.xpending(stream, keys.GROUP)
             return last, (_sid(p["min"]) if p and p.get("pending") else None)
     return None
 
 
-def _unapplied(r: redis.Redis, shop: str, upto: tuple[int, int] | None) -> bool:
-    if upto is None:
-        return False
-    prog = _scorer_progress(r, shop)
-    if prog is None:
-        return True
-    last, oldest_pending = prog
-    return upto > last or (oldest_pending is not None and oldest_pending <= upto)
+def _unapplied(r: redis.Redis, shop: str, sc: _Scan) -> bool:
+    """Whether an entry holding an event of the room is not yet applied by a scorer, in any partition."""
+    for i, pt in enumerate(sc.parts):
+        if pt.last_id is None:
+            continue
+        prog = _scorer_progress(r, keys.stream(shop, i))
+        if prog is None:
+            return True
+        last, oldest_pending = prog
+        if pt.last_id > last or (oldest_pending is not None and oldest_pending <= pt.last_id):
+            return True
+    return False
 
 
 def _read_room_viewers(r: redis.Redis, shop: str, room: str) -> tuple[dict[str, RoomViewer], dict[str, ViewerState]]:
@@ -751,7 +773,7 @@ def archive_room(r: redis.Redis, cfg: Config, shop: str, room: str, *,
         _scan(r, shop, sc)
         for attempt in range(LATE_RETRIES):
             deadline = time.monotonic() + (wait_applied_s if attempt == 0 else max(wait_applied_s, 5.0))
-            while _unapplied(r, shop, sc.last_id):
+            while _unapplied(r, shop, sc):
                 if time.monotonic() >= deadline:
                     raise RoomNotReady(f"room {room!r} of shop {shop!r} has events not yet applied by a scorer: "
                                        "start `python -m scoring run` (or wait for it) and try again")
@@ -813,25 +835,28 @@ def _write(r: redis.Redis, cfg: Config, shop: str, room: str, sc: _Scan,
     return manifest, followups.height, complete, list(rvs)
 
 
-def _trim_point(r: redis.Redis, shop: str, room: str, sc: _Scan) -> tuple[int, int] | None:
-    """The oldest stream entry that must stay: it holds an event of a room not archived, or a
-    scorer has not applied it.  None: keep everything."""
-    others = sorted({rm for _, rooms in sc.entries for rm in rooms} - {room})
+def _trim_points(r: redis.Redis, shop: str, room: str, sc: _Scan) -> list[tuple[str, tuple[int, int]]]:
+    """Per partition stream, the oldest entry that must stay: it holds an event of a room not
+    archived, or a scorer has not applied it (streams to keep whole are left out)."""
+    others = sorted({rm for pt in sc.parts for _, rooms in pt.entries for rm in rooms} - {room})
     p = r.pipeline(transaction=False)
     for rm in others:
         p.hexists(keys.room(shop, rm), "archived")
     done = {rm for rm, a in zip(others, p.execute() if others else [], strict=True) if a} | {room}
-    cut = next((sid for sid, rooms in sc.entries if not rooms <= done), None)
-    if cut is None and sc.end is not None:
-        cut = (sc.end[0], sc.end[1] + 1)
-    prog = _scorer_progress(r, shop)
-    if prog is None or cut is None:
-        return None
-    last, oldest_pending = prog
-    cut = min(cut, (last[0], last[1] + 1))
-    if oldest_pending is not None:
-        cut = min(cut, oldest_pending)
-    return cut
+    out = []
+    for i, pt in enumerate(sc.parts):
+        cut = next((sid for sid, rooms in pt.entries if not rooms <= done), None)
+        if cut is None and pt.end is not None:
+            cut = (pt.end[0], pt.end[1] + 1)
+        prog = _scorer_progress(r, keys.stream(shop, i))
+        if prog is None or cut is None:
+            continue
+        last, oldest_pending = prog
+        cut = min(cut, (last[0], last[1] + 1))
+        if oldest_pending is not None:
+            cut = min(cut, oldest_pending)
+        out.append((keys.stream(shop, i), cut))
+    return out
 
 
 def raw_keys(shop: str, room: str) -> list[str]:
@@ -848,20 +873,23 @@ def _drop_raw(r: redis.Redis, shop: str, room: str, token: str, sc: _Scan, viewe
     if not cur or not cur.decode().startswith(token + ":"):
         raise RoomNotReady(f"lost the archiving mark of room {room!r} of shop {shop!r} (another process took "
                            "it over): its files are written; run close-room again to remove its raw data")
-    cut = _trim_point(r, shop, room, sc)
+    cuts = _trim_points(r, shop, room, sc)
     p = r.pipeline(transaction=True)
     p.hset(rk, mapping={"archived": manifest["summary"]["clock"], "archived_at": int(time.time() * 1000),
                         "archive_generation": manifest["generation"]})
     p.hdel(rk, "archiving")
     p.delete(*raw_keys(shop, room))
     for i in range(0, len(viewers), CHUNK):
-        members = [keys.pair(room, v) for v in viewers[i:i + CHUNK]]
-        p.zrem(keys.lurk(shop), *members)
-        p.zrem(keys.open_lurk(shop), *members)
-    if cut is not None:
-        p.xtrim(keys.stream(shop), minid=_fmt(cut), approximate=False)
+        by_part: dict[int, list[str]] = {}
+        for v in viewers[i:i + CHUNK]:
+            by_part.setdefault(keys.part_of(v), []).append(keys.pair(room, v))
+        for part, members in by_part.items():
+            p.zrem(keys.lurk(shop, part), *members)
+            p.zrem(keys.open_lurk(shop, part), *members)
+    for stream, cut in cuts:
+        p.xtrim(stream, minid=_fmt(cut), approximate=False)
     res = p.execute()
-    return int(res[-1]) if cut is not None else 0
+    return sum(int(x) for x in res[len(res) - len(cuts):]) if cuts else 0
 
 
 def is_archived(r: redis.Redis, shop: str, rooms: list[str]) -> set[str]:

@@ -1,8 +1,9 @@
 """Writes of the ingest side: accepted events to the shop streams, bad ones to the dead letters.
 
 One script call per shop per flush (``lua/ingest.lua``): dedupe by
-``(room, id)`` and append the new events as a single stream entry, atomically,
-so a crash can never mark an event seen without writing it.
+``(room, id)`` and append the new events as one stream entry per partition of
+the viewers (``fanops.keys.part_of``), atomically, so a crash can never mark an
+event seen without writing it.
 """
 
 from __future__ import annotations
@@ -54,14 +55,21 @@ class IngestWriter:
             self._known_shops.update(new_shops)
         for shop, evs in by_shop.items():
             room_index: dict[str, int] = {}
-            args: list[Any] = [self.cfg.stream_maxlen, self.cfg.dedupe_ttl_s, t]
+            part_index: dict[int, int] = {}
+            body: list[Any] = []
             for ev in evs:
                 idx = room_index.get(ev.room)
                 if idx is None:
                     idx = room_index[ev.room] = len(room_index) + 1
-                args += (idx, ev.id, _encoder.encode(ev))
-            ks = [keys.stream(shop), keys.stats(shop)] + [keys.seen(shop, rm) for rm in room_index]
-            n, d, _ = await self._ingest(keys=ks, args=args)
+                part = keys.part_of(ev.viewer.id)
+                pidx = part_index.get(part)
+                if pidx is None:
+                    pidx = part_index[part] = len(part_index) + 1
+                body += (pidx, idx, ev.id, _encoder.encode(ev))
+            args: list[Any] = [self.cfg.stream_maxlen, self.cfg.dedupe_ttl_s, t, len(part_index), *body]
+            ks = ([keys.stats(shop)] + [keys.stream(shop, p) for p in part_index]
+                  + [keys.seen(shop, rm) for rm in room_index])
+            n, d = await self._ingest(keys=ks, args=args)
             accepted += int(n)
             dups += int(d)
         return accepted, dups

@@ -9,11 +9,29 @@ break the hash tag.
 
 from __future__ import annotations
 
+import zlib
 from functools import lru_cache
 
 PREFIX = "fo:"
 GROUP = "scorers"  # the consumer group of the scorer workers on each shop stream
 DEAD_TAG = "{!dead}"  # shop ids are escaped, so no shop can collide with this tag
+
+
+# A shop's events are split by viewer into PARTITIONS streams (and its time indexes likewise), so
+# that scorers working on different partitions never touch the same viewer: up to PARTITIONS
+# scorers share a shop's work without conflicting.  Partition 0 keeps the unsuffixed key names.
+# Changing it is safe only with every stream drained (the scorers read partitions 0..PARTITIONS-1).
+PARTITIONS = 4
+
+
+@lru_cache(maxsize=1 << 18)
+def part_of(viewer: str) -> int:
+    """The partition of a viewer: a stable hash of the id (crc32), the same in every process."""
+    return zlib.crc32(viewer.encode("utf-8", "surrogatepass")) % PARTITIONS
+
+
+def _p(name: str, part: int) -> str:
+    return name if part == 0 else f"{name}:{part}"
 
 
 _ESC = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D", ":": "%3A"})
@@ -85,10 +103,21 @@ def heartbeat_index(kind: str) -> str:
 HEARTBEAT_INDEX_KEEP_S = 3600
 
 
+def scorer_members() -> str:
+    """ZSET running scorer name -> time (s) of its last round; a scorer leaves it when it stops.
+    The scorers alive split every shop's partitions between them by their sorted names."""
+    return f"{PREFIX}scorers"
+
+
 # --- per shop ---------------------------------------------------------------
-def stream(shop: str) -> str:
-    """STREAM of accepted events; one entry holds a batch (msgpack list)."""
-    return f"{tag(shop)}:events"
+def stream(shop: str, part: int = 0) -> str:
+    """STREAM of accepted events of one partition of the viewers; one entry holds a batch (msgpack list)."""
+    return _p(f"{tag(shop)}:events", part)
+
+
+def streams(shop: str) -> list[str]:
+    """Every event stream of a shop, by partition."""
+    return [stream(shop, p) for p in range(PARTITIONS)]
 
 
 @lru_cache(maxsize=4096)
@@ -146,14 +175,15 @@ def tiers(shop: str) -> str:
     return f"{tag(shop)}:tiers"
 
 
-def due(shop: str) -> str:
-    """ZSET viewer -> shop-clock time at which the viewer's tier may change by itself."""
-    return f"{tag(shop)}:due"
+def due(shop: str, part: int = 0) -> str:
+    """ZSET viewer -> shop-clock time at which the viewer's tier may change by itself (one per partition)."""
+    return _p(f"{tag(shop)}:due", part)
 
 
-def lurk(shop: str) -> str:
-    """ZSET room\\0viewer -> shop-clock time at which the viewer's dwell reaches the threshold."""
-    return f"{tag(shop)}:lurk"
+def lurk(shop: str, part: int = 0) -> str:
+    """ZSET room/viewer pair -> shop-clock time at which the viewer's dwell reaches the threshold
+    (one per partition)."""
+    return _p(f"{tag(shop)}:lurk", part)
 
 
 def clock_min(shop: str) -> str:
@@ -167,11 +197,11 @@ def clock_max(shop: str) -> str:
     return f"{tag(shop)}:clockmax"
 
 
-def open_lurk(shop: str) -> str:
+def open_lurk(shop: str, part: int = 0) -> str:
     """ZSET room/viewer pair -> the end of their presence window, for viewers whose dwell
     moment has passed with no task: a late event that moves the clock inside that window
-    may still make their task."""
-    return f"{tag(shop)}:openlurk"
+    may still make their task (one per partition)."""
+    return _p(f"{tag(shop)}:openlurk", part)
 
 
 def transitions(shop: str) -> str:

@@ -315,7 +315,6 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
 
     vkey = keys.viewers(shop)
     tkey = keys.tiers(shop)
-    due_key = keys.due(shop)
 
     for vid, rooms_here in rooms_touched.items():
         old_blob = inp.viewers.get(vid)
@@ -388,9 +387,9 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
         due = rules.next_tier_change(new, clock, s, tier_new)
         if due is None:
             if old is not None:
-                w.zrem.append([due_key, vid])
+                w.zrem.append([keys.due(shop, keys.part_of(vid)), vid])
         else:
-            w.zadd.append([due_key, vid, due])
+            w.zadd.append([keys.due(shop, keys.part_of(vid)), vid, due])
         new.seq += 1
         w.cas.append([vkey, vid, old_blob if old_blob else False, pack(new)])
 
@@ -483,7 +482,8 @@ def _room_viewer_effects(w: WriteSet, shop: str, room: str, vid: str, old: RoomV
     elif target == "pending" and (old is None or old.last != rv.last or old.comments != rv.comments):
         w.task_prio.append([tk, qp, tid, score, *_display(rv, v, tier_new, reactivated, dwell_ms, prio),
                             "task_at", rv.task_at])
-    lk, ok = keys.lurk(shop), keys.open_lurk(shop)
+    part = keys.part_of(vid)
+    lk, ok = keys.lurk(shop, part), keys.open_lurk(shop, part)
     member = lurk_member(room, vid)
     lt = lurk_time(rv, clock, s) if not target else None
     if lt is not None:

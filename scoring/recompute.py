@@ -94,9 +94,13 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
             mapping = {f"t:{t}": room_tiers[room][t] for t in rules.TIERS}
             mapping["reactivated"] = room_react[room]
             p.hset(keys.room(shop, room), mapping=mapping)
-        p.delete(keys.due(shop))
+        p.delete(*(keys.due(shop, part) for part in range(keys.PARTITIONS)))
         for i in range(0, len(dues), CHUNK):
-            p.zadd(keys.due(shop), {vid: due for vid, due in dues[i:i + CHUNK]})
+            by_part: dict[int, dict[str, int]] = {}
+            for vid, due in dues[i:i + CHUNK]:
+                by_part.setdefault(keys.part_of(vid), {})[vid] = due
+            for part, mapping in by_part.items():
+                p.zadd(keys.due(shop, part), mapping)
         for i in range(0, len(updates), CHUNK):
             p.hset(keys.viewers(shop), mapping=dict(updates[i:i + CHUNK]))
         p.hset(keys.stats(shop), "rules_applied", version)

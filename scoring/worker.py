@@ -7,6 +7,15 @@ same atomic step, and only if this worker still owns them: a batch is applied
 once, whatever crashes.  If a viewer changed between the read and the write
 (another worker), nothing is written and the batch is read and scored again.
 Entries a dead worker left unacknowledged are taken over with XAUTOCLAIM.
+
+A shop's events come in ``keys.PARTITIONS`` streams split by viewer.  Running
+scorers (``run``) list themselves in ``keys.scorer_members()`` and split the
+partitions between them by their sorted names (partition p goes to the k-th of
+n when p % n == k), so two scorers never score the same viewer and never
+conflict; while the membership changes, two may briefly read one partition,
+which the compare-and-set keeps correct.  A scorer driven step by step
+(``drain``, tests) reads every partition.  A batch holds at most
+``worker_batch_events`` events: Redis is never busy for long with one call.
 """
 
 from __future__ import annotations
@@ -36,6 +45,8 @@ TIME_INDEX_LIMIT = 5000  # due / lurk entries taken per batch
 ARCHIVE_EVERY_S = 60.0  # how often a running worker looks for idle rooms to archive
 PRUNE_EVERY_S = 6 * 3600.0  # how often settled tasks of archived rooms leave Redis (kept in the archive)
 MAX_RETRIES = 50
+
+Entry = tuple[str, Any, dict[bytes, bytes]]  # (stream, entry id, fields)
 
 
 @dataclass
@@ -75,8 +86,13 @@ class Worker:
         self._last_beat = 0.0
         self._pending_done: set[str] = set()
         self._time_full = False
+        self._scored_clock = 0
         self._last_archive = 0.0
         self._last_prune = time.monotonic()
+        self._member = False  # listed in keys.scorer_members() (run mode): owns only its share
+        self._mine: list[int] = list(range(keys.PARTITIONS))
+        self._last_members = 0.0
+        self._time_clock: dict[str, int] = {}  # the shop clock of this worker's last time pass
 
     def stop(self) -> None:
         self._stopping = True
@@ -90,21 +106,53 @@ class Worker:
     def _ensure_group(self, shop: str) -> None:
         if shop in self._groups:
             return
-        try:
-            self.r.xgroup_create(keys.stream(shop), keys.GROUP, id="0", mkstream=True)
-        except redis.ResponseError as e:
-            if "BUSYGROUP" not in str(e):
-                raise
+        for stream in keys.streams(shop):
+            try:
+                self.r.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)
+            except redis.ResponseError as e:
+                if "BUSYGROUP" not in str(e):
+                    raise
         self._groups.add(shop)
+
+    def partitions(self) -> list[int]:
+        """The partitions this worker reads now (all of them unless it runs among others)."""
+        if not self._member:
+            return list(range(keys.PARTITIONS))
+        now = time.monotonic()
+        if now - self._last_members >= 1.0:
+            self._last_members = now
+            t = time.time()
+            p = self.r.pipeline(transaction=False)
+            p.zadd(keys.scorer_members(), {self.name: t})
+            p.zrangebyscore(keys.scorer_members(), t - self.cfg.heartbeat_ttl_s, "+inf")
+            p.zremrangebyscore(keys.scorer_members(), "-inf", t - keys.HEARTBEAT_INDEX_KEEP_S)
+            names = sorted(m.decode() for m in p.execute()[1])
+            k, n = names.index(self.name), len(names)
+            mine = [part for part in range(keys.PARTITIONS) if part % n == k]
+            if mine != self._mine:
+                log.info("scorer %s now reads partitions %s (%d scorers running)", self.name, mine, n)
+                self._mine = mine
+        return self._mine
+
+    def _leave(self) -> None:
+        if self._member:
+            try:
+                self.r.zrem(keys.scorer_members(), self.name)
+            except redis.RedisError as e:
+                log.debug("could not leave the scorer list: %s", e)
 
     # -- loop --------------------------------------------------------------
     def run(self) -> WorkerStats:
         log.info("scorer %s started", self.name)
+        self._member = True
         while not self._stopping:
             try:
                 n = self.step(block=True)
-                if n == 0 and not self.shops():
-                    time.sleep(0.2)
+                if n == 0:
+                    if not self.shops():
+                        time.sleep(0.2)
+                    else:
+                        self.time_pass()
             except (redis.ConnectionError, redis.TimeoutError) as e:
                 log.warning("Redis unavailable (%s): retrying in 1 s", e)
                 time.sleep(1.0)
@@ -112,6 +160,7 @@ class Worker:
                 self._last_archive = time.monotonic()
                 self.archive_idle()
             self._heartbeat()
+        self._leave()
         self._heartbeat(final=True)
         s = self.stats
         log.info("scorer %s stopped: %d batches, %d events, %d conflicts retried, %d taken over",
@@ -138,6 +187,14 @@ class Worker:
             self._last_prune = time.monotonic()
         return done
 
+    def time_pass(self) -> None:
+        """With no events for this worker, the shop clock may still have moved (events of
+        partitions other scorers read): apply the time-driven changes of its own viewers."""
+        for shop in self.shops():
+            clock = int(self.r.hget(keys.stats(shop), "clock") or 0)
+            if clock > self._time_clock.get(shop, 0):
+                self._apply_time_only(shop)
+
     def _trim_clock_index(self, shop: str) -> None:
         rooms = [(m.decode(), int(sc)) for m, sc in self.r.zrange(keys.room_first(shop), 0, -1, withscores=True)]
         gone = archive.is_archived(self.r, shop, [rm for rm, _ in rooms])
@@ -161,48 +218,76 @@ class Worker:
         shops = self.shops()
         total = 0
         now = time.monotonic()
+        mine = self.partitions()
         for shop in shops:
             self._ensure_group(shop)
             if shop not in self._pending_done:
-                total += self._read_and_apply(shop, "0")  # our own unacknowledged entries first
+                # our own unacknowledged entries first, in every partition (a restart under the same name)
+                total += self._read_and_apply(shop, list(range(keys.PARTITIONS)), "0")
                 self._pending_done.add(shop)
         if now - self._last_claim > max(1.0, self.cfg.claim_idle_ms / 4000):
             self._last_claim = now
             for shop in shops:
-                total += self._claim_and_apply(shop)
+                total += self._claim_and_apply(shop, mine)
         for shop in shops:
             blk = self.block_ms if (block and len(shops) == 1) else None
-            total += self._read_and_apply(shop, ">", blk)
+            total += self._read_and_apply(shop, mine, ">", blk)
         if block and len(shops) > 1 and total == 0:
             time.sleep(0.02)
         return total
 
-    def _read_and_apply(self, shop: str, start: str, block: int | None = None) -> int:
-        res = self.r.xreadgroup(keys.GROUP, self.name, {keys.stream(shop): start},
+    def _read_and_apply(self, shop: str, parts: list[int], start: str, block: int | None = None) -> int:
+        if not parts:
+            if block:
+                time.sleep(block / 1000)
+            return 0
+        res = self.r.xreadgroup(keys.GROUP, self.name, {keys.stream(shop, p): start for p in parts},
                                 count=self.cfg.worker_batch, block=block)
         if not res:
             return 0
-        entries = res[0][1] if isinstance(res, list) else next(iter(res.values()))[0]
-        entries = [(i, f) for i, f in entries if f]
-        if not entries:
-            return 0
-        return self.apply_entries(shop, entries)
+        items = res.items() if isinstance(res, dict) else ((k, [v]) for k, v in res)
+        entries: list[Entry] = []
+        for stream, got in items:
+            sname = stream.decode() if isinstance(stream, bytes) else stream
+            for batch in got:
+                entries.extend((sname, i, f) for i, f in batch if f)
+        return self._apply_capped(shop, entries)
 
-    def _claim_and_apply(self, shop: str) -> int:
+    def _claim_and_apply(self, shop: str, parts: list[int]) -> int:
         total = 0
-        cursor = "0-0"
-        while True:
-            res = self.r.xautoclaim(keys.stream(shop), keys.GROUP, self.name,
-                                    min_idle_time=self.cfg.claim_idle_ms, start_id=cursor,
-                                    count=self.cfg.worker_batch)
-            cursor, entries = res[0], res[1]
-            entries = [(i, f) for i, f in entries if f]
-            if entries:
-                self.stats.claimed += len(entries)
-                log.info("took over %d entries of %s from a stalled scorer", len(entries), shop)
-                total += self.apply_entries(shop, entries)
-            if cursor in (b"0-0", "0-0"):
-                return total
+        for part in parts:
+            stream = keys.stream(shop, part)
+            cursor = "0-0"
+            while True:
+                res = self.r.xautoclaim(stream, keys.GROUP, self.name,
+                                        min_idle_time=self.cfg.claim_idle_ms, start_id=cursor,
+                                        count=self.cfg.worker_batch)
+                cursor, got = res[0], res[1]
+                entries = [(stream, i, f) for i, f in got if f]
+                if entries:
+                    self.stats.claimed += len(entries)
+                    log.info("took over %d entries of %s from a stalled scorer", len(entries), stream)
+                    total += self._apply_capped(shop, entries)
+                if cursor in (b"0-0", "0-0"):
+                    break
+        return total
+
+    def _apply_capped(self, shop: str, entries: list[Entry]) -> int:
+        """Apply in batches of at most ``worker_batch_events`` events (an entry is never split)."""
+        total = 0
+        chunk: list[Entry] = []
+        n = 0
+        cap = max(1, self.cfg.worker_batch_events)
+        for e in entries:
+            k = int(e[2].get(b"n", 1))
+            if chunk and n + k > cap:
+                total += self.apply_batch(shop, chunk)
+                chunk, n = [], 0
+            chunk.append(e)
+            n += k
+        if chunk:
+            total += self.apply_batch(shop, chunk)
+        return total
 
     # -- one batch -----------------------------------------------------------
     def settings(self, shop: str) -> tuple[RuleSettings, int]:
@@ -212,14 +297,23 @@ class Worker:
         self._settings[shop] = rules_store.load(self.r, shop)
         return self._settings[shop]
 
-    def apply_entries(self, shop: str, entries: list[tuple[Any, dict[bytes, bytes]]]) -> int:
-        """Score and write a batch of stream entries; returns the events applied (0 if stale)."""
-        ids = [i.decode() if isinstance(i, bytes) else i for i, _ in entries]
+    def apply_entries(self, shop: str, entries: list[tuple[Any, dict[bytes, bytes]]], part: int = 0) -> int:
+        """Score and write entries of one partition stream as one batch; returns the events applied
+        (0 if stale)."""
+        stream = keys.stream(shop, part)
+        return self.apply_batch(shop, [(stream, i, f) for i, f in entries])
+
+    def apply_batch(self, shop: str, entries: list[Entry]) -> int:
+        """Score and write a batch of stream entries (stream, id, fields); returns the events
+        applied (0 if stale)."""
+        acks: dict[str, list[str]] = {}
         events: list[Event] = []
         receipts: list[int] = []
-        for _, f in entries:
+        for stream, i, f in entries:
+            acks.setdefault(stream, []).append(i.decode() if isinstance(i, bytes) else i)
             events.extend(unpack_events(f[b"e"]))
             receipts.append(int(f.get(b"t", 0)))
+        ack_list = [[stream, *ids] for stream, ids in acks.items()]
         # late events of a room already archived: its records are gone, so they are counted
         # (as applied, so that lag returns to 0) and dropped
         gone = archive.is_archived(self.r, shop, sorted({ev.room for ev in events}))
@@ -232,14 +326,14 @@ class Worker:
         for attempt in range(MAX_RETRIES):
             blobs: list[bytes] = []
             wire = self._score(shop, events, blobs)
-            wire.update(stream=keys.stream(shop), group=keys.GROUP, consumer=self.name, acks=ids,
-                        lock=recompute.rebuild_lock(shop))
+            wire.update(group=keys.GROUP, consumer=self.name, acks=ack_list, lock=recompute.rebuild_lock(shop))
             if dropped:
                 wire["hincr"] += [[keys.stats(shop), "applied", dropped],
                                   [keys.stats(shop), "dropped_archived", dropped]]
             res = self._apply(keys=[keys.stats(shop)], args=[encode_wire(wire), *blobs])
             verdict = res[0].decode() if isinstance(res[0], bytes) else res[0]
             if verdict == "ok":
+                self._time_clock[shop] = max(self._time_clock.get(shop, 0), self._scored_clock)
                 if self._time_full:
                     self._apply_time_only(shop)
                 now_ms = self.clock() * 1000
@@ -286,19 +380,24 @@ class Worker:
             settings, known = self._load_settings(shop)
         clock1 = max(clock0, max_ts)
         viewers: dict[str, bytes | None] = dict(zip(vids, found, strict=True))
-        p = r.pipeline(transaction=False)
-        p.zrangebyscore(keys.due(shop), "-inf", clock1, start=0, num=TIME_INDEX_LIMIT)
-        p.zrangebyscore(keys.lurk(shop), "-inf", clock1, start=0, num=TIME_INDEX_LIMIT)
+        # the time indexes of the partitions this worker reads (other workers see to theirs)
+        parts = self._mine if self._member else list(range(keys.PARTITIONS))
         late = min((ev.ts for ev in events), default=clock1)
-        if late < clock0:
-            # a late event is a clock value the shop had not seen: viewers who were still
-            # present then may have reached their dwell at it
-            p.zrangebyscore(keys.open_lurk(shop), late, "+inf", start=0, num=TIME_INDEX_LIMIT)
-        due_raw, lurk_raw, *open_raw = p.execute()
-        due = [d.decode() for d in due_raw]
-        lurk = [split_lurk_member(m.decode()) for m in lurk_raw]
-        if open_raw:
-            lurk += [split_lurk_member(m.decode()) for m in open_raw[0]]
+        p = r.pipeline(transaction=False)
+        for part in parts:
+            p.zrangebyscore(keys.due(shop, part), "-inf", clock1, start=0, num=TIME_INDEX_LIMIT)
+            p.zrangebyscore(keys.lurk(shop, part), "-inf", clock1, start=0, num=TIME_INDEX_LIMIT)
+            if late < clock0:
+                # a late event is a clock value the shop had not seen: viewers who were still
+                # present then may have reached their dwell at it
+                p.zrangebyscore(keys.open_lurk(shop, part), late, "+inf", start=0, num=TIME_INDEX_LIMIT)
+        got_idx = p.execute()
+        step = 3 if late < clock0 else 2
+        due_parts = got_idx[0::step]
+        lurk_parts = got_idx[1::step]
+        open_parts = got_idx[2::step] if step == 3 else []
+        due = [d.decode() for got in due_parts for d in got]
+        lurk = [split_lurk_member(m.decode()) for got in lurk_parts + open_parts for m in got]
         more = [v for v in dict.fromkeys(due + [v for _, v in lurk]) if v not in viewers]
         if more:
             for v, b in zip(more, r.hmget(vk, more), strict=True):
@@ -327,26 +426,32 @@ class Worker:
             for vid, b in zip(vs, got, strict=True):
                 rvs[(room, vid)] = b
         past = self._past_clock(shop, events, rvs, clock0, settings)
-        self._time_full = len(due_raw) >= TIME_INDEX_LIMIT or len(lurk_raw) >= TIME_INDEX_LIMIT
+        self._time_full = any(len(got) >= TIME_INDEX_LIMIT for got in due_parts + lurk_parts)
+        self._scored_clock = clock1
         inp = Inputs(shop=shop, clock=clock0, settings=settings, rules_version=known,
                      viewers=viewers, room_viewers=rvs, due=due, lurk=lurk, past_clock=past)
         ws, _clock = score_batch(inp, events)
         return ws.to_wire(out_blobs)
 
     def _apply_time_only(self, shop: str) -> None:
-        """More viewers were due (time-driven changes) than one batch takes: apply the rest."""
+        """Apply time-driven changes with no events: when more viewers were due than one batch
+        takes (the rest), or when the shop clock moved with no events for this worker."""
         for _ in range(10_000):
             blobs: list[bytes] = []
             wire = self._score(shop, [], blobs)
-            wire.update(stream=keys.stream(shop), group=keys.GROUP, consumer=self.name, acks=[],
-                        lock=recompute.rebuild_lock(shop))
+            wire.update(group=keys.GROUP, consumer=self.name, acks=[], lock=recompute.rebuild_lock(shop))
             res = self._apply(keys=[keys.stats(shop)], args=[encode_wire(wire), *blobs])
             verdict = res[0].decode() if isinstance(res[0], bytes) else res[0]
             if verdict == "locked":
                 self._wait_rebuild(shop)
                 continue
-            if verdict == "ok" and not self._time_full:
-                return
+            if verdict == "ok":
+                self._time_clock[shop] = max(self._time_clock.get(shop, 0), self._scored_clock)
+                if not self._time_full:
+                    return
+            else:
+                self.stats.conflicts += 1
+                time.sleep(0.001)
 
     def _past_clock(self, shop: str, events: list[Event], rvs: dict[tuple[str, str], bytes | None],
                     clock0: int, s: RuleSettings) -> list[int]:

@@ -72,3 +72,10 @@ async def await_for(cond: Callable[[], object], timeout: float = 10.0, what: str
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+def stream_entries(r: redis.Redis, shop: str) -> list[tuple[str, bytes, dict[bytes, bytes]]]:
+    """Every entry of a shop's event streams (all partitions): (stream, id, fields)."""
+    from fanops import keys
+
+    return [(s, i, f) for s in keys.streams(shop) for i, f in r.xrange(s)]

@@ -17,6 +17,7 @@ from fanops.config import Config
 from fanops.read import status
 from realtime.simulator import SimSettings, encode_frame, generate
 from scoring import analysis
+from tests.conftest import stream_entries
 from tests.feeds import ev, frame
 from tests.pipeline import drain, ingest_frames
 
@@ -39,7 +40,7 @@ def _feed(cfg: Config, r: redis.Redis, seed: int = 3, history: int = 1) -> list[
 def _room_events_in_stream(r: redis.Redis, room: str) -> int:
     from fanops.schema import unpack_events
 
-    return sum(1 for _, f in r.xrange(keys.stream(SHOP)) for e in unpack_events(f[b"e"]) if e.room == room)
+    return sum(1 for _, _, f in stream_entries(r, SHOP) for e in unpack_events(f[b"e"]) if e.room == room)
 
 
 def _cli(cfg: Config, *args: str) -> subprocess.CompletedProcess[str]:
@@ -85,13 +86,13 @@ def test_close_room_archives_the_show_and_frees_its_raw_data(cfg: Config, r: red
     # entries holding only archived rooms' events went; one holding the live room's (a batch may mix rooms) stays
     from fanops.schema import unpack_events
 
-    left = [{e.room for e in unpack_events(f[b"e"])} for _, f in r.xrange(keys.stream(SHOP))]
+    left = [{e.room for e in unpack_events(f[b"e"])} for _, _, f in stream_entries(r, SHOP)]
     assert left and all(live in rooms for rooms in left) and _room_events_in_stream(r, live) == live_events
     assert archive.idle_rooms(r, SHOP) == []  # the live room is not idle; the past one is done
 
     mem = r.info("memory")["used_memory"]
     res2 = archive.archive_room(r, cfg, SHOP, live)
-    assert res2.complete and r.xlen(keys.stream(SHOP)) == 0
+    assert res2.complete and stream_entries(r, SHOP) == []
     assert r.info("memory")["used_memory"] < mem
     assert [i.room for i in archive.list_archived(cfg, SHOP)] == [past, live]
     assert archive.list_shops(cfg) == [SHOP]

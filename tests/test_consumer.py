@@ -15,7 +15,7 @@ from fanops.config import Config
 from fanops.schema import unpack_events
 from realtime.backoff import Backoff
 from realtime.consumer import Consumer
-from tests.conftest import await_for
+from tests.conftest import await_for, stream_entries
 from tests.feeds import Feed, ev, frame, send_all
 
 FAST = dict(initial=0.01, cap=0.05)
@@ -23,8 +23,9 @@ FAST = dict(initial=0.01, cap=0.05)
 
 def stream_events(r: redis.Redis, shop: str = "default") -> list:
     out = []
-    for _id, fields in r.xrange(keys.stream(shop)):
+    for _s, _id, fields in stream_entries(r, shop):
         out.extend(unpack_events(fields[b"e"]))
+    out.sort(key=lambda e: (e.ts, e.id))  # the partition streams are read one after the other
     return out
 
 

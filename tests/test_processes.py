@@ -12,7 +12,7 @@ from pathlib import Path
 from fanops import keys
 from fanops.schema import unpack_events
 from fanops.server import free_port
-from tests.conftest import wait_for
+from tests.conftest import stream_entries, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), FANOPS_FLUSH_MS="60000", FANOPS_FLUSH_EVENTS="100000")
@@ -42,12 +42,12 @@ def test_consumer_heartbeat_health_check_and_graceful_sigterm(r, redis_url, tmp_
         wait_for(lambda: json.loads(health("consumer", redis_url).stdout)["processes"][0]["frames"] == 40,
                  30, "all frames read")
         # it holds the events (flush after 60 s): SIGTERM must flush them before exiting
-        assert not r.exists(keys.stream("default"))
+        assert not r.exists(*keys.streams("default"))
         consumer.send_signal(signal.SIGTERM)
         assert consumer.wait(timeout=30) == 0
         err = consumer.stderr.read()
         assert "consumer stopped: 40 frames, 40 events, 40 accepted" in err
-        events = [e for _, f in r.xrange(keys.stream("default")) for e in unpack_events(f[b"e"])]
+        events = [e for _, _, f in stream_entries(r, "default") for e in unpack_events(f[b"e"])]
         assert len(events) == 40
         assert beat["connected"] is True
     finally:

@@ -133,7 +133,8 @@ def counts(r: redis.Redis) -> tuple[int, int]:
 
 
 def pending_of(r: redis.Redis, name: str) -> list[dict[str, Any]]:
-    return r.xpending_range(keys.stream(SHOP), keys.GROUP, "-", "+", 100, consumername=name)
+    return [p for s in keys.streams(SHOP)
+            for p in r.xpending_range(s, keys.GROUP, "-", "+", 100, consumername=name)]
 
 
 def stopped(p: subprocess.Popen[bytes]) -> bool:
@@ -174,7 +175,7 @@ def heartbeat(r: redis.Redis, name: str) -> dict[str, Any]:
 
 def finish(r: redis.Redis, scorers: Scorers, timeout: float = 90) -> None:
     wait_for(lambda: status(r, SHOP)["lag"] == 0, timeout, "lag 0 after the restart")
-    assert r.xpending(keys.stream(SHOP), keys.GROUP)["pending"] == 0
+    assert sum(r.xpending(s, keys.GROUP)["pending"] for s in keys.streams(SHOP)) == 0
 
 
 def assert_same_as(r: redis.Redis, want: dict[str, Any]) -> None:
@@ -207,7 +208,8 @@ def test_killed_worker_is_taken_over_by_another_name_after_the_idle_time(
     finish(r, scorers)
     scorers.stop(p)
     assert pending_of(r, "w1") == []
-    assert heartbeat(r, "w2")["claimed"] == len(held) == 1, scorers.output()
+    # one entry a partition stream at most (FANOPS_WORKER_BATCH=1): each taken over once
+    assert heartbeat(r, "w2")["claimed"] == len(held) and 1 <= len(held) <= keys.PARTITIONS, scorers.output()
     assert_same_as(r, uninterrupted)
 
 

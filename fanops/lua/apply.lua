@@ -1,8 +1,8 @@
--- apply v1: write one scorer batch's effects atomically, or nothing.
+-- apply v2: write one scorer batch's effects atomically, or nothing.
 -- KEYS[1] the shop's stats key (routes the call to the shop's slot; every key
 -- below carries the same {shop} hash tag).  ARGV[1] a msgpack map, the write set;
 -- ARGV[2..] the packed states it names by index (cmsgpack has no binary type):
---   stream, group, consumer, acks      the entries this batch covers
+--   group, consumer, acks {{stream, id, id, ...}, ...}   the entries this batch covers, by stream
 --   cas   {{key, field, old index|false, new index}} each viewer read, unchanged since, or abort
 --   hset  {{key, field, value or index}}   hincr {{key, field, int}}   hfloat {{key, field, float}}
 --   hmax  {{key, field, value}}   zadd {{key, member, score}}  zrem {{key, member}}
@@ -23,10 +23,12 @@ if w.lock and redis.call('EXISTS', w.lock) == 1 then
   return {'locked', w.lock}  -- the shop is being rebuilt under new settings: try again soon
 end
 
-for _, id in ipairs(w.acks or {}) do
-  local p = redis.call('XPENDING', w.stream, w.group, id, id, 1)
-  if #p == 0 or p[1][2] ~= w.consumer then
-    return {'stale', id}
+for _, a in ipairs(w.acks or {}) do
+  for i = 2, #a do
+    local p = redis.call('XPENDING', a[1], w.group, a[i], a[i], 1)
+    if #p == 0 or p[1][2] ~= w.consumer then
+      return {'stale', a[i]}
+    end
   end
 end
 for _, c in ipairs(w.cas or {}) do
@@ -132,7 +134,7 @@ for _, t in ipairs(w.task_del or {}) do
   end
 end
 
-if w.acks and #w.acks > 0 then
-  redis.call('XACK', w.stream, w.group, unpack(w.acks))
+for _, a in ipairs(w.acks or {}) do
+  if #a > 1 then redis.call('XACK', a[1], w.group, unpack(a, 2)) end
 end
 return {'ok', made}

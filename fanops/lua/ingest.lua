@@ -1,29 +1,37 @@
--- ingest v1: dedupe a batch of one shop's events by (room, id) and append the
--- new ones to the shop's stream as ONE entry (a msgpack array), atomically.
--- KEYS[1] stream, KEYS[2] stats, KEYS[3..] the seen-set of each room in the batch
--- ARGV[1] maxlen, ARGV[2] seen ttl (s), ARGV[3] receipt time (ms),
--- then per event: room index (1-based into KEYS[3..]), event id, msgpack bytes
-local maxlen, ttl, t = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local parts, n, dups = {}, 0, 0
-for i = 4, #ARGV, 3 do
-  local seen = KEYS[2 + tonumber(ARGV[i])]
-  if redis.call('SADD', seen, ARGV[i + 1]) == 1 then
+-- ingest v2: dedupe a batch of one shop's events by (room, id) and append the new
+-- ones to the shop's partition streams, ONE entry (a msgpack array) per partition, atomically.
+-- KEYS[1] stats, KEYS[2 .. 1+S] the partition streams the batch touches,
+-- KEYS[2+S ..] the seen-set of each room in the batch
+-- ARGV[1] maxlen, ARGV[2] seen ttl (s), ARGV[3] receipt time (ms), ARGV[4] S,
+-- then per event: stream index (1-based into the S streams), room index (1-based into the
+-- seen-sets), event id, msgpack bytes
+local maxlen, ttl, t, s = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local parts, counts, n, dups = {}, {}, 0, 0
+for k = 1, s do parts[k] = {}; counts[k] = 0 end
+for i = 5, #ARGV, 4 do
+  local seen = KEYS[1 + s + tonumber(ARGV[i + 1])]
+  if redis.call('SADD', seen, ARGV[i + 2]) == 1 then
+    local k = tonumber(ARGV[i])
+    counts[k] = counts[k] + 1
+    parts[k][counts[k]] = ARGV[i + 3]
     n = n + 1
-    parts[n] = ARGV[i + 2]
   else
     dups = dups + 1
   end
 end
-for k = 3, #KEYS do
+for k = 2 + s, #KEYS do
   redis.call('EXPIRE', KEYS[k], ttl)
 end
-local id = false
+for k = 1, s do
+  if counts[k] > 0 then
+    local payload = struct.pack('>BI4', 0xdd, counts[k]) .. table.concat(parts[k])
+    redis.call('XADD', KEYS[1 + k], 'MAXLEN', '~', maxlen, '*', 'e', payload, 'n', counts[k], 't', t)
+  end
+end
 if n > 0 then
-  local payload = struct.pack('>BI4', 0xdd, n) .. table.concat(parts)
-  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'e', payload, 'n', n, 't', t)
-  redis.call('HINCRBY', KEYS[2], 'accepted', n)
+  redis.call('HINCRBY', KEYS[1], 'accepted', n)
 end
 if dups > 0 then
-  redis.call('HINCRBY', KEYS[2], 'duplicates', dups)
+  redis.call('HINCRBY', KEYS[1], 'duplicates', dups)
 end
-return {n, dups, id}
+return {n, dups}

@@ -1,0 +1,80 @@
+"""Running scorers split a shop's viewer partitions between them: they never score the same
+viewer, and a scorer whose partitions go quiet still moves its viewers with the shop clock."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+
+from fanops import keys
+from fanops.config import Config
+from scoring.worker import Worker
+from tests.conftest import wait_for
+from tests.feeds import ev, frame
+from tests.pipeline import ingest_frames, lag
+
+T0 = 1_763_856_000_000
+MIN = 60_000
+
+
+def viewer_in(parts: set[int], avoid: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+    return next(v for v in (f"u-{i}" for i in range(1000)) if keys.part_of(v) in parts and v not in avoid)
+
+
+@contextmanager
+def running(cfg: Config, *names: str) -> Iterator[list[Worker]]:
+    """Scorers in run mode (as ``python -m scoring run``), each in a thread with its own client."""
+    workers = [Worker(redis.Redis.from_url(cfg.redis_url), cfg, name=n, block_ms=200) for n in names]
+    threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
+    for t in threads:
+        t.start()
+    try:
+        yield workers
+    finally:
+        for w in workers:
+            w.stop()
+        for t in threads:
+            t.join(10)
+        for w in workers:
+            w.r.close()
+
+
+def pending(r: redis.Redis) -> set[tuple[str, str]]:
+    return {keys.split_pair(m.decode()) for m in r.zrange(keys.queue("default", "pending"), 0, -1)}
+
+
+def test_two_running_scorers_split_the_partitions_and_never_conflict(cfg, r):
+    with running(cfg, "wa", "wb") as (wa, wb):
+        wait_for(lambda: len(wa.partitions()) + len(wb.partitions()) == keys.PARTITIONS
+                 and not set(wa.partitions()) & set(wb.partitions()), 10, "the scorers to split the partitions")
+        assert wa.partitions() == [p for p in range(keys.PARTITIONS) if p % 2 == 0]
+        # 200 viewers, each joining, commenting and liking: every partition has events
+        evs = [ev(f"{v}-{k}", ts=T0 + v * 1000 + k, viewer=f"u-{v}", type=t, **x)
+               for v in range(200) for k, (t, x) in enumerate([("join", {}), ("comment", {"text": "hi"}),
+                                                               ("like", {"count": 2})])]
+        ingest_frames(cfg, [frame(*evs[i:i + 50]) for i in range(0, len(evs), 50)])
+        wait_for(lambda: lag(r, "default") == 0, 30, "every event applied")
+    assert wa.stats.events > 0 and wb.stats.events > 0
+    assert wa.stats.events + wb.stats.events == 600
+    assert wa.stats.conflicts == 0 and wb.stats.conflicts == 0
+    assert int(r.hget(keys.tiers("default"), "new_fan")) == 200
+    assert r.zcard(keys.scorer_members()) == 0  # both left the list when they stopped
+
+
+def test_a_quiet_partition_still_gets_its_lurkers_follow_up_when_the_clock_moves(cfg, r):
+    with running(cfg, "wa", "wb") as (wa, wb):
+        wait_for(lambda: len(wa.partitions()) == len(wb.partitions()) == keys.PARTITIONS // 2, 10,
+                 "the scorers to split the partitions")
+        lurker = viewer_in(set(wb.partitions()))
+        chatty = viewer_in(set(wa.partitions()))
+        ingest_frames(cfg, [frame(ev("l-join", ts=T0, viewer=lurker))])
+        wait_for(lambda: lag(r, "default") == 0, 10, "the lurker's join applied")
+        # only the other partition gets events from now on; the shop clock passes the lurker's 3 minutes
+        ingest_frames(cfg, [frame(*(ev(f"c-{k}", ts=T0 + k * MIN, viewer=chatty, type="comment", text="so?")
+                                    for k in range(1, 6)))])
+        wait_for(lambda: ("r-1", lurker) in pending(r), 10, "the lurker's follow-up task")
+    assert pending(r) == {("r-1", lurker), ("r-1", chatty)}
+    assert wb.stats.events == 1 and wa.stats.events == 5  # wb made the task with no event of its own
