@@ -291,7 +291,7 @@ def run_latency(url: str, redis_pid: int, rate: float, duration: float, viewers:
         hb = [json.loads(r.get(keys.heartbeat("scorer", f"w{i}")) or "{}") for i in range(1, n_workers + 1)]
         worker = "; ".join(f"p50 {h.get('p50_ms', '?')} / p99 {h.get('p99_ms', '?')}, "
                            f"{h.get('events', 0) // max(1, h.get('batches', 0)):,} ev/batch" for h in hb)
-        entries = r.xrange(keys.stream(shop))
+        entries = [e for s in keys.streams(shop) for e in r.xrange(s)]
         applied = _counts(r, shop)[1]
     finally:
         stop_all(procs)

@@ -56,7 +56,17 @@ class WriteSet:
 
     def to_wire(self, blobs: list[bytes]) -> dict[str, Any]:
         """The map for ``apply.lua``; packed states go to ``blobs`` (passed as extra script
-        arguments, since Redis's msgpack decoder has no binary type) and are named by index."""
+        arguments, since Redis's msgpack decoder has no binary type) and are named by index.
+
+        The many small writes travel as flat arrays of fixed stride with each key named once in
+        ``k`` (by its index): Lua unpacks one table per kind instead of one per write."""
+        kidx: dict[str, int] = {}
+
+        def key(k: str) -> int:
+            i = kidx.get(k)
+            if i is None:
+                i = kidx[k] = len(kidx) + 1
+            return i
 
         def ref(b: bytes | bool) -> int | bool:
             if b is False:
@@ -64,21 +74,51 @@ class WriteSet:
             blobs.append(b)  # type: ignore[arg-type]
             return len(blobs) + 1  # ARGV[1] is the map itself
 
+        cas: list[Any] = []
+        for k, f, old, new in self.cas:
+            cas += (key(k), f, ref(old), ref(new))
+        hset: list[Any] = []
+        for k, f, v in self.hset:
+            hset += (key(k), f, ref(v) if isinstance(v, bytes) else v)
+        hincr: list[Any] = []
+        for (k, f), v in self.hincr.items():
+            if v:
+                hincr += (key(k), f, v)
+        hfloat: list[Any] = []
+        for (k, f), v in self.hfloat.items():
+            if v:
+                hfloat += (key(k), f, v)
+        hmax: list[Any] = []
+        for k, f, v in self.hmax:
+            hmax += (key(k), f, v)
+        zadd: list[Any] = []
+        for z in self.zadd:
+            zadd += (key(z[0]), z[1], z[2], z[3] if len(z) > 3 else False)
+        zrem: list[Any] = []
+        for k, m in self.zrem:
+            zrem += (key(k), m)
+        scount: list[Any] = []
+        for sk, m, hk, f in self.scount:
+            scount += (key(sk), m, key(hk), f)
+        lpush: list[Any] = []
+        for k, v, keep in self.lpush:
+            lpush += (key(k), v, keep)
         return {
-            "cas": [[k, f, ref(old), ref(new)] for k, f, old, new in self.cas],
-            "hset": [[k, f, ref(v) if isinstance(v, bytes) else v] for k, f, v in self.hset],
-            "hincr": [[k, f, v] for (k, f), v in self.hincr.items() if v],
-            "hfloat": [[k, f, v] for (k, f), v in self.hfloat.items() if v],
-            "hmax": self.hmax,
-            "zadd": self.zadd,
-            "zrem": self.zrem,
+            "k": list(kidx),
+            "cas": cas,
+            "hset": hset,
+            "hincr": hincr,
+            "hfloat": hfloat,
+            "hmax": hmax,
+            "zadd": zadd,
+            "zrem": zrem,
             "xadd": self.xadd,
-            "lpush": self.lpush,
+            "lpush": lpush,
             "task_new": self.task_new,
             "task_move": self.task_move,
             "task_prio": self.task_prio,
             "task_del": self.task_del,
-            "scount": self.scount,
+            "scount": scount,
             "zremrange": self.zremrange,
             "task_withdraw": self.task_withdraw,
         }
@@ -315,6 +355,8 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
 
     vkey = keys.viewers(shop)
     tkey = keys.tiers(shop)
+    due_set = set(inp.due)
+    lurked = set(inp.lurk)
 
     for vid, rooms_here in rooms_touched.items():
         old_blob = inp.viewers.get(vid)
@@ -376,7 +418,7 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
                 _count_event(w, shop, ev, new, tier_new)
         for room, rv in new_rvs.items():
             _room_viewer_effects(w, shop, room, vid, old_rvs.get(room), rv, new, tier_new, clock, s,
-                                 clock_values)
+                                 clock_values, (room, vid) in lurked)
         refusals = [ev.ts for ev in evs if ev.__struct_config__.tag == "consent" and not ev.dm]  # type: ignore[union-attr]
         if refusals:
             # rooms whose records are gone (archived): their open task is withdrawn all the same
@@ -384,12 +426,17 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
                 w.task_withdraw.append([keys.task(shop, room, vid), keys.queue(shop, ""), keys.room(shop, room),
                                         task_id(room, vid), min(refusals)])
         # --- time index ------------------------------------------------------
+        # the index holds next_tier_change(state, tier) of the state last written (the rebuild
+        # keeps that true under new settings): written only when it moves, or when the viewer
+        # was taken from it
         due = rules.next_tier_change(new, clock, s, tier_new)
-        if due is None:
-            if old is not None:
-                w.zrem.append([keys.due(shop, keys.part_of(vid)), vid])
-        else:
-            w.zadd.append([keys.due(shop, keys.part_of(vid)), vid, due])
+        had_due = rules.next_tier_change(old, clock, s, old.tier) if old is not None and old.tier else None
+        if due != had_due or vid in due_set:
+            if due is None:
+                if old is not None:
+                    w.zrem.append([keys.due(shop, keys.part_of(vid)), vid])
+            else:
+                w.zadd.append([keys.due(shop, keys.part_of(vid)), vid, due])
         new.seq += 1
         w.cas.append([vkey, vid, old_blob if old_blob else False, pack(new)])
 
@@ -444,7 +491,7 @@ def _count_event(w: WriteSet, shop: str, ev: Event, v: ViewerState, tier_new: st
 
 def _room_viewer_effects(w: WriteSet, shop: str, room: str, vid: str, old: RoomViewer | None,
                          rv: RoomViewer, v: ViewerState, tier_new: str, clock: int,
-                         s: RuleSettings, clock_values: list[int]) -> None:
+                         s: RuleSettings, clock_values: list[int], lurked: bool = False) -> None:
     rk = keys.room(shop, room)
     b_old = bool(old and old.orders)
     if b_old != bool(rv.orders):
@@ -486,9 +533,15 @@ def _room_viewer_effects(w: WriteSet, shop: str, room: str, vid: str, old: RoomV
     lk, ok = keys.lurk(shop, part), keys.open_lurk(shop, part)
     member = lurk_member(room, vid)
     lt = lurk_time(rv, clock, s) if not target else None
+    # the last write of this pair put it in the lurk index at first + dwell only if it had no task,
+    # no event after that moment and no order, and that moment was still ahead of the clock; the
+    # clock never goes back, so with the same first it is there already (a pair taken from the
+    # index is rewritten all the same, in case the threshold changed since)
+    may_have = old is not None and not old.task and old.after < 0 and old.first_order < 0
     if lt is not None:
-        w.zadd.append([lk, member, lt])
-    elif old is not None:
+        if not (may_have and old.first == rv.first) or lurked:  # type: ignore[union-attr]
+            w.zadd.append([lk, member, lt])
+    elif may_have or lurked:
         w.zrem.append([lk, member])
     if not target and lt is None and (rv.first_order < 0 or rv.first_order > rv.first + s.dwell_ms):
         w.zadd.append([ok, member, rv.last + s.present_ms])

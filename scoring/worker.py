@@ -49,6 +49,12 @@ MAX_RETRIES = 50
 Entry = tuple[str, Any, dict[bytes, bytes]]  # (stream, entry id, fields)
 
 
+def _entry_order(e: Entry) -> tuple[int, int]:
+    i = e[1].decode() if isinstance(e[1], bytes) else e[1]
+    ms, _, seq = i.partition("-")
+    return int(ms), int(seq or 0)
+
+
 @dataclass
 class WorkerStats:
     batches: int = 0
@@ -251,6 +257,8 @@ class Worker:
             sname = stream.decode() if isinstance(stream, bytes) else stream
             for batch in got:
                 entries.extend((sname, i, f) for i, f in batch if f)
+        if len(res) > 1:
+            entries.sort(key=_entry_order)  # in order of receipt across the partitions
         return self._apply_capped(shop, entries)
 
     def _claim_and_apply(self, shop: str, parts: list[int]) -> int:
@@ -328,8 +336,9 @@ class Worker:
             wire = self._score(shop, events, blobs)
             wire.update(group=keys.GROUP, consumer=self.name, acks=ack_list, lock=recompute.rebuild_lock(shop))
             if dropped:
-                wire["hincr"] += [[keys.stats(shop), "applied", dropped],
-                                  [keys.stats(shop), "dropped_archived", dropped]]
+                wire["k"].append(keys.stats(shop))
+                ki = len(wire["k"])
+                wire["hincr"] += [ki, "applied", dropped, ki, "dropped_archived", dropped]
             res = self._apply(keys=[keys.stats(shop)], args=[encode_wire(wire), *blobs])
             verdict = res[0].decode() if isinstance(res[0], bytes) else res[0]
             if verdict == "ok":

@@ -1,17 +1,20 @@
--- apply v2: write one scorer batch's effects atomically, or nothing.
+-- apply v3: write one scorer batch's effects atomically, or nothing.
 -- KEYS[1] the shop's stats key (routes the call to the shop's slot; every key
 -- below carries the same {shop} hash tag).  ARGV[1] a msgpack map, the write set;
 -- ARGV[2..] the packed states it names by index (cmsgpack has no binary type):
 --   group, consumer, acks {{stream, id, id, ...}, ...}   the entries this batch covers, by stream
---   cas   {{key, field, old index|false, new index}} each viewer read, unchanged since, or abort
---   hset  {{key, field, value or index}}   hincr {{key, field, int}}   hfloat {{key, field, float}}
---   hmax  {{key, field, value}}   zadd {{key, member, score}}  zrem {{key, member}}
---   xadd  {{key, maxlen, f1, v1, ...}}   lpush {{key, value, keep}}
+--   k     the keys the flat arrays below name by index (K = k[i])
+--   flat arrays, a write every `stride` items:
+--   cas   K, field, old index|false, new index   each viewer read, unchanged since, or abort
+--   hset  K, field, value or index   hincr K, field, int   hfloat K, field, float
+--   hmax  K, field, value   zadd K, member, score, flag|false   zrem K, member
+--   lpush K, value, keep    scount setK, member, hashK, field   count a member once: +1 if new to the set
+--   nested arrays (few a batch), with key names:
+--   xadd  {{key, maxlen, f1, v1, ...}}
 --   task_new {{taskkey, queue, roomkey, sentkey, member, viewer, prio, min_sent, state, f1, v1, ...}}
 --   task_move {{taskkey, qprefix, roomkey, member, to, from1, from2, ...}}
 --   task_prio {{taskkey, qprefix, member, prio, f1, v1, ...}}
 --   task_del {{taskkey, qprefix, roomkey, member}}   (only a task no operator has sent or skipped)
---   scount {{setkey, member, hashkey, field}}   count a member once: +1 if new to the set
 --   zremrange {{key, below}}   drop members scored below a value
 --   task_withdraw {{taskkey, qprefix, roomkey, member, consent_ts}}   an open task made before a
 --       refusal of DMs is withdrawn (rooms whose records are archived)
@@ -31,42 +34,53 @@ for _, a in ipairs(w.acks or {}) do
     end
   end
 end
-for _, c in ipairs(w.cas or {}) do
-  local cur = redis.call('HGET', c[1], c[2])
-  local old = c[3] and ARGV[c[3]]
+local K = w.k or {}
+local cas = w.cas or {}
+for i = 1, #cas, 4 do
+  local cur = redis.call('HGET', K[cas[i]], cas[i + 1])
+  local old = cas[i + 2] and ARGV[cas[i + 2]]
   if cur ~= old then
-    return {'conflict', c[1], c[2]}
+    return {'conflict', K[cas[i]], cas[i + 1]}
   end
 end
 
-for _, c in ipairs(w.cas or {}) do redis.call('HSET', c[1], c[2], ARGV[c[4]]) end
-for _, c in ipairs(w.hset or {}) do
-  local v = c[3]
+for i = 1, #cas, 4 do redis.call('HSET', K[cas[i]], cas[i + 1], ARGV[cas[i + 3]]) end
+local a = w.hset or {}
+for i = 1, #a, 3 do
+  local v = a[i + 2]
   if type(v) == 'number' then v = ARGV[v] end
-  redis.call('HSET', c[1], c[2], v)
+  redis.call('HSET', K[a[i]], a[i + 1], v)
 end
-for _, c in ipairs(w.hincr or {}) do redis.call('HINCRBY', c[1], c[2], c[3]) end
-for _, c in ipairs(w.hfloat or {}) do redis.call('HINCRBYFLOAT', c[1], c[2], tostring(c[3])) end
-for _, c in ipairs(w.hmax or {}) do
-  local cur = tonumber(redis.call('HGET', c[1], c[2]) or '-1')
-  if tonumber(c[3]) > cur then redis.call('HSET', c[1], c[2], c[3]) end
+a = w.hincr or {}
+for i = 1, #a, 3 do redis.call('HINCRBY', K[a[i]], a[i + 1], a[i + 2]) end
+a = w.hfloat or {}
+for i = 1, #a, 3 do redis.call('HINCRBYFLOAT', K[a[i]], a[i + 1], tostring(a[i + 2])) end
+a = w.hmax or {}
+for i = 1, #a, 3 do
+  local cur = tonumber(redis.call('HGET', K[a[i]], a[i + 1]) or '-1')
+  if tonumber(a[i + 2]) > cur then redis.call('HSET', K[a[i]], a[i + 1], a[i + 2]) end
 end
-for _, c in ipairs(w.zadd or {}) do
-  if c[4] then redis.call('ZADD', c[1], c[4], c[3], c[2]) else redis.call('ZADD', c[1], c[3], c[2]) end
+a = w.zadd or {}
+for i = 1, #a, 4 do
+  if a[i + 3] then redis.call('ZADD', K[a[i]], a[i + 3], a[i + 2], a[i + 1])
+  else redis.call('ZADD', K[a[i]], a[i + 2], a[i + 1]) end
 end
-for _, c in ipairs(w.zrem or {}) do redis.call('ZREM', c[1], c[2]) end
+a = w.zrem or {}
+for i = 1, #a, 2 do redis.call('ZREM', K[a[i]], a[i + 1]) end
 for _, c in ipairs(w.xadd or {}) do
   local args = {c[1], 'MAXLEN', '~', c[2], '*'}
   for i = 3, #c do args[#args + 1] = c[i] end
   redis.call('XADD', unpack(args))
 end
 for _, c in ipairs(w.zremrange or {}) do redis.call('ZREMRANGEBYSCORE', c[1], '-inf', '(' .. c[2]) end
-for _, c in ipairs(w.scount or {}) do
-  if redis.call('SADD', c[1], c[2]) == 1 then redis.call('HINCRBY', c[3], c[4], 1) end
+a = w.scount or {}
+for i = 1, #a, 4 do
+  if redis.call('SADD', K[a[i]], a[i + 1]) == 1 then redis.call('HINCRBY', K[a[i + 2]], a[i + 3], 1) end
 end
-for _, c in ipairs(w.lpush or {}) do
-  redis.call('LPUSH', c[1], c[2])
-  redis.call('LTRIM', c[1], 0, c[3] - 1)
+a = w.lpush or {}
+for i = 1, #a, 3 do
+  redis.call('LPUSH', K[a[i]], a[i + 1])
+  redis.call('LTRIM', K[a[i]], 0, a[i + 2] - 1)
 end
 
 local made = 0
