@@ -74,10 +74,10 @@ import redis
 from fanops import keys, rules_store
 from fanops.config import Config
 from fanops.errors import FanopsError, NotFound
-from fanops.read import FOLLOWUP_STATES, TIERS, status
+from fanops.read import TIERS, status
 from fanops.rules_settings import RuleSettings
 from fanops.schema import EVENT_TYPES
-from fanops.state import RoomViewer, ViewerState, unpack_room_viewer, unpack_viewer
+from fanops.state import RoomViewer, ViewerState, task_fields, unpack_room_viewer, unpack_viewer
 
 log = logging.getLogger(__name__)
 
@@ -457,11 +457,11 @@ def viewers_frame(room: str, rvs: dict[str, RoomViewer], vs: dict[str, ViewerSta
     return pl.DataFrame(cols, schema=VIEWER_SCHEMA)
 
 
-def followups_frame(room: str, tasks: dict[str, dict[bytes, bytes]]) -> pl.DataFrame:
-    """One row per task hash of the room (viewer -> HGETALL)."""
+def followups_frame(room: str, tasks: dict[str, dict[str, str]]) -> pl.DataFrame:
+    """One row per task of the room (viewer -> its text fields, ``fanops.state.task_fields``)."""
     cols: dict[str, list[Any]] = {k: [] for k in FOLLOWUP_SCHEMA}
     for vid in sorted(tasks):
-        h = {k.decode(): v.decode("utf-8", "replace") for k, v in tasks[vid].items()}
+        h = tasks[vid]
         cols["room"].append(room)
         cols["viewer"].append(vid)
         for k in _TASK_STR:
@@ -615,22 +615,12 @@ def _read_room_viewers(r: redis.Redis, shop: str, room: str) -> tuple[dict[str, 
     return rvs, vs
 
 
-def _read_tasks(r: redis.Redis, shop: str, rooms: list[str]) -> dict[str, dict[str, dict[bytes, bytes]]]:
-    """Every task hash of each room (found through the queue of each state): room -> viewer -> hash."""
-    p = r.pipeline(transaction=False)
-    for st in FOLLOWUP_STATES:
-        p.zrange(keys.queue(shop, st), 0, -1)
-    wanted = set(rooms)
-    pairs = sorted({(rm, vid) for ms in p.execute() for m in ms
-                    for rm, vid in [keys.split_pair(m.decode("utf-8", "surrogateescape"))] if rm in wanted})
-    out: dict[str, dict[str, dict[bytes, bytes]]] = {rm: {} for rm in rooms}
-    for i in range(0, len(pairs), CHUNK):
-        p = r.pipeline(transaction=False)
-        for rm, vid in pairs[i:i + CHUNK]:
-            p.hgetall(keys.task(shop, rm, vid))
-        for (rm, vid), h in zip(pairs[i:i + CHUNK], p.execute(), strict=True):
-            if h:
-                out[rm][vid] = h
+def _read_tasks(r: redis.Redis, shop: str, rooms: list[str]) -> dict[str, dict[str, dict[str, str]]]:
+    """Every task of each room, as text fields (``fanops.state.task_fields``): room -> viewer -> fields."""
+    out: dict[str, dict[str, dict[str, str]]] = {rm: {} for rm in rooms}
+    for rm in rooms:
+        for vid, b in r.hscan_iter(keys.tasks(shop, rm), count=CHUNK):
+            out[rm][vid.decode("utf-8", "surrogateescape")] = task_fields(b)
     return out
 
 
@@ -810,7 +800,7 @@ def _write(r: redis.Redis, cfg: Config, shop: str, room: str, sc: _Scan,
     first_ts = int(first) if first is not None else int(span[0])
     last_ts = int(last) if last is not None else int(span[1])
     orders_before = _orders_before(cfg, shop, room, sc.orders, {v: rv.first for v, rv in rvs.items()})
-    states = {vid: h.get(b"state", b"").decode() for vid, h in tasks.items()}
+    states = {vid: h.get("state", "") for vid, h in tasks.items()}
     viewers = viewers_frame(room, rvs, vs, clock, settings, orders_before, states)
     transitions = transitions_frame(room, _read_transitions(r, shop, sc.first_id, set(rvs), first_ts, clock))
     followups = followups_frame(room, tasks)
@@ -961,12 +951,12 @@ def prune_followups(r: redis.Redis, cfg: Config, shop: str) -> int:
     refresh_followups(r, cfg, shop, rooms)
     n = 0
     for rm, tasks in _read_tasks(r, shop, rooms).items():
-        states = {vid: h.get(b"state", b"").decode() for vid, h in tasks.items()}
+        states = {vid: h.get("state", "") for vid, h in tasks.items()}
         done = [(vid, st) for vid, st in states.items() if st in FINAL_STATES]
         for i in range(0, len(done), CHUNK):
             p = r.pipeline(transaction=True)
             for vid, state in done[i:i + CHUNK]:
-                p.delete(keys.task(shop, rm, vid))
+                p.hdel(keys.tasks(shop, rm), vid)
                 p.zrem(keys.queue(shop, state), keys.pair(rm, vid))
             p.execute()
         n += len(done)

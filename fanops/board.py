@@ -34,7 +34,7 @@ from typing import Any
 import redis
 
 from fanops import keys, read, rules_store
-from fanops.queue import STATES, Task, _task_from_hash, split_task_id
+from fanops.queue import STATES, Task, _task_from_rec, read_tasks, split_task_id
 from fanops.read import TIERS
 from fanops.rules_settings import MINUTE, RuleSettings
 from fanops.templates import clean_text
@@ -564,25 +564,23 @@ def task_page(r: redis.Redis, shop: str, state: str = OPEN, *, tier: str | None 
     for s in states:
         p.zrevrange(keys.queue(shop, s), 0, scan - 1)
     ids: list[str] = []
-    p2 = r.pipeline(transaction=False)
     for m in (m for ms in p.execute() for m in ms):
         tid = _str(m)
         try:
-            room, viewer = split_task_id(tid)
+            split_task_id(tid)
         except ValueError:
             continue  # not a task id of this version
         ids.append(tid)
-        p2.hgetall(keys.task(shop, room, viewer))
     if not ids:
         return []
-    hashes = p2.execute()
+    hashes = read_tasks(r, shop, ids)
     settings, _ = rules_store.load(r, shop)
     templates = rules_store.load_templates(r, shop)
     out: list[Task] = []
     for tid, h in zip(ids, hashes, strict=True):
-        if not h:
+        if h is None:
             continue
-        t = _task_from_hash(tid, h, now, settings, templates)
+        t = _task_from_rec(tid, h, now, settings, templates)
         if state != OPEN and t.state != state:
             continue
         if tier and t.tier != tier:

@@ -214,9 +214,10 @@ def room_feed(shop: str, room_id: str, kind: str) -> str:
     return f"{tag(shop)}:feed:{kind}:{esc(room_id)}"
 
 
-def task(shop: str, room_id: str, viewer_id: str) -> str:
-    """HASH of one follow-up task."""
-    return f"{tag(shop)}:task:{esc(room_id)}:{esc(viewer_id)}"
+@lru_cache(maxsize=4096)
+def tasks(shop: str, room_id: str) -> str:
+    """HASH viewer id -> the room's follow-up task for that viewer, packed (fanops.state.TaskRec)."""
+    return f"{tag(shop)}:tasks:{esc(room_id)}"
 
 
 def queue(shop: str, state: str) -> str:

@@ -9,7 +9,6 @@ every action and swept back by ``release_expired``.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ from fanops import keys, rules_store
 from fanops.errors import TaskClaimedByOther, TaskError, TaskNotFound, TaskStateError
 from fanops.geo import is_decent_hour, local_time
 from fanops.ingest import script_source
+from fanops.state import TaskRec, unpack_task
 from fanops.templates import suggest
 
 STATES = ("pending", "claimed", "sent", "skipped", "converted", "withdrawn")
@@ -70,28 +70,29 @@ class Task:
         return self.state in ("pending", "claimed") and self.decent_hour is not False
 
 
-def _s(h: dict[bytes, bytes], k: str) -> str:
-    v = h.get(k.encode())
-    return v.decode("utf-8", "replace") if v is not None else ""
+def read_tasks(r: redis.Redis, shop: str, tids: list[str]) -> list[TaskRec | None]:
+    """The packed tasks of ``tids`` (room/viewer pairs), None where there is none."""
+    if not tids:
+        return []
+    p = r.pipeline(transaction=False)
+    for tid in tids:
+        room, viewer = split_task_id(tid)
+        p.hget(keys.tasks(shop, room), viewer)
+    return [unpack_task(b) if b else None for b in p.execute()]
 
 
-def _task_from_hash(tid: str, h: dict[bytes, bytes], now_ms: int, settings: Any,
-                    templates: dict[str, Any]) -> Task:
+def _task_from_rec(tid: str, h: TaskRec, now_ms: int, settings: Any, templates: dict[str, Any]) -> Task:
     room, viewer = split_task_id(tid)
-    state = _s(h, "state")
-    lease = int(_s(h, "lease_until") or 0)
+    state = h.state
+    lease = int(h.lease_until)
     if state == "claimed" and lease < now_ms:
         state = "pending"
     t = Task(
-        id=tid, room=room, viewer=viewer, state=state, name=_s(h, "name"), tier=_s(h, "tier"),
-        country=_s(h, "country"), lang=_s(h, "lang"), tz=_s(h, "tz"),
-        dwell_ms=int(float(_s(h, "dwell_ms") or 0)), priority=float(_s(h, "priority") or 0),
-        reactivated=_s(h, "reactivated") == "1", comments=int(_s(h, "comments") or 0),
-        likes=int(_s(h, "likes") or 0), views=int(_s(h, "views") or 0), carts=int(_s(h, "carts") or 0),
-        said=json.loads(_s(h, "said") or "[]"), skus_viewed=json.loads(_s(h, "skus_viewed") or "[]"),
-        skus_carted=json.loads(_s(h, "skus_carted") or "[]"), product=_s(h, "product"),
-        holder=_s(h, "holder") if state == "claimed" else "", lease_until=lease,
-        skip_reason=_s(h, "skip_reason"),
+        id=tid, room=room, viewer=viewer, state=state, name=h.name, tier=h.tier,
+        country=h.country, lang=h.lang, tz=h.tz, dwell_ms=int(h.dwell_ms), priority=float(h.priority),
+        reactivated=bool(h.reactivated), comments=h.comments, likes=h.likes, views=h.views, carts=h.carts,
+        said=list(h.said), skus_viewed=list(h.skus_viewed), skus_carted=list(h.skus_carted), product=h.product,
+        holder=h.holder if state == "claimed" else "", lease_until=lease, skip_reason=h.skip_reason,
     )
     lt = local_time(now_ms, t.tz or None, t.country or None)
     if lt is not None:
@@ -117,16 +118,12 @@ def list_tasks(r: redis.Redis, shop: str, state: str = "pending", *, tier: str |
     for st in states:
         for m, sc in r.zrevrange(keys.queue(shop, st), 0, SCAN_LIMIT - 1, withscores=True):
             ids.append((m.decode(), sc))
-    p = r.pipeline(transaction=False)
-    for tid, _ in ids:
-        rm, vw = split_task_id(tid)
-        p.hgetall(keys.task(shop, rm, vw))
-    hashes = p.execute() if ids else []
+    recs = read_tasks(r, shop, [tid for tid, _ in ids])
     out: list[tuple[float, Task]] = []
-    for (tid, score), h in zip(ids, hashes, strict=True):
-        if not h:
+    for (tid, score), h in zip(ids, recs, strict=True):
+        if h is None:
             continue
-        t = _task_from_hash(tid, h, now, settings, templates)
+        t = _task_from_rec(tid, h, now, settings, templates)
         if t.state != state and not (state == "claimed" and t.state == "claimed"):
             continue
         if tier and t.tier != tier:
@@ -146,12 +143,12 @@ def list_tasks(r: redis.Redis, shop: str, state: str = "pending", *, tier: str |
 
 def get_task(r: redis.Redis, shop: str, tid: str, now_ms: int | None = None) -> Task:
     room, viewer = split_task_id(tid)
-    h = r.hgetall(keys.task(shop, room, viewer))
-    if not h:
+    h = read_tasks(r, shop, [tid])[0]
+    if h is None:
         raise TaskNotFound(f"no follow-up task for viewer {viewer!r} in room {room!r}")
     settings, _ = rules_store.load(r, shop)
     now = now_ms if now_ms is not None else int(time.time() * 1000)
-    return _task_from_hash(tid, h, now, settings, rules_store.load_templates(r, shop))
+    return _task_from_rec(tid, h, now, settings, rules_store.load_templates(r, shop))
 
 
 def counts(r: redis.Redis, shop: str, room: str | None = None) -> dict[str, int]:
@@ -182,9 +179,9 @@ class Operator:
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         clock = int(self.r.hget(keys.stats(self.shop), "clock") or 0)
         res = self._script(
-            keys=[keys.task(self.shop, room, viewer), keys.room(self.shop, room), keys.sent_log(self.shop)],
+            keys=[keys.tasks(self.shop, room), keys.room(self.shop, room), keys.sent_log(self.shop)],
             args=[action, self.name, now, int(settings.claim_lease_minutes * 60_000),
-                  keys.queue(self.shop, ""), tid, reason, clock])
+                  keys.queue(self.shop, ""), tid, reason, clock, viewer])
         res = [x.decode() if isinstance(x, bytes) else x for x in res]
         if res[0] == "ok":
             return str(res[1])
@@ -222,8 +219,8 @@ def release_expired(r: redis.Redis, shop: str, now_ms: int | None = None) -> int
     for m in r.zrange(keys.queue(shop, "claimed"), 0, -1):
         tid = m.decode()
         room, viewer = split_task_id(tid)
-        res = script(keys=[keys.task(shop, room, viewer), keys.room(shop, room), keys.sent_log(shop)],
-                     args=["expire", "", now, 0, keys.queue(shop, ""), tid, "", 0])
+        res = script(keys=[keys.tasks(shop, room), keys.room(shop, room), keys.sent_log(shop)],
+                     args=["expire", "", now, 0, keys.queue(shop, ""), tid, "", 0, viewer])
         if res[0] in (b"ok", "ok") and res[1] in (b"pending", "pending"):
             n += 1
     return n

@@ -59,6 +59,53 @@ class RoomViewer(msgspec.Struct, array_like=True):
     task_at: int = -1  # the shop-clock value the task was made at (a known clock value)
 
 
+class TaskRec(msgspec.Struct, array_like=True):
+    """One follow-up task, packed in one field of the room's task hash (``keys.tasks``).
+
+    The Lua scripts (``lua/apply.lua``, ``lua/task.lua``) read and write it by position:
+    ``TASK_FIELDS`` gives each field's 1-based index; keep the order (append only)."""
+
+    state: str
+    made_at: int = 0  # shop clock when the scorer made it
+    task_at: int = -1  # the shop-clock value it belongs to (spec: t0)
+    # what the operator sees, copied from the viewer's records when made and while pending
+    name: str = ""
+    tier: str = ""
+    country: str = ""
+    lang: str = ""
+    tz: str = ""
+    dwell_ms: int = 0
+    priority: float = 0.0
+    reactivated: bool = False
+    comments: int = 0
+    likes: int = 0
+    views: int = 0
+    carts: int = 0
+    shares: int = 0
+    follows: int = 0
+    said: list[str] = []
+    skus_viewed: list[str] = []
+    skus_carted: list[str] = []
+    product: str = ""
+    # operator actions
+    holder: str = ""
+    lease_until: int = 0
+    claimed_at: int = 0
+    updated_at: int = 0
+    sent_by: str = ""
+    sent_at: int = 0
+    sent_clock: int = 0
+    skipped_by: str = ""
+    skip_reason: str = ""
+    skipped_at: int = 0
+
+
+TASK_FIELDS = {name: i + 1 for i, name in enumerate(TaskRec.__struct_fields__)}
+TASK_DISPLAY = TaskRec.__struct_fields__[TASK_FIELDS["name"] - 1:TASK_FIELDS["product"]]
+_TASK_DEFAULTS = {f: d for f, d in zip(TaskRec.__struct_fields__[-len(TaskRec.__struct_defaults__):],
+                                       TaskRec.__struct_defaults__, strict=True)}
+
+
 _enc = msgspec.msgpack.Encoder()
 _dec_viewer = msgspec.msgpack.Decoder(ViewerState)
 _dec_rv = msgspec.msgpack.Decoder(RoomViewer)
@@ -74,3 +121,37 @@ def unpack_viewer(b: bytes) -> ViewerState:
 
 def unpack_room_viewer(b: bytes) -> RoomViewer:
     return _dec_rv.decode(b)
+
+
+_dec_task = msgspec.msgpack.Decoder(TaskRec)
+
+
+def pack_task(t: TaskRec) -> bytes:
+    return _enc.encode(t)
+
+
+def unpack_task(b: bytes) -> TaskRec:
+    return _dec_task.decode(b)
+
+
+def task_fields(b: bytes) -> dict[str, str]:
+    """A packed task as text fields by name (lists as JSON, booleans as "0"/"1"); operator fields
+    that were never set are left out."""
+    import json
+
+    t = unpack_task(b)
+    out: dict[str, str] = {}
+    for f in TaskRec.__struct_fields__:
+        v = getattr(t, f)
+        if f in _OPERATOR and v == _TASK_DEFAULTS.get(f):
+            continue
+        if isinstance(v, bool):
+            out[f] = "1" if v else "0"
+        elif isinstance(v, list):
+            out[f] = json.dumps(v, ensure_ascii=False)
+        else:
+            out[f] = str(v)
+    return out
+
+
+_OPERATOR = set(TaskRec.__struct_fields__[TASK_FIELDS["holder"] - 1:])

@@ -21,7 +21,7 @@ from msgspec import UNSET
 from fanops import keys
 from fanops.rules_settings import RuleSettings
 from fanops.schema import Event, Viewer, event_type
-from fanops.state import Consent, RoomViewer, ViewerState, pack, unpack_room_viewer, unpack_viewer
+from fanops.state import Consent, RoomViewer, TaskRec, ViewerState, pack, pack_task, unpack_room_viewer, unpack_viewer
 from scoring import rules
 from scoring.followups import EARLY_CAP, followup_target, lurk_time
 
@@ -114,9 +114,9 @@ class WriteSet:
             "zrem": zrem,
             "xadd": self.xadd,
             "lpush": lpush,
-            "task_new": self.task_new,
+            "task_new": [[*t[:-1], ref(t[-1])] for t in self.task_new],
             "task_move": self.task_move,
-            "task_prio": self.task_prio,
+            "task_prio": [[*t[:-1], ref(t[-1])] for t in self.task_prio],
             "task_del": self.task_del,
             "scount": scount,
             "zremrange": self.zremrange,
@@ -269,18 +269,11 @@ task_id = keys.pair
 
 def _display(rv: RoomViewer, v: ViewerState, tier: str, reactivated: bool, dwell_ms: int,
              prio: float) -> list[Any]:
-    """The task fields an operator sees (besides the state), as a flat field/value list."""
+    """The task fields an operator sees, in ``TaskRec`` order (``fanops.state.TASK_DISPLAY``)."""
     product = (rv.skus_carted or rv.skus_viewed or [""])[0]
-    return [
-        "name", v.name or "", "tier", tier, "country", v.country or "", "lang", v.lang or "",
-        "tz", v.tz or "", "dwell_ms", dwell_ms, "priority", round(prio, 2),
-        "reactivated", int(reactivated), "comments", rv.comments, "likes", rv.likes,
-        "views", rv.views, "carts", rv.carts, "shares", rv.shares, "follows", rv.follows,
-        "said", json.dumps(rv.said, ensure_ascii=False),
-        "skus_viewed", json.dumps(rv.skus_viewed, ensure_ascii=False),
-        "skus_carted", json.dumps(rv.skus_carted, ensure_ascii=False),
-        "product", product,
-    ]
+    return [v.name or "", tier, v.country or "", v.lang or "", v.tz or "", dwell_ms, round(prio, 2),
+            reactivated, rv.comments, rv.likes, rv.views, rv.carts, rv.shares, rv.follows,
+            list(rv.said), list(rv.skus_viewed), list(rv.skus_carted), product]
 
 
 def _affected_rooms(old: ViewerState, new: ViewerState) -> set[str]:
@@ -423,7 +416,7 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
         if refusals:
             # rooms whose records are gone (archived): their open task is withdrawn all the same
             for room in new.rooms.keys() - new_rvs.keys():
-                w.task_withdraw.append([keys.task(shop, room, vid), keys.queue(shop, ""), keys.room(shop, room),
+                w.task_withdraw.append([keys.tasks(shop, room), vid, keys.queue(shop, ""), keys.room(shop, room),
                                         task_id(room, vid), min(refusals)])
         # --- time index ------------------------------------------------------
         # the index holds next_tier_change(state, tier) of the state last written (the rebuild
@@ -508,7 +501,7 @@ def _room_viewer_effects(w: WriteSet, shop: str, room: str, vid: str, old: RoomV
         w.zrem.append([pk, vid])
     # follow-up task
     target, rv.task_at = followup_target(rv, v, clock, s, clock_values)
-    tk = keys.task(shop, room, vid)
+    tk = keys.tasks(shop, room)
     tid = task_id(room, vid)
     qp = keys.queue(shop, "")
     reactivated = rules.is_reactivated(v, room, s)
@@ -517,18 +510,17 @@ def _room_viewer_effects(w: WriteSet, shop: str, room: str, vid: str, old: RoomV
     score = rules.queue_score(prio, dwell_ms)
     if target != rv.task:
         if not rv.task and target:
-            w.task_new.append([tk, qp + target, rk, keys.sent_log(shop), tid, vid, score,
-                               clock - s.cooldown_ms, target,
-                               "room", room, "viewer", vid, "made_at", clock, "task_at", rv.task_at,
-                               *_display(rv, v, tier_new, reactivated, dwell_ms, prio)])
+            rec = TaskRec(target, clock, rv.task_at, *_display(rv, v, tier_new, reactivated, dwell_ms, prio))
+            w.task_new.append([tk, vid, qp + target, rk, keys.sent_log(shop), tid, vid, score,
+                               clock - s.cooldown_ms, target, pack_task(rec)])
         elif rv.task and not target:
-            w.task_del.append([tk, qp, rk, tid])
+            w.task_del.append([tk, vid, qp, rk, tid])
         else:
-            w.task_move.append([tk, qp, rk, tid, target, "pending", "claimed", "converted", "withdrawn"])
+            w.task_move.append([tk, vid, qp, rk, tid, target, "pending", "claimed", "converted", "withdrawn"])
         rv.task = target
     elif target == "pending" and (old is None or old.last != rv.last or old.comments != rv.comments):
-        w.task_prio.append([tk, qp, tid, score, *_display(rv, v, tier_new, reactivated, dwell_ms, prio),
-                            "task_at", rv.task_at])
+        shown = _wire.encode([rv.task_at, *_display(rv, v, tier_new, reactivated, dwell_ms, prio)])
+        w.task_prio.append([tk, vid, qp, tid, score, shown])
     part = keys.part_of(vid)
     lk, ok = keys.lurk(shop, part), keys.open_lurk(shop, part)
     member = lurk_member(room, vid)

@@ -286,7 +286,10 @@ def k(viewer: str) -> str:
 
 
 def task_hash(r, viewer: str) -> dict[str, str]:
-    return {a.decode(): b.decode() for a, b in r.hgetall(keys.task(SHOP, "r1", viewer)).items()}
+    from fanops.state import task_fields
+
+    b = r.hget(keys.tasks(SHOP, "r1"), viewer)
+    return task_fields(b) if b else {}
 
 
 def keyed(node, prefix: str) -> list:

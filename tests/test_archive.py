@@ -208,7 +208,7 @@ def test_follow_ups_sent_after_the_show_reach_the_archive(cfg: Config, r: redis.
     pending = r.zcard(keys.queue(SHOP, "pending"))
     settled = sum(v for k, v in before.items() if k in archive.FINAL_STATES)
     assert archive.prune_followups(r, cfg, SHOP) == settled > 0
-    assert not r.exists(keys.task(SHOP, past, t.viewer)) and r.zcard(keys.queue(SHOP, "sent")) == 0
+    assert not r.hexists(keys.tasks(SHOP, past), t.viewer) and r.zcard(keys.queue(SHOP, "sent")) == 0
     assert r.zcard(keys.queue(SHOP, "pending")) == pending and status(r, SHOP, past)["room"]["followups"] == before
     assert archive.read_room(cfg, SHOP, past).followups().filter(pl.col("state") == "sent").collect().height == 1
     assert archive.prune_followups(r, cfg, SHOP) == 0

@@ -7,6 +7,7 @@ import pytest
 from fanops import keys, queue
 from fanops.errors import TaskClaimedByOther, TaskError, TaskNotFound, TaskStateError
 from fanops.read import status
+from fanops.state import unpack_task
 from tests.conftest import SAMPLES
 from tests.pipeline import drain, ingest_frames, read_lines
 
@@ -36,7 +37,7 @@ def test_pending_tasks_come_by_priority_with_what_the_operator_needs(filled):
     # every listed task is really pending in Redis
     for t in tasks:
         room, viewer = queue.split_task_id(t.id)
-        assert filled.hget(keys.task("default", room, viewer), "state") == b"pending"
+        assert unpack_task(filled.hget(keys.tasks("default", room), viewer)).state == "pending"
 
 
 def test_filters_by_tier_language_country_and_state(filled):

@@ -25,6 +25,7 @@ from fanops.ingest import IngestWriter
 from fanops.queue import Operator, list_tasks
 from fanops.read import status, viewer_state
 from fanops.schema import BadInput, parse_frame
+from fanops.state import unpack_task
 from scoring.worker import Worker
 
 SHOP = "default"
@@ -95,8 +96,8 @@ class Story:
         return v.tier
 
     def task_state(self, room: str, viewer: str) -> str | None:
-        s = self.r.hget(keys.task(SHOP, room, viewer), "state")
-        return s.decode() if s else None
+        b = self.r.hget(keys.tasks(SHOP, room), viewer)
+        return unpack_task(b).state if b else None
 
     def pending(self) -> list[tuple[str, str]]:
         return [(t.room, t.viewer) for t in list_tasks(self.r, SHOP, "pending", limit=500)]

@@ -11,13 +11,14 @@
 --   lpush K, value, keep    scount setK, member, hashK, field   count a member once: +1 if new to the set
 --   nested arrays (few a batch), with key names:
 --   xadd  {{key, maxlen, f1, v1, ...}}
---   task_new {{taskkey, queue, roomkey, sentkey, member, viewer, prio, min_sent, state, f1, v1, ...}}
---   task_move {{taskkey, qprefix, roomkey, member, to, from1, from2, ...}}
---   task_prio {{taskkey, qprefix, member, prio, f1, v1, ...}}
---   task_del {{taskkey, qprefix, roomkey, member}}   (only a task no operator has sent or skipped)
---   zremrange {{key, below}}   drop members scored below a value
---   task_withdraw {{taskkey, qprefix, roomkey, member, consent_ts}}   an open task made before a
+--   tasks (TK: the room's task hash, V: the viewer, its field there; REC: ARGV index of a packed task)
+--   task_new {{TK, V, queue, roomkey, sentkey, member, viewer, prio, min_sent, state, REC}}
+--   task_move {{TK, V, qprefix, roomkey, member, to, from1, from2, ...}}
+--   task_prio {{TK, V, qprefix, member, prio, SHOWN}}   SHOWN: ARGV index of [task_at, fields 4..21]
+--   task_del {{TK, V, qprefix, roomkey, member}}   (only a task no operator has sent or skipped)
+--   task_withdraw {{TK, V, qprefix, roomkey, member, consent_ts}}   an open task made before a
 --       refusal of DMs is withdrawn (rooms whose records are archived)
+--   zremrange {{key, below}}   drop members scored below a value
 -- Returns {"ok"}, {"stale", id} (an entry is no longer ours), {"conflict", key, field}
 -- or {"locked", key} (a rebuild is running).
 local w = cmsgpack.unpack(ARGV[1])
@@ -83,68 +84,74 @@ for i = 1, #a, 3 do
   redis.call('LTRIM', K[a[i]], 0, a[i + 2] - 1)
 end
 
+-- a task is a msgpack array in a field of the room's task hash (fanops.state.TaskRec):
+-- [1] state, [3] task_at, [4..21] what the operator sees, [22] holder, [23] lease_until
 local made = 0
 for _, t in ipairs(w.task_new or {}) do
-  if redis.call('EXISTS', t[1]) == 0 then
-    local sent = tonumber(redis.call('ZSCORE', t[4], t[6]) or '-1e300')
-    if sent < t[8] then
-      local args = {t[1], 'state', t[9]}
-      for i = 10, #t do args[#args + 1] = t[i] end
-      redis.call('HSET', unpack(args))
-      redis.call('ZADD', t[2], t[7], t[5])
-      redis.call('HINCRBY', t[3], 'f:' .. t[9], 1)
+  if redis.call('HEXISTS', t[1], t[2]) == 0 then
+    local sent = tonumber(redis.call('ZSCORE', t[5], t[7]) or '-1e300')
+    if sent < t[9] then
+      redis.call('HSET', t[1], t[2], ARGV[t[11]])
+      redis.call('ZADD', t[3], t[8], t[6])
+      redis.call('HINCRBY', t[4], 'f:' .. t[10], 1)
       made = made + 1
     end
   end
 end
+local function settle(t, rec, from, to, qprefix, member, roomkey)
+  local prio = redis.call('ZSCORE', qprefix .. from, member)
+  redis.call('ZREM', qprefix .. from, member)
+  redis.call('ZADD', qprefix .. to, prio or 0, member)
+  rec[1] = to
+  rec[22] = ''
+  rec[23] = 0
+  redis.call('HSET', t[1], t[2], cmsgpack.pack(rec))
+  redis.call('HINCRBY', roomkey, 'f:' .. from, -1)
+  redis.call('HINCRBY', roomkey, 'f:' .. to, 1)
+end
 for _, t in ipairs(w.task_move or {}) do
-  local st = redis.call('HGET', t[1], 'state')
-  if st then
-    for i = 6, #t do
-      if st == t[i] then
-        local prio = redis.call('ZSCORE', t[2] .. st, t[4])
-        redis.call('ZREM', t[2] .. st, t[4])
-        redis.call('ZADD', t[2] .. t[5], prio or 0, t[4])
-        redis.call('HSET', t[1], 'state', t[5])
-        redis.call('HDEL', t[1], 'holder', 'lease_until')
-        redis.call('HINCRBY', t[3], 'f:' .. st, -1)
-        redis.call('HINCRBY', t[3], 'f:' .. t[5], 1)
+  local b = redis.call('HGET', t[1], t[2])
+  if b then
+    local rec = cmsgpack.unpack(b)
+    for i = 7, #t do
+      if rec[1] == t[i] then
+        settle(t, rec, rec[1], t[6], t[3], t[5], t[4])
         break
       end
     end
   end
 end
 for _, t in ipairs(w.task_prio or {}) do
-  local st = redis.call('HGET', t[1], 'state')
-  if st == 'pending' or st == 'claimed' then
-    redis.call('ZADD', t[2] .. st, 'XX', t[4], t[3])
-    if #t > 4 then
-      local args = {t[1]}
-      for i = 5, #t do args[#args + 1] = t[i] end
-      redis.call('HSET', unpack(args))
+  local b = redis.call('HGET', t[1], t[2])
+  if b then
+    local rec = cmsgpack.unpack(b)
+    if rec[1] == 'pending' or rec[1] == 'claimed' then
+      redis.call('ZADD', t[3] .. rec[1], 'XX', t[5], t[4])
+      local d = cmsgpack.unpack(ARGV[t[6]])
+      for i = 1, #d do rec[2 + i] = d[i] end
+      redis.call('HSET', t[1], t[2], cmsgpack.pack(rec))
     end
   end
 end
 
 for _, t in ipairs(w.task_withdraw or {}) do
-  local h = redis.call('HMGET', t[1], 'state', 'task_at')
-  local st, at = h[1], tonumber(h[2] or '-1')
-  if (st == 'pending' or st == 'claimed') and at < t[5] then
-    local prio = redis.call('ZSCORE', t[2] .. st, t[4])
-    redis.call('ZREM', t[2] .. st, t[4])
-    redis.call('ZADD', t[2] .. 'withdrawn', prio or 0, t[4])
-    redis.call('HSET', t[1], 'state', 'withdrawn')
-    redis.call('HDEL', t[1], 'holder', 'lease_until')
-    redis.call('HINCRBY', t[3], 'f:' .. st, -1)
-    redis.call('HINCRBY', t[3], 'f:withdrawn', 1)
+  local b = redis.call('HGET', t[1], t[2])
+  if b then
+    local rec = cmsgpack.unpack(b)
+    if (rec[1] == 'pending' or rec[1] == 'claimed') and rec[3] < t[6] then
+      settle(t, rec, rec[1], 'withdrawn', t[3], t[5], t[4])
+    end
   end
 end
 for _, t in ipairs(w.task_del or {}) do
-  local st = redis.call('HGET', t[1], 'state')
-  if st and st ~= 'sent' and st ~= 'skipped' then
-    redis.call('ZREM', t[2] .. st, t[4])
-    redis.call('DEL', t[1])
-    redis.call('HINCRBY', t[3], 'f:' .. st, -1)
+  local b = redis.call('HGET', t[1], t[2])
+  if b then
+    local st = cmsgpack.unpack(b)[1]
+    if st ~= 'sent' and st ~= 'skipped' then
+      redis.call('ZREM', t[3] .. st, t[5])
+      redis.call('HDEL', t[1], t[2])
+      redis.call('HINCRBY', t[4], 'f:' .. st, -1)
+    end
   end
 end
 

@@ -1,61 +1,73 @@
--- task v1: one operator action on a follow-up task, atomically.
--- KEYS[1] task hash, KEYS[2] room hash, KEYS[3] sent log (zset viewer -> shop clock)
+-- task v2: one operator action on a follow-up task, atomically.
+-- KEYS[1] the room's task hash, KEYS[2] room hash, KEYS[3] sent log (zset viewer -> shop clock)
 -- ARGV[1] action (claim|sent|skip|release|expire), ARGV[2] operator, ARGV[3] now (wall ms),
--- ARGV[4] lease ms, ARGV[5] queue key prefix, ARGV[6] task member, ARGV[7] reason, ARGV[8] shop clock
+-- ARGV[4] lease ms, ARGV[5] queue key prefix, ARGV[6] task member, ARGV[7] reason, ARGV[8] shop clock,
+-- ARGV[9] the viewer (the task's field in KEYS[1])
+-- The task is a msgpack array (fanops.state.TaskRec): [1] state, [22] holder, [23] lease_until,
+-- [24] claimed_at, [25] updated_at, [26] sent_by, [27] sent_at, [28] sent_clock, [29] skipped_by,
+-- [30] skip_reason, [31] skipped_at.
 -- Returns {"ok", state} or {"err", code, state, holder}.
-local action, op, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local t = redis.call('HMGET', KEYS[1], 'state', 'holder', 'lease_until', 'viewer')
-local state, holder, lease, viewer = t[1], t[2], tonumber(t[3] or '0'), t[4]
-if not state then return {'err', 'not_found', '', ''} end
+local action, op, now, viewer = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[9]
+local b = redis.call('HGET', KEYS[1], viewer)
+if not b then return {'err', 'not_found', '', ''} end
+local t = cmsgpack.unpack(b)
+local stored, holder, lease = t[1], t[22], tonumber(t[23]) or 0
+local state = stored
 local expired = state == 'claimed' and lease < now
-if expired then state = 'pending'; holder = false end
+if expired then state = 'pending'; holder = '' end
 
 local function move(to)
-  local from = t[1]
-  if from ~= to then
-    local prio = redis.call('ZSCORE', ARGV[5] .. from, ARGV[6]) or 0
-    redis.call('ZREM', ARGV[5] .. from, ARGV[6])
+  if stored ~= to then
+    local prio = redis.call('ZSCORE', ARGV[5] .. stored, ARGV[6]) or 0
+    redis.call('ZREM', ARGV[5] .. stored, ARGV[6])
     redis.call('ZADD', ARGV[5] .. to, prio, ARGV[6])
-    redis.call('HINCRBY', KEYS[2], 'f:' .. from, -1)
+    redis.call('HINCRBY', KEYS[2], 'f:' .. stored, -1)
     redis.call('HINCRBY', KEYS[2], 'f:' .. to, 1)
   end
-  redis.call('HSET', KEYS[1], 'state', to, 'updated_at', now)
+  t[1] = to
+  t[25] = now
+end
+local function save()
+  redis.call('HSET', KEYS[1], viewer, cmsgpack.pack(t))
 end
 
 if action == 'expire' then
   if expired then
     move('pending')
-    redis.call('HDEL', KEYS[1], 'holder', 'lease_until')
+    t[22] = ''; t[23] = 0
+    save()
     return {'ok', 'pending'}
   end
-  return {'ok', t[1]}
+  return {'ok', stored}
 end
 if state ~= 'pending' and state ~= 'claimed' then
-  return {'err', 'state', state, t[2] or ''}
+  return {'err', 'state', state, t[22] or ''}
 end
 if state == 'claimed' and holder ~= op then
   return {'err', 'claimed', state, holder or ''}
 end
 if action == 'claim' then
   move('claimed')
-  redis.call('HSET', KEYS[1], 'holder', op, 'lease_until', now + tonumber(ARGV[4]), 'claimed_at', now)
+  t[22] = op; t[23] = now + tonumber(ARGV[4]); t[24] = now
+  save()
   return {'ok', 'claimed'}
 elseif action == 'release' then
   if state ~= 'claimed' then return {'err', 'not_claimed', state, ''} end
   move('pending')
-  redis.call('HDEL', KEYS[1], 'holder', 'lease_until')
+  t[22] = ''; t[23] = 0
+  save()
   return {'ok', 'pending'}
 elseif action == 'sent' then
   if state ~= 'claimed' then return {'err', 'not_claimed', state, ''} end
   move('sent')
-  redis.call('HSET', KEYS[1], 'sent_by', op, 'sent_at', now, 'sent_clock', ARGV[8])
-  redis.call('HDEL', KEYS[1], 'lease_until')
+  t[26] = op; t[27] = now; t[28] = tonumber(ARGV[8]); t[23] = 0
+  save()
   redis.call('ZADD', KEYS[3], 'GT', tonumber(ARGV[8]), viewer)
   return {'ok', 'sent'}
 elseif action == 'skip' then
   move('skipped')
-  redis.call('HSET', KEYS[1], 'skipped_by', op, 'skip_reason', ARGV[7], 'skipped_at', now)
-  redis.call('HDEL', KEYS[1], 'lease_until', 'holder')
+  t[29] = op; t[30] = ARGV[7]; t[31] = now; t[22] = ''; t[23] = 0
+  save()
   return {'ok', 'skipped'}
 end
 return {'err', 'action', state, ''}
