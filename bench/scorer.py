@@ -55,7 +55,7 @@ from bench._util import (
     write_feed,
 )
 from fanops import keys, server
-from fanops.read import status
+from fanops.read import FOLLOWUP_STATES, status
 from fanops.schema import unpack_events
 
 TARGET_RATE = 50_000.0  # events/s applied end to end
@@ -368,14 +368,14 @@ class Memory:
 
 EVENT_KINDS = {"events", "seen"}  # grow with events, not with viewers
 KIND_NOTES = {
-    "events": "the shop's event stream (MAXLEN ~ entries, not events)",
+    "events": "the shop's event streams, 4 partitions (MAXLEN ~ entries)",
     "seen": "dedupe ids per room (expire after dedupe_ttl_s)",
     "viewers": "packed shop-wide state per viewer",
     "rv": "packed state per viewer per room",
     "lurk": "time index: dwell threshold per (room, viewer)",
     "due": "time index: next tier change per viewer",
     "present": "last event per present viewer per room",
-    "task": "one hash per follow-up task",
+    "tasks": "follow-up tasks, packed, a hash per room",
     "queue": "follow-up queues by state",
     "transitions": "stream of tier transitions (MAXLEN 100k)",
     "sent": "last follow-up sent per viewer",
@@ -460,8 +460,8 @@ def run_memory(url: str, redis_pid: int, n_viewers: int, per_viewer: int, n_work
         after = int(r.info("memory")["used_memory"])
         known = int(r.hlen(keys.viewers(ff.shop)))
         by_kind, counts = breakdown(r)
-        return Memory(known, ff.events, after - before, by_kind, seconds, tasks=counts.get("task", 0),
-                      label=label)
+        tasks = sum(int(r.zcard(keys.queue(ff.shop, st))) for st in FOLLOWUP_STATES)
+        return Memory(known, ff.events, after - before, by_kind, seconds, tasks=tasks, label=label)
 
     out = [measure("", dt)]
     if archive and _has_close_room():
