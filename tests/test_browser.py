@@ -412,7 +412,10 @@ def _task_by_key(r: redis.Redis, k: str) -> str:
 
 def _task_hash(r: redis.Redis, tid: str) -> dict[str, str]:
     room, viewer = queue.split_task_id(tid)
-    return {a.decode(): b.decode("utf-8", "replace") for a, b in r.hgetall(keys.task(SHOP, room, viewer)).items()}
+    from fanops.state import task_fields
+
+    b = r.hget(keys.tasks(SHOP, room), viewer)
+    return task_fields(b) if b else {}
 
 
 def claim_top(page: Any, r: redis.Redis, operator: str) -> tuple[str, str]:
