@@ -42,7 +42,7 @@ SETTINGS: tuple[Setting, ...] = (
             "how long the consumer remembers a room's event ids after the room's last event"),
     Setting("worker_batch", "FANOPS_WORKER_BATCH", "50",
             "stream entries a scorer reads per partition per call"),
-    Setting("worker_batch_events", "FANOPS_WORKER_BATCH_EVENTS", "5000",
+    Setting("worker_batch_events", "FANOPS_WORKER_BATCH_EVENTS", "20000",
             "most events a scorer applies in one script call (bounds how long Redis is busy with it)"),
     Setting("claim_idle_ms", "FANOPS_CLAIM_IDLE_MS", "30000",
             "a scorer takes over another's unacknowledged entries after this idle time"),
@@ -65,7 +65,7 @@ class Config:
     future_skew_ms: int = 24 * 3600 * 1000
     dedupe_ttl_s: int = 7 * 24 * 3600
     worker_batch: int = 50
-    worker_batch_events: int = 5000
+    worker_batch_events: int = 20_000
     claim_idle_ms: int = 30_000
     heartbeat_ttl_s: int = 10
     archive_idle_min: int = 30
