@@ -55,6 +55,7 @@ from bench._util import (
     write_feed,
 )
 from fanops import keys, server
+from fanops.config import Config
 from fanops.read import FOLLOWUP_STATES, status
 from fanops.schema import unpack_events
 
@@ -232,6 +233,8 @@ class Latency:
     cpu: str
     catchup_s: float
     notes: list[str] = field(default_factory=list)
+    bound_p50: float = float("nan")  # upper bound of receipt -> effect: the scorers' own + the consumer's hold
+    bound_p99: float = float("nan")
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -243,7 +246,10 @@ def _pct(xs: list[float], p: float) -> float:
 def run_latency(url: str, redis_pid: int, rate: float, duration: float, viewers: int, n_workers: int,
                 warmup_s: float, log_dir: Path, shop: str = "default", profile: Path | None = None) -> Latency:
     r = fresh(url)
-    ws = workers(n_workers, url, log_dir, f"lat{int(rate)}")
+    # the scorers report receipt -> applied over the entries received in this last window: the show
+    # after the warm-up, read when the show is over
+    ws = workers(n_workers, url, log_dir, f"lat{int(rate)}",
+                 env={"FANOPS_LATENCY_WINDOW_S": str(max(1, int(duration - warmup_s)))})
     port = server.free_port()
     sim = Child(f"lat{int(rate)}-sim", ["-m", "realtime", "simulate", "--port", str(port), "--rate", str(rate),
                                         "--viewers", str(viewers), "--duration", str(duration),
@@ -289,6 +295,7 @@ def run_latency(url: str, redis_pid: int, rate: float, duration: float, viewers:
         if clock != last:
             samples.append((clock, time.time() * 1000))
         hb = [json.loads(r.get(keys.heartbeat("scorer", f"w{i}")) or "{}") for i in range(1, n_workers + 1)]
+        own = [(float(h.get("p50_ms", "nan")), float(h.get("p99_ms", "nan"))) for h in hb]
         worker = "; ".join(f"p50 {h.get('p50_ms', '?')} / p99 {h.get('p99_ms', '?')}, "
                            f"{h.get('events', 0) // max(1, h.get('batches', 0)):,} ev/batch" for h in hb)
         entries = [e for s in keys.streams(shop) for e in r.xrange(s)]
@@ -328,9 +335,15 @@ def run_latency(url: str, redis_pid: int, rate: float, duration: float, viewers:
                   m.describe(), catchup)
     if worst:
         res.notes.append("max by second of the show: " + " ".join(f"{worst[k]:.0f}" for k in sorted(worst)))
+    # a scorer's own figure runs from the consumer's flush (receipt field t) to the batch applied; the
+    # consumer holds an event at most flush_ms before that flush; over several scorers the largest of
+    # their percentiles bounds the percentile of all events
+    hold = Config.from_env().flush_ms
+    res.bound_p50 = max(p for p, _ in own) + hold
+    res.bound_p99 = max(p for _, p in own) + hold
     if n_workers > 1:
         res.notes.append("with more than one scorer the shop clock may run ahead of an unapplied batch: "
-                         "the figures are then a lower bound")
+                         "ts->vis and t->vis are then a lower bound; the bound column is not")
     return res
 
 
@@ -548,9 +561,10 @@ def part_b(args: argparse.Namespace, info: server.ServerInfo, d: Path, rep: Repo
         print(f"  p50 {lat[-1].p50_ts:.0f} ms, p99 {lat[-1].p99_ts:.0f} ms (ts -> visible)", flush=True)
     rep.blocks.append(table(
         ["rate", "applied", "events/s seen", "p50 ts->vis", "p99 ts->vis", "max", "p50 t->vis",
-         "p99 t->vis", "worker's own p50/p99 (per entry)", "catch-up s", "CPU cores used"],
+         "p99 t->vis", "p50/p99 bound", "scorers' own p50/p99 (per event)", "catch-up s", "CPU cores used"],
         [[x.rate, x.events, x.achieved, f"{x.p50_ts:.0f} ms", f"{x.p99_ts:.0f} ms", f"{x.max_ts:.0f} ms",
-          f"{x.p50_t:.0f} ms", f"{x.p99_t:.0f} ms", x.worker, f"{x.catchup_s:.1f}", x.cpu] for x in lat],
+          f"{x.p50_t:.0f} ms", f"{x.p99_t:.0f} ms", f"{x.bound_p50:.0f} / {x.bound_p99:.0f} ms", x.worker,
+          f"{x.catchup_s:.1f}", x.cpu] for x in lat],
         f"(b) Latency, simulator paced in real time, {args.latency_workers} scorer(s), "
         f"first {args.warmup:.0f} s not counted (ts->vis: event ts to effect visible, an upper bound of "
         f"receipt->effect; t->vis: the consumer's flush to visible, a lower bound)"))
@@ -559,8 +573,10 @@ def part_b(args: argparse.Namespace, info: server.ServerInfo, d: Path, rep: Repo
         if x.notes:
             rep.blocks.append(f"{x.rate:,.0f} events/s: {'; '.join(x.notes)} (ms)")
         if x.rate == top:
-            rep.target(f"p99 receipt -> effect at {x.rate:,.0f} events/s (ms, upper bound)", x.p99_ts,
-                       TARGET_P99_MS, x.p99_ts < TARGET_P99_MS)
+            # one scorer: the event's ts to the shop clock reaching it; more: the scorers' own + the hold
+            bound = x.p99_ts if args.latency_workers == 1 else x.bound_p99
+            rep.target(f"p99 receipt -> effect at {x.rate:,.0f} events/s (ms, upper bound)", bound,
+                       TARGET_P99_MS, bound < TARGET_P99_MS)
 
 
 def part_c(args: argparse.Namespace, info: server.ServerInfo, d: Path, tmp: Path, rep: Report) -> None:
@@ -622,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rates", default="5000,20000", help="(b) paced event rates")
     p.add_argument("--duration", type=float, default=15.0, help="(b) seconds of show per rate")
     p.add_argument("--warmup", type=float, default=3.0, help="(b) first seconds of each show not counted")
-    p.add_argument("--latency-workers", type=int, default=1, help="(b) scorers during the latency runs")
+    p.add_argument("--latency-workers", type=int, default=2, help="(b) scorers during the latency runs")
     p.add_argument("--memory-viewers", default="100000", help="(c) viewer counts measured")
     p.add_argument("--events-per-viewer", type=int, default=4, help="(c) events fed per viewer")
     p.add_argument("--memory-workers", type=int, default=1, help="(c) scorers feeding the memory runs")

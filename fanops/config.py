@@ -44,6 +44,9 @@ SETTINGS: tuple[Setting, ...] = (
             "stream entries a scorer reads per partition per call"),
     Setting("worker_batch_events", "FANOPS_WORKER_BATCH_EVENTS", "20000",
             "most events a scorer applies in one script call (bounds how long Redis is busy with it)"),
+    Setting("latency_window_s", "FANOPS_LATENCY_WINDOW_S", "60",
+            "a scorer reports its receipt -> applied latency (p50, p99 over events) for entries received in this "
+            "last window"),
     Setting("claim_idle_ms", "FANOPS_CLAIM_IDLE_MS", "30000",
             "a scorer takes over another's unacknowledged entries after this idle time"),
     Setting("heartbeat_ttl_s", "FANOPS_HEARTBEAT_TTL_S", "10",
@@ -66,6 +69,7 @@ class Config:
     dedupe_ttl_s: int = 7 * 24 * 3600
     worker_batch: int = 50
     worker_batch_events: int = 20_000
+    latency_window_s: int = 60
     claim_idle_ms: int = 30_000
     heartbeat_ttl_s: int = 10
     archive_idle_min: int = 30

@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,13 +64,22 @@ class WorkerStats:
     conflicts: int = 0
     stale: int = 0
     claimed: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
+    # per stream entry applied: (receipt ms, receipt -> applied ms, events in it), the most recent
+    samples: deque[tuple[float, float, int]] = field(default_factory=lambda: deque(maxlen=50_000))
 
-    def percentile(self, p: float) -> float:
-        if not self.latencies_ms:
+    def percentile(self, p: float, since_ms: float = 0.0) -> float:
+        """The p-th percentile of receipt -> applied over events (an entry counts once per event),
+        for entries received at or after ``since_ms``."""
+        xs = sorted((lat, n) for t, lat, n in self.samples if t >= since_ms)
+        total = sum(n for _, n in xs)
+        if not total:
             return 0.0
-        xs = sorted(self.latencies_ms)
-        return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
+        want, acc = p / 100 * total, 0
+        for lat, n in xs:
+            acc += n
+            if acc >= want:
+                return lat
+        return xs[-1][0]
 
 
 class Worker:
@@ -316,11 +326,11 @@ class Worker:
         applied (0 if stale)."""
         acks: dict[str, list[str]] = {}
         events: list[Event] = []
-        receipts: list[int] = []
+        receipts: list[tuple[int, int]] = []
         for stream, i, f in entries:
             acks.setdefault(stream, []).append(i.decode() if isinstance(i, bytes) else i)
             events.extend(unpack_events(f[b"e"]))
-            receipts.append(int(f.get(b"t", 0)))
+            receipts.append((int(f.get(b"t", 0)), int(f.get(b"n", 1))))
         ack_list = [[stream, *ids] for stream, ids in acks.items()]
         # late events of a room already archived: its records are gone, so they are counted
         # (as applied, so that lag returns to 0) and dropped
@@ -350,9 +360,7 @@ class Worker:
                 st.batches += 1
                 st.entries += len(entries)
                 st.events += len(events)
-                st.latencies_ms.extend(now_ms - t for t in receipts if t)
-                if len(st.latencies_ms) > 20000:
-                    del st.latencies_ms[:10000]
+                st.samples.extend((t, now_ms - t, n) for t, n in receipts if t)
                 return len(events)
             if verdict == "stale":
                 self.stats.stale += 1
@@ -514,9 +522,11 @@ class Worker:
             return
         self._last_beat = now
         s = self.stats
+        recent = time.time() * 1000 - self.cfg.latency_window_s * 1000
         body = json.dumps({"name": self.name, "batches": s.batches, "events": s.events,
                            "conflicts": s.conflicts, "claimed": s.claimed,
-                           "p50_ms": round(s.percentile(50), 1), "p99_ms": round(s.percentile(99), 1),
+                           "p50_ms": round(s.percentile(50, recent), 1), "p99_ms": round(s.percentile(99, recent), 1),
+                           "latency_window_s": self.cfg.latency_window_s, "partitions": self._mine,
                            "at": time.time(), "running": not final})
         try:
             p = self.r.pipeline(transaction=False)
