@@ -20,12 +20,15 @@ which the compare-and-set keeps correct.  A scorer driven step by step
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 import os
 import socket
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +51,20 @@ PRUNE_EVERY_S = 6 * 3600.0  # how often settled tasks of archived rooms leave Re
 MAX_RETRIES = 50
 
 Entry = tuple[str, Any, dict[bytes, bytes]]  # (stream, entry id, fields)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """A batch makes some hundred thousand short-lived objects and no reference cycles: the
+    cyclic collector would walk them again and again while they live (measured: it took ~45% of
+    the time of scoring a batch).  Refcounting frees them as usual; the collector resumes after."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _entry_order(e: Entry) -> tuple[int, int]:
@@ -160,6 +177,7 @@ class Worker:
     # -- loop --------------------------------------------------------------
     def run(self) -> WorkerStats:
         log.info("scorer %s started", self.name)
+        gc.freeze()  # what start-up made lives on: keep it out of every later collection
         self._member = True
         while not self._stopping:
             try:
@@ -324,6 +342,10 @@ class Worker:
     def apply_batch(self, shop: str, entries: list[Entry]) -> int:
         """Score and write a batch of stream entries (stream, id, fields); returns the events
         applied (0 if stale)."""
+        with _gc_paused():
+            return self._apply_batch(shop, entries)
+
+    def _apply_batch(self, shop: str, entries: list[Entry]) -> int:
         acks: dict[str, list[str]] = {}
         events: list[Event] = []
         receipts: list[tuple[int, int]] = []
