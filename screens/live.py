@@ -15,7 +15,7 @@ import streamlit as st
 from fanops import board
 from fanops.read import TIERS
 from fanops.templates import clean_text
-from pages import _ui
+from screens import _ui
 
 tr = _ui.translator()
 r = _ui.client()
