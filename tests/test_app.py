@@ -140,6 +140,12 @@ def test_live_board_shows_the_rooms_counters(app, r):
     feed = at.dataframe[0].value
     assert list(feed["Name"]) == ["Mia", EVIL]  # newest first; time-driven and other rooms' left out
     assert list(feed["Change"]) == ["→ Active", "New fan → first buyer"]
+    # The chart's first minute: a 10-minute time axis in minutes, never sub-second ticks.
+    (chart,) = at.get("plotly_chart")
+    xaxis = json.loads(chart.proto.spec)["layout"]["xaxis"]
+    assert (xaxis["tickformat"], xaxis["dtick"]) == ("%H:%M", 60_000)
+    lo, hi = (datetime.fromisoformat(t) for t in xaxis["range"])
+    assert (hi - lo).total_seconds() == 10 * 60
 
 
 def test_a_refresh_keeps_the_operators_choices_and_writes_history_once_per_10_s(app, r):
