@@ -1,10 +1,13 @@
 """The fanops app: ``streamlit run app.py`` (or ``python3 dev.py up`` for the whole product).
 
-Four screens (``pages/``): the live board, the host screen, the follow-up
-queue and the settings.  The sidebar holds what every screen shares: the
-language, the shop and room, and the operator's name; they live in
-``st.session_state`` and so survive refreshes and page switches.  A URL such
-as ``/host?room=ROOM&lang=zh-Hans`` points a side screen at one room.
+Five screens (``screens/``): the live board, the host screen, the follow-up
+queue, the settings and the post-show review.  The folder is not named
+``pages/``: Streamlit would take a ``pages/`` folder next to this file for a
+legacy multipage app and run a deep-linked screen alone.  The sidebar holds
+what every screen shares: the language, the shop and room, and the
+operator's name; they live in ``st.session_state`` and so survive refreshes
+and page switches.  A URL such as ``/host?room=ROOM&lang=zh-Hans`` points a
+side screen at one room.
 """
 
 from __future__ import annotations
@@ -14,18 +17,18 @@ import streamlit as st
 from fanops import board
 from fanops.i18n import LANG_NAMES, LANGS
 from fanops.templates import clean_text
-from pages import _ui
+from screens import _ui
 
 st.set_page_config(page_title="fanops", page_icon=":material/live_tv:", layout="wide")
 _ui.init_from_query()
 tr = _ui.translator()
 
 PAGES = [
-    st.Page("pages/live.py", title=tr("nav.live"), icon=":material/monitoring:", url_path="live", default=True),
-    st.Page("pages/host.py", title=tr("nav.host"), icon=":material/campaign:", url_path="host"),
-    st.Page("pages/queue.py", title=tr("nav.queue"), icon=":material/forum:", url_path="queue"),
-    st.Page("pages/settings.py", title=tr("nav.settings"), icon=":material/tune:", url_path="settings"),
-    st.Page("pages/review.py", title=tr("nav.review"), icon=":material/analytics:", url_path="review"),
+    st.Page("screens/live.py", title=tr("nav.live"), icon=":material/monitoring:", url_path="live", default=True),
+    st.Page("screens/host.py", title=tr("nav.host"), icon=":material/campaign:", url_path="host"),
+    st.Page("screens/queue.py", title=tr("nav.queue"), icon=":material/forum:", url_path="queue"),
+    st.Page("screens/settings.py", title=tr("nav.settings"), icon=":material/tune:", url_path="settings"),
+    st.Page("screens/review.py", title=tr("nav.review"), icon=":material/analytics:", url_path="review"),
 ]
 page = st.navigation(PAGES)
 

@@ -50,7 +50,7 @@ def app(redis_url, monkeypatch):
             at.session_state[k] = v
         at.run()
         if page:
-            at.switch_page(f"pages/{page}.py").run()
+            at.switch_page(f"screens/{page}.py").run()
         assert not at.exception, at.exception
         return at
 
@@ -140,6 +140,12 @@ def test_live_board_shows_the_rooms_counters(app, r):
     feed = at.dataframe[0].value
     assert list(feed["Name"]) == ["Mia", EVIL]  # newest first; time-driven and other rooms' left out
     assert list(feed["Change"]) == ["→ Active", "New fan → first buyer"]
+    # The chart's first minute: a 10-minute time axis in minutes, never sub-second ticks.
+    (chart,) = at.get("plotly_chart")
+    xaxis = json.loads(chart.proto.spec)["layout"]["xaxis"]
+    assert (xaxis["tickformat"], xaxis["dtick"]) == ("%H:%M", 60_000)
+    lo, hi = (datetime.fromisoformat(t) for t in xaxis["range"])
+    assert (hi - lo).total_seconds() == 10 * 60
 
 
 def test_a_refresh_keeps_the_operators_choices_and_writes_history_once_per_10_s(app, r):
@@ -155,8 +161,8 @@ def test_a_refresh_keeps_the_operators_choices_and_writes_history_once_per_10_s(
     assert r.llen(board.snap_key(SHOP)) == n  # the first run wrote it; the next two within 10 s did not
     newest = json.loads(r.lindex(board.snap_key(SHOP), 0))
     assert newest["at"] == NOW and newest["tiers"]["dormant"] == 100 and newest["lag"] == 10
-    at.switch_page("pages/queue.py").run()
-    at.switch_page("pages/live.py").run()
+    at.switch_page("screens/queue.py").run()
+    at.switch_page("screens/live.py").run()
     assert texts(at.get_by_key("live-room")) == ["Room: old-show"]
     assert (at.session_state["room"], at.session_state["operator"]) == ("old-show", "Mei")
 
@@ -280,7 +286,7 @@ def tid(viewer: str) -> str:
 
 
 def k(viewer: str) -> str:
-    from pages._ui import task_key
+    from screens._ui import task_key
 
     return task_key(tid(viewer))
 
@@ -446,10 +452,10 @@ def test_what_if_then_save_then_reset(app, r, cfg):
     assert float(r.hget(keys.rules(SHOP), "dormant_days")) == 5 and r.hget(keys.rules(SHOP), "changed_by") == b"Mei"
     assert {t: int(v) for t, v in r.hgetall(keys.tiers(SHOP)).items() if t.decode() in tiers} == {
         t.encode(): new[t] for t in tiers}  # recounted at once
-    at.switch_page("pages/live.py").run()
+    at.switch_page("screens/live.py").run()
     shop = metrics(at.get_by_key("tiers-shop"))
     assert shop["Dormant"] == str(new["dormant"])  # the live board shows it
-    at.switch_page("pages/settings.py").run()
+    at.switch_page("screens/settings.py").run()
     assert at.number_input(key="rule-dormant_days-1").value == 5
     at.button(key="reset_btn").click().run()
     assert at.success[0].value.startswith("Back to the defaults (version 2)")
@@ -467,7 +473,7 @@ def test_a_template_edit_is_saved_and_used_for_suggestions(app, r, tasks):
     at.button(key="save_btn").click().run()
     saved = json.loads(r.hget(keys.rules(SHOP), "templates"))
     assert saved["new_fan"]["es"]["with_product"] == "Hola {name}, ¿te paso el link de {product}?"
-    at.switch_page("pages/queue.py").run()
+    at.switch_page("screens/queue.py").run()
     assert [c.value for c in at.get_by_key(f"task-{k('v1')}").code] == ["Hola Ana, ¿te paso el link de hoodie-m?"]
 
 
@@ -493,5 +499,5 @@ def test_chinese_ui_from_the_sidebar_survives_page_switches(app, r):
     at.radio(key="lang__w").set_value("zh-Hans").run()
     assert at.title[0].value == "直播看板"
     assert "在线观众" in metrics(at.get_by_key("headline"))
-    at.switch_page("pages/queue.py").run()
+    at.switch_page("screens/queue.py").run()
     assert at.title[0].value == "私信跟进队列" and at.session_state["lang"] == "zh-Hans"

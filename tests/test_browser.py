@@ -9,11 +9,11 @@ The follow-up tasks come from the real pipeline: the simulator first sends the s
 shows (past timestamps, fast), the scorer queues their lingering viewers and archives those shows,
 so the queue and the review have content within seconds, with the default thresholds.
 
-Known bug, pinned by ``test_deep_link_as_first_visit_runs_the_app`` (strict xfail): the screens
-live in a folder named ``pages/`` next to ``app.py``, so until some session has run ``app.py``
-(which calls ``st.navigation``), Streamlit treats the app as a legacy ``pages/``-directory app: the
-first visit after a start at ``/host?lang=zh-Hans`` runs ``pages/host.py`` alone, in English, with a
-sidebar listing the files (``_ui.py`` too).  The other tests run after a first visit to ``/``.
+The first session after the start is a side screen opening ``/host?lang=zh-Hans`` directly
+(``test_deep_link_as_first_visit_runs_the_app``): it must run the app (``app.py``: language from
+the URL, no sidebar), not the screen alone.  Streamlit does the latter for a legacy multipage app,
+which it assumes when a folder named ``pages/`` sits next to ``app.py``: the screens are in
+``screens/``.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from fanops import board, keys, queue, server
+from fanops import board, i18n, keys, queue, server
 from fanops.errors import TaskClaimedByOther
-from pages._ui import task_key
+from screens._ui import task_key
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -289,24 +289,24 @@ def set_operator(page: Any, name: str) -> None:
 
 @dataclass
 class FirstVisit:
-    nav: list[str]
+    nav: list[str]  # the sidebar's navigation links (hidden or not)
+    sidebar_hidden: bool
     text: str
     watch: Watch
 
 
 @pytest.fixture(scope="module", autouse=True)
 def first_visit(product: Product, browser: Any) -> FirstVisit:
-    """The app's first session after the start: a side screen opening ``/host?lang=zh-Hans``.
-    Then one session at ``/`` (as an operator opening the printed address would), after which
-    every test's deep links work (see the module docstring)."""
+    """The app's first session after the start: a side screen opening ``/host?lang=zh-Hans``
+    (autouse, so that it comes before any test's session; see the module docstring)."""
     ctx, page, w = new_context(browser)
     try:
         page.goto(product.url + f"/host?room={product.room}&lang=zh-Hans", wait_until="domcontentloaded")
         page.locator('[data-testid="stMetric"]').first.wait_for(timeout=30_000)
         page.wait_for_timeout(1_000)
-        seen = FirstVisit(page.locator('[data-testid="stSidebarNav"] a').all_inner_texts(), page.inner_text("body"), w)
+        seen = FirstVisit(page.locator('[data-testid="stSidebarNav"] a').all_text_contents(),
+                          page.locator('[data-testid="stSidebar"]').is_hidden(), page.inner_text("body"), w)
         shoot(page, "host-first-visit")
-        open_screen(page, product.url + "/", "Live board", "Unique viewers")
     finally:
         ctx.close()
     return seen
@@ -364,12 +364,14 @@ def test_live_board_numbers_match_scoring_status(product: Product, browser: Any)
     assert_app_log_clean(product)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: pages/ next to app.py makes Streamlit run a deep-linked page alone "
-                   "(legacy pages/ app) until some session has run app.py; rename the folder to fix")
 def test_deep_link_as_first_visit_runs_the_app(first_visit: FirstVisit) -> None:
     first_visit.watch.assert_clean()
     assert "在线观众" in first_visit.text, first_visit.text[:300]  # lang=zh-Hans taken from the URL
-    assert first_visit.nav == [], first_visit.nav  # the host screen hides the sidebar
+    assert first_visit.sidebar_hidden  # the host screen hides the sidebar (app.py does)
+    # The app's screens by their names (st.navigation), not the folder's files.
+    names = [i18n.t(f"nav.{s}", "zh-Hans") for s in ("live", "host", "queue", "settings", "review")]
+    assert len(first_visit.nav) == len(names), first_visit.nav
+    assert all(a.endswith(n) for a, n in zip(first_visit.nav, names, strict=True)), first_visit.nav
 
 
 def test_host_settings_and_review_screens_render(product: Product, browser: Any) -> None:

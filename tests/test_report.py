@@ -90,7 +90,7 @@ def test_review_page_shows_the_archived_show(story: Story, monkeypatch: pytest.M
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("FANOPS_DATA_DIR", str(story.cfg.data_dir))
-    at = AppTest.from_file(str(ROOT / "pages" / "review.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(ROOT / "screens" / "review.py"), default_timeout=60).run()
     assert not at.exception, at.exception
     room = story.rooms[-1]
     assert at.selectbox(key="review_room").value == room  # the newest show first
@@ -111,6 +111,6 @@ def test_review_page_without_archive_says_how_to_make_one(tmp_path: Path, monkey
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("FANOPS_DATA_DIR", str(tmp_path / "empty"))
-    at = AppTest.from_file(str(ROOT / "pages" / "review.py"), default_timeout=30).run()
+    at = AppTest.from_file(str(ROOT / "screens" / "review.py"), default_timeout=30).run()
     assert not at.exception
     assert "close-room" in at.info[0].value

@@ -7,7 +7,7 @@ operator typed is lost on a refresh.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -15,7 +15,7 @@ import streamlit as st
 from fanops import board
 from fanops.read import TIERS
 from fanops.templates import clean_text
-from pages import _ui
+from screens import _ui
 
 tr = _ui.translator()
 r = _ui.client()
@@ -71,13 +71,22 @@ def chart(room: str, end_ts: int) -> None:
         return
     zone = _ui.tz()
     x = [datetime.fromtimestamp(m * 60, UTC).astimezone(zone).replace(tzinfo=None) for m in ch.minutes]
+    # One bar a minute, hours:minutes on the axis, and at least 10 minutes of it (filling from
+    # the left): left alone, plotly spreads a show's first minute over the whole width, with
+    # ticks a fraction of a millisecond apart.
+    half = timedelta(seconds=30)
+    end = max(x[-1], x[0] + timedelta(minutes=9))
+    xaxis: dict[str, object] = {"tickformat": "%H:%M", "hoverformat": "%H:%M", "range": [x[0] - half, end + half]}
+    if len(x) <= 15:  # a few minutes: one tick each (plotly would put some between them)
+        xaxis |= {"tickmode": "linear", "tick0": x[0], "dtick": 60_000}
     fig = go.Figure()
-    fig.add_bar(x=x, y=ch.orders, name=tr("live.chart_orders"), yaxis="y2", marker_color="#f4a261", opacity=0.85)
+    fig.add_bar(x=x, y=ch.orders, name=tr("live.chart_orders"), yaxis="y2", marker_color="#f4a261", opacity=0.85,
+                width=45_000)  # ms, as the axis counts
     fig.add_scatter(x=x, y=ch.present, name=tr("live.chart_present"), mode="lines+markers",
                     line={"color": "#2a9d8f", "width": 3}, marker={"size": 4}, connectgaps=False)
     fig.update_layout(
         height=330, margin={"l": 10, "r": 10, "t": 30, "b": 10}, hovermode="x unified",
-        legend={"orientation": "h", "y": 1.12, "x": 0},
+        legend={"orientation": "h", "y": 1.12, "x": 0}, xaxis=xaxis,
         yaxis={"title": tr("live.chart_present"), "rangemode": "tozero"},
         yaxis2={"title": tr("live.chart_orders"), "overlaying": "y", "side": "right", "rangemode": "tozero",
                 "showgrid": False},

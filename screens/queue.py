@@ -14,7 +14,7 @@ from fanops.errors import TaskClaimedByOther, TaskError, TaskStateError
 from fanops.i18n import language_name
 from fanops.read import TIERS
 from fanops.templates import LANGUAGES, clean_text
-from pages import _ui
+from screens import _ui
 
 tr = _ui.translator()
 r = _ui.client()

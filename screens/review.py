@@ -2,7 +2,7 @@
 
 Reads only the archive (``fanops.archive``) and the pure analysis (``scoring.analysis``);
 Redis is touched only when someone asks to update the follow-up outcomes from the live
-queue.  Runs inside the app (``st.navigation``) or alone: ``streamlit run pages/review.py``.
+queue.  Runs inside the app (``st.navigation``) or alone: ``streamlit run screens/review.py``.
 Viewer names and other feed text are shown only in data grids and as plain text, never
 as Markdown or HTML.
 """
@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 _ROOT = str(Path(__file__).resolve().parent.parent)
-if _ROOT not in sys.path:  # run alone with `streamlit run pages/review.py`
+if _ROOT not in sys.path:  # run alone with `streamlit run screens/review.py`
     sys.path.insert(0, _ROOT)
 
 import polars as pl  # noqa: E402

@@ -20,9 +20,9 @@ from fanops.i18n import language_name
 from fanops.read import TIERS
 from fanops.rules_settings import RULES, RuleSettings
 from fanops.templates import DEFAULT_TEMPLATES, LANGUAGES, REACTIVATED, TEMPLATE_KEYS, VARIANTS, clean_text, suggest
-from pages import _ui
 from scoring import recompute
 from scoring.whatif import what_if
+from screens import _ui
 
 tr = _ui.translator()
 r = _ui.client()

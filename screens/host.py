@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from fanops import board
-from pages import _ui
+from screens import _ui
 
 tr = _ui.translator()
 r = _ui.client()
