@@ -776,6 +776,7 @@ def archive_room(r: redis.Redis, cfg: Config, shop: str, room: str, *,
         trimmed = _drop_raw(r, shop, room, token, sc, viewers, manifest)
     finally:
         _unlock(r, shop, room, token)
+    trim_clock_index(r, shop)
     s = manifest["summary"]
     log.info("archived room %s of %s: %d events, %d viewers, generation %d, %d stream entries trimmed",
              room, shop, s["events"], s["viewers"], manifest["generation"], trimmed)
@@ -897,6 +898,19 @@ def idle_rooms(r: redis.Redis, shop: str, idle_ms: int = IDLE_MS) -> list[str]:
     cands = [m.decode() for m in found]
     done = is_archived(r, shop, cands)
     return [rm for rm in cands if rm not in done]
+
+
+def trim_clock_index(r: redis.Redis, shop: str) -> None:
+    """Drop the per-second shop-clock index (``keys.clock_min``/``clock_max``) below the first event
+    of the oldest room still open: only late events of open rooms look it up."""
+    rooms = [(m.decode(), int(sc)) for m, sc in r.zrange(keys.room_first(shop), 0, -1, withscores=True)]
+    gone = is_archived(r, shop, [rm for rm, _ in rooms])
+    open_firsts = [f for rm, f in rooms if rm not in gone]
+    below = min(open_firsts) if open_firsts else int(r.hget(keys.stats(shop), "clock") or 0)
+    p = r.pipeline(transaction=False)
+    p.zremrangebyscore(keys.clock_min(shop), "-inf", f"({below}")
+    p.zremrangebyscore(keys.clock_max(shop), "-inf", f"({below}")
+    p.execute()
 
 
 def close_idle_rooms(r: redis.Redis, shop: str, cfg: Config, idle_ms: int = IDLE_MS) -> list[str]:

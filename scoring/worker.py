@@ -230,14 +230,7 @@ class Worker:
                 self._apply_time_only(shop)
 
     def _trim_clock_index(self, shop: str) -> None:
-        rooms = [(m.decode(), int(sc)) for m, sc in self.r.zrange(keys.room_first(shop), 0, -1, withscores=True)]
-        gone = archive.is_archived(self.r, shop, [rm for rm, _ in rooms])
-        open_firsts = [f for rm, f in rooms if rm not in gone]
-        below = min(open_firsts) if open_firsts else int(self.r.hget(keys.stats(shop), "clock") or 0)
-        p = self.r.pipeline(transaction=False)
-        p.zremrangebyscore(keys.clock_min(shop), "-inf", f"({below}")
-        p.zremrangebyscore(keys.clock_max(shop), "-inf", f"({below}")
-        p.execute()
+        archive.trim_clock_index(self.r, shop)
 
     def drain(self, timeout: float = 60.0) -> WorkerStats:
         """Apply until every shop stream has nothing new for this worker (burst mode)."""

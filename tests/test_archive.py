@@ -74,9 +74,14 @@ def test_close_room_archives_the_show_and_frees_its_raw_data(cfg: Config, r: red
 
     # Redis: the raw data went, the counters, tasks and viewers stayed; the stream keeps the live room
     assert not any(r.exists(k) for k in archive.raw_keys(SHOP, past))
-    for k in (keys.lurk(SHOP), keys.open_lurk(SHOP)):
-        assert not [m for m in r.zrange(k, 0, -1) if keys.split_pair(m.decode())[0] == past]
+    for part in range(keys.PARTITIONS):
+        for k in (keys.lurk(SHOP, part), keys.open_lurk(SHOP, part)):
+            assert not [m for m in r.zrange(k, 0, -1) if keys.split_pair(m.decode())[0] == past]
     assert r.hget(keys.room(SHOP, past), "archived") is not None
+    # the per-second clock index keeps only what the live room's late events may need
+    first_live = int(r.zscore(keys.room_first(SHOP), live))
+    for k in (keys.clock_min(SHOP), keys.clock_max(SHOP)):
+        assert r.zcard(k) > 0 and min(int(sc) for _, sc in r.zrange(k, 0, 0, withscores=True)) >= first_live
     after = status(r, SHOP, past)
     assert {k: v for k, v in after["room"].items() if k != "present"} == \
         {k: v for k, v in want.items() if k != "present"}
