@@ -87,9 +87,9 @@ def chart(room: str, end_ts: int) -> None:
     fig.update_layout(
         height=330, margin={"l": 10, "r": 10, "t": 30, "b": 10}, hovermode="x unified",
         legend={"orientation": "h", "y": 1.12, "x": 0}, xaxis=xaxis,
-        yaxis={"title": tr("live.chart_present"), "rangemode": "tozero"},
+        yaxis={"title": tr("live.chart_present"), "rangemode": "tozero", "tickformat": ",d"},
         yaxis2={"title": tr("live.chart_orders"), "overlaying": "y", "side": "right", "rangemode": "tozero",
-                "showgrid": False},
+                "showgrid": False, "tickformat": ",d", "dtick": max(1, max((o or 0 for o in ch.orders), default=0) // 4)},
     )
     st.plotly_chart(fig, key="chart", config={"displayModeBar": False})
     if any(p is None for p in ch.present):

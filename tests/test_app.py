@@ -144,6 +144,9 @@ def test_live_board_shows_the_rooms_counters(app, r):
     (chart,) = at.get("plotly_chart")
     xaxis = json.loads(chart.proto.spec)["layout"]["xaxis"]
     assert (xaxis["tickformat"], xaxis["dtick"]) == ("%H:%M", 60_000)
+    # orders are whole numbers: whole-number ticks, at least one apart
+    y2 = json.loads(chart.proto.spec)["layout"]["yaxis2"]
+    assert y2["tickformat"] == ",d" and y2["dtick"] >= 1
     lo, hi = (datetime.fromisoformat(t) for t in xaxis["range"])
     assert (hi - lo).total_seconds() == 10 * 60
 
