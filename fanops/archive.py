@@ -319,7 +319,7 @@ def _fsync_dir(d: Path) -> None:
 def _put(path: Path, write: Callable[[Any], object]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        write(f)  # type: ignore[arg-type]
+        write(f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
