@@ -181,4 +181,4 @@ def to_json(obj: object) -> bytes:
 
 
 def event_type(ev: Event) -> str:
-    return ev.__struct_config__.tag  # type: ignore[return-value]
+    return ev.__struct_config__.tag  # type: ignore[return-value]  # every event struct has a str tag

@@ -535,7 +535,7 @@ async def serve_simulation(settings: SimSettings, host: str = "127.0.0.1", port:
         log.info("simulated room %s (%d history frames) on %s:%d", sim.room, len(hub.history), host, real_port)
         if ready is not None:
             ready(real_port)
-        late = max(0.0, time.time() - settings.start_ms / 1000) if wall else 0.0  # type: ignore[operator]
+        late = max(0.0, time.time() - settings.start_ms / 1000) if wall else 0.0  # type: ignore[operator]  # wall: start_ms was just set
         producer = asyncio.ensure_future(hub.produce(sim.live_frames(), late))
         stopped = asyncio.ensure_future(stop.wait() if stop is not None else asyncio.Future())
         drained: asyncio.Future[Any] | None = None
