@@ -65,13 +65,13 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import polars as pl
 import redis
 
-from fanops import keys, rules_store
+from fanops import keys, replies, rules_store
 from fanops.config import Config
 from fanops.errors import FanopsError, NotFound
 from fanops.read import TIERS, status
@@ -319,7 +319,7 @@ def _fsync_dir(d: Path) -> None:
 def _put(path: Path, write: Callable[[Any], object]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        write(f)  # type: ignore[arg-type]
+        write(f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -903,7 +903,8 @@ def idle_rooms(r: redis.Redis, shop: str, idle_ms: int = IDLE_MS) -> list[str]:
 def trim_clock_index(r: redis.Redis, shop: str) -> None:
     """Drop the per-second shop-clock index (``keys.clock_min``/``clock_max``) below the first event
     of the oldest room still open: only late events of open rooms look it up."""
-    rooms = [(m.decode(), int(sc)) for m, sc in r.zrange(keys.room_first(shop), 0, -1, withscores=True)]
+    firsts = cast(replies.Scored, r.zrange(keys.room_first(shop), 0, -1, withscores=True))
+    rooms = [(m.decode(), int(sc)) for m, sc in firsts]
     gone = is_archived(r, shop, [rm for rm, _ in rooms])
     open_firsts = [f for rm, f in rooms if rm not in gone]
     below = min(open_firsts) if open_firsts else int(r.hget(keys.stats(shop), "clock") or 0)

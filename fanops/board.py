@@ -164,7 +164,7 @@ def events_rate(snaps: list[dict[str, Any]], now: float, total_now: int, field_n
                 min_age: float = 5.0) -> float | None:
     """Events per second since the newest snapshot at least ``min_age`` old (None: no such snapshot)."""
     for s in snaps:
-        age = now - s["at"]
+        age: float = now - s["at"]
         if age >= min_age and field_name in s:
             return max(0.0, (total_now - _i(s[field_name])) / age)
     return None

@@ -95,4 +95,4 @@ class Config:
 
                 raise FanopsError(f"{s.env}={raw!r} is not a valid value: {s.help}") from e
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]  # values were converted per field type above

@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 import time
+from typing import Any
 
 from fanops import db
 from fanops.cli import add_common, run
@@ -14,7 +15,7 @@ from fanops.config import Config
 from fanops.read import heartbeats
 
 
-def alive(beats: list[dict], max_age_s: float) -> list[dict]:
+def alive(beats: list[dict[str, Any]], max_age_s: float) -> list[dict[str, Any]]:
     now = time.time()
     return [b for b in beats if now - float(b.get("at", 0)) <= max_age_s and b.get("running", True)
             and b.get("connected", True)]

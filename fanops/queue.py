@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis
 
-from fanops import keys, rules_store
+from fanops import keys, replies, rules_store
 from fanops.errors import TaskClaimedByOther, TaskError, TaskNotFound, TaskStateError
 from fanops.geo import is_decent_hour, local_time
 from fanops.ingest import script_source
@@ -116,7 +116,8 @@ def list_tasks(r: redis.Redis, shop: str, state: str = "pending", *, tier: str |
     states = ["pending", "claimed"] if state == "pending" else [state]
     ids: list[tuple[str, float]] = []
     for st in states:
-        for m, sc in r.zrevrange(keys.queue(shop, st), 0, SCAN_LIMIT - 1, withscores=True):
+        got = cast(replies.Scored, r.zrevrange(keys.queue(shop, st), 0, SCAN_LIMIT - 1, withscores=True))
+        for m, sc in got:
             ids.append((m.decode(), sc))
     recs = read_tasks(r, shop, [tid for tid, _ in ids])
     out: list[tuple[float, Task]] = []
@@ -216,7 +217,7 @@ def release_expired(r: redis.Redis, shop: str, now_ms: int | None = None) -> int
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     script = r.register_script(script_source("task"))
     n = 0
-    for m in r.zrange(keys.queue(shop, "claimed"), 0, -1):
+    for m in cast(replies.Members, r.zrange(keys.queue(shop, "claimed"), 0, -1)):
         tid = m.decode()
         room, viewer = split_task_id(tid)
         res = script(keys=[keys.tasks(shop, room), keys.room(shop, room), keys.sent_log(shop)],

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import redis
 
-from fanops import keys, rules_store
+from fanops import keys, replies, rules_store
 from fanops.state import RoomViewer, ViewerState, unpack_room_viewer, unpack_viewer
 
 TIERS = ("new_fan", "first_buyer", "active", "dormant")
@@ -64,27 +64,28 @@ def status(r: redis.Redis, shop: str, room: str | None = None) -> dict[str, Any]
 
 
 def viewer_state(r: redis.Redis, shop: str, viewer_id: str) -> ViewerState | None:
-    b = r.hget(keys.viewers(shop), viewer_id)
+    b = cast("bytes | None", r.hget(keys.viewers(shop), viewer_id))
     return unpack_viewer(b) if b else None
 
 
 def room_viewer(r: redis.Redis, shop: str, room: str, viewer_id: str) -> RoomViewer | None:
-    b = r.hget(keys.room_viewers(shop, room), viewer_id)
+    b = cast("bytes | None", r.hget(keys.room_viewers(shop, room), viewer_id))
     return unpack_room_viewer(b) if b else None
 
 
 def shops(r: redis.Redis) -> list[str]:
-    return sorted(s.decode() for s in r.smembers(keys.shops()))
+    return sorted(s.decode() for s in cast("set[bytes]", r.smembers(keys.shops())))
 
 
 def rooms(r: redis.Redis, shop: str, limit: int = 50) -> list[tuple[str, int]]:
     """The shop's rooms, the most recently active first, with their last event ts."""
-    return [(m.decode(), int(s)) for m, s in r.zrevrange(keys.rooms(shop), 0, limit - 1, withscores=True)]
+    got = cast(replies.Scored, r.zrevrange(keys.rooms(shop), 0, limit - 1, withscores=True))
+    return [(m.decode(), int(s)) for m, s in got]
 
 
 def dead_letters(r: redis.Redis, count: int = 50) -> list[dict[str, Any]]:
     out = []
-    for id_, f in r.xrevrange(keys.dead_stream(), count=count):
+    for id_, f in cast(replies.StreamEntries, r.xrevrange(keys.dead_stream(), count=count)):
         out.append({"id": id_.decode(), "reason": f.get(b"reason", b"").decode(errors="replace"),
                     "raw": f.get(b"raw", b"").decode(errors="replace"), "at": _i(f.get(b"at"))})
     return out
@@ -94,7 +95,8 @@ def heartbeat_keys(r: redis.Redis, kind: str) -> list[str]:
     """The heartbeat keys of the processes of one kind seen in the last hour (from their index)."""
     import time
 
-    names = r.zrangebyscore(keys.heartbeat_index(kind), time.time() - keys.HEARTBEAT_INDEX_KEEP_S, "+inf")
+    names = cast(replies.Members,
+                 r.zrangebyscore(keys.heartbeat_index(kind), time.time() - keys.HEARTBEAT_INDEX_KEEP_S, "+inf"))
     return [keys.heartbeat(kind, n.decode()) for n in names]
 
 

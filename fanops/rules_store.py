@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis
+from redis.typing import EncodableT, FieldT
 
-from fanops import keys
+from fanops import keys, replies
 from fanops.errors import BadSettings
 from fanops.rules_settings import RuleSettings
 from fanops.templates import DEFAULT_TEMPLATES, validate_templates
@@ -16,7 +17,7 @@ from fanops.templates import DEFAULT_TEMPLATES, validate_templates
 
 def load(r: redis.Redis, shop: str) -> tuple[RuleSettings, int]:
     """The shop's rule settings and their version (0: never changed, the spec's defaults)."""
-    raw = r.hgetall(keys.rules(shop))
+    raw = cast(replies.Hash, r.hgetall(keys.rules(shop)))
     if not raw:
         return RuleSettings(), 0
     d = {k.decode(): v for k, v in raw.items()}
@@ -31,7 +32,8 @@ def load_templates(r: redis.Redis, shop: str) -> dict[str, Any]:
     raw = r.hget(keys.rules(shop), "templates")
     if not raw:
         return DEFAULT_TEMPLATES
-    return json.loads(raw)
+    templates: dict[str, Any] = json.loads(raw)
+    return templates
 
 
 def save(r: redis.Redis, shop: str, changes: dict[str, Any], *, templates: dict[str, Any] | None = None,
@@ -57,7 +59,7 @@ def save(r: redis.Redis, shop: str, changes: dict[str, Any], *, templates: dict[
                     raise BadSettings([f"the settings were changed meanwhile (version {cur_version}, "
                                        f"you edited {expected_version}): reload and try again"])
                 pipe.multi()
-                mapping: dict[str, Any] = {k: repr(v) for k, v in new.to_mapping().items()}
+                mapping: dict[FieldT, EncodableT] = {k: repr(v) for k, v in new.to_mapping().items()}
                 mapping["version"] = cur_version + 1
                 mapping["changed_at"] = int(time.time() * 1000)
                 mapping["changed_by"] = by

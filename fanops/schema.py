@@ -41,52 +41,53 @@ class _Base(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="type", k
     v: Literal[1] = 1
 
 
-class Join(_Base, tag="join"):
+# msgspec passes frozen on to subclasses, type checkers do not: each one says it again
+class Join(_Base, tag="join", frozen=True):
     pass
 
 
-class Leave(_Base, tag="leave"):
+class Leave(_Base, tag="leave", frozen=True):
     pass
 
 
-class Comment(_Base, tag="comment"):
+class Comment(_Base, tag="comment", frozen=True):
     text: Annotated[str, Meta(max_length=2000)] = ""
 
 
-class Like(_Base, tag="like"):
+class Like(_Base, tag="like", frozen=True):
     count: Annotated[int, Meta(ge=1, le=10000)] = 1
 
 
-class Share(_Base, tag="share"):
+class Share(_Base, tag="share", frozen=True):
     pass
 
 
-class Follow(_Base, tag="follow"):
+class Follow(_Base, tag="follow", frozen=True):
     pass
 
 
-class Gift(_Base, tag="gift"):
+class Gift(_Base, tag="gift", frozen=True):
     gift: str
     value: NonNeg
     count: Annotated[int, Meta(ge=1)] = 1
 
 
-class ProductView(_Base, tag="product_view"):
+class ProductView(_Base, tag="product_view", frozen=True):
     sku: str
 
 
-class CartAdd(_Base, tag="cart_add"):
+class CartAdd(_Base, tag="cart_add", frozen=True):
     sku: str
     qty: Annotated[int, Meta(ge=1)] = 1
 
 
-class Order(_Base, tag="order"):
+class Order(_Base, tag="order", frozen=True):
     order_id: str
     amount: NonNeg
     currency: Currency
 
 
-class Consent(_Base, tag="consent"):
+class Consent(_Base, tag="consent", frozen=True):
     dm: bool
 
 
@@ -180,4 +181,4 @@ def to_json(obj: object) -> bytes:
 
 
 def event_type(ev: Event) -> str:
-    return ev.__struct_config__.tag  # type: ignore[return-value]
+    return ev.__struct_config__.tag  # type: ignore[return-value]  # every event struct has a str tag

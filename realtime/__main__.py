@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 
 from fanops import db
 from fanops.cli import add_common, run, setup_logging
@@ -14,7 +15,7 @@ from fanops.config import Config
 log = logging.getLogger("realtime")
 
 
-def _install_stop(loop: asyncio.AbstractEventLoop, on_stop) -> None:
+def _install_stop(loop: asyncio.AbstractEventLoop, on_stop: Callable[[], object]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_stop)
 

@@ -16,12 +16,13 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
 import redis.asyncio as aredis
 import websockets
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from fanops import keys
@@ -57,7 +58,7 @@ class Consumer:
         cfg: Config,
         backoff: Backoff | None = None,
         name: str | None = None,
-        clock=time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url
         self.r = r
@@ -74,7 +75,7 @@ class Consumer:
         self._oldest = 0.0
         self._flush_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
-        self._ws = None
+        self._ws: ClientConnection | None = None
 
     # -- control -----------------------------------------------------------
     def stop(self) -> None:
@@ -149,7 +150,7 @@ class Consumer:
             except TimeoutError:
                 pass
 
-    async def _receive(self, ws) -> None:
+    async def _receive(self, ws: ClientConnection) -> None:
         limit = self.cfg.flush_events
         async for msg in ws:
             c = self.counters

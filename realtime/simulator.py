@@ -101,7 +101,7 @@ _MIX = {"liker": (.84, .05, .04, .03, .03, .01, 0, 0), "chatter": (.25, .60, .03
 _CUM = {k: tuple(sum(p[:i + 1]) for i in range(len(p))) for k, p in _MIX.items()}
 
 
-class Bad(dict):  # type: ignore[type-arg]
+class Bad(dict[str, Any]):
     """An event dict that breaks the spec on purpose; ``reason`` says how."""
     reason: str = ""
 
@@ -131,6 +131,9 @@ class SimSettings:
 class _Viewer:
     __slots__ = ("vid", "full", "short", "kind", "lk", "cur", "consent", "flip", "repeat", "orders", "cart",
                  "viewed", "followed", "pos", "sends_leave")
+    consent: bool | None  # None until the viewer first says
+    viewed: list[str]  # skus
+    cart: list[tuple[str, int]]  # (sku, qty)
 
     def __init__(self, rng: random.Random, vid: str, name: str | None) -> None:
         self.vid, self.kind = vid, rng.choices(_KINDS, _KIND_P)[0]
@@ -218,6 +221,7 @@ class _Show:
     def event(self, ts: int, k: int) -> dict[str, Any]:
         """The event in slot ``k``: a due arrival, a due departure's leave, or an action of someone present."""
         off, rng = ts - self.start, self.rng
+        v: _Viewer | None
         if self.total is None and off >= (self.wave + 1) * self.len_ms:
             self._next_wave()
         while True:
@@ -351,7 +355,7 @@ class _Show:
                     frame.append(rng.choice(self.recent))
                 frame.append(e)
                 self.recent.append(e)
-            extra = None
+            extra: list[dict[str, Any]] | None = None
             if s.bad_ratio and rng.random() < s.bad_ratio:
                 bad = self._bad(ts)
                 if isinstance(bad, Garbled):
@@ -399,9 +403,9 @@ class _Sim:
         returning = rng.sample(sorted(attended.values(), key=lambda v: v.vid), min(len(attended), int(s.viewers * .3)))
         cast = returning + fresh[:s.viewers - len(returning)]
         length = s.duration if s.duration is not None else NOMINAL_SHOW_S
-        total = None if s.duration is None else max(1, round(s.rate * s.duration))
+        live_total = None if s.duration is None else max(1, round(s.rate * s.duration))
         self.live = _Show(random.Random(f"{s.seed}/live"), s, room=self.room, prefix="e-", start_ms=s.start_ms,
-                          length_s=length, total=total, rate=s.rate, cast=cast, batch=self.batch,
+                          length_s=length, total=live_total, rate=s.rate, cast=cast, batch=self.batch,
                           exact_batch=s.batch is not None)
 
     def history(self) -> Iterator[list[dict[str, Any]]]:
@@ -531,7 +535,7 @@ async def serve_simulation(settings: SimSettings, host: str = "127.0.0.1", port:
         log.info("simulated room %s (%d history frames) on %s:%d", sim.room, len(hub.history), host, real_port)
         if ready is not None:
             ready(real_port)
-        late = max(0.0, time.time() - settings.start_ms / 1000) if wall else 0.0  # type: ignore[operator]
+        late = max(0.0, time.time() - settings.start_ms / 1000) if wall else 0.0  # type: ignore[operator]  # wall: start_ms was just set
         producer = asyncio.ensure_future(hub.produce(sim.live_frames(), late))
         stopped = asyncio.ensure_future(stop.wait() if stop is not None else asyncio.Future())
         drained: asyncio.Future[Any] | None = None

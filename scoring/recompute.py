@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
+from typing import cast
 
 import redis
+from redis.typing import EncodableT, FieldT
 
-from fanops import keys, rules_store
+from fanops import keys, replies, rules_store
 from fanops.rules_settings import RuleSettings
 from fanops.state import pack, unpack_viewer
 from scoring import rules
@@ -88,12 +90,13 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
             n += 1
         p = r.pipeline(transaction=False)
         p.delete(keys.tiers(shop))
-        p.hset(keys.tiers(shop), mapping={t: shop_tiers[t] for t in rules.TIERS})
-        rooms = set(room_tiers) | {m.decode() for m in r.zrange(keys.rooms(shop), 0, -1)}
+        tier_counts: dict[FieldT, EncodableT] = {t: shop_tiers[t] for t in rules.TIERS}
+        p.hset(keys.tiers(shop), mapping=tier_counts)
+        rooms = set(room_tiers) | {m.decode() for m in cast(replies.Members, r.zrange(keys.rooms(shop), 0, -1))}
         for room in rooms:
-            mapping = {f"t:{t}": room_tiers[room][t] for t in rules.TIERS}
-            mapping["reactivated"] = room_react[room]
-            p.hset(keys.room(shop, room), mapping=mapping)
+            room_counts: dict[FieldT, EncodableT] = {f"t:{t}": room_tiers[room][t] for t in rules.TIERS}
+            room_counts["reactivated"] = room_react[room]
+            p.hset(keys.room(shop, room), mapping=room_counts)
         p.delete(*(keys.due(shop, part) for part in range(keys.PARTITIONS)))
         for i in range(0, len(dues), CHUNK):
             by_part: dict[int, dict[str, int]] = {}

@@ -28,13 +28,13 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis
 
-from fanops import archive, keys, rules_store
+from fanops import archive, keys, replies, rules_store
 from fanops.config import Config
 from fanops.ingest import script_source
 from fanops.rules_settings import RuleSettings
@@ -103,7 +103,7 @@ class Worker:
     """One scorer.  ``run()`` until ``stop()``; ``drain()`` for a finite run (tests, benchmarks)."""
 
     def __init__(self, r: redis.Redis, cfg: Config, name: str | None = None,
-                 shops: list[str] | None = None, block_ms: int = 1000, clock=time.time) -> None:
+                 shops: list[str] | None = None, block_ms: int = 1000, clock: Callable[[], float] = time.time) -> None:
         self.r = r
         self.cfg = cfg
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
@@ -134,7 +134,7 @@ class Worker:
     def shops(self) -> list[str]:
         if self.fixed_shops is not None:
             return self.fixed_shops
-        return sorted(s.decode() for s in self.r.smembers(keys.shops()))
+        return sorted(s.decode() for s in cast("set[bytes]", self.r.smembers(keys.shops())))
 
     def _ensure_group(self, shop: str) -> None:
         if shop in self._groups:
@@ -268,8 +268,9 @@ class Worker:
             if block:
                 time.sleep(block / 1000)
             return 0
-        res = self.r.xreadgroup(keys.GROUP, self.name, {keys.stream(shop, p): start for p in parts},
-                                count=self.cfg.worker_batch, block=block)
+        res = cast("replies.GroupRead | None", self.r.xreadgroup(
+            keys.GROUP, self.name, {keys.stream(shop, p): start for p in parts},
+            count=self.cfg.worker_batch, block=block))
         if not res:
             return 0
         items = res.items() if isinstance(res, dict) else ((k, [v]) for k, v in res)
@@ -432,7 +433,7 @@ class Worker:
         lurk = [split_lurk_member(m.decode()) for got in lurk_parts + open_parts for m in got]
         more = [v for v in dict.fromkeys(due + [v for _, v in lurk]) if v not in viewers]
         if more:
-            for v, b in zip(more, r.hmget(vk, more), strict=True):
+            for v, b in zip(more, cast("list[bytes | None]", r.hmget(vk, more)), strict=True):
                 viewers[v] = b
         # the (room, viewer) records the batch needs: rooms with events, lurkers, and every
         # room of a viewer whose consent changed (a task elsewhere may be made or withdrawn)
