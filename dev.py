@@ -26,7 +26,7 @@ STAMP = VENV / ".requirements.sha256"
 
 
 def ensure_venv() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs on any python3 to say this
         sys.exit("error: Python 3.11 or newer is needed")
     if not PY.exists():
         print("creating .venv ...", flush=True)

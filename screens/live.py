@@ -89,7 +89,8 @@ def chart(room: str, end_ts: int) -> None:
         legend={"orientation": "h", "y": 1.12, "x": 0}, xaxis=xaxis,
         yaxis={"title": tr("live.chart_present"), "rangemode": "tozero", "tickformat": ",d"},
         yaxis2={"title": tr("live.chart_orders"), "overlaying": "y", "side": "right", "rangemode": "tozero",
-                "showgrid": False, "tickformat": ",d", "dtick": max(1, max((o or 0 for o in ch.orders), default=0) // 4)},
+                "showgrid": False, "tickformat": ",d",
+                "dtick": max(1, max((o or 0 for o in ch.orders), default=0) // 4)},
     )
     st.plotly_chart(fig, key="chart", config={"displayModeBar": False})
     if any(p is None for p in ch.present):
