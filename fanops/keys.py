@@ -15,6 +15,7 @@ from functools import lru_cache
 PREFIX = "fo:"
 GROUP = "scorers"  # the consumer group of the scorer workers on each shop stream
 DEAD_TAG = "{!dead}"  # shop ids are escaped, so no shop can collide with this tag
+SCORERS_TAG = "{!scorers}"  # the running scorers' list and their partitions: one slot, one script
 
 
 # A shop's events are split by viewer into PARTITIONS streams (and its time indexes likewise), so
@@ -106,7 +107,13 @@ HEARTBEAT_INDEX_KEEP_S = 3600
 def scorer_members() -> str:
     """ZSET running scorer name -> time (s) of its last round; a scorer leaves it when it stops.
     The scorers alive split every shop's partitions between them by their sorted names."""
-    return f"{PREFIX}scorers"
+    return f"{PREFIX}{SCORERS_TAG}:members"
+
+
+def scorer_parts() -> str:
+    """HASH running scorer name -> the partitions it reads now ("0,2"): a scorer takes a partition
+    only once no other running scorer lists it, so two never read one partition at once."""
+    return f"{PREFIX}{SCORERS_TAG}:parts"
 
 
 # --- per shop ---------------------------------------------------------------

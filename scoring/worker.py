@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import json
 import logging
 import os
@@ -112,6 +113,7 @@ class Worker:
         self.clock = clock
         self.stats = WorkerStats()
         self._apply = r.register_script(script_source("apply"))
+        self._members = r.register_script(script_source("members"))
         self._groups: set[str] = set()
         self._settings: dict[str, tuple[RuleSettings, int]] = {}
         self._stopping = False
@@ -148,20 +150,22 @@ class Worker:
         self._groups.add(shop)
 
     def partitions(self) -> list[int]:
-        """The partitions this worker reads now (all of them unless it runs among others)."""
+        """The partitions this worker reads now (all of them unless it runs among others).
+
+        Running scorers split the partitions by their sorted names (partition p to the k-th of n
+        when p % n == k).  A scorer gives up a partition at once when the split moves it away, and
+        takes one only once no other running scorer lists it as its own: a partition changes
+        hands without two scorers reading it at the same time (which would make their batches
+        conflict over the same viewers)."""
         if not self._member:
             return list(range(keys.PARTITIONS))
         now = time.monotonic()
         if now - self._last_members >= 1.0:
             self._last_members = now
-            t = time.time()
-            p = self.r.pipeline(transaction=False)
-            p.zadd(keys.scorer_members(), {self.name: t})
-            p.zrangebyscore(keys.scorer_members(), t - self.cfg.heartbeat_ttl_s, "+inf")
-            p.zremrangebyscore(keys.scorer_members(), "-inf", t - keys.HEARTBEAT_INDEX_KEEP_S)
-            names = sorted(m.decode() for m in p.execute()[1])
-            k, n = names.index(self.name), len(names)
-            mine = [part for part in range(keys.PARTITIONS) if part % n == k]
+            res = cast(list[int], self._members(
+                keys=[keys.scorer_members(), keys.scorer_parts()],
+                args=[self.name, time.time(), self.cfg.heartbeat_ttl_s, keys.HEARTBEAT_INDEX_KEEP_S, keys.PARTITIONS]))
+            n, mine = int(res[0]), [int(x) for x in res[1:]]
             if mine != self._mine:
                 log.info("scorer %s now reads partitions %s (%d scorers running)", self.name, mine, n)
                 self._mine = mine
@@ -170,7 +174,10 @@ class Worker:
     def _leave(self) -> None:
         if self._member:
             try:
-                self.r.zrem(keys.scorer_members(), self.name)
+                p = self.r.pipeline(transaction=False)
+                p.zrem(keys.scorer_members(), self.name)
+                p.hdel(keys.scorer_parts(), self.name)
+                p.execute()
             except redis.RedisError as e:
                 log.debug("could not leave the scorer list: %s", e)
 
@@ -179,6 +186,7 @@ class Worker:
         log.info("scorer %s started", self.name)
         gc.freeze()  # what start-up made lives on: keep it out of every later collection
         self._member = True
+        self._mine = []
         while not self._stopping:
             try:
                 n = self.step(block=True)
@@ -357,7 +365,7 @@ class Worker:
             dropped = len(events) - len(kept)
             events = kept
             log.info("dropped %d late events of archived rooms of %s", dropped, shop)
-        for attempt in range(MAX_RETRIES):
+        for attempt in itertools.count():
             blobs: list[bytes] = []
             wire = self._score(shop, events, blobs)
             wire.update(group=keys.GROUP, consumer=self.name, acks=ack_list, lock=recompute.rebuild_lock(shop))
@@ -386,8 +394,13 @@ class Worker:
                 self._wait_rebuild(shop)
                 continue
             self.stats.conflicts += 1
-            time.sleep(min(0.05, 0.001 * (attempt + 1)))
-        raise RuntimeError(f"could not apply a batch of {shop} after {MAX_RETRIES} attempts")
+            if self._stopping:
+                return 0  # the entries stay pending: this name's next start, or another scorer, applies them
+            if attempt == MAX_RETRIES:
+                log.warning("a batch of %s conflicted %d times in a row (another scorer keeps changing its "
+                            "viewers): still trying", shop, attempt)
+            time.sleep(min(0.2, 0.001 * 2 ** min(attempt, 8)))
+        raise AssertionError("unreachable")  # itertools.count() never ends
 
     def _score(self, shop: str, events: list[Event], out_blobs: list[bytes]) -> dict[str, Any]:
         r = self.r

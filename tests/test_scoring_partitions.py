@@ -48,9 +48,18 @@ def pending(r: redis.Redis) -> set[tuple[str, str]]:
 
 def test_two_running_scorers_split_the_partitions_and_never_conflict(cfg, r):
     with running(cfg, "wa", "wb") as (wa, wb):
-        wait_for(lambda: len(wa.partitions()) + len(wb.partitions()) == keys.PARTITIONS
-                 and not set(wa.partitions()) & set(wb.partitions()), 10, "the scorers to split the partitions")
+        # the first to start takes every partition, then hands half of them over once the second lists
+        # itself: never both on one partition
+        seen: list[tuple[list[int], list[int]]] = []
+
+        def split() -> bool:
+            seen.append((wa.partitions(), wb.partitions()))
+            return len(seen[-1][0]) == len(seen[-1][1]) == keys.PARTITIONS // 2
+
+        wait_for(split, 10, "the scorers to split the partitions")
+        assert all(not set(a) & set(b) for a, b in seen), seen
         assert wa.partitions() == [p for p in range(keys.PARTITIONS) if p % 2 == 0]
+        assert wb.partitions() == [p for p in range(keys.PARTITIONS) if p % 2 == 1]
         # 200 viewers, each joining, commenting and liking: every partition has events
         evs = [ev(f"{v}-{k}", ts=T0 + v * 1000 + k, viewer=f"u-{v}", type=t, **x)
                for v in range(200) for k, (t, x) in enumerate([("join", {}), ("comment", {"text": "hi"}),
