@@ -15,10 +15,9 @@ room (a ``SET NX PX`` guard), so it costs the same with one or twenty tabs open:
 - ``fo:{shop}:board:rsnap:<room>``: the same for one room,
   ``{"at", "clock", "ev": events in the room, "present", "t": {tier: n}}``: the
   room's tier change and events/s.
-- ``fo:{shop}:board:pmin:<room>``: HASH shop-clock minute -> viewers present,
-  for the chart (the scorer keeps joins, orders and events per minute, not presence).
 
-All three expire a day (the minutes hash a week) after their last write; the write guards
+Both expire a day after their last write (the chart's per-minute joins, orders, events and
+viewers present are the scorer's, in ``keys.room_minutes``); the write guards
 are ``fo:{shop}:board:guard`` and ``fo:{shop}:board:guard:<room>``.  (These key builders
 belong in ``fanops.keys``; they are here until they move.)
 """
@@ -42,7 +41,6 @@ from fanops.templates import clean_text
 SNAP_EVERY_S = 10.0
 SNAP_KEEP = 60  # 10 minutes at one entry per 10 s
 SNAP_TTL_S = 86_400
-PMIN_TTL_S = 7 * 86_400
 CHANGE_WINDOW_S = 300.0  # "change over the last 5 minutes"
 LIVE_MS = 5 * MINUTE  # a room is live if its last event is this recent (wall clock)
 SILENT_WARN_S = 30.0
@@ -72,10 +70,6 @@ def room_snap_key(shop: str, room: str) -> str:
 
 def snap_guard_key(shop: str, room: str | None = None) -> str:
     return f"{keys.tag(shop)}:board:guard" + (f":{keys.esc(room)}" if room is not None else "")
-
-
-def present_minutes_key(shop: str, room: str) -> str:
-    return f"{keys.tag(shop)}:board:pmin:{keys.esc(room)}"
 
 
 # --- small conversions ------------------------------------------------------
@@ -418,10 +412,6 @@ def read_board(r: redis.Redis, shop: str, room: str, now: float | None = None,
         if res2[2] and rh:
             _push(p, room_snap_key(shop, room), {"at": round(now, 3), "clock": clock, "ev": b.room_events,
                                                  "present": present, "t": b.room_tiers})
-            if last_ts >= clock - present_ms:  # the room is on (by the shop clock): chart its presence
-                pk = present_minutes_key(shop, room)
-                p.hset(pk, str(clock // MINUTE), present)
-                p.expire(pk, PMIN_TTL_S)
         p.execute()
     return b
 
@@ -446,9 +436,10 @@ def read_chart(r: redis.Redis, shop: str, room: str, end_ts: int, span_minutes: 
     end = end_ts // MINUTE
     mins = list(range(end - span_minutes + 1, end + 1))
     p = r.pipeline(transaction=False)
-    p.hmget(keys.room_minutes(shop, room), [f"{k}:{m}" for m in mins for k in ("o", "j", "e")])
-    p.hmget(present_minutes_key(shop, room), [str(m) for m in mins])
-    counts, pres = p.execute()
+    p.hmget(keys.room_minutes(shop, room), [f"{k}:{m}" for m in mins for k in ("o", "j", "e", "p")])
+    counts4 = p.execute()[0]
+    counts = [c for i, c in enumerate(counts4) if i % 4 != 3]
+    pres = counts4[3::4]  # the scorer records the viewers present at each batch, by shop-clock minute
     first = next((i for i, m in enumerate(mins) if any(counts[3 * i:3 * i + 3]) or pres[i] is not None),
                  len(mins))
     out = Chart([], [], [], [])

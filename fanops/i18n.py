@@ -90,9 +90,9 @@ TABLE: dict[str, dict[str, str]] = {
     "live.chart_present": {"en": "Viewers present", "zh-Hans": "在线观众"},
     "live.chart_orders": {"en": "Orders per minute", "zh-Hans": "每分钟订单"},
     "live.chart_empty": {"en": "No events in this room yet.", "zh-Hans": "本场还没有事件。"},
-    "live.chart_present_note": {"en": "Viewers present are recorded while a live board is open: "
-                                      "gaps are times nobody had it open.",
-                                "zh-Hans": "在线观众曲线只在有人打开看板时记录，空缺处表示当时无人打开看板。"},
+    "live.chart_present_note": {"en": "Viewers present are counted as events arrive: a gap is a minute "
+                                      "with no event in the room.",
+                                "zh-Hans": "在线观众随事件到达时统计，空缺处表示该分钟本场没有事件。"},
     "live.transitions": {"en": "Fans moving up", "zh-Hans": "粉丝升级动态"},
     "live.transitions_empty": {"en": "No first orders, comebacks or new active fans in this room yet.",
                                "zh-Hans": "本场还没有首单、回归或新晋活跃粉。"},

@@ -45,6 +45,7 @@ class WriteSet:
     zrem: list[list[Any]] = field(default_factory=list)
     xadd: list[list[Any]] = field(default_factory=list)
     lpush: list[list[Any]] = field(default_factory=list)
+    pcount: list[list[Any]] = field(default_factory=list)  # [present zset, minutes hash, field, since]
     task_new: list[list[Any]] = field(default_factory=list)
     task_move: list[list[Any]] = field(default_factory=list)
     task_prio: list[list[Any]] = field(default_factory=list)
@@ -103,6 +104,9 @@ class WriteSet:
         lpush: list[Any] = []
         for k, v, keep in self.lpush:
             lpush += (key(k), v, keep)
+        pcount: list[Any] = []
+        for pk, mk, f, since in self.pcount:
+            pcount += (key(pk), key(mk), f, since)
         return {
             "k": list(kidx),
             "cas": cas,
@@ -114,6 +118,7 @@ class WriteSet:
             "zrem": zrem,
             "xadd": self.xadd,
             "lpush": lpush,
+            "pcount": pcount,
             "task_new": [[*t[:-1], ref(t[-1])] for t in self.task_new],
             "task_move": self.task_move,
             "task_prio": [[*t[:-1], ref(t[-1])] for t in self.task_prio],
@@ -439,6 +444,9 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
     w.hmax.append([st, "clock", clock])
     for room, ts in room_last.items():
         w.zadd.append([keys.rooms(shop), room, ts, "GT"])
+        if ts >= clock - s.present_ms:  # the room is on: record its viewers present this minute
+            w.pcount.append([keys.present(shop, room), keys.room_minutes(shop, room), f"p:{clock // 60_000}",
+                             clock - s.present_ms])
     for room, ts in room_first.items():
         w.zadd.append([keys.room_first(shop), room, ts, "LT"])
     return w, clock

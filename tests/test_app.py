@@ -101,6 +101,7 @@ def write_live_room(r, room="live-1"):
     r.zadd(keys.present(SHOP, room), {f"p{i}": NOW_MS - 5000 for i in range(12)})
     r.zadd(keys.present(SHOP, room), {f"gone{i}": NOW_MS - 11 * MIN for i in range(3)})  # past 10 min
     minute = int(NOW // 60)
+    r.hset(keys.room_minutes(SHOP, room), mapping={f"p:{NOW_MS // MIN}": 12, f"o:{NOW_MS // MIN}": 2})  # as the scorer
     r.set(keys.dead_minute(minute), 4)
     beat(r, "consumer", "c1", {"connected": True, "frames": 500, "at": NOW})
     beat(r, "scorer", "s1", {"running": True, "at": NOW})

@@ -124,8 +124,8 @@ def test_every_string_has_both_languages_and_formats():
 def test_chart_reads_orders_joins_and_presence_per_minute_from_the_rooms_first_minute(r):
     from fanops import keys
 
-    r.hset(keys.room_minutes("s", "rm"), mapping={"o:998": 2, "j:998": 5, "e:998": 9, "o:1000": 1, "e:1000": 3})
-    r.hset(board.present_minutes_key("s", "rm"), mapping={"999": 40})
+    r.hset(keys.room_minutes("s", "rm"), mapping={"o:998": 2, "j:998": 5, "e:998": 9, "o:1000": 1, "e:1000": 3,
+                                                  "p:999": 40})
     ch = board.read_chart(r, "s", "rm", 1000 * MIN + 5000, span_minutes=10)
     assert ch.minutes == [998, 999, 1000]
     assert (ch.orders, ch.joins, ch.present) == ([2, 0, 1], [5, 0, 0], [None, 40, None])

@@ -129,6 +129,19 @@ def test_a_silent_lurker_gets_a_task_once_someone_else_moves_the_clock_3_minutes
     assert story.room("r-1")["present"] == 2 and story.room("r-1")["unique_viewers"] == 2
 
 
+def test_the_live_boards_chart_gets_viewers_present_each_minute_from_the_scorer(story):
+    from fanops import board
+
+    story.submit(story.say("a", "join", "r-1", T0), story.say("b", "join", "r-1", T0 + 1000))
+    story.submit(story.say("c", "join", "r-1", T0 + MIN + 5), story.say("a", "leave", "r-1", T0 + MIN + 10))
+    story.advance(T0 + 12 * MIN + 7)  # a and b left or went quiet 10+ minutes ago: c too
+    ch = board.read_chart(story.r, SHOP, "r-1", T0 + 12 * MIN + 7, span_minutes=20)
+    by_minute = dict(zip(ch.minutes, ch.present, strict=True))
+    assert by_minute[T0 // MIN] == 2 and by_minute[T0 // MIN + 1] == 2  # a, b; then b, c (a left)
+    assert by_minute[T0 // MIN + 12] == story.room("r-1")["present"] == 1  # only someone-else
+    assert by_minute[T0 // MIN + 5] is None  # no event that minute: not measured
+
+
 def test_a_viewer_who_leaves_after_1_minute_gets_no_task(story):
     story.event("quick", "join", "r-1", at(minutes=0))
     story.event("quick", "leave", "r-1", at(minutes=1))

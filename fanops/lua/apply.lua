@@ -9,6 +9,7 @@
 --   hset  K, field, value or index   hincr K, field, int   hfloat K, field, float
 --   hmax  K, field, value   zadd K, member, score, flag|false   zrem K, member
 --   lpush K, value, keep    scount setK, member, hashK, field   count a member once: +1 if new to the set
+--   pcount presentK, minutesK, field, since   the present zset's members scored since -> a minute's field
 --   nested arrays (few a batch), with key names:
 --   xadd  {{key, maxlen, f1, v1, ...}}
 --   tasks (TK: the room's task hash, V: the viewer, its field there; REC: ARGV index of a packed task)
@@ -82,6 +83,10 @@ a = w.lpush or {}
 for i = 1, #a, 3 do
   redis.call('LPUSH', K[a[i]], a[i + 1])
   redis.call('LTRIM', K[a[i]], 0, a[i + 2] - 1)
+end
+a = w.pcount or {}  -- after every write of the batch: the count includes it
+for i = 1, #a, 4 do
+  redis.call('HSET', K[a[i + 1]], a[i + 2], redis.call('ZCOUNT', K[a[i]], a[i + 3], '+inf'))
 end
 
 -- a task is a msgpack array in a field of the room's task hash (fanops.state.TaskRec):
