@@ -18,8 +18,9 @@ from redis.typing import EncodableT, FieldT
 
 from fanops import keys, replies, rules_store
 from fanops.rules_settings import RuleSettings
-from fanops.state import pack, unpack_viewer
+from fanops.state import pack, unpack_room_viewer, unpack_viewer
 from scoring import rules
+from scoring.followups import lurk_time
 
 log = logging.getLogger(__name__)
 CHUNK = 2000
@@ -53,6 +54,29 @@ def needs_rebuild(r: redis.Redis, shop: str) -> bool:
     p.hget(keys.stats(shop), "rules_applied")
     v, applied = p.execute()
     return int(v or 0) != int(applied or 0)
+
+
+def _rebuild_lurk(r: redis.Redis, shop: str, clock: int, s: RuleSettings) -> None:
+    """Re-time the lurk index under the current dwell threshold: each (room, viewer) in it is due
+    at first + threshold (the scorer rewrites an entry only when its pair changes, so a new
+    threshold must be carried into the index here)."""
+    for part in range(keys.PARTITIONS):
+        lk = keys.lurk(shop, part)
+        members = [m.decode() for m in cast("list[bytes]", r.zrange(lk, 0, -1))]
+        by_room: dict[str, list[str]] = defaultdict(list)
+        for m in members:
+            room, vid = keys.split_pair(m)
+            by_room[room].append(vid)
+        p = r.pipeline(transaction=False)
+        for room, vids in by_room.items():
+            blobs = cast("list[bytes | None]", r.hmget(keys.room_viewers(shop, room), vids))
+            for vid, b in zip(vids, blobs, strict=True):
+                rv = unpack_room_viewer(b) if b else None
+                lt = lurk_time(rv, clock, s) if rv is not None and not rv.task else None
+                # past its moment under the new threshold: due now, so that the next batch takes the
+                # pair from the index and decides (its task, or its removal)
+                p.zadd(lk, {keys.pair(room, vid): lt if lt is not None else clock})
+        p.execute()
 
 
 def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
@@ -108,6 +132,7 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
             p.hset(keys.viewers(shop), mapping=dict(updates[i:i + CHUNK]))
         p.hset(keys.stats(shop), "rules_applied", version)
         p.execute()
+        _rebuild_lurk(r, shop, clock, s)
         log.info("rebuilt %s under rules version %d: %d viewers in %.1f s",
                  shop, version, n, time.monotonic() - started)
         return True

@@ -164,8 +164,11 @@ class Worker:
             self._last_members = now
             res = cast(list[int], self._members(
                 keys=[keys.scorer_members(), keys.scorer_parts()],
-                args=[self.name, time.time(), self.cfg.heartbeat_ttl_s, keys.HEARTBEAT_INDEX_KEEP_S, keys.PARTITIONS]))
+                args=[self.name, self.cfg.heartbeat_ttl_s, keys.HEARTBEAT_INDEX_KEEP_S, keys.PARTITIONS]))
             n, mine = int(res[0]), [int(x) for x in res[1:]]
+            if set(mine) - set(self._mine):
+                # a partition taken over may have time-driven changes its last reader did not apply yet
+                self._time_clock.clear()
             if mine != self._mine:
                 log.info("scorer %s now reads partitions %s (%d scorers running)", self.name, mine, n)
                 self._mine = mine
@@ -185,8 +188,10 @@ class Worker:
     def run(self) -> WorkerStats:
         log.info("scorer %s started", self.name)
         gc.freeze()  # what start-up made lives on: keep it out of every later collection
-        self._member = True
-        self._mine = []
+        # a scorer given a fixed list of shops reads every partition of them (the split is shop-wide
+        # among the scorers that serve every shop)
+        self._member = self.fixed_shops is None
+        self._mine = [] if self._member else list(range(keys.PARTITIONS))
         while not self._stopping:
             try:
                 n = self.step(block=True)
@@ -433,15 +438,17 @@ class Worker:
         for part in parts:
             p.zrangebyscore(keys.due(shop, part), "-inf", clock1, start=0, num=TIME_INDEX_LIMIT)
             p.zrangebyscore(keys.lurk(shop, part), "-inf", clock1, start=0, num=TIME_INDEX_LIMIT)
-            if late < clock0:
-                # a late event is a clock value the shop had not seen: viewers who were still
-                # present then may have reached their dwell at it
+        if late < clock0:
+            # a late event is a clock value the shop had not seen: viewers who were still present
+            # then may have reached their dwell at it, in every partition (the clock is the shop's;
+            # the other scorers would not see this value: it does not move the clock)
+            for part in range(keys.PARTITIONS):
                 p.zrangebyscore(keys.open_lurk(shop, part), late, "+inf", start=0, num=TIME_INDEX_LIMIT)
         got_idx = p.execute()
-        step = 3 if late < clock0 else 2
-        due_parts = got_idx[0::step]
-        lurk_parts = got_idx[1::step]
-        open_parts = got_idx[2::step] if step == 3 else []
+        n_own = 2 * len(parts)
+        due_parts = got_idx[0:n_own:2]
+        lurk_parts = got_idx[1:n_own:2]
+        open_parts = got_idx[n_own:]
         due = [d.decode() for got in due_parts for d in got]
         lurk = [split_lurk_member(m.decode()) for got in lurk_parts + open_parts for m in got]
         more = [v for v in dict.fromkeys(due + [v for _, v in lurk]) if v not in viewers]

@@ -87,3 +87,24 @@ def test_a_quiet_partition_still_gets_its_lurkers_follow_up_when_the_clock_moves
         wait_for(lambda: ("r-1", lurker) in pending(r), 10, "the lurker's follow-up task")
     assert pending(r) == {("r-1", lurker), ("r-1", chatty)}
     assert wb.stats.events == 1 and wa.stats.events == 5  # wb made the task with no event of its own
+
+
+def test_a_late_event_in_one_partition_makes_the_task_of_a_lurker_in_another(cfg, r):
+    """A late event is a shop-clock value the other scorers never see (it does not move the clock):
+    the scorer that applies it re-checks the lurkers of every partition."""
+    with running(cfg, "wa", "wb") as (wa, wb):
+        wait_for(lambda: len(wa.partitions()) == len(wb.partitions()) == keys.PARTITIONS // 2, 10,
+                 "the scorers to split the partitions")
+        lurker = viewer_in(set(wb.partitions()))
+        other = viewer_in(set(wa.partitions()))
+        ingest_frames(cfg, [frame(ev("l-join", ts=T0, viewer=lurker))])
+        wait_for(lambda: lag(r, "default") == 0, 10, "the lurker's join applied")
+        # 20 minutes on: the lurker is no longer present, and never was at a clock value past 3 minutes
+        ingest_frames(cfg, [frame(ev("o-1", ts=T0 + 20 * MIN, viewer=other, type="comment", text="hi"))])
+        # wb's time pass: the lurker's dwell moment passed while not present, no task
+        wait_for(lambda: r.zscore(keys.open_lurk("default", keys.part_of(lurker)), keys.pair("r-1", lurker)),
+                 10, "the lurker to be looked at again at the new clock")
+        assert ("r-1", lurker) not in pending(r)
+        # a late event at 4 minutes: the lurker was present then, with 4 minutes of dwell
+        ingest_frames(cfg, [frame(ev("o-late", ts=T0 + 4 * MIN, viewer=other, type="like", count=1))])
+        wait_for(lambda: ("r-1", lurker) in pending(r), 10, "the lurker's follow-up task")

@@ -142,6 +142,17 @@ def test_the_live_boards_chart_gets_viewers_present_each_minute_from_the_scorer(
     assert by_minute[T0 // MIN + 5] is None  # no event that minute: not measured
 
 
+def test_a_lower_dwell_threshold_applies_to_a_silent_lurker_already_waiting(story):
+    from fanops import rules_store
+
+    story.event("lurker", "join", "r-1", T0)  # in the lurk index at 3 minutes
+    rules_store.save(story.r, SHOP, {"followup_dwell_minutes": 1})
+    story.event("lurker", "like", "r-1", T0 + 50_000)  # scored again under 1 minute, then silent
+    assert story.task_state("r-1", "lurker") is None
+    story.advance(T0 + 2 * MIN)  # past the new 1 minute, before the old 3
+    assert story.task_state("r-1", "lurker") == "pending"
+
+
 def test_a_viewer_who_leaves_after_1_minute_gets_no_task(story):
     story.event("quick", "join", "r-1", at(minutes=0))
     story.event("quick", "leave", "r-1", at(minutes=1))

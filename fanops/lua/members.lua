@@ -1,12 +1,14 @@
 -- members v1: a running scorer says it is alive and gets the partitions it may read, atomically.
 -- KEYS[1] zset running scorer -> time (s) of its last round, KEYS[2] hash scorer -> "p,p,..."
--- ARGV[1] name, ARGV[2] now (s), ARGV[3] alive window (s), ARGV[4] forget after (s), ARGV[5] partitions
+-- ARGV[1] name, ARGV[2] alive window (s), ARGV[3] forget after (s), ARGV[4] partitions
+-- Times are the server's (TIME), so scorers on hosts whose clocks differ agree on who is alive.
 -- The alive scorers split the partitions by their sorted names (p goes to the k-th of n when
 -- p % n == k); a scorer takes a partition only if no other alive scorer lists it, and drops
 -- what the split moved away at once, so no partition is ever read by two at the same time.
 -- Returns {n alive, partition, partition, ...}.
-local name, now = ARGV[1], tonumber(ARGV[2])
-local window, forget, parts = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local t = redis.call('TIME')
+local name, now = ARGV[1], tonumber(t[1]) + tonumber(t[2]) / 1e6
+local window, forget, parts = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 redis.call('ZADD', KEYS[1], now, name)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - forget)
 local live = redis.call('ZRANGEBYSCORE', KEYS[1], now - window, '+inf')
