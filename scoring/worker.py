@@ -35,7 +35,7 @@ from typing import Any, cast
 
 import redis
 
-from fanops import archive, keys, replies, rules_store
+from fanops import archive, keys, migrate, replies, rules_store
 from fanops.config import Config
 from fanops.ingest import script_source
 from fanops.rules_settings import RuleSettings
@@ -141,6 +141,7 @@ class Worker:
     def _ensure_group(self, shop: str) -> None:
         if shop in self._groups:
             return
+        migrate.ensure_layout(self.r, shop)
         for stream in keys.streams(shop):
             try:
                 self.r.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)

@@ -108,3 +108,31 @@ def test_a_late_event_in_one_partition_makes_the_task_of_a_lurker_in_another(cfg
         # a late event at 4 minutes: the lurker was present then, with 4 minutes of dwell
         ingest_frames(cfg, [frame(ev("o-late", ts=T0 + 4 * MIN, viewer=other, type="like", count=1))])
         wait_for(lambda: ("r-1", lurker) in pending(r), 10, "the lurker's follow-up task")
+
+
+def test_data_of_the_earlier_layout_is_brought_over_when_a_scorer_starts(cfg, r):
+    """Layout 1 kept one time index and one hash per follow-up task: a scorer moves index entries to
+    their viewer's partition and repacks the tasks, once; the queue then shows them as before."""
+    from fanops import queue
+
+    other, stays = viewer_in({1, 2, 3}), viewer_in({0})
+    r.zadd(keys.due("default"), {other: T0 + 30 * 86_400_000, stays: 5})
+    r.zadd(keys.lurk("default"), {keys.pair("r-1", other): T0 + 3 * MIN})
+    old_task = f"{keys.tag('default')}:task:r-1:{other}"
+    r.hset(old_task, mapping={"state": "claimed", "room": "r-1", "viewer": other, "made_at": T0, "task_at": T0,
+                              "name": "<b>Ana</b>", "tier": "new_fan", "country": "BR", "lang": "pt",
+                              "dwell_ms": 200000, "priority": "1.5", "reactivated": "0", "comments": "2",
+                              "said": '["oi?", "quanto custa?"]', "skus_viewed": '["sku-1"]', "product": "sku-1",
+                              "holder": "Mei", "lease_until": 10**15})
+    r.zadd(keys.queue("default", "claimed"), {keys.pair("r-1", other): 2.0})
+    r.sadd(keys.shops(), "default")
+    Worker(r, cfg, name="w1").step()
+    part = keys.part_of(other)
+    assert r.zscore(keys.due("default", part), other) == T0 + 30 * 86_400_000
+    assert r.zscore(keys.due("default"), other) is None and r.zscore(keys.due("default"), stays) == 5
+    assert r.zscore(keys.lurk("default", part), keys.pair("r-1", other)) == T0 + 3 * MIN
+    assert not r.exists(old_task)
+    (t,) = queue.list_tasks(r, "default", "claimed", now_ms=10**14)
+    assert (t.viewer, t.name, t.holder, t.said, t.priority, t.lang) == (
+        other, "<b>Ana</b>", "Mei", ["oi?", "quanto custa?"], 1.5, "pt")
+    assert int(r.hget(keys.stats("default"), "layout")) == 2

@@ -1,0 +1,106 @@
+"""Bring a shop's Redis data written by an earlier layout up to the current one, once.
+
+Layout 2 (this one) splits a shop's events and time indexes into ``keys.PARTITIONS``
+partitions by viewer, and packs each follow-up task into a field of its room's task
+hash.  Partition 0 keeps layout 1's key names, so its single stream and indexes are
+read as partition 0: what is left to do is to move index entries of viewers of other
+partitions to their own index, and to repack layout 1's task hashes
+(``fo:{shop}:task:<room>:<viewer>``).  Safe to run from several scorers at once (every
+step is a move that a second run finds done); the shop's ``stats`` hash records
+``layout`` when it is over.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, cast
+
+import redis
+
+from fanops import keys, replies
+from fanops.state import TaskRec, pack_task
+
+log = logging.getLogger(__name__)
+
+LAYOUT = 2
+CHUNK = 1000
+
+
+def ensure_layout(r: redis.Redis, shop: str) -> None:
+    """Migrate ``shop`` to the current layout unless its stats say it is there."""
+    if int(cast("bytes | None", r.hget(keys.stats(shop), "layout")) or 0) >= LAYOUT:
+        return
+    moved = _split_indexes(r, shop)
+    tasks = _repack_tasks(r, shop)
+    r.hset(keys.stats(shop), "layout", LAYOUT)
+    if moved or tasks:
+        log.info("shop %s brought to data layout %d: %d index entries moved to their partition, "
+                 "%d follow-up tasks repacked", shop, LAYOUT, moved, tasks)
+
+
+def _split_indexes(r: redis.Redis, shop: str) -> int:
+    moved = 0
+    for name, viewer_of in ((keys.due, lambda m: m), (keys.lurk, lambda m: keys.split_pair(m)[1]),
+                            (keys.open_lurk, lambda m: keys.split_pair(m)[1])):
+        src = name(shop, 0)
+        batch: list[tuple[str, float]] = []
+        for m, sc in cast("list[tuple[bytes, float]]", r.zscan_iter(src, count=CHUNK)):
+            member = m.decode("utf-8", "surrogateescape")
+            if keys.part_of(viewer_of(member)) != 0:
+                batch.append((member, sc))
+        for i in range(0, len(batch), CHUNK):
+            p = r.pipeline(transaction=True)
+            for member, sc in batch[i:i + CHUNK]:
+                p.zadd(name(shop, keys.part_of(viewer_of(member))), {member: sc})
+                p.zrem(src, member)
+            p.execute()
+        moved += len(batch)
+    return moved
+
+
+_INTS = {"made_at", "task_at", "dwell_ms", "comments", "likes", "views", "carts", "shares", "follows",
+         "lease_until", "claimed_at", "updated_at", "sent_at", "sent_clock", "skipped_at"}
+_LISTS = {"said", "skus_viewed", "skus_carted"}
+
+
+def task_from_fields(h: replies.Hash) -> TaskRec:
+    """A layout-1 task hash as a packed task."""
+    f = {k.decode(): v.decode("utf-8", "replace") for k, v in h.items()}
+    args: dict[str, Any] = {}
+    for name in TaskRec.__struct_fields__:
+        if name not in f:
+            continue
+        v = f[name]
+        if name in _INTS:
+            args[name] = int(float(v or 0))
+        elif name in _LISTS:
+            args[name] = json.loads(v or "[]")
+        elif name == "priority":
+            args[name] = float(v or 0)
+        elif name == "reactivated":
+            args[name] = v == "1"
+        else:
+            args[name] = v
+    args.setdefault("state", "pending")
+    return TaskRec(**args)
+
+
+def _glob_escape(s: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in s)
+
+
+def _repack_tasks(r: redis.Redis, shop: str) -> int:
+    n = 0
+    pattern = _glob_escape(f"{keys.tag(shop)}:task:") + "*"
+    for k in cast("list[bytes]", r.scan_iter(match=pattern, count=CHUNK)):
+        h = cast(replies.Hash, r.hgetall(k))
+        room, viewer = h.get(b"room"), h.get(b"viewer")
+        if room is None or viewer is None:
+            continue
+        p = r.pipeline(transaction=True)
+        p.hsetnx(keys.tasks(shop, room.decode()), viewer.decode(), pack_task(task_from_fields(h)))
+        p.delete(k)
+        p.execute()
+        n += 1
+    return n
