@@ -485,7 +485,9 @@ class Worker:
         inp = Inputs(shop=shop, clock=clock0, settings=settings, rules_version=known,
                      viewers=viewers, room_viewers=rvs, due=due, lurk=lurk, past_clock=past)
         ws, _clock = score_batch(inp, events)
-        return ws.to_wire(out_blobs)
+        wire = ws.to_wire(out_blobs)
+        wire["rules_version"] = known  # apply.lua refuses it if a rebuild under other rules ran since
+        return wire
 
     def _apply_time_only(self, shop: str) -> None:
         """Apply time-driven changes with no events: when more viewers were due than one batch

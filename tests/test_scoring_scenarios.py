@@ -26,6 +26,7 @@ from fanops.queue import Operator, list_tasks
 from fanops.read import status, viewer_state
 from fanops.schema import BadInput, parse_frame
 from fanops.state import unpack_task
+from scoring.engine import encode_wire as engine_wire
 from scoring.worker import Worker
 
 SHOP = "default"
@@ -382,3 +383,24 @@ def test_status_for_an_unreachable_redis_fails_with_one_line_naming_the_url(tmp_
     assert out.stdout == ""
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and url in lines[0], out.stderr
+
+
+def test_a_batch_scored_before_a_rules_change_is_scored_again_after_the_rebuild(story):
+    """A scorer that scored a batch under the old rules, while another rebuilt the shop under new ones,
+    must not write it: apply.lua refuses it and the batch is scored again under the new rules."""
+    from fanops import rules_store
+    from fanops.schema import parse_frame
+    from scoring import recompute
+
+    story.event("a", "join", "r-1", T0)
+    w = story.worker
+    ev = parse_frame(json.dumps(story.say("a", "like", "r-1", T0 + 4 * MIN, count=1)), T0 + 5 * MIN)
+    blobs: list[bytes] = []
+    wire = w._score(SHOP, ev, blobs)  # the scorer's own step, cut in two
+    rules_store.save(story.r, SHOP, {"followup_dwell_minutes": 10})
+    assert recompute.rebuild(story.r, SHOP, "other-scorer")
+    wire.update(group="scorers", consumer="story", acks=[])
+    res = w._apply(keys=[keys.stats(SHOP)], args=[engine_wire(wire), *blobs])
+    assert [x.decode() for x in res] == ["locked", "rules_applied"]
+    story.event("a", "like", "r-1", T0 + 4 * MIN + 1)  # scored under the new rules: 4 minutes is no task
+    assert story.task_state("r-1", "a") is None

@@ -20,12 +20,16 @@
 --   task_withdraw {{TK, V, qprefix, roomkey, member, consent_ts}}   an open task made before a
 --       refusal of DMs is withdrawn (rooms whose records are archived)
 --   zremrange {{key, below}}   drop members scored below a value
+--   rules_version   the rules version the batch was scored under (the shop's stats rules_applied)
 -- Returns {"ok"}, {"stale", id} (an entry is no longer ours), {"conflict", key, field}
--- or {"locked", key} (a rebuild is running).
+-- or {"locked", key} (a rebuild is running, or ran since the batch was scored).
 local w = cmsgpack.unpack(ARGV[1])
 
 if w.lock and redis.call('EXISTS', w.lock) == 1 then
   return {'locked', w.lock}  -- the shop is being rebuilt under new settings: try again soon
+end
+if w.rules_version and tonumber(redis.call('HGET', KEYS[1], 'rules_applied') or '0') ~= w.rules_version then
+  return {'locked', 'rules_applied'}  -- scored under rules that a rebuild has replaced since: score again
 end
 
 for _, a in ipairs(w.acks or {}) do
