@@ -33,7 +33,7 @@ from typing import Any
 import redis
 
 from fanops import keys, read, rules_store
-from fanops.queue import STATES, Task, _task_from_rec, read_tasks, split_task_id
+from fanops.queue import STATES, Task, _task_from_rec, finish, read_tasks, split_task_id
 from fanops.read import TIERS
 from fanops.rules_settings import MINUTE, RuleSettings
 from fanops.templates import clean_text
@@ -571,7 +571,8 @@ def task_page(r: redis.Redis, shop: str, state: str = OPEN, *, tier: str | None 
     for tid, h in zip(ids, hashes, strict=True):
         if h is None:
             continue
-        t = _task_from_rec(tid, h, now, settings, templates)
+        # the local time only if the filter needs it, the message only for the page shown (below)
+        t = _task_from_rec(tid, h, now, settings, templates, local=sendable_now, message=False)
         if state != OPEN and t.state != state:
             continue
         if tier and t.tier != tier:
@@ -582,5 +583,5 @@ def task_page(r: redis.Redis, shop: str, state: str = OPEN, *, tier: str | None 
             continue
         out.append(t)
     out.sort(key=lambda t: (-t.priority, -t.dwell_ms, t.viewer))
-    return out[:limit]
+    return [finish(t, now, settings, templates, local=not sendable_now) for t in out[:limit]]
 

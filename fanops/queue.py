@@ -81,7 +81,10 @@ def read_tasks(r: redis.Redis, shop: str, tids: list[str]) -> list[TaskRec | Non
     return [unpack_task(b) if b else None for b in p.execute()]
 
 
-def _task_from_rec(tid: str, h: TaskRec, now_ms: int, settings: Any, templates: dict[str, Any]) -> Task:
+def _task_from_rec(tid: str, h: TaskRec, now_ms: int, settings: Any, templates: dict[str, Any],
+                   *, local: bool = True, message: bool = True) -> Task:
+    """A task as the operator sees it; ``local`` (the viewer's local time) and ``message`` (the
+    suggested text) can be left out for tasks that may not be shown, and added by ``finish``."""
     room, viewer = split_task_id(tid)
     state = h.state
     lease = int(h.lease_until)
@@ -94,12 +97,20 @@ def _task_from_rec(tid: str, h: TaskRec, now_ms: int, settings: Any, templates: 
         said=list(h.said), skus_viewed=list(h.skus_viewed), skus_carted=list(h.skus_carted), product=h.product,
         holder=h.holder if state == "claimed" else "", lease_until=lease, skip_reason=h.skip_reason,
     )
-    lt = local_time(now_ms, t.tz or None, t.country or None)
-    if lt is not None:
-        t.local = f"{lt:%H:%M} ({lt.tzname()})"
-        t.decent_hour = is_decent_hour(lt, int(settings.decent_hour_start), int(settings.decent_hour_end))
-    t.message = suggest(templates, t.tier, t.lang or None, t.name, t.product or None,
-                        reactivated=t.reactivated)
+    return finish(t, now_ms, settings, templates, local=local, message=message)
+
+
+def finish(t: Task, now_ms: int, settings: Any, templates: dict[str, Any], *, local: bool = True,
+           message: bool = True) -> Task:
+    """Add the viewer's local time (and whether it is a decent hour there) and the suggested message."""
+    if local:
+        lt = local_time(now_ms, t.tz or None, t.country or None)
+        if lt is not None:
+            t.local = f"{lt:%H:%M} ({lt.tzname()})"
+            t.decent_hour = is_decent_hour(lt, int(settings.decent_hour_start), int(settings.decent_hour_end))
+    if message:
+        t.message = suggest(templates, t.tier, t.lang or None, t.name, t.product or None,
+                            reactivated=t.reactivated)
     return t
 
 
