@@ -202,7 +202,10 @@ class Consumer:
                         bad = []
                     self.redis_backoff.reset()
                     return
-                except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+                except (redis.ConnectionError, redis.TimeoutError, OSError, redis.ResponseError) as e:
+                    if isinstance(e, redis.ResponseError) and not str(e).startswith("BUSY"):
+                        raise  # a real error of ours: not to be retried blindly
+                    # unreachable, or busy running another client's script: the events wait, in order
                     delay = self.redis_backoff.next()
                     log.warning("cannot write to Redis (%s): holding %d events, retrying in %.1f s",
                                 e, len(events) + len(bad), delay)

@@ -298,3 +298,34 @@ def test_backoff_is_capped_and_jittered():
     assert len(set(delays)) == len(delays)
     b.reset()
     assert b.next() <= 1
+
+
+def test_redis_busy_with_another_script_holds_the_events_and_writes_them_after(cfg, r):
+    """Another client's long script makes Redis answer BUSY: the consumer keeps the events, backs
+    off and writes them once the script is over (it used to stop on that reply)."""
+    import threading
+
+    old = r.config_get("busy-reply-threshold")["busy-reply-threshold"]
+    r.config_set("busy-reply-threshold", 50)
+    blocker = redis.Redis.from_url(cfg.redis_url, socket_timeout=30)
+    spin = "local t = redis.call('TIME'); local s = t[1] * 1e6 + t[2]; " \
+           "repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] - s > 1500000; return 1"
+    th = threading.Thread(target=lambda: blocker.eval(spin, 0))
+    frames = [frame(ev(1), ev(2, viewer="u-2"))]
+
+    async def main():
+        feed = await Feed(lambda ws, n: send_all(ws, frames)).start()
+        try:
+            th.start()
+            await asyncio.sleep(0.2)  # the script runs past the threshold: every other command gets BUSY
+            await run_consumer(cfg, feed.url, lambda c: c.counters.accepted == 2, timeout=20)
+        finally:
+            await feed.stop()
+
+    try:
+        asyncio.run(main())
+    finally:
+        th.join(10)
+        blocker.close()
+        r.config_set("busy-reply-threshold", old)
+    assert sorted(e.id for e in stream_events(r)) == ["e-1", "e-2"]
