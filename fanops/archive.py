@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import gc
 import hashlib
 import json
 import logging
@@ -74,6 +73,7 @@ import redis
 from fanops import keys, replies, rules_store
 from fanops.config import Config
 from fanops.errors import FanopsError, NotFound
+from fanops.gcpause import gc_paused
 from fanops.read import TIERS, status
 from fanops.rules_settings import RuleSettings
 from fanops.schema import EVENT_TYPES
@@ -521,18 +521,6 @@ class _Scan:
         return min(ids) if ids else None
 
 
-@contextlib.contextmanager
-def _no_gc() -> Iterator[None]:
-    """Millions of small objects are made and kept: the collector would rescan them all, over and over."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 def _scan(r: redis.Redis, shop: str, sc: _Scan) -> int:
     """Read every partition stream after where the last pass ended into ``sc``; returns the
     room's events found."""
@@ -542,7 +530,7 @@ def _scan(r: redis.Redis, shop: str, sc: _Scan) -> int:
 def _scan_part(r: redis.Redis, stream: str, sc: _Scan, pt: _Part) -> int:
     found = 0
     start = "-" if pt.end is None else "(" + _fmt(pt.end)
-    with _no_gc():
+    with gc_paused():
         while True:
             got: Any = r.xrange(stream, start, "+", count=SCAN_COUNT)
             if not got:
@@ -768,7 +756,7 @@ def archive_room(r: redis.Redis, cfg: Config, shop: str, room: str, *,
                     raise RoomNotReady(f"room {room!r} of shop {shop!r} has events not yet applied by a scorer: "
                                        "start `python -m scoring run` (or wait for it) and try again")
                 time.sleep(0.05)
-            with _no_gc():
+            with gc_paused():
                 manifest, n_tasks, complete, viewers = _write(r, cfg, shop, room, sc, on_file_written)
             if not _scan(r, shop, sc):  # nothing arrived for the room meanwhile
                 break

@@ -20,7 +20,6 @@ which the compare-and-set keeps correct.  A scorer driven step by step
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import itertools
 import json
@@ -29,7 +28,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -37,6 +36,7 @@ import redis
 
 from fanops import archive, keys, migrate, replies, rules_store
 from fanops.config import Config
+from fanops.gcpause import gc_paused
 from fanops.ingest import script_source
 from fanops.rules_settings import RuleSettings
 from fanops.schema import Event, event_type, unpack_events
@@ -52,20 +52,6 @@ PRUNE_EVERY_S = 6 * 3600.0  # how often settled tasks of archived rooms leave Re
 MAX_RETRIES = 50
 
 Entry = tuple[str, Any, dict[bytes, bytes]]  # (stream, entry id, fields)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """A batch makes some hundred thousand short-lived objects and no reference cycles: the
-    cyclic collector would walk them again and again while they live (measured: it took ~45% of
-    the time of scoring a batch).  Refcounting frees them as usual; the collector resumes after."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _entry_order(e: Entry) -> tuple[int, int]:
@@ -350,7 +336,7 @@ class Worker:
     def apply_batch(self, shop: str, entries: list[Entry]) -> int:
         """Score and write a batch of stream entries (stream, id, fields); returns the events
         applied (0 if stale)."""
-        with _gc_paused():
+        with gc_paused():
             return self._apply_batch(shop, entries)
 
     def _apply_batch(self, shop: str, entries: list[Entry]) -> int:
