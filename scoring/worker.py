@@ -203,7 +203,7 @@ class Worker:
 
     def archive_idle(self) -> list[tuple[str, str]]:
         """Archive the rooms that have been idle long enough (safe from every worker: each room
-        is archived once), then drop the clock index below the oldest room still open."""
+        is archived once; archiving trims the clock index below the oldest room still open)."""
         done = []
         for shop in self.shops():
             try:
@@ -211,7 +211,6 @@ class Worker:
                                                      idle_ms=self.cfg.archive_idle_min * 60_000):
                     log.info("archived room %s of %s", room, shop)
                     done.append((shop, room))
-                self._trim_clock_index(shop)
                 if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
                     n = archive.prune_followups(self.r, self.cfg, shop)
                     log.info("%d settled tasks of archived rooms of %s left Redis (kept in the archive)", n, shop)
@@ -228,9 +227,6 @@ class Worker:
             clock = int(self.r.hget(keys.stats(shop), "clock") or 0)
             if clock > self._time_clock.get(shop, 0):
                 self._apply_time_only(shop)
-
-    def _trim_clock_index(self, shop: str) -> None:
-        archive.trim_clock_index(self.r, shop)
 
     def drain(self, timeout: float = 60.0) -> WorkerStats:
         """Apply until every shop stream has nothing new for this worker (burst mode)."""
@@ -400,18 +396,18 @@ class Worker:
         vids = list(dict.fromkeys(ev.viewer.id for ev in events))
         max_ts = max((ev.ts for ev in events), default=0)
         p = r.pipeline(transaction=False)
-        p.hget(keys.stats(shop), "clock")
+        p.hmget(keys.stats(shop), ["clock", "rules_applied"])
         p.hget(keys.rules(shop), "version")
         if vids:
             p.hmget(vk, vids)
-        clock_raw, version_raw, *rest = p.execute()
+        (clock_raw, applied_raw), version_raw, *rest = p.execute()
         found = rest[0] if vids else []
         clock0 = int(clock_raw or 0)
         version = int(version_raw or 0)
         settings, known = self.settings(shop)
         if version != known:
             settings, known = self._load_settings(shop)
-        if recompute.needs_rebuild(r, shop):
+        if version != int(applied_raw or 0):  # recompute.needs_rebuild, from the reads above
             # new thresholds apply to every viewer at once: one worker recounts, the others wait
             if not recompute.rebuild(r, shop, self.name):
                 self._wait_rebuild(shop)
