@@ -8,6 +8,8 @@ a known viewer to a few hundred bytes of Redis memory.
 
 from __future__ import annotations
 
+import json
+
 import msgspec
 
 
@@ -137,8 +139,6 @@ def unpack_task(b: bytes) -> TaskRec:
 def task_fields(b: bytes) -> dict[str, str]:
     """A packed task as text fields by name (lists as JSON, booleans as "0"/"1"); operator fields
     that were never set are left out."""
-    import json
-
     t = unpack_task(b)
     out: dict[str, str] = {}
     for f in TaskRec.__struct_fields__:

@@ -60,23 +60,29 @@ def _rebuild_lurk(r: redis.Redis, shop: str, clock: int, s: RuleSettings) -> Non
     """Re-time the lurk index under the current dwell threshold: each (room, viewer) in it is due
     at first + threshold (the scorer rewrites an entry only when its pair changes, so a new
     threshold must be carried into the index here)."""
+    p = r.pipeline(transaction=False)
     for part in range(keys.PARTITIONS):
-        lk = keys.lurk(shop, part)
-        members = [m.decode() for m in cast("list[bytes]", r.zrange(lk, 0, -1))]
-        by_room: dict[str, list[str]] = defaultdict(list)
+        p.zrange(keys.lurk(shop, part), 0, -1)
+    wanted: dict[tuple[int, str], list[str]] = defaultdict(list)  # (partition, room) -> viewers
+    for part, members in enumerate(cast("list[list[bytes]]", p.execute())):
         for m in members:
-            room, vid = keys.split_pair(m)
-            by_room[room].append(vid)
-        p = r.pipeline(transaction=False)
-        for room, vids in by_room.items():
-            blobs = cast("list[bytes | None]", r.hmget(keys.room_viewers(shop, room), vids))
-            for vid, b in zip(vids, blobs, strict=True):
-                rv = unpack_room_viewer(b) if b else None
-                lt = lurk_time(rv, clock, s) if rv is not None and not rv.task else None
-                # past its moment under the new threshold: due now, so that the next batch takes the
-                # pair from the index and decides (its task, or its removal)
-                p.zadd(lk, {keys.pair(room, vid): lt if lt is not None else clock})
-        p.execute()
+            room, vid = keys.split_pair(m.decode())
+            wanted[(part, room)].append(vid)
+    if not wanted:
+        return
+    p = r.pipeline(transaction=False)
+    for (_part, room), vids in wanted.items():
+        p.hmget(keys.room_viewers(shop, room), vids)
+    got = cast("list[list[bytes | None]]", p.execute())
+    p = r.pipeline(transaction=False)
+    for ((part, room), vids), blobs in zip(wanted.items(), got, strict=True):
+        for vid, b in zip(vids, blobs, strict=True):
+            rv = unpack_room_viewer(b) if b else None
+            lt = lurk_time(rv, clock, s) if rv is not None and not rv.task else None
+            # past its moment under the new threshold: due now, so that the next batch takes the
+            # pair from the index and decides (its task, or its removal)
+            p.zadd(keys.lurk(shop, part), {keys.pair(room, vid): lt if lt is not None else clock})
+    p.execute()
 
 
 def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
