@@ -49,16 +49,17 @@ def cfg(redis_url: str, tmp_path: Path) -> Config:
     return Config.from_env({}, redis_url=redis_url, data_dir=tmp_path / "data", flush_ms=5)
 
 
-def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
-    """Poll ``cond`` until it returns a truthy value; fail the test after ``timeout``."""
+def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition",
+             poll: float = 0.02) -> object:
+    """Poll ``cond`` every ``poll`` s until it returns a truthy value; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         v = cond()
         if v:
             return v
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(poll)
 
 
 async def await_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:

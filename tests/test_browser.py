@@ -24,7 +24,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ import redis
 from fanops import board, i18n, keys, queue, server
 from fanops.errors import TaskClaimedByOther
 from screens._ui import task_key
+from tests.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -101,16 +101,13 @@ def _tail(path: Path, n: int = 3000) -> str:
 
 
 def _wait(cond: Callable[[], Any], what: str, product: Product | None = None, timeout: float = START_TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
+    """``wait_for``, failing at once if the product has died; polls slowly (conditions run commands)."""
+    def check() -> Any:
         if product is not None:
             product.assert_alive()
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.25)
+        return cond()
+
+    return wait_for(check, timeout, what, poll=0.25)
 
 
 def _health(url: str) -> bool:
