@@ -14,8 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import redis
@@ -255,3 +255,15 @@ def ratio(x: float, y: float) -> str:
 
 def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
+
+
+@dataclass
+class Report:
+    """What a benchmark prints at the end: its tables (``blocks``) and one row a target."""
+
+    blocks: list[str] = field(default_factory=list)
+    targets: list[list[object]] = field(default_factory=list)
+
+    def target(self, what: str, measured: float, goal: float, ok: bool,
+               fmt: Callable[[float], object] = lambda x: x) -> None:
+        self.targets.append([what, fmt(measured), fmt(goal), ratio(measured, goal), verdict(ok)])

@@ -80,6 +80,7 @@ from bench._util import (
     ROOT,
     Child,
     CpuMeter,
+    Report,
     cpu_seconds,
     fresh,
     machine_note,
@@ -87,7 +88,6 @@ from bench._util import (
     ratio,
     table,
     tree_note,
-    verdict,
     wait_port,
 )
 from fanops import board, keys, queue, server
@@ -817,16 +817,6 @@ def server_times(url: str, d: Path, tmp: Path, screens: list[tuple[str, str, str
 
 
 # -- (A) -------------------------------------------------------------------------------------
-@dataclass
-class Report:
-    blocks: list[str] = field(default_factory=list)
-    targets: list[list[object]] = field(default_factory=list)
-
-    def target(self, what: str, measured: float, goal: float, ok: bool) -> None:
-        self.targets.append([what, ms(measured) if goal == TARGET_MS else f"{measured:.3f}",
-                             ms(goal) if goal == TARGET_MS else f"{goal:.2f}", ratio(measured, goal), verdict(ok)])
-
-
 def part_a(args: argparse.Namespace, rep: Report) -> None:
     from fanops import db
     from fanops.config import Config
@@ -987,15 +977,15 @@ def part_a(args: argparse.Namespace, rep: Report) -> None:
                               + ", ".join(f"{k} {v * 100:.0f}%" for k, v in prof if v >= 0.01))
     for page, label in (("live", "live board"), ("queue", "follow-up queue")):
         t = at_times[(page, SHOP)].fragment
-        rep.target(f"{label} refresh p50 (ms, AppTest fragment)", t.p50, TARGET_MS, t.p50 < TARGET_MS)
-        rep.target(f"{label} refresh p90 (ms, AppTest fragment)", t.p90, TARGET_MS, t.p90 < TARGET_MS)
+        rep.target(f"{label} refresh p50 (ms, AppTest fragment)", t.p50, TARGET_MS, t.p50 < TARGET_MS, ms)
+        rep.target(f"{label} refresh p90 (ms, AppTest fragment)", t.p90, TARGET_MS, t.p90 < TARGET_MS, ms)
         if srv and srv[f"{page}-stats"][0].exec_ms:
             e = Timing(srv[f"{page}-stats"][0].exec_ms)
-            rep.target(f"{label} refresh p50 (ms, streamlit run exec_time)", e.p50, TARGET_MS, e.p50 < TARGET_MS)
+            rep.target(f"{label} refresh p50 (ms, streamlit run exec_time)", e.p50, TARGET_MS, e.p50 < TARGET_MS, ms)
         if srv and srv[page][0].rtt:
             e = Timing(srv[page][0].rtt)
             rep.target(f"{label} refresh p50 (ms, streamlit run as launched, round trip)", e.p50, TARGET_MS,
-                       e.p50 < TARGET_MS)
+                       e.p50 < TARGET_MS, ms)
 
 
 # -- (B) -------------------------------------------------------------------------------------
@@ -1117,7 +1107,7 @@ def part_b(args: argparse.Namespace, rep: Report) -> None:
         rep.blocks.append("browser errors: " + "; ".join(errs))
     if first and last:
         rep.target(f"Streamlit RSS, last {win:g} min / first {win:g} min", ml / mf, 1 + TARGET_GROWTH,
-                   ml / mf <= 1 + TARGET_GROWTH)
+                   ml / mf <= 1 + TARGET_GROWTH, lambda x: f"{x:.3f}")
 
 
 def _cpu(pid: int) -> float:

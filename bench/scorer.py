@@ -42,6 +42,7 @@ from bench._util import (
     Child,
     CpuMeter,
     FeedFile,
+    Report,
     fresh,
     machine_note,
     private_server,
@@ -50,7 +51,6 @@ from bench._util import (
     sim_settings,
     table,
     tree_note,
-    verdict,
     wait_port,
     write_feed,
 )
@@ -504,15 +504,6 @@ def _has_close_room() -> bool:
 
 
 # -- report ------------------------------------------------------------------
-@dataclass
-class Report:
-    blocks: list[str] = field(default_factory=list)
-    targets: list[list[object]] = field(default_factory=list)
-
-    def target(self, what: str, measured: float, goal: float, ok: bool) -> None:
-        self.targets.append([what, measured, goal, ratio(measured, goal), verdict(ok)])
-
-
 def part_a(args: argparse.Namespace, info: server.ServerInfo, d: Path, tmp: Path, rep: Report) -> None:
     ff = write_feed(tmp / "throughput.jsonl", sim_settings(args.viewers, args.events, 50))
     print(f"(a) feed: {ff.events:,} events, {ff.viewers:,} viewers, 50 events a frame", flush=True)
