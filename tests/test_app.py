@@ -24,7 +24,8 @@ from fanops.rules_settings import RuleSettings
 from tests.conftest import SAMPLES
 from tests.pipeline import drain, ingest_frames, read_lines
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
 NOW = (int(time.time()) // 60) * 60 + 30.0  # half way through a minute, near the wall clock
 NOW_MS = int(NOW * 1000)
 MIN = 60_000
@@ -505,3 +506,20 @@ def test_chinese_ui_from_the_sidebar_survives_page_switches(app, r):
     assert "在线观众" in metrics(at.get_by_key("headline"))
     at.switch_page("screens/queue.py").run()
     assert at.title[0].value == "私信跟进队列" and at.session_state["lang"] == "zh-Hans"
+
+
+def test_html_is_only_ever_a_fixed_style_block_never_viewer_text():
+    """``unsafe_allow_html`` renders its text as HTML: every such call in the app takes a string
+    written in the source (a style block), never a value built at run time from data."""
+    import ast
+
+    calls = []
+    for path in [ROOT / "app.py", *sorted((ROOT / "screens").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and any(
+                    k.arg == "unsafe_allow_html" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
+                    for k in node.keywords):
+                arg = node.args[0] if node.args else None
+                calls.append((f"{path.name}:{node.lineno}", isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+                              and arg.value.lstrip().startswith("<style>") and arg.value.rstrip().endswith("</style>")))
+    assert calls and all(ok for _, ok in calls), calls
