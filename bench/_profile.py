@@ -43,13 +43,13 @@ class Profiler:
 
 # where a worker or consumer can be: the first frame (from the leaf up) that matches names the bucket
 BUCKETS = (
-    ("waiting on apply.lua (Redis)", ("ScriptCommands._evalsha",), "Worker.apply_entries"),
+    ("waiting on apply.lua (Redis)", ("ScriptCommands._evalsha",), "Worker._apply_batch"),
     ("score_batch (pure Python)", ("score_batch",), None),
     ("reads: pipelines, XREADGROUP (incl. BLOCK idle)",
      ("Pipeline.execute", "CoreCommands.xreadgroup", "StreamCommands.xreadgroup", "Redis.execute_command"), "Worker"),
     ("to_wire + encode_wire", ("WriteSet.to_wire", "encode_wire"), None),
     ("unpack_events", ("unpack_events",), None),
-    ("worker glue (pairs, settings, decode)", ("Worker._score", "Worker.apply_entries"), None),
+    ("worker glue (pairs, settings, decode)", ("Worker._score", "Worker._apply_batch"), None),
     ("ingest.lua call: build + send", ("IngestWriter.write_events", "AbstractConnection._send_packed_command"), None),
     ("parse_frame", ("parse_frame",), None),
     ("websocket receive + inflate", ("Protocol.receive_data", "Connection.__aiter__", "Connection.recv",

@@ -103,7 +103,6 @@ class TaskRec(msgspec.Struct, array_like=True):
 
 
 TASK_FIELDS = {name: i + 1 for i, name in enumerate(TaskRec.__struct_fields__)}
-TASK_DISPLAY = TaskRec.__struct_fields__[TASK_FIELDS["name"] - 1:TASK_FIELDS["product"]]
 _TASK_DEFAULTS = {f: d for f, d in zip(TaskRec.__struct_fields__[-len(TaskRec.__struct_defaults__):],
                                        TaskRec.__struct_defaults__, strict=True)}
 

@@ -274,7 +274,7 @@ task_id = keys.pair
 
 def _display(rv: RoomViewer, v: ViewerState, tier: str, reactivated: bool, dwell_ms: int,
              prio: float) -> list[Any]:
-    """The task fields an operator sees, in ``TaskRec`` order (``fanops.state.TASK_DISPLAY``)."""
+    """The task fields an operator sees, ``TaskRec.name`` to ``TaskRec.product`` in its order."""
     product = (rv.skus_carted or rv.skus_viewed or [""])[0]
     return [v.name or "", tier, v.country or "", v.lang or "", v.tz or "", dwell_ms, round(prio, 2),
             reactivated, rv.comments, rv.likes, rv.views, rv.carts, rv.shares, rv.follows,

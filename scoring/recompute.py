@@ -48,14 +48,6 @@ def what_if(r: redis.Redis, shop: str, new: RuleSettings) -> dict[str, dict[str,
     return {"today": dict(a), "new": dict(b)}
 
 
-def needs_rebuild(r: redis.Redis, shop: str) -> bool:
-    p = r.pipeline(transaction=False)
-    p.hget(keys.rules(shop), "version")
-    p.hget(keys.stats(shop), "rules_applied")
-    v, applied = p.execute()
-    return int(v or 0) != int(applied or 0)
-
-
 def _rebuild_lurk(r: redis.Redis, shop: str, clock: int, s: RuleSettings) -> None:
     """Re-time the lurk index under the current dwell threshold: each (room, viewer) in it is due
     at first + threshold (the scorer rewrites an entry only when its pair changes, so a new

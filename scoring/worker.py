@@ -323,12 +323,6 @@ class Worker:
         self._settings[shop] = rules_store.load(self.r, shop)
         return self._settings[shop]
 
-    def apply_entries(self, shop: str, entries: list[tuple[Any, dict[bytes, bytes]]], part: int = 0) -> int:
-        """Score and write entries of one partition stream as one batch; returns the events applied
-        (0 if stale)."""
-        stream = keys.stream(shop, part)
-        return self.apply_batch(shop, [(stream, i, f) for i, f in entries])
-
     def apply_batch(self, shop: str, entries: list[Entry]) -> int:
         """Score and write a batch of stream entries (stream, id, fields); returns the events
         applied (0 if stale)."""
@@ -407,7 +401,7 @@ class Worker:
         settings, known = self.settings(shop)
         if version != known:
             settings, known = self._load_settings(shop)
-        if version != int(applied_raw or 0):  # recompute.needs_rebuild, from the reads above
+        if version != int(applied_raw or 0):  # rules saved that no rebuild has applied yet
             # new thresholds apply to every viewer at once: one worker recounts, the others wait
             if not recompute.rebuild(r, shop, self.name):
                 self._wait_rebuild(shop)
