@@ -51,6 +51,9 @@ SETTINGS: tuple[Setting, ...] = (
             "a scorer takes over another's unacknowledged entries after this idle time"),
     Setting("heartbeat_ttl_s", "FANOPS_HEARTBEAT_TTL_S", "10",
             "a process is shown as down when its heartbeat is older than this"),
+    Setting("board_refresh_ms", "FANOPS_BOARD_REFRESH_MS", "1000",
+            "how often the live board redraws itself in each open browser (the host screen: twice this, "
+            "the follow-up queue: three times)"),
     Setting("archive_idle_min", "FANOPS_ARCHIVE_IDLE_MIN", "30",
             "a room with no event for this many minutes of shop clock is archived under data_dir/archive "
             "and its raw events leave Redis"),
@@ -73,6 +76,7 @@ class Config:
     claim_idle_ms: int = 30_000
     heartbeat_ttl_s: int = 10
     archive_idle_min: int = 30
+    board_refresh_ms: int = 1000
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Config:

@@ -33,6 +33,16 @@ def _client(url: str) -> redis.Redis:
     return db.connect(Config.from_env(), url or None)
 
 
+@st.cache_resource(show_spinner=False)
+def _settings() -> Config:
+    return Config.from_env()
+
+
+def refresh_s(times: float = 1.0) -> float:
+    """A screen's refresh period in seconds: ``times`` the board's (FANOPS_BOARD_REFRESH_MS, at least 0.25 s)."""
+    return max(0.25, _settings().board_refresh_ms / 1000) * times
+
+
 def client() -> redis.Redis:
     """The process's one Redis client (REDIS_URL, else the embedded server); stops the page if down."""
     try:
@@ -140,13 +150,13 @@ def sticky(kind: str, label: str, options: list[Any] | None, name: str, *, where
     return value
 
 
-def text(body: str, key: str | None = None) -> None:
-    """Untrusted text, shown as text (never Markdown or HTML)."""
+def text(body: str, key: str | None = None, where: Any = None) -> None:
+    """Untrusted text, shown as text (never Markdown or HTML), in ``where`` (default: the page)."""
+    target = where if where is not None else st
     if key:
-        with st.container(key=key):
-            st.text(body)
+        target.container(key=key).text(body)
     else:
-        st.text(body)
+        target.text(body)
 
 
 def task_key(task_id: str) -> str:

@@ -53,7 +53,7 @@ def item(i: int, kind: str, it: board.HostItem) -> None:
             _ui.text(tag, key=f"tag-{'first' if it.tag == 'first' else kind}-{i}")
 
 
-@st.fragment(run_every=2)
+@st.fragment(run_every=_ui.refresh_s(2))
 def screen() -> None:
     with st.container(key="host"), _ui.redis_guard():
         ref = _ui.current_room(r, shop)

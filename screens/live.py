@@ -123,7 +123,7 @@ def health(h: board.Health) -> None:
         st.caption(tr("health.ok"))
 
 
-@st.fragment(run_every=1.5)
+@st.fragment(run_every=_ui.refresh_s())
 def live_board() -> None:
     with _ui.redis_guard():
         ref = _ui.current_room(r, shop)

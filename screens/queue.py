@@ -19,16 +19,17 @@ from screens import _ui
 tr = _ui.translator()
 r = _ui.client()
 shop = _ui.shop()
-PAGE = 20
+PAGE_SIZES = [10, 20, 50]  # cards a page; every card is redrawn at each refresh, so the default is small
 
 st.title(tr("queue.title"))
 state = _ui.sticky("segmented", tr("queue.state"), list(board.STATE_FILTERS), "q_state",
                    format_func=lambda s: tr(f"state.{s}"))
-f = st.columns([1, 1, 1], vertical_alignment="bottom")
+f = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
 tier = _ui.sticky("select", tr("queue.tier"), ["", *TIERS], "q_tier", where=f[0],
                   format_func=lambda x: tr(f"tier.{x}") if x else tr("all"))
 lang = _ui.sticky("select", tr("queue.lang"), ["", *LANGUAGES], "q_lang", where=f[1],
                   format_func=lambda x: language_name(x) if x else tr("all"))
+page = _ui.sticky("select", tr("queue.page"), PAGE_SIZES, "q_page", where=f[3], translated=False)
 sendable = f[2].toggle(tr("queue.sendable"), key="q_sendable", help=tr("queue.sendable_help"),
                        persist_state="session")
 me = _ui.operator()
@@ -71,58 +72,67 @@ def activity(t: queue.Task) -> str:
     return " · ".join(parts)
 
 
+def badges(t: queue.Task, mine: bool) -> str:
+    """The card's badges as one Markdown line. Only the app's own words go in it (tier, state, hour),
+    never the viewer's text, so nothing from the feed is read as Markdown."""
+    out = [f":violet-badge[{tr(f'tier.{t.tier}') if t.tier in TIERS else tr('tier.unknown')}]"]
+    if t.reactivated:
+        out.append(f":green-badge[{tr('queue.reactivated')}]")
+    if mine:
+        out.append(f":green-badge[:material/person: {tr('queue.yours')}]")
+    else:
+        out.append(f":{'blue' if t.state == 'pending' else 'gray'}-badge[{tr(f'state.{t.state}')}]")
+    if t.decent_hour is True:
+        out.append(f":green-badge[:material/schedule: {tr('queue.decent')}]")
+    elif t.decent_hour is False:
+        out.append(f":orange-badge[:material/bedtime: {tr('queue.not_decent')}]")
+    return " ".join(out)
+
+
+def details(t: queue.Task, mine: bool) -> str:
+    """Everything else the operator reads about the viewer, one line each, as plain text."""
+    where = " · ".join(x for x in (clean_text(t.country, 8), clean_text(t.lang, 16)) if x) or "—"
+    local = tr("queue.local", time=clean_text(t.local, 60)) if t.local else tr("queue.local_unknown")
+    lines = [f"{where} · {local}",
+             tr("queue.dwell", d=_ui.ago(t.dwell_ms)) + " · " + tr("queue.priority", p=f"{t.priority:g}")
+             + " · " + tr("queue.room") + " " + clean_text(t.room, 40),
+             activity(t)]
+    lines += ["“" + clean_text(x, board.TEXT_CHARS) + "”" for x in t.said]
+    if t.state == "claimed" and not mine:
+        lines.append(tr("queue.held_by") + " " + clean_text(t.holder, 64))
+    if t.state == "skipped" and t.skip_reason:
+        lines.append(tr("queue.skip_reason") + " " + clean_text(t.skip_reason, 200))
+    return "\n".join(lines)
+
+
 def task_card(t: queue.Task) -> None:
+    """One task. A refresh redraws every card, and each element is a message to the browser, so a
+    card is kept to a few elements: the name, one line of badges, one text block, the message,
+    and the buttons its state allows."""
     k = _ui.task_key(t.id)
     mine = t.state == "claimed" and t.holder == me
     with st.container(border=True, key=f"task-{k}"):
         left, right = st.columns([3, 2])
-        with left:
-            _ui.text(clean_text(t.name, 40) or tr("queue.no_name"), key=f"name-{k}")
-            badges = st.container(horizontal=True)
-            with badges:
-                st.badge(tr(f"tier.{t.tier}") if t.tier in TIERS else tr("tier.unknown"), color="violet")
-                if t.reactivated:
-                    st.badge(tr("queue.reactivated"), color="green")
-                if mine:
-                    st.badge(tr("queue.yours"), icon=":material/person:", color="green")
-                else:
-                    st.badge(tr(f"state.{t.state}"), color="blue" if t.state == "pending" else "gray")
-                if t.decent_hour is True:
-                    st.badge(tr("queue.decent"), icon=":material/schedule:", color="green")
-                elif t.decent_hour is False:
-                    st.badge(tr("queue.not_decent"), icon=":material/bedtime:", color="orange")
-            where = " · ".join(x for x in (clean_text(t.country, 8), clean_text(t.lang, 16)) if x) or "—"
-            local = tr("queue.local", time=clean_text(t.local, 60)) if t.local else tr("queue.local_unknown")
-            _ui.text(f"{where} · {local}", key=f"where-{k}")
-            _ui.text(tr("queue.dwell", d=_ui.ago(t.dwell_ms)) + " · " + tr("queue.priority", p=f"{t.priority:g}")
-                     + " · " + tr("queue.room") + " " + clean_text(t.room, 40), key=f"dwell-{k}")
-            _ui.text(activity(t), key=f"did-{k}")
-            if t.said:
-                _ui.text("\n".join("“" + clean_text(x, board.TEXT_CHARS) + "”" for x in t.said), key=f"said-{k}")
-            if t.state == "claimed" and not mine:
-                _ui.text(tr("queue.held_by") + " " + clean_text(t.holder, 64), key=f"holder-{k}")
-            if t.state == "skipped" and t.skip_reason:
-                _ui.text(tr("queue.skip_reason") + " " + clean_text(t.skip_reason, 200), key=f"why-{k}")
-        with right:
-            st.caption(tr("queue.message"))
-            st.code(t.message, language=None, wrap_lines=True)
-            if t.state not in ("pending", "claimed") or (t.state == "claimed" and not mine):
-                return
-            no_op = not me
-            row = st.container(horizontal=True)
-            if t.state == "pending":
-                row.button(tr("queue.claim"), key=f"claim-{k}", type="primary", disabled=no_op,
-                           on_click=act, args=("claim", t.id, k))
-            else:
-                row.button(tr("queue.sent"), key=f"sent-{k}", type="primary", on_click=act, args=("sent", t.id, k))
-                row.button(tr("queue.release"), key=f"release-{k}", on_click=act, args=("release", t.id, k))
-            skip = st.container(horizontal=True, vertical_alignment="bottom")
-            skip.text_input(tr("queue.reason"), key=f"reason-{k}", max_chars=200, disabled=no_op,
-                            placeholder=tr("queue.reason_hint"), label_visibility="collapsed")
-            skip.button(tr("queue.skip"), key=f"skip-{k}", disabled=no_op, on_click=act, args=("skip", t.id, k))
+        _ui.text(clean_text(t.name, 40) or tr("queue.no_name"), key=f"name-{k}", where=left)
+        left.markdown(badges(t, mine))
+        left.text(details(t, mine))
+        right.code(t.message, language=None, wrap_lines=True)
+        if t.state not in ("pending", "claimed") or (t.state == "claimed" and not mine):
+            return
+        no_op = not me
+        row = right.container(horizontal=True, vertical_alignment="bottom")
+        if t.state == "pending":
+            row.button(tr("queue.claim"), key=f"claim-{k}", type="primary", disabled=no_op,
+                       on_click=act, args=("claim", t.id, k))
+        else:
+            row.button(tr("queue.sent"), key=f"sent-{k}", type="primary", on_click=act, args=("sent", t.id, k))
+            row.button(tr("queue.release"), key=f"release-{k}", on_click=act, args=("release", t.id, k))
+        row.text_input(tr("queue.reason"), key=f"reason-{k}", max_chars=200, disabled=no_op,
+                       placeholder=tr("queue.reason_hint"), label_visibility="collapsed")
+        row.button(tr("queue.skip"), key=f"skip-{k}", disabled=no_op, on_click=act, args=("skip", t.id, k))
 
 
-@st.fragment(run_every=3)
+@st.fragment(run_every=_ui.refresh_s(3))
 def tasks() -> None:
     with _ui.redis_guard():
         counts = queue.counts(r, shop)
@@ -131,15 +141,15 @@ def tasks() -> None:
             col.metric(tr(f"state.{s}"), _ui.number(counts[s]))
         _ui.show_flash()
         rows = board.task_page(r, shop, state or board.OPEN, tier=tier or None, lang=lang or None,
-                               sendable_now=sendable, limit=PAGE)
+                               sendable_now=sendable, limit=page)
         if not rows:
             st.info(tr("queue.empty" if sum(counts.values()) == 0 else "queue.empty_filtered"))
             return
         rows.sort(key=lambda t: not (t.state == "claimed" and t.holder == me))  # mine first, stable
         for t in rows:
             task_card(t)
-        if len(rows) == PAGE:
-            st.caption(tr("queue.more", n=PAGE))
+        if len(rows) == page:
+            st.caption(tr("queue.more", n=page))
 
 
 tasks()

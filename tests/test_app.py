@@ -62,6 +62,11 @@ def texts(node) -> list[str]:
     return [t.value for t in node.text]
 
 
+def lines(node) -> list[str]:
+    """Every line of the plain-text elements under ``node`` (a card draws its details as one block)."""
+    return [line for t in texts(node) for line in t.split("\n")]
+
+
 def metrics(node) -> dict[str, str]:
     return {m.label: m.value for m in node.metric}
 
@@ -329,7 +334,7 @@ def test_queue_lists_open_tasks_by_priority_with_what_the_operator_needs(app, r,
     assert card_names(at) == ["Ana", EVIL]  # converted and withdrawn are not in the open list
     card = at.get_by_key(f"task-{k('v1')}")
     local = datetime.fromtimestamp(NOW, UTC).astimezone(ZoneInfo("America/Mexico_City"))
-    assert texts(card) == [
+    assert lines(card) == [
         "Ana", f"MX · es-MX · their time {local:%H:%M} (CST)",
         f"stayed {int(task_hash(r, 'v1')['dwell_ms']) // MIN} min · "
         f"priority {task_hash(r, 'v1')['priority']} · room r1",
@@ -340,7 +345,7 @@ def test_queue_lists_open_tasks_by_priority_with_what_the_operator_needs(app, r,
         "¡Hola Ana! Gracias por acompañarnos en el live de hoy 💛 Vi que te interesó hoodie-m, "
         "¿quieres que te pase el link?"]
     evil = at.get_by_key(f"task-{k('v2')}")
-    assert texts(evil)[0] == EVIL and "“<b>hi</b> **there**”" in texts(evil)
+    assert texts(evil)[0] == EVIL and "“<b>hi</b> **there**”" in lines(evil)
     assert all("<script" not in m.value and "<b>" not in m.value for m in at.markdown)
 
 
@@ -355,7 +360,7 @@ def test_claim_sent_skip_release_and_two_operators(app, r, tasks):
     assert "Mei" in texts(lin)
     assert task_hash(r, "v1")["holder"] == "Mei"
     card = lin.get_by_key(f"task-{k('v1')}")
-    assert "Claimed by Mei" in texts(card) and not card.button  # shown as Mei's, nothing to press
+    assert "Claimed by Mei" in lines(card) and not card.button  # shown as Mei's, nothing to press
     assert texts(mei.get_by_key(f"name-{k('v1')}")) == ["Ana"] and card_names(mei)[0] == "Ana"
     mei.button(key=f"sent-{k('v1')}").click().run()
     assert task_hash(r, "v1")["state"] == "sent"
@@ -399,6 +404,26 @@ def test_queue_filters_survive_refreshes(app, r, tasks):
     assert card_names(at) == ["Bo"] and not at.get_by_key(f"task-{k('v3')}").button
     at.segmented_control(key="q_state__en").set_value("converted").run()
     assert card_names(at) == ["Cy"]
+
+
+def test_queue_shows_ten_cards_a_page_by_default_and_more_on_request(app, r, cfg):
+    # 25 viewers who each stay 4 minutes: 25 pending tasks, by comments (i % 5), ties by viewer id
+    frames = []
+    for i in range(25):
+        frames += [ev(100 + 3 * i, f"v-{i:02d}", 0, "join", {"name": f"N{i:02d}"}),
+                   *[ev(1000 + 30 * i + j, f"v-{i:02d}", (10 + j) * S, "comment", text="hi") for j in range(i % 5)],
+                   ev(101 + 3 * i, f"v-{i:02d}", 240 * S, "like")]
+    ingest_frames(cfg, [json.dumps(frames)])
+    drain(r, cfg)
+    at = app("queue", operator="Mei")
+    assert metrics(at.main)["Pending"] == "25"
+    names = card_names(at)
+    assert len(names) == 10 and names[:7] == ["N04", "N09", "N14", "N19", "N24", "N03", "N08"]
+    assert at.caption[-1].value == "Showing the first 10 tasks by priority."
+    at.selectbox(key="q_page__w").set_value(50).run()
+    assert len(card_names(at)) == 25 and card_names(at)[:10] == names
+    at.run()  # the choice survives a refresh
+    assert len(card_names(at)) == 25
 
 
 def test_a_task_that_converts_leaves_the_list_at_the_next_refresh(app, r, cfg, tasks):

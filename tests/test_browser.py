@@ -333,7 +333,7 @@ def test_live_board_numbers_match_scoring_status(product: Product, browser: Any)
         page.locator('[data-testid="stMetric"]').filter(has_text="Unique viewers").wait_for()
         start = product.status()
         # The room keeps moving, so each page reading is bracketed by two status readings taken
-        # around it: status before <= page <= status after.  The board redraws every 1.5 s; a
+        # around it: status before <= page <= status after.  The board redraws every second; a
         # drawing older than the "before" reading (a slow redraw) is retried, never forgiven.
         names = {"Unique viewers": "unique_viewers", "New viewers": "new_viewers", "Orders": "orders",
                  "Buyers": "buyers"}
@@ -479,7 +479,7 @@ def test_task_claimed_by_one_operator_cannot_be_claimed_by_another(product: Prod
             set_operator(page_b, OP_B)
             card = page_b.locator(f'.st-key-task-{k}')
             card.wait_for(timeout=15_000)
-            card.locator(f'.st-key-holder-{k}').get_by_text(f"Claimed by {OP_A}").wait_for(timeout=10_000)
+            card.get_by_text(f"Claimed by {OP_A}").wait_for(timeout=10_000)
             assert card.get_by_text("Claimed", exact=True).count() == 1  # the state badge
             # B gets no action on A's task, while B can claim the other tasks.
             for action in ("claim", "sent", "release", "skip"):  # (the message's copy icon is a button too)
