@@ -1,18 +1,20 @@
 """Live board (operators, during the show): the room's numbers, tiers, chart, tier changes, health.
 
-One fragment redraws the board every 1.5 s from a few pipelined counter reads
+One fragment redraws the board every second (FANOPS_BOARD_REFRESH_MS) from a few pipelined counter reads
 (``fanops.board``); the sidebar's choices are outside it, so nothing an
 operator typed is lost on a refresh.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import functools
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import plotly.graph_objects as go
 import streamlit as st
 
 from fanops import board
+from fanops.i18n import t
 from fanops.read import TIERS
 from fanops.templates import clean_text
 from screens import _ui
@@ -63,14 +65,13 @@ def tiers(b: board.Board) -> None:
         tier_metrics(b.shop_tiers, b.shop_change)
 
 
-def chart(room: str, end_ts: int) -> None:
-    st.subheader(tr("live.chart"))
-    ch = board.read_chart(r, shop, room, end_ts)
-    if not ch.minutes:
-        st.caption(tr("live.chart_empty"))
-        return
-    zone = _ui.tz()
-    x = [datetime.fromtimestamp(m * 60, UTC).astimezone(zone).replace(tzinfo=None) for m in ch.minutes]
+@functools.lru_cache(maxsize=16)
+def figure(minutes: tuple[int, ...], present: tuple[int | None, ...], orders: tuple[int | None, ...],
+           zone: tzinfo, lang: str) -> go.Figure:
+    """The chart's figure. Its data change once a minute at most, and building a plotly figure
+    (every property validated) is a third of a board refresh: it is built once per change, per
+    process (``st.plotly_chart`` only reads it)."""
+    x = [datetime.fromtimestamp(m * 60, UTC).astimezone(zone).replace(tzinfo=None) for m in minutes]
     # One bar a minute, hours:minutes on the axis, and at least 10 minutes of it (filling from
     # the left): left alone, plotly spreads a show's first minute over the whole width, with
     # ticks a fraction of a millisecond apart.
@@ -80,18 +81,28 @@ def chart(room: str, end_ts: int) -> None:
     if len(x) <= 15:  # a few minutes: one tick each (plotly would put some between them)
         xaxis |= {"tickmode": "linear", "tick0": x[0], "dtick": 60_000}
     fig = go.Figure()
-    fig.add_bar(x=x, y=ch.orders, name=tr("live.chart_orders"), yaxis="y2", marker_color="#f4a261", opacity=0.85,
+    fig.add_bar(x=x, y=orders, name=t("live.chart_orders", lang), yaxis="y2", marker_color="#f4a261", opacity=0.85,
                 width=45_000)  # ms, as the axis counts
-    fig.add_scatter(x=x, y=ch.present, name=tr("live.chart_present"), mode="lines+markers",
+    fig.add_scatter(x=x, y=present, name=t("live.chart_present", lang), mode="lines+markers",
                     line={"color": "#2a9d8f", "width": 3}, marker={"size": 4}, connectgaps=False)
     fig.update_layout(
         height=330, margin={"l": 10, "r": 10, "t": 30, "b": 10}, hovermode="x unified",
         legend={"orientation": "h", "y": 1.12, "x": 0}, xaxis=xaxis,
-        yaxis={"title": tr("live.chart_present"), "rangemode": "tozero", "tickformat": ",d"},
-        yaxis2={"title": tr("live.chart_orders"), "overlaying": "y", "side": "right", "rangemode": "tozero",
+        yaxis={"title": t("live.chart_present", lang), "rangemode": "tozero", "tickformat": ",d"},
+        yaxis2={"title": t("live.chart_orders", lang), "overlaying": "y", "side": "right", "rangemode": "tozero",
                 "showgrid": False, "tickformat": ",d",
-                "dtick": max(1, max((o or 0 for o in ch.orders), default=0) // 4)},
+                "dtick": max(1, max((o or 0 for o in orders), default=0) // 4)},
     )
+    return fig
+
+
+def chart(room: str, end_ts: int) -> None:
+    st.subheader(tr("live.chart"))
+    ch = board.read_chart(r, shop, room, end_ts)
+    if not ch.minutes:
+        st.caption(tr("live.chart_empty"))
+        return
+    fig = figure(tuple(ch.minutes), tuple(ch.present), tuple(ch.orders), _ui.tz(), _ui.lang())
     st.plotly_chart(fig, key="chart", config={"displayModeBar": False})
     if any(p is None for p in ch.present):
         st.caption(tr("live.chart_present_note"))
