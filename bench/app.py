@@ -983,10 +983,9 @@ def part_a(args: argparse.Namespace, rep: Report) -> None:
         if srv and srv[f"{page}-stats"][0].exec_ms:
             e = Timing(srv[f"{page}-stats"][0].exec_ms)
             rep.target(f"{label} refresh p50 (ms, streamlit run exec_time)", e.p50, TARGET_MS, e.p50 < TARGET_MS, ms)
-        if srv and srv[page][0].rtt:
-            e = Timing(srv[page][0].rtt)
-            rep.target(f"{label} refresh p50 (ms, streamlit run as launched, round trip)", e.p50, TARGET_MS,
-                       e.p50 < TARGET_MS, ms)
+            rep.target(f"{label} refresh p90 (ms, streamlit run exec_time)", e.p90, TARGET_MS, e.p90 < TARGET_MS, ms)
+        # The browser's round trip (rerun sent -> script_finished) is in the table above, not here: it adds
+        # Streamlit's sending of every element and the loopback to the server's time.
 
 
 # -- (B) -------------------------------------------------------------------------------------
