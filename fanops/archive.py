@@ -77,7 +77,16 @@ from fanops.gcpause import gc_paused
 from fanops.read import TIERS, status
 from fanops.rules_settings import RuleSettings
 from fanops.schema import EVENT_TYPES
-from fanops.state import RoomViewer, ViewerState, task_fields, unpack_room_viewer, unpack_viewer
+from fanops.state import (
+    RoomViewer,
+    ViewerState,
+    pack_past,
+    past_rooms,
+    rooms_attended,
+    task_fields,
+    unpack_room_viewer,
+    unpack_viewer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -419,11 +428,13 @@ def tier_at_entry(v: ViewerState, room: str, t0: int, orders_before: int, s: Rul
     from scoring import rules
 
     prior = {k: [f, min(last, t0 - 1)] for k, (f, last) in v.rooms.items() if k != room and f < t0}
-    if not prior:
+    past = [(no, f) for no, f in past_rooms(v) if f < t0]  # archived rooms: first ts, and the latest ts of all
+    if not prior and not past:
         return "new_fan"
-    before = ViewerState(first_seen=min(f for f, _ in prior.values()),
-                         last_active=max(last for _, last in prior.values()),
-                         rooms=prior, orders=["?"] * orders_before)
+    firsts = [f for f, _ in prior.values()] + [f for _, f in past]
+    lasts = [last for _, last in prior.values()] + ([min(v.past_last, t0 - 1)] if past else [])
+    before = ViewerState(first_seen=min(firsts), last_active=max(lasts), rooms=prior, orders=["?"] * orders_before,
+                         past=pack_past(past))
     return rules.tier(before, t0, s)
 
 
@@ -449,7 +460,7 @@ def viewers_frame(room: str, rvs: dict[str, RoomViewer], vs: dict[str, ViewerSta
             "new_viewer": rules.is_new_viewer(v, room), "reactivated": rules.is_reactivated(v, room, s),
             "tier_entry": tier_at_entry(v, room, rv.first, orders_before.get(vid, 0), s),
             "tier_close": v.tier or rules.tier(v, clock, s), "first_seen": v.first_seen,
-            "orders_total": len(v.orders), "rooms_attended": len(v.rooms), "dm_consent": consent,
+            "orders_total": len(v.orders), "rooms_attended": rooms_attended(v), "dm_consent": consent,
             "followup": tasks.get(vid),
         }
         for k, x in row.items():
@@ -853,9 +864,12 @@ def _drop_raw(r: redis.Redis, shop: str, room: str, token: str, sc: _Scan, viewe
         raise RoomNotReady(f"lost the archiving mark of room {room!r} of shop {shop!r} (another process took "
                            "it over): its files are written; run close-room again to remove its raw data")
     cuts = _trim_points(r, shop, room, sc)
+    # the room's shop-wide number, by which viewers' states keep it once archived (state.fold)
+    no = _i(cast("bytes | None", r.hget(rk, "no"))) or int(r.hincrby(keys.stats(shop), "room_no_seq", 1))
     p = r.pipeline(transaction=True)
     p.hset(rk, mapping={"archived": manifest["summary"]["clock"], "archived_at": int(time.time() * 1000),
-                        "archive_generation": manifest["generation"]})
+                        "archive_generation": manifest["generation"], "no": no})
+    p.hset(keys.room_nos(shop), str(no), room)
     p.hdel(rk, "archiving")
     p.delete(*raw_keys(shop, room))
     for i in range(0, len(viewers), CHUNK):

@@ -33,6 +33,56 @@ class ViewerState(msgspec.Struct, array_like=True):
     profile_ts: int = -1  # ts of the event the profile fields came from
     tier: str = ""  # the tier it is counted under in the shop's counters
     seq: int = 0  # bumped on every write: the compare-and-set token
+    # rooms attended that are archived, folded out of ``rooms`` (see ``fold``): their shop-wide
+    # numbers and the viewer's first ts there, packed by ``pack_past``; and the latest ts of the
+    # viewer there (the rules need no other ts of those rooms)
+    past: list[int] = []
+    past_last: int = -1
+
+
+def pack_past(pairs: list[tuple[int, int]]) -> list[int]:
+    """(room number, first ts) pairs as a flat list of small integers: most recent first, each
+    number and ts as the step from the one before (a few bytes a room instead of ~30)."""
+    pairs = sorted(pairs, key=lambda p: (-p[1], p[0]))
+    out: list[int] = []
+    prev_no, prev_ts = 0, 0
+    for i, (no, ts) in enumerate(pairs):
+        out += (no - prev_no, ts if i == 0 else prev_ts - ts)
+        prev_no, prev_ts = no, ts
+    return out
+
+
+def past_rooms(v: ViewerState) -> list[tuple[int, int]]:
+    """The folded rooms of ``v`` as (room number, first ts), most recent first."""
+    out: list[tuple[int, int]] = []
+    p = v.past
+    no = ts = 0
+    for i in range(0, len(p), 2):
+        no += p[i]
+        ts = p[1] if i == 0 else ts - p[i + 1]
+        out.append((no, ts))
+    return out
+
+
+def fold(v: ViewerState, archived: dict[str, int]) -> bool:
+    """Move the rooms of ``v`` that are archived (``archived``: room -> its shop-wide number)
+    from ``rooms`` to ``past``. An archived room gets no more events (a scorer drops late ones),
+    so all the rules still need of it is its first ts, and the latest ts of all such rooms.
+    Returns whether anything moved."""
+    gone = [rm for rm in v.rooms if rm in archived]
+    if not gone:
+        return False
+    pairs = past_rooms(v)
+    for rm in gone:
+        first, last = v.rooms.pop(rm)
+        pairs.append((archived[rm], first))
+        v.past_last = max(v.past_last, last)
+    v.past = pack_past(pairs)
+    return True
+
+
+def rooms_attended(v: ViewerState) -> int:
+    return len(v.rooms) + len(v.past) // 2
 
 
 class RoomViewer(msgspec.Struct, array_like=True):

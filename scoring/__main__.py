@@ -42,7 +42,7 @@ def _viewer(args: argparse.Namespace, cfg: Config) -> int:
     from scoring.explain import viewer_report
 
     r = db.connect(cfg, args.redis)
-    rep = viewer_report(r, args.shop, args.id)
+    rep = viewer_report(r, args.shop, args.id, cfg)
     if rep is None:
         raise NotFound(f"no viewer {args.id!r} in shop {args.shop!r}")
     print(json.dumps(rep, ensure_ascii=False))

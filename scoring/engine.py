@@ -21,7 +21,19 @@ from msgspec import UNSET
 from fanops import keys
 from fanops.rules_settings import RuleSettings
 from fanops.schema import Event, Viewer, event_type
-from fanops.state import Consent, RoomViewer, TaskRec, ViewerState, pack, pack_task, unpack_room_viewer, unpack_viewer
+from fanops.state import (
+    Consent,
+    RoomViewer,
+    TaskRec,
+    ViewerState,
+    fold,
+    pack,
+    pack_task,
+    past_rooms,
+    rooms_attended,
+    unpack_room_viewer,
+    unpack_viewer,
+)
 from scoring import rules
 from scoring.followups import EARLY_CAP, followup_target, lurk_time
 
@@ -265,6 +277,9 @@ class Inputs:
     # clock values from before this batch that it may need: the first one after each moment
     # (long past) at which a viewer's dwell in a room reached the threshold
     past_clock: list[int] = field(default_factory=list)
+    # the shop's archived rooms by number: their rooms in viewers' states are folded (state.fold)
+    archived: dict[str, int] = field(default_factory=dict)
+    room_ids: dict[int, str] = field(default_factory=dict)
 
 
 lurk_member = keys.pair
@@ -294,6 +309,13 @@ def _affected_rooms(old: ViewerState, new: ViewerState) -> set[str]:
         return set()
     lo = min(min(new.rooms[rm][0], old.rooms.get(rm, new.rooms[rm])[0]) for rm in changed)
     return changed | {rm for rm, (f, _l) in new.rooms.items() if f > lo}
+
+
+def _archived_ids(v: ViewerState | None, room_ids: dict[int, str]) -> list[str]:
+    """The ids of the viewer's archived (folded) rooms."""
+    if v is None or not v.past:
+        return []
+    return [room_ids[no] for no, _first in past_rooms(v) if no in room_ids]
 
 
 def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
@@ -360,6 +382,10 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
         old_blob = inp.viewers.get(vid)
         old = unpack_viewer(old_blob) if old_blob else None
         new = unpack_viewer(old_blob) if old_blob else None
+        if old is not None and new is not None and inp.archived:
+            # archived rooms get no more events: keep what the rules need of them (a few bytes)
+            fold(old, inp.archived)
+            fold(new, inp.archived)
         evs = by_viewer.get(vid, [])
         if len(evs) > 1:
             evs.sort(key=lambda e: (e.ts, e.id))
@@ -384,7 +410,7 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
             if tier_old:
                 hincr[(tkey, tier_old)] -= 1
             hincr[(tkey, tier_new)] += 1
-            for room in rooms_old:
+            for room in [*rooms_old, *_archived_ids(old, inp.room_ids)]:
                 rk = keys.room(shop, room)
                 hincr[(rk, f"t:{tier_old}")] -= 1
                 hincr[(rk, f"t:{tier_new}")] += 1
@@ -420,7 +446,7 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
         refusals = [ev.ts for ev in evs if ev.__struct_config__.tag == "consent" and not ev.dm]  # type: ignore[union-attr]
         if refusals:
             # rooms whose records are gone (archived): their open task is withdrawn all the same
-            for room in new.rooms.keys() - new_rvs.keys():
+            for room in [*(new.rooms.keys() - new_rvs.keys()), *_archived_ids(new, inp.room_ids)]:
                 w.task_withdraw.append([keys.tasks(shop, room), vid, keys.queue(shop, ""), keys.room(shop, room),
                                         task_id(room, vid), min(refusals)])
         # --- time index ------------------------------------------------------
@@ -464,7 +490,7 @@ def _count_event(w: WriteSet, shop: str, ev: Event, v: ViewerState, tier_new: st
     name = (v.name or ev.viewer.name or "")[:120]
     if t == "join":
         w.hincr[(mk, f"j:{minute}")] += 1
-        returning = len(v.rooms) > 1
+        returning = rooms_attended(v) > 1
         if tier_new == "active" or returning:
             why = "active" if tier_new == "active" else "returning"
             w.lpush.append([keys.room_feed(shop, ev.room, "greet"), json.dumps(

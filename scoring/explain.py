@@ -2,27 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+import polars as pl
 import redis
 
 from fanops import keys, read, rules_store
+from fanops.config import Config
+from fanops.state import past_rooms, rooms_attended
 from scoring import rules
 from scoring.followups import consent_at
 
 
-def viewer_report(r: redis.Redis, shop: str, viewer_id: str) -> dict[str, Any] | None:
+def _archived_row(cfg: Config, shop: str, room: str, viewer_id: str) -> dict[str, Any] | None:
+    """The viewer's row in an archived room's viewers table (None if the archive is not readable)."""
+    from fanops import archive
+
+    try:
+        path = archive.read_room(cfg, shop, room, verify=False).paths["viewers.parquet"]
+        rows = (pl.scan_parquet(path).filter(pl.col("viewer") == viewer_id)
+                .select("last_ts", "new_viewer", "reactivated").collect().to_dicts())
+    except (archive.ArchiveError, OSError, pl.exceptions.PolarsError):
+        return None
+    return rows[0] if rows else None
+
+
+def viewer_report(r: redis.Redis, shop: str, viewer_id: str, cfg: Config | None = None) -> dict[str, Any] | None:
+    """The ``viewer`` command's report. Rooms that are archived are listed from the viewer's state
+    (first ts); with ``cfg``, their last ts and facts are read from the archive."""
     v = read.viewer_state(r, shop, viewer_id)
     if v is None:
         return None
     s, version = rules_store.load(r, shop)
     clock = int(r.hget(keys.stats(shop), "clock") or 0)
     why = rules.explain_tier(v, clock, s)
-    rooms = []
+    rooms: list[dict[str, Any]] = []
     for room, (first, last) in sorted(v.rooms.items(), key=lambda kv: kv[1][0]):
         rooms.append({"room": room, "first_ts": first, "last_ts": last,
                       "new_viewer": rules.is_new_viewer(v, room),
                       "reactivated": rules.is_reactivated(v, room, s)})
+    if v.past:
+        raw = cast("dict[bytes, bytes]", r.hgetall(keys.room_nos(shop)))
+        ids = {int(k): x.decode() for k, x in raw.items()}
+        for no, first in sorted(past_rooms(v), key=lambda p: p[1]):
+            room = ids.get(no, f"#{no}")
+            row = _archived_row(cfg, shop, room, viewer_id) if cfg is not None else None
+            rooms.append({"room": room, "first_ts": first, "last_ts": row["last_ts"] if row else None,
+                          "new_viewer": first == v.first_seen,
+                          "reactivated": row["reactivated"] if row else None, "archived": True})
+        rooms.sort(key=lambda x: x["first_ts"])
     dm = consent_at(v, clock) if v.consents else None
     return {
         "shop": shop, "id": viewer_id, "clock": clock, "rules_version": version,
@@ -30,7 +58,7 @@ def viewer_report(r: redis.Redis, shop: str, viewer_id: str) -> dict[str, Any] |
         "first_seen": v.first_seen, "last_active": v.last_active,
         "orders": len(v.orders), "order_ids": v.orders, "spend": v.spend,
         "dm_consent": dm, "name": v.name, "country": v.country, "lang": v.lang, "tz": v.tz,
-        "rooms_attended": len(v.rooms),
+        "rooms_attended": rooms_attended(v),
         "rooms_in_window": rules.recent_rooms(v, clock, s),
         "rooms": rooms,
     }

@@ -18,7 +18,7 @@ from redis.typing import EncodableT, FieldT
 
 from fanops import keys, replies, rules_store
 from fanops.rules_settings import RuleSettings
-from fanops.state import pack, unpack_room_viewer, unpack_viewer
+from fanops.state import pack, past_rooms, unpack_room_viewer, unpack_viewer
 from scoring import rules
 from scoring.followups import lurk_time
 
@@ -93,6 +93,8 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
         dues: list[tuple[str, int]] = []
         updates: list[tuple[str, bytes]] = []
         n = 0
+        raw_ids = cast("dict[bytes, bytes]", r.hgetall(keys.room_nos(shop)))
+        room_ids = {int(k): v.decode() for k, v in raw_ids.items()}
         for vid_b, blob in r.hscan_iter(keys.viewers(shop), count=CHUNK):
             v = unpack_viewer(blob)
             t = rules.tier(v, clock, s)
@@ -101,6 +103,9 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
                 room_tiers[room][t] += 1
                 if rules.is_reactivated(v, room, s):
                     room_react[room] += 1
+            for no, _first in past_rooms(v):  # archived rooms: their viewers' tiers are still counted
+                if no in room_ids:
+                    room_tiers[room_ids[no]][t] += 1
             due = rules.next_tier_change(v, clock, s)
             vid = vid_b.decode()
             if due is not None:
@@ -115,9 +120,11 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
         tier_counts: dict[FieldT, EncodableT] = {t: shop_tiers[t] for t in rules.TIERS}
         p.hset(keys.tiers(shop), mapping=tier_counts)
         rooms = set(room_tiers) | {m.decode() for m in cast(replies.Members, r.zrange(keys.rooms(shop), 0, -1))}
+        archived = set(room_ids.values())
         for room in rooms:
             room_counts: dict[FieldT, EncodableT] = {f"t:{t}": room_tiers[room][t] for t in rules.TIERS}
-            room_counts["reactivated"] = room_react[room]
+            if room not in archived:  # an archived room's facts are those it closed with (its archive)
+                room_counts["reactivated"] = room_react[room]
             p.hset(keys.room(shop, room), mapping=room_counts)
         p.delete(*(keys.due(shop, part) for part in range(keys.PARTITIONS)))
         for i in range(0, len(dues), CHUNK):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fanops.rules_settings import RuleSettings
-from fanops.state import RoomViewer, ViewerState
+from fanops.state import RoomViewer, ViewerState, past_rooms
 
 TIERS = ("new_fan", "first_buyer", "active", "dormant")
 FOLLOWUP_STATES = ("pending", "claimed", "sent", "skipped", "converted", "withdrawn")
@@ -22,10 +22,24 @@ class TierReason:
     why: str
 
 
+def room_firsts(v: ViewerState) -> list[int]:
+    """The viewer's first ts in each room attended, archived (folded) rooms included."""
+    out = [first for first, _last in v.rooms.values()]
+    if v.past:
+        out += [first for _no, first in past_rooms(v)]
+    return out
+
+
 def recent_rooms(v: ViewerState, now: int, s: RuleSettings) -> int:
     """Rooms whose first ts by the viewer is within the active window (``>= now - window``)."""
     lo = now - s.active_window_ms
-    return sum(1 for first, _last in v.rooms.values() if first >= lo)
+    n = sum(1 for first, _last in v.rooms.values() if first >= lo)
+    if v.past:
+        for _no, first in past_rooms(v):  # most recent first
+            if first < lo:
+                break
+            n += 1
+    return n
 
 
 def explain_tier(v: ViewerState, now: int, s: RuleSettings) -> TierReason:
@@ -62,7 +76,7 @@ def next_tier_change(v: ViewerState, now: int, s: RuleSettings, current: str | N
         return None
     due = v.last_active + s.dormant_ms
     if t == "active" and len(v.orders) < s.active_orders:
-        firsts = sorted((f for f, _l in v.rooms.values()), reverse=True)
+        firsts = sorted(room_firsts(v), reverse=True)
         k = int(s.active_rooms)
         if len(firsts) >= k:
             due = min(due, firsts[k - 1] + s.active_window_ms + 1)
@@ -78,7 +92,12 @@ def is_new_viewer(v: ViewerState, room: str) -> bool:
 def is_reactivated(v: ViewerState, room: str, s: RuleSettings) -> bool:
     """Back after ``reactivated_days`` or more: the room's first ts minus the viewer's latest
     earlier event in another room.  A room that started earlier and runs past this one's
-    start counts as an event just before it (shows are hours long, never 30 days)."""
+    start counts as an event just before it (shows are hours long, never 30 days).
+
+    Archived rooms (``past``) keep only their first ts and the latest ts of them all: when that
+    latest ts is before this room's start, it is the latest earlier event, exactly; otherwise
+    (an archived room ran past this one's start) an archived room that started before this one
+    counts as an event just before it, as above."""
     r = v.rooms.get(room)
     if r is None:
         return False
@@ -89,6 +108,15 @@ def is_reactivated(v: ViewerState, room: str, s: RuleSettings) -> bool:
             continue
         cand = last if last < first else first
         if prev is None or cand > prev:
+            prev = cand
+    if v.past:
+        if v.past_last < first:
+            cand = v.past_last
+        elif any(f < first for _no, f in past_rooms(v)):
+            cand = first
+        else:
+            cand = -1
+        if cand >= 0 and (prev is None or cand > prev):
             prev = cand
     return prev is not None and first - prev >= s.reactivated_ms
 

@@ -109,6 +109,7 @@ class Worker:
         self._time_full = False
         self._scored_clock = 0
         self._last_archive = 0.0
+        self._archived: dict[str, tuple[dict[str, int], dict[int, str]]] = {}
         self._last_prune = time.monotonic()
         self._member = False  # listed in keys.scorer_members() (run mode): owns only its share
         self._mine: list[int] = list(range(keys.PARTITIONS))
@@ -384,6 +385,16 @@ class Worker:
             time.sleep(min(0.2, 0.001 * 2 ** min(attempt, 8)))
         raise AssertionError("unreachable")  # itertools.count() never ends
 
+    def _archived_rooms(self, shop: str, n: int) -> tuple[dict[str, int], dict[int, str]]:
+        """The shop's archived rooms by number (room -> number, number -> room), read again only
+        when their count changed (a room is archived once, and its number never changes)."""
+        got = self._archived.get(shop)
+        if got is None or len(got[1]) != n:
+            raw = cast("dict[bytes, bytes]", self.r.hgetall(keys.room_nos(shop)))
+            ids = {int(k): v.decode() for k, v in raw.items()}
+            got = self._archived[shop] = ({room: no for no, room in ids.items()}, ids)
+        return got
+
     def _score(self, shop: str, events: list[Event], out_blobs: list[bytes]) -> dict[str, Any]:
         r = self.r
         vk = keys.viewers(shop)
@@ -392,10 +403,12 @@ class Worker:
         p = r.pipeline(transaction=False)
         p.hmget(keys.stats(shop), ["clock", "rules_applied"])
         p.hget(keys.rules(shop), "version")
+        p.hlen(keys.room_nos(shop))
         if vids:
             p.hmget(vk, vids)
-        (clock_raw, applied_raw), version_raw, *rest = p.execute()
+        (clock_raw, applied_raw), version_raw, n_archived, *rest = p.execute()
         found = rest[0] if vids else []
+        archived = self._archived_rooms(shop, int(n_archived))
         clock0 = int(clock_raw or 0)
         version = int(version_raw or 0)
         settings, known = self.settings(shop)
@@ -459,7 +472,8 @@ class Worker:
         self._time_full = any(len(got) >= TIME_INDEX_LIMIT for got in due_parts + lurk_parts)
         self._scored_clock = clock1
         inp = Inputs(shop=shop, clock=clock0, settings=settings, rules_version=known,
-                     viewers=viewers, room_viewers=rvs, due=due, lurk=lurk, past_clock=past)
+                     viewers=viewers, room_viewers=rvs, due=due, lurk=lurk, past_clock=past,
+                     archived=archived[0], room_ids=archived[1])
         ws, _clock = score_batch(inp, events)
         wire = ws.to_wire(out_blobs)
         wire["rules_version"] = known  # apply.lua refuses it if a rebuild under other rules ran since

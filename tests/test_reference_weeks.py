@@ -140,3 +140,44 @@ def test_weeks_of_shows_out_of_order_and_resent_give_the_reference_status(
     drain(r, cfg)
     ref = assert_matches_reference(r, frames)
     assert ref.status(SHOP)["duplicates"] > reference.Reference().status(SHOP)["duplicates"]
+
+
+@pytest.mark.parametrize("window_days", [30, 90], ids=["30-day-window", "90-day-window"])
+def test_weeks_of_shows_archived_as_they_end_give_the_reference_status(cfg, r, weeks, strict_currency,
+                                                                     monkeypatch, window_days):
+    """Each show is archived once it has been quiet for 30 minutes of shop clock, as a running
+    scorer does: its raw data leave Redis, and viewers who come back keep the archived rooms in
+    their state as a few numbers (``fanops.state.fold``). Tiers, room counts (the archived
+    rooms' tiers follow their viewers' current tiers) and tasks still equal the reference.
+    With a 90-day active window, rooms archived long ago still make viewers active."""
+    from fanops import rules_store
+    from fanops.state import past_rooms
+    from scoring.explain import viewer_report
+    from scoring.worker import Worker
+
+    if window_days != 30:
+        rules_store.save(r, SHOP, {"active_window_days": window_days})
+        monkeypatch.setattr(reference, "ACTIVE_WINDOW", window_days * reference.DAY)
+
+    w = Worker(r, cfg, name="archiver")
+    archived: list[str] = []
+    step = max(1, len(weeks) // 12)
+    for i in range(0, len(weeks), step):
+        ingest_frames(cfg, weeks[i:i + step])
+        drain(r, cfg)
+        archived += [room for shop, room in w.archive_idle() if shop == SHOP]
+    ingest_frames(cfg, [])
+    drain(r, cfg)
+    assert len(archived) >= 4  # the history shows; the live one is still open
+    ref = assert_matches_reference(r, weeks)
+    # not vacuous: returning viewers' states hold archived rooms, folded
+    viewers = sorted({e["viewer"]["id"] for e in ref.events.values() if e["shop"] == SHOP})
+    folded = {v: past_rooms(s) for v in viewers if (s := viewer_state(r, SHOP, v)) is not None and s.past}
+    assert len(folded) > 20
+    v = max(folded, key=lambda x: len(folded[x]))
+    rep = viewer_report(r, SHOP, v, cfg)
+    assert rep is not None and rep["tier"] == ref.viewer(SHOP, v)["tier"]  # type: ignore[index]
+    old = [x for x in rep["rooms"] if x.get("archived")]
+    assert len(old) == len(folded[v]) and {x["room"] for x in old} <= set(archived)
+    assert all(x["last_ts"] is not None and x["last_ts"] >= x["first_ts"] for x in old)  # read from the archive
+    assert rep["rooms_attended"] == len(rep["rooms"])

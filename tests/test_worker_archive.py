@@ -73,3 +73,70 @@ def test_settled_tasks_of_archived_shows_leave_redis_on_the_prune_schedule(cfg, 
     left = queue.list_tasks(r, "default", state="converted", limit=1000)
     assert all(t.room == "show-1-7" for t in left)  # only the open show keeps its settled tasks
     assert status(r, "default", "show-1-0")["room"]["followups"]["converted"] > 0  # counters stay
+
+
+def test_archived_rooms_fold_into_a_few_numbers_and_still_count(cfg, r):
+    """A viewer who comes back after a show was archived keeps that show as its number and first
+    ts (``state.fold``); the archived room's tier counts still follow its viewers' tiers, through
+    a settings change (rebuild) as well."""
+    from fanops import rules_store
+    from fanops.read import viewer_state
+    from fanops.state import past_rooms
+    from scoring import recompute
+
+    lines = read_lines(SAMPLES / "weeks-small.jsonl")
+    ingest_frames(cfg, lines)
+    drain(r, cfg)
+    w = Worker(r, cfg, name="w1")
+    w.archive_idle()
+    nos = {v.decode(): int(k) for k, v in r.hgetall(keys.room_nos("default")).items()}
+    assert sorted(nos) == [f"show-1-{i}" for i in range(7)] and sorted(nos.values()) == list(range(1, 8))
+    # every viewer of show-1-0 comes back to the open show: their states fold the archived shows
+    viewers = sorted(archive.read_room(cfg, "default", "show-1-0").viewers().collect()["viewer"].to_list())
+    clock = status(r, "default")["clock"]
+    back = [{"id": f"back-{i}", "room": "show-1-7", "ts": clock, "type": "like", "viewer": {"id": v}}
+            for i, v in enumerate(viewers)]
+    ingest_frames(cfg, [json.dumps(back)])
+    drain(r, cfg)
+    for v in viewers:
+        s = viewer_state(r, "default", v)
+        assert not set(s.rooms) & set(nos)  # no archived room left in full
+        assert nos["show-1-0"] in {no for no, _ in past_rooms(s)}
+
+    def by_tier(room: str) -> dict[str, int]:
+        counts = dict.fromkeys(("new_fan", "first_buyer", "active", "dormant"), 0)
+        for v in archive.read_room(cfg, "default", room).viewers().collect()["viewer"].to_list():
+            counts[viewer_state(r, "default", v).tier] += 1
+        return counts
+
+    before = status(r, "default", "show-1-0")["room"]["tiers"]
+    assert before == by_tier("show-1-0") and before["active"] > 0
+    rules_store.save(r, "default", {"active_rooms": 20})  # active by rooms attended: none any more
+    assert recompute.rebuild(r, "default")
+    got = status(r, "default", "show-1-0")["room"]["tiers"]
+    assert got == by_tier("show-1-0") and got["active"] < before["active"]
+
+
+def test_folded_rooms_read_back_exactly():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from fanops.state import ViewerState, fold, pack, past_rooms, rooms_attended, unpack_viewer
+
+    ts = st.integers(min_value=0, max_value=4_000_000_000_000)
+
+    @given(st.dictionaries(st.text(min_size=1, max_size=8), st.tuples(ts, st.integers(0, 10**8)), min_size=1,
+                           max_size=40), st.data())
+    def check(rooms, data):
+        v = ViewerState(first_seen=0, last_active=0, rooms={k: [f, f + d] for k, (f, d) in rooms.items()})
+        names = sorted(rooms)
+        gone = data.draw(st.lists(st.sampled_from(names), unique=True))
+        nos = {rm: i + 1 for i, rm in enumerate(data.draw(st.permutations(names)))}
+        assert fold(v, {rm: nos[rm] for rm in gone}) == bool(gone)
+        v = unpack_viewer(pack(v))
+        want = sorted(((nos[rm], rooms[rm][0]) for rm in gone), key=lambda p: (-p[1], p[0]))
+        assert past_rooms(v) == want
+        assert set(v.rooms) == set(names) - set(gone) and rooms_attended(v) == len(names)
+        assert v.past_last == (max(rooms[rm][0] + rooms[rm][1] for rm in gone) if gone else -1)
+
+    check()
