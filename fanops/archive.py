@@ -80,8 +80,7 @@ from fanops.schema import EVENT_TYPES
 from fanops.state import (
     RoomViewer,
     ViewerState,
-    pack_past,
-    past_rooms,
+    past_firsts,
     rooms_attended,
     task_fields,
     unpack_room_viewer,
@@ -428,13 +427,13 @@ def tier_at_entry(v: ViewerState, room: str, t0: int, orders_before: int, s: Rul
     from scoring import rules
 
     prior = {k: [f, min(last, t0 - 1)] for k, (f, last) in v.rooms.items() if k != room and f < t0}
-    past = [(no, f) for no, f in past_rooms(v) if f < t0]  # archived rooms: first ts, and the latest ts of all
+    past = [f for f in past_firsts(v) if f < t0]  # archived rooms: first ts, and the latest ts of all
     if not prior and not past:
         return "new_fan"
-    firsts = [f for f, _ in prior.values()] + [f for _, f in past]
+    firsts = [f for f, _ in prior.values()] + past
     lasts = [last for _, last in prior.values()] + ([min(v.past_last, t0 - 1)] if past else [])
     before = ViewerState(first_seen=min(firsts), last_active=max(lasts), rooms=prior, orders=["?"] * orders_before,
-                         past=pack_past(past))
+                         past=[x if i == 0 else past[i - 1] - x for i, x in enumerate(past)])
     return rules.tier(before, t0, s)
 
 
@@ -902,9 +901,13 @@ def idle_rooms(r: redis.Redis, shop: str, idle_ms: int = IDLE_MS) -> list[str]:
     return [rm for rm in cands if rm not in done]
 
 
+TRIM_PAGE = 1000
+
+
 def trim_clock_index(r: redis.Redis, shop: str) -> None:
     """Drop the per-second shop-clock index (``keys.clock_min``/``clock_max``) below the first event
-    of the oldest room still open: only late events of open rooms look it up."""
+    of the oldest room still open: only late events of open rooms look it up. The tier transitions
+    from before then go too (``trim_transitions``)."""
     firsts = cast(replies.Scored, r.zrange(keys.room_first(shop), 0, -1, withscores=True))
     rooms = [(m.decode(), int(sc)) for m, sc in firsts]
     gone = is_archived(r, shop, [rm for rm, _ in rooms])
@@ -914,6 +917,29 @@ def trim_clock_index(r: redis.Redis, shop: str) -> None:
     p.zremrangebyscore(keys.clock_min(shop), "-inf", f"({below}")
     p.zremrangebyscore(keys.clock_max(shop), "-inf", f"({below}")
     p.execute()
+    trim_transitions(r, shop, below)
+
+
+def trim_transitions(r: redis.Redis, shop: str, below: int) -> int:
+    """Drop the oldest tier transitions, up to the first one at or after ``below`` (the first event
+    of the oldest room still open): those before it are of archived rooms (in their archives'
+    transitions tables) or time-driven. Returns how many left the stream."""
+    tk = keys.transitions(shop)
+    start = "-"
+    while True:
+        page = cast("list[tuple[bytes, dict[bytes, bytes]]]", r.xrange(tk, start, "+", count=TRIM_PAGE))
+        if not page:
+            return int(r.xtrim(tk, minid=_next_id(start), approximate=False)) if start != "-" else 0
+        for sid, f in page:
+            if _i(f.get(b"ts")) >= below:
+                return int(r.xtrim(tk, minid=sid, approximate=False))
+        start = "(" + page[-1][0].decode()
+
+
+def _next_id(excl: str) -> str:
+    """The stream id just after ``(ms-seq``."""
+    ms, seq = excl[1:].split("-")
+    return f"{ms}-{int(seq) + 1}"
 
 
 def close_idle_rooms(r: redis.Redis, shop: str, cfg: Config, idle_ms: int = IDLE_MS) -> list[str]:

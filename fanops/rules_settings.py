@@ -31,7 +31,7 @@ class Rule:
 RULES: tuple[Rule, ...] = (
     Rule("dormant_days", 30, 1, 3650, "days", "a viewer with no event for this long is dormant"),
     Rule("active_orders", 2, 1, 1000, "orders", "this many distinct orders make a viewer active"),
-    Rule("active_rooms", 3, 1, 1000, "rooms", "... or attending this many distinct rooms within the window"),
+    Rule("active_rooms", 3, 1, 20, "rooms", "... or attending this many distinct rooms within the window"),
     Rule("active_window_days", 30, 1, 3650, "days", "the window for counting rooms attended"),
     Rule("reactivated_days", 30, 1, 3650, "days",
          "a viewer back after this long away counts as reactivated in the room"),

@@ -33,56 +33,100 @@ class ViewerState(msgspec.Struct, array_like=True):
     profile_ts: int = -1  # ts of the event the profile fields came from
     tier: str = ""  # the tier it is counted under in the shop's counters
     seq: int = 0  # bumped on every write: the compare-and-set token
-    # rooms attended that are archived, folded out of ``rooms`` (see ``fold``): their shop-wide
-    # numbers and the viewer's first ts there, packed by ``pack_past``; and the latest ts of the
-    # viewer there (the rules need no other ts of those rooms)
+    # rooms attended that are archived, folded out of ``rooms`` (see ``fold``): the first ts in
+    # the most recent of them (as steps), the latest ts of the viewer in any of them, and their
+    # shop-wide numbers (as runs)
     past: list[int] = []
     past_last: int = -1
+    past_nos: list[int] = []
 
 
-def pack_past(pairs: list[tuple[int, int]]) -> list[int]:
-    """(room number, first ts) pairs as a flat list of small integers: most recent first, each
-    number and ts as the step from the one before (a few bytes a room instead of ~30)."""
-    pairs = sorted(pairs, key=lambda p: (-p[1], p[0]))
+# The most rooms "active" may ask for (``fanops.rules_settings``: ``active_rooms`` is at most this):
+# of its archived rooms a viewer keeps this many first ts, the most recent, which is all the
+# rules can need of them under any allowed settings.
+PAST_FIRSTS = 20
+
+
+def _steps(values: list[int]) -> list[int]:
+    """Sorted descending -> the first, then each step down (small numbers pack in fewer bytes)."""
+    return [x if i == 0 else values[i - 1] - x for i, x in enumerate(values)]
+
+
+def _unsteps(steps: list[int]) -> list[int]:
     out: list[int] = []
-    prev_no, prev_ts = 0, 0
-    for i, (no, ts) in enumerate(pairs):
-        out += (no - prev_no, ts if i == 0 else prev_ts - ts)
-        prev_no, prev_ts = no, ts
+    for i, d in enumerate(steps):
+        out.append(d if i == 0 else out[-1] - d)
     return out
 
 
-def past_rooms(v: ViewerState) -> list[tuple[int, int]]:
-    """The folded rooms of ``v`` as (room number, first ts), most recent first."""
-    out: list[tuple[int, int]] = []
-    p = v.past
-    no = ts = 0
-    for i in range(0, len(p), 2):
-        no += p[i]
-        ts = p[1] if i == 0 else ts - p[i + 1]
-        out.append((no, ts))
+def pack_runs(nos: list[int]) -> list[int]:
+    """Room numbers as runs: [start, length, gap to the next start, length, ...]; a fan who came
+    to every show is two numbers."""
+    out: list[int] = []
+    end = 0
+    for no in sorted(set(nos)):
+        if out and no == end:
+            out[-1] += 1
+        else:
+            out += (no - end, 1)
+        end = no + 1
     return out
+
+
+def unpack_runs(runs: list[int]) -> list[int]:
+    out: list[int] = []
+    end = 0
+    for i in range(0, len(runs), 2):
+        start = end + runs[i]
+        out.extend(range(start, start + runs[i + 1]))
+        end = start + runs[i + 1]
+    return out
+
+
+def past_firsts(v: ViewerState) -> list[int]:
+    """The viewer's first ts in their most recent archived rooms (at most ``PAST_FIRSTS``), most recent first."""
+    return _unsteps(v.past) if v.past else []
+
+
+def past_numbers(v: ViewerState) -> list[int]:
+    """The numbers of every archived room the viewer attended."""
+    return unpack_runs(v.past_nos) if v.past_nos else []
 
 
 def fold(v: ViewerState, archived: dict[str, int]) -> bool:
     """Move the rooms of ``v`` that are archived (``archived``: room -> its shop-wide number)
-    from ``rooms`` to ``past``. An archived room gets no more events (a scorer drops late ones),
-    so all the rules still need of it is its first ts, and the latest ts of all such rooms.
+    out of ``rooms``. An archived room gets no more events (a scorer drops late ones), so what
+    the rules still need of such rooms is: which they are (their numbers, as runs), the first
+    ts in the most recent ``PAST_FIRSTS`` of them, and the latest ts in any. A returning fan's
+    state so grows by a few bytes a show at most, not by a room id and two ts.
     Returns whether anything moved."""
     gone = [rm for rm in v.rooms if rm in archived]
     if not gone:
         return False
-    pairs = past_rooms(v)
+    firsts = past_firsts(v)
+    nos = past_numbers(v)
     for rm in gone:
         first, last = v.rooms.pop(rm)
-        pairs.append((archived[rm], first))
+        firsts.append(first)
+        nos.append(archived[rm])
         v.past_last = max(v.past_last, last)
-    v.past = pack_past(pairs)
+    v.past = _steps(sorted(firsts, reverse=True)[:PAST_FIRSTS])
+    v.past_nos = pack_runs(nos)
+    # consent: what the rules ask of it is the consent at times from the start of the viewer's
+    # oldest open room on (tasks of open rooms), and the latest: the events from then on, and
+    # the last one before
+    if len(v.consents) > 1:
+        since = min((f for f, _l in v.rooms.values()), default=None)
+        if since is None:
+            v.consents = v.consents[-1:]
+        else:
+            before = [c for c in v.consents if c.ts < since]
+            v.consents = before[-1:] + [c for c in v.consents if c.ts >= since]
     return True
 
 
 def rooms_attended(v: ViewerState) -> int:
-    return len(v.rooms) + len(v.past) // 2
+    return len(v.rooms) + (sum(v.past_nos[1::2]) if v.past_nos else 0)
 
 
 class RoomViewer(msgspec.Struct, array_like=True):

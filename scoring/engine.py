@@ -29,7 +29,7 @@ from fanops.state import (
     fold,
     pack,
     pack_task,
-    past_rooms,
+    past_numbers,
     rooms_attended,
     unpack_room_viewer,
     unpack_viewer,
@@ -313,9 +313,9 @@ def _affected_rooms(old: ViewerState, new: ViewerState) -> set[str]:
 
 def _archived_ids(v: ViewerState | None, room_ids: dict[int, str]) -> list[str]:
     """The ids of the viewer's archived (folded) rooms."""
-    if v is None or not v.past:
+    if v is None or not v.past_nos:
         return []
-    return [room_ids[no] for no, _first in past_rooms(v) if no in room_ids]
+    return [room_ids[no] for no in past_numbers(v) if no in room_ids]
 
 
 def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:

@@ -9,7 +9,7 @@ import redis
 
 from fanops import keys, read, rules_store
 from fanops.config import Config
-from fanops.state import past_rooms, rooms_attended
+from fanops.state import past_numbers, rooms_attended
 from scoring import rules
 from scoring.followups import consent_at
 
@@ -21,15 +21,15 @@ def _archived_row(cfg: Config, shop: str, room: str, viewer_id: str) -> dict[str
     try:
         path = archive.read_room(cfg, shop, room, verify=False).paths["viewers.parquet"]
         rows = (pl.scan_parquet(path).filter(pl.col("viewer") == viewer_id)
-                .select("last_ts", "new_viewer", "reactivated").collect().to_dicts())
+                .select("first_ts", "last_ts", "new_viewer", "reactivated").collect().to_dicts())
     except (archive.ArchiveError, OSError, pl.exceptions.PolarsError):
         return None
     return rows[0] if rows else None
 
 
 def viewer_report(r: redis.Redis, shop: str, viewer_id: str, cfg: Config | None = None) -> dict[str, Any] | None:
-    """The ``viewer`` command's report. Rooms that are archived are listed from the viewer's state
-    (first ts); with ``cfg``, their last ts and facts are read from the archive."""
+    """The ``viewer`` command's report. Archived rooms come first (oldest first), named from the
+    viewer's state; with ``cfg``, their ts and facts are read from their archive."""
     v = read.viewer_state(r, shop, viewer_id)
     if v is None:
         return None
@@ -37,20 +37,21 @@ def viewer_report(r: redis.Redis, shop: str, viewer_id: str, cfg: Config | None 
     clock = int(r.hget(keys.stats(shop), "clock") or 0)
     why = rules.explain_tier(v, clock, s)
     rooms: list[dict[str, Any]] = []
+    if v.past_nos:
+        # archived rooms: the state keeps which they are; the rest is in their archive
+        raw = cast("dict[bytes, bytes]", r.hgetall(keys.room_nos(shop)))
+        ids = {int(k): x.decode() for k, x in raw.items()}
+        for no in past_numbers(v):
+            room = ids.get(no, f"#{no}")
+            row = _archived_row(cfg, shop, room, viewer_id) if cfg is not None else None
+            rooms.append({"room": room, "first_ts": row["first_ts"] if row else None,
+                          "last_ts": row["last_ts"] if row else None,
+                          "new_viewer": row["new_viewer"] if row else None,
+                          "reactivated": row["reactivated"] if row else None, "archived": True})
     for room, (first, last) in sorted(v.rooms.items(), key=lambda kv: kv[1][0]):
         rooms.append({"room": room, "first_ts": first, "last_ts": last,
                       "new_viewer": rules.is_new_viewer(v, room),
                       "reactivated": rules.is_reactivated(v, room, s)})
-    if v.past:
-        raw = cast("dict[bytes, bytes]", r.hgetall(keys.room_nos(shop)))
-        ids = {int(k): x.decode() for k, x in raw.items()}
-        for no, first in sorted(past_rooms(v), key=lambda p: p[1]):
-            room = ids.get(no, f"#{no}")
-            row = _archived_row(cfg, shop, room, viewer_id) if cfg is not None else None
-            rooms.append({"room": room, "first_ts": first, "last_ts": row["last_ts"] if row else None,
-                          "new_viewer": first == v.first_seen,
-                          "reactivated": row["reactivated"] if row else None, "archived": True})
-        rooms.sort(key=lambda x: x["first_ts"])
     dm = consent_at(v, clock) if v.consents else None
     return {
         "shop": shop, "id": viewer_id, "clock": clock, "rules_version": version,

@@ -18,7 +18,7 @@ from redis.typing import EncodableT, FieldT
 
 from fanops import keys, replies, rules_store
 from fanops.rules_settings import RuleSettings
-from fanops.state import pack, past_rooms, unpack_room_viewer, unpack_viewer
+from fanops.state import pack, past_numbers, unpack_room_viewer, unpack_viewer
 from scoring import rules
 from scoring.followups import lurk_time
 
@@ -103,7 +103,7 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
                 room_tiers[room][t] += 1
                 if rules.is_reactivated(v, room, s):
                     room_react[room] += 1
-            for no, _first in past_rooms(v):  # archived rooms: their viewers' tiers are still counted
+            for no in past_numbers(v):  # archived rooms: their viewers' tiers are still counted
                 if no in room_ids:
                     room_tiers[room_ids[no]][t] += 1
             due = rules.next_tier_change(v, clock, s)

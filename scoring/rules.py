@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fanops.rules_settings import RuleSettings
-from fanops.state import RoomViewer, ViewerState, past_rooms
+from fanops.state import RoomViewer, ViewerState, past_firsts
 
 TIERS = ("new_fan", "first_buyer", "active", "dormant")
 FOLLOWUP_STATES = ("pending", "claimed", "sent", "skipped", "converted", "withdrawn")
@@ -26,7 +26,7 @@ def room_firsts(v: ViewerState) -> list[int]:
     """The viewer's first ts in each room attended, archived (folded) rooms included."""
     out = [first for first, _last in v.rooms.values()]
     if v.past:
-        out += [first for _no, first in past_rooms(v)]
+        out += past_firsts(v)
     return out
 
 
@@ -35,7 +35,7 @@ def recent_rooms(v: ViewerState, now: int, s: RuleSettings) -> int:
     lo = now - s.active_window_ms
     n = sum(1 for first, _last in v.rooms.values() if first >= lo)
     if v.past:
-        for _no, first in past_rooms(v):  # most recent first
+        for first in past_firsts(v):  # most recent first
             if first < lo:
                 break
             n += 1
@@ -112,7 +112,8 @@ def is_reactivated(v: ViewerState, room: str, s: RuleSettings) -> bool:
     if v.past:
         if v.past_last < first:
             cand = v.past_last
-        elif any(f < first for _no, f in past_rooms(v)):
+        elif v.past_nos and (len(past_firsts(v)) < sum(v.past_nos[1::2])
+                             or any(f < first for f in past_firsts(v))):  # rooms beyond those kept are older
             cand = first
         else:
             cand = -1

@@ -248,3 +248,29 @@ def test_idle_rooms_follow_the_shop_clock(cfg: Config, r: redis.Redis) -> None:
     assert archive.close_idle_rooms(r, SHOP, cfg) == ["a", "b"]
     assert archive.is_archived(r, SHOP, ["a", "b", "c"]) == {"a", "b"}
     assert archive.close_idle_rooms(r, SHOP, cfg) == []
+
+
+def test_tier_transitions_of_archived_shows_leave_the_stream_for_their_archive(cfg: Config, r: redis.Redis) -> None:
+    """The shop's transitions stream keeps what the open rooms' boards read; older ones, of shows
+    archived since, are in those shows' archives."""
+    day, mn = 86_400_000, 60_000
+    ingest_frames(cfg, [frame(*(ev(f"j{i}", room="past", ts=BASE + i * mn, viewer=f"u{i}") for i in range(6)))])
+    drain(r, cfg)
+    ingest_frames(cfg, [frame(*(ev(f"p{i}", room="past", ts=BASE + (10 + i) * mn, type="order", viewer=f"u{i}",
+                                   order_id=f"o{i}", amount=5, currency="USD") for i in range(6)))])
+    drain(r, cfg)  # six new fans become first buyers
+    # the live show, a day on: two viewers of the past show order again (first_buyer -> active)
+    live = [ev(f"l{i}", room="live", ts=BASE + day + i * mn, type="order", viewer=f"u{i}", order_id=f"q{i}",
+               amount=5, currency="USD") for i in range(2)]
+    ingest_frames(cfg, [frame(*live)])
+    drain(r, cfg)
+    before = r.xrange(keys.transitions(SHOP))
+    rooms = [f[b"room"].decode() for _, f in before]
+    assert rooms.count("past") == 6 and rooms.count("live") == 2
+    archive.archive_room(r, cfg, SHOP, "past")
+    after = r.xrange(keys.transitions(SHOP))
+    assert [f[b"room"].decode() for _, f in after] == ["live", "live"] and after == before[-2:]
+    tx = archive.read_room(cfg, SHOP, "past").transitions().collect()
+    assert tx["to"].to_list().count("first_buyer") == 6  # (and the later changes of its viewers, to the close)
+    archive.archive_room(r, cfg, SHOP, "live")
+    assert r.xlen(keys.transitions(SHOP)) <= 1  # no room open: only those at the shop clock may stay

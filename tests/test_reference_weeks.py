@@ -151,7 +151,7 @@ def test_weeks_of_shows_archived_as_they_end_give_the_reference_status(cfg, r, w
     rooms' tiers follow their viewers' current tiers) and tasks still equal the reference.
     With a 90-day active window, rooms archived long ago still make viewers active."""
     from fanops import rules_store
-    from fanops.state import past_rooms
+    from fanops.state import past_numbers
     from scoring.explain import viewer_report
     from scoring.worker import Worker
 
@@ -172,7 +172,7 @@ def test_weeks_of_shows_archived_as_they_end_give_the_reference_status(cfg, r, w
     ref = assert_matches_reference(r, weeks)
     # not vacuous: returning viewers' states hold archived rooms, folded
     viewers = sorted({e["viewer"]["id"] for e in ref.events.values() if e["shop"] == SHOP})
-    folded = {v: past_rooms(s) for v in viewers if (s := viewer_state(r, SHOP, v)) is not None and s.past}
+    folded = {v: past_numbers(s) for v in viewers if (s := viewer_state(r, SHOP, v)) is not None and s.past_nos}
     assert len(folded) > 20
     v = max(folded, key=lambda x: len(folded[x]))
     rep = viewer_report(r, SHOP, v, cfg)

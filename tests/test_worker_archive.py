@@ -81,7 +81,7 @@ def test_archived_rooms_fold_into_a_few_numbers_and_still_count(cfg, r):
     a settings change (rebuild) as well."""
     from fanops import rules_store
     from fanops.read import viewer_state
-    from fanops.state import past_rooms
+    from fanops.state import past_numbers
     from scoring import recompute
 
     lines = read_lines(SAMPLES / "weeks-small.jsonl")
@@ -101,7 +101,7 @@ def test_archived_rooms_fold_into_a_few_numbers_and_still_count(cfg, r):
     for v in viewers:
         s = viewer_state(r, "default", v)
         assert not set(s.rooms) & set(nos)  # no archived room left in full
-        assert nos["show-1-0"] in {no for no, _ in past_rooms(s)}
+        assert nos["show-1-0"] in past_numbers(s)
 
     def by_tier(room: str) -> dict[str, int]:
         counts = dict.fromkeys(("new_fan", "first_buyer", "active", "dormant"), 0)
@@ -121,21 +121,33 @@ def test_folded_rooms_read_back_exactly():
     from hypothesis import given
     from hypothesis import strategies as st
 
-    from fanops.state import ViewerState, fold, pack, past_rooms, rooms_attended, unpack_viewer
+    from fanops.state import (
+        PAST_FIRSTS,
+        ViewerState,
+        fold,
+        pack,
+        past_firsts,
+        past_numbers,
+        rooms_attended,
+        unpack_viewer,
+    )
 
     ts = st.integers(min_value=0, max_value=4_000_000_000_000)
 
     @given(st.dictionaries(st.text(min_size=1, max_size=8), st.tuples(ts, st.integers(0, 10**8)), min_size=1,
-                           max_size=40), st.data())
+                           max_size=50), st.data())
     def check(rooms, data):
-        v = ViewerState(first_seen=0, last_active=0, rooms={k: [f, f + d] for k, (f, d) in rooms.items()})
         names = sorted(rooms)
-        gone = data.draw(st.lists(st.sampled_from(names), unique=True))
         nos = {rm: i + 1 for i, rm in enumerate(data.draw(st.permutations(names)))}
-        assert fold(v, {rm: nos[rm] for rm in gone}) == bool(gone)
-        v = unpack_viewer(pack(v))
-        want = sorted(((nos[rm], rooms[rm][0]) for rm in gone), key=lambda p: (-p[1], p[0]))
-        assert past_rooms(v) == want
+        v = ViewerState(first_seen=0, last_active=0, rooms={k: [f, f + d] for k, (f, d) in rooms.items()})
+        gone: list[str] = []
+        for _ in range(data.draw(st.integers(1, 3))):  # folded over several batches
+            now = data.draw(st.lists(st.sampled_from(names), unique=True))
+            assert fold(v, {rm: nos[rm] for rm in gone + now}) == bool(set(now) - set(gone))
+            gone = sorted(set(gone) | set(now))
+            v = unpack_viewer(pack(v))
+        assert past_firsts(v) == sorted((rooms[rm][0] for rm in gone), reverse=True)[:PAST_FIRSTS]
+        assert past_numbers(v) == sorted(nos[rm] for rm in gone)
         assert set(v.rooms) == set(names) - set(gone) and rooms_attended(v) == len(names)
         assert v.past_last == (max(rooms[rm][0] + rooms[rm][1] for rm in gone) if gone else -1)
 
