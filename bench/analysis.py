@@ -157,7 +157,12 @@ KIND = {**{k: "raw room data" for k in RAW}, "task": "follow-up tasks", "queue":
 
 
 def memory(r: redis.Redis) -> dict[str, int]:
-    """used_memory, and the bytes of the shop's keys by kind (MEMORY USAGE of every key)."""
+    """used_memory, and the bytes of the shop's keys by kind (MEMORY USAGE of every key).
+
+    The slow log is emptied first: it is a diagnostic ring of the server's last 128 slow commands
+    (``slowlog-max-len``), each with its first 32 arguments, i.e. up to ~0.5 MB of the scorer's
+    script calls that are kept across FLUSHALL, whatever the data; it is not the shop's data."""
+    r.slowlog_reset()
     out = {"used_memory": int(r.info("memory")["used_memory"])}
     for k in r.scan_iter(match=keys.tag("shop") + ":*", count=1000):
         kind = KIND.get(k.decode().split(":", 2)[2].split(":")[0], "other")
