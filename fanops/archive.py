@@ -916,8 +916,11 @@ def trim_clock_index(r: redis.Redis, shop: str) -> None:
     p = r.pipeline(transaction=False)
     p.zremrangebyscore(keys.clock_min(shop), "-inf", f"({below}")
     p.zremrangebyscore(keys.clock_max(shop), "-inf", f"({below}")
-    p.execute()
-    trim_transitions(r, shop, below)
+    p.zrevrange(keys.rooms(shop), 0, 0)
+    newest = cast("list[bytes]", p.execute()[-1])
+    # the live board shows the newest room, live or ended: its transitions stay too
+    newest_first = dict(rooms).get(newest[0].decode()) if newest else None
+    trim_transitions(r, shop, below if newest_first is None else min(below, newest_first))
 
 
 def trim_transitions(r: redis.Redis, shop: str, below: int) -> int:

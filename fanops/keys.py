@@ -148,13 +148,13 @@ def room_first(shop: str) -> str:
     return f"{tag(shop)}:roomfirst"
 
 
-@lru_cache(maxsize=4096)
 def room_nos(shop: str) -> str:
     """HASH room number -> room id, of the archived rooms: viewers' states name an archived room
     by its number (``fanops.state.fold``). The room's hash holds its number as ``no``."""
     return f"{tag(shop)}:roomno"
 
 
+@lru_cache(maxsize=4096)
 def room(shop: str, room_id: str) -> str:
     """HASH of a room's counters (room facts, tiers, follow-up states, GMV)."""
     return f"{tag(shop)}:room:{esc(room_id)}"

@@ -58,6 +58,21 @@ RULES: tuple[Rule, ...] = (
 _BY_NAME = {r.name: r for r in RULES}
 
 
+def clamp_to_bounds(values: dict[str, Any]) -> dict[str, Any]:
+    """Stored values brought into today's ranges (settings saved when a range was wider); values
+    that are not numbers or name no setting are left for ``RuleSettings.from_mapping`` to refuse."""
+    out: dict[str, Any] = {}
+    for k, raw in values.items():
+        rule = _BY_NAME.get(k)
+        try:
+            v = float(raw.decode() if isinstance(raw, bytes) else raw)
+        except (TypeError, ValueError):
+            out[k] = raw
+            continue
+        out[k] = min(max(v, rule.lo), rule.hi) if rule is not None and v == v else raw
+    return out
+
+
 @dataclass(frozen=True)
 class RuleSettings:
     dormant_days: float = 30

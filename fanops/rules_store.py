@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any, cast
 
@@ -11,8 +12,10 @@ from redis.typing import EncodableT, FieldT
 
 from fanops import keys, replies
 from fanops.errors import BadSettings
-from fanops.rules_settings import RuleSettings
+from fanops.rules_settings import RuleSettings, clamp_to_bounds
 from fanops.templates import DEFAULT_TEMPLATES, validate_templates
+
+log = logging.getLogger(__name__)
 
 
 def load(r: redis.Redis, shop: str) -> tuple[RuleSettings, int]:
@@ -25,7 +28,14 @@ def load(r: redis.Redis, shop: str) -> tuple[RuleSettings, int]:
     d.pop("templates", None)
     d.pop("changed_at", None)
     d.pop("changed_by", None)
-    return RuleSettings.from_mapping(d), version
+    try:
+        return RuleSettings.from_mapping(d), version
+    except BadSettings:
+        # saved under wider bounds by an earlier version (active_rooms went up to 1000, now 20):
+        # each value is brought into its range, as a save would have required
+        fixed = clamp_to_bounds(d)
+        log.warning("rule settings of shop %r are outside today's bounds; using %s", shop, fixed)
+        return RuleSettings.from_mapping(fixed), version
 
 
 def load_templates(r: redis.Redis, shop: str) -> dict[str, Any]:

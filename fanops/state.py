@@ -93,35 +93,40 @@ def past_numbers(v: ViewerState) -> list[int]:
     return unpack_runs(v.past_nos) if v.past_nos else []
 
 
-def fold(v: ViewerState, archived: dict[str, int]) -> bool:
+def fold(v: ViewerState, archived: dict[str, int], since: int | None = None) -> bool:
     """Move the rooms of ``v`` that are archived (``archived``: room -> its shop-wide number)
     out of ``rooms``. An archived room gets no more events (a scorer drops late ones), so what
     the rules still need of such rooms is: which they are (their numbers, as runs), the first
     ts in the most recent ``PAST_FIRSTS`` of them, and the latest ts in any. A returning fan's
     state so grows by a few bytes a show at most, not by a room id and two ts.
-    Returns whether anything moved."""
-    gone = [rm for rm in v.rooms if rm in archived]
+
+    A room is folded only once it ended before every room of the viewer still open started: then
+    the latest ts of the folded rooms is exactly "the latest earlier event" that ``reactivated``
+    asks for. Consents from before ``since`` (the first event of the shop's oldest open room) go,
+    but the last of them. Returns whether anything moved."""
+    open_first = min((f for rm, (f, _l) in v.rooms.items() if rm not in archived), default=None)
+    gone = [rm for rm in v.rooms if rm in archived and (open_first is None or v.rooms[rm][1] < open_first)]
     if not gone:
         return False
     firsts = past_firsts(v)
     nos = past_numbers(v)
+    known = set(nos)
     for rm in gone:
         first, last = v.rooms.pop(rm)
+        if archived[rm] in known:
+            continue  # folded before (cannot happen: a scorer drops events of archived rooms)
         firsts.append(first)
         nos.append(archived[rm])
         v.past_last = max(v.past_last, last)
     v.past = _steps(sorted(firsts, reverse=True)[:PAST_FIRSTS])
     v.past_nos = pack_runs(nos)
-    # consent: what the rules ask of it is the consent at times from the start of the viewer's
+    # consent: what the rules ask of it is the consent at times from the start of the shop's
     # oldest open room on (tasks of open rooms), and the latest: the events from then on, and
     # the last one before
-    if len(v.consents) > 1:
-        since = min((f for f, _l in v.rooms.values()), default=None)
-        if since is None:
-            v.consents = v.consents[-1:]
-        else:
-            before = [c for c in v.consents if c.ts < since]
-            v.consents = before[-1:] + [c for c in v.consents if c.ts >= since]
+    if since is not None and len(v.consents) > 1:
+        cut = min([since, *(f for f, _l in v.rooms.values())])
+        before = [c for c in v.consents if c.ts < cut]
+        v.consents = before[-1:] + [c for c in v.consents if c.ts >= cut]
     return True
 
 

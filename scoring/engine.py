@@ -280,6 +280,7 @@ class Inputs:
     # the shop's archived rooms by number: their rooms in viewers' states are folded (state.fold)
     archived: dict[str, int] = field(default_factory=dict)
     room_ids: dict[int, str] = field(default_factory=dict)
+    open_since: int | None = None  # the first event of the shop's oldest open room (None: unknown)
 
 
 lurk_member = keys.pair
@@ -325,6 +326,14 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
     w = WriteSet()
     clock = inp.clock
     hincr = w.hincr
+    if inp.archived:
+        # a room archived since the worker looked (close-room beside a running scorer): its
+        # records are gone, so its late events are counted as applied and dropped, as the worker does
+        kept = [ev for ev in events if ev.room not in inp.archived]
+        if len(kept) != len(events):
+            hincr[(keys.stats(shop), "applied")] += len(events) - len(kept)
+            hincr[(keys.stats(shop), "dropped_archived")] += len(events) - len(kept)
+            events = kept
     by_viewer: dict[str, list[Event]] = defaultdict(list)
     room_last: dict[str, int] = {}
     room_first: dict[str, int] = {}
@@ -384,8 +393,8 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
         new = unpack_viewer(old_blob) if old_blob else None
         if old is not None and new is not None and inp.archived:
             # archived rooms get no more events: keep what the rules need of them (a few bytes)
-            fold(old, inp.archived)
-            fold(new, inp.archived)
+            fold(old, inp.archived, inp.open_since)
+            fold(new, inp.archived, inp.open_since)
         evs = by_viewer.get(vid, [])
         if len(evs) > 1:
             evs.sort(key=lambda e: (e.ts, e.id))

@@ -60,6 +60,14 @@ def _entry_order(e: Entry) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+@dataclass(frozen=True)
+class _Archived:
+    seq: int  # the shop's room-number sequence when read
+    by_room: dict[str, int]
+    ids: dict[int, str]
+    since: int | None
+
+
 @dataclass
 class WorkerStats:
     batches: int = 0
@@ -109,7 +117,7 @@ class Worker:
         self._time_full = False
         self._scored_clock = 0
         self._last_archive = 0.0
-        self._archived: dict[str, tuple[dict[str, int], dict[int, str]]] = {}
+        self._archived: dict[str, _Archived] = {}
         self._last_prune = time.monotonic()
         self._member = False  # listed in keys.scorer_members() (run mode): owns only its share
         self._mine: list[int] = list(range(keys.PARTITIONS))
@@ -385,14 +393,23 @@ class Worker:
             time.sleep(min(0.2, 0.001 * 2 ** min(attempt, 8)))
         raise AssertionError("unreachable")  # itertools.count() never ends
 
-    def _archived_rooms(self, shop: str, n: int) -> tuple[dict[str, int], dict[int, str]]:
-        """The shop's archived rooms by number (room -> number, number -> room), read again only
-        when their count changed (a room is archived once, and its number never changes)."""
+    def _archived_rooms(self, shop: str, seq: int) -> _Archived:
+        """The shop's archived rooms by number (room -> number, number -> room) and the first
+        event of its oldest open room, read again when a room was archived since (the shop's
+        room-number sequence moved; a room is archived once, and its number never changes)."""
         got = self._archived.get(shop)
-        if got is None or len(got[1]) != n:
-            raw = cast("dict[bytes, bytes]", self.r.hgetall(keys.room_nos(shop)))
+        if got is None or got.seq != seq:
+            p = self.r.pipeline(transaction=False)
+            p.hgetall(keys.room_nos(shop))
+            p.zrange(keys.room_first(shop), 0, -1, withscores=True)
+            p.hget(keys.stats(shop), "clock")
+            raw, firsts, clock = p.execute()
             ids = {int(k): v.decode() for k, v in raw.items()}
-            got = self._archived[shop] = ({room: no for no, room in ids.items()}, ids)
+            by_room = {room: no for no, room in ids.items()}
+            open_firsts = [int(sc) for m, sc in firsts if m.decode() not in by_room]
+            # with no room open, the next one starts at the clock or later
+            since = min(open_firsts) if open_firsts else int(clock or 0)
+            got = self._archived[shop] = _Archived(seq, by_room, ids, since if by_room else None)
         return got
 
     def _score(self, shop: str, events: list[Event], out_blobs: list[bytes]) -> dict[str, Any]:
@@ -401,14 +418,13 @@ class Worker:
         vids = list(dict.fromkeys(ev.viewer.id for ev in events))
         max_ts = max((ev.ts for ev in events), default=0)
         p = r.pipeline(transaction=False)
-        p.hmget(keys.stats(shop), ["clock", "rules_applied"])
+        p.hmget(keys.stats(shop), ["clock", "rules_applied", "room_no_seq"])
         p.hget(keys.rules(shop), "version")
-        p.hlen(keys.room_nos(shop))
         if vids:
             p.hmget(vk, vids)
-        (clock_raw, applied_raw), version_raw, n_archived, *rest = p.execute()
+        (clock_raw, applied_raw, seq_raw), version_raw, *rest = p.execute()
         found = rest[0] if vids else []
-        archived = self._archived_rooms(shop, int(n_archived))
+        archived = self._archived_rooms(shop, int(seq_raw or 0))
         clock0 = int(clock_raw or 0)
         version = int(version_raw or 0)
         settings, known = self.settings(shop)
@@ -473,7 +489,7 @@ class Worker:
         self._scored_clock = clock1
         inp = Inputs(shop=shop, clock=clock0, settings=settings, rules_version=known,
                      viewers=viewers, room_viewers=rvs, due=due, lurk=lurk, past_clock=past,
-                     archived=archived[0], room_ids=archived[1])
+                     archived=archived.by_room, room_ids=archived.ids, open_since=archived.since)
         ws, _clock = score_batch(inp, events)
         wire = ws.to_wire(out_blobs)
         wire["rules_version"] = known  # apply.lua refuses it if a rebuild under other rules ran since

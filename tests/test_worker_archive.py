@@ -140,15 +140,70 @@ def test_folded_rooms_read_back_exactly():
         names = sorted(rooms)
         nos = {rm: i + 1 for i, rm in enumerate(data.draw(st.permutations(names)))}
         v = ViewerState(first_seen=0, last_active=0, rooms={k: [f, f + d] for k, (f, d) in rooms.items()})
-        gone: list[str] = []
-        for _ in range(data.draw(st.integers(1, 3))):  # folded over several batches
-            now = data.draw(st.lists(st.sampled_from(names), unique=True))
-            assert fold(v, {rm: nos[rm] for rm in gone + now}) == bool(set(now) - set(gone))
-            gone = sorted(set(gone) | set(now))
+        archived: list[str] = []
+        for _ in range(data.draw(st.integers(1, 3))):  # archived over several batches
+            archived = sorted(set(archived) | set(data.draw(st.lists(st.sampled_from(names), unique=True))))
+            fold(v, {rm: nos[rm] for rm in archived})
             v = unpack_viewer(pack(v))
+        # folded: the archived rooms that ended before every room still open started
+        open_first = min((rooms[rm][0] for rm in names if rm not in archived), default=None)
+        gone = [rm for rm in archived if open_first is None or rooms[rm][0] + rooms[rm][1] < open_first]
         assert past_firsts(v) == sorted((rooms[rm][0] for rm in gone), reverse=True)[:PAST_FIRSTS]
         assert past_numbers(v) == sorted(nos[rm] for rm in gone)
         assert set(v.rooms) == set(names) - set(gone) and rooms_attended(v) == len(names)
         assert v.past_last == (max(rooms[rm][0] + rooms[rm][1] for rm in gone) if gone else -1)
 
     check()
+
+
+def _event(i: int, room: str, ts: int, viewer: str, type: str = "like", **x):
+    from fanops.schema import parse_event
+
+    e = parse_event(json.dumps({"id": f"e{i}", "room": room, "ts": ts, "type": type, "viewer": {"id": viewer},
+                                **x}).encode(), ts, 10**12)
+    assert not hasattr(e, "reason"), e
+    return e
+
+
+def test_an_event_of_a_room_archived_after_the_workers_check_is_dropped_not_counted_twice():
+    """close-room beside a running scorer: the room is archived between the worker's check for
+    archived rooms and its scoring; the engine drops the event (counted as applied), so the room
+    is never both folded and attended again."""
+    from fanops.rules_settings import RuleSettings
+    from fanops.state import ViewerState, pack, rooms_attended, unpack_viewer
+    from scoring.engine import Inputs, score_batch
+
+    day = 86_400_000
+    v = ViewerState(first_seen=0, last_active=day, rooms={"a": [0, 1000], "b": [day, day]}, tier="new_fan")
+    inp = Inputs(shop="s", clock=day, settings=RuleSettings(), rules_version=0, viewers={"u": pack(v)},
+                 room_viewers={}, archived={"a": 1}, room_ids={1: "a"}, open_since=day)
+    ws, _ = score_batch(inp, [_event(1, "a", 2000, "u"), _event(2, "b", day + 5, "u")])
+    (_k, _f, _old, new), = ws.cas
+    state = unpack_viewer(new)
+    assert rooms_attended(state) == 2 and "a" not in state.rooms
+    assert ws.hincr[(keys.stats("s"), "dropped_archived")] == 1 and ws.hincr[(keys.stats("s"), "applied")] == 2
+
+
+def test_an_archived_room_that_ran_past_an_open_rooms_start_is_not_folded_until_that_room_ends():
+    """``reactivated`` needs the latest event before a room's start: a show archived while a longer
+    one the viewer is in is still open stays in full until that one is archived too."""
+    from fanops.rules_settings import RuleSettings
+    from fanops.state import ViewerState, fold
+    from scoring import rules
+
+    day, h = 86_400_000, 3_600_000
+    v = ViewerState(first_seen=0, last_active=40 * day + 2 * h,
+                    rooms={"a": [0, h], "r": [40 * day, 40 * day + 2 * h], "c": [40 * day + h, 40 * day + 2 * h]})
+    assert rules.is_reactivated(v, "r", RuleSettings())  # back after 40 days
+    assert fold(v, {"a": 1, "c": 2}) and set(v.rooms) == {"r", "c"}  # a folded; c ran past r's start
+    assert rules.is_reactivated(v, "r", RuleSettings())
+    assert fold(v, {"a": 1, "c": 2, "r": 3}) and not v.rooms
+
+
+def test_settings_saved_under_wider_bounds_are_brought_into_range(r, caplog):
+    from fanops import rules_store
+
+    r.hset(keys.rules("default"), mapping={"version": 3, "active_rooms": 25, "dormant_days": 45})
+    s, version = rules_store.load(r, "default")
+    assert (s.active_rooms, s.dormant_days, version) == (20, 45, 3)
+    assert "outside today's bounds" in caplog.text
