@@ -53,6 +53,9 @@ def viewer_report(r: redis.Redis, shop: str, viewer_id: str, cfg: Config | None 
                       "new_viewer": rules.is_new_viewer(v, room),
                       "reactivated": rules.is_reactivated(v, room, s)})
     dm = consent_at(v, clock) if v.consents else None
+    in_window = rules.recent_rooms(v, clock, s)  # the state keeps 20 archived rooms' first ts: enough for tiers
+    if all(x["first_ts"] is not None for x in rooms):  # every archived room read from its archive: exact
+        in_window = sum(1 for x in rooms if x["first_ts"] >= clock - s.active_window_ms)
     return {
         "shop": shop, "id": viewer_id, "clock": clock, "rules_version": version,
         "tier": why.tier, "rule": why.why,
@@ -60,6 +63,6 @@ def viewer_report(r: redis.Redis, shop: str, viewer_id: str, cfg: Config | None 
         "orders": len(v.orders), "order_ids": v.orders, "spend": v.spend,
         "dm_consent": dm, "name": v.name, "country": v.country, "lang": v.lang, "tz": v.tz,
         "rooms_attended": rooms_attended(v),
-        "rooms_in_window": rules.recent_rooms(v, clock, s),
+        "rooms_in_window": in_window,
         "rooms": rooms,
     }

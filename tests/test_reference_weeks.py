@@ -181,3 +181,5 @@ def test_weeks_of_shows_archived_as_they_end_give_the_reference_status(cfg, r, w
     assert len(old) == len(folded[v]) and {x["room"] for x in old} <= set(archived)
     assert all(x["last_ts"] is not None and x["last_ts"] >= x["first_ts"] for x in old)  # read from the archive
     assert rep["rooms_attended"] == len(rep["rooms"])
+    lo = rep["clock"] - window_days * reference.DAY
+    assert rep["rooms_in_window"] == sum(1 for x in rep["rooms"] if x["first_ts"] >= lo)
