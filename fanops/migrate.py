@@ -5,8 +5,10 @@ partitions by viewer, and packs each follow-up task into a field of its room's t
 hash.  Partition 0 keeps layout 1's key names, so its single stream and indexes are
 read as partition 0: what is left to do is to move index entries of viewers of other
 partitions to their own index, and to repack layout 1's task hashes
-(``fo:{shop}:task:<room>:<viewer>``).  Safe to run from several scorers at once (every
-step is a move that a second run finds done); the shop's ``stats`` hash records
+(``fo:{shop}:task:<room>:<viewer>``).  Layout 3 gives each room archived before it a
+shop-wide number (``keys.room_nos``), by which viewers' states then keep it compactly
+(``fanops.state.fold``).  Safe to run from several scorers at once (every step is a move
+or a set-if-absent that a second run finds done); the shop's ``stats`` hash records
 ``layout`` when it is over.
 """
 
@@ -23,7 +25,7 @@ from fanops.state import TaskRec, pack_task
 
 log = logging.getLogger(__name__)
 
-LAYOUT = 2
+LAYOUT = 3
 CHUNK = 1000
 
 
@@ -33,10 +35,28 @@ def ensure_layout(r: redis.Redis, shop: str) -> None:
         return
     moved = _split_indexes(r, shop)
     tasks = _repack_tasks(r, shop)
+    numbered = number_archived_rooms(r, shop)
     r.hset(keys.stats(shop), "layout", LAYOUT)
-    if moved or tasks:
+    if moved or tasks or numbered:
         log.info("shop %s brought to data layout %d: %d index entries moved to their partition, "
-                 "%d follow-up tasks repacked", shop, LAYOUT, moved, tasks)
+                 "%d follow-up tasks repacked, %d archived rooms numbered", shop, LAYOUT, moved, tasks, numbered)
+
+
+def number_archived_rooms(r: redis.Redis, shop: str) -> int:
+    """Give every archived room that has no number yet its number (oldest show first)."""
+    rooms = [m.decode() for m in cast("list[bytes]", r.zrange(keys.rooms(shop), 0, -1))]
+    p = r.pipeline(transaction=False)
+    for rm in rooms:
+        p.hmget(keys.room(shop, rm), ["archived", "no"])
+    n = 0
+    for rm, (archived, no) in zip(rooms, p.execute() if rooms else [], strict=True):
+        if archived is None or no is not None:
+            continue
+        new = int(r.hincrby(keys.stats(shop), "room_no_seq", 1))
+        if r.hsetnx(keys.room(shop, rm), "no", new):  # another scorer may have numbered it meanwhile
+            r.hset(keys.room_nos(shop), str(new), rm)
+            n += 1
+    return n
 
 
 def _split_indexes(r: redis.Redis, shop: str) -> int:

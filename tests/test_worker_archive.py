@@ -207,3 +207,30 @@ def test_settings_saved_under_wider_bounds_are_brought_into_range(r, caplog):
     s, version = rules_store.load(r, "default")
     assert (s.active_rooms, s.dormant_days, version) == (20, 45, 3)
     assert "outside today's bounds" in caplog.text
+
+
+def test_rooms_archived_by_an_earlier_version_get_their_numbers_when_a_scorer_starts(cfg, r):
+    """Layout 2 archived rooms without numbering them: a scorer numbers them once (fanops.migrate),
+    and viewers who come back then keep those rooms compactly too."""
+    from fanops.read import viewer_state
+    from fanops.state import past_numbers
+
+    ingest_frames(cfg, read_lines(SAMPLES / "weeks-small.jsonl"))
+    drain(r, cfg)
+    Worker(r, cfg, name="w1").archive_idle()
+    # as an earlier version left it: archived, no numbers
+    for i in range(7):
+        r.hdel(keys.room("default", f"show-1-{i}"), "no")
+    r.delete(keys.room_nos("default"))
+    r.hdel(keys.stats("default"), "room_no_seq")
+    r.hset(keys.stats("default"), "layout", 2)
+    Worker(r, cfg, name="w2").step()
+    nos = {v.decode(): int(k) for k, v in r.hgetall(keys.room_nos("default")).items()}
+    assert sorted(nos) == [f"show-1-{i}" for i in range(7)] and sorted(nos.values()) == list(range(1, 8))
+    assert all(int(r.hget(keys.room("default", rm), "no")) == no for rm, no in nos.items())
+    v = archive.read_room(cfg, "default", "show-1-0").viewers().collect()["viewer"][0]
+    clock = status(r, "default")["clock"]
+    ingest_frames(cfg, [json.dumps({"id": "back", "room": "show-1-7", "ts": clock, "type": "like",
+                                    "viewer": {"id": v}})])
+    drain(r, cfg)
+    assert nos["show-1-0"] in past_numbers(viewer_state(r, "default", v))
