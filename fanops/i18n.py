@@ -47,6 +47,7 @@ TABLE: dict[str, dict[str, str]] = {
     "tier.active": {"en": "Active", "zh-Hans": "活跃粉"},
     "tier.dormant": {"en": "Dormant", "zh-Hans": "沉睡粉"},
     "tier.unknown": {"en": "Unknown tier", "zh-Hans": "未知层级"},
+    "state.unknown": {"en": "Unknown state", "zh-Hans": "未知状态"},
     "state.open": {"en": "Open", "zh-Hans": "待办"},
     "state.pending": {"en": "Pending", "zh-Hans": "待认领"},
     "state.claimed": {"en": "Claimed", "zh-Hans": "已认领"},

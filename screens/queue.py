@@ -81,7 +81,9 @@ def badges(t: queue.Task, mine: bool) -> str:
     if mine:
         out.append(f":green-badge[:material/person: {tr('queue.yours')}]")
     else:
-        out.append(f":{'blue' if t.state == 'pending' else 'gray'}-badge[{tr(f'state.{t.state}')}]")
+        # a state this version does not know (the task record is data) is named as unknown, never echoed
+        label = tr(f"state.{t.state}") if t.state in queue.STATES else tr("state.unknown")
+        out.append(f":{'blue' if t.state == 'pending' else 'gray'}-badge[{label}]")
     if t.decent_hour is True:
         out.append(f":green-badge[:material/schedule: {tr('queue.decent')}]")
     elif t.decent_hour is False:

@@ -349,6 +349,19 @@ def test_queue_lists_open_tasks_by_priority_with_what_the_operator_needs(app, r,
     assert all("<script" not in m.value and "<b>" not in m.value for m in at.markdown)
 
 
+def test_a_task_state_this_version_does_not_know_is_not_echoed_as_markdown(app, r, tasks):
+    from fanops.state import pack_task, unpack_task
+
+    tk = keys.tasks(SHOP, "r1")
+    rec = unpack_task(r.hget(tk, "v1"))
+    rec.state = "**[x](javascript:alert(1))** <img src=x>"
+    r.hset(tk, "v1", pack_task(rec))
+    at = app("queue", operator="Mei")
+    card = at.get_by_key(f"task-{k('v1')}")
+    badges = " ".join(m.value for m in card.markdown)
+    assert "Unknown state" in badges and "javascript" not in badges and "<img" not in badges
+
+
 def test_claim_sent_skip_release_and_two_operators(app, r, tasks):
     mei = app("queue", operator="Mei")
     lin = app("queue", operator="Lin")  # drawn before Mei's claim: Ana's Claim button is there
