@@ -104,3 +104,13 @@ def heartbeats(r: redis.Redis, kind: str) -> list[dict[str, Any]]:
     """The processes of one kind (consumer, scorer) whose heartbeat has not expired."""
     ks = heartbeat_keys(r, kind)
     return [json.loads(v) for v in (r.mget(ks) if ks else []) if v]
+
+
+def room_ids(raw: dict[bytes, bytes]) -> dict[int, str]:
+    """``keys.room_nos`` as read (HGETALL): archived room number -> room id."""
+    return {int(k): v.decode() for k, v in raw.items()}
+
+
+def archived_room_ids(r: redis.Redis, shop: str) -> dict[int, str]:
+    """The shop's archived rooms by number (viewers' states name archived rooms by number)."""
+    return room_ids(cast("dict[bytes, bytes]", r.hgetall(keys.room_nos(shop))))

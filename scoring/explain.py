@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import polars as pl
 import redis
@@ -39,8 +39,7 @@ def viewer_report(r: redis.Redis, shop: str, viewer_id: str, cfg: Config | None 
     rooms: list[dict[str, Any]] = []
     if v.past_nos:
         # archived rooms: the state keeps which they are; the rest is in their archive
-        raw = cast("dict[bytes, bytes]", r.hgetall(keys.room_nos(shop)))
-        ids = {int(k): x.decode() for k, x in raw.items()}
+        ids = read.archived_room_ids(r, shop)
         for no in past_numbers(v):
             room = ids.get(no, f"#{no}")
             row = _archived_row(cfg, shop, room, viewer_id) if cfg is not None else None

@@ -16,7 +16,7 @@ from typing import cast
 import redis
 from redis.typing import EncodableT, FieldT
 
-from fanops import keys, replies, rules_store
+from fanops import keys, read, replies, rules_store
 from fanops.rules_settings import RuleSettings
 from fanops.state import pack, past_numbers, unpack_room_viewer, unpack_viewer
 from scoring import rules
@@ -93,8 +93,7 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
         dues: list[tuple[str, int]] = []
         updates: list[tuple[str, bytes]] = []
         n = 0
-        raw_ids = cast("dict[bytes, bytes]", r.hgetall(keys.room_nos(shop)))
-        room_ids = {int(k): v.decode() for k, v in raw_ids.items()}
+        room_ids = read.archived_room_ids(r, shop)
         for vid_b, blob in r.hscan_iter(keys.viewers(shop), count=CHUNK):
             v = unpack_viewer(blob)
             t = rules.tier(v, clock, s)

@@ -34,7 +34,7 @@ from typing import Any, cast
 
 import redis
 
-from fanops import archive, keys, migrate, replies, rules_store
+from fanops import archive, keys, migrate, read, replies, rules_store
 from fanops.config import Config
 from fanops.gcpause import gc_paused
 from fanops.ingest import script_source
@@ -347,23 +347,12 @@ class Worker:
             events.extend(unpack_events(f[b"e"]))
             receipts.append((int(f.get(b"t", 0)), int(f.get(b"n", 1))))
         ack_list = [[stream, *ids] for stream, ids in acks.items()]
-        # late events of a room already archived: its records are gone, so they are counted
-        # (as applied, so that lag returns to 0) and dropped
-        gone = archive.is_archived(self.r, shop, sorted({ev.room for ev in events}))
-        dropped = 0
-        if gone:
-            kept = [ev for ev in events if ev.room not in gone]
-            dropped = len(events) - len(kept)
-            events = kept
-            log.info("dropped %d late events of archived rooms of %s", dropped, shop)
         for attempt in itertools.count():
             blobs: list[bytes] = []
-            wire = self._score(shop, events, blobs)
+            # late events of a room already archived are counted (as applied, so that lag returns
+            # to 0) and dropped: its records are gone (the engine does it, by the room map)
+            wire, dropped = self._score(shop, events, blobs)
             wire.update(group=keys.GROUP, consumer=self.name, acks=ack_list, lock=recompute.rebuild_lock(shop))
-            if dropped:
-                wire["k"].append(keys.stats(shop))
-                ki = len(wire["k"])
-                wire["hincr"] += [ki, "applied", dropped, ki, "dropped_archived", dropped]
             res = self._apply(keys=[keys.stats(shop)], args=[encode_wire(wire), *blobs])
             verdict = res[0].decode() if isinstance(res[0], bytes) else res[0]
             if verdict == "ok":
@@ -374,9 +363,11 @@ class Worker:
                 st = self.stats
                 st.batches += 1
                 st.entries += len(entries)
-                st.events += len(events)
+                st.events += len(events) - dropped
                 st.samples.extend((t, now_ms - t, n) for t, n in receipts if t)
-                return len(events)
+                if dropped:
+                    log.info("dropped %d late events of archived rooms of %s", dropped, shop)
+                return len(events) - dropped
             if verdict == "stale":
                 self.stats.stale += 1
                 log.info("batch of %s no longer ours (taken over): dropped", shop)
@@ -393,7 +384,7 @@ class Worker:
             time.sleep(min(0.2, 0.001 * 2 ** min(attempt, 8)))
         raise AssertionError("unreachable")  # itertools.count() never ends
 
-    def _archived_rooms(self, shop: str, seq: int) -> _Archived:
+    def _archived_rooms(self, shop: str, seq: int, clock: int) -> _Archived:
         """The shop's archived rooms by number (room -> number, number -> room) and the first
         event of its oldest open room, read again when a room was archived since (the shop's
         room-number sequence moved; a room is archived once, and its number never changes)."""
@@ -402,21 +393,20 @@ class Worker:
             p = self.r.pipeline(transaction=False)
             p.hgetall(keys.room_nos(shop))
             p.zrange(keys.room_first(shop), 0, -1, withscores=True)
-            p.hget(keys.stats(shop), "clock")
-            raw, firsts, clock = p.execute()
-            ids = {int(k): v.decode() for k, v in raw.items()}
+            raw, firsts = p.execute()
+            ids = read.room_ids(raw)
             by_room = {room: no for no, room in ids.items()}
             open_firsts = [int(sc) for m, sc in firsts if m.decode() not in by_room]
             # with no room open, the next one starts at the clock or later
-            since = min(open_firsts) if open_firsts else int(clock or 0)
+            since = min(open_firsts) if open_firsts else clock
             got = self._archived[shop] = _Archived(seq, by_room, ids, since if by_room else None)
         return got
 
-    def _score(self, shop: str, events: list[Event], out_blobs: list[bytes]) -> dict[str, Any]:
+    def _score(self, shop: str, all_events: list[Event], out_blobs: list[bytes]) -> tuple[dict[str, Any], int]:
+        """The wire map of a batch, and how many of its events were of archived rooms (dropped)."""
         r = self.r
         vk = keys.viewers(shop)
-        vids = list(dict.fromkeys(ev.viewer.id for ev in events))
-        max_ts = max((ev.ts for ev in events), default=0)
+        vids = list(dict.fromkeys(ev.viewer.id for ev in all_events))
         p = r.pipeline(transaction=False)
         p.hmget(keys.stats(shop), ["clock", "rules_applied", "room_no_seq"])
         p.hget(keys.rules(shop), "version")
@@ -424,8 +414,10 @@ class Worker:
             p.hmget(vk, vids)
         (clock_raw, applied_raw, seq_raw), version_raw, *rest = p.execute()
         found = rest[0] if vids else []
-        archived = self._archived_rooms(shop, int(seq_raw or 0))
         clock0 = int(clock_raw or 0)
+        archived = self._archived_rooms(shop, int(seq_raw or 0), clock0)
+        events = [ev for ev in all_events if ev.room not in archived.by_room]
+        max_ts = max((ev.ts for ev in events), default=0)
         version = int(version_raw or 0)
         settings, known = self.settings(shop)
         if version != known:
@@ -490,17 +482,17 @@ class Worker:
         inp = Inputs(shop=shop, clock=clock0, settings=settings, rules_version=known,
                      viewers=viewers, room_viewers=rvs, due=due, lurk=lurk, past_clock=past,
                      archived=archived.by_room, room_ids=archived.ids, open_since=archived.since)
-        ws, _clock = score_batch(inp, events)
+        ws, _clock = score_batch(inp, all_events)  # it drops (and counts) the archived rooms' events
         wire = ws.to_wire(out_blobs)
         wire["rules_version"] = known  # apply.lua refuses it if a rebuild under other rules ran since
-        return wire
+        return wire, len(all_events) - len(events)
 
     def _apply_time_only(self, shop: str) -> None:
         """Apply time-driven changes with no events: when more viewers were due than one batch
         takes (the rest), or when the shop clock moved with no events for this worker."""
         for _ in range(10_000):
             blobs: list[bytes] = []
-            wire = self._score(shop, [], blobs)
+            wire, _ = self._score(shop, [], blobs)
             wire.update(group=keys.GROUP, consumer=self.name, acks=[], lock=recompute.rebuild_lock(shop))
             res = self._apply(keys=[keys.stats(shop)], args=[encode_wire(wire), *blobs])
             verdict = res[0].decode() if isinstance(res[0], bytes) else res[0]
