@@ -80,6 +80,7 @@ from fanops.schema import EVENT_TYPES
 from fanops.state import (
     RoomViewer,
     ViewerState,
+    pack_firsts,
     past_firsts,
     rooms_attended,
     task_fields,
@@ -433,7 +434,7 @@ def tier_at_entry(v: ViewerState, room: str, t0: int, orders_before: int, s: Rul
     firsts = [f for f, _ in prior.values()] + past
     lasts = [last for _, last in prior.values()] + ([min(v.past_last, t0 - 1)] if past else [])
     before = ViewerState(first_seen=min(firsts), last_active=max(lasts), rooms=prior, orders=["?"] * orders_before,
-                         past=[x if i == 0 else past[i - 1] - x for i, x in enumerate(past)])
+                         past=pack_firsts(past))
     return rules.tier(before, t0, s)
 
 

@@ -52,6 +52,11 @@ def _steps(values: list[int]) -> list[int]:
     return [x if i == 0 else values[i - 1] - x for i, x in enumerate(values)]
 
 
+def pack_firsts(firsts: list[int]) -> list[int]:
+    """First ts of archived rooms as ``ViewerState.past`` keeps them: the ``PAST_FIRSTS`` most recent, as steps."""
+    return _steps(sorted(firsts, reverse=True)[:PAST_FIRSTS])
+
+
 def _unsteps(steps: list[int]) -> list[int]:
     out: list[int] = []
     for i, d in enumerate(steps):
@@ -118,7 +123,7 @@ def fold(v: ViewerState, archived: dict[str, int], since: int | None = None) -> 
         firsts.append(first)
         nos.append(archived[rm])
         v.past_last = max(v.past_last, last)
-    v.past = _steps(sorted(firsts, reverse=True)[:PAST_FIRSTS])
+    v.past = pack_firsts(firsts)
     v.past_nos = pack_runs(nos)
     # consent: what the rules ask of it is the consent at times from the start of the shop's
     # oldest open room on (tasks of open rooms), and the latest: the events from then on, and
