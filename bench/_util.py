@@ -144,6 +144,36 @@ class Child:
         self._fh.close()
 
 
+def wait_until(cond: Callable[[], object], children: Sequence[Child], timeout: float, what: str,
+               poll: float = 0.01, *, every: float = 30.0, progress: Callable[[], str] | None = None) -> object:
+    """Poll ``cond`` until it gives something true (returned); fail if a child died or after
+    ``timeout`` s. A BUSY reply (Redis running a long script) counts as "not yet". With
+    ``progress``, print its line every ``every`` s."""
+    deadline = time.monotonic() + timeout
+    t0 = last = time.monotonic()
+    while True:
+        try:
+            v = cond()
+        except redis.ResponseError as e:
+            if not str(e).startswith("BUSY"):
+                raise
+            v = None
+        if v:
+            return v
+        for c in children:
+            c.check()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+        if progress and time.monotonic() - last >= every:
+            last = time.monotonic()
+            try:
+                print(f"    {time.monotonic() - t0:.0f} s: {progress()}", flush=True)
+            except redis.ResponseError as e:
+                if not str(e).startswith("BUSY"):
+                    raise
+        time.sleep(poll)
+
+
 def wait_port(port: int, child: Child | None = None, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -89,6 +89,7 @@ from bench._util import (
     table,
     tree_note,
     wait_port,
+    wait_until,
 )
 from fanops import board, keys, queue, server
 from fanops.config import Config
@@ -253,31 +254,7 @@ class World:
     procs: list[Child] = field(default_factory=list)
 
 
-def _wait(cond: Callable[[], Any], procs: list[Child], timeout: float, what: str, poll: float = 0.5,
-          every: float = 30.0, progress: Callable[[], str] | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    t0 = last = time.monotonic()
-    while True:
-        try:
-            v = cond()
-        except redis.ResponseError as e:
-            if not _busy(e):
-                raise
-            v = None
-        if v:
-            return v
-        for c in procs:
-            c.check()
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
-        if progress and time.monotonic() - last >= every:
-            last = time.monotonic()
-            try:
-                print(f"    {time.monotonic() - t0:.0f} s: {progress()}", flush=True)
-            except redis.ResponseError as e:
-                if not _busy(e):
-                    raise
-        time.sleep(poll)
+_wait = functools.partial(wait_until, poll=0.5)  # the populating waits are minutes long
 
 
 def own_server(stack: ExitStack) -> tuple[server.ServerInfo, Path]:
@@ -653,36 +630,30 @@ class SessionProbe:
         page.on("pageerror", lambda e: self.errors.append(str(e)[:200]))
 
     @staticmethod
-    def _payload(params: dict[str, Any]) -> bytes | None:
+    def _message(params: dict[str, Any], cls: Any) -> Any:
+        """The frame's Streamlit protobuf of type ``cls``, or None (a text frame, or not one of ours)."""
         resp = params.get("response") or {}
         if resp.get("opcode") != 2:
             return None
-        return base64.b64decode(resp.get("payloadData") or "")
+        m = cls()
+        try:
+            m.ParseFromString(base64.b64decode(resp.get("payloadData") or ""))
+        except Exception:  # noqa: BLE001  (not a message of ours: skip it)
+            return None
+        return m
 
     def _sent(self, params: dict[str, Any]) -> None:
         from streamlit.proto.BackMsg_pb2 import BackMsg
 
-        data = self._payload(params)
-        if data is None:
-            return
-        m = BackMsg()
-        try:
-            m.ParseFromString(data)
-        except Exception:  # noqa: BLE001  (not a message of ours: skip it)
-            return
-        if m.WhichOneof("type") == "rerun_script" and m.rerun_script.fragment_id:
+        m = self._message(params, BackMsg)
+        if m is not None and m.WhichOneof("type") == "rerun_script" and m.rerun_script.fragment_id:
             self.sent_at = float(params["timestamp"])
 
     def _received(self, params: dict[str, Any]) -> None:
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-        data = self._payload(params)
-        if data is None:
-            return
-        m = ForwardMsg()
-        try:
-            m.ParseFromString(data)
-        except Exception:  # noqa: BLE001
+        m = self._message(params, ForwardMsg)
+        if m is None:
             return
         kind = m.WhichOneof("type")
         if kind == "page_profile" and m.page_profile.is_fragment_run:

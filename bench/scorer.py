@@ -52,6 +52,7 @@ from bench._util import (
     table,
     tree_note,
     wait_port,
+    wait_until,
     write_feed,
 )
 from fanops import keys, server
@@ -94,17 +95,7 @@ def scorer_summary(r: redis.Redis, n: int) -> str:
     return ", ".join(parts)
 
 
-def _wait(cond, children: list[Child], timeout: float, what: str, poll: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        for c in children:
-            c.check()
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(poll)
+_wait = wait_until
 
 
 # -- (a) throughput ----------------------------------------------------------
