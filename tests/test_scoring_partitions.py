@@ -42,6 +42,15 @@ def running(cfg: Config, *names: str) -> Iterator[list[Worker]]:
             w.r.close()
 
 
+@contextmanager
+def split_in_two(cfg: Config) -> Iterator[list[Worker]]:
+    """Two running scorers, once they have split the partitions half and half."""
+    with running(cfg, "wa", "wb") as (wa, wb):
+        wait_for(lambda: len(wa.partitions()) == len(wb.partitions()) == keys.PARTITIONS // 2, 10,
+                 "the scorers to split the partitions")
+        yield [wa, wb]
+
+
 def pending(r: redis.Redis) -> set[tuple[str, str]]:
     return {keys.split_pair(m.decode()) for m in r.zrange(keys.queue("default", "pending"), 0, -1)}
 
@@ -74,9 +83,7 @@ def test_two_running_scorers_split_the_partitions_and_never_conflict(cfg, r):
 
 
 def test_a_quiet_partition_still_gets_its_lurkers_follow_up_when_the_clock_moves(cfg, r):
-    with running(cfg, "wa", "wb") as (wa, wb):
-        wait_for(lambda: len(wa.partitions()) == len(wb.partitions()) == keys.PARTITIONS // 2, 10,
-                 "the scorers to split the partitions")
+    with split_in_two(cfg) as (wa, wb):
         lurker = viewer_in(set(wb.partitions()))
         chatty = viewer_in(set(wa.partitions()))
         ingest_frames(cfg, [frame(ev("l-join", ts=T0, viewer=lurker))])
@@ -92,9 +99,7 @@ def test_a_quiet_partition_still_gets_its_lurkers_follow_up_when_the_clock_moves
 def test_a_late_event_in_one_partition_makes_the_task_of_a_lurker_in_another(cfg, r):
     """A late event is a shop-clock value the other scorers never see (it does not move the clock):
     the scorer that applies it re-checks the lurkers of every partition."""
-    with running(cfg, "wa", "wb") as (wa, wb):
-        wait_for(lambda: len(wa.partitions()) == len(wb.partitions()) == keys.PARTITIONS // 2, 10,
-                 "the scorers to split the partitions")
+    with split_in_two(cfg) as (wa, wb):
         lurker = viewer_in(set(wb.partitions()))
         other = viewer_in(set(wa.partitions()))
         ingest_frames(cfg, [frame(ev("l-join", ts=T0, viewer=lurker))])
