@@ -396,7 +396,7 @@ def test_a_batch_scored_before_a_rules_change_is_scored_again_after_the_rebuild(
     w = story.worker
     ev = parse_frame(json.dumps(story.say("a", "like", "r-1", T0 + 4 * MIN, count=1)), T0 + 5 * MIN)
     blobs: list[bytes] = []
-    wire = w._score(SHOP, ev, blobs)  # the scorer's own step, cut in two
+    wire, _dropped = w._score(SHOP, ev, blobs)  # the scorer's own step, cut in two
     rules_store.save(story.r, SHOP, {"followup_dwell_minutes": 10})
     assert recompute.rebuild(story.r, SHOP, "other-scorer")
     wire.update(group="scorers", consumer="story", acks=[])
