@@ -24,6 +24,9 @@ room-viewer hash, the present zset, the dedupe set, the per-minute hash, the ord
 feed lists) with its lurk entries; each partition stream of the shop is trimmed (XTRIM MINID) up to the oldest
 entry still holding an event of a room not archived, and never past an entry a scorer has not
 applied.  The room hash counters, the tasks, the viewers and the transitions stream stay.
+A room's events are read from the applied-event log (``fanops.eventlog``: the scorers write each
+entry there before applying it and then trim it from the stream) and from what the streams still
+hold; log files whose every room is archived are deleted once no writer can append to them.
 Operators keep working a show's follow-ups after it: ``refresh_followups`` brings their outcomes
 into the archive, and ``prune_followups`` (opt-in) removes settled tasks of archived rooms.
 With its dedupe set gone, a late or resent event of an archived room passes the consumer: the
@@ -70,7 +73,7 @@ import msgspec
 import polars as pl
 import redis
 
-from fanops import keys, replies, rules_store
+from fanops import eventlog, keys, replies, rules_store
 from fanops.config import Config
 from fanops.errors import FanopsError, NotFound
 from fanops.gcpause import gc_paused
@@ -512,6 +515,7 @@ class _Part:
     """What a pass over one partition stream of the shop found."""
 
     entries: list[tuple[tuple[int, int], frozenset[str]]] = field(default_factory=list)  # id, rooms in it
+    sids: set[tuple[int, int]] = field(default_factory=set)  # the entries read (from the log or the stream)
     first_id: tuple[int, int] | None = None  # the room's first and last entries in this stream
     last_id: tuple[int, int] | None = None
     end: tuple[int, int] | None = None  # the last entry read
@@ -522,7 +526,9 @@ class _Scan:
     """What a pass over the shop's streams found."""
 
     room: str
+    log: eventlog.LogReader
     events: list[dict[str, Any]] = field(default_factory=list)  # the room's events (wire maps)
+    files: dict[Path, set[str]] = field(default_factory=dict)  # applied-event log file -> rooms in it
     orders: list[tuple[str, str, int]] = field(default_factory=list)  # every order: viewer, order id, ts
     parts: list[_Part] = field(default_factory=lambda: [_Part() for _ in range(keys.PARTITIONS)])
 
@@ -533,9 +539,42 @@ class _Scan:
 
 
 def _scan(r: redis.Redis, shop: str, sc: _Scan) -> int:
-    """Read every partition stream after where the last pass ended into ``sc``; returns the
-    room's events found."""
-    return sum(_scan_part(r, keys.stream(shop, i), sc, pt) for i, pt in enumerate(sc.parts))
+    """Read what is new in the applied-event log and in every partition stream after where the
+    last pass ended into ``sc``; returns how many of the entries read hold events of the room. An
+    entry in both (or twice in the log) is read once."""
+    found = 0
+    with gc_paused():
+        for path, rec in sc.log.read_new():
+            rooms = _take(sc, sc.parts[rec.part], rec.sid, rec.payload)
+            if rooms is not None:
+                sc.files.setdefault(path, set()).update(rooms)
+                found += _count_mine(sc, sc.parts[rec.part], rec.sid, rooms)
+    return found + sum(_scan_part(r, keys.stream(shop, i), sc, pt) for i, pt in enumerate(sc.parts))
+
+
+def _take(sc: _Scan, pt: _Part, sid: tuple[int, int], payload: bytes) -> frozenset[str] | None:
+    """Record one entry (once): its rooms, its orders, the room's events in it; the rooms, or None
+    if read before."""
+    if sid in pt.sids:
+        return None
+    pt.sids.add(sid)
+    evs = msgspec.msgpack.decode(payload)
+    rooms = frozenset(e["room"] for e in evs)
+    pt.entries.append((sid, rooms))
+    for e in evs:
+        if e["type"] == "order":
+            sc.orders.append((e["viewer"]["id"], e["order_id"], e["ts"]))
+    if sc.room in rooms:
+        sc.events.extend(e for e in evs if e["room"] == sc.room)
+    return rooms
+
+
+def _count_mine(sc: _Scan, pt: _Part, sid: tuple[int, int], rooms: frozenset[str]) -> int:
+    if sc.room not in rooms:
+        return 0
+    pt.first_id = sid if pt.first_id is None else min(pt.first_id, sid)
+    pt.last_id = sid if pt.last_id is None else max(pt.last_id, sid)
+    return 1
 
 
 def _scan_part(r: redis.Redis, stream: str, sc: _Scan, pt: _Part) -> int:
@@ -552,18 +591,9 @@ def _scan_part(r: redis.Redis, stream: str, sc: _Scan, pt: _Part) -> int:
                 payload = f.get(b"e")
                 if not payload:
                     continue
-                evs = msgspec.msgpack.decode(payload)
-                rooms = frozenset(e["room"] for e in evs)
-                pt.entries.append((sid, rooms))
-                for e in evs:
-                    if e["type"] == "order":
-                        sc.orders.append((e["viewer"]["id"], e["order_id"], e["ts"]))
-                if sc.room in rooms:
-                    mine = [e for e in evs if e["room"] == sc.room]
-                    sc.events.extend(mine)
-                    found += len(mine)
-                    pt.first_id = pt.first_id or sid
-                    pt.last_id = sid
+                rooms = _take(sc, pt, sid, payload)
+                if rooms is not None:
+                    found += _count_mine(sc, pt, sid, rooms)
             start = "(" + _fmt(pt.end)  # type: ignore[arg-type]
     return found
 
@@ -758,7 +788,7 @@ def archive_room(r: redis.Redis, cfg: Config, shop: str, room: str, *,
     token = f"{socket.gethostname()}|{os.getpid()}|{secrets.token_hex(6)}"
     _lock(r, shop, room, token, int(time.time() * 1000))
     try:
-        sc = _Scan(room)
+        sc = _Scan(room, eventlog.LogReader(cfg.data_dir, shop))
         _scan(r, shop, sc)
         for attempt in range(LATE_RETRIES):
             deadline = time.monotonic() + (wait_applied_s if attempt == 0 else max(wait_applied_s, 5.0))
@@ -825,17 +855,14 @@ def _write(r: redis.Redis, cfg: Config, shop: str, room: str, sc: _Scan,
     return manifest, followups.height, complete, list(rvs)
 
 
-def _trim_points(r: redis.Redis, shop: str, room: str, sc: _Scan) -> list[tuple[str, tuple[int, int]]]:
+def _trim_points(r: redis.Redis, shop: str, room: str, sc: _Scan,
+                 done: set[str]) -> list[tuple[str, tuple[int, int]]]:
     """Per partition stream, the oldest entry that must stay: it holds an event of a room not
-    archived, or a scorer has not applied it (streams to keep whole are left out)."""
-    others = sorted({rm for pt in sc.parts for _, rooms in pt.entries for rm in rooms} - {room})
-    p = r.pipeline(transaction=False)
-    for rm in others:
-        p.hexists(keys.room(shop, rm), "archived")
-    done = {rm for rm, a in zip(others, p.execute() if others else [], strict=True) if a} | {room}
+    archived (``done``: the archived rooms), or a scorer has not applied it (streams to keep whole
+    are left out)."""
     out = []
     for i, pt in enumerate(sc.parts):
-        cut = next((sid for sid, rooms in pt.entries if not rooms <= done), None)
+        cut = next((sid for sid, rooms in sorted(pt.entries) if not rooms <= done), None)
         if cut is None and pt.end is not None:
             cut = (pt.end[0], pt.end[1] + 1)
         prog = _scorer_progress(r, keys.stream(shop, i))
@@ -852,7 +879,7 @@ def _trim_points(r: redis.Redis, shop: str, room: str, sc: _Scan) -> list[tuple[
 def raw_keys(shop: str, room: str) -> list[str]:
     """The room's raw data, removed once it is archived (its lurk entries go too)."""
     return [keys.room_viewers(shop, room), keys.present(shop, room), keys.seen(shop, room),
-            keys.room_minutes(shop, room), keys.room_orders(shop, room),
+            keys.room_minutes(shop, room), keys.room_orders(shop, room), keys.seen_v1(shop, room),
             *(keys.room_feed(shop, room, k) for k in FEEDS)]
 
 
@@ -863,7 +890,12 @@ def _drop_raw(r: redis.Redis, shop: str, room: str, token: str, sc: _Scan, viewe
     if not cur or not cur.decode().startswith(token + ":"):
         raise RoomNotReady(f"lost the archiving mark of room {room!r} of shop {shop!r} (another process took "
                            "it over): its files are written; run close-room again to remove its raw data")
-    cuts = _trim_points(r, shop, room, sc)
+    others = sorted({rm for pt in sc.parts for _, rooms in pt.entries for rm in rooms} - {room})
+    p = r.pipeline(transaction=False)
+    for rm in others:
+        p.hexists(keys.room(shop, rm), "archived")
+    done = {rm for rm, a in zip(others, p.execute() if others else [], strict=True) if a} | {room}
+    cuts = _trim_points(r, shop, room, sc, done)
     # the room's shop-wide number, by which viewers' states keep it once archived (state.fold)
     no = _i(cast("bytes | None", r.hget(rk, "no"))) or int(r.hincrby(keys.stats(shop), "room_no_seq", 1))
     p = r.pipeline(transaction=True)
@@ -882,6 +914,10 @@ def _drop_raw(r: redis.Redis, shop: str, room: str, token: str, sc: _Scan, viewe
     for stream, cut in cuts:
         p.xtrim(stream, minid=_fmt(cut), approximate=False)
     res = p.execute()
+    # applied-event log files holding only archived rooms' events are no longer needed
+    gone = eventlog.delete_files([f for f, rooms in sc.files.items() if rooms <= done])
+    if gone:
+        log.info("deleted %d applied-event log files of %s: every room in them is archived", gone, shop)
     return sum(int(x) for x in res[len(res) - len(cuts):]) if cuts else 0
 
 

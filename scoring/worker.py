@@ -34,7 +34,7 @@ from typing import Any, cast
 
 import redis
 
-from fanops import archive, keys, migrate, read, replies, rules_store
+from fanops import archive, eventlog, keys, migrate, read, replies, rules_store
 from fanops.config import Config
 from fanops.gcpause import gc_paused
 from fanops.ingest import script_source
@@ -50,6 +50,7 @@ TIME_INDEX_LIMIT = 5000  # due / lurk entries taken per batch
 ARCHIVE_EVERY_S = 60.0  # how often a running worker looks for idle rooms to archive
 PRUNE_EVERY_S = 6 * 3600.0  # how often settled tasks of archived rooms leave Redis (kept in the archive)
 MAX_RETRIES = 50
+TRIM_EVERY_S = 0.5  # how often a busy worker removes applied entries from the streams it reads
 
 Entry = tuple[str, Any, dict[bytes, bytes]]  # (stream, entry id, fields)
 
@@ -123,6 +124,11 @@ class Worker:
         self._mine: list[int] = list(range(keys.PARTITIONS))
         self._last_members = 0.0
         self._time_clock: dict[str, int] = {}  # the shop clock of this worker's last time pass
+        # every entry is written to the applied-event log before it is applied; applied entries
+        # then leave the stream (fanops.eventlog)
+        self._log = eventlog.EventLogWriter(cfg.data_dir, self.name)
+        self._last_trim: dict[str, float] = {}
+        self._untrimmed: dict[str, set[str]] = {}  # shop -> streams applied from since their last trim
 
     def stop(self) -> None:
         self._stopping = True
@@ -192,6 +198,7 @@ class Worker:
             try:
                 n = self.step(block=True)
                 if n == 0:
+                    self.trim_idle()
                     if not self.shops():
                         time.sleep(0.2)
                     else:
@@ -204,6 +211,7 @@ class Worker:
                 self.archive_idle()
             self._heartbeat()
         self._leave()
+        self._log.close()
         self._heartbeat(final=True)
         s = self.stats
         log.info("scorer %s stopped: %d batches, %d events, %d conflicts retried, %d taken over",
@@ -243,6 +251,7 @@ class Worker:
         while time.monotonic() < deadline:
             if self.step(block=False) == 0:
                 break
+        self.trim_idle()
         return self.stats
 
     def step(self, block: bool = False) -> int:
@@ -347,6 +356,7 @@ class Worker:
             events.extend(unpack_events(f[b"e"]))
             receipts.append((int(f.get(b"t", 0)), int(f.get(b"n", 1))))
         ack_list = [[stream, *ids] for stream, ids in acks.items()]
+        self._log.write(shop, entries)  # on disk before the apply acknowledges them
         for attempt in itertools.count():
             blobs: list[bytes] = []
             # late events of a room already archived are counted (as applied, so that lag returns
@@ -367,6 +377,8 @@ class Worker:
                 st.samples.extend((t, now_ms - t, n) for t, n in receipts if t)
                 if dropped:
                     log.info("dropped %d late events of archived rooms of %s", dropped, shop)
+                self._untrimmed.setdefault(shop, set()).update(acks)
+                self._trim(shop)
                 return len(events) - dropped
             if verdict == "stale":
                 self.stats.stale += 1
@@ -383,6 +395,24 @@ class Worker:
                             "viewers): still trying", shop, attempt)
             time.sleep(min(0.2, 0.001 * 2 ** min(attempt, 8)))
         raise AssertionError("unreachable")  # itertools.count() never ends
+
+    def _trim(self, shop: str, now_too: bool = False) -> None:
+        """The applied entries of the streams this worker applied from leave Redis (they are in the
+        applied-event log): every ``TRIM_EVERY_S`` at most while busy, at once when idle."""
+        now = time.monotonic()
+        streams = self._untrimmed.get(shop)
+        if not streams or (not now_too and now - self._last_trim.get(shop, 0.0) < TRIM_EVERY_S):
+            return
+        self._last_trim[shop] = now
+        self._untrimmed[shop] = set()
+        try:
+            eventlog.trim_applied(self.r, sorted(streams))
+        except redis.ResponseError as e:
+            log.warning("could not trim the applied entries of %s: %s", shop, e)
+
+    def trim_idle(self) -> None:
+        for shop in list(self._untrimmed):
+            self._trim(shop, now_too=True)
 
     def _archived_rooms(self, shop: str, seq: int, clock: int) -> _Archived:
         """The shop's archived rooms by number (room -> number, number -> room) and the first

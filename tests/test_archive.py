@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 import redis
 
-from fanops import archive, keys, queue
+from fanops import archive, eventlog, keys, queue
 from fanops.config import Config
 from fanops.read import status
 from realtime.simulator import SimSettings, encode_frame, generate
@@ -37,10 +37,12 @@ def _feed(cfg: Config, r: redis.Redis, seed: int = 3, history: int = 1) -> list[
     return [m.decode() for m in r.zrange(keys.rooms(SHOP), 0, -1)]
 
 
-def _room_events_in_stream(r: redis.Redis, room: str) -> int:
+def _room_events_logged(cfg: Config, room: str) -> int:
+    """The room's events in the applied-event log (each stream entry once)."""
     from fanops.schema import unpack_events
 
-    return sum(1 for _, _, f in stream_entries(r, SHOP) for e in unpack_events(f[b"e"]) if e.room == room)
+    recs = {(rec.part, rec.sid): rec.payload for _, rec in eventlog.LogReader(cfg.data_dir, SHOP).read_new()}
+    return sum(1 for b in recs.values() for e in unpack_events(b) if e.room == room)
 
 
 def _cli(cfg: Config, *args: str) -> subprocess.CompletedProcess[str]:
@@ -49,9 +51,14 @@ def _cli(cfg: Config, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, cwd=ROOT, env=env, timeout=120)
 
 
-def test_close_room_archives_the_show_and_frees_its_raw_data(cfg: Config, r: redis.Redis) -> None:
+def test_close_room_archives_the_show_and_frees_its_raw_data(cfg: Config, r: redis.Redis,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     past, live = _feed(cfg, r)
-    live_events = _room_events_in_stream(r, live)
+    # applied entries left the streams for the applied-event log
+    assert stream_entries(r, SHOP) == []
+    live_events = _room_events_logged(cfg, live)
+    counted = sum(int(v) for k, v in r.hgetall(keys.room(SHOP, live)).items() if k.startswith(b"n:"))
+    assert live_events == counted > 0
     before = {rm: status(r, SHOP, rm) for rm in (past, live)}
     assert all(r.exists(k) for k in archive.raw_keys(SHOP, past)[:4])
     n_tasks = sum(before[past]["room"]["followups"].values())
@@ -88,17 +95,17 @@ def test_close_room_archives_the_show_and_frees_its_raw_data(cfg: Config, r: red
     assert sum(queue.counts(r, SHOP, past).values()) == n_tasks
     assert r.hlen(keys.viewers(SHOP)) == before[live]["tiers"]["new_fan"] + sum(
         v for k, v in before[live]["tiers"].items() if k != "new_fan")
-    # entries holding only archived rooms' events went; one holding the live room's (a batch may mix rooms) stays
-    from fanops.schema import unpack_events
-
-    left = [{e.room for e in unpack_events(f[b"e"])} for _, _, f in stream_entries(r, SHOP)]
-    assert left and all(live in rooms for rooms in left) and _room_events_in_stream(r, live) == live_events
+    # the log keeps the live room's events (its files also hold the live room's)
+    assert _room_events_logged(cfg, live) == live_events
     assert archive.idle_rooms(r, SHOP) == []  # the live room is not idle; the past one is done
 
     mem = r.info("memory")["used_memory"]
+    monkeypatch.setattr(eventlog, "DELETE_AFTER_MS", 0)  # as if the files were old enough to go
     res2 = archive.archive_room(r, cfg, SHOP, live)
-    assert res2.complete and stream_entries(r, SHOP) == []
+    assert res2.complete and res2.events == live_events and stream_entries(r, SHOP) == []
     assert r.info("memory")["used_memory"] < mem
+    # every room in the log's files is archived: the files went
+    assert eventlog.LogReader(cfg.data_dir, SHOP).files() == []
     assert [i.room for i in archive.list_archived(cfg, SHOP)] == [past, live]
     assert archive.list_shops(cfg) == [SHOP]
     # archiving again is a no-op that returns the archive

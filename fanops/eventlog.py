@@ -1,0 +1,228 @@
+"""The applied-event log: the shop streams' entries, on disk, so that Redis need not keep them.
+
+A scorer appends every stream entry it is about to apply to a file of its own, and makes it
+durable (``fsync``) before the apply script acknowledges the entry. Once acknowledged, an entry
+can leave the stream (``trim_applied``): while a show runs, Redis holds only the entries no
+scorer has applied yet, not the show's every event. The archive (``fanops.archive``) reads a
+room's events from these files and the stream together (an entry may be in both, or twice in
+the files when a scorer was taken over mid-batch: it is read once, by stream id), and deletes a
+file once every room with an event in it is archived.
+
+Layout: ``<data_dir>/eventlog/<shop>/<created ms>-<writer>.log``, one file per writer process
+and shop at a time, a new one every ``ROTATE_S`` seconds or ``ROTATE_BYTES``. A record is a
+16-byte header (payload length, stream partition, stream id ms, stream id seq) and the
+entry's payload as the stream holds it (a msgpack array of events). A crash can leave a torn
+last record: it was not acknowledged (the fsync comes first), so the entry is still pending in
+the stream and is written again by whoever applies it; readers stop at a torn tail.
+
+Several machines running scorers (or archiving) for one shop need one shared data folder, as
+the archive does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+import redis
+
+from fanops import keys
+
+log = logging.getLogger(__name__)
+
+ROTATE_S = 60.0  # a writer starts a new file after this long...
+ROTATE_BYTES = 64 << 20  # ...or this many bytes
+# a file is deleted only once older than this (its writer moved on to a new file long before)
+DELETE_AFTER_MS = 10 * 60_000
+HEADER = struct.Struct(">IIQQ")  # payload length, partition, stream id ms, stream id seq
+SUFFIX = ".log"
+
+
+def _fs(part: str) -> str:
+    from fanops.archive import fs_name  # one escaping of ids into folder names
+
+    return fs_name(part)
+
+
+def shop_dir(data_dir: Path, shop: str) -> Path:
+    return Path(data_dir) / "eventlog" / _fs(shop)
+
+
+def _sid(x: bytes | str) -> tuple[int, int]:
+    s = x.decode() if isinstance(x, bytes) else x
+    a, _, b = s.partition("-")
+    return int(a), int(b or 0)
+
+
+@dataclass
+class _Open:
+    path: Path
+    f: BinaryIO
+    opened: float
+    size: int = 0
+
+
+class EventLogWriter:
+    """Appends stream entries to this process's current file of each shop, durably."""
+
+    def __init__(self, data_dir: Path, name: str) -> None:
+        self.data_dir = Path(data_dir)
+        raw = f"{name}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.writer = "".join(c if c.isalnum() or c in "-_" else "_" for c in raw)[:80]
+        self._files: dict[str, _Open] = {}
+        self._parts: dict[str, dict[str, int]] = {}
+
+    def _part(self, shop: str, stream: str) -> int:
+        by_name = self._parts.get(shop)
+        if by_name is None:
+            by_name = self._parts[shop] = {s: p for p, s in enumerate(keys.streams(shop))}
+        return by_name[stream]
+
+    def _file(self, shop: str, now: float) -> _Open:
+        cur = self._files.get(shop)
+        if cur is not None:
+            fresh = now - cur.opened < ROTATE_S and cur.size < ROTATE_BYTES
+            if fresh and os.fstat(cur.f.fileno()).st_nlink > 0:
+                return cur
+            cur.f.close()
+        d = shop_dir(self.data_dir, shop)
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / f"{int(time.time() * 1000):013d}-{self.writer}{SUFFIX}"
+        f = cast(BinaryIO, open(path, "ab"))  # noqa: SIM115 - kept open across batches, closed on rotation
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the new file's name is durable too
+        finally:
+            os.close(fd)
+        cur = self._files[shop] = _Open(path, f, now)
+        return cur
+
+    def write(self, shop: str, entries: list[tuple[str, Any, dict[bytes, bytes]]]) -> None:
+        """Append the entries (stream key, entry id, fields) and fsync: on return they are on disk."""
+        if not entries:
+            return
+        out = self._file(shop, time.monotonic())
+        chunks: list[bytes] = []
+        for stream, sid, f in entries:
+            payload = f.get(b"e")
+            if not payload:
+                continue
+            ms, seq = _sid(sid)
+            chunks.append(HEADER.pack(len(payload), self._part(shop, stream), ms, seq))
+            chunks.append(payload)
+        body = b"".join(chunks)
+        out.f.write(body)
+        out.f.flush()
+        os.fsync(out.f.fileno())
+        out.size += len(body)
+
+    def close(self) -> None:
+        for o in self._files.values():
+            o.f.close()
+        self._files.clear()
+
+
+@dataclass(frozen=True)
+class Record:
+    part: int
+    sid: tuple[int, int]
+    payload: bytes
+
+
+@dataclass
+class LogReader:
+    """Reads a shop's log files, each from where the last call stopped (files may grow)."""
+
+    data_dir: Path
+    shop: str
+    offsets: dict[Path, int] = field(default_factory=dict)
+
+    def files(self) -> list[Path]:
+        d = shop_dir(self.data_dir, self.shop)
+        try:
+            return sorted(p for p in d.iterdir() if p.name.endswith(SUFFIX))
+        except FileNotFoundError:
+            return []
+
+    def read_new(self) -> Iterator[tuple[Path, Record]]:
+        for path in self.files():
+            start = self.offsets.get(path, 0)
+            try:
+                with open(path, "rb") as f:
+                    f.seek(start)
+                    data = f.read()
+            except FileNotFoundError:
+                continue  # deleted meanwhile: every room in it was archived
+            pos = 0
+            while pos + HEADER.size <= len(data):
+                n, part, ms, seq = HEADER.unpack_from(data, pos)
+                end = pos + HEADER.size + n
+                if end > len(data):
+                    break  # a torn tail (or a record being written): read again next time
+                yield path, Record(part, (ms, seq), data[pos + HEADER.size:end])
+                pos = end
+            self.offsets[path] = start + pos
+
+
+def created_ms(path: Path) -> int:
+    try:
+        return int(path.name.split("-", 1)[0])
+    except ValueError:
+        return 0
+
+
+def delete_files(paths: list[Path], now_ms: int | None = None) -> int:
+    """Delete the given log files that are old enough that no writer appends to them; returns how many."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    n = 0
+    for p in paths:
+        if now - created_ms(p) < DELETE_AFTER_MS:
+            continue
+        try:
+            p.unlink()
+            n += 1
+        except FileNotFoundError:
+            pass
+    return n
+
+
+def trim_applied(r: redis.Redis, streams: list[str]) -> int:
+    """Remove from each stream the entries every scorer has applied (acknowledged): they are in the
+    log. Keeps every entry not yet delivered and every one still pending. Returns entries removed."""
+    p = r.pipeline(transaction=False)
+    for s in streams:
+        p.xinfo_groups(s)
+        p.xpending(s, keys.GROUP)
+    got = p.execute(raise_on_error=False)
+    cuts: list[tuple[str, str]] = []
+    for i, s in enumerate(streams):
+        groups, pend = got[2 * i], got[2 * i + 1]
+        if isinstance(groups, Exception) or isinstance(pend, Exception):
+            continue
+        g = next((g for g in groups if _text(g.get("name", g.get(b"name"))) == keys.GROUP), None)
+        if g is None:
+            continue
+        last = _sid(cast(Any, g.get("last-delivered-id", g.get(b"last-delivered-id"))))
+        cut = (last[0], last[1] + 1)
+        if pend and pend.get("pending"):
+            cut = min(cut, _sid(pend["min"]))
+        if cut > (0, 1):
+            cuts.append((s, f"{cut[0]}-{cut[1]}"))
+    if not cuts:
+        return 0
+    p = r.pipeline(transaction=False)
+    for s, minid in cuts:
+        p.xtrim(s, minid=minid, approximate=False)
+    return sum(int(x) for x in p.execute())
+
+
+def _text(x: Any) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
