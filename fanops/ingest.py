@@ -8,6 +8,8 @@ event seen without writing it.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import time
 from collections import defaultdict
 from importlib import resources
@@ -20,11 +22,18 @@ from fanops import keys
 from fanops.config import Config
 from fanops.schema import BadInput, Event
 
+log = logging.getLogger(__name__)
 _encoder = msgspec.msgpack.Encoder()
 _scripts: dict[str, str] = {}
 
 DEAD_MAXLEN = 100_000
 DEAD_MINUTE_TTL_S = 3600
+
+
+def dedupe_record(event_id: str) -> bytes:
+    """What a room's dedupe hash keeps of an event id: the first 12 bytes of its SHA-1
+    (``lua/dedupe.lua`` makes the same from an id with ``redis.sha1hex``)."""
+    return hashlib.sha1(event_id.encode("utf-8", "surrogatepass")).digest()[:12]
 
 
 def script_source(name: str) -> str:
@@ -39,8 +48,10 @@ class IngestWriter:
     def __init__(self, r: aredis.Redis, cfg: Config) -> None:
         self.r = r
         self.cfg = cfg
-        self._ingest = r.register_script(script_source("ingest"))
+        self._ingest = r.register_script(script_source("dedupe") + script_source("ingest"))
+        self._migrate = r.register_script(script_source("dedupe") + script_source("dedupe_migrate"))
         self._known_shops: set[str] = set()
+        self._known_rooms: set[tuple[str, str]] = set()
 
     async def write_events(self, events: list[Event], receipt_ms: int | None = None) -> tuple[int, int]:
         """Append ``events`` (any shops) to their streams; returns (accepted, duplicates)."""
@@ -54,6 +65,7 @@ class IngestWriter:
             await self.r.sadd(keys.shops(), *new_shops)
             self._known_shops.update(new_shops)
         for shop, evs in by_shop.items():
+            await self._migrate_rooms(shop, evs)
             room_index: dict[str, int] = {}
             part_index: dict[int, int] = {}
             body: list[Any] = []
@@ -65,7 +77,7 @@ class IngestWriter:
                 pidx = part_index.get(part)
                 if pidx is None:
                     pidx = part_index[part] = len(part_index) + 1
-                body += (pidx, idx, ev.id, _encoder.encode(ev))
+                body += (pidx, idx, dedupe_record(ev.id), _encoder.encode(ev))
             args: list[Any] = [self.cfg.stream_maxlen, self.cfg.dedupe_ttl_s, t, len(part_index), *body]
             ks = ([keys.stats(shop)] + [keys.stream(shop, p) for p in part_index]
                   + [keys.seen(shop, rm) for rm in room_index])
@@ -73,6 +85,17 @@ class IngestWriter:
             accepted += int(n)
             dups += int(d)
         return accepted, dups
+
+    async def _migrate_rooms(self, shop: str, evs: list[Event]) -> None:
+        """Rooms this process meets for the first time: ids an earlier version kept as a set move
+        into the room's dedupe hash (once; nothing to do for a room started by this version)."""
+        new = {ev.room for ev in evs if (shop, ev.room) not in self._known_rooms}
+        for room in sorted(new):
+            moved = int(await self._migrate(keys=[keys.seen_v1(shop, room), keys.seen(shop, room)],
+                                            args=[self.cfg.dedupe_ttl_s]))
+            if moved:
+                log.info("moved %d seen event ids of room %s of %s into its dedupe hash", moved, room, shop)
+            self._known_rooms.add((shop, room))
 
     async def write_dead(self, bad: list[BadInput], source: str = "") -> None:
         """Record rejected events with their reason and raw text, and count them."""

@@ -134,7 +134,14 @@ def stats(shop: str) -> str:
 
 
 def seen(shop: str, room: str) -> str:
-    """SET of the event ids already accepted in a room (dedupe)."""
+    """HASH of the event ids already accepted in a room (dedupe), as records of a linear-hashing
+    table (``lua/dedupe.lua``)."""
+    return f"{tag(shop)}:dedupe:{esc(room)}"
+
+
+def seen_v1(shop: str, room: str) -> str:
+    """SET of the event ids accepted in a room, as versions before the dedupe hash kept them
+    (moved into ``seen`` by the consumer when it first meets the room)."""
     return f"{tag(shop)}:seen:{esc(room)}"
 
 

@@ -1,16 +1,23 @@
--- ingest v2: dedupe a batch of one shop's events by (room, id) and append the new
+-- ingest v3: dedupe a batch of one shop's events by (room, id) and append the new
 -- ones to the shop's partition streams, ONE entry (a msgpack array) per partition, atomically.
+-- Needs dedupe.lua before it (fanops.ingest prepends it).
 -- KEYS[1] stats, KEYS[2 .. 1+S] the partition streams the batch touches,
--- KEYS[2+S ..] the seen-set of each room in the batch
+-- KEYS[2+S ..] the dedupe hash of each room in the batch
 -- ARGV[1] maxlen, ARGV[2] seen ttl (s), ARGV[3] receipt time (ms), ARGV[4] S,
 -- then per event: stream index (1-based into the S streams), room index (1-based into the
--- seen-sets), event id, msgpack bytes
+-- dedupe hashes), the id's 12-byte record (first 12 bytes of its SHA-1), msgpack bytes
 local maxlen, ttl, t, s = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local parts, counts, n, dups = {}, {}, 0, 0
+local seen = {}
 for k = 1, s do parts[k] = {}; counts[k] = 0 end
 for i = 5, #ARGV, 4 do
-  local seen = KEYS[1 + s + tonumber(ARGV[i + 1])]
-  if redis.call('SADD', seen, ARGV[i + 2]) == 1 then
+  local ri = tonumber(ARGV[i + 1])
+  local d = seen[ri]
+  if d == nil then
+    d = dd_open(KEYS[1 + s + ri])
+    seen[ri] = d
+  end
+  if dd_add(d, ARGV[i + 2]) then
     local k = tonumber(ARGV[i])
     counts[k] = counts[k] + 1
     parts[k][counts[k]] = ARGV[i + 3]
@@ -19,8 +26,9 @@ for i = 5, #ARGV, 4 do
     dups = dups + 1
   end
 end
-for k = 2 + s, #KEYS do
-  redis.call('EXPIRE', KEYS[k], ttl)
+for _, d in pairs(seen) do
+  dd_save(d)
+  redis.call('EXPIRE', d.key, ttl)
 end
 for k = 1, s do
   if counts[k] > 0 then

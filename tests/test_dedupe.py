@@ -1,0 +1,53 @@
+"""Dedupe by (room, id) through the real consumer: a room's seen ids in its dedupe hash
+(``fanops/lua/dedupe.lua``), however big the room grows, and ids kept by an earlier version."""
+
+from __future__ import annotations
+
+import random
+
+import redis
+
+from fanops import keys
+from fanops.config import Config
+from tests.feeds import ev, frame
+from tests.pipeline import ingest_frames
+
+SHOP = "dd"
+
+
+def _frames(ids: list[int], room: str, per_frame: int = 250) -> list[str]:
+    return [frame(*(ev(i, room=room, shop=SHOP, viewer=f"u-{i % 997}", ts=1_763_856_000_000 + i)
+                    for i in ids[k:k + per_frame])) for k in range(0, len(ids), per_frame)]
+
+
+def _counts(r: redis.Redis) -> tuple[int, int]:
+    st = r.hgetall(keys.stats(SHOP))
+    return int(st.get(b"accepted", 0)), int(st.get(b"duplicates", 0))
+
+
+def test_every_repeat_is_dropped_however_big_the_room_grows(cfg: Config, r: redis.Redis) -> None:
+    first = list(range(20_000))
+    ingest_frames(cfg, _frames(first, "r-1"))
+    assert _counts(r) == (20_000, 0)
+    # the room's table grew from one bucket to hundreds: repeats must still be found after the splits
+    assert r.hlen(keys.seen(SHOP, "r-1")) > 200
+
+    again = first[:]
+    random.Random(5).shuffle(again)
+    more = list(range(20_000, 25_000))
+    ingest_frames(cfg, _frames(again + more, "r-1", per_frame=333) + _frames(first[:3000], "r-2"))
+    # every repeat in r-1 dropped, the new ids and the same ids in another room accepted
+    assert _counts(r) == (20_000 + 5_000 + 3_000, 20_000)
+    # and a repeat inside one frame is dropped too
+    ingest_frames(cfg, [frame(ev(30_000, room="r-1", shop=SHOP), ev(30_000, room="r-1", shop=SHOP))])
+    assert _counts(r) == (28_001, 20_001)
+    assert r.ttl(keys.seen(SHOP, "r-1")) > 0
+
+
+def test_ids_seen_by_an_earlier_version_still_count_as_seen(cfg: Config, r: redis.Redis) -> None:
+    old = keys.seen_v1(SHOP, "r-old")
+    r.sadd(old, *(f"e-{i}" for i in range(300)))
+    r.expire(old, 3600)
+    ingest_frames(cfg, _frames(list(range(400)), "r-old", per_frame=50))
+    assert _counts(r) == (100, 300)
+    assert not r.exists(old) and r.ttl(keys.seen(SHOP, "r-old")) > 0
