@@ -77,6 +77,7 @@ from fanops import eventlog, keys, replies, rules_store
 from fanops.config import Config
 from fanops.errors import FanopsError, NotFound
 from fanops.gcpause import gc_paused
+from fanops.ingest import seen_keys
 from fanops.read import TIERS, status
 from fanops.rules_settings import RuleSettings
 from fanops.schema import EVENT_TYPES
@@ -903,7 +904,7 @@ def _drop_raw(r: redis.Redis, shop: str, room: str, token: str, sc: _Scan, viewe
                         "archive_generation": manifest["generation"], "no": no})
     p.hset(keys.room_nos(shop), str(no), room)
     p.hdel(rk, "archiving")
-    p.delete(*raw_keys(shop, room))
+    p.delete(*raw_keys(shop, room), *seen_keys(r, shop, room))
     for i in range(0, len(viewers), CHUNK):
         by_part: dict[int, list[str]] = {}
         for v in viewers[i:i + CHUNK]:

@@ -13,9 +13,10 @@ import logging
 import time
 from collections import defaultdict
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import msgspec
+import redis
 import redis.asyncio as aredis
 
 from fanops import keys
@@ -34,6 +35,16 @@ def dedupe_record(event_id: str) -> bytes:
     """What a room's dedupe hash keeps of an event id: the first 12 bytes of its SHA-1
     (``lua/dedupe.lua`` makes the same from an id with ``redis.sha1hex``)."""
     return hashlib.sha1(event_id.encode("utf-8", "surrogatepass")).digest()[:12]
+
+
+def seen_keys(r: redis.Redis, shop: str, room: str) -> list[str]:
+    """Every key of a room's dedupe table: its meta key and its buckets."""
+    meta = cast("bytes | None", r.get(keys.seen(shop, room)))
+    n = 1
+    if meta:
+        level, split, _records = (int(x) for x in meta.split())
+        n = 2 ** level + split
+    return [keys.seen(shop, room)] + [keys.seen_bucket(shop, room, i) for i in range(n)]
 
 
 def script_source(name: str) -> str:

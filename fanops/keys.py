@@ -134,9 +134,14 @@ def stats(shop: str) -> str:
 
 
 def seen(shop: str, room: str) -> str:
-    """HASH of the event ids already accepted in a room (dedupe), as records of a linear-hashing
-    table (``lua/dedupe.lua``)."""
+    """STRING "L s n" naming the buckets (``seen_bucket``) that hold the event ids already accepted
+    in a room (dedupe), as records of a linear-hashing table (``lua/dedupe.lua``)."""
     return f"{tag(shop)}:dedupe:{esc(room)}"
+
+
+def seen_bucket(shop: str, room: str, i: int) -> str:
+    """SET: bucket ``i`` of a room's dedupe table."""
+    return f"{seen(shop, room)}:{i}"
 
 
 def seen_v1(shop: str, room: str) -> str:

@@ -81,6 +81,8 @@ def test_close_room_archives_the_show_and_frees_its_raw_data(cfg: Config, r: red
 
     # Redis: the raw data went, the counters, tasks and viewers stayed; the stream keeps the live room
     assert not any(r.exists(k) for k in archive.raw_keys(SHOP, past))
+    assert r.keys(keys.seen(SHOP, past) + "*") == []  # every bucket of its dedupe table too
+    assert r.keys(keys.seen(SHOP, live) + "*")
     for part in range(keys.PARTITIONS):
         for k in (keys.lurk(SHOP, part), keys.open_lurk(SHOP, part)):
             assert not [m for m in r.zrange(k, 0, -1) if keys.split_pair(m.decode())[0] == past]

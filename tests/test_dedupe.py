@@ -9,6 +9,7 @@ import redis
 
 from fanops import keys
 from fanops.config import Config
+from fanops.ingest import seen_keys
 from tests.feeds import ev, frame
 from tests.pipeline import ingest_frames
 
@@ -30,7 +31,7 @@ def test_every_repeat_is_dropped_however_big_the_room_grows(cfg: Config, r: redi
     ingest_frames(cfg, _frames(first, "r-1"))
     assert _counts(r) == (20_000, 0)
     # the room's table grew from one bucket to hundreds: repeats must still be found after the splits
-    assert r.hlen(keys.seen(SHOP, "r-1")) > 200
+    assert len(seen_keys(r, SHOP, "r-1")) > 200
 
     again = first[:]
     random.Random(5).shuffle(again)
@@ -41,7 +42,7 @@ def test_every_repeat_is_dropped_however_big_the_room_grows(cfg: Config, r: redi
     # and a repeat inside one frame is dropped too
     ingest_frames(cfg, [frame(ev(30_000, room="r-1", shop=SHOP), ev(30_000, room="r-1", shop=SHOP))])
     assert _counts(r) == (28_001, 20_001)
-    assert r.ttl(keys.seen(SHOP, "r-1")) > 0
+    assert all(r.ttl(k) > 0 for k in seen_keys(r, SHOP, "r-1"))
 
 
 def test_ids_seen_by_an_earlier_version_still_count_as_seen(cfg: Config, r: redis.Redis) -> None:
@@ -50,4 +51,4 @@ def test_ids_seen_by_an_earlier_version_still_count_as_seen(cfg: Config, r: redi
     r.expire(old, 3600)
     ingest_frames(cfg, _frames(list(range(400)), "r-old", per_frame=50))
     assert _counts(r) == (100, 300)
-    assert not r.exists(old) and r.ttl(keys.seen(SHOP, "r-old")) > 0
+    assert not r.exists(old) and all(r.ttl(k) > 0 for k in seen_keys(r, SHOP, "r-old"))

@@ -2,10 +2,10 @@
 -- ones to the shop's partition streams, ONE entry (a msgpack array) per partition, atomically.
 -- Needs dedupe.lua before it (fanops.ingest prepends it).
 -- KEYS[1] stats, KEYS[2 .. 1+S] the partition streams the batch touches,
--- KEYS[2+S ..] the dedupe hash of each room in the batch
+-- KEYS[2+S ..] the dedupe key of each room in the batch (dedupe.lua)
 -- ARGV[1] maxlen, ARGV[2] seen ttl (s), ARGV[3] receipt time (ms), ARGV[4] S,
 -- then per event: stream index (1-based into the S streams), room index (1-based into the
--- dedupe hashes), the id's 12-byte record (first 12 bytes of its SHA-1), msgpack bytes
+-- dedupe keys), the id's 12-byte record (first 12 bytes of its SHA-1), msgpack bytes
 local maxlen, ttl, t, s = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local parts, counts, n, dups = {}, {}, 0, 0
 local seen = {}
@@ -14,7 +14,7 @@ for i = 5, #ARGV, 4 do
   local ri = tonumber(ARGV[i + 1])
   local d = seen[ri]
   if d == nil then
-    d = dd_open(KEYS[1 + s + ri])
+    d = dd_open(KEYS[1 + s + ri], ttl)
     seen[ri] = d
   end
   if dd_add(d, ARGV[i + 2]) then
@@ -28,7 +28,6 @@ for i = 5, #ARGV, 4 do
 end
 for _, d in pairs(seen) do
   dd_save(d)
-  redis.call('EXPIRE', d.key, ttl)
 end
 for k = 1, s do
   if counts[k] > 0 then
