@@ -39,6 +39,7 @@ class ViewerState(msgspec.Struct, array_like=True):
     past: list[int] = []
     past_last: int = -1
     past_nos: list[int] = []
+    rel: int = 0  # 1 in the packed form only: its ts are relative to first_seen (see ``pack``)
 
 
 # The most rooms "active" may ask for (``fanops.rules_settings``: ``active_rooms`` is at most this):
@@ -163,6 +164,7 @@ class RoomViewer(msgspec.Struct, array_like=True):
     after: int = -1  # the first event ts past the early window, -1 if none
     task: str = ""  # the follow-up state the data gave when last applied ("" none)
     task_at: int = -1  # the shop-clock value the task was made at (a known clock value)
+    rel: int = 0  # 1 in the packed form only: its ts are relative to first (see ``pack``)
 
 
 class TaskRec(msgspec.Struct, array_like=True):
@@ -216,16 +218,86 @@ _dec_viewer = msgspec.msgpack.Decoder(ViewerState)
 _dec_rv = msgspec.msgpack.Decoder(RoomViewer)
 
 
+# Packed, a state keeps its timestamps relative to one of them (a viewer's ``first_seen``, a
+# room record's ``first``), every other one at or after it: ``ts - base + 1``, and "none" (-1)
+# as 0. A ts within ~49 days of the base packs in 5 bytes instead of 9, within a minute in 3:
+# ~20% less Redis for the two records every viewer of a live show has. ``rel`` (the last field)
+# is 1 in that form; a state with a ts before its base (never from the scorer) packs as it is,
+# and so do states packed by earlier versions, which had no ``rel``.
+def _to(x: int, base: int) -> int:
+    return 0 if x == -1 else x - base + 1
+
+
+def _from(x: int, base: int) -> int:
+    return -1 if x == 0 else x + base - 1
+
+
+def _viewer_out(v: ViewerState) -> ViewerState:
+    b = v.first_seen
+    ts = [v.last_active, v.profile_ts, v.past_last, *(c.ts for c in v.consents),
+          *(x for fl in v.rooms.values() for x in fl), *v.past[:1]]
+    if v.rel or b < 0 or any(x != -1 and x < b for x in ts):
+        return v
+    return msgspec.structs.replace(
+        v, last_active=_to(v.last_active, b), profile_ts=_to(v.profile_ts, b), past_last=_to(v.past_last, b),
+        consents=[Consent(c.ts - b + 1, c.id, c.dm) for c in v.consents] if v.consents else v.consents,
+        rooms={rm: [x - b + 1 for x in fl] for rm, fl in v.rooms.items()},
+        past=[v.past[0] - b + 1, *v.past[1:]] if v.past else v.past, rel=1)
+
+
+def _viewer_in(v: ViewerState) -> ViewerState:
+    if v.rel != 1:
+        return v
+    b = v.first_seen
+    v.last_active = _from(v.last_active, b)
+    v.profile_ts = _from(v.profile_ts, b)
+    v.past_last = _from(v.past_last, b)
+    if v.consents:
+        v.consents = [Consent(c.ts + b - 1, c.id, c.dm) for c in v.consents]
+    v.rooms = {rm: [x + b - 1 for x in fl] for rm, fl in v.rooms.items()}
+    if v.past:
+        v.past[0] += b - 1
+    v.rel = 0
+    return v
+
+
+def _rv_out(rv: RoomViewer) -> RoomViewer:
+    b = rv.first
+    ts = [rv.last, rv.last_other, rv.last_leave, rv.first_order, rv.after, rv.task_at, *(e[0] for e in rv.early)]
+    if rv.rel or b < 0 or any(x != -1 and x < b for x in ts):
+        return rv
+    return msgspec.structs.replace(
+        rv, last=_to(rv.last, b), last_other=_to(rv.last_other, b), last_leave=_to(rv.last_leave, b),
+        first_order=_to(rv.first_order, b), after=_to(rv.after, b), task_at=_to(rv.task_at, b),
+        early=[[e[0] - b + 1, *e[1:]] for e in rv.early], rel=1)
+
+
+def _rv_in(rv: RoomViewer) -> RoomViewer:
+    if rv.rel != 1:
+        return rv
+    b = rv.first
+    rv.last = _from(rv.last, b)
+    rv.last_other = _from(rv.last_other, b)
+    rv.last_leave = _from(rv.last_leave, b)
+    rv.first_order = _from(rv.first_order, b)
+    rv.after = _from(rv.after, b)
+    rv.task_at = _from(rv.task_at, b)
+    for e in rv.early:
+        e[0] += b - 1
+    rv.rel = 0
+    return rv
+
+
 def pack(obj: ViewerState | RoomViewer) -> bytes:
-    return _enc.encode(obj)
+    return _enc.encode(_rv_out(obj) if type(obj) is RoomViewer else _viewer_out(obj))  # type: ignore[arg-type]
 
 
 def unpack_viewer(b: bytes) -> ViewerState:
-    return _dec_viewer.decode(b)
+    return _viewer_in(_dec_viewer.decode(b))
 
 
 def unpack_room_viewer(b: bytes) -> RoomViewer:
-    return _dec_rv.decode(b)
+    return _rv_in(_dec_rv.decode(b))
 
 
 _dec_task = msgspec.msgpack.Decoder(TaskRec)
