@@ -516,7 +516,7 @@ class _Part:
     """What a pass over one partition stream of the shop found."""
 
     entries: list[tuple[tuple[int, int], frozenset[str]]] = field(default_factory=list)  # id, rooms in it
-    sids: set[tuple[int, int]] = field(default_factory=set)  # the entries read (from the log or the stream)
+    rooms_of: dict[tuple[int, int], frozenset[str]] = field(default_factory=dict)  # every entry read: its rooms
     first_id: tuple[int, int] | None = None  # the room's first and last entries in this stream
     last_id: tuple[int, int] | None = None
     end: tuple[int, int] | None = None  # the last entry read
@@ -546,21 +546,24 @@ def _scan(r: redis.Redis, shop: str, sc: _Scan) -> int:
     found = 0
     with gc_paused():
         for path, rec in sc.log.read_new():
-            rooms = _take(sc, sc.parts[rec.part], rec.sid, rec.payload)
+            pt = sc.parts[rec.part]
+            rooms = _take(sc, pt, rec.sid, rec.payload)
+            # a file's rooms count every record in it, read before or not (else the file could go
+            # while the only copy of another room's entry is in it)
+            sc.files.setdefault(path, set()).update(pt.rooms_of[rec.sid])
             if rooms is not None:
-                sc.files.setdefault(path, set()).update(rooms)
-                found += _count_mine(sc, sc.parts[rec.part], rec.sid, rooms)
+                found += _count_mine(sc, pt, rec.sid, rooms)
     return found + sum(_scan_part(r, keys.stream(shop, i), sc, pt) for i, pt in enumerate(sc.parts))
 
 
 def _take(sc: _Scan, pt: _Part, sid: tuple[int, int], payload: bytes) -> frozenset[str] | None:
     """Record one entry (once): its rooms, its orders, the room's events in it; the rooms, or None
     if read before."""
-    if sid in pt.sids:
+    if sid in pt.rooms_of:
         return None
-    pt.sids.add(sid)
     evs = msgspec.msgpack.decode(payload)
     rooms = frozenset(e["room"] for e in evs)
+    pt.rooms_of[sid] = rooms
     pt.entries.append((sid, rooms))
     for e in evs:
         if e["type"] == "order":
