@@ -482,6 +482,10 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
         if ts >= clock - s.present_ms:  # the room is on: record its viewers present this minute
             w.pcount.append([keys.present(shop, room), keys.room_minutes(shop, room), f"p:{clock // 60_000}",
                              clock - s.present_ms])
+            # viewers whose last event is past the window can be present again only by a new event,
+            # which puts them back: the index holds the room's present viewers, not all it ever had
+            # (a longer window set later is filled back from the room records: recompute.rebuild)
+            w.zremrange.append([keys.present(shop, room), clock - s.present_ms])
     for room, ts in room_first.items():
         w.zadd.append([keys.room_first(shop), room, ts, "LT"])
     return w, clock

@@ -77,6 +77,27 @@ def _rebuild_lurk(r: redis.Redis, shop: str, clock: int, s: RuleSettings) -> Non
     p.execute()
 
 
+def _rebuild_present(r: redis.Redis, shop: str, clock: int, s: RuleSettings, archived: set[str]) -> None:
+    """Fill each open room's present index back from its room records under the current window
+    (the scorer keeps only viewers within the window in it, and the window may have grown)."""
+    since = clock - s.present_ms
+    rooms = [m.decode() for m in cast(replies.Members, r.zrangebyscore(keys.rooms(shop), since, "+inf"))]
+    for room in rooms:
+        if room in archived:
+            continue
+        pk = keys.present(shop, room)
+        batch: dict[str, int] = {}
+        for vid, b in r.hscan_iter(keys.room_viewers(shop, room), count=CHUNK):
+            rv = unpack_room_viewer(b)
+            if rv.last >= since and rv.last_other >= 0 and rv.last_leave <= rv.last_other:
+                batch[vid.decode()] = rv.last
+            if len(batch) >= CHUNK:
+                r.zadd(pk, batch)
+                batch = {}
+        if batch:
+            r.zadd(pk, batch)
+
+
 def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
     """Recount tiers (shop and rooms), reactivated viewers and the time index under the
     current settings.  Returns False if another process holds the lock (it is doing it)."""
@@ -137,6 +158,7 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
         p.hset(keys.stats(shop), "rules_applied", version)
         p.execute()
         _rebuild_lurk(r, shop, clock, s)
+        _rebuild_present(r, shop, clock, s, archived)
         log.info("rebuilt %s under rules version %d: %d viewers in %.1f s",
                  shop, version, n, time.monotonic() - started)
         return True

@@ -171,6 +171,20 @@ def test_a_lurker_who_joined_more_than_10_minutes_ago_is_no_longer_present_and_g
     assert story.room("r-1")["present"] == 1
 
 
+def test_a_longer_present_window_counts_back_a_viewer_whose_presence_had_lapsed(story):
+    from fanops import rules_store
+
+    story.event("early", "join", "r-1", at(minutes=0))
+    story.event("early", "comment", "r-1", at(minutes=1), text="hi")
+    story.advance(at(minutes=12))  # 11 minutes since early's last event: lapsed
+    assert story.room("r-1")["present"] == 1
+    # the index keeps only who is present (a show's crowd that left does not stay in Redis)
+    assert story.r.zcard(keys.present(SHOP, "r-1")) == 1
+    rules_store.save(story.r, SHOP, {"present_minutes": 15})
+    story.advance(at(minutes=13))  # scored under the new rules (the scorer rebuilds first)
+    assert story.room("r-1")["present"] == 2
+
+
 def test_a_lurker_whose_first_clock_tick_is_exactly_10_minutes_later_is_still_present_and_gets_a_task(story):
     story.event("patient", "join", "r-1", at(minutes=0))
     story.advance(at(minutes=10))
