@@ -205,6 +205,29 @@ def due(shop: str, part: int = 0) -> str:
     return _p(f"{tag(shop)}:due", part)
 
 
+DAY_MS = 86_400_000
+DUE_NEAR_DAYS = 2  # the due index holds what is due before the next day boundary + this many days
+
+
+def due_front_field(part: int) -> str:
+    """Field of ``stats``: the partition's due front (ms, a day boundary; absent: none yet). A
+    viewer due before it is in ``due``; one due at or after it is listed in ``due_far`` for the
+    day of its due (lists may hold stale entries: a listed viewer is looked at again)."""
+    return f"duefront:{part}"
+
+
+def due_far(shop: str, part: int, day: int) -> str:
+    """LIST of viewers due on shop-clock day ``day`` (ms // DAY_MS), beyond the due front: a
+    viewer id costs ~12 bytes here, ~85 in the ``due`` zset; moved into ``due`` as the front
+    reaches the day."""
+    return f"{tag(shop)}:duefar:{part}:{day}"
+
+
+def due_days(shop: str, part: int = 0) -> str:
+    """ZSET day -> day: the days that have a ``due_far`` list (one per partition)."""
+    return _p(f"{tag(shop)}:duedays", part)
+
+
 def lurk(shop: str, part: int = 0) -> str:
     """ZSET room/viewer pair -> shop-clock time at which the viewer's dwell reaches the threshold
     (one per partition)."""

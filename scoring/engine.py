@@ -65,6 +65,8 @@ class WriteSet:
     scount: list[list[Any]] = field(default_factory=list)
     zremrange: list[list[Any]] = field(default_factory=list)
     task_withdraw: list[list[Any]] = field(default_factory=list)
+    rpush: list[list[Any]] = field(default_factory=list)  # [list, value, days zset, day]
+    lpop: list[list[Any]] = field(default_factory=list)  # [list, count, days zset, day]
     transitions: int = 0
 
     def to_wire(self, blobs: list[bytes]) -> dict[str, Any]:
@@ -119,6 +121,9 @@ class WriteSet:
         pcount: list[Any] = []
         for pk, mk, f, since in self.pcount:
             pcount += (key(pk), key(mk), f, since)
+        rpush: list[Any] = []
+        for lk, v, dk, day in self.rpush:
+            rpush += (key(lk), v, key(dk), day)
         return {
             "k": list(kidx),
             "cas": cas,
@@ -138,6 +143,8 @@ class WriteSet:
             "scount": scount,
             "zremrange": self.zremrange,
             "task_withdraw": self.task_withdraw,
+            "rpush": rpush,
+            "lpop": self.lpop,
         }
 
 
@@ -281,6 +288,8 @@ class Inputs:
     archived: dict[str, int] = field(default_factory=dict)
     room_ids: dict[int, str] = field(default_factory=dict)
     open_since: int | None = None  # the first event of the shop's oldest open room (None: unknown)
+    # partition -> its due front for this batch (keys.due_front_field; 0 or absent: none, all near)
+    due_front: dict[int, int] = field(default_factory=dict)
 
 
 lurk_member = keys.pair
@@ -465,11 +474,7 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
         due = rules.next_tier_change(new, clock, s, tier_new)
         had_due = rules.next_tier_change(old, clock, s, old.tier) if old is not None and old.tier else None
         if due != had_due or vid in due_set:
-            if due is None:
-                if old is not None:
-                    w.zrem.append([keys.due(shop, keys.part_of(vid)), vid])
-            else:
-                w.zadd.append([keys.due(shop, keys.part_of(vid)), vid, due])
+            _index_due(w, shop, vid, due, had_due, old is not None, vid in due_set, inp.due_front)
         new.seq += 1
         w.cas.append([vkey, vid, old_blob if old_blob else False, pack(new)])
 
@@ -489,6 +494,28 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
     for room, ts in room_first.items():
         w.zadd.append([keys.room_first(shop), room, ts, "LT"])
     return w, clock
+
+
+def _index_due(w: WriteSet, shop: str, vid: str, due: int | None, had_due: int | None, known: bool,
+               taken: bool, fronts: dict[int, int]) -> None:
+    """Write a viewer's time-index entry: due before the partition's due front -> the ``due`` zset;
+    at or after it -> the list of its day (``keys.due_far``), once per day (a listed viewer whose due
+    moved within the day stays listed; entries left behind are stale and looked at again).
+    ``taken``: the viewer came from the index in this batch (its zset entry, if any, is to be
+    rewritten)."""
+    part = keys.part_of(vid)
+    front = fronts.get(part, 0)
+    was_near = taken or (had_due is not None and (not front or had_due < front))
+    if due is not None and (not front or due < front):
+        w.zadd.append([keys.due(shop, part), vid, due])
+        return
+    if was_near and known:
+        w.zrem.append([keys.due(shop, part), vid])
+    if due is None:
+        return
+    day = due // keys.DAY_MS
+    if was_near or had_due is None or had_due // keys.DAY_MS != day:
+        w.rpush.append([keys.due_far(shop, part, day), vid, keys.due_days(shop, part), day])
 
 
 _NOTABLE = frozenset({"join", "order", "comment", "like", "gift"})

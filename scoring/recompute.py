@@ -146,13 +146,26 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
             if room not in archived:  # an archived room's facts are those it closed with (its archive)
                 room_counts["reactivated"] = room_react[room]
             p.hset(keys.room(shop, room), mapping=room_counts)
-        p.delete(*(keys.due(shop, part) for part in range(keys.PARTITIONS)))
+        # the time index, written anew: due before the front in the zset, later in the day lists
+        front = (clock // keys.DAY_MS + keys.DUE_NEAR_DAYS) * keys.DAY_MS
+        for part in range(keys.PARTITIONS):
+            days = cast(replies.Members, r.zrange(keys.due_days(shop, part), 0, -1))
+            p.delete(keys.due(shop, part), keys.due_days(shop, part),
+                     *(keys.due_far(shop, part, int(d)) for d in days))
+            p.hset(keys.stats(shop), keys.due_front_field(part), front)
         for i in range(0, len(dues), CHUNK):
             by_part: dict[int, dict[str, int]] = {}
+            far: dict[tuple[int, int], list[str]] = {}
             for vid, due in dues[i:i + CHUNK]:
-                by_part.setdefault(keys.part_of(vid), {})[vid] = due
+                if due < front:
+                    by_part.setdefault(keys.part_of(vid), {})[vid] = due
+                else:
+                    far.setdefault((keys.part_of(vid), due // keys.DAY_MS), []).append(vid)
             for part, mapping in by_part.items():
                 p.zadd(keys.due(shop, part), mapping)
+            for (part, day), vids in far.items():
+                p.rpush(keys.due_far(shop, part, day), *vids)
+                p.zadd(keys.due_days(shop, part), {str(day): day})
         for i in range(0, len(updates), CHUNK):
             p.hset(keys.viewers(shop), mapping=dict(updates[i:i + CHUNK]))
         p.hset(keys.stats(shop), "rules_applied", version)

@@ -438,11 +438,12 @@ class Worker:
         vk = keys.viewers(shop)
         vids = list(dict.fromkeys(ev.viewer.id for ev in all_events))
         p = r.pipeline(transaction=False)
-        p.hmget(keys.stats(shop), ["clock", "rules_applied", "room_no_seq"])
+        p.hmget(keys.stats(shop), ["clock", "rules_applied", "room_no_seq",
+                                   *(keys.due_front_field(i) for i in range(keys.PARTITIONS))])
         p.hget(keys.rules(shop), "version")
         if vids:
             p.hmget(vk, vids)
-        (clock_raw, applied_raw, seq_raw), version_raw, *rest = p.execute()
+        (clock_raw, applied_raw, seq_raw, *fronts_raw), version_raw, *rest = p.execute()
         found = rest[0] if vids else []
         clock0 = int(clock_raw or 0)
         archived = self._archived_rooms(shop, int(seq_raw or 0), clock0)
@@ -466,6 +467,8 @@ class Worker:
         for part in parts:
             p.zrangebyscore(keys.due(shop, part), "-inf", clock1, start=0, num=TIME_INDEX_LIMIT)
             p.zrangebyscore(keys.lurk(shop, part), "-inf", clock1, start=0, num=TIME_INDEX_LIMIT)
+        for part in parts:
+            p.zrange(keys.due_days(shop, part), 0, 0)  # the first day with a list of far-due viewers
         if late < clock0:
             # a late event is a clock value the shop had not seen: viewers who were still present
             # then may have reached their dwell at it, in every partition (the clock is the shop's;
@@ -476,8 +479,11 @@ class Worker:
         n_own = 2 * len(parts)
         due_parts = got_idx[0:n_own:2]
         lurk_parts = got_idx[1:n_own:2]
-        open_parts = got_idx[n_own:]
+        first_days = got_idx[n_own:n_own + len(parts)]
+        open_parts = got_idx[n_own + len(parts):]
         due = [d.decode() for got in due_parts for d in got]
+        fronts, promote = self._due_fronts(shop, parts, [int(f or 0) for f in fronts_raw], first_days, clock1)
+        due += [v for _part, _lk, _day, vs in promote for v in vs]
         lurk = [split_lurk_member(m.decode()) for got in lurk_parts + open_parts for m in got]
         more = [v for v in dict.fromkeys(due + [v for _, v in lurk]) if v not in viewers]
         if more:
@@ -507,15 +513,50 @@ class Worker:
             for vid, b in zip(vs, got, strict=True):
                 rvs[(room, vid)] = b
         past = self._past_clock(shop, events, rvs, clock0, settings)
-        self._time_full = any(len(got) >= TIME_INDEX_LIMIT for got in due_parts + lurk_parts)
+        self._time_full = any(len(got) >= TIME_INDEX_LIMIT for got in due_parts + lurk_parts) or bool(promote)
         self._scored_clock = clock1
         inp = Inputs(shop=shop, clock=clock0, settings=settings, rules_version=known,
                      viewers=viewers, room_viewers=rvs, due=due, lurk=lurk, past_clock=past,
-                     archived=archived.by_room, room_ids=archived.ids, open_since=archived.since)
+                     archived=archived.by_room, room_ids=archived.ids, open_since=archived.since,
+                     due_front=fronts)
         ws, _clock = score_batch(inp, all_events)  # it drops (and counts) the archived rooms' events
+        old_fronts = [int(f or 0) for f in fronts_raw]
+        for part, front in fronts.items():
+            if front > old_fronts[part]:
+                ws.hmax.append([keys.stats(shop), keys.due_front_field(part), front])
+        for part, lk, day, vs in promote:
+            ws.lpop.append([lk, len(vs), keys.due_days(shop, part), day])
         wire = ws.to_wire(out_blobs)
         wire["rules_version"] = known  # apply.lua refuses it if a rebuild under other rules ran since
         return wire, len(all_events) - len(events)
+
+    def _due_fronts(self, shop: str, parts: list[int], fronts: list[int], first_days: list[Any],
+                    clock: int) -> tuple[dict[int, int], list[tuple[int, str, int, list[str]]]]:
+        """The due front of each partition for this batch, and the far-due viewers it takes into the
+        ``due`` zset now: (partition, their day's list, the day, up to TIME_INDEX_LIMIT viewers from its head),
+        for the first day the front passes in a partition. The front moves to a day boundary
+        ``DUE_NEAR_DAYS`` ahead of the clock, but never past the end of a day whose list is not
+        taken yet; the viewers taken are scored as due, which writes their entry under the new front."""
+        target = (clock // keys.DAY_MS + keys.DUE_NEAR_DAYS) * keys.DAY_MS
+        out: dict[int, int] = {}
+        lists: list[tuple[int, str, int]] = []
+        for part, got in zip(parts, first_days, strict=True):
+            front = max(fronts[part], target)
+            if got:
+                day = int(got[0])
+                if day < target // keys.DAY_MS:
+                    front = max(fronts[part], (day + 1) * keys.DAY_MS)
+                    lists.append((part, keys.due_far(shop, part, day), day))
+            out[part] = front
+        if not lists:
+            return out, []
+        p = self.r.pipeline(transaction=False)
+        for _part, lk, _day in lists:
+            p.lrange(lk, 0, TIME_INDEX_LIMIT - 1)
+        promote = []
+        for (part, lk, day), got in zip(lists, p.execute(), strict=True):
+            promote.append((part, lk, day, [v.decode() for v in got]))  # an empty list: the day goes
+        return out, promote
 
     def _apply_time_only(self, shop: str) -> None:
         """Apply time-driven changes with no events: when more viewers were due than one batch

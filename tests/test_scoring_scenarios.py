@@ -347,6 +347,27 @@ def test_a_crowd_of_more_than_5000_falls_dormant_together_when_the_clock_passes_
     assert story.room("big-show")["tiers"]["dormant"] == CROWD
 
 
+def test_viewers_due_weeks_ahead_wait_in_day_lists_and_still_fall_dormant_on_time(story):
+    """A show's crowd is due (dormant) 30 days on: they wait in a list for that day, not in the
+    time-ordered zset, until the clock is near; a rules change re-times them, lists and all."""
+    from fanops import rules_store
+
+    story.submit(*(story.say(f"v{i}", "join", "show", at(days=0, minutes=i)) for i in range(40)))
+    part_sizes = [story.r.zcard(keys.due(SHOP, p)) for p in range(keys.PARTITIONS)]
+    listed = [m for p in range(keys.PARTITIONS) for d in story.r.zrange(keys.due_days(SHOP, p), 0, -1)
+              for m in story.r.lrange(keys.due_far(SHOP, p, int(d)), 0, -1)]
+    assert sum(part_sizes) == 0 and sorted(m.decode() for m in listed) == sorted(f"v{i}" for i in range(40))
+    story.advance(at(days=29, minutes=23 * 60), room="r-2")  # near: in the zset now, not yet dormant
+    assert sum(story.r.zcard(keys.due(SHOP, p)) for p in range(keys.PARTITIONS)) == 40
+    assert status(story.r, SHOP)["tiers"]["dormant"] == 0
+    story.advance(at(days=30, minutes=20) - 1, room="r-2")  # v0..v19 have been away 30 days
+    assert status(story.r, SHOP)["tiers"]["dormant"] == 20
+    # fewer days to dormant: the rebuild puts the rest back in the index, due at once
+    rules_store.save(story.r, SHOP, {"dormant_days": 10})
+    story.advance(at(days=30, minutes=21), room="r-2")
+    assert status(story.r, SHOP)["tiers"]["dormant"] == 40
+
+
 def test_a_crowd_of_more_than_5000_silent_viewers_all_get_their_tasks(story):
     story.submit(*(story.say(f"v{i}", "join", "big-show", at(minutes=0)) for i in range(CROWD)))
     story.advance(at(minutes=4), room="big-show")

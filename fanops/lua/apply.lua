@@ -10,6 +10,7 @@
 --   hmax  K, field, value   zadd K, member, score, flag|false   zrem K, member
 --   lpush K, value, keep    scount setK, member, hashK, field   count a member once: +1 if new to the set
 --   pcount presentK, minutesK, field, since   the present zset's members scored since -> a minute's field
+--   rpush listK, value, daysK, day   append to a day's list of due viewers (keys.due_far), note the day
 --   nested arrays (few a batch), with key names:
 --   xadd  {{key, maxlen, f1, v1, ...}}
 --   tasks (TK: the room's task hash, V: the viewer, its field there; REC: ARGV index of a packed task)
@@ -20,6 +21,8 @@
 --   task_withdraw {{TK, V, qprefix, roomkey, member, consent_ts}}   an open task made before a
 --       refusal of DMs is withdrawn (rooms whose records are archived)
 --   zremrange {{key, below}}   drop members scored below a value
+--   lpop  {{listK, count, daysK, day}}   take the first count items of a day's list (read by the
+--       scorer before), and forget the day once its list is empty
 --   rules_version   the rules version the batch was scored under (the shop's stats rules_applied)
 -- Returns {"ok"}, {"stale", id} (an entry is no longer ours), {"conflict", key, field}
 -- or {"locked", key} (a rebuild is running, or ran since the batch was scored).
@@ -87,6 +90,15 @@ a = w.lpush or {}
 for i = 1, #a, 3 do
   redis.call('LPUSH', K[a[i]], a[i + 1])
   redis.call('LTRIM', K[a[i]], 0, a[i + 2] - 1)
+end
+for _, c in ipairs(w.lpop or {}) do
+  if c[2] > 0 then redis.call('LPOP', c[1], c[2]) end
+  if redis.call('LLEN', c[1]) == 0 then redis.call('ZREM', c[3], c[4]) end
+end
+a = w.rpush or {}
+for i = 1, #a, 4 do
+  redis.call('RPUSH', K[a[i]], a[i + 1])
+  redis.call('ZADD', K[a[i + 2]], a[i + 3], a[i + 3])
 end
 a = w.pcount or {}  -- after every write of the batch: the count includes it
 for i = 1, #a, 4 do
