@@ -374,7 +374,7 @@ EVENT_KINDS = {"events", "seen", "dedupe"}  # grow with events, not with viewers
 KIND_NOTES = {
     "events": "the shop's event streams, 4 partitions: entries not applied yet",
     "seen": "dedupe ids per room, as a set (before the dedupe hash)",
-    "dedupe": "dedupe ids per room, 12-byte records (expire after dedupe_ttl_s)",
+    "dedupe": "dedupe ids per room, 10-byte records (expire after dedupe_ttl_s)",
     "viewers": "packed shop-wide state per viewer",
     "rv": "packed state per viewer per room",
     "lurk": "time index: dwell threshold per (room, viewer)",

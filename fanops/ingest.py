@@ -32,9 +32,9 @@ DEAD_MINUTE_TTL_S = 3600
 
 
 def dedupe_record(event_id: str) -> bytes:
-    """What a room's dedupe hash keeps of an event id: the first 12 bytes of its SHA-1
+    """What a room's dedupe table keeps of an event id: the first 10 bytes of its SHA-1
     (``lua/dedupe.lua`` makes the same from an id with ``redis.sha1hex``)."""
-    return hashlib.sha1(event_id.encode("utf-8", "surrogatepass")).digest()[:12]
+    return hashlib.sha1(event_id.encode("utf-8", "surrogatepass")).digest()[:10]
 
 
 def seen_keys(r: redis.Redis, shop: str, room: str) -> list[str]:

@@ -1,14 +1,15 @@
 -- dedupe v2 (a library: prepended to the scripts that use it): the event ids a room has seen,
--- as 12-byte records (the first 12 bytes of the id's SHA-1: 96 bits, so two different ids
--- collide with odds ~n^2/2^97, nil for any room) spread by linear hashing over small sets.
+-- as 10-byte records (the first 10 bytes of the id's SHA-1: 80 bits, so two different ids of a
+-- room of n events collide with odds ~n^2/2^81: 4 in 10^9 at 100 million events) spread by linear
+-- hashing over small sets.
 -- The room's key (a string "L s n": level, split pointer, records) names the buckets
 -- "<key>:<i>", i < 2^L + s; a bucket is a set of DD_CAP records on average (Redis keeps a set
--- that small as one packed listpack, ~14 bytes a record; a set member of the hashtable kind costs
--- ~40). As the room grows, buckets split one at a time, so a record costs ~15 bytes whether the
+-- that small as one packed listpack, ~12 bytes a record; a set member of the hashtable kind costs
+-- ~40). As the room grows, buckets split one at a time, so a record costs ~14 bytes whether the
 -- room has 100 events or 100,000,000, and a lookup is one SADD into a small set.
 -- Every bucket holds the empty string as well, so that it exists (with its TTL) from its split on.
 local DD_CAP = 40
-local DD_REC = 12
+local DD_REC = 10
 
 local function dd_h32(rec)
   local a, b, c, d = string.byte(rec, 1, 4)

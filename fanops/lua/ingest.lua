@@ -5,7 +5,7 @@
 -- KEYS[2+S ..] the dedupe key of each room in the batch (dedupe.lua)
 -- ARGV[1] maxlen, ARGV[2] seen ttl (s), ARGV[3] receipt time (ms), ARGV[4] S,
 -- then per event: stream index (1-based into the S streams), room index (1-based into the
--- dedupe keys), the id's 12-byte record (first 12 bytes of its SHA-1), msgpack bytes
+-- dedupe keys), the id's 10-byte record (first 10 bytes of its SHA-1), msgpack bytes
 local maxlen, ttl, t, s = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local parts, counts, n, dups = {}, {}, 0, 0
 local seen = {}
