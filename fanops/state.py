@@ -224,6 +224,13 @@ _dec_rv = msgspec.msgpack.Decoder(RoomViewer)
 # ~20% less Redis for the two records every viewer of a live show has. ``rel`` (the last field)
 # is 1 in that form; a state with a ts before its base (never from the scorer) packs as it is,
 # and so do states packed by earlier versions, which had no ``rel``.
+# ...and the tier and follow-up state as one letter, a gift value of 0.0 as the integer 0
+_TIER_CODE = {"new_fan": "n", "first_buyer": "f", "active": "a", "dormant": "d"}
+_TIER_NAME = {c: t for t, c in _TIER_CODE.items()}
+_TASK_CODE = {"pending": "p", "converted": "c", "withdrawn": "w"}
+_TASK_NAME = {c: t for t, c in _TASK_CODE.items()}
+
+
 def _to(x: int, base: int) -> int:
     return 0 if x == -1 else x - base + 1
 
@@ -242,7 +249,7 @@ def _viewer_out(v: ViewerState) -> ViewerState:
         v, last_active=_to(v.last_active, b), profile_ts=_to(v.profile_ts, b), past_last=_to(v.past_last, b),
         consents=[Consent(c.ts - b + 1, c.id, c.dm) for c in v.consents] if v.consents else v.consents,
         rooms={rm: [x - b + 1 for x in fl] for rm, fl in v.rooms.items()},
-        past=[v.past[0] - b + 1, *v.past[1:]] if v.past else v.past, rel=1)
+        past=[v.past[0] - b + 1, *v.past[1:]] if v.past else v.past, tier=_TIER_CODE.get(v.tier, v.tier), rel=1)
 
 
 def _viewer_in(v: ViewerState) -> ViewerState:
@@ -257,6 +264,7 @@ def _viewer_in(v: ViewerState) -> ViewerState:
     v.rooms = {rm: [x + b - 1 for x in fl] for rm, fl in v.rooms.items()}
     if v.past:
         v.past[0] += b - 1
+    v.tier = _TIER_NAME.get(v.tier, v.tier)
     v.rel = 0
     return v
 
@@ -269,7 +277,8 @@ def _rv_out(rv: RoomViewer) -> RoomViewer:
     return msgspec.structs.replace(
         rv, last=_to(rv.last, b), last_other=_to(rv.last_other, b), last_leave=_to(rv.last_leave, b),
         first_order=_to(rv.first_order, b), after=_to(rv.after, b), task_at=_to(rv.task_at, b),
-        early=[[e[0] - b + 1, *e[1:]] for e in rv.early], rel=1)
+        early=[[e[0] - b + 1, *e[1:]] for e in rv.early], task=_TASK_CODE.get(rv.task, rv.task),
+        gift_value=0 if rv.gift_value == 0 else rv.gift_value, rel=1)
 
 
 def _rv_in(rv: RoomViewer) -> RoomViewer:
@@ -284,6 +293,7 @@ def _rv_in(rv: RoomViewer) -> RoomViewer:
     rv.task_at = _from(rv.task_at, b)
     for e in rv.early:
         e[0] += b - 1
+    rv.task = _TASK_NAME.get(rv.task, rv.task)
     rv.rel = 0
     return rv
 
