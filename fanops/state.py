@@ -171,7 +171,9 @@ class TaskRec(msgspec.Struct, array_like=True):
     """One follow-up task, packed in one field of the room's task hash (``keys.tasks``).
 
     The Lua scripts (``lua/apply.lua``, ``lua/task.lua``) read and write it by position:
-    ``TASK_FIELDS`` gives each field's 1-based index; keep the order (append only)."""
+    ``TASK_FIELDS`` gives each field's 1-based index; keep the order (append only). Trailing
+    fields at their default are left out of the packed array (the operator's, until one acts):
+    ``task.lua`` fills them back in before it writes one."""
 
     state: str
     made_at: int = 0  # shop clock when the scorer made it
@@ -314,7 +316,11 @@ _dec_task = msgspec.msgpack.Decoder(TaskRec)
 
 
 def pack_task(t: TaskRec) -> bytes:
-    return _enc.encode(t)
+    vals = msgspec.structs.astuple(t)
+    n = len(vals)
+    while n > _OPERATOR_FROM and vals[n - 1] == _TASK_DEFAULTS[TaskRec.__struct_fields__[n - 1]]:
+        n -= 1  # trailing operator fields still at their default are left out (task.lua fills them in)
+    return _enc.encode(vals[:n])
 
 
 def unpack_task(b: bytes) -> TaskRec:
@@ -340,3 +346,4 @@ def task_fields(b: bytes) -> dict[str, str]:
 
 
 _OPERATOR = set(TaskRec.__struct_fields__[TASK_FIELDS["holder"] - 1:])
+_OPERATOR_FROM = TASK_FIELDS["holder"] - 1  # 0-based index of the first operator field

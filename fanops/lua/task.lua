@@ -27,7 +27,14 @@ local function move(to)
   t[1] = to
   t[25] = now
 end
+-- fields left out at their default (TaskRec omits trailing defaults) are filled back in, so that
+-- the array has no holes (cmsgpack would pack a table with holes as a map)
+local DEFAULTS = {[22] = '', [23] = 0, [24] = 0, [25] = 0, [26] = '', [27] = 0, [28] = 0, [29] = '', [30] = '',
+                  [31] = 0}
 local function save()
+  for i = 22, 31 do
+    if t[i] == nil then t[i] = DEFAULTS[i] end
+  end
   redis.call('HSET', KEYS[1], viewer, cmsgpack.pack(t))
 end
 
