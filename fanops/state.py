@@ -315,8 +315,17 @@ def unpack_room_viewer(b: bytes) -> RoomViewer:
 _dec_task = msgspec.msgpack.Decoder(TaskRec)
 
 
+_TASK_TIER = TASK_FIELDS["tier"] - 1
+
+
+def tier_code(tier: str) -> str:
+    """The tier as packed records keep it: one letter (other text as it is)."""
+    return _TIER_CODE.get(tier, tier)
+
+
 def pack_task(t: TaskRec) -> bytes:
-    vals = msgspec.structs.astuple(t)
+    vals = list(msgspec.structs.astuple(t))
+    vals[_TASK_TIER] = tier_code(vals[_TASK_TIER])
     n = len(vals)
     while n > _OPERATOR_FROM and vals[n - 1] == _TASK_DEFAULTS[TaskRec.__struct_fields__[n - 1]]:
         n -= 1  # trailing operator fields still at their default are left out (task.lua fills them in)
@@ -324,7 +333,9 @@ def pack_task(t: TaskRec) -> bytes:
 
 
 def unpack_task(b: bytes) -> TaskRec:
-    return _dec_task.decode(b)
+    t = _dec_task.decode(b)
+    t.tier = _TIER_NAME.get(t.tier, t.tier)
+    return t
 
 
 def task_fields(b: bytes) -> dict[str, str]:

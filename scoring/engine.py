@@ -31,6 +31,7 @@ from fanops.state import (
     pack_task,
     past_numbers,
     rooms_attended,
+    tier_code,
     unpack_room_viewer,
     unpack_viewer,
 )
@@ -299,9 +300,10 @@ task_id = keys.pair
 
 def _display(rv: RoomViewer, v: ViewerState, tier: str, reactivated: bool, dwell_ms: int,
              prio: float) -> list[Any]:
-    """The task fields an operator sees, ``TaskRec.name`` to ``TaskRec.product`` in its order."""
+    """The task fields an operator sees, ``TaskRec.name`` to ``TaskRec.product`` in its order, as
+    packed (the tier as its letter)."""
     product = (rv.skus_carted or rv.skus_viewed or [""])[0]
-    return [v.name or "", tier, v.country or "", v.lang or "", v.tz or "", dwell_ms, round(prio, 2),
+    return [v.name or "", tier_code(tier), v.country or "", v.lang or "", v.tz or "", dwell_ms, round(prio, 2),
             reactivated, rv.comments, rv.likes, rv.views, rv.carts, rv.shares, rv.follows,
             list(rv.said), list(rv.skus_viewed), list(rv.skus_carted), product]
 
