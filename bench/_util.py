@@ -30,12 +30,20 @@ _TICK = os.sysconf("SC_CLK_TCK")
 # -- the private server ------------------------------------------------------
 @contextlib.contextmanager
 def private_server(keep: bool = False) -> Iterator[tuple[server.ServerInfo, Path]]:
-    """An embedded server of our own on a free port, in a temp dir; stopped and removed after."""
+    """An embedded server of our own on a free port, in a temp dir; stopped and removed after.
+    While it runs, ``FANOPS_DATA_DIR`` names ``<that dir>/data`` for this process and the children
+    it starts (the scorers' applied-event logs and the archives go there, not to the project's)."""
     d = Path(tempfile.mkdtemp(prefix="fanops-bench-"))
     info = server.ensure_running(d, port=server.free_port())
+    before = os.environ.get("FANOPS_DATA_DIR")
+    os.environ["FANOPS_DATA_DIR"] = str(d / "data")
     try:
         yield info, d
     finally:
+        if before is None:
+            os.environ.pop("FANOPS_DATA_DIR", None)
+        else:
+            os.environ["FANOPS_DATA_DIR"] = before
         server.stop(d)
         if not keep:
             shutil.rmtree(d, ignore_errors=True)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
+import os
 import sys
 import tempfile
 import time
@@ -34,6 +35,7 @@ from collections import defaultdict
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import redis
 
@@ -55,7 +57,7 @@ from bench._util import (
     wait_until,
     write_feed,
 )
-from fanops import keys, server
+from fanops import eventlog, keys, server
 from fanops.config import Config
 from fanops.read import FOLLOWUP_STATES, status
 from fanops.schema import unpack_events
@@ -234,6 +236,20 @@ def _pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
 
 
+def _applied_entries(r: redis.Redis, shop: str) -> list[tuple[int, bytes]]:
+    """Every stream entry of the shop, each once, as (receipt ms, payload): those the scorers applied
+    are in their applied-event log (the entry id's time is the consumer's XADD, its receipt), the
+    rest still in the streams (their receipt field ``t``)."""
+    out: dict[tuple[int, tuple[int, int]], tuple[int, bytes]] = {}
+    for _path, rec in eventlog.LogReader(Path(os.environ["FANOPS_DATA_DIR"]), shop).read_new():
+        out[(rec.part, rec.sid)] = (rec.sid[0], rec.payload)
+    for part, s in enumerate(keys.streams(shop)):
+        for i, f in cast("list[tuple[bytes, dict[bytes, bytes]]]", r.xrange(s)):
+            ms, _, seq = i.decode().partition("-")
+            out.setdefault((part, (int(ms), int(seq))), (int(f[b"t"]), f[b"e"]))
+    return list(out.values())
+
+
 def run_latency(url: str, redis_pid: int, rate: float, duration: float, viewers: int, n_workers: int,
                 warmup_s: float, log_dir: Path, shop: str = "default", profile: Path | None = None) -> Latency:
     r = fresh(url)
@@ -289,7 +305,7 @@ def run_latency(url: str, redis_pid: int, rate: float, duration: float, viewers:
         own = [(float(h.get("p50_ms", "nan")), float(h.get("p99_ms", "nan"))) for h in hb]
         worker = "; ".join(f"p50 {h.get('p50_ms', '?')} / p99 {h.get('p99_ms', '?')}, "
                            f"{h.get('events', 0) // max(1, h.get('batches', 0)):,} ev/batch" for h in hb)
-        entries = [e for s in keys.streams(shop) for e in r.xrange(s)]
+        entries = _applied_entries(r, shop)
         applied = _counts(r, shop)[1]
     finally:
         stop_all(procs)
@@ -301,9 +317,8 @@ def run_latency(url: str, redis_pid: int, rate: float, duration: float, viewers:
     ts_of: list[int] = []  # second of the show of each sample
     cutoff = listening_ms + warmup_s * 1000
     first_ts = last_ts = None
-    for _id, f in entries:
-        t = int(f[b"t"])
-        for ev in unpack_events(f[b"e"]):
+    for t, payload in entries:
+        for ev in unpack_events(payload):
             if ev.ts < cutoff:
                 continue
             i = bisect.bisect_left(clocks, ev.ts)
@@ -474,8 +489,7 @@ def run_memory(url: str, redis_pid: int, n_viewers: int, per_viewer: int, n_work
         t1 = time.perf_counter()
         for room in rooms:
             cr = Child(f"mem{n_viewers}-close-room", ["-m", "scoring", "close-room", "--shop", ff.shop, "--room", room,
-                                                      "--redis", url], log_dir,
-                       env={"FANOPS_DATA_DIR": str(tmp / "archive-data")})
+                                                      "--redis", url], log_dir)
             if cr.proc.wait() != 0:
                 print(f"  close-room failed (exit {cr.proc.returncode}): {cr.tail(400)}", flush=True)
                 cr.stop()

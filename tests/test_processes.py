@@ -57,10 +57,12 @@ def test_consumer_heartbeat_health_check_and_graceful_sigterm(r, redis_url, tmp_
                 p.wait()
 
 
-def test_scorer_health_check(r, redis_url):
+def test_scorer_health_check(r, redis_url, tmp_path):
     assert health("scorer", redis_url).returncode == 1
+    # its own data folder: a scorer writes its applied-event log (and archives) there
     w = subprocess.Popen([sys.executable, "-m", "scoring", "run", "--name", "w-health", "--redis", redis_url],
-                         cwd=ROOT, env=ENV, stderr=subprocess.PIPE, text=True)
+                         cwd=ROOT, env=dict(ENV, FANOPS_DATA_DIR=str(tmp_path / "data")), stderr=subprocess.PIPE,
+                         text=True)
     try:
         wait_for(lambda: health("scorer", redis_url).returncode == 0, 30, "a live scorer")
         w.send_signal(signal.SIGTERM)

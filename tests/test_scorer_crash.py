@@ -95,7 +95,7 @@ class Scorers:
 
     def start(self, name: str) -> subprocess.Popen[bytes]:
         env = dict(os.environ, PYTHONPATH=str(ROOT), FANOPS_CLAIM_IDLE_MS=str(CLAIM_IDLE_MS),
-                   FANOPS_WORKER_BATCH="1", FANOPS_LOG="INFO")
+                   FANOPS_WORKER_BATCH="1", FANOPS_LOG="INFO", FANOPS_DATA_DIR=str(self.logs / "data"))
         env.pop("REDIS_URL", None)
         log = open(self.logs / f"{name}-{len(self.procs)}.log", "wb")
         p = subprocess.Popen([sys.executable, "-m", "scoring", "run", "--name", name, "--redis", self.url],
