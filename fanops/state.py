@@ -233,68 +233,88 @@ _TASK_CODE = {"pending": "p", "converted": "c", "withdrawn": "w"}
 _TASK_NAME = {c: t for t, c in _TASK_CODE.items()}
 
 
-def _to(x: int, base: int) -> int:
-    return 0 if x == -1 else x - base + 1
+# _viewer_out and _rv_out build the packed arrays field by field: they must follow the structs
+if ViewerState.__struct_fields__[-1] != "rel" or len(ViewerState.__struct_fields__) != 17 \
+        or RoomViewer.__struct_fields__[-1] != "rel" or len(RoomViewer.__struct_fields__) != 22:
+    raise ImportError("fanops.state: a struct's fields changed: update _viewer_out/_rv_out")
 
 
-def _from(x: int, base: int) -> int:
-    return -1 if x == 0 else x + base - 1
-
-
-def _viewer_out(v: ViewerState) -> ViewerState:
+def _viewer_out(v: ViewerState) -> tuple[object, ...] | ViewerState:
+    """The packed form's fields, in order (a tuple packs as the struct's array), or the state as it is."""
     b = v.first_seen
-    ts = [v.last_active, v.profile_ts, v.past_last, *(c.ts for c in v.consents),
-          *(x for fl in v.rooms.values() for x in fl), *v.past[:1]]
-    if v.rel or b < 0 or any(x != -1 and x < b for x in ts):
+    la, pt, pl = v.last_active, v.profile_ts, v.past_last
+    if v.rel or b < 0 or la < b or (pt != -1 and pt < b) or (pl != -1 and pl < b):
         return v
-    return msgspec.structs.replace(
-        v, last_active=_to(v.last_active, b), profile_ts=_to(v.profile_ts, b), past_last=_to(v.past_last, b),
-        consents=[Consent(c.ts - b + 1, c.id, c.dm) for c in v.consents] if v.consents else v.consents,
-        rooms={rm: [x - b + 1 for x in fl] for rm, fl in v.rooms.items()},
-        past=[v.past[0] - b + 1, *v.past[1:]] if v.past else v.past, tier=_TIER_CODE.get(v.tier, v.tier), rel=1)
+    d = b - 1
+    rooms = {}
+    for rm, (f, last) in v.rooms.items():
+        if f < b or last < b:
+            return v
+        rooms[rm] = [f - d, last - d]
+    consents = v.consents
+    if consents:
+        if min(c.ts for c in consents) < b:
+            return v
+        consents = [Consent(c.ts - d, c.id, c.dm) for c in consents]
+    past = v.past
+    if past:
+        if past[0] < b:
+            return v
+        past = [past[0] - d, *past[1:]]
+    return (b, la - d, rooms, v.orders, v.spend, consents, v.name, v.country, v.lang, v.tz,
+            0 if pt == -1 else pt - d, _TIER_CODE.get(v.tier, v.tier), v.seq, past, 0 if pl == -1 else pl - d,
+            v.past_nos, 1)
 
 
 def _viewer_in(v: ViewerState) -> ViewerState:
     if v.rel != 1:
         return v
-    b = v.first_seen
-    v.last_active = _from(v.last_active, b)
-    v.profile_ts = _from(v.profile_ts, b)
-    v.past_last = _from(v.past_last, b)
+    d = v.first_seen - 1
+    v.last_active += d
+    v.profile_ts = -1 if v.profile_ts == 0 else v.profile_ts + d
+    v.past_last = -1 if v.past_last == 0 else v.past_last + d
+    for fl in v.rooms.values():
+        fl[0] += d
+        fl[1] += d
     if v.consents:
-        v.consents = [Consent(c.ts + b - 1, c.id, c.dm) for c in v.consents]
-    v.rooms = {rm: [x + b - 1 for x in fl] for rm, fl in v.rooms.items()}
+        v.consents = [Consent(c.ts + d, c.id, c.dm) for c in v.consents]
     if v.past:
-        v.past[0] += b - 1
+        v.past[0] += d
     v.tier = _TIER_NAME.get(v.tier, v.tier)
     v.rel = 0
     return v
 
 
-def _rv_out(rv: RoomViewer) -> RoomViewer:
+def _rv_out(rv: RoomViewer) -> tuple[object, ...] | RoomViewer:
     b = rv.first
-    ts = [rv.last, rv.last_other, rv.last_leave, rv.first_order, rv.after, rv.task_at, *(e[0] for e in rv.early)]
-    if rv.rel or b < 0 or any(x != -1 and x < b for x in ts):
+    lo, ll, fo, af, ta = rv.last_other, rv.last_leave, rv.first_order, rv.after, rv.task_at
+    if rv.rel or b < 0 or rv.last < b or (lo < b and lo != -1) or (ll < b and ll != -1) or (fo < b and fo != -1) \
+            or (af < b and af != -1) or (ta < b and ta != -1):
         return rv
-    return msgspec.structs.replace(
-        rv, last=_to(rv.last, b), last_other=_to(rv.last_other, b), last_leave=_to(rv.last_leave, b),
-        first_order=_to(rv.first_order, b), after=_to(rv.after, b), task_at=_to(rv.task_at, b),
-        early=[[e[0] - b + 1, *e[1:]] for e in rv.early], task=_TASK_CODE.get(rv.task, rv.task),
-        gift_value=0 if rv.gift_value == 0 else rv.gift_value, rel=1)
+    d = b - 1
+    early = []
+    for e in rv.early:
+        if e[0] < b:
+            return rv
+        early.append([e[0] - d, *e[1:]])
+    return (b, rv.last - d, 0 if lo == -1 else lo - d, 0 if ll == -1 else ll - d, rv.comments, rv.likes,
+            rv.shares, rv.follows, rv.views, rv.carts, 0 if rv.gift_value == 0 else rv.gift_value, rv.orders,
+            rv.amount, rv.skus_viewed, rv.skus_carted, rv.said, 0 if fo == -1 else fo - d, early,
+            0 if af == -1 else af - d, _TASK_CODE.get(rv.task, rv.task), 0 if ta == -1 else ta - d, 1)
 
 
 def _rv_in(rv: RoomViewer) -> RoomViewer:
     if rv.rel != 1:
         return rv
-    b = rv.first
-    rv.last = _from(rv.last, b)
-    rv.last_other = _from(rv.last_other, b)
-    rv.last_leave = _from(rv.last_leave, b)
-    rv.first_order = _from(rv.first_order, b)
-    rv.after = _from(rv.after, b)
-    rv.task_at = _from(rv.task_at, b)
+    d = rv.first - 1
+    rv.last += d
+    rv.last_other = -1 if rv.last_other == 0 else rv.last_other + d
+    rv.last_leave = -1 if rv.last_leave == 0 else rv.last_leave + d
+    rv.first_order = -1 if rv.first_order == 0 else rv.first_order + d
+    rv.after = -1 if rv.after == 0 else rv.after + d
+    rv.task_at = -1 if rv.task_at == 0 else rv.task_at + d
     for e in rv.early:
-        e[0] += b - 1
+        e[0] += d
     rv.task = _TASK_NAME.get(rv.task, rv.task)
     rv.rel = 0
     return rv
