@@ -40,6 +40,7 @@ class ViewerState(msgspec.Struct, array_like=True):
     past_last: int = -1
     past_nos: list[int] = []
     rel: int = 0  # 1 in the packed form only: its ts are relative to first_seen (see ``pack``)
+    due_day: int = -1  # the day whose far-due list holds the viewer (keys.due_far), -1 none
 
 
 # The most rooms "active" may ask for (``fanops.rules_settings``: ``active_rooms`` is at most this):
@@ -234,7 +235,7 @@ _TASK_NAME = {c: t for t, c in _TASK_CODE.items()}
 
 
 # _viewer_out and _rv_out build the packed arrays field by field: they must follow the structs
-if ViewerState.__struct_fields__[-1] != "rel" or len(ViewerState.__struct_fields__) != 17 \
+if ViewerState.__struct_fields__[-2:] != ("rel", "due_day") or len(ViewerState.__struct_fields__) != 18 \
         or RoomViewer.__struct_fields__[-1] != "rel" or len(RoomViewer.__struct_fields__) != 22:
     raise ImportError("fanops.state: a struct's fields changed: update _viewer_out/_rv_out")
 
@@ -263,7 +264,7 @@ def _viewer_out(v: ViewerState) -> tuple[object, ...] | ViewerState:
         past = [past[0] - d, *past[1:]]
     return (b, la - d, rooms, v.orders, v.spend, consents, v.name, v.country, v.lang, v.tz,
             0 if pt == -1 else pt - d, _TIER_CODE.get(v.tier, v.tier), v.seq, past, 0 if pl == -1 else pl - d,
-            v.past_nos, 1)
+            v.past_nos, 1, v.due_day)
 
 
 def _viewer_in(v: ViewerState) -> ViewerState:

@@ -476,7 +476,7 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
         due = rules.next_tier_change(new, clock, s, tier_new)
         had_due = rules.next_tier_change(old, clock, s, old.tier) if old is not None and old.tier else None
         if due != had_due or vid in due_set:
-            _index_due(w, shop, vid, due, had_due, old is not None, vid in due_set, inp.due_front)
+            _index_due(w, shop, vid, new, due, had_due, old is not None, vid in due_set, inp.due_front)
         new.seq += 1
         w.cas.append([vkey, vid, old_blob if old_blob else False, pack(new)])
 
@@ -498,16 +498,20 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
     return w, clock
 
 
-def _index_due(w: WriteSet, shop: str, vid: str, due: int | None, had_due: int | None, known: bool,
-               taken: bool, fronts: dict[int, int]) -> None:
+def _index_due(w: WriteSet, shop: str, vid: str, v: ViewerState, due: int | None, had_due: int | None,
+               known: bool, taken: bool, fronts: dict[int, int]) -> None:
     """Write a viewer's time-index entry: due before the partition's due front -> the ``due`` zset;
-    at or after it -> the list of its day (``keys.due_far``), once per day (a listed viewer whose due
-    moved within the day stays listed; entries left behind are stale and looked at again).
-    ``taken``: the viewer came from the index in this batch (its zset entry, if any, is to be
+    at or after it -> the list of a day at or before its due's (``keys.due_far``; ``v.due_day`` is
+    that day). A listed viewer whose due moves later stays where it is listed (it is looked at when
+    that day comes, and listed again for its new day): a fan back at every show is written about
+    once a month, not once a show, and the lists do not fill with stale entries. ``taken``: the
+    viewer came from the index in this batch (its zset entry or list entry is gone or to be
     rewritten)."""
     part = keys.part_of(vid)
     front = fronts.get(part, 0)
     was_near = taken or (had_due is not None and (not front or had_due < front))
+    if taken:
+        v.due_day = -1
     if due is not None and (not front or due < front):
         w.zadd.append([keys.due(shop, part), vid, due])
         return
@@ -516,8 +520,9 @@ def _index_due(w: WriteSet, shop: str, vid: str, due: int | None, had_due: int |
     if due is None:
         return
     day = due // keys.DAY_MS
-    if was_near or had_due is None or had_due // keys.DAY_MS != day:
+    if v.due_day < 0 or day < v.due_day:
         w.rpush.append([keys.due_far(shop, part, day), vid, keys.due_days(shop, part), day])
+        v.due_day = day
 
 
 _NOTABLE = frozenset({"join", "order", "comment", "like", "gift"})

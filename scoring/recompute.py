@@ -115,6 +115,8 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
         updates: list[tuple[str, bytes]] = []
         n = 0
         room_ids = read.archived_room_ids(r, shop)
+        # the time index is written anew below: due before the front in the zset, later in day lists
+        front = (clock // keys.DAY_MS + keys.DUE_NEAR_DAYS) * keys.DAY_MS
         for vid_b, blob in r.hscan_iter(keys.viewers(shop), count=CHUNK):
             v = unpack_viewer(blob)
             t = rules.tier(v, clock, s)
@@ -130,8 +132,10 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
             vid = vid_b.decode()
             if due is not None:
                 dues.append((vid, due))
-            if v.tier != t:
+            listed = due // keys.DAY_MS if due is not None and due >= front else -1  # the day list it goes to
+            if v.tier != t or v.due_day != listed:
                 v.tier = t
+                v.due_day = listed
                 v.seq += 1
                 updates.append((vid, pack(v)))
             n += 1
@@ -146,8 +150,6 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
             if room not in archived:  # an archived room's facts are those it closed with (its archive)
                 room_counts["reactivated"] = room_react[room]
             p.hset(keys.room(shop, room), mapping=room_counts)
-        # the time index, written anew: due before the front in the zset, later in the day lists
-        front = (clock // keys.DAY_MS + keys.DUE_NEAR_DAYS) * keys.DAY_MS
         for part in range(keys.PARTITIONS):
             days = cast(replies.Members, r.zrange(keys.due_days(shop, part), 0, -1))
             p.delete(keys.due(shop, part), keys.due_days(shop, part),

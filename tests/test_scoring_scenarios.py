@@ -368,6 +368,23 @@ def test_viewers_due_weeks_ahead_wait_in_day_lists_and_still_fall_dormant_on_tim
     assert status(story.r, SHOP)["tiers"]["dormant"] == 40
 
 
+def test_a_fan_back_every_day_is_listed_once_and_changes_tier_on_time(story):
+    """Each show moves the fan's next change later: they stay listed where they are (looked at
+    again when that day comes), not once more a show."""
+    for day in range(10):
+        story.event("fan", "join", f"show-{day}", at(days=day))
+    listed = [m for p in range(keys.PARTITIONS) for d in story.r.zrange(keys.due_days(SHOP, p), 0, -1)
+              for m in story.r.lrange(keys.due_far(SHOP, p, int(d)), 0, -1)]
+    assert listed.count(b"fan") == 1
+    assert story.tier("fan") == "active"  # 3 rooms or more in 30 days
+    story.advance(at(days=37), room="elsewhere")
+    assert story.tier("fan") == "active"
+    story.advance(at(days=37) + 1, room="elsewhere")  # show-7, the 3rd most recent, leaves the window
+    assert story.tier("fan") == "new_fan"
+    story.advance(at(days=39), room="elsewhere")  # 30 days since the last show
+    assert story.tier("fan") == "dormant"
+
+
 def test_a_crowd_of_more_than_5000_silent_viewers_all_get_their_tasks(story):
     story.submit(*(story.say(f"v{i}", "join", "big-show", at(minutes=0)) for i in range(CROWD)))
     story.advance(at(minutes=4), room="big-show")
