@@ -293,11 +293,11 @@ def _rv_out(rv: RoomViewer) -> tuple[object, ...] | RoomViewer:
             or (af < b and af != -1) or (ta < b and ta != -1):
         return rv
     d = b - 1
-    early = []
-    for e in rv.early:
-        if e[0] < b:
+    early = rv.early
+    if early:
+        if early[0][0] < b:  # sorted by ts: the first is the smallest
             return rv
-        early.append([e[0] - d, *e[1:]])
+        early = [[t - d, leave] for t, leave in early]
     return (b, rv.last - d, 0 if lo == -1 else lo - d, 0 if ll == -1 else ll - d, rv.comments, rv.likes,
             rv.shares, rv.follows, rv.views, rv.carts, 0 if rv.gift_value == 0 else rv.gift_value, rv.orders,
             rv.amount, rv.skus_viewed, rv.skus_carted, rv.said, 0 if fo == -1 else fo - d, early,
