@@ -413,9 +413,14 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
         new_rvs: dict[str, RoomViewer] = {}
         for room in rooms_here:
             b = inp.room_viewers.get((room, vid))
-            old_rvs[room] = unpack_room_viewer(b) if b else None
             if b:
-                new_rvs[room] = unpack_room_viewer(b)
+                rv = new_rvs[room] = unpack_room_viewer(b)
+                # the record as it was, for _room_viewer_effects: it reads its scalars and its orders
+                # (merging events replaces scalars and appends to lists in place), so a shallow copy
+                # with its own orders list does (a second decode cost 2-3x more)
+                old_rvs[room] = msgspec.structs.replace(rv, orders=list(rv.orders))
+            else:
+                old_rvs[room] = None
         for ev in evs:
             new = merge_viewer(new, ev)
             new_rvs[ev.room] = merge_room_viewer(new_rvs.get(ev.room), ev, s)
