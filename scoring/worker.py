@@ -40,7 +40,7 @@ from fanops.gcpause import gc_paused
 from fanops.ingest import script_source
 from fanops.rules_settings import RuleSettings
 from fanops.schema import Event, event_type, unpack_events
-from fanops.state import unpack_room_viewer, unpack_viewer
+from fanops.state import room_viewer_first, unpack_viewer
 from scoring import recompute
 from scoring.engine import Inputs, encode_wire, score_batch, split_lurk_member
 
@@ -593,7 +593,7 @@ class Worker:
         for k, b in rvs.items():
             f = first.get(k)
             if b:
-                rf = unpack_room_viewer(b).first
+                rf = room_viewer_first(b)
                 f = rf if f is None else min(f, rf)
             if f is not None and f + s.dwell_ms <= clock0:
                 moments.add(f + s.dwell_ms)

@@ -8,7 +8,15 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fanops.state import Consent, RoomViewer, ViewerState, pack, unpack_room_viewer, unpack_viewer
+from fanops.state import (
+    Consent,
+    RoomViewer,
+    ViewerState,
+    pack,
+    room_viewer_first,
+    unpack_room_viewer,
+    unpack_viewer,
+)
 
 T0 = 1_763_856_000_000
 ts = st.integers(min_value=T0 - 10**9, max_value=T0 + 10**11)
@@ -35,6 +43,7 @@ room_viewers = st.builds(
 def test_every_state_reads_back_as_it_was_packed(v: ViewerState, rv: RoomViewer) -> None:
     assert unpack_viewer(pack(v)) == v
     assert unpack_room_viewer(pack(rv)) == rv
+    assert room_viewer_first(pack(rv)) == rv.first  # what the scorer reads of a record without decoding it
 
 
 @settings(max_examples=100, deadline=None)
