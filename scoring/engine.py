@@ -400,8 +400,12 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
 
     for vid, rooms_here in rooms_touched.items():
         old_blob = inp.viewers.get(vid)
-        old = unpack_viewer(old_blob) if old_blob else None
         new = unpack_viewer(old_blob) if old_blob else None
+        # the state as it was: merging events changes scalars and the rooms' spans, orders, spend and
+        # consents in place, and fold reassigns the rest, so a copy of those containers does
+        old = None if new is None else msgspec.structs.replace(
+            new, rooms={rm: [f, last] for rm, (f, last) in new.rooms.items()}, orders=list(new.orders),
+            spend=dict(new.spend), consents=list(new.consents))
         if old is not None and new is not None and inp.archived:
             # archived rooms get no more events: keep what the rules need of them (a few bytes)
             fold(old, inp.archived, inp.open_since)
