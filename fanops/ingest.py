@@ -42,7 +42,7 @@ def seen_keys(r: redis.Redis, shop: str, room: str) -> list[str]:
     meta = cast("bytes | None", r.get(keys.seen(shop, room)))
     n = 1
     if meta:
-        level, split, _records = (int(x) for x in meta.split())
+        level, split = (int(x) for x in meta.split()[:2])
         n = 2 ** level + split
     return [keys.seen(shop, room)] + [keys.seen_bucket(shop, room, i) for i in range(n)]
 

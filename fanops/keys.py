@@ -134,7 +134,7 @@ def stats(shop: str) -> str:
 
 
 def seen(shop: str, room: str) -> str:
-    """STRING "L s n" naming the buckets (``seen_bucket``) that hold the event ids already accepted
+    """STRING "L s n r" naming the buckets (``seen_bucket``) that hold the event ids already accepted
     in a room (dedupe), as records of a linear-hashing table (``lua/dedupe.lua``)."""
     return f"{tag(shop)}:dedupe:{esc(room)}"
 

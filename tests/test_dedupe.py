@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import random
+import time
+from typing import Any, cast
 
 import redis
+import redis.asyncio as aredis
 
 from fanops import keys
 from fanops.config import Config
-from fanops.ingest import seen_keys
+from fanops.ingest import IngestWriter, seen_keys
+from fanops.schema import Event, parse_frame
 from tests.feeds import ev, frame
 from tests.pipeline import ingest_frames
 
@@ -52,3 +58,29 @@ def test_ids_seen_by_an_earlier_version_still_count_as_seen(cfg: Config, r: redi
     ingest_frames(cfg, _frames(list(range(400)), "r-old", per_frame=50))
     assert _counts(r) == (100, 300)
     assert not r.exists(old) and all(r.ttl(k) > 0 for k in seen_keys(r, SHOP, "r-old"))
+
+
+def test_a_resend_within_the_ttl_of_the_rooms_last_event_is_a_duplicate(cfg: Config, r: redis.Redis) -> None:
+    """The ids are remembered for dedupe_ttl_s after the room's last event, not after the first
+    (a 2-second TTL here; the default is 7 days)."""
+    cfg = dataclasses.replace(cfg, dedupe_ttl_s=2)
+    ts = int(time.time() * 1000)
+
+    async def main() -> list[tuple[int, int]]:
+        ar = aredis.Redis.from_url(cfg.redis_url)
+        w = IngestWriter(ar, cfg)
+        out = [await w.write_events(_parsed(ev(1, room="r-1", shop=SHOP, ts=ts)))]
+        await asyncio.sleep(1.5)
+        out.append(await w.write_events(_parsed(ev(2, room="r-1", shop=SHOP, ts=ts + 1500))))  # the room is live
+        await asyncio.sleep(1.0)  # 2.5 s after its first event, 1 s after its last
+        out.append(await w.write_events(_parsed(ev(1, room="r-1", shop=SHOP, ts=ts))))  # e-1 resent
+        await ar.aclose()
+        return out
+
+    assert asyncio.run(main()) == [(1, 0), (1, 0), (0, 1)]
+
+
+def _parsed(*evs: dict[str, Any]) -> list[Event]:
+    items = parse_frame(frame(*evs), int(time.time() * 1000))
+    assert all(isinstance(x, Event) for x in items)
+    return cast("list[Event]", items)

@@ -8,6 +8,10 @@
 -- ~40). As the room grows, buckets split one at a time, so a record costs ~14 bytes whether the
 -- room has 100 events or 100,000,000, and a lookup is one SADD into a small set.
 -- Every bucket holds the empty string as well, so that it exists (with its TTL) from its split on.
+-- TTL: the room's key expires ttl after the room's last batch (set each batch); the buckets get
+-- 1.5 ttl when made, and again, all of them, whenever ttl/2 has passed since they last did
+-- (the 4th number of the key, Redis TIME seconds): while the room gets events no bucket lapses,
+-- and after its last one every bucket outlives the key.
 local DD_CAP = 40
 local DD_REC = 10
 
@@ -21,16 +25,19 @@ local function dd_bucket_key(t, i)
 end
 
 local function dd_open(key, ttl)
-  local t = {key = key, ttl = ttl, L = 0, s = 0, n = 0}
+  local now = tonumber(redis.call('TIME')[1])
+  local t = {key = key, ttl = ttl, bttl = math.floor(ttl * 3 / 2), L = 0, s = 0, n = 0, r = now}
   local m = redis.call('GET', key)
   if m then
-    local L, s, n = string.match(m, '^(%d+) (%d+) (%d+)$')
-    t.L, t.s, t.n = tonumber(L), tonumber(s), tonumber(n)
+    local L, s, n, r = string.match(m, '^(%d+) (%d+) (%d+) ?(%d*)$')
+    t.L, t.s, t.n, t.r = tonumber(L), tonumber(s), tonumber(n), tonumber(r) or 0
   else
     local b0 = dd_bucket_key(t, 0)
     redis.call('SADD', b0, '')
-    redis.call('EXPIRE', b0, ttl)
+    redis.call('EXPIRE', b0, t.bttl)
   end
+  t.refresh = (now - t.r) * 2 > ttl
+  if t.refresh then t.r = now end
   return t
 end
 
@@ -48,8 +55,8 @@ local function dd_split(t)
   redis.call('DEL', from)
   redis.call('SADD', from, unpack(lo))
   redis.call('SADD', to, unpack(hi))
-  redis.call('EXPIRE', from, t.ttl)
-  redis.call('EXPIRE', to, t.ttl)
+  redis.call('EXPIRE', from, t.bttl)
+  redis.call('EXPIRE', to, t.bttl)
   t.s = t.s + 1
   if t.s == m then t.L = t.L + 1; t.s = 0 end
 end
@@ -67,7 +74,10 @@ local function dd_add(t, rec)
 end
 
 local function dd_save(t)
-  redis.call('SET', t.key, string.format('%d %d %d', t.L, t.s, t.n), 'EX', t.ttl)
+  if t.refresh then
+    for i = 0, 2 ^ t.L + t.s - 1 do redis.call('EXPIRE', dd_bucket_key(t, i), t.bttl) end
+  end
+  redis.call('SET', t.key, string.format('%d %d %d %d', t.L, t.s, t.n, t.r), 'EX', t.ttl)
 end
 
 -- the record of an id, from its SHA-1 in hex (the consumer sends records it made itself)
