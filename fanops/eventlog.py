@@ -180,13 +180,16 @@ def created_ms(path: Path) -> int:
 
 
 def delete_files(paths: list[Path], now_ms: int | None = None) -> int:
-    """Delete the given log files that are old enough that no writer appends to them; returns how many."""
+    """Delete the given log files that are old enough (by their name and by their last write) that no
+    writer appends to them; returns how many."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
     n = 0
     for p in paths:
-        if now - created_ms(p) < DELETE_AFTER_MS:
-            continue
         try:
+            # the name holds its creation on its writer's clock, mtime its last write: the later counts,
+            # so a file still being written is kept even when the machines' clocks disagree
+            if now - max(created_ms(p), int(p.stat().st_mtime * 1000)) < DELETE_AFTER_MS:
+                continue
             p.unlink()
             n += 1
         except FileNotFoundError:

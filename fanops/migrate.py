@@ -7,9 +7,14 @@ read as partition 0: what is left to do is to move index entries of viewers of o
 partitions to their own index, and to repack layout 1's task hashes
 (``fo:{shop}:task:<room>:<viewer>``).  Layout 3 gives each room archived before it a
 shop-wide number (``keys.room_nos``), by which viewers' states then keep it compactly
-(``fanops.state.fold``).  Safe to run from several scorers at once (every step is a move
-or a set-if-absent that a second run finds done); the shop's ``stats`` hash records
-``layout`` when it is over.
+(``fanops.state.fold``).  Layout 4 keeps applied stream entries out of Redis: they are in
+the scorers' applied-event log (``fanops.eventlog``), and a scorer trims them from the streams;
+entries an earlier version applied are only in the streams, so they are written to the log first
+(else the archive of a show that ran across the upgrade would miss them).  Safe to run from
+several scorers at once (every step is a move or a set-if-absent that a second run finds done,
+and an entry logged twice is read once); the shop's ``stats`` hash records ``layout`` when it is
+over.  Stop scorers of an earlier version before starting these: an entry one of them applies
+after the upgrade is not logged, and would be trimmed.
 """
 
 from __future__ import annotations
@@ -20,26 +25,56 @@ from typing import Any, cast
 
 import redis
 
-from fanops import keys, replies
+from fanops import eventlog, keys, replies
 from fanops.state import TaskRec, pack_task
 
 log = logging.getLogger(__name__)
 
-LAYOUT = 3
+LAYOUT = 4
 CHUNK = 1000
 
 
-def ensure_layout(r: redis.Redis, shop: str) -> None:
+def ensure_layout(r: redis.Redis, shop: str, event_log: eventlog.EventLogWriter) -> None:
     """Migrate ``shop`` to the current layout unless its stats say it is there."""
     if int(cast("bytes | None", r.hget(keys.stats(shop), "layout")) or 0) >= LAYOUT:
         return
     moved = _split_indexes(r, shop)
     tasks = _repack_tasks(r, shop)
     numbered = number_archived_rooms(r, shop)
+    logged = log_stream_entries(r, shop, event_log)
     r.hset(keys.stats(shop), "layout", LAYOUT)
-    if moved or tasks or numbered:
+    if moved or tasks or numbered or logged:
         log.info("shop %s brought to data layout %d: %d index entries moved to their partition, "
-                 "%d follow-up tasks repacked, %d archived rooms numbered", shop, LAYOUT, moved, tasks, numbered)
+                 "%d follow-up tasks repacked, %d archived rooms numbered, %d stream entries written to "
+                 "the applied-event log", shop, LAYOUT, moved, tasks, numbered, logged)
+
+
+def log_stream_entries(r: redis.Redis, shop: str, event_log: eventlog.EventLogWriter) -> int:
+    """Write the entries of the shop's streams that a scorer has applied (acknowledged) to the
+    applied-event log (layout 4); the others are logged by whoever applies them."""
+    n = 0
+    for stream in keys.streams(shop):
+        try:
+            groups = r.xinfo_groups(stream)
+        except redis.ResponseError:
+            continue  # no stream: nothing applied
+        g = next((g for g in groups if g.get("name") in (keys.GROUP, keys.GROUP.encode())), None)
+        if g is None:
+            continue
+        last = cast("bytes | str", g.get("last-delivered-id", b"0-0"))
+        last_id = last.decode() if isinstance(last, bytes) else last
+        pending = {p["message_id"] for p in cast("list[dict[str, Any]]",
+                                                 r.xpending_range(stream, keys.GROUP, "-", last_id, 10**9))}
+        start = "-"
+        while True:
+            got = cast("list[tuple[bytes, dict[bytes, bytes]]]", r.xrange(stream, start, last_id, count=CHUNK))
+            if not got:
+                break
+            applied = [(stream, i, f) for i, f in got if i not in pending]
+            event_log.write(shop, applied)
+            n += len(applied)
+            start = "(" + got[-1][0].decode()
+    return n
 
 
 def number_archived_rooms(r: redis.Redis, shop: str) -> int:

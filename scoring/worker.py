@@ -142,7 +142,7 @@ class Worker:
     def _ensure_group(self, shop: str) -> None:
         if shop in self._groups:
             return
-        migrate.ensure_layout(self.r, shop)
+        migrate.ensure_layout(self.r, shop, self._log)
         for stream in keys.streams(shop):
             try:
                 self.r.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)

@@ -180,3 +180,23 @@ def test_archiving_one_room_keeps_the_log_file_holding_another_rooms_late_entry(
     assert all(r.xlen(s) == 0 for s in keys.streams(SHOP))  # y's entry is only in the log now
     res = archive.archive_room(r, cfg, SHOP, "y")
     assert res.complete and res.events == 1
+
+
+def test_a_show_applied_by_the_earlier_version_is_archived_whole_after_the_upgrade(
+        cfg: Config, r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The earlier version left applied entries in the streams and wrote no log: the first scorer
+    of this one writes them to the log before it trims anything (data layout 4)."""
+    from fanops import migrate
+
+    with monkeypatch.context() as old:  # the earlier version: no log, no trim, layout 3
+        old.setattr(eventlog.EventLogWriter, "write", lambda *_a, **_k: None)
+        old.setattr(eventlog, "trim_applied", lambda *_a, **_k: 0)
+        ingest_frames(cfg, [frame(*_show("before"))])
+        drain(r, cfg)
+        r.hset(keys.stats(SHOP), "layout", 3)
+    assert sum(r.xlen(s) for s in keys.streams(SHOP)) > 0 and not eventlog.LogReader(cfg.data_dir, SHOP).files()
+    ingest_frames(cfg, [frame(*_show("after", start=100))])
+    drain(r, cfg)  # this version: the layout step logs what the streams hold, then applies and trims
+    assert int(r.hget(keys.stats(SHOP), "layout")) == migrate.LAYOUT
+    assert all(r.xlen(s) == 0 for s in keys.streams(SHOP))
+    assert sorted(_archived_ids(r, cfg, "before")) == sorted(e["id"] for e in _show("before"))
