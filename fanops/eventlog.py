@@ -21,6 +21,7 @@ the archive does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -60,6 +61,10 @@ def _sid(x: bytes | str) -> tuple[int, int]:
     s = x.decode() if isinstance(x, bytes) else x
     a, _, b = s.partition("-")
     return int(a), int(b or 0)
+
+
+class LogWriteError(OSError):
+    """The applied-event log cannot be written (disk full, folder not writable)."""
 
 
 @dataclass
@@ -109,6 +114,16 @@ class EventLogWriter:
         """Append the entries (stream key, entry id, fields) and fsync: on return they are on disk."""
         if not entries:
             return
+        try:
+            self._write(shop, entries)
+        except OSError as e:
+            cur = self._files.pop(shop, None)
+            if cur is not None:
+                with contextlib.suppress(OSError):
+                    cur.f.close()  # a new file next time: this one may end in a partial record
+            raise LogWriteError(f"cannot write the applied-event log under {shop_dir(self.data_dir, shop)}: {e}") from e
+
+    def _write(self, shop: str, entries: list[tuple[str, Any, dict[bytes, bytes]]]) -> None:
         out = self._file(shop, time.monotonic())
         chunks: list[bytes] = []
         for stream, sid, f in entries:

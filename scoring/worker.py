@@ -50,6 +50,7 @@ TIME_INDEX_LIMIT = 5000  # due / lurk entries taken per batch
 ARCHIVE_EVERY_S = 60.0  # how often a running worker looks for idle rooms to archive
 PRUNE_EVERY_S = 6 * 3600.0  # how often settled tasks of archived rooms leave Redis (kept in the archive)
 MAX_RETRIES = 50
+LOG_RETRY_S = 5.0  # pause after the applied-event log could not be written (disk full, folder gone)
 TRIM_EVERY_S = 0.5  # how often a busy worker removes applied entries from the streams it reads
 
 Entry = tuple[str, Any, dict[bytes, bytes]]  # (stream, entry id, fields)
@@ -206,6 +207,11 @@ class Worker:
             except (redis.ConnectionError, redis.TimeoutError) as e:
                 log.warning("Redis unavailable (%s): retrying in 1 s", e)
                 time.sleep(1.0)
+            except eventlog.LogWriteError as e:
+                # nothing is applied that is not on disk: the entries stay pending and are taken up
+                # again (after FANOPS_CLAIM_IDLE_MS) once the log can be written
+                log.error("%s: retrying in %.0f s; no event is applied until it can be written", e, LOG_RETRY_S)
+                time.sleep(LOG_RETRY_S)
             if time.monotonic() - self._last_archive > ARCHIVE_EVERY_S:
                 self._last_archive = time.monotonic()
                 self.archive_idle()

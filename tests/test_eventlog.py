@@ -200,3 +200,33 @@ def test_a_show_applied_by_the_earlier_version_is_archived_whole_after_the_upgra
     assert int(r.hget(keys.stats(SHOP), "layout")) == migrate.LAYOUT
     assert all(r.xlen(s) == 0 for s in keys.streams(SHOP))
     assert sorted(_archived_ids(r, cfg, "before")) == sorted(e["id"] for e in _show("before"))
+
+
+def test_a_scorer_that_cannot_write_its_log_applies_nothing_and_goes_on_once_it_can(
+        cfg: Config, r: redis.Redis, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Disk full, folder gone: the scorer keeps running, applies nothing it could not log (so
+    nothing is trimmed unlogged), and applies it all once the log can be written."""
+    import threading
+
+    from fanops.read import status
+    from scoring import worker as worker_mod
+    from tests.conftest import wait_for
+
+    monkeypatch.setattr(worker_mod, "LOG_RETRY_S", 0.05)
+    cfg = dataclasses.replace(cfg, claim_idle_ms=200)
+    blocker = eventlog.shop_dir(cfg.data_dir, SHOP)
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("a file where the shop's log folder should be")
+    ingest_frames(cfg, [frame(*_show("show"))])
+    w = Worker(r, cfg, name="w1", shops=[SHOP])
+    t = threading.Thread(target=w.run, daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: "cannot write the applied-event log" in caplog.text, 20, "the scorer to report it")
+        assert t.is_alive() and status(r, SHOP)["lag"] == 24
+        blocker.unlink()
+        wait_for(lambda: status(r, SHOP)["lag"] == 0, 30, "every event applied once the log can be written")
+    finally:
+        w.stop()
+        t.join(15)
+    assert _archived_ids(r, cfg, "show") == sorted(e["id"] for e in _show("show"))
