@@ -209,6 +209,11 @@ DAY_MS = 86_400_000
 DUE_NEAR_DAYS = 2  # the due index holds what is due before the next day boundary + this many days
 
 
+def due_front(clock: int) -> int:
+    """The due front a shop clock calls for: the day boundary ``DUE_NEAR_DAYS`` after the clock's day."""
+    return (clock // DAY_MS + DUE_NEAR_DAYS) * DAY_MS
+
+
 def due_front_field(part: int) -> str:
     """Field of ``stats``: the partition's due front (ms, a day boundary; absent: none yet). A
     viewer due before it is in ``due``; one due at or after it is listed in ``due_far`` for the

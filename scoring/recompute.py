@@ -116,7 +116,7 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
         n = 0
         room_ids = read.archived_room_ids(r, shop)
         # the time index is written anew below: due before the front in the zset, later in day lists
-        front = (clock // keys.DAY_MS + keys.DUE_NEAR_DAYS) * keys.DAY_MS
+        front = keys.due_front(clock)
         for vid_b, blob in r.hscan_iter(keys.viewers(shop), count=CHUNK):
             v = unpack_viewer(blob)
             t = rules.tier(v, clock, s)

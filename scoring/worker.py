@@ -543,7 +543,7 @@ class Worker:
         for the first day the front passes in a partition. The front moves to a day boundary
         ``DUE_NEAR_DAYS`` ahead of the clock, but never past the end of a day whose list is not
         taken yet; the viewers taken are scored as due, which writes their entry under the new front."""
-        target = (clock // keys.DAY_MS + keys.DUE_NEAR_DAYS) * keys.DAY_MS
+        target = keys.due_front(clock)
         out: dict[int, int] = {}
         lists: list[tuple[int, str, int]] = []
         for part, got in zip(parts, first_days, strict=True):
