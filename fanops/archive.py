@@ -76,6 +76,7 @@ import redis
 from fanops import eventlog, keys, replies, rules_store
 from fanops.config import Config
 from fanops.errors import FanopsError, NotFound
+from fanops.eventlog import stream_id
 from fanops.gcpause import gc_paused
 from fanops.ingest import seen_keys
 from fanops.read import TIERS, status
@@ -501,12 +502,6 @@ def transitions_frame(room: str, entries: list[tuple[str, dict[bytes, bytes]]]) 
 
 
 # --- reading a room from Redis ------------------------------------------------------------
-def _sid(x: bytes | str) -> tuple[int, int]:
-    s = x.decode() if isinstance(x, bytes) else x
-    ms, _, seq = s.partition("-")
-    return int(ms), int(seq or 0)
-
-
 def _fmt(i: tuple[int, int]) -> str:
     return f"{i[0]}-{i[1]}"
 
@@ -590,7 +585,7 @@ def _scan_part(r: redis.Redis, stream: str, sc: _Scan, pt: _Part) -> int:
             if not got:
                 return found
             for raw_id, f in got:
-                sid = _sid(raw_id)
+                sid = stream_id(raw_id)
                 pt.end = sid
                 payload = f.get(b"e")
                 if not payload:
@@ -602,33 +597,11 @@ def _scan_part(r: redis.Redis, stream: str, sc: _Scan, pt: _Part) -> int:
     return found
 
 
-def _scorer_progress(r: redis.Redis, stream: str) -> tuple[tuple[int, int], tuple[int, int] | None] | None:
-    """(last entry of ``stream`` delivered to the scorers, their oldest unacknowledged entry) or None
-    if no group."""
-    try:
-        groups = r.xinfo_groups(stream)
-    except redis.ResponseError:
-        return None
-    g: Any
-    for g in groups:
-        name = g.get("name", g.get(b"name"))
-        if (name.decode() if isinstance(name, bytes) else name) == keys.GROUP:
-            last = _sid(g.get("last-delivered-id", g.get(b"last-delivered-id")))
-            p = r.xpending(stream, keys.GROUP)
-            return last, (_sid(p["min"]) if p and p.get("pending") else None)
-    return None
-
-
 def _unapplied(r: redis.Redis, shop: str, sc: _Scan) -> bool:
     """Whether an entry holding an event of the room is not yet applied by a scorer, in any partition."""
-    for i, pt in enumerate(sc.parts):
-        if pt.last_id is None:
-            continue
-        prog = _scorer_progress(r, keys.stream(shop, i))
-        if prog is None:
-            return True
-        last, oldest_pending = prog
-        if pt.last_id > last or (oldest_pending is not None and oldest_pending <= pt.last_id):
+    progs = eventlog.group_progress(r, keys.streams(shop))
+    for pt, prog in zip(sc.parts, progs, strict=True):
+        if pt.last_id is not None and (prog is None or pt.last_id >= eventlog.applied_below(prog)):
             return True
     return False
 
@@ -865,18 +838,14 @@ def _trim_points(r: redis.Redis, shop: str, room: str, sc: _Scan,
     archived (``done``: the archived rooms), or a scorer has not applied it (streams to keep whole
     are left out)."""
     out = []
-    for i, pt in enumerate(sc.parts):
+    progs = eventlog.group_progress(r, keys.streams(shop))
+    for i, (pt, prog) in enumerate(zip(sc.parts, progs, strict=True)):
         cut = next((sid for sid, rooms in sorted(pt.entries) if not rooms <= done), None)
         if cut is None and pt.end is not None:
             cut = (pt.end[0], pt.end[1] + 1)
-        prog = _scorer_progress(r, keys.stream(shop, i))
         if prog is None or cut is None:
             continue
-        last, oldest_pending = prog
-        cut = min(cut, (last[0], last[1] + 1))
-        if oldest_pending is not None:
-            cut = min(cut, oldest_pending)
-        out.append((keys.stream(shop, i), cut))
+        out.append((keys.stream(shop, i), min(cut, eventlog.applied_below(prog))))
     return out
 
 

@@ -57,7 +57,8 @@ def shop_dir(data_dir: Path, shop: str) -> Path:
     return Path(data_dir) / "eventlog" / _fs(shop)
 
 
-def _sid(x: bytes | str) -> tuple[int, int]:
+def stream_id(x: bytes | str) -> tuple[int, int]:
+    """A stream entry id ("ms-seq") as a pair that sorts as the stream does."""
     s = x.decode() if isinstance(x, bytes) else x
     a, _, b = s.partition("-")
     return int(a), int(b or 0)
@@ -130,7 +131,7 @@ class EventLogWriter:
             payload = f.get(b"e")
             if not payload:
                 continue
-            ms, seq = _sid(sid)
+            ms, seq = stream_id(sid)
             chunks.append(HEADER.pack(len(payload), self._part(shop, stream), ms, seq))
             chunks.append(payload)
         body = b"".join(chunks)
@@ -212,33 +213,47 @@ def delete_files(paths: list[Path], now_ms: int | None = None) -> int:
     return n
 
 
-def trim_applied(r: redis.Redis, streams: list[str]) -> int:
-    """Remove from each stream the entries every scorer has applied (acknowledged): they are in the
-    log. Keeps every entry not yet delivered and every one still pending. Returns entries removed."""
+Progress = tuple[tuple[int, int], "tuple[int, int] | None"]
+
+
+def group_progress(r: redis.Redis, streams: list[str]) -> list[Progress | None]:
+    """Per stream: (the last entry delivered to the scorers' group, its oldest entry not yet
+    acknowledged, or None), or None where the stream or the group does not exist. One round trip."""
     p = r.pipeline(transaction=False)
     for s in streams:
         p.xinfo_groups(s)
         p.xpending(s, keys.GROUP)
     got = p.execute(raise_on_error=False)
-    cuts: list[tuple[str, str]] = []
-    for i, s in enumerate(streams):
+    out: list[Progress | None] = []
+    for i in range(len(streams)):
         groups, pend = got[2 * i], got[2 * i + 1]
-        if isinstance(groups, Exception) or isinstance(pend, Exception):
-            continue
-        g = next((g for g in groups if _text(g.get("name", g.get(b"name"))) == keys.GROUP), None)
+        g = None if isinstance(groups, Exception) or isinstance(pend, Exception) else next(
+            (g for g in groups if _text(g.get("name", g.get(b"name"))) == keys.GROUP), None)
         if g is None:
+            out.append(None)
             continue
-        last = _sid(cast(Any, g.get("last-delivered-id", g.get(b"last-delivered-id"))))
-        cut = (last[0], last[1] + 1)
-        if pend and pend.get("pending"):
-            cut = min(cut, _sid(pend["min"]))
-        if cut > (0, 1):
-            cuts.append((s, f"{cut[0]}-{cut[1]}"))
+        last = stream_id(cast(Any, g.get("last-delivered-id", g.get(b"last-delivered-id"))))
+        out.append((last, stream_id(pend["min"]) if pend and pend.get("pending") else None))
+    return out
+
+
+def applied_below(prog: Progress) -> tuple[int, int]:
+    """The first entry id of a stream not known to be applied: every entry before it is acknowledged."""
+    (ms, seq), oldest_pending = prog
+    return (ms, seq + 1) if oldest_pending is None else min((ms, seq + 1), oldest_pending)
+
+
+def trim_applied(r: redis.Redis, streams: list[str]) -> int:
+    """Remove from each stream the entries every scorer has applied (acknowledged): they are in the
+    log. Keeps every entry not yet delivered and every one still pending. Returns entries removed."""
+    cuts = [(s, applied_below(prog)) for s, prog in zip(streams, group_progress(r, streams), strict=True)
+            if prog is not None]
+    cuts = [(s, cut) for s, cut in cuts if cut > (0, 1)]
     if not cuts:
         return 0
     p = r.pipeline(transaction=False)
-    for s, minid in cuts:
-        p.xtrim(s, minid=minid, approximate=False)
+    for s, (ms, seq) in cuts:
+        p.xtrim(s, minid=f"{ms}-{seq}", approximate=False)
     return sum(int(x) for x in p.execute())
 
 

@@ -53,16 +53,11 @@ def log_stream_entries(r: redis.Redis, shop: str, event_log: eventlog.EventLogWr
     """Write the entries of the shop's streams that a scorer has applied (acknowledged) to the
     applied-event log (layout 4); the others are logged by whoever applies them."""
     n = 0
-    for stream in keys.streams(shop):
-        try:
-            groups = r.xinfo_groups(stream)
-        except redis.ResponseError:
-            continue  # no stream: nothing applied
-        g = next((g for g in groups if g.get("name") in (keys.GROUP, keys.GROUP.encode())), None)
-        if g is None:
-            continue
-        last = cast("bytes | str", g.get("last-delivered-id", b"0-0"))
-        last_id = last.decode() if isinstance(last, bytes) else last
+    streams = keys.streams(shop)
+    for stream, prog in zip(streams, eventlog.group_progress(r, streams), strict=True):
+        if prog is None:
+            continue  # no stream or no scorers' group: nothing applied
+        last_id = f"{prog[0][0]}-{prog[0][1]}"
         pending = {p["message_id"] for p in cast("list[dict[str, Any]]",
                                                  r.xpending_range(stream, keys.GROUP, "-", last_id, 10**9))}
         start = "-"
