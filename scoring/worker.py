@@ -51,6 +51,10 @@ ARCHIVE_EVERY_S = 60.0  # how often a running worker looks for idle rooms to arc
 PRUNE_EVERY_S = 6 * 3600.0  # how often settled tasks of archived rooms leave Redis (kept in the archive)
 MAX_RETRIES = 50
 LOG_RETRY_S = 5.0  # pause after the applied-event log could not be written (disk full, folder gone)
+# how often a running scorer renews its place among the running ones (its heartbeat in the list), and
+# how often while it is short of its share of the partitions (one holds a partition it must give up)
+MEMBERS_EVERY_S = 0.25
+MEMBERS_UNSETTLED_S = 0.05
 TRIM_EVERY_S = 0.5  # how often a busy worker removes applied entries from the streams it reads
 
 Entry = tuple[str, Any, dict[bytes, bytes]]  # (stream, entry id, fields)
@@ -124,6 +128,7 @@ class Worker:
         self._member = False  # listed in keys.scorer_members() (run mode): owns only its share
         self._mine: list[int] = list(range(keys.PARTITIONS))
         self._last_members = 0.0
+        self._settled = False  # this worker holds its whole share of the partitions
         self._time_clock: dict[str, int] = {}  # the shop clock of this worker's last time pass
         # every entry is written to the applied-event log before it is applied; applied entries
         # then leave the stream (fanops.eventlog)
@@ -163,12 +168,16 @@ class Worker:
         if not self._member:
             return list(range(keys.PARTITIONS))
         now = time.monotonic()
-        if now - self._last_members >= 1.0:
+        if now - self._last_members >= (MEMBERS_EVERY_S if self._settled else MEMBERS_UNSETTLED_S):
             self._last_members = now
             res = cast(list[int], self._members(
                 keys=[keys.scorer_members(), keys.scorer_parts()],
                 args=[self.name, self.cfg.heartbeat_ttl_s, keys.HEARTBEAT_INDEX_KEEP_S, keys.PARTITIONS]))
-            n, mine = int(res[0]), [int(x) for x in res[1:]]
+            n, k, mine = int(res[0]), int(res[1]), [int(x) for x in res[2:]]
+            # short of its share: another scorer still holds a partition the split gives this one
+            # (it drops it at its next round): ask again soon, so that a scorer that joins a
+            # running show takes its share within a fraction of a second
+            self._settled = mine == [p for p in range(keys.PARTITIONS) if p % n == k]
             if set(mine) - set(self._mine):
                 # a partition taken over may have time-driven changes its last reader did not apply yet
                 self._time_clock.clear()
@@ -286,7 +295,7 @@ class Worker:
     def _read_and_apply(self, shop: str, parts: list[int], start: str, block: int | None = None) -> int:
         if not parts:
             if block:
-                time.sleep(block / 1000)
+                time.sleep(min(block / 1000, MEMBERS_UNSETTLED_S))  # waiting for its share
             return 0
         res = cast("replies.GroupRead | None", self.r.xreadgroup(
             keys.GROUP, self.name, {keys.stream(shop, p): start for p in parts},

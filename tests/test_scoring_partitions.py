@@ -4,6 +4,7 @@ viewer, and a scorer whose partitions go quiet still moves its viewers with the 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,7 +12,7 @@ import redis
 
 from fanops import keys
 from fanops.config import Config
-from scoring.worker import Worker
+from scoring.worker import MEMBERS_EVERY_S, MEMBERS_UNSETTLED_S, Worker
 from tests.conftest import wait_for
 from tests.feeds import ev, frame
 from tests.pipeline import ingest_frames, lag
@@ -143,3 +144,23 @@ def test_data_of_the_earlier_layout_is_brought_over_when_a_scorer_starts(cfg, r)
     from fanops import migrate
 
     assert int(r.hget(keys.stats("default"), "layout")) == migrate.LAYOUT
+
+
+def test_a_scorer_that_joins_a_busy_show_takes_its_share_at_the_holders_next_round(cfg, r):
+    # as `scoring run` does: each lists itself and reads only its share
+    wa, wb = (Worker(redis.Redis.from_url(cfg.redis_url), cfg, name=n) for n in ("wa", "wb"))
+    for w in (wa, wb):
+        w._member, w._mine = True, []
+    try:
+        assert wa.partitions() == [0, 1, 2, 3]  # alone: every partition
+        assert wb.partitions() == []  # wa still reads them all: wb waits, so no partition has two readers
+        time.sleep(MEMBERS_EVERY_S)
+        assert wa.partitions() == [0, 2]  # wa's next round sees wb and gives up wb's share at once
+        time.sleep(MEMBERS_UNSETTLED_S)
+        # wb, short of its share, asks again well before a regular round: the split is whole within
+        # a fraction of a second, not after a second of one scorer doing all the work
+        assert MEMBERS_UNSETTLED_S < MEMBERS_EVERY_S
+        assert wb.partitions() == [1, 3]
+    finally:
+        for w in (wa, wb):
+            w.r.close()

@@ -1,11 +1,11 @@
--- members v1: a running scorer says it is alive and gets the partitions it may read, atomically.
+-- members v2: a running scorer says it is alive and gets the partitions it may read, atomically.
 -- KEYS[1] zset running scorer -> time (s) of its last round, KEYS[2] hash scorer -> "p,p,..."
 -- ARGV[1] name, ARGV[2] alive window (s), ARGV[3] forget after (s), ARGV[4] partitions
 -- Times are the server's (TIME), so scorers on hosts whose clocks differ agree on who is alive.
 -- The alive scorers split the partitions by their sorted names (p goes to the k-th of n when
 -- p % n == k); a scorer takes a partition only if no other alive scorer lists it, and drops
 -- what the split moved away at once, so no partition is ever read by two at the same time.
--- Returns {n alive, partition, partition, ...}.
+-- Returns {n alive, its place k among them, partition, partition, ...}.
 local t = redis.call('TIME')
 local name, now = ARGV[1], tonumber(t[1]) + tonumber(t[2]) / 1e6
 local window, forget, parts = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -28,7 +28,7 @@ for i = 1, #listed, 2 do
     for x in string.gmatch(listed[i + 1], '%d+') do taken[tonumber(x)] = true end
   end
 end
-local out, mine = {#live}, {}
+local out, mine = {#live, k}, {}
 for p = 0, parts - 1 do
   if p % #live == k and not taken[p] then
     mine[#mine + 1] = p
