@@ -349,6 +349,7 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
     room_last: dict[str, int] = {}
     room_first: dict[str, int] = {}
     ts_set: set[int] = set()
+    per_minute: dict[tuple[str, str, int], int] = defaultdict(int)  # (room, type, minute) -> events
     for ev in events:
         ts, room = ev.ts, ev.room
         ts_set.add(ts)
@@ -359,10 +360,10 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
         rf = room_first.get(room)
         if rf is None or ts < rf:
             room_first[room] = ts
-        t = ev.__struct_config__.tag
-        rk = keys.room(shop, room)
-        hincr[(rk, f"n:{t}")] += 1
-        hincr[(keys.room_minutes(shop, room), f"e:{ts // 60_000}")] += 1
+        per_minute[(room, ev.__struct_config__.tag, ts // 60_000)] += 1
+    for (room, t, minute), n in per_minute.items():
+        hincr[(keys.room(shop, room), f"n:{t}")] += n
+        hincr[(keys.room_minutes(shop, room), f"e:{minute}")] += n
     if ts_set:
         clock = max(clock, max(ts_set))
     seconds: dict[int, list[int]] = {}
@@ -591,26 +592,9 @@ def _room_viewer_effects(w: WriteSet, shop: str, room: str, vid: str, old: RoomV
         w.zrem.append([pk, vid])
     # follow-up task
     target, rv.task_at = followup_target(rv, v, clock, s, clock_values)
-    tk = keys.tasks(shop, room)
-    tid = task_id(room, vid)
-    qp = keys.queue(shop, "")
-    reactivated = rules.is_reactivated(v, room, s)
-    dwell_ms = rules.dwell(rv, clock, s)
-    prio = rules.priority(rv, tier_new, reactivated, s)
-    score = rules.queue_score(prio, dwell_ms)
-    if target != rv.task:
-        if not rv.task and target:
-            rec = TaskRec(target, clock, rv.task_at, *_display(rv, v, tier_new, reactivated, dwell_ms, prio))
-            w.task_new.append([tk, vid, qp + target, rk, keys.sent_log(shop), tid, vid, score,
-                               clock - s.cooldown_ms, target, pack_task(rec)])
-        elif rv.task and not target:
-            w.task_del.append([tk, vid, qp, rk, tid])
-        else:
-            w.task_move.append([tk, vid, qp, rk, tid, target, "pending", "claimed", "converted", "withdrawn"])
-        rv.task = target
-    elif target == "pending" and (old is None or old.last != rv.last or old.comments != rv.comments):
-        shown = _wire.encode([rv.task_at, *_display(rv, v, tier_new, reactivated, dwell_ms, prio)])
-        w.task_prio.append([tk, vid, qp, tid, score, shown])
+    if target != rv.task or (target == "pending" and (old is None or old.last != rv.last
+                                                       or old.comments != rv.comments)):
+        _task_effects(w, shop, room, vid, rv, v, target, tier_new, clock, s, rk)
     part = keys.part_of(vid)
     lk, ok = keys.lurk(shop, part), keys.open_lurk(shop, part)
     member = lurk_member(room, vid)
@@ -630,6 +614,32 @@ def _room_viewer_effects(w: WriteSet, shop: str, room: str, vid: str, old: RoomV
     elif old is not None:
         w.zrem.append([ok, member])
     w.hset.append([keys.room_viewers(shop, room), vid, pack(rv)])
+
+
+def _task_effects(w: WriteSet, shop: str, room: str, vid: str, rv: RoomViewer, v: ViewerState, target: str,
+                  tier_new: str, clock: int, s: RuleSettings, rk: str) -> None:
+    """The (room, viewer) task's write when its state changes, or its priority and the fields an
+    operator sees when a pending one's data moved (worked out only then: most touches need none)."""
+    tk = keys.tasks(shop, room)
+    tid = task_id(room, vid)
+    qp = keys.queue(shop, "")
+    reactivated = rules.is_reactivated(v, room, s)
+    dwell_ms = rules.dwell(rv, clock, s)
+    prio = rules.priority(rv, tier_new, reactivated, s)
+    score = rules.queue_score(prio, dwell_ms)
+    if target != rv.task:
+        if not rv.task and target:
+            rec = TaskRec(target, clock, rv.task_at, *_display(rv, v, tier_new, reactivated, dwell_ms, prio))
+            w.task_new.append([tk, vid, qp + target, rk, keys.sent_log(shop), tid, vid, score,
+                               clock - s.cooldown_ms, target, pack_task(rec)])
+        elif rv.task and not target:
+            w.task_del.append([tk, vid, qp, rk, tid])
+        else:
+            w.task_move.append([tk, vid, qp, rk, tid, target, "pending", "claimed", "converted", "withdrawn"])
+        rv.task = target
+    else:
+        shown = _wire.encode([rv.task_at, *_display(rv, v, tier_new, reactivated, dwell_ms, prio)])
+        w.task_prio.append([tk, vid, qp, tid, score, shown])
 
 
 _wire = msgspec.msgpack.Encoder()

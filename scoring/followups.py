@@ -75,6 +75,8 @@ def task_time(rv: RoomViewer, v: ViewerState, clock: int, s: RuleSettings,
     ``clock_values``: sorted shop-clock values known besides the viewer's own events
     (the batch's event times and the clock before it).
     """
+    if clock < rv.first + s.dwell_ms:
+        return None  # the dwell reaches the threshold at first + dwell at the earliest: not by this clock
     own = [ts for ts, _ in rv.early] + ([rv.after] if rv.after >= 0 else []) + [c.ts for c in v.consents]
     if rv.task_at >= 0:
         own.append(rv.task_at)  # a clock value found before, maybe in a batch long gone
