@@ -349,7 +349,7 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
     room_last: dict[str, int] = {}
     room_first: dict[str, int] = {}
     ts_set: set[int] = set()
-    per_minute: dict[tuple[str, str, int], int] = defaultdict(int)  # (room, type, minute) -> events
+    per_minute: dict[tuple[str, object, int], int] = defaultdict(int)  # (room, type, minute) -> events
     for ev in events:
         ts, room = ev.ts, ev.room
         ts_set.add(ts)
