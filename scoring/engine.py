@@ -10,7 +10,6 @@ in any batches, gives the same counters.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,10 +156,13 @@ def _insort_early(rv: RoomViewer, ts: int, leave: int, horizon: int) -> None:
         return
     item = [ts, leave]
     e = rv.early
-    if item in e:
+    if not e or ts > e[-1][0]:
+        e.append(item)  # the usual case: events of a viewer come in order, so the list stays sorted
+    elif item in e:
         return
-    e.append(item)
-    e.sort()
+    else:
+        e.append(item)
+        e.sort()
     if len(e) > EARLY_CAP:
         del e[1:len(e) - EARLY_CAP + 1]  # keep the first event and the latest ones
 
@@ -535,6 +537,12 @@ def _index_due(w: WriteSet, shop: str, vid: str, v: ViewerState, due: int | None
         v.due_day = day
 
 
+def _json(d: dict[str, Any]) -> str:
+    """A host-screen list entry as JSON text (UTF-8 as it is: names and comments in any script)."""
+    return _json_enc.encode(d).decode()
+
+
+_json_enc = msgspec.json.Encoder()
 _NOTABLE = frozenset({"join", "order", "comment", "like", "gift"})
 
 
@@ -550,23 +558,21 @@ def _count_event(w: WriteSet, shop: str, ev: Event, v: ViewerState, tier_new: st
         returning = rooms_attended(v) > 1
         if tier_new == "active" or returning:
             why = "active" if tier_new == "active" else "returning"
-            w.lpush.append([keys.room_feed(shop, ev.room, "greet"), json.dumps(
-                {"viewer": ev.viewer.id, "name": name, "tier": tier_new, "why": why, "ts": ev.ts},
-                ensure_ascii=False), FEED_KEEP])
+            w.lpush.append([keys.room_feed(shop, ev.room, "greet"), _json(
+                {"viewer": ev.viewer.id, "name": name, "tier": tier_new, "why": why, "ts": ev.ts}), FEED_KEEP])
     elif t == "order":
         w.hincr[(mk, f"o:{minute}")] += 1
         w.hfloat[(rk, f"gmv:{ev.currency}")] += ev.amount  # type: ignore[union-attr]
         first_time = v.orders[:1] == [ev.order_id]  # type: ignore[union-attr]
-        w.lpush.append([keys.room_feed(shop, ev.room, "thank"), json.dumps(
+        w.lpush.append([keys.room_feed(shop, ev.room, "thank"), _json(
             {"viewer": ev.viewer.id, "name": name, "amount": ev.amount,  # type: ignore[union-attr]
-             "currency": ev.currency, "first_time": first_time, "ts": ev.ts},  # type: ignore[union-attr]
-            ensure_ascii=False), FEED_KEEP])
+             "currency": ev.currency, "first_time": first_time, "ts": ev.ts}), FEED_KEEP])  # type: ignore[union-attr]
     elif t == "comment":
         text = ev.text  # type: ignore[union-attr]
         if rules.is_question(text):
-            w.lpush.append([keys.room_feed(shop, ev.room, "questions"), json.dumps(
+            w.lpush.append([keys.room_feed(shop, ev.room, "questions"), _json(
                 {"viewer": ev.viewer.id, "name": name, "text": text[:300], "lang": v.lang or "",
-                 "ts": ev.ts}, ensure_ascii=False), FEED_KEEP])
+                 "ts": ev.ts}), FEED_KEEP])
     elif t == "like":
         w.hincr[(rk, "likes")] += ev.count  # type: ignore[union-attr]
     elif t == "gift":

@@ -42,27 +42,39 @@ def recent_rooms(v: ViewerState, now: int, s: RuleSettings) -> int:
     return n
 
 
-def explain_tier(v: ViewerState, now: int, s: RuleSettings) -> TierReason:
-    """The tier (the first rule that matches) and the rule that gave it, in words."""
+def _classify(v: ViewerState, now: int, s: RuleSettings) -> tuple[str, int, int, int]:
+    """The tier (the first rule that matches) and what it was read from: days away in ms, orders,
+    rooms in the window (-1 where the rule did not need them)."""
     away = now - v.last_active
     if away >= s.dormant_ms:
-        return TierReason("dormant", f"dormant: no event for {away / 86_400_000:.1f} days "
-                                     f"(threshold {s.dormant_days:g} days)")
+        return "dormant", away, -1, -1
     n_orders = len(v.orders)
     if n_orders >= s.active_orders:
-        return TierReason("active", f"active: {n_orders} orders (threshold {s.active_orders:g})")
+        return "active", away, n_orders, -1
     rooms = recent_rooms(v, now, s)
     if rooms >= s.active_rooms:
-        return TierReason("active", f"active: {rooms} rooms in the last {s.active_window_days:g} days "
-                                    f"(threshold {s.active_rooms:g})")
-    if n_orders >= 1:
-        return TierReason("first_buyer", f"first_buyer: {n_orders} order")
-    return TierReason("new_fan", f"new_fan: no order yet, {rooms} room(s) in the last "
-                                 f"{s.active_window_days:g} days")
+        return "active", away, n_orders, rooms
+    return ("first_buyer" if n_orders >= 1 else "new_fan"), away, n_orders, rooms
+
+
+def explain_tier(v: ViewerState, now: int, s: RuleSettings) -> TierReason:
+    """The tier (the first rule that matches) and the rule that gave it, in words."""
+    t, away, n_orders, rooms = _classify(v, now, s)
+    if t == "dormant":
+        return TierReason(t, f"dormant: no event for {away / 86_400_000:.1f} days "
+                             f"(threshold {s.dormant_days:g} days)")
+    if t == "active" and rooms < 0:
+        return TierReason(t, f"active: {n_orders} orders (threshold {s.active_orders:g})")
+    if t == "active":
+        return TierReason(t, f"active: {rooms} rooms in the last {s.active_window_days:g} days "
+                             f"(threshold {s.active_rooms:g})")
+    if t == "first_buyer":
+        return TierReason(t, f"first_buyer: {n_orders} order")
+    return TierReason(t, f"new_fan: no order yet, {rooms} room(s) in the last {s.active_window_days:g} days")
 
 
 def tier(v: ViewerState, now: int, s: RuleSettings) -> str:
-    return explain_tier(v, now, s).tier
+    return _classify(v, now, s)[0]
 
 
 def next_tier_change(v: ViewerState, now: int, s: RuleSettings, current: str | None = None) -> int | None:
