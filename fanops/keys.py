@@ -50,7 +50,6 @@ def unesc(part: str) -> str:
     return part.replace("%3A", ":").replace("%7D", "}").replace("%7B", "{").replace("%25", "%")
 
 
-@lru_cache(maxsize=1024)
 def pair(room: str, viewer: str) -> str:
     """One string for a (room, viewer) pair, e.g. a task id or a lurk index member.
 
@@ -64,6 +63,7 @@ def split_pair(member: str) -> tuple[str, str]:
     return rest[:k], rest[k:]
 
 
+@lru_cache(maxsize=4096)
 def tag(shop: str) -> str:
     return f"{PREFIX}{{{esc(shop)}}}"
 
@@ -150,11 +150,13 @@ def seen_v1(shop: str, room: str) -> str:
     return f"{tag(shop)}:seen:{esc(room)}"
 
 
+@lru_cache(maxsize=4096)
 def rooms(shop: str) -> str:
     """ZSET room -> the room's latest event ts."""
     return f"{tag(shop)}:rooms"
 
 
+@lru_cache(maxsize=4096)
 def room_first(shop: str) -> str:
     """ZSET room -> the room's first event ts."""
     return f"{tag(shop)}:roomfirst"
@@ -190,16 +192,19 @@ def room_viewers(shop: str, room_id: str) -> str:
     return f"{tag(shop)}:rv:{esc(room_id)}"
 
 
+@lru_cache(maxsize=4096)
 def viewers(shop: str) -> str:
     """HASH viewer id -> the viewer's packed shop-wide state (fanops.state.ViewerState)."""
     return f"{tag(shop)}:viewers"
 
 
+@lru_cache(maxsize=4096)
 def tiers(shop: str) -> str:
     """HASH tier -> number of the shop's viewers in it."""
     return f"{tag(shop)}:tiers"
 
 
+@lru_cache(maxsize=4096)
 def due(shop: str, part: int = 0) -> str:
     """ZSET viewer -> shop-clock time at which the viewer's tier may change by itself (one per partition)."""
     return _p(f"{tag(shop)}:due", part)
@@ -228,28 +233,33 @@ def due_far(shop: str, part: int, day: int) -> str:
     return f"{tag(shop)}:duefar:{part}:{day}"
 
 
+@lru_cache(maxsize=4096)
 def due_days(shop: str, part: int = 0) -> str:
     """ZSET day -> day: the days that have a ``due_far`` list (one per partition)."""
     return _p(f"{tag(shop)}:duedays", part)
 
 
+@lru_cache(maxsize=4096)
 def lurk(shop: str, part: int = 0) -> str:
     """ZSET room/viewer pair -> shop-clock time at which the viewer's dwell reaches the threshold
     (one per partition)."""
     return _p(f"{tag(shop)}:lurk", part)
 
 
+@lru_cache(maxsize=4096)
 def clock_min(shop: str) -> str:
     """ZSET second -> the smallest event ts in that second (with ``clock_max``: the values the
     shop clock took, to find the first one after a moment long past)."""
     return f"{tag(shop)}:clockmin"
 
 
+@lru_cache(maxsize=4096)
 def clock_max(shop: str) -> str:
     """ZSET second -> the largest event ts in that second."""
     return f"{tag(shop)}:clockmax"
 
 
+@lru_cache(maxsize=4096)
 def open_lurk(shop: str, part: int = 0) -> str:
     """ZSET room/viewer pair -> the end of their presence window, for viewers whose dwell
     moment has passed with no task: a late event that moves the clock inside that window
@@ -257,6 +267,7 @@ def open_lurk(shop: str, part: int = 0) -> str:
     return _p(f"{tag(shop)}:openlurk", part)
 
 
+@lru_cache(maxsize=4096)
 def transitions(shop: str) -> str:
     """STREAM of tier transitions."""
     return f"{tag(shop)}:transitions"
@@ -273,11 +284,13 @@ def tasks(shop: str, room_id: str) -> str:
     return f"{tag(shop)}:tasks:{esc(room_id)}"
 
 
+@lru_cache(maxsize=4096)
 def queue(shop: str, state: str) -> str:
     """ZSET task id (room\\0viewer) -> priority score, one per task state."""
     return f"{tag(shop)}:queue:{state}"
 
 
+@lru_cache(maxsize=4096)
 def sent_log(shop: str) -> str:
     """ZSET viewer -> shop clock of their last follow-up marked sent."""
     return f"{tag(shop)}:sent"
@@ -288,6 +301,7 @@ def rules(shop: str) -> str:
     return f"{tag(shop)}:rules"
 
 
+@lru_cache(maxsize=4096)
 def room_orders(shop: str, room_id: str) -> str:
     """SET of the distinct order ids seen in a room (``room.orders`` counts them)."""
     return f"{tag(shop)}:roomorders:{esc(room_id)}"

@@ -548,21 +548,24 @@ _NOTABLE = frozenset({"join", "order", "comment", "like", "gift"})
 
 def _count_event(w: WriteSet, shop: str, ev: Event, v: ViewerState, tier_new: str) -> None:
     """The per-minute joins and orders, GMV, likes, gift value, and the host screen's lists."""
-    rk = keys.room(shop, ev.room)
-    t = event_type(ev)
-    minute = ev.ts // 60_000
-    mk = keys.room_minutes(shop, ev.room)
+    t = ev.__struct_config__.tag
+    if t == "like":
+        w.hincr[(keys.room(shop, ev.room), "likes")] += ev.count  # type: ignore[union-attr]
+        return
+    if t == "gift":
+        w.hfloat[(keys.room(shop, ev.room), "gift_value")] += ev.value  # type: ignore[union-attr]
+        return
     name = (v.name or ev.viewer.name or "")[:120]
     if t == "join":
-        w.hincr[(mk, f"j:{minute}")] += 1
+        w.hincr[(keys.room_minutes(shop, ev.room), f"j:{ev.ts // 60_000}")] += 1
         returning = rooms_attended(v) > 1
         if tier_new == "active" or returning:
             why = "active" if tier_new == "active" else "returning"
             w.lpush.append([keys.room_feed(shop, ev.room, "greet"), _json(
                 {"viewer": ev.viewer.id, "name": name, "tier": tier_new, "why": why, "ts": ev.ts}), FEED_KEEP])
     elif t == "order":
-        w.hincr[(mk, f"o:{minute}")] += 1
-        w.hfloat[(rk, f"gmv:{ev.currency}")] += ev.amount  # type: ignore[union-attr]
+        w.hincr[(keys.room_minutes(shop, ev.room), f"o:{ev.ts // 60_000}")] += 1
+        w.hfloat[(keys.room(shop, ev.room), f"gmv:{ev.currency}")] += ev.amount  # type: ignore[union-attr]
         first_time = v.orders[:1] == [ev.order_id]  # type: ignore[union-attr]
         w.lpush.append([keys.room_feed(shop, ev.room, "thank"), _json(
             {"viewer": ev.viewer.id, "name": name, "amount": ev.amount,  # type: ignore[union-attr]
@@ -573,10 +576,6 @@ def _count_event(w: WriteSet, shop: str, ev: Event, v: ViewerState, tier_new: st
             w.lpush.append([keys.room_feed(shop, ev.room, "questions"), _json(
                 {"viewer": ev.viewer.id, "name": name, "text": text[:300], "lang": v.lang or "",
                  "ts": ev.ts}), FEED_KEEP])
-    elif t == "like":
-        w.hincr[(rk, "likes")] += ev.count  # type: ignore[union-attr]
-    elif t == "gift":
-        w.hfloat[(rk, "gift_value")] += ev.value  # type: ignore[union-attr]
 
 
 def _room_viewer_effects(w: WriteSet, shop: str, room: str, vid: str, old: RoomViewer | None,
