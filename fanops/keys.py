@@ -263,7 +263,8 @@ def clock_max(shop: str) -> str:
 def open_lurk(shop: str, part: int = 0) -> str:
     """ZSET room/viewer pair -> the end of their presence window, for viewers whose dwell
     moment has passed with no task: a late event that moves the clock inside that window
-    may still make their task (one per partition)."""
+    may still make their task; and pairs whose task a late clock value could make earlier,
+    before a consent change of theirs (scored by the last such value) (one per partition)."""
     return _p(f"{tag(shop)}:openlurk", part)
 
 

@@ -614,8 +614,16 @@ def _room_viewer_effects(w: WriteSet, shop: str, room: str, vid: str, old: RoomV
             w.zadd.append([lk, member, lt])
     elif may_have or lurked:
         w.zrem.append([lk, member])
-    if not target and lt is None and (rv.first_order < 0 or rv.first_order > rv.first + s.dwell_ms):
+    horizon = rv.first + s.dwell_ms
+    if not target and lt is None and (rv.first_order < 0 or rv.first_order > horizon):
         w.zadd.append([ok, member, rv.last + s.present_ms])
+    elif target and rv.task_at > horizon and any(horizon <= c.ts <= rv.task_at for c in v.consents):
+        # a late clock value t in [horizon, task_at) would make the task at t instead, and a consent
+        # change in between can change its state (a no after t withdraws it): look again at one.
+        # Such a t is within the presence window (past it, the dwell was reached by an event of
+        # their own, whose ts made the task at the latest). Without a consent change the state
+        # is the same either way: no entry, and the index stays small
+        w.zadd.append([ok, member, min(rv.last + s.present_ms, rv.task_at - 1)])
     elif old is not None:
         w.zrem.append([ok, member])
     w.hset.append([keys.room_viewers(shop, room), vid, pack(rv)])

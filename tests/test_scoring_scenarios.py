@@ -81,6 +81,12 @@ class Story:
         self.event(by, "like", room, ts)
         assert self.clock == ts
 
+    def advance_late(self, ts: int, room: str = "r-1", by: str = "someone-else") -> None:
+        """Another viewer's event from before the shop clock (it arrives late): the clock stays."""
+        before = self.clock
+        self.event(by, "like", room, ts)
+        assert ts < before == self.clock
+
     @property
     def clock(self) -> int:
         return status(self.r, SHOP)["clock"]
@@ -222,6 +228,21 @@ def test_consent_false_after_the_task_withdraws_it(story):
     assert story.followups("r-1") == {"withdrawn": 1}
     story.event("shy", "consent", "r-1", at(minutes=6), dm=True)  # a later yes does not undo it
     assert story.task_state("r-1", "shy") == "withdrawn"
+
+
+def test_a_late_clock_tick_that_makes_a_task_earlier_withdraws_it_if_consent_turned_false_since(story):
+    # the clock reaches 4:00 and 5:00 first; the event at 3:00 (another viewer's) arrives late
+    story.event("shy", "join", "r-1", at(minutes=0))
+    story.event("shy", "consent", "r-1", at(minutes=4), dm=False)  # at 4:00 (the first tick past 3:00): no
+    assert story.task_state("r-1", "shy") is None
+    story.event("shy", "consent", "r-1", at(minutes=5), dm=True)  # 5:00: yes again, and the dwell is past
+    assert story.task_state("r-1", "shy") == "pending"
+    # the shop clock was at 3:00 after all: the task was made then (dwell exactly 3 minutes,
+    # consent unknown), and the no at 4:00 withdrew it; the yes at 5:00 does not undo that
+    story.advance_late(at(minutes=3))
+    assert story.task_state("r-1", "shy") == "withdrawn"
+    assert ("r-1", "shy") not in story.pending()
+    assert story.followups("r-1") == {"withdrawn": 1}
 
 
 def test_consent_false_first_then_true_in_a_later_show_makes_the_task_then(story):
