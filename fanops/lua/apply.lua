@@ -1,4 +1,4 @@
--- apply v3: write one scorer batch's effects atomically, or nothing.
+-- apply v4: write one scorer batch's effects atomically, or nothing.
 -- KEYS[1] the shop's stats key (routes the call to the shop's slot; every key
 -- below carries the same {shop} hash tag).  ARGV[1] a msgpack map, the write set;
 -- ARGV[2..] the packed states it names by index (cmsgpack has no binary type):
@@ -44,21 +44,67 @@ for _, a in ipairs(w.acks or {}) do
   end
 end
 local K = w.k or {}
-local cas = w.cas or {}
-for i = 1, #cas, 4 do
-  local cur = redis.call('HGET', K[cas[i]], cas[i + 1])
-  local old = cas[i + 2] and ARGV[cas[i + 2]]
-  if cur ~= old then
-    return {'conflict', K[cas[i]], cas[i + 1]}
+
+-- Many writes go to a few keys (the viewers hash, a room's records): they are grouped by key and
+-- sent as one command per key and CHUNK items, in their order (a later write of a field wins),
+-- instead of one call a write.
+local CHUNK = 256
+local function by_key(a, stride)
+  local order, groups = {}, {}
+  for i = 1, #a, stride do
+    local g = groups[a[i]]
+    if not g then
+      g = {}
+      groups[a[i]] = g
+      order[#order + 1] = a[i]
+    end
+    g[#g + 1] = i
+  end
+  return order, groups
+end
+local function multi(cmd, key, items, each)
+  -- cmd key [each(item)...] in chunks of CHUNK items
+  for s = 1, #items, CHUNK do
+    local args = {key}
+    for x = s, math.min(#items, s + CHUNK - 1) do each(args, items[x]) end
+    redis.call(cmd, unpack(args))
   end
 end
 
-for i = 1, #cas, 4 do redis.call('HSET', K[cas[i]], cas[i + 1], ARGV[cas[i + 3]]) end
+local cas = w.cas or {}
+local cas_keys, cas_groups = by_key(cas, 4)
+for _, k in ipairs(cas_keys) do
+  local idx = cas_groups[k]
+  for s = 1, #idx, CHUNK do
+    local e = math.min(#idx, s + CHUNK - 1)
+    local fields = {}
+    for x = s, e do fields[#fields + 1] = cas[idx[x] + 1] end
+    local cur = redis.call('HMGET', K[k], unpack(fields))
+    for x = s, e do
+      local i = idx[x]
+      local old = cas[i + 2] and ARGV[cas[i + 2]]
+      if cur[x - s + 1] ~= old then
+        return {'conflict', K[k], cas[i + 1]}
+      end
+    end
+  end
+end
+
+for _, k in ipairs(cas_keys) do
+  multi('HSET', K[k], cas_groups[k], function(args, i)
+    args[#args + 1] = cas[i + 1]
+    args[#args + 1] = ARGV[cas[i + 3]]
+  end)
+end
 local a = w.hset or {}
-for i = 1, #a, 3 do
-  local v = a[i + 2]
-  if type(v) == 'number' then v = ARGV[v] end
-  redis.call('HSET', K[a[i]], a[i + 1], v)
+local hset_keys, hset_groups = by_key(a, 3)
+for _, k in ipairs(hset_keys) do
+  multi('HSET', K[k], hset_groups[k], function(args, i)
+    local v = a[i + 2]
+    if type(v) == 'number' then v = ARGV[v] end
+    args[#args + 1] = a[i + 1]
+    args[#args + 1] = v
+  end)
 end
 a = w.hincr or {}
 for i = 1, #a, 3 do redis.call('HINCRBY', K[a[i]], a[i + 1], a[i + 2]) end
@@ -70,12 +116,40 @@ for i = 1, #a, 3 do
   if tonumber(a[i + 2]) > cur then redis.call('HSET', K[a[i]], a[i + 1], a[i + 2]) end
 end
 a = w.zadd or {}
+local plain, flagged = {}, {}  -- writes with no flag in order of key; GT / LT ones by key and flag
 for i = 1, #a, 4 do
-  if a[i + 3] then redis.call('ZADD', K[a[i]], a[i + 3], a[i + 2], a[i + 1])
-  else redis.call('ZADD', K[a[i]], a[i + 2], a[i + 1]) end
+  local f = a[i + 3]
+  local g = f and flagged or plain
+  local gk = f and (a[i] .. ' ' .. f) or a[i]
+  local x = g[gk]
+  if not x then
+    x = {}
+    g[gk] = x
+  end
+  x[#x + 1] = i
+end
+for k, idx in pairs(plain) do
+  multi('ZADD', K[k], idx, function(args, i)
+    args[#args + 1] = a[i + 2]
+    args[#args + 1] = a[i + 1]
+  end)
+end
+for _, idx in pairs(flagged) do
+  local i0 = idx[1]
+  for s = 1, #idx, CHUNK do
+    local args = {K[a[i0]], a[i0 + 3]}
+    for x = s, math.min(#idx, s + CHUNK - 1) do
+      args[#args + 1] = a[idx[x] + 2]
+      args[#args + 1] = a[idx[x] + 1]
+    end
+    redis.call('ZADD', unpack(args))
+  end
 end
 a = w.zrem or {}
-for i = 1, #a, 2 do redis.call('ZREM', K[a[i]], a[i + 1]) end
+local zrem_keys, zrem_groups = by_key(a, 2)
+for _, k in ipairs(zrem_keys) do
+  multi('ZREM', K[k], zrem_groups[k], function(args, i) args[#args + 1] = a[i + 1] end)
+end
 for _, c in ipairs(w.xadd or {}) do
   local args = {c[1], 'MAXLEN', '~', c[2], '*'}
   for i = 3, #c do args[#args + 1] = c[i] end
