@@ -73,7 +73,7 @@ import msgspec
 import polars as pl
 import redis
 
-from fanops import eventlog, keys, replies, rules_store
+from fanops import eventlog, keys, read, replies, rules_store
 from fanops.config import Config
 from fanops.errors import FanopsError, NotFound
 from fanops.eventlog import stream_id
@@ -624,10 +624,22 @@ def _read_room_viewers(r: redis.Redis, shop: str, room: str) -> tuple[dict[str, 
 def _read_tasks(r: redis.Redis, shop: str, rooms: list[str]) -> dict[str, dict[str, dict[str, str]]]:
     """Every task of each room, as text fields (``fanops.state.task_fields``): room -> viewer -> fields."""
     out: dict[str, dict[str, dict[str, str]]] = {rm: {} for rm in rooms}
+    bare: list[tuple[str, dict[str, str]]] = []
     for rm in rooms:
         for vid, b in r.hscan_iter(keys.tasks(shop, rm), count=CHUNK):
-            out[rm][vid.decode("utf-8", "surrogateescape")] = task_fields(b)
+            viewer = vid.decode("utf-8", "surrogateescape")
+            f = out[rm][viewer] = task_fields(b)
+            if not any(f.get(k) for k in _PROFILE):
+                bare.append((viewer, f))
+    if bare:  # the viewer's name, country, language and time zone are its state's (read.viewer_profiles)
+        prof = read.viewer_profiles(r, shop, [v for v, _ in bare])
+        for viewer, f in bare:
+            if viewer in prof:
+                f.update(zip(_PROFILE, prof[viewer], strict=True))
     return out
+
+
+_PROFILE = ("name", "country", "lang", "tz")
 
 
 def _read_transitions(r: redis.Redis, shop: str, since: tuple[int, int] | None, viewers: set[str],

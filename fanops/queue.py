@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import redis
 
-from fanops import keys, replies, rules_store
+from fanops import keys, read, replies, rules_store
 from fanops.errors import TaskClaimedByOther, TaskError, TaskNotFound, TaskStateError
 from fanops.geo import is_decent_hour, local_time
 from fanops.ingest import script_source
@@ -78,7 +78,17 @@ def read_tasks(r: redis.Redis, shop: str, tids: list[str]) -> list[TaskRec | Non
     for tid in tids:
         room, viewer = split_task_id(tid)
         p.hget(keys.tasks(shop, room), viewer)
-    return [unpack_task(b) if b else None for b in p.execute()]
+    recs = [unpack_task(b) if b else None for b in p.execute()]
+    # the viewer's name, country, language and time zone come from its state (tasks made by an
+    # earlier version kept a copy, shown as it is)
+    bare = [(split_task_id(tid)[1], h) for tid, h in zip(tids, recs, strict=True)
+            if h is not None and not (h.name or h.country or h.lang or h.tz)]
+    if bare:
+        prof = read.viewer_profiles(r, shop, [v for v, _ in bare])
+        for viewer, h in bare:
+            if viewer in prof:
+                h.name, h.country, h.lang, h.tz = prof[viewer]
+    return recs
 
 
 def _task_from_rec(tid: str, h: TaskRec, now_ms: int, settings: Any, templates: dict[str, Any],

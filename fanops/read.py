@@ -11,6 +11,7 @@ from fanops import keys, replies, rules_store
 from fanops.state import RoomViewer, ViewerState, unpack_room_viewer, unpack_viewer
 
 TIERS = ("new_fan", "first_buyer", "active", "dormant")
+PROFILE_CHUNK = 2000
 FOLLOWUP_STATES = ("pending", "claimed", "sent", "skipped", "converted", "withdrawn")
 
 
@@ -114,3 +115,18 @@ def room_ids(raw: dict[bytes, bytes]) -> dict[int, str]:
 def archived_room_ids(r: redis.Redis, shop: str) -> dict[int, str]:
     """The shop's archived rooms by number (viewers' states name archived rooms by number)."""
     return room_ids(cast("dict[bytes, bytes]", r.hgetall(keys.room_nos(shop))))
+
+
+def viewer_profiles(r: redis.Redis, shop: str, vids: list[str]) -> dict[str, tuple[str, str, str, str]]:
+    """The name, country, language and time zone of each viewer, from its state ("" where it has
+    none; viewers with no state are left out). Follow-up tasks are shown with these: the scorer
+    does not copy them into every task (``scoring.engine._display``)."""
+    out: dict[str, tuple[str, str, str, str]] = {}
+    want = list(dict.fromkeys(vids))
+    for i in range(0, len(want), PROFILE_CHUNK):
+        chunk = want[i:i + PROFILE_CHUNK]
+        for vid, b in zip(chunk, cast("list[bytes | None]", r.hmget(keys.viewers(shop), chunk)), strict=True):
+            if b:
+                v = unpack_viewer(b)
+                out[vid] = (v.name or "", v.country or "", v.lang or "", v.tz or "")
+    return out

@@ -145,3 +145,35 @@ def test_hostile_names_are_stored_and_shown_as_given(cfg, r):
     # and the right-to-left override that would flip the operator's text is dropped
     assert "<script>alert(1)</script>{product}evil" in t.message
     assert "\u202e" not in t.message
+
+
+def test_a_task_shows_the_viewers_name_and_country_as_they_are_now_and_so_does_its_archive(cfg, r):
+    import json
+
+    from fanops import archive
+
+    base = 1_760_000_000_000
+    quiet = {"id": "quiet"}
+    ingest_frames(cfg, [json.dumps([
+        {"id": "a", "room": "r1", "ts": base, "type": "join", "viewer": quiet},  # no name yet
+        {"id": "b", "room": "r1", "ts": base + 200_000, "type": "join", "viewer": {"id": "other"}}])])
+    drain(r, cfg)
+    tid = queue.task_id("r1", "quiet")
+    t = queue.get_task(r, "default", tid, now_ms=NOW)
+    assert t.state == "pending" and (t.name, t.country, t.lang) == ("", "", "")
+    # they tell their name, country and language in another show: nothing of the r1 task moves,
+    # and the operator still sees who they are now, in their language and their local time
+    ingest_frames(cfg, [json.dumps({"id": "c", "room": "r2", "ts": base + 300_000, "type": "comment",
+                                    "text": "oi", "viewer": {"id": "quiet", "name": "Ana Luísa", "country": "BR",
+                                                             "lang": "pt-BR"}})])
+    drain(r, cfg)
+    t = queue.get_task(r, "default", tid, now_ms=NOW)
+    assert (t.name, t.country, t.lang) == ("Ana Luísa", "BR", "pt-BR")
+    assert "Ana Luísa" in t.message and t.local.endswith("(-03)")
+    assert [x.id for x in queue.list_tasks(r, "default", country="BR", now_ms=NOW)] == [tid]
+    assert [x.id for x in queue.list_tasks(r, "default", lang="pt", now_ms=NOW)] == [tid]
+    # the post-show review reads the room's tasks from its archive: the same name
+    archive.archive_room(r, cfg, "default", "r1")
+    rows = archive.read_room(cfg, "default", "r1").followups().collect()
+    row = rows.filter(rows["viewer"] == "quiet").to_dicts()[0]
+    assert (row["name"], row["country"], row["lang"]) == ("Ana Luísa", "BR", "pt-BR")
