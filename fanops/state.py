@@ -179,7 +179,9 @@ class TaskRec(msgspec.Struct, array_like=True):
     state: str
     made_at: int = 0  # shop clock when the scorer made it
     task_at: int = -1  # the shop-clock value it belongs to (spec: t0)
-    # what the operator sees, copied from the viewer's records when made and while pending
+    # what the operator sees, copied from the viewer's records when made and while pending; the
+    # scorer leaves name, country, lang and tz empty (read from the viewer's state when shown:
+    # fanops.read.viewer_profiles); tasks of earlier versions have them filled
     name: str = ""
     tier: str = ""
     country: str = ""
