@@ -116,28 +116,24 @@ for i = 1, #a, 3 do
   if tonumber(a[i + 2]) > cur then redis.call('HSET', K[a[i]], a[i + 1], a[i + 2]) end
 end
 a = w.zadd or {}
-local plain, flagged = {}, {}  -- writes with no flag in order of key; GT / LT ones by key and flag
+-- by key and flag (GT / LT / none), in a fixed order: the first write of each group leads it
+local zorder, zgroups = {}, {}
 for i = 1, #a, 4 do
-  local f = a[i + 3]
-  local g = f and flagged or plain
-  local gk = f and (a[i] .. ' ' .. f) or a[i]
-  local x = g[gk]
+  local gk = a[i] .. ' ' .. tostring(a[i + 3])
+  local x = zgroups[gk]
   if not x then
     x = {}
-    g[gk] = x
+    zgroups[gk] = x
+    zorder[#zorder + 1] = gk
   end
   x[#x + 1] = i
 end
-for k, idx in pairs(plain) do
-  multi('ZADD', K[k], idx, function(args, i)
-    args[#args + 1] = a[i + 2]
-    args[#args + 1] = a[i + 1]
-  end)
-end
-for _, idx in pairs(flagged) do
+for _, gk in ipairs(zorder) do
+  local idx = zgroups[gk]
   local i0 = idx[1]
+  local head = a[i0 + 3] and {K[a[i0]], a[i0 + 3]} or {K[a[i0]]}
   for s = 1, #idx, CHUNK do
-    local args = {K[a[i0]], a[i0 + 3]}
+    local args = {unpack(head)}
     for x = s, math.min(#idx, s + CHUNK - 1) do
       args[#args + 1] = a[idx[x] + 2]
       args[#args + 1] = a[idx[x] + 1]
