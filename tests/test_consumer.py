@@ -185,7 +185,7 @@ def test_events_go_to_their_shops_stream(cfg, r):
 
 def test_feed_dropped_and_restarted_mid_stream_loses_and_duplicates_nothing(cfg, r):
     events = [ev(i, viewer=f"u-{i % 7}", ts=1_763_856_000_000 + i) for i in range(300)]
-    state = {"sent_upto": 0}
+    state: dict[str, int | bool] = {"sent_upto": 0}
 
     async def script(ws, n):
         if n == 1:
@@ -194,6 +194,9 @@ def test_feed_dropped_and_restarted_mid_stream_loses_and_duplicates_nothing(cfg,
                 await ws.send(frame(e))
             state["sent_upto"] = 120
             await ws.close(code=1011, reason="restart")
+        elif not state.get("restarted"):
+            # the old process, going down: a reconnect that reaches it before it stops gets nothing
+            await ws.close(code=1012, reason="going down")
         else:
             # after the restart the feed resends from a little before where it stopped
             await send_all(ws, [frame(*events[i:i + 10]) for i in range(100, 300, 10)])
@@ -210,6 +213,7 @@ def test_feed_dropped_and_restarted_mid_stream_loses_and_duplicates_nothing(cfg,
             await await_for(lambda: c.counters.drops >= 1, 10, "the drop")
             await feed.stop()
             await asyncio.sleep(0.1)  # the server is down for a while: the consumer retries
+            state["restarted"] = True
             feed2 = await Feed(script, port=port).start()
             feed2.connections = 1
             await await_for(lambda: len(stream_events(r)) == 300, 15, "all 300 events")
