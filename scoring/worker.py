@@ -255,6 +255,8 @@ class Worker:
     def time_pass(self) -> None:
         """With no events for this worker, the shop clock may still have moved (events of
         partitions other scorers read): apply the time-driven changes of its own viewers."""
+        if self._member and not self._mine:
+            return  # no partition of its own (more scorers than partitions): no viewers to move
         for shop in self.shops():
             clock = int(self.r.hget(keys.stats(shop), "clock") or 0)
             if clock > self._time_clock.get(shop, 0):
@@ -295,7 +297,9 @@ class Worker:
     def _read_and_apply(self, shop: str, parts: list[int], start: str, block: int | None = None) -> int:
         if not parts:
             if block:
-                time.sleep(min(block / 1000, MEMBERS_UNSETTLED_S))  # waiting for its share
+                # short of its share: ask again soon; one with no share (more scorers than
+                # partitions) waits as a blocking read would
+                time.sleep(block / 1000 if self._settled else min(block / 1000, MEMBERS_UNSETTLED_S))
             return 0
         res = cast("replies.GroupRead | None", self.r.xreadgroup(
             keys.GROUP, self.name, {keys.stream(shop, p): start for p in parts},

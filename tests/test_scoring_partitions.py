@@ -164,3 +164,24 @@ def test_a_scorer_that_joins_a_busy_show_takes_its_share_at_the_holders_next_rou
     finally:
         for w in (wa, wb):
             w.r.close()
+
+
+def test_a_scorer_beyond_the_partitions_stays_idle_while_the_clock_moves(cfg, r):
+    names = ["wa", "wb", "wc", "wd", "we"]  # five scorers, four partitions: the last has none
+    ws = [Worker(redis.Redis.from_url(cfg.redis_url), cfg, name=n) for n in names]
+    try:
+        for w in ws:
+            w._member, w._mine = True, []
+        for w in ws:
+            w.partitions()
+        extra = ws[-1]
+        assert extra.partitions() == []
+        ingest_frames(cfg, [frame(ev(1, viewer="u-1", ts=T0), ev(2, viewer="u-2", ts=T0 + 5 * MIN))])
+        Worker(r, cfg, name="applier").drain(30)  # another scorer applies them: the shop clock moves
+        assert r.hget(keys.stats("default"), "clock") == str(T0 + 5 * MIN).encode()
+        calls = int(r.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+        extra.time_pass()  # the shop clock moved: it has no viewers of its own to move, so no script call
+        assert int(r.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)) == calls
+    finally:
+        for w in ws:
+            w.r.close()

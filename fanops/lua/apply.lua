@@ -116,7 +116,10 @@ for i = 1, #a, 3 do
   if tonumber(a[i + 2]) > cur then redis.call('HSET', K[a[i]], a[i + 1], a[i + 2]) end
 end
 a = w.zadd or {}
--- by key and flag (GT / LT / none), in a fixed order: the first write of each group leads it
+-- by key and flag (GT / LT / none), in a fixed order: the first write of each group leads it.
+-- A batch writes each zset with one flag kind only (the engine's rule: rooms and clockmax GT,
+-- roomfirst and clockmin LT, every other zset none); a member written with two kinds in one batch
+-- would end as its group order says, not as the write order
 local zorder, zgroups = {}, {}
 for i = 1, #a, 4 do
   local gk = a[i] .. ' ' .. tostring(a[i + 3])
