@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 TIME_INDEX_LIMIT = 5000  # due / lurk entries taken per batch
 ARCHIVE_EVERY_S = 60.0  # how often a running worker looks for idle rooms to archive
+ARCHIVE_AFTER_WORK_S = 3.0  # ... and how soon once it goes idle after applying events
 PRUNE_EVERY_S = 6 * 3600.0  # how often settled tasks of archived rooms leave Redis (kept in the archive)
 MAX_RETRIES = 50
 LOG_RETRY_S = 5.0  # pause after the applied-event log could not be written (disk full, folder gone)
@@ -204,9 +205,12 @@ class Worker:
         # among the scorers that serve every shop)
         self._member = self.fixed_shops is None
         self._mine = [] if self._member else list(range(keys.PARTITIONS))
+        worked = False  # applied events since the last look for idle rooms
         while not self._stopping:
+            n = -1
             try:
                 n = self.step(block=True)
+                worked = worked or n > 0
                 if n == 0:
                     self.trim_idle()
                     if not self.shops():
@@ -221,8 +225,12 @@ class Worker:
                 # again (after FANOPS_CLAIM_IDLE_MS) once the log can be written
                 log.error("%s: retrying in %.0f s; no event is applied until it can be written", e, LOG_RETRY_S)
                 time.sleep(LOG_RETRY_S)
-            if time.monotonic() - self._last_archive > ARCHIVE_EVERY_S:
+            since = time.monotonic() - self._last_archive
+            # every minute; and soon after a run of batches ends (a backlog of earlier shows, a show
+            # that just ended), so that their rooms reach the review without waiting the minute
+            if since > ARCHIVE_EVERY_S or (n == 0 and worked and since > ARCHIVE_AFTER_WORK_S):
                 self._last_archive = time.monotonic()
+                worked = False
                 self.archive_idle()
             self._heartbeat()
         self._leave()

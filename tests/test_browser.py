@@ -34,7 +34,8 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from fanops import board, i18n, keys, queue, server
+from fanops import archive, board, i18n, keys, queue, server
+from fanops.config import Config
 from fanops.errors import TaskClaimedByOther
 from screens._ui import task_key
 from tests.conftest import wait_for
@@ -146,6 +147,9 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
               "the scorer to apply the live room's events", p)
         with p.r() as r:
             _wait(lambda: queue.counts(r, SHOP)["pending"] >= 5, "pending follow-up tasks", p)
+        # ... and archived the earlier shows, which the review screen shows
+        cfg = Config(data_dir=data_dir)
+        _wait(lambda: archive.list_archived(cfg, SHOP), "an earlier show archived", p)
         yield p
     finally:
         if proc.poll() is None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
+
+import redis
 
 from fanops import archive, keys
 from fanops.read import status
 from scoring.worker import Worker
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, wait_for
 from tests.pipeline import drain, ingest_frames, lag, read_lines
 
 
@@ -234,3 +237,19 @@ def test_rooms_archived_by_an_earlier_version_get_their_numbers_when_a_scorer_st
                                     "viewer": {"id": v}})])
     drain(r, cfg)
     assert nos["show-1-0"] in past_numbers(viewer_state(r, "default", v))
+
+
+def test_a_running_scorer_archives_earlier_shows_soon_after_applying_them(cfg, r):
+    # the simulator and real feeds send a shop's earlier shows first: they reach the review within
+    # seconds of being applied, not at the scorer's next minute
+    w = Worker(redis.Redis.from_url(cfg.redis_url), cfg, name="w1", block_ms=200)
+    th = threading.Thread(target=w.run, daemon=True)
+    th.start()
+    try:
+        wait_for(lambda: w._last_archive > 0, 10, "the scorer's first look for idle rooms")
+        ingest_frames(cfg, read_lines(SAMPLES / "weeks-small.jsonl"))  # after that first look
+        wait_for(lambda: len(archive.list_archived(cfg, "default")) == 7, 20, "the seven ended shows archived")
+    finally:
+        w.stop()
+        th.join(10)
+        w.r.close()
