@@ -84,12 +84,14 @@ from fanops.rules_settings import RuleSettings
 from fanops.schema import EVENT_TYPES
 from fanops.state import (
     RoomViewer,
+    TaskRec,
     ViewerState,
     pack_firsts,
     past_firsts,
+    record_fields,
     rooms_attended,
-    task_fields,
     unpack_room_viewer,
+    unpack_task,
     unpack_viewer,
 )
 
@@ -474,7 +476,7 @@ def viewers_frame(room: str, rvs: dict[str, RoomViewer], vs: dict[str, ViewerSta
 
 
 def followups_frame(room: str, tasks: dict[str, dict[str, str]]) -> pl.DataFrame:
-    """One row per task of the room (viewer -> its text fields, ``fanops.state.task_fields``)."""
+    """One row per task of the room (viewer -> its text fields, ``fanops.state.record_fields``)."""
     cols: dict[str, list[Any]] = {k: [] for k in FOLLOWUP_SCHEMA}
     for vid in sorted(tasks):
         h = tasks[vid]
@@ -622,24 +624,13 @@ def _read_room_viewers(r: redis.Redis, shop: str, room: str) -> tuple[dict[str, 
 
 
 def _read_tasks(r: redis.Redis, shop: str, rooms: list[str]) -> dict[str, dict[str, dict[str, str]]]:
-    """Every task of each room, as text fields (``fanops.state.task_fields``): room -> viewer -> fields."""
-    out: dict[str, dict[str, dict[str, str]]] = {rm: {} for rm in rooms}
-    bare: list[tuple[str, dict[str, str]]] = []
+    """Every task of each room, as text fields (``fanops.state.record_fields``): room -> viewer -> fields."""
+    recs: dict[str, list[tuple[str, TaskRec]]] = {rm: [] for rm in rooms}
     for rm in rooms:
         for vid, b in r.hscan_iter(keys.tasks(shop, rm), count=CHUNK):
-            viewer = vid.decode("utf-8", "surrogateescape")
-            f = out[rm][viewer] = task_fields(b)
-            if not any(f.get(k) for k in _PROFILE):
-                bare.append((viewer, f))
-    if bare:  # the viewer's name, country, language and time zone are its state's (read.viewer_profiles)
-        prof = read.viewer_profiles(r, shop, [v for v, _ in bare])
-        for viewer, f in bare:
-            if viewer in prof:
-                f.update(zip(_PROFILE, prof[viewer], strict=True))
-    return out
-
-
-_PROFILE = ("name", "country", "lang", "tz")
+            recs[rm].append((vid.decode("utf-8", "surrogateescape"), unpack_task(b)))
+    read.fill_profiles(r, shop, [x for got in recs.values() for x in got])  # the viewers' names, countries ...
+    return {rm: {vid: record_fields(t) for vid, t in got} for rm, got in recs.items()}
 
 
 def _read_transitions(r: redis.Redis, shop: str, since: tuple[int, int] | None, viewers: set[str],

@@ -79,15 +79,7 @@ def read_tasks(r: redis.Redis, shop: str, tids: list[str]) -> list[TaskRec | Non
         room, viewer = split_task_id(tid)
         p.hget(keys.tasks(shop, room), viewer)
     recs = [unpack_task(b) if b else None for b in p.execute()]
-    # the viewer's name, country, language and time zone come from its state (tasks made by an
-    # earlier version kept a copy, shown as it is)
-    bare = [(split_task_id(tid)[1], h) for tid, h in zip(tids, recs, strict=True)
-            if h is not None and not (h.name or h.country or h.lang or h.tz)]
-    if bare:
-        prof = read.viewer_profiles(r, shop, [v for v, _ in bare])
-        for viewer, h in bare:
-            if viewer in prof:
-                h.name, h.country, h.lang, h.tz = prof[viewer]
+    read.fill_profiles(r, shop, [(split_task_id(tid)[1], h) for tid, h in zip(tids, recs, strict=True) if h])
     return recs
 
 

@@ -8,7 +8,7 @@ from typing import Any, cast
 import redis
 
 from fanops import keys, replies, rules_store
-from fanops.state import RoomViewer, ViewerState, unpack_room_viewer, unpack_viewer
+from fanops.state import RoomViewer, TaskRec, ViewerState, unpack_room_viewer, unpack_viewer
 
 TIERS = ("new_fan", "first_buyer", "active", "dormant")
 PROFILE_CHUNK = 2000
@@ -117,16 +117,20 @@ def archived_room_ids(r: redis.Redis, shop: str) -> dict[int, str]:
     return room_ids(cast("dict[bytes, bytes]", r.hgetall(keys.room_nos(shop))))
 
 
-def viewer_profiles(r: redis.Redis, shop: str, vids: list[str]) -> dict[str, tuple[str, str, str, str]]:
-    """The name, country, language and time zone of each viewer, from its state ("" where it has
-    none; viewers with no state are left out). Follow-up tasks are shown with these: the scorer
-    does not copy them into every task (``scoring.engine._display``)."""
-    out: dict[str, tuple[str, str, str, str]] = {}
-    want = list(dict.fromkeys(vids))
+def fill_profiles(r: redis.Redis, shop: str, tasks: list[tuple[str, TaskRec]]) -> None:
+    """Give each (viewer, task) the viewer's name, country, language and time zone from its state,
+    in place: the scorer does not copy them into every task (``scoring.engine._display``). Tasks
+    of earlier versions, which kept a copy, are left as they are; so is a task whose viewer has no
+    state."""
+    bare = [(vid, t) for vid, t in tasks if not (t.name or t.country or t.lang or t.tz)]
+    want = list(dict.fromkeys(vid for vid, _ in bare))
+    states: dict[str, bytes] = {}
     for i in range(0, len(want), PROFILE_CHUNK):
         chunk = want[i:i + PROFILE_CHUNK]
-        for vid, b in zip(chunk, cast("list[bytes | None]", r.hmget(keys.viewers(shop), chunk)), strict=True):
-            if b:
-                v = unpack_viewer(b)
-                out[vid] = (v.name or "", v.country or "", v.lang or "", v.tz or "")
-    return out
+        got = cast("list[bytes | None]", r.hmget(keys.viewers(shop), chunk))
+        states.update((vid, b) for vid, b in zip(chunk, got, strict=True) if b)
+    profiles = {vid: unpack_viewer(b) for vid, b in states.items()}
+    for vid, t in bare:
+        v = profiles.get(vid)
+        if v is not None:
+            t.name, t.country, t.lang, t.tz = v.name or "", v.country or "", v.lang or "", v.tz or ""

@@ -181,7 +181,7 @@ class TaskRec(msgspec.Struct, array_like=True):
     task_at: int = -1  # the shop-clock value it belongs to (spec: t0)
     # what the operator sees, copied from the viewer's records when made and while pending; the
     # scorer leaves name, country, lang and tz empty (read from the viewer's state when shown:
-    # fanops.read.viewer_profiles); tasks of earlier versions have them filled
+    # fanops.read.fill_profiles); tasks of earlier versions have them filled
     name: str = ""
     tier: str = ""
     country: str = ""
@@ -374,9 +374,13 @@ def unpack_task(b: bytes) -> TaskRec:
 
 
 def task_fields(b: bytes) -> dict[str, str]:
-    """A packed task as text fields by name (lists as JSON, booleans as "0"/"1"); operator fields
-    that were never set are left out."""
-    t = unpack_task(b)
+    """A packed task as text fields by name (see ``record_fields``)."""
+    return record_fields(unpack_task(b))
+
+
+def record_fields(t: TaskRec) -> dict[str, str]:
+    """A task as text fields by name (lists as JSON, booleans as "0"/"1"); operator fields that
+    were never set are left out."""
     out: dict[str, str] = {}
     for f in TaskRec.__struct_fields__:
         v = getattr(t, f)

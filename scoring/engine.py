@@ -303,7 +303,7 @@ task_id = keys.pair
 def _display(rv: RoomViewer, tier: str, reactivated: bool, dwell_ms: int, prio: float) -> list[Any]:
     """The task fields an operator sees, ``TaskRec.name`` to ``TaskRec.product`` in its order, as
     packed (the tier as its letter). The viewer's name, country, language and time zone are left
-    empty: they are shown from the viewer's state (``fanops.read.viewer_profiles``), not copied
+    empty: they are shown from the viewer's state (``fanops.read.fill_profiles``), not copied
     into every task (~30 bytes a task)."""
     product = (rv.skus_carted or rv.skus_viewed or [""])[0]
     return ["", tier_code(tier), "", "", "", dwell_ms, round(prio, 2),
