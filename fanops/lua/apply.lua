@@ -49,23 +49,26 @@ local K = w.k or {}
 -- sent as one command per key and CHUNK items, in their order (a later write of a field wins),
 -- instead of one call a write.
 local CHUNK = 256
-local function by_key(a, stride)
+local function by_key(a, stride, group_of)
+  -- the writes of a flat array (their first index) grouped by group_of(i), default their key,
+  -- groups in the order first seen
   local order, groups = {}, {}
   for i = 1, #a, stride do
-    local g = groups[a[i]]
+    local gk = group_of and group_of(i) or a[i]
+    local g = groups[gk]
     if not g then
       g = {}
-      groups[a[i]] = g
-      order[#order + 1] = a[i]
+      groups[gk] = g
+      order[#order + 1] = gk
     end
     g[#g + 1] = i
   end
   return order, groups
 end
-local function multi(cmd, key, items, each)
-  -- cmd key [each(item)...] in chunks of CHUNK items
+local function multi(cmd, head, items, each)
+  -- cmd head... [each(item)...] in chunks of CHUNK items
   for s = 1, #items, CHUNK do
-    local args = {key}
+    local args = {unpack(head)}
     for x = s, math.min(#items, s + CHUNK - 1) do each(args, items[x]) end
     redis.call(cmd, unpack(args))
   end
@@ -91,7 +94,7 @@ for _, k in ipairs(cas_keys) do
 end
 
 for _, k in ipairs(cas_keys) do
-  multi('HSET', K[k], cas_groups[k], function(args, i)
+  multi('HSET', {K[k]}, cas_groups[k], function(args, i)
     args[#args + 1] = cas[i + 1]
     args[#args + 1] = ARGV[cas[i + 3]]
   end)
@@ -99,7 +102,7 @@ end
 local a = w.hset or {}
 local hset_keys, hset_groups = by_key(a, 3)
 for _, k in ipairs(hset_keys) do
-  multi('HSET', K[k], hset_groups[k], function(args, i)
+  multi('HSET', {K[k]}, hset_groups[k], function(args, i)
     local v = a[i + 2]
     if type(v) == 'number' then v = ARGV[v] end
     args[#args + 1] = a[i + 1]
@@ -120,34 +123,19 @@ a = w.zadd or {}
 -- A batch writes each zset with one flag kind only (the engine's rule: rooms and clockmax GT,
 -- roomfirst and clockmin LT, every other zset none); a member written with two kinds in one batch
 -- would end as its group order says, not as the write order
-local zorder, zgroups = {}, {}
-for i = 1, #a, 4 do
-  local gk = a[i] .. ' ' .. tostring(a[i + 3])
-  local x = zgroups[gk]
-  if not x then
-    x = {}
-    zgroups[gk] = x
-    zorder[#zorder + 1] = gk
-  end
-  x[#x + 1] = i
-end
+local zorder, zgroups = by_key(a, 4, function(i) return a[i] .. ' ' .. tostring(a[i + 3]) end)
 for _, gk in ipairs(zorder) do
   local idx = zgroups[gk]
   local i0 = idx[1]
-  local head = a[i0 + 3] and {K[a[i0]], a[i0 + 3]} or {K[a[i0]]}
-  for s = 1, #idx, CHUNK do
-    local args = {unpack(head)}
-    for x = s, math.min(#idx, s + CHUNK - 1) do
-      args[#args + 1] = a[idx[x] + 2]
-      args[#args + 1] = a[idx[x] + 1]
-    end
-    redis.call('ZADD', unpack(args))
-  end
+  multi('ZADD', a[i0 + 3] and {K[a[i0]], a[i0 + 3]} or {K[a[i0]]}, idx, function(args, i)
+    args[#args + 1] = a[i + 2]
+    args[#args + 1] = a[i + 1]
+  end)
 end
 a = w.zrem or {}
 local zrem_keys, zrem_groups = by_key(a, 2)
 for _, k in ipairs(zrem_keys) do
-  multi('ZREM', K[k], zrem_groups[k], function(args, i) args[#args + 1] = a[i + 1] end)
+  multi('ZREM', {K[k]}, zrem_groups[k], function(args, i) args[#args + 1] = a[i + 1] end)
 end
 for _, c in ipairs(w.xadd or {}) do
   local args = {c[1], 'MAXLEN', '~', c[2], '*'}
