@@ -637,19 +637,22 @@ def _task_effects(w: WriteSet, shop: str, room: str, vid: str, rv: RoomViewer, v
     tk = keys.tasks(shop, room)
     tid = task_id(room, vid)
     qp = keys.queue(shop, "")
+    moved = target != rv.task
+    if moved and rv.task:  # a state change of a task that exists (its priority stays)
+        if target:
+            w.task_move.append([tk, vid, qp, rk, tid, target, "pending", "claimed", "converted", "withdrawn"])
+        else:
+            w.task_del.append([tk, vid, qp, rk, tid])
+        rv.task = target
+        return
     reactivated = rules.is_reactivated(v, room, s)
     dwell_ms = rules.dwell(rv, clock, s)
     prio = rules.priority(rv, tier_new, reactivated, s)
     score = rules.queue_score(prio, dwell_ms)
-    if target != rv.task:
-        if not rv.task and target:
-            rec = TaskRec(target, clock, rv.task_at, *_display(rv, tier_new, reactivated, dwell_ms, prio))
-            w.task_new.append([tk, vid, qp + target, rk, keys.sent_log(shop), tid, vid, score,
-                               clock - s.cooldown_ms, target, pack_task(rec)])
-        elif rv.task and not target:
-            w.task_del.append([tk, vid, qp, rk, tid])
-        else:
-            w.task_move.append([tk, vid, qp, rk, tid, target, "pending", "claimed", "converted", "withdrawn"])
+    if moved:  # a new task
+        rec = TaskRec(target, clock, rv.task_at, *_display(rv, tier_new, reactivated, dwell_ms, prio))
+        w.task_new.append([tk, vid, qp + target, rk, keys.sent_log(shop), tid, vid, score,
+                           clock - s.cooldown_ms, target, pack_task(rec)])
         rv.task = target
     else:
         shown = _wire.encode([rv.task_at, *_display(rv, tier_new, reactivated, dwell_ms, prio)])
