@@ -111,7 +111,7 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
         shop_tiers: Counter[str] = Counter({t: 0 for t in rules.TIERS})
         room_tiers: dict[str, Counter[str]] = defaultdict(Counter)
         room_react: Counter[str] = Counter()
-        dues: list[tuple[str, int]] = []
+        dues: list[tuple[str, int, int]] = []  # viewer, due, the day list it goes in (-1: the due zset)
         updates: list[tuple[str, bytes]] = []
         n = 0
         room_ids = read.archived_room_ids(r, shop)
@@ -130,9 +130,9 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
                     room_tiers[room_ids[no]][t] += 1
             due = rules.next_tier_change(v, clock, s)
             vid = vid_b.decode()
-            if due is not None:
-                dues.append((vid, due))
             listed = due // keys.DAY_MS if due is not None and due >= front else -1  # the day list it goes to
+            if due is not None:
+                dues.append((vid, due, listed))
             if v.tier != t or v.due_day != listed:
                 v.tier = t
                 v.due_day = listed
@@ -158,11 +158,11 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
         for i in range(0, len(dues), CHUNK):
             by_part: dict[int, dict[str, int]] = {}
             far: dict[tuple[int, int], list[str]] = {}
-            for vid, due in dues[i:i + CHUNK]:
-                if due < front:
+            for vid, due, listed in dues[i:i + CHUNK]:
+                if listed < 0:
                     by_part.setdefault(keys.part_of(vid), {})[vid] = due
                 else:
-                    far.setdefault((keys.part_of(vid), due // keys.DAY_MS), []).append(vid)
+                    far.setdefault((keys.part_of(vid), listed), []).append(vid)
             for part, mapping in by_part.items():
                 p.zadd(keys.due(shop, part), mapping)
             for (part, day), vids in far.items():

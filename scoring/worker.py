@@ -509,7 +509,8 @@ class Worker:
         first_days = got_idx[n_own:n_own + len(parts)]
         open_parts = got_idx[n_own + len(parts):]
         due = [d.decode() for got in due_parts for d in got]
-        fronts, promote = self._due_fronts(shop, parts, [int(f or 0) for f in fronts_raw], first_days, clock1)
+        old_fronts = [int(f or 0) for f in fronts_raw]
+        fronts, promote = self._due_fronts(shop, parts, old_fronts, first_days, clock1)
         due += [v for _part, _lk, _day, vs in promote for v in vs]
         lurk = [split_lurk_member(m.decode()) for got in lurk_parts + open_parts for m in got]
         more = [v for v in dict.fromkeys(due + [v for _, v in lurk]) if v not in viewers]
@@ -547,7 +548,6 @@ class Worker:
                      archived=archived.by_room, room_ids=archived.ids, open_since=archived.since,
                      due_front=fronts)
         ws, _clock = score_batch(inp, all_events)  # it drops (and counts) the archived rooms' events
-        old_fronts = [int(f or 0) for f in fronts_raw]
         for part, front in fronts.items():
             if front > old_fronts[part]:
                 ws.hmax.append([keys.stats(shop), keys.due_front_field(part), front])
