@@ -245,8 +245,7 @@ def _applied_entries(r: redis.Redis, shop: str) -> list[tuple[int, bytes]]:
         out[(rec.part, rec.sid)] = (rec.sid[0], rec.payload)
     for part, s in enumerate(keys.streams(shop)):
         for i, f in cast("list[tuple[bytes, dict[bytes, bytes]]]", r.xrange(s)):
-            ms, _, seq = i.decode().partition("-")
-            out.setdefault((part, (int(ms), int(seq))), (int(f[b"t"]), f[b"e"]))
+            out.setdefault((part, eventlog.stream_id(i)), (int(f[b"t"]), f[b"e"]))
     return list(out.values())
 
 
