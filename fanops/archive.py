@@ -886,7 +886,7 @@ def _drop_raw(r: redis.Redis, shop: str, room: str, token: str, sc: _Scan, viewe
             by_part.setdefault(keys.part_of(v), []).append(keys.pair(room, v))
         for part, members in by_part.items():
             p.zrem(keys.lurk(shop, part), *members)
-            p.zrem(keys.open_lurk(shop, part), *members)
+            p.zrem(keys.late_window(shop, part), *members)
     for stream, cut in cuts:
         p.xtrim(stream, minid=_fmt(cut), approximate=False)
     res = p.execute()

@@ -260,11 +260,18 @@ def clock_max(shop: str) -> str:
 
 
 @lru_cache(maxsize=4096)
+def late_window(shop: str, part: int = 0) -> str:
+    """ZSET room/viewer pair -> the moment their dwell reached the threshold (first + dwell), for
+    the few pairs whose follow-up a shop-clock value arriving late, between that moment and the
+    first clock value known after it, would still change (``scoring.followups.late_moment``):
+    a batch with such a value rescores the pairs it finds here (one per partition)."""
+    return _p(f"{tag(shop)}:latewin", part)
+
+
 def open_lurk(shop: str, part: int = 0) -> str:
-    """ZSET room/viewer pair -> the end of their presence window, for viewers whose dwell
-    moment has passed with no task: a late event that moves the clock inside that window
-    may still make their task; and pairs whose task a late clock value could make earlier,
-    before a consent change of theirs (scored by the last such value) (one per partition)."""
+    """Layout 4 and earlier: ZSET room/viewer pair -> the end of their presence window, for every
+    pair past its dwell moment with no task (and some with one). Read only to migrate it to
+    ``late_window`` (``fanops.migrate``)."""
     return _p(f"{tag(shop)}:openlurk", part)
 
 

@@ -13,7 +13,10 @@ entries an earlier version applied are only in the streams, so they are written 
 (else the archive of a show that ran across the upgrade would miss them).  Safe to run from
 several scorers at once (every step is a move or a set-if-absent that a second run finds done,
 and an entry logged twice is read once); the shop's ``stats`` hash records ``layout`` when it is
-over.  Stop scorers of an earlier version before starting these: an entry one of them applies
+over.  Layout 5 replaces the open-lurk index (every pair past its dwell moment with no task, by
+the end of its presence window) with the late-window index (the few pairs a late clock value
+would still change, by their dwell moment: ``keys.late_window``), worked out from each pair's
+records.  Stop scorers of an earlier version before starting these: an entry one of them applies
 after the upgrade is not logged, and would be trimmed.
 """
 
@@ -25,12 +28,12 @@ from typing import Any, cast
 
 import redis
 
-from fanops import eventlog, keys, replies
-from fanops.state import TaskRec, pack_task
+from fanops import eventlog, keys, replies, rules_store
+from fanops.state import TaskRec, pack_task, unpack_room_viewer, unpack_viewer
 
 log = logging.getLogger(__name__)
 
-LAYOUT = 4
+LAYOUT = 5
 CHUNK = 1000
 
 
@@ -42,11 +45,46 @@ def ensure_layout(r: redis.Redis, shop: str, event_log: eventlog.EventLogWriter)
     tasks = _repack_tasks(r, shop)
     numbered = number_archived_rooms(r, shop)
     logged = log_stream_entries(r, shop, event_log)
+    late = late_windows(r, shop)
     r.hset(keys.stats(shop), "layout", LAYOUT)
-    if moved or tasks or numbered or logged:
+    if moved or tasks or numbered or logged or late:
         log.info("shop %s brought to data layout %d: %d index entries moved to their partition, "
                  "%d follow-up tasks repacked, %d archived rooms numbered, %d stream entries written to "
-                 "the applied-event log", shop, LAYOUT, moved, tasks, numbered, logged)
+                 "the applied-event log, %d open-lurk entries looked at for the late-window index",
+                 shop, LAYOUT, moved, tasks, numbered, logged, late)
+
+
+def late_windows(r: redis.Redis, shop: str) -> int:
+    """Layout 5: put the pairs of the open-lurk index that a late clock value would still change
+    in the late-window index, by their dwell moment under the shop's rules, and drop the old
+    index. The pairs it left out never needed it (no task possible, or one whose state a late
+    value cannot change), and pairs that were not in it are not either."""
+    from scoring.followups import late_moment  # the rule is the scorer's; fanops does not import it at load
+
+    s, _version = rules_store.load(r, shop)
+    n = 0
+    for part in range(keys.PARTITIONS):
+        src = keys.open_lurk(shop, part)
+        members = [m.decode() for m, _sc in cast("list[tuple[bytes, float]]", r.zscan_iter(src, count=CHUNK))]
+        for i in range(0, len(members), CHUNK):
+            pairs = [keys.split_pair(m) for m in members[i:i + CHUNK]]
+            p = r.pipeline(transaction=False)
+            for room, vid in pairs:
+                p.hget(keys.room_viewers(shop, room), vid)
+                p.hget(keys.viewers(shop), vid)
+            got = p.execute()
+            wanted: dict[str, int] = {}
+            for j, (room, vid) in enumerate(pairs):
+                rb, vb = got[2 * j], got[2 * j + 1]
+                if rb and vb:
+                    g = late_moment(unpack_room_viewer(rb), unpack_viewer(vb), s)
+                    if g is not None:
+                        wanted[keys.pair(room, vid)] = g
+            if wanted:
+                r.zadd(keys.late_window(shop, part), wanted)
+        n += len(members)
+        r.delete(src)
+    return n
 
 
 def log_stream_entries(r: redis.Redis, shop: str, event_log: eventlog.EventLogWriter) -> int:

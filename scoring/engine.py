@@ -35,7 +35,7 @@ from fanops.state import (
     unpack_viewer,
 )
 from scoring import rules
-from scoring.followups import EARLY_CAP, followup_target, lurk_time
+from scoring.followups import EARLY_CAP, followup_target, late_moment, lurk_time, next_known
 
 TRANSITIONS_MAXLEN = 100_000
 FEED_KEEP = 20
@@ -48,6 +48,7 @@ CONSENT_KEEP = 16
 class WriteSet:
     """Everything one batch writes; ``to_wire`` gives the map ``apply.lua`` takes."""
 
+    shop: str = ""
     cas: list[list[Any]] = field(default_factory=list)
     hset: list[list[Any]] = field(default_factory=list)
     hincr: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
@@ -67,6 +68,11 @@ class WriteSet:
     task_withdraw: list[list[Any]] = field(default_factory=list)
     rpush: list[list[Any]] = field(default_factory=list)  # [list, value, days zset, day]
     lpop: list[list[Any]] = field(default_factory=list)  # [list, count, days zset, day]
+    # [g, v, ...]: no shop-clock value may lie in [g, v) but those the batch knew (apply.lua checks)
+    late_check: list[int] = field(default_factory=list)
+    # [[late-window key, lo, hi, members...]]: what the batch read of the index in (lo, hi],
+    # for its clock values that were new; apply.lua checks that it still holds just that
+    late_read: list[list[Any]] = field(default_factory=list)
     transitions: int = 0
 
     def to_wire(self, blobs: list[bytes]) -> dict[str, Any]:
@@ -145,6 +151,9 @@ class WriteSet:
             "task_withdraw": self.task_withdraw,
             "rpush": rpush,
             "lpop": self.lpop,
+            "late_check": self.late_check,
+            "late_read": self.late_read,
+            "clock_keys": [keys.clock_min(self.shop), keys.clock_max(self.shop)] if self.late_check else [],
         }
 
 
@@ -337,7 +346,7 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
     """Apply ``events`` (all of ``inp.shop``) to the states in ``inp``; returns the write set and the new clock."""
     s = inp.settings
     shop = inp.shop
-    w = WriteSet()
+    w = WriteSet(shop=shop)
     clock = inp.clock
     hincr = w.hincr
     if inp.archived:
@@ -474,7 +483,7 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
             if ev.__struct_config__.tag in _NOTABLE:
                 _count_event(w, shop, ev, new, tier_new)
         for room, rv in new_rvs.items():
-            _room_viewer_effects(w, shop, room, vid, old_rvs.get(room), rv, new, tier_new, clock, s,
+            _room_viewer_effects(w, shop, room, vid, old_rvs.get(room), rv, new, old, tier_new, clock, s,
                                  clock_values, (room, vid) in lurked)
         refusals = [ev.ts for ev in evs if ev.__struct_config__.tag == "consent" and not ev.dm]  # type: ignore[union-attr]
         if refusals:
@@ -580,7 +589,7 @@ def _count_event(w: WriteSet, shop: str, ev: Event, v: ViewerState, tier_new: st
 
 
 def _room_viewer_effects(w: WriteSet, shop: str, room: str, vid: str, old: RoomViewer | None,
-                         rv: RoomViewer, v: ViewerState, tier_new: str, clock: int,
+                         rv: RoomViewer, v: ViewerState, v_old: ViewerState | None, tier_new: str, clock: int,
                          s: RuleSettings, clock_values: list[int], lurked: bool = False) -> None:
     rk = keys.room(shop, room)
     b_old = bool(old and old.orders)
@@ -602,7 +611,7 @@ def _room_viewer_effects(w: WriteSet, shop: str, room: str, vid: str, old: RoomV
                                                        or old.comments != rv.comments)):
         _task_effects(w, shop, room, vid, rv, v, target, tier_new, clock, s, rk)
     part = keys.part_of(vid)
-    lk, ok = keys.lurk(shop, part), keys.open_lurk(shop, part)
+    lk = keys.lurk(shop, part)
     member = lurk_member(room, vid)
     lt = lurk_time(rv, clock, s) if not target else None
     # the last write of this pair put it in the lurk index at first + dwell only if it had no task,
@@ -615,18 +624,22 @@ def _room_viewer_effects(w: WriteSet, shop: str, room: str, vid: str, old: RoomV
             w.zadd.append([lk, member, lt])
     elif may_have or lurked:
         w.zrem.append([lk, member])
-    horizon = rv.first + s.dwell_ms
-    if not target and lt is None and (rv.first_order < 0 or rv.first_order > horizon):
-        w.zadd.append([ok, member, rv.last + s.present_ms])
-    elif target and rv.task_at > horizon and any(horizon <= c.ts <= rv.task_at for c in v.consents):
-        # a late clock value t in [horizon, task_at) would make the task at t instead, and a consent
-        # change in between can change its state (a no after t withdraws it): look again at one.
-        # Such a t is within the presence window (past it, the dwell was reached by an event of
-        # their own, whose ts made the task at the latest). Without a consent change the state
-        # is the same either way: no entry, and the index stays small
-        w.zadd.append([ok, member, min(rv.last + s.present_ms, rv.task_at - 1)])
-    elif old is not None:
-        w.zrem.append([ok, member])
+    # the late-window index: pairs whose task a clock value arriving late would change, by the
+    # moment from which it would (followups.late_moment); a batch with such a value rescores them
+    g = late_moment(rv, v, s) if lt is None else None
+    g_old = late_moment(old, v_old, s) if old is not None and v_old is not None else None
+    if g is not None:
+        # a pair with no task and no event past its moment may have been in the lurk index instead
+        surely = g_old == g and (old.task or old.after >= 0 or old.first_order >= 0)  # type: ignore[union-attr]
+        if lurked or not surely:
+            w.zadd.append([keys.late_window(shop, part), member, g])
+            # new to the index: a scorer that added a clock value in [g, the first one this batch
+            # knows after it) after this batch read the clock index, but read the index before
+            # this write, would find the pair in neither; apply.lua refuses the batch then
+            nk = next_known(rv, v, g, clock_values)
+            w.late_check += (g, g if nk is None else nk)
+    elif lurked or g_old is not None:
+        w.zrem.append([keys.late_window(shop, part), member])
     w.hset.append([keys.room_viewers(shop, room), vid, pack(rv)])
 
 

@@ -68,6 +68,21 @@ def _next_clock(t: int, clock_values: Sequence[int], own: Sequence[int]) -> int 
     return best
 
 
+def _own_clock(rv: RoomViewer, v: ViewerState) -> list[int]:
+    """Shop-clock values the pair's records hold: the viewer's events and consents, and the
+    clock value its task was made at (found before, maybe in a batch long gone)."""
+    own = [ts for ts, _ in rv.early] + ([rv.after] if rv.after >= 0 else []) + [c.ts for c in v.consents]
+    if rv.task_at >= 0:
+        own.append(rv.task_at)
+    return own
+
+
+def next_known(rv: RoomViewer, v: ViewerState, t: int, clock_values: Sequence[int]) -> int | None:
+    """The first shop-clock value at or after ``t`` that a batch knows (``clock_values`` and the
+    pair's own), as ``task_time`` finds it."""
+    return _next_clock(t, clock_values, _own_clock(rv, v))
+
+
 def task_time(rv: RoomViewer, v: ViewerState, clock: int, s: RuleSettings,
               clock_values: Sequence[int]) -> int | None:
     """``t0``, the clock value at which the task is made, or None if it is not (yet).
@@ -77,9 +92,7 @@ def task_time(rv: RoomViewer, v: ViewerState, clock: int, s: RuleSettings,
     """
     if clock < rv.first + s.dwell_ms:
         return None  # the dwell reaches the threshold at first + dwell at the earliest: not by this clock
-    own = [ts for ts, _ in rv.early] + ([rv.after] if rv.after >= 0 else []) + [c.ts for c in v.consents]
-    if rv.task_at >= 0:
-        own.append(rv.task_at)  # a clock value found before, maybe in a batch long gone
+    own = _own_clock(rv, v)
     horizon = rv.first + s.dwell_ms
     triggers = [horizon] + ([rv.after] if rv.after >= 0 else []) + [c.ts for c in v.consents if c.dm]
     cands = sorted({t for t in (_next_clock(x, clock_values, own) for x in triggers)
@@ -120,3 +133,43 @@ def lurk_time(rv: RoomViewer, clock: int, s: RuleSettings) -> int | None:
     if horizon > clock and rv.after < 0 and rv.first_order < 0:
         return horizon
     return None
+
+
+def late_moment(rv: RoomViewer, v: ViewerState, s: RuleSettings) -> int | None:
+    """``first + dwell`` if a shop-clock value ``t`` that arrives late, in [first + dwell, the
+    first clock value known at or after it), could still change the state of the pair's task;
+    else None.  Call it for a pair whose task the scorer has decided (not one in the lurk index).
+
+    Such a ``t`` is the only clock value a late event can add that ``task_time`` would use:
+    every other candidate is one of the viewer's own events.  At ``t`` the viewer has made no
+    event past the horizon (``after`` is a known value), and their consent is that at the horizon
+    (their consents are known values too).  So:
+
+    - they bought at or before the horizon: no task at any ``t``;
+    - with a task (made at ``task_at``), a task made at ``t`` instead has the same state unless
+      a consent event lies in [horizon, task_at] (no order is at or before ``task_at``);
+    - with none, a task at ``t`` needs them present at ``t`` (their last event up to the
+      horizon is not a leave and is within the presence window of it) and their consent at the
+      horizon not ``false``.
+
+    Few pairs pass: the ones whose first clock value after the horizon came after their
+    presence lapsed, and the ones with a consent change around their task's moment."""
+    h = rv.first + s.dwell_ms
+    if 0 <= rv.first_order <= h:
+        return None
+    if rv.task:
+        if rv.task_at > h and any(h <= c.ts <= rv.task_at for c in v.consents):
+            return h
+        return None
+    last = last_other = last_leave = -1
+    for ts, leave in rv.early:
+        last = ts
+        if leave:
+            last_leave = ts
+        else:
+            last_other = ts
+    if last_other < 0 or last_leave > last_other or last + s.present_ms < h:
+        return None
+    if consent_at(v, h) is False:
+        return None
+    return h

@@ -20,7 +20,7 @@ from fanops import keys, read, replies, rules_store
 from fanops.rules_settings import RuleSettings
 from fanops.state import pack, past_numbers, unpack_room_viewer, unpack_viewer
 from scoring import rules
-from scoring.followups import lurk_time
+from scoring.followups import late_moment, lurk_time
 
 log = logging.getLogger(__name__)
 CHUNK = 2000
@@ -75,6 +75,30 @@ def _rebuild_lurk(r: redis.Redis, shop: str, clock: int, s: RuleSettings) -> Non
             # pair from the index and decides (its task, or its removal)
             p.zadd(keys.lurk(shop, part), {keys.pair(room, vid): lt if lt is not None else clock})
     p.execute()
+
+
+def _rebuild_late_window(r: redis.Redis, shop: str, s: RuleSettings) -> None:
+    """Re-score the late-window index under the current thresholds: its pairs are there by their
+    dwell moment (first + threshold), and some may no longer belong (``followups.late_moment``)."""
+    for part in range(keys.PARTITIONS):
+        lk = keys.late_window(shop, part)
+        members = [m.decode() for m in cast(replies.Members, r.zrange(lk, 0, -1))]
+        for i in range(0, len(members), CHUNK):
+            pairs = [keys.split_pair(m) for m in members[i:i + CHUNK]]
+            p = r.pipeline(transaction=False)
+            for room, vid in pairs:
+                p.hget(keys.room_viewers(shop, room), vid)
+                p.hget(keys.viewers(shop), vid)
+            got = p.execute()
+            p = r.pipeline(transaction=False)
+            for j, (room, vid) in enumerate(pairs):
+                rb, vb = got[2 * j], got[2 * j + 1]
+                g = late_moment(unpack_room_viewer(rb), unpack_viewer(vb), s) if rb and vb else None
+                if g is None:
+                    p.zrem(lk, keys.pair(room, vid))
+                else:
+                    p.zadd(lk, {keys.pair(room, vid): g})
+            p.execute()
 
 
 def _rebuild_present(r: redis.Redis, shop: str, clock: int, s: RuleSettings, archived: set[str]) -> None:
@@ -173,6 +197,7 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
         p.hset(keys.stats(shop), "rules_applied", version)
         p.execute()
         _rebuild_lurk(r, shop, clock, s)
+        _rebuild_late_window(r, shop, s)
         _rebuild_present(r, shop, clock, s, archived)
         log.info("rebuilt %s under rules version %d: %d viewers in %.1f s",
                  shop, version, n, time.monotonic() - started)

@@ -489,30 +489,33 @@ class Worker:
         viewers: dict[str, bytes | None] = dict(zip(vids, found, strict=True))
         # the time indexes of the partitions this worker reads (other workers see to theirs)
         parts = self._mine if self._member else list(range(keys.PARTITIONS))
-        late = min((ev.ts for ev in events), default=clock1)
         p = r.pipeline(transaction=False)
         for part in parts:
             p.zrangebyscore(keys.due(shop, part), "-inf", clock1, start=0, num=TIME_INDEX_LIMIT)
             p.zrangebyscore(keys.lurk(shop, part), "-inf", clock1, start=0, num=TIME_INDEX_LIMIT)
         for part in parts:
             p.zrange(keys.due_days(shop, part), 0, 0)  # the first day with a list of far-due viewers
-        if late < clock0:
-            # a late event is a clock value the shop had not seen: viewers who were still present
-            # then may have reached their dwell at it, in every partition (the clock is the shop's;
-            # the other scorers would not see this value: it does not move the clock)
+        # new clock values above clock0: the pairs of the late-window index they may concern
+        # (another scorer's batch can have put some there, in a range this one's values open)
+        ahead = [(clock0, clock1)] if clock1 > clock0 else []
+        for lo, hi in ahead:
             for part in range(keys.PARTITIONS):
-                p.zrangebyscore(keys.open_lurk(shop, part), late, "+inf", start=0, num=TIME_INDEX_LIMIT)
+                p.zrangebyscore(keys.late_window(shop, part), f"({lo}", hi)
+        late_secs = self._late_seconds(p, shop, events, clock0)
         got_idx = p.execute()
         n_own = 2 * len(parts)
         due_parts = got_idx[0:n_own:2]
         lurk_parts = got_idx[1:n_own:2]
         first_days = got_idx[n_own:n_own + len(parts)]
-        open_parts = got_idx[n_own + len(parts):]
+        n_ahead = n_own + len(parts) + keys.PARTITIONS * len(ahead)
+        late_read = self._late_window_read(shop, ahead, got_idx[n_own + len(parts):n_ahead])
+        late_read += self._late_read(shop, late_secs, got_idx[n_ahead:])
         due = [d.decode() for got in due_parts for d in got]
         old_fronts = [int(f or 0) for f in fronts_raw]
         fronts, promote = self._due_fronts(shop, parts, old_fronts, first_days, clock1)
         due += [v for _part, _lk, _day, vs in promote for v in vs]
-        lurk = [split_lurk_member(m.decode()) for got in lurk_parts + open_parts for m in got]
+        lurk = [split_lurk_member(m.decode()) for got in lurk_parts for m in got]
+        lurk += [split_lurk_member(m) for g in late_read for m in g[3:]]
         more = [v for v in dict.fromkeys(due + [v for _, v in lurk]) if v not in viewers]
         if more:
             for v, b in zip(more, cast("list[bytes | None]", r.hmget(vk, more)), strict=True):
@@ -553,9 +556,69 @@ class Worker:
                 ws.hmax.append([keys.stats(shop), keys.due_front_field(part), front])
         for part, lk, day, vs in promote:
             ws.lpop.append([lk, len(vs), keys.due_days(shop, part), day])
+        ws.late_read = late_read
         wire = ws.to_wire(out_blobs)
         wire["rules_version"] = known  # apply.lua refuses it if a rebuild under other rules ran since
         return wire, len(all_events) - len(events)
+
+    @staticmethod
+    def _late_seconds(p: Any, shop: str, events: list[Event], clock0: int) -> dict[int, list[int]]:
+        """The seconds of the batch's clock values below ``clock0`` (late: the shop may not have
+        seen them), each with its values in order; queues on ``p`` what ``_late_read`` needs to
+        know about each second from the per-second clock index: its smallest and largest value,
+        and the largest values below the second's first late one."""
+        secs: dict[int, list[int]] = {}
+        for t in sorted({ev.ts for ev in events if ev.ts < clock0}):
+            secs.setdefault(t // 1000, []).append(t)
+        cmin, cmax = keys.clock_min(shop), keys.clock_max(shop)
+        for sec, ts in secs.items():
+            p.zscore(cmin, sec)
+            p.zscore(cmax, sec)
+            p.zrevrangebyscore(cmin, f"({ts[0]}", "-inf", start=0, num=1, withscores=True)
+            p.zrevrangebyscore(cmax, f"({ts[0]}", "-inf", start=0, num=1, withscores=True)
+        return secs
+
+    def _late_read(self, shop: str, secs: dict[int, list[int]], got: list[Any]) -> list[list[Any]]:
+        """The late-window index's pairs that the batch's values below the clock may concern, as
+        ``_late_window_read`` gives them. A value is new unless it is its second's smallest or
+        largest in the clock index, which keeps only those two: a value between them counts as
+        new, and its range reaches back to the largest indexed value below it, so that it takes
+        in at least the pairs it must."""
+        ranges: list[list[int]] = []
+        for i, ts in enumerate(secs.values()):
+            lo_s, hi_s, below_min, below_max = got[4 * i:4 * i + 4]
+            known = {int(x) for x in (lo_s, hi_s) if x is not None}
+            new = [t for t in ts if t not in known]
+            if new:
+                before = [int(x[0][1]) for x in (below_min, below_max) if x]
+                ranges.append([max(before, default=-1), new[-1]])
+        if not ranges:
+            return []
+        ranges.sort()
+        merged = [ranges[0]]
+        for lo, hi in ranges[1:]:
+            if lo < merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        p = self.r.pipeline(transaction=False)
+        for lo, hi in merged:
+            for part in range(keys.PARTITIONS):
+                p.zrangebyscore(keys.late_window(shop, part), f"({lo}", hi)
+        return self._late_window_read(shop, [(lo, hi) for lo, hi in merged], p.execute())
+
+    @staticmethod
+    def _late_window_read(shop: str, ranges: list[tuple[int, int]], got: list[Any]) -> list[list[Any]]:
+        """``[[key, lo, hi, member...], ...]``: what each partition's late-window index held in
+        each (lo, hi], from ``got`` (its ZRANGEBYSCOREs in that order). For a new clock value t,
+        the pairs whose moment lies in (the known value before t, t] (``followups.late_moment``):
+        the batch rescores them, and apply.lua reads the same ranges again before it writes."""
+        out = []
+        res = iter(got)
+        for lo, hi in ranges:
+            for part in range(keys.PARTITIONS):
+                out.append([keys.late_window(shop, part), lo, hi, *(m.decode() for m in next(res))])
+        return out
 
     def _due_fronts(self, shop: str, parts: list[int], fronts: list[int], first_days: list[Any],
                     clock: int) -> tuple[dict[int, int], list[tuple[int, str, int, list[str]]]]:

@@ -84,7 +84,7 @@ def test_close_room_archives_the_show_and_frees_its_raw_data(cfg: Config, r: red
     assert r.keys(keys.seen(SHOP, past) + "*") == []  # every bucket of its dedupe table too
     assert r.keys(keys.seen(SHOP, live) + "*")
     for part in range(keys.PARTITIONS):
-        for k in (keys.lurk(SHOP, part), keys.open_lurk(SHOP, part)):
+        for k in (keys.lurk(SHOP, part), keys.late_window(SHOP, part)):
             assert not [m for m in r.zrange(k, 0, -1) if keys.split_pair(m.decode())[0] == past]
     assert r.hget(keys.room(SHOP, past), "archived") is not None
     # the per-second clock index keeps only what the live room's late events may need

@@ -1,14 +1,11 @@
 """A late clock value applied by one scorer while another scorer applies a consent change of a
-viewer in its own partition (found by review, 2026-11-24; open: see issue 3's note).
+viewer in its own partition (found by review, 2026-11-24).
 
-Neither batch touches the other's viewers (no compare-and-set conflict): the scorer of the late
-value reads the open-lurk index before the pair is put there, and the scorer of the consent change
-reads the per-second clock index before the late value is written to it. The late value is then
-lost for that pair and its task disagrees with spec/tiers.md.
-
-Not introduced by bd927cd..HEAD (the no-task open-lurk entries have the same window); the change's
-new open-lurk entries (pairs with a task and a consent change in [first + dwell, task_at]) are
-covered only when one scorer sees both, as the comment in engine._room_viewer_effects reasons."""
+Neither batch touches the other's viewers, so no compare-and-set on a viewer conflicts: the scorer
+of the late value reads the late-window index before the pair is put there, and the scorer of the
+consent change reads the per-second clock index before the late value is written to it. Unless
+apply.lua checks both reads again, the late value is lost for that pair and its task disagrees
+with spec/tiers.md (it was, until the late-window index)."""
 
 from __future__ import annotations
 
@@ -78,17 +75,27 @@ def test_one_scorer_makes_the_task_at_the_late_tick_and_withdraws_it(story):
     assert story.task_state("r-1", V) == "withdrawn"
 
 
-@pytest.mark.xfail(strict=True, reason="known, open: two scorers can each miss the other's write (the late "
-                   "value's open-lurk read and the consent batch's clock-index read both precede both writes, "
-                   "and no key of theirs overlaps, so no compare-and-set conflicts); issue 3")
-def test_two_scorers_give_the_same_state_as_one(story):
+@pytest.mark.parametrize("overtaken", ["late value", "consent change"])
+def test_two_scorers_give_the_same_state_as_one(story, overtaken):
+    """Each scorer reads before the other writes, whichever writes first: the one that writes second
+    finds that the other changed what it read (the clock values in the window of a pair it puts in
+    the late-window index, or the pairs in that index that its late value concerns), and scores
+    its batch again."""
     _setup(story)
     _late(story)
-    b = Pinned(story.r, story.cfg, name="b", parts=[0, 1])  # V's partition
-    a = Overtaken(story.r, story.cfg, name="a", parts=[2, 3])  # W's partition
-    a.other = b
-    a.drain(timeout=30)
-    b.drain(timeout=30)
+    if overtaken == "late value":
+        b = Pinned(story.r, story.cfg, name="b", parts=[0, 1])  # V's partition
+        a = Overtaken(story.r, story.cfg, name="a", parts=[2, 3])  # W's partition
+        a.other = b
+        first, second = a, b
+    else:
+        a = Pinned(story.r, story.cfg, name="a", parts=[2, 3])
+        b = Overtaken(story.r, story.cfg, name="b", parts=[0, 1])
+        b.other = a
+        first, second = b, a
+    first.drain(timeout=30)
+    second.drain(timeout=30)
     assert status(story.r, SHOP)["lag"] == 0
+    assert first.stats.conflicts == 1 and second.stats.conflicts == 0  # scored again once, after the other's write
     b_ = story.r.hget(keys.tasks(SHOP, "r-1"), V)
     assert (unpack_task(b_).state if b_ else None) == "withdrawn"

@@ -108,7 +108,7 @@ def test_a_late_event_in_one_partition_makes_the_task_of_a_lurker_in_another(cfg
         # 20 minutes on: the lurker is no longer present, and never was at a clock value past 3 minutes
         ingest_frames(cfg, [frame(ev("o-1", ts=T0 + 20 * MIN, viewer=other, type="comment", text="hi"))])
         # wb's time pass: the lurker's dwell moment passed while not present, no task
-        wait_for(lambda: r.zscore(keys.open_lurk("default", keys.part_of(lurker)), keys.pair("r-1", lurker)),
+        wait_for(lambda: r.zscore(keys.late_window("default", keys.part_of(lurker)), keys.pair("r-1", lurker)),
                  10, "the lurker to be looked at again at the new clock")
         assert ("r-1", lurker) not in pending(r)
         # a late event at 4 minutes: the lurker was present then, with 4 minutes of dwell
