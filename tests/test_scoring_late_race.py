@@ -99,3 +99,61 @@ def test_two_scorers_give_the_same_state_as_one(story, overtaken):
     assert first.stats.conflicts == 1 and second.stats.conflicts == 0  # scored again once, after the other's write
     b_ = story.r.hget(keys.tasks(SHOP, "r-1"), V)
     assert (unpack_task(b_).state if b_ else None) == "withdrawn"
+
+
+def _late_window(r: Any) -> dict[str, float]:
+    return {m.decode(): sc for part in range(keys.PARTITIONS)
+            for m, sc in r.zrange(keys.late_window(SHOP, part), 0, -1, withscores=True)}
+
+
+def _three_who_got_no_task(story: Story) -> None:
+    for who in ("lurker", "leaver", "refuser"):
+        story.event(who, "join", "r-1", at(minutes=0))
+    story.event("leaver", "leave", "r-1", at(minutes=1))
+    story.event("refuser", "consent", "r-1", at(minutes=1), dm=False)
+    story.advance(at(minutes=20))  # the first clock value past their 3 minutes: none is present
+    assert [story.task_state("r-1", who) for who in ("lurker", "leaver", "refuser")] == [None] * 3
+
+
+def test_only_the_pairs_a_late_value_would_change_wait_in_the_index(story):
+    """A room's crowd mostly leaves within minutes or says no to DMs: no late value can make them a
+    task, and they take no room in Redis for it. The lurker, present at 3 to 10 minutes, can."""
+    _three_who_got_no_task(story)
+    assert _late_window(story.r) == {keys.pair("r-1", "lurker"): at(minutes=3)}
+    story.advance_late(at(minutes=4))
+    assert [story.task_state("r-1", who) for who in ("lurker", "leaver", "refuser")] == ["pending", None, None]
+    assert _late_window(story.r) == {}  # its task made, with no consent change around it
+
+
+def test_a_shop_upgraded_from_layout_4_keeps_the_pairs_a_late_value_would_change(story):
+    """Layout 4 kept every pair past its dwell moment with no task in an open-lurk index, by the end
+    of its presence window. A scorer of this version moves the ones that need it to the late-window
+    index once, and a late value then finds them."""
+    from fanops import migrate
+
+    _three_who_got_no_task(story)
+    r = story.r
+    r.delete(*(keys.late_window(SHOP, p) for p in range(keys.PARTITIONS)))
+    for who in ("lurker", "leaver", "refuser"):  # as layout 4 left them
+        r.zadd(keys.open_lurk(SHOP, keys.part_of(who)), {keys.pair("r-1", who): at(minutes=10)})
+    r.hset(keys.stats(SHOP), "layout", 4)
+    story.worker = Worker(r, story.cfg, name="upgraded")
+    story.advance_late(at(minutes=2))  # a late value the pairs do not care about; the scorer migrates first
+    assert int(r.hget(keys.stats(SHOP), "layout")) == migrate.LAYOUT
+    assert not any(r.exists(keys.open_lurk(SHOP, p)) for p in range(keys.PARTITIONS))
+    assert _late_window(r) == {keys.pair("r-1", "lurker"): at(minutes=3)}
+    story.advance_late(at(minutes=4))
+    assert [story.task_state("r-1", who) for who in ("lurker", "leaver", "refuser")] == ["pending", None, None]
+
+
+def test_a_new_dwell_threshold_moves_the_pairs_of_the_index_to_their_new_moment(story):
+    from fanops import rules_store
+
+    _three_who_got_no_task(story)
+    rules_store.save(story.r, SHOP, {"followup_dwell_minutes": 5})
+    story.advance(at(minutes=21))  # scored under the new rules (the scorer rebuilds first)
+    assert _late_window(story.r) == {keys.pair("r-1", "lurker"): at(minutes=5)}
+    story.advance_late(at(minutes=4))  # 4 minutes of dwell: not enough now
+    assert story.task_state("r-1", "lurker") is None
+    story.advance_late(at(minutes=6))
+    assert story.task_state("r-1", "lurker") == "pending"
