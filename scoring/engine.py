@@ -432,10 +432,10 @@ def score_batch(inp: Inputs, events: list[Event]) -> tuple[WriteSet, int]:
             b = inp.room_viewers.get((room, vid))
             if b:
                 rv = new_rvs[room] = unpack_room_viewer(b)
-                # the record as it was, for _room_viewer_effects: it reads its scalars and its orders
-                # (merging events replaces scalars and appends to lists in place), so a shallow copy
-                # with its own orders list does (a second decode cost 2-3x more)
-                old_rvs[room] = msgspec.structs.replace(rv, orders=list(rv.orders))
+                # the record as it was, for _room_viewer_effects: it reads its scalars, its orders and
+                # its early events (merging events replaces scalars and changes those two lists in
+                # place), so a shallow copy with its own two lists does (a second decode cost 2-3x more)
+                old_rvs[room] = msgspec.structs.replace(rv, orders=list(rv.orders), early=list(rv.early))
             else:
                 old_rvs[room] = None
         for ev in evs:

@@ -157,3 +157,53 @@ def test_a_new_dwell_threshold_moves_the_pairs_of_the_index_to_their_new_moment(
     assert story.task_state("r-1", "lurker") is None
     story.advance_late(at(minutes=6))
     assert story.task_state("r-1", "lurker") == "pending"
+
+
+class OvertakenAfterClockRead(Pinned):
+    """Another scorer applies a batch right after this one read the shop clock, before it reads the
+    time indexes and the (room, viewer) records."""
+
+    other: Worker | None = None
+
+    def _archived_rooms(self, shop: str, seq: int, clock: int) -> Any:
+        if self.other is not None:
+            o, self.other = self.other, None
+            o.drain(timeout=30)
+        return super()._archived_rooms(shop, seq, clock)
+
+
+def test_a_record_newer_than_the_clock_a_scorer_read_is_scored_at_its_own_clock(story):
+    """V refuses DMs at 2:30 and says yes at 6:00, so the spec makes the task at 6:00. The other
+    scorer applies the yes (clock 6:00, task pending) between this scorer's read of the clock (5:00)
+    and its read of V's records (found through its late 4:00). Scored at 5:00, the records would
+    give no task (the only clock value by then, 4:00, has consent false) and take the task back."""
+    _v, w2 = "v5", "v4"  # partitions 0 and 2
+    assert (keys.part_of(_v), keys.part_of(w2)) == (0, 2)
+    story.event(_v, "join", "r-1", at(minutes=0))
+    story.event(_v, "consent", "r-1", at(minutes=2.5), dm=False)
+    story.advance(at(minutes=5))
+    assert story.task_state("r-1", _v) is None
+    ingest(story.cfg, [json.dumps(story.say(w2, "like", "r-1", at(minutes=4), count=1)),
+                       json.dumps(story.say(_v, "consent", "r-1", at(minutes=6), dm=True))])
+    y = Pinned(story.r, story.cfg, name="y", parts=[0, 1])
+    x = OvertakenAfterClockRead(story.r, story.cfg, name="x", parts=[2, 3])
+    x.other = y
+    x.drain(timeout=30)
+    y.drain(timeout=30)
+    assert status(story.r, SHOP)["lag"] == 0
+    assert story.task_state("r-1", _v) == "pending"
+
+
+def test_a_late_join_that_opens_a_window_for_a_late_value_puts_the_pair_in_the_index(story):
+    """Arrival order 12:00 order, 4:00 leave, 6:00 join, then another viewer's 11:00. The join makes
+    the viewer present from 6:00 (first 4:00, moment 7:00) with no clock value until 12:00, when they
+    bought: no task. The 11:00 then makes it at 11:00, and the order converts it. The join's batch
+    must tell the pair's record before the join from the one after (they share no event list)."""
+    a = "buyer"
+    for e in (story.say(a, "order", "r-1", at(minutes=12), order_id="o1", amount=5, currency="USD"),
+              story.say(a, "leave", "r-1", at(minutes=4)), story.say(a, "join", "r-1", at(minutes=6))):
+        story.submit(e)
+    assert story.task_state("r-1", a) is None
+    assert _late_window(story.r) == {keys.pair("r-1", a): at(minutes=7)}
+    story.advance_late(at(minutes=11))
+    assert story.task_state("r-1", a) == "converted"
