@@ -403,7 +403,8 @@ KIND_NOTES = {
     "orders": "order ids counted",
     "clockmin": "per-second clock index (per second of show)",
     "clockmax": "per-second clock index (per second of show)",
-    "openlurk": "lurkers past their dwell moment with no task",
+    "latewin": "pairs a late clock value would still change (few)",
+    "openlurk": "layout 4: lurkers past their dwell moment with no task",
     "feed": "bounded lists of notable events per room",
     "roommin": "per-minute counts per room (charts)",
 }

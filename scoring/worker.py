@@ -539,13 +539,20 @@ class Worker:
         p = r.pipeline(transaction=False)
         for room, vs in by_room.items():
             p.hmget(keys.room_viewers(shop, room), vs)
+        # the shop clock again, after every record the batch read: another scorer may have applied
+        # a batch since the first read, and the records may hold its events (or a task it made at
+        # its clock). Scored at the older clock, they would lose what happened after it (a task
+        # made at a later value would be taken back); the clock read last is at least theirs
+        p.hget(keys.stats(shop), "clock")
+        *got_rvs, clock_again = p.execute()
         rvs: dict[tuple[str, str], bytes | None] = {}
-        for (room, vs), got in zip(by_room.items(), p.execute() if by_room else [], strict=True):
+        for (room, vs), got in zip(by_room.items(), got_rvs, strict=True):
             for vid, b in zip(vs, got, strict=True):
                 rvs[(room, vid)] = b
+        clock0 = max(clock0, int(clock_again or 0))
         past = self._past_clock(shop, events, rvs, clock0, settings)
         self._time_full = any(len(got) >= TIME_INDEX_LIMIT for got in due_parts + lurk_parts) or bool(promote)
-        self._scored_clock = clock1
+        self._scored_clock = max(clock1, clock0)
         inp = Inputs(shop=shop, clock=clock0, settings=settings, rules_version=known,
                      viewers=viewers, room_viewers=rvs, due=due, lurk=lurk, past_clock=past,
                      archived=archived.by_room, room_ids=archived.ids, open_since=archived.since,
