@@ -29,7 +29,7 @@ from typing import Any, cast
 import redis
 
 from fanops import eventlog, keys, replies, rules_store
-from fanops.state import TaskRec, pack_task, unpack_room_viewer, unpack_viewer
+from fanops.state import TaskRec, pack_task
 
 log = logging.getLogger(__name__)
 
@@ -59,31 +59,13 @@ def late_windows(r: redis.Redis, shop: str) -> int:
     in the late-window index, by their dwell moment under the shop's rules, and drop the old
     index. The pairs it left out never needed it (no task possible, or one whose state a late
     value cannot change), and pairs that were not in it are not either."""
-    from scoring.followups import late_moment  # the rule is the scorer's; fanops does not import it at load
+    from scoring.recompute import late_window_from  # the rule is the scorer's; fanops does not import it at load
 
     s, _version = rules_store.load(r, shop)
     n = 0
     for part in range(keys.PARTITIONS):
-        src = keys.open_lurk(shop, part)
-        members = [m.decode() for m, _sc in cast("list[tuple[bytes, float]]", r.zscan_iter(src, count=CHUNK))]
-        for i in range(0, len(members), CHUNK):
-            pairs = [keys.split_pair(m) for m in members[i:i + CHUNK]]
-            p = r.pipeline(transaction=False)
-            for room, vid in pairs:
-                p.hget(keys.room_viewers(shop, room), vid)
-                p.hget(keys.viewers(shop), vid)
-            got = p.execute()
-            wanted: dict[str, int] = {}
-            for j, (room, vid) in enumerate(pairs):
-                rb, vb = got[2 * j], got[2 * j + 1]
-                if rb and vb:
-                    g = late_moment(unpack_room_viewer(rb), unpack_viewer(vb), s)
-                    if g is not None:
-                        wanted[keys.pair(room, vid)] = g
-            if wanted:
-                r.zadd(keys.late_window(shop, part), wanted)
-        n += len(members)
-        r.delete(src)
+        n += late_window_from(r, shop, keys.open_lurk(shop, part), part, s)
+        r.delete(keys.open_lurk(shop, part))
     return n
 
 

@@ -77,28 +77,36 @@ def _rebuild_lurk(r: redis.Redis, shop: str, clock: int, s: RuleSettings) -> Non
     p.execute()
 
 
+def late_window_from(r: redis.Redis, shop: str, src: str, part: int, s: RuleSettings) -> int:
+    """Put the pairs of the zset ``src`` (of partition ``part``) that belong in the late-window index
+    under settings ``s`` there, by their dwell moment (``followups.late_moment``), and take the others
+    out of it. Returns how many pairs it looked at."""
+    lk = keys.late_window(shop, part)
+    members = [m.decode() for m in cast(replies.Members, r.zrange(src, 0, -1))]
+    for i in range(0, len(members), CHUNK):
+        pairs = [keys.split_pair(m) for m in members[i:i + CHUNK]]
+        p = r.pipeline(transaction=False)
+        for room, vid in pairs:
+            p.hget(keys.room_viewers(shop, room), vid)
+            p.hget(keys.viewers(shop), vid)
+        got = p.execute()
+        p = r.pipeline(transaction=False)
+        for j, (room, vid) in enumerate(pairs):
+            rb, vb = got[2 * j], got[2 * j + 1]
+            g = late_moment(unpack_room_viewer(rb), unpack_viewer(vb), s) if rb and vb else None
+            if g is None:
+                p.zrem(lk, keys.pair(room, vid))
+            else:
+                p.zadd(lk, {keys.pair(room, vid): g})
+        p.execute()
+    return len(members)
+
+
 def _rebuild_late_window(r: redis.Redis, shop: str, s: RuleSettings) -> None:
     """Re-score the late-window index under the current thresholds: its pairs are there by their
-    dwell moment (first + threshold), and some may no longer belong (``followups.late_moment``)."""
+    dwell moment (first + threshold), and some may no longer belong."""
     for part in range(keys.PARTITIONS):
-        lk = keys.late_window(shop, part)
-        members = [m.decode() for m in cast(replies.Members, r.zrange(lk, 0, -1))]
-        for i in range(0, len(members), CHUNK):
-            pairs = [keys.split_pair(m) for m in members[i:i + CHUNK]]
-            p = r.pipeline(transaction=False)
-            for room, vid in pairs:
-                p.hget(keys.room_viewers(shop, room), vid)
-                p.hget(keys.viewers(shop), vid)
-            got = p.execute()
-            p = r.pipeline(transaction=False)
-            for j, (room, vid) in enumerate(pairs):
-                rb, vb = got[2 * j], got[2 * j + 1]
-                g = late_moment(unpack_room_viewer(rb), unpack_viewer(vb), s) if rb and vb else None
-                if g is None:
-                    p.zrem(lk, keys.pair(room, vid))
-                else:
-                    p.zadd(lk, {keys.pair(room, vid): g})
-            p.execute()
+        late_window_from(r, shop, keys.late_window(shop, part), part, s)
 
 
 def _rebuild_present(r: redis.Redis, shop: str, clock: int, s: RuleSettings, archived: set[str]) -> None:
