@@ -552,7 +552,7 @@ class Worker:
         clock0 = max(clock0, int(clock_again or 0))
         past = self._past_clock(shop, events, rvs, clock0, settings)
         self._time_full = any(len(got) >= TIME_INDEX_LIMIT for got in due_parts + lurk_parts) or bool(promote)
-        self._scored_clock = max(clock1, clock0)
+        self._scored_clock = clock1  # the time indexes were read up to it, not to a clock read since
         inp = Inputs(shop=shop, clock=clock0, settings=settings, rules_version=known,
                      viewers=viewers, room_viewers=rvs, due=due, lurk=lurk, past_clock=past,
                      archived=archived.by_room, room_ids=archived.ids, open_since=archived.since,

@@ -207,3 +207,22 @@ def test_a_late_join_that_opens_a_window_for_a_late_value_puts_the_pair_in_the_i
     assert _late_window(story.r) == {keys.pair("r-1", a): at(minutes=7)}
     story.advance_late(at(minutes=11))
     assert story.task_state("r-1", a) == "converted"
+
+
+def test_a_scorer_that_scored_at_a_newer_clock_still_moves_its_lurkers_to_it(story):
+    """The clock read again after the records can be past the one the time indexes were read to:
+    the scorer's next time pass must still take its lurkers up to the newer clock. Here the lurker
+    reaches 3 minutes at a clock value (5:00) that only the other scorer's partition sees."""
+    lurker, own, other = "v5", "v7", "v1"  # partitions 0, 0 (scorer y) and 1 (scorer x)
+    assert [keys.part_of(v) for v in (lurker, own, other)] == [0, 0, 1]
+    story.event(lurker, "join", "r-1", at(minutes=0))
+    story.event(other, "like", "r-1", at(minutes=1), count=1)
+    ingest(story.cfg, [json.dumps(story.say(own, "comment", "r-1", at(minutes=2), text="hi")),
+                       json.dumps(story.say(other, "like", "r-1", at(minutes=5), count=1))])
+    x = Pinned(story.r, story.cfg, name="x", parts=[1, 2, 3])
+    y = OvertakenAfterClockRead(story.r, story.cfg, name="y", parts=[0])
+    y.other = x  # x applies 5:00 between y's clock read (1:00) and the rest of its reads
+    y.drain(timeout=30)
+    assert status(story.r, SHOP)["lag"] == 0
+    y.time_pass()  # as `scoring run` does when its partitions are quiet and the shop clock moved
+    assert story.task_state("r-1", lurker) == "pending"
