@@ -9,7 +9,7 @@ direct read) and its apply-script call is a point where another scorer may apply
 and idles as a running one would; status, tiers and follow-up task states must equal
 tests/reference.py.
 
-A fuzzing review (2026-11-24) ran this generator for 50,000 cases. ``FOUND`` are the seeds of the
+A fuzzing review (2026-11-24) ran this generator for some 70,000 cases. ``FOUND`` are the seeds of the
 wrong results it found, each failing on the code before its fix: a scorer that scored records newer
 than the clock it had read (6424bd5), a record copy that shared its event list (2fc2966), and a
 time-pass bookmark moved past the lurk index read (49f5c5b). Besides them, a block of fixed seeds.
