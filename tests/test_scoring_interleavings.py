@@ -50,6 +50,21 @@ DENSE_TYPES = ("join", "join", "like", "like", "comment", "leave", "consent", "c
                "consent", "order")
 
 
+def _fill(e: dict[str, Any], rng: random.Random, two_orders: bool) -> None:
+    """The fields an event of its type needs (a viewer's order is one of two ids, or always one)."""
+    t, v = e["type"], e["viewer"]["id"]
+    if t == "comment":
+        e["text"] = "hi"
+    elif t == "like":
+        e["count"] = 1
+    elif t == "product_view":
+        e["sku"] = "serum"
+    elif t == "order":
+        e.update(order_id=f"o-{v}-{rng.randint(0, 1)}" if two_orders else f"o-{v}", amount=5, currency="USD")
+    elif t == "consent":
+        e["dm"] = rng.random() < 0.5
+
+
 def gen_feed(rng: random.Random) -> list[dict[str, Any]]:
     x = rng.random()
     if x < 0.25:
@@ -74,16 +89,7 @@ def gen_feed(rng: random.Random) -> list[dict[str, Any]]:
         jitter = rng.choice((0, 0, 0, 0, 1, -1, 500, 30_000))
         ts = T0 + starts[room] * DAY + minute * MIN + jitter
         e: dict[str, Any] = {"id": f"e{i}", "room": f"r{room}", "ts": ts, "type": t, "viewer": {"id": v}}
-        if t == "comment":
-            e["text"] = "hi"
-        elif t == "like":
-            e["count"] = 1
-        elif t == "product_view":
-            e["sku"] = "serum"
-        elif t == "order":
-            e.update(order_id=f"o-{v}-{rng.randint(0, 1)}", amount=5, currency="USD")
-        elif t == "consent":
-            e["dm"] = rng.random() < 0.5
+        _fill(e, rng, two_orders=True)
         out.append(e)
     return out
 
@@ -105,14 +111,7 @@ def gen_dense(rng: random.Random) -> list[dict[str, Any]]:
         ts = T0 + rng.choice(DENSE_MINUTES) * MIN + rng.choice((0, 0, 0, 1, -1, 30_000))
         e: dict[str, Any] = {"id": f"e{i}", "room": f"r{rng.randrange(n_rooms)}", "ts": ts, "type": t,
                              "viewer": {"id": v}}
-        if t == "comment":
-            e["text"] = "hi"
-        elif t == "like":
-            e["count"] = 1
-        elif t == "order":
-            e.update(order_id=f"o-{v}", amount=5, currency="USD")
-        elif t == "consent":
-            e["dm"] = rng.random() < 0.5
+        _fill(e, rng, two_orders=False)
         out.append(e)
     return out
 
