@@ -161,15 +161,9 @@ def late_moment(rv: RoomViewer, v: ViewerState, s: RuleSettings) -> int | None:
         if rv.task_at > h and any(h <= c.ts <= rv.task_at for c in v.consents):
             return h
         return None
-    last = last_other = last_leave = -1
-    for ts, leave in rv.early:
-        last = ts
-        if leave:
-            last_leave = ts
-        else:
-            last_other = ts
-    if last_other < 0 or last_leave > last_other or last + s.present_ms < h:
-        return None
-    if consent_at(v, h) is False:
+    # present at some t in [h, after) means present at h (presence only lapses as t grows, and
+    # every event up to t is one up to h); dwell_reached(h) is that, or an event of theirs at h
+    # (then h is a known clock value: no late value can come before it, an entry that is never read)
+    if not dwell_reached(rv, h, s) or consent_at(v, h) is False:
         return None
     return h
