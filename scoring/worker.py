@@ -498,9 +498,7 @@ class Worker:
         # new clock values above clock0: the pairs of the late-window index they may concern
         # (another scorer's batch can have put some there, in a range this one's values open)
         ahead = [(clock0, clock1)] if clock1 > clock0 else []
-        for lo, hi in ahead:
-            for part in range(keys.PARTITIONS):
-                p.zrangebyscore(keys.late_window(shop, part), f"({lo}", hi)
+        self._queue_late_window(p, shop, ahead)
         late_secs = self._late_seconds(p, shop, events, clock0)
         got_idx = p.execute()
         n_own = 2 * len(parts)
@@ -609,17 +607,24 @@ class Worker:
             else:
                 merged.append([lo, hi])
         p = self.r.pipeline(transaction=False)
-        for lo, hi in merged:
+        ranges = [(lo, hi) for lo, hi in merged]
+        self._queue_late_window(p, shop, ranges)
+        return self._late_window_read(shop, ranges, p.execute())
+
+    @staticmethod
+    def _queue_late_window(p: Any, shop: str, ranges: list[tuple[int, int]]) -> None:
+        """Queue on ``p`` the read of every partition's late-window index in each (lo, hi]."""
+        for lo, hi in ranges:
             for part in range(keys.PARTITIONS):
                 p.zrangebyscore(keys.late_window(shop, part), f"({lo}", hi)
-        return self._late_window_read(shop, [(lo, hi) for lo, hi in merged], p.execute())
 
     @staticmethod
     def _late_window_read(shop: str, ranges: list[tuple[int, int]], got: list[Any]) -> list[list[Any]]:
         """``[[key, lo, hi, member...], ...]``: what each partition's late-window index held in
         each (lo, hi], from ``got`` (its ZRANGEBYSCOREs in that order). For a new clock value t,
         the pairs whose moment lies in (the known value before t, t] (``followups.late_moment``):
-        the batch rescores them, and apply.lua reads the same ranges again before it writes."""
+        the batch rescores them, and apply.lua reads the same ranges again before it writes.
+        ``got``: the replies to ``_queue_late_window``."""
         out = []
         res = iter(got)
         for lo, hi in ranges:
