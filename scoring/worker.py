@@ -607,9 +607,9 @@ class Worker:
             else:
                 merged.append([lo, hi])
         p = self.r.pipeline(transaction=False)
-        ranges = [(lo, hi) for lo, hi in merged]
-        self._queue_late_window(p, shop, ranges)
-        return self._late_window_read(shop, ranges, p.execute())
+        spans = [(lo, hi) for lo, hi in merged]
+        self._queue_late_window(p, shop, spans)
+        return self._late_window_read(shop, spans, p.execute())
 
     @staticmethod
     def _queue_late_window(p: Any, shop: str, ranges: list[tuple[int, int]]) -> None:
