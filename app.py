@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from fanops import board
 from fanops.i18n import LANG_NAMES, LANGS
 from fanops.templates import clean_text
 from screens import _ui
+from screens.reads import board
 
 st.set_page_config(page_title="fanops", page_icon=":material/live_tv:", layout="wide")
 _ui.init_from_query()

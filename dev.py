@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
     cmd, rest = argv[0], argv[1:]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     if cmd == "up":
-        args = [str(PY), "-m", "fanops.launcher", *rest]
+        args = [str(PY), "-m", "fanops.runtime.launcher", *rest]
     else:
         args = [str(PY), "-m", "pytest", *rest]
     os.chdir(ROOT)

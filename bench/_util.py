@@ -20,7 +20,7 @@ from pathlib import Path
 
 import redis
 
-from fanops import server
+from fanops.runtime import server
 from realtime.simulator import SimSettings, encode_frame, generate
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ Redis memory as shows are archived.
 
 1. One show of ``--events`` events (default 1,000,000) by ``--viewers`` viewers (100,000), two hours
    long, from the simulator, through the real ingest writer and scorer into a private Redis, archived
-   with ``fanops.archive.archive_room``.  Timed: ``analysis.analyse`` over the archive (every table of
+   with ``scoring.archive.archive_room``.  Timed: ``analysis.analyse`` over the archive (every table of
    the review, from the Parquet files), cold (first call in the process) and warm (best of R).
 2. ``--shows`` shows (30) of one shop, one a day, each by the same fan base of ``--show-viewers``
    viewers (behaviour differs per show: a different simulator seed, viewer ids mapped onto the fixed
@@ -34,13 +34,14 @@ import redis
 import redis.asyncio as aredis
 
 from bench._util import fresh, private_server, table, verdict
-from fanops import archive, keys, queue
+from fanops import keys, queue
 from fanops.config import Config
-from fanops.ingest import IngestWriter
 from fanops.schema import BadInput, parse_frame
 from realtime.simulator import SimSettings, encode_frame, generate
-from scoring import analysis
-from scoring.report import render_html
+from realtime.writer import IngestWriter
+from review import analysis
+from review.report import render_html
+from scoring import archive
 from scoring.worker import Worker
 
 DAY = 86_400_000

@@ -6,7 +6,7 @@
 (A) Refresh time with ``--viewers`` known viewers in the shop and ``--in-room`` of them in the
     live room.  The state is made by the product: past shows (the simulator's shows, viewer ids
     mapped onto one fan base, 45 to 10 days ago, ~100,000 viewers a show) are written with the
-    consumer's writer (``fanops.ingest.IngestWriter``, 1,000-event flushes) while
+    consumer's writer (``realtime.writer.IngestWriter``, 1,000-event flushes) while
     ``python -m scoring run`` (``FANOPS_WORKER_BATCH=10``) applies them and, as in production,
     archives each show once the shop clock is 30 minutes past it; then the live room (the last
     hour up to now; 30% of its viewers came to an earlier show) is fed by ``python -m realtime
@@ -91,9 +91,11 @@ from bench._util import (
     wait_port,
     wait_until,
 )
-from fanops import board, keys, queue, server
+from fanops import keys, queue
 from fanops.config import Config
 from fanops.read import status
+from fanops.runtime import server
+from screens.reads import board
 
 SHOP = "default"
 SMALL_SHOP = "small"  # the ceiling: the same screens on a 1,000-viewer shop
@@ -194,9 +196,9 @@ def ingest(url: str, shows: list[Show], shop: str, note: Callable[[str], None]) 
     import redis.asyncio as aredis
 
     from fanops.config import Config
-    from fanops.ingest import IngestWriter
     from fanops.schema import BadInput, parse_frame
     from realtime.simulator import encode_frame
+    from realtime.writer import IngestWriter
 
     cfg = Config.from_env({}, redis_url=url)
 
@@ -345,7 +347,7 @@ def _accepted(r: redis.Redis, shop: str) -> int:
 
 def _archived(r: redis.Redis, shop: str, rooms: list[str]) -> set[str]:
     try:
-        from fanops import archive
+        from scoring import archive
     except ImportError:
         return set(rooms)
     return archive.is_archived(r, shop, rooms)
@@ -790,8 +792,8 @@ def server_times(url: str, d: Path, tmp: Path, screens: list[tuple[str, str, str
 
 # -- (A) -------------------------------------------------------------------------------------
 def part_a(args: argparse.Namespace, rep: Report) -> None:
-    from fanops import db
     from fanops.config import Config
+    from fanops.runtime import db
 
     with ExitStack() as stack:
         info, d = own_server(stack)
@@ -1052,7 +1054,8 @@ def part_b(args: argparse.Namespace, rep: Report) -> None:
     rows = [
         ["sessions (headless Chromium, one browser context each)", args.sessions],
         ["board refresh period (FANOPS_BOARD_REFRESH_MS)", f"{Config.from_env().board_refresh_ms / 1000:g} s"],
-        ["streamlit run flags", "as fanops/launcher.py" + ("" if args.post_gc else " + --runner.postScriptGC false")],
+        ["streamlit run flags", "as fanops/runtime/launcher.py"
+         + ("" if args.post_gc else " + --runner.postScriptGC false")],
         ["fragment refreshes served", f"{refreshes:,} ({per_s:.2f}/s; per session: "
                                       + ", ".join(str(pr.fragment_runs) for pr in probes) + ")"],
         ["refresh round trip seen by the browsers p50 / p90 / max (ms)",

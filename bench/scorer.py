@@ -57,10 +57,12 @@ from bench._util import (
     wait_until,
     write_feed,
 )
-from fanops import eventlog, keys, server
+from fanops import keys
 from fanops.config import Config
 from fanops.read import FOLLOWUP_STATES, status
+from fanops.runtime import server
 from fanops.schema import unpack_events
+from scoring import eventlog
 
 TARGET_RATE = 50_000.0  # events/s applied end to end
 TARGET_P99_MS = 250.0  # at 20,000 events/s
@@ -505,7 +507,7 @@ def run_memory(url: str, redis_pid: int, n_viewers: int, per_viewer: int, n_work
 
 def _has_close_room() -> bool:
     try:
-        import fanops.archive  # noqa: F401  (the archive feature; absent in older trees)
+        import scoring.archive  # noqa: F401  (the archive feature; absent in older trees)
     except ImportError:
         return False
     return True

@@ -135,7 +135,7 @@ def stats(shop: str) -> str:
 
 def seen(shop: str, room: str) -> str:
     """STRING "L s n r" naming the buckets (``seen_bucket``) that hold the event ids already accepted
-    in a room (dedupe), as records of a linear-hashing table (``lua/dedupe.lua``)."""
+    in a room (dedupe), as records of a linear-hashing table (``realtime/lua/dedupe.lua``)."""
     return f"{tag(shop)}:dedupe:{esc(room)}"
 
 
@@ -271,7 +271,7 @@ def late_window(shop: str, part: int = 0) -> str:
 def open_lurk(shop: str, part: int = 0) -> str:
     """Layout 4 and earlier: ZSET room/viewer pair -> the end of their presence window, for every
     pair past its dwell moment with no task (and some with one). Read only to migrate it to
-    ``late_window`` (``fanops.migrate``)."""
+    ``late_window`` (``scoring.migrate``)."""
     return _p(f"{tag(shop)}:openlurk", part)
 
 

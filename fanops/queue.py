@@ -18,7 +18,7 @@ import redis
 from fanops import keys, read, replies, rules_store
 from fanops.errors import TaskClaimedByOther, TaskError, TaskNotFound, TaskStateError
 from fanops.geo import is_decent_hour, local_time
-from fanops.ingest import script_source
+from fanops.scripts import script_source
 from fanops.state import TaskRec, unpack_task
 from fanops.templates import suggest
 
@@ -185,7 +185,7 @@ class Operator:
         self.r = r
         self.shop = shop
         self.name = name.strip()[:64]
-        self._script = r.register_script(script_source("task"))
+        self._script = r.register_script(script_source("fanops", "task"))
 
     def _do(self, action: str, tid: str, reason: str = "", now_ms: int | None = None) -> str:
         room, viewer = split_task_id(tid)
@@ -228,7 +228,7 @@ class Operator:
 def release_expired(r: redis.Redis, shop: str, now_ms: int | None = None) -> int:
     """Move lapsed claims back to pending; returns how many."""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
-    script = r.register_script(script_source("task"))
+    script = r.register_script(script_source("fanops", "task"))
     n = 0
     for m in cast(replies.Members, r.zrange(keys.queue(shop, "claimed"), 0, -1)):
         tid = m.decode()

@@ -134,3 +134,14 @@ def fill_profiles(r: redis.Redis, shop: str, tasks: list[tuple[str, TaskRec]]) -
         v = profiles.get(vid)
         if v is not None:
             t.name, t.country, t.lang, t.tz = v.name or "", v.country or "", v.lang or "", v.tz or ""
+
+
+
+def seen_keys(r: redis.Redis, shop: str, room: str) -> list[str]:
+    """Every key of a room's dedupe table: its meta key and its buckets."""
+    meta = cast("bytes | None", r.get(keys.seen(shop, room)))
+    n = 1
+    if meta:
+        level, split = (int(x) for x in meta.split()[:2])
+        n = 2 ** level + split
+    return [keys.seen(shop, room)] + [keys.seen_bucket(shop, room, i) for i in range(n)]

@@ -1,6 +1,6 @@
 """The shapes of the Redis replies the project reads, for the type checker.
 
-Clients come from ``fanops.db`` without ``decode_responses`` and with redis-py's default
+Clients come from ``fanops.runtime.db`` without ``decode_responses`` and with redis-py's default
 reply shapes, so strings come back as bytes.  redis-py 8 types its replies for every
 mode at once (``bytes | str``, RESP2 and RESP3 shapes); ``cast(replies.X, r.cmd(...))``
 says which one we are in.  A cast checks nothing at run time.

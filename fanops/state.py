@@ -171,7 +171,7 @@ class RoomViewer(msgspec.Struct, array_like=True):
 class TaskRec(msgspec.Struct, array_like=True):
     """One follow-up task, packed in one field of the room's task hash (``keys.tasks``).
 
-    The Lua scripts (``lua/apply.lua``, ``lua/task.lua``) read and write it by position:
+    The Lua scripts (``scoring/lua/apply.lua``, ``fanops/lua/task.lua``) read and write it by position:
     ``TASK_FIELDS`` gives each field's 1-based index; keep the order (append only). Trailing
     fields at their default are left out of the packed array (the operator's, until one acts):
     ``task.lua`` fills them back in before it writes one."""

@@ -8,9 +8,9 @@ import logging
 import signal
 from collections.abc import Callable
 
-from fanops import db
-from fanops.cli import add_common, run, setup_logging
 from fanops.config import Config
+from fanops.runtime import db
+from fanops.runtime.cli import add_common, run, setup_logging
 
 log = logging.getLogger("realtime")
 

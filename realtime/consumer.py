@@ -27,9 +27,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from fanops import keys
 from fanops.config import Config
-from fanops.ingest import IngestWriter
 from fanops.schema import BadInput, Event, parse_frame
 from realtime.backoff import Backoff
+from realtime.writer import IngestWriter
 
 log = logging.getLogger(__name__)
 

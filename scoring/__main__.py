@@ -8,10 +8,10 @@ import logging
 import signal
 import sys
 
-from fanops import db
-from fanops.cli import add_common, run, setup_logging
 from fanops.config import Config
 from fanops.errors import NotFound
+from fanops.runtime import db
+from fanops.runtime.cli import add_common, run, setup_logging
 
 log = logging.getLogger("scoring")
 
@@ -50,7 +50,7 @@ def _viewer(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _close_room(args: argparse.Namespace, cfg: Config) -> int:
-    from fanops.archive import archive_room
+    from scoring.archive import archive_room
 
     r = db.connect(cfg, args.redis)
     res = archive_room(r, cfg, args.shop, args.room, wait_applied_s=args.wait)
@@ -61,10 +61,10 @@ def _close_room(args: argparse.Namespace, cfg: Config) -> int:
 def _report(args: argparse.Namespace, cfg: Config) -> int:
     from pathlib import Path
 
-    from fanops import archive
     from fanops.errors import FanopsError
-    from scoring import analysis
-    from scoring.report import render_html
+    from review import analysis
+    from review.report import render_html
+    from scoring import archive
 
     wanted = [args.room] + ([args.compare] if args.compare else [])
     for rm in wanted:

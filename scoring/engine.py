@@ -1,7 +1,7 @@
 """The scorer's core: one batch of a shop's events -> the new viewer states and every effect.
 
 Pure: it takes the states read from Redis (packed bytes) and the shop clock,
-and returns a ``WriteSet`` that ``fanops/lua/apply.lua`` writes atomically
+and returns a ``WriteSet`` that ``scoring/lua/apply.lua`` writes atomically
 (or not at all, if a viewer changed meanwhile: then the worker reads again and
 retries).  Every counter is kept as the difference between what the old state
 and the new state give, so that applying the events of a shop in any order,

@@ -16,7 +16,7 @@ from scoring.followups import consent_at
 
 def _archived_row(cfg: Config, shop: str, room: str, viewer_id: str) -> dict[str, Any] | None:
     """The viewer's row in an archived room's viewers table (None if the archive is not readable)."""
-    from fanops import archive
+    from scoring import archive
 
     try:
         path = archive.read_room(cfg, shop, room, verify=False).paths["viewers.parquet"]

@@ -2,7 +2,7 @@
 
 Moves data only: decoding, reading the states a batch needs, calling the pure
 ``scoring.engine.score_batch``, and writing its result with one call of
-``fanops/lua/apply.lua``.  That script acknowledges the batch's entries in the
+``scoring/lua/apply.lua``.  That script acknowledges the batch's entries in the
 same atomic step, and only if this worker still owns them: a batch is applied
 once, whatever crashes.  If a viewer changed between the read and the write
 (another worker), nothing is written and the batch is read and scored again.
@@ -34,14 +34,14 @@ from typing import Any, cast
 
 import redis
 
-from fanops import archive, eventlog, keys, migrate, read, replies, rules_store
+from fanops import keys, read, replies, rules_store
 from fanops.config import Config
-from fanops.gcpause import gc_paused
-from fanops.ingest import script_source
 from fanops.rules_settings import RuleSettings
+from fanops.runtime.gcpause import gc_paused
 from fanops.schema import Event, event_type, unpack_events
+from fanops.scripts import script_source
 from fanops.state import room_viewer_first, unpack_viewer
-from scoring import recompute
+from scoring import archive, eventlog, migrate, recompute
 from scoring.engine import Inputs, encode_wire, score_batch, split_lurk_member
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,8 @@ class Worker:
         self.block_ms = block_ms
         self.clock = clock
         self.stats = WorkerStats()
-        self._apply = r.register_script(script_source("apply"))
-        self._members = r.register_script(script_source("members"))
+        self._apply = r.register_script(script_source("scoring", "apply"))
+        self._members = r.register_script(script_source("scoring", "members"))
         self._groups: set[str] = set()
         self._settings: dict[str, tuple[RuleSettings, int]] = {}
         self._stopping = False
@@ -132,7 +132,7 @@ class Worker:
         self._settled = False  # this worker holds its whole share of the partitions
         self._time_clock: dict[str, int] = {}  # the shop clock of this worker's last time pass
         # every entry is written to the applied-event log before it is applied; applied entries
-        # then leave the stream (fanops.eventlog)
+        # then leave the stream (scoring.eventlog)
         self._log = eventlog.EventLogWriter(cfg.data_dir, self.name)
         self._last_trim: dict[str, float] = {}
         self._untrimmed: dict[str, set[str]] = {}  # shop -> streams applied from since their last trim

@@ -19,10 +19,12 @@ from zoneinfo import ZoneInfo
 import redis
 import streamlit as st
 
-from fanops import board, db, keys
+from fanops import keys
 from fanops.config import Config
 from fanops.errors import FanopsError
 from fanops.i18n import LANGS, t
+from fanops.runtime import db
+from screens.reads import board
 
 AUTO = None  # the room choice "whichever room is live now"
 RUN_COMMAND = "python3 dev.py up"

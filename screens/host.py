@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from fanops import board
 from screens import _ui
+from screens.reads import board
 
 tr = _ui.translator()
 r = _ui.client()

@@ -1,7 +1,7 @@
 """Live board (operators, during the show): the room's numbers, tiers, chart, tier changes, health.
 
 One fragment redraws the board every second (FANOPS_BOARD_REFRESH_MS) from a few pipelined counter reads
-(``fanops.board``); the sidebar's choices are outside it, so nothing an
+(``screens.reads.board``); the sidebar's choices are outside it, so nothing an
 operator typed is lost on a refresh.
 """
 
@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta, tzinfo
 import plotly.graph_objects as go
 import streamlit as st
 
-from fanops import board
 from fanops.i18n import t
 from fanops.read import TIERS
 from fanops.templates import clean_text
 from screens import _ui
+from screens.reads import board
 
 tr = _ui.translator()
 r = _ui.client()

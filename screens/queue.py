@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from fanops import board, queue
+from fanops import queue
 from fanops.errors import TaskClaimedByOther, TaskError, TaskStateError
 from fanops.i18n import language_name
 from fanops.read import TIERS
 from fanops.templates import LANGUAGES, clean_text
 from screens import _ui
+from screens.reads import board
 
 tr = _ui.translator()
 r = _ui.client()

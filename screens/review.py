@@ -1,6 +1,6 @@
 """Post-show review (the team, after the show): headline, charts, viewers, downloads, HTML report.
 
-Reads only the archive (``fanops.archive``) and the pure analysis (``scoring.analysis``);
+Reads only the archive (``scoring.archive``) and the pure analysis (``review.analysis``);
 Redis is touched only when someone asks to update the follow-up outcomes from the live
 queue.  Runs inside the app (``st.navigation``) or alone: ``streamlit run screens/review.py``.
 Viewer names and other feed text are shown only in data grids and as plain text, never
@@ -20,10 +20,11 @@ if _ROOT not in sys.path:  # run alone with `streamlit run screens/review.py`
 import polars as pl  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from fanops import archive, db  # noqa: E402
 from fanops.config import Config  # noqa: E402
 from fanops.errors import FanopsError  # noqa: E402
-from scoring import analysis, report  # noqa: E402
+from fanops.runtime import db  # noqa: E402
+from review import analysis, report  # noqa: E402
+from scoring import archive  # noqa: E402
 
 NONE = "—"
 TABLES = (("viewers", "Viewers (filtered)"), ("headlines", "Headline per show"), ("funnel", "Funnel"),

@@ -14,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from fanops import board, rules_store
+from fanops import rules_store
 from fanops.errors import BadSettings
 from fanops.i18n import language_name
 from fanops.read import TIERS
@@ -23,6 +23,7 @@ from fanops.templates import DEFAULT_TEMPLATES, LANGUAGES, REACTIVATED, TEMPLATE
 from scoring import recompute
 from scoring.whatif import what_if
 from screens import _ui
+from screens.reads import board
 
 tr = _ui.translator()
 r = _ui.client()

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from fanops import server
 from fanops.config import Config
+from fanops.runtime import server
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 

@@ -1,4 +1,4 @@
-"""Post-show analysis (scoring.analysis): pure tables on scripted frames, then a four-show story
+"""Post-show analysis (review.analysis): pure tables on scripted frames, then a four-show story
 through the real consumer, scorer, queue and archive, checked against counts made here from the
 raw simulated events."""
 
@@ -15,11 +15,12 @@ import polars as pl
 import pytest
 import redis
 
-from fanops import archive, keys, queue
+from fanops import keys, queue
 from fanops.config import Config
 from fanops.read import status
 from realtime.simulator import Bad, SimSettings, encode_frame, generate
-from scoring import analysis
+from review import analysis
+from scoring import archive
 from tests.pipeline import drain, ingest_frames
 
 MIN = 60_000

@@ -19,8 +19,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import tests.reference as reference
-from fanops import board, keys, queue
+from fanops import keys, queue
 from fanops.rules_settings import RuleSettings
+from screens.reads import board
 from tests.conftest import SAMPLES
 from tests.pipeline import drain, ingest_frames, read_lines
 

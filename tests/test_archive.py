@@ -1,4 +1,4 @@
-"""Archiving a show (fanops.archive): the files, what leaves Redis and what stays, crash safety,
+"""Archiving a show (scoring.archive): the files, what leaves Redis and what stays, crash safety,
 shows not ready yet, follow-ups sent after the show, and hostile ids as folder names."""
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import polars as pl
 import pytest
 import redis
 
-from fanops import archive, eventlog, keys, queue
+from fanops import keys, queue
 from fanops.config import Config
 from fanops.read import status
 from realtime.simulator import SimSettings, encode_frame, generate
-from scoring import analysis
+from review import analysis
+from scoring import archive, eventlog
 from tests.conftest import stream_entries
 from tests.feeds import ev, frame
 from tests.pipeline import drain, ingest_frames
@@ -134,7 +135,7 @@ def test_a_room_with_events_not_applied_is_left_alone(cfg: Config, r: redis.Redi
 _CRASH = """
 import os, sys
 import redis
-from fanops import archive
+from scoring import archive
 from fanops.config import Config
 cfg = Config.from_env({{}}, redis_url={url!r}, data_dir={data!r})
 def crash(name):

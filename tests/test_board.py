@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from fanops import board
 from fanops.i18n import LANGS, TABLE, t
+from screens.reads import board
 
 NOW = 1_800_000_030.0
 MIN = 60_000

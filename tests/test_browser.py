@@ -1,6 +1,6 @@
 """Every screen in headless Chromium, against the whole product started as the README says.
 
-One launcher (``python -m fanops.launcher``: embedded Valkey, simulated room, consumer, scorer,
+One launcher (``python -m fanops.runtime.launcher``: embedded Valkey, simulated room, consumer, scorer,
 Streamlit app) per module, on free ports with a private data folder; one browser per module.
 Each test opens screens, fails on any browser console error or page error, and on any
 traceback or error line in the app's log.  Screenshots go to ``artifacts/browser/<screen>.png``.
@@ -34,10 +34,13 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from fanops import archive, board, i18n, keys, queue, server
+from fanops import i18n, keys, queue
 from fanops.config import Config
 from fanops.errors import TaskClaimedByOther
+from fanops.runtime import server
+from scoring import archive
 from screens._ui import task_key
+from screens.reads import board
 from tests.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,9 +134,9 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
     while sim_port == app_port:
         sim_port = server.free_port()
     out = open(data_dir / "launcher.out", "wb")
-    # The README's run command (python3 dev.py up = python -m fanops.launcher), with a small room.
+    # The README's run command (python3 dev.py up = python -m fanops.runtime.launcher), with a small room.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fanops.launcher", "--app-port", str(app_port), "--sim-port", str(sim_port),
+        [sys.executable, "-m", "fanops.runtime.launcher", "--app-port", str(app_port), "--sim-port", str(sim_port),
          "--rate", "50", "--viewers", "1000", "--seed", "7"],
         cwd=ROOT, env=_env(data_dir), stdout=out, stderr=subprocess.STDOUT)
     p = Product(proc, data_dir, f"http://127.0.0.1:{app_port}", "", "")

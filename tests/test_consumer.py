@@ -272,7 +272,7 @@ def test_stop_flushes_what_the_consumer_holds(cfg, r):
 
 
 def test_unreachable_feed_is_retried_with_backoff(cfg, r):
-    from fanops.server import free_port
+    from fanops.runtime.server import free_port
 
     port = free_port()
 

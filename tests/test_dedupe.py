@@ -1,5 +1,5 @@
 """Dedupe by (room, id) through the real consumer: a room's seen ids in its dedupe hash
-(``fanops/lua/dedupe.lua``), however big the room grows, and ids kept by an earlier version."""
+(``realtime/lua/dedupe.lua``), however big the room grows, and ids kept by an earlier version."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import redis.asyncio as aredis
 
 from fanops import keys
 from fanops.config import Config
-from fanops.ingest import IngestWriter, seen_keys
+from fanops.read import seen_keys
 from fanops.schema import Event, parse_frame
+from realtime.writer import IngestWriter
 from tests.feeds import ev, frame
 from tests.pipeline import ingest_frames
 

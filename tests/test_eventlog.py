@@ -1,4 +1,4 @@
-"""The applied-event log (fanops.eventlog): scorers write each stream entry to disk before applying
+"""The applied-event log (scoring.eventlog): scorers write each stream entry to disk before applying
 it, applied entries leave Redis, and the archive still finds every event of a room exactly once."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import msgspec
 import pytest
 import redis
 
-from fanops import archive, eventlog, keys
+from fanops import keys
 from fanops.config import Config
+from scoring import archive, eventlog
 from scoring.worker import Worker
 from tests.conftest import stream_entries
 from tests.feeds import ev, frame
@@ -186,7 +187,7 @@ def test_a_show_applied_by_the_earlier_version_is_archived_whole_after_the_upgra
         cfg: Config, r: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
     """The earlier version left applied entries in the streams and wrote no log: the first scorer
     of this one writes them to the log before it trims anything (data layout 4)."""
-    from fanops import migrate
+    from scoring import migrate
 
     with monkeypatch.context() as old:  # the earlier version: no log, no trim, layout 3
         old.setattr(eventlog.EventLogWriter, "write", lambda *_a, **_k: None)

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from fanops import keys
+from fanops.runtime.server import free_port
 from fanops.schema import unpack_events
-from fanops.server import free_port
 from tests.conftest import stream_entries, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,7 +19,7 @@ ENV = dict(os.environ, PYTHONPATH=str(ROOT), FANOPS_FLUSH_MS="60000", FANOPS_FLU
 
 
 def health(kind: str, redis_url: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fanops.health", kind, "--redis", redis_url],
+    return subprocess.run([sys.executable, "-m", "fanops.runtime.health", kind, "--redis", redis_url],
                           capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=60)
 
 

@@ -150,7 +150,7 @@ def test_hostile_names_are_stored_and_shown_as_given(cfg, r):
 def test_a_task_shows_the_viewers_name_and_country_as_they_are_now_and_so_does_its_archive(cfg, r):
     import json
 
-    from fanops import archive
+    from scoring import archive
 
     base = 1_760_000_000_000
     quiet = {"id": "quiet"}

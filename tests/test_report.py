@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from fanops import archive
-from scoring import analysis
-from scoring.report import figures
+from review import analysis
+from review.report import figures
+from scoring import archive
 from tests.test_analysis import SHOP, Story, story  # noqa: F401  (the four-show story fixture)
 
 ROOT = Path(__file__).resolve().parent.parent

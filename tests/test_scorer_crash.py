@@ -26,9 +26,10 @@ from typing import Any
 import pytest
 import redis
 
-from fanops import keys, server
+from fanops import keys
 from fanops.config import Config
 from fanops.read import status
+from fanops.runtime import server
 from fanops.state import unpack_viewer
 from realtime.simulator import SimSettings, encode_frame, generate
 from tests.conftest import wait_for

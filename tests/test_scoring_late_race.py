@@ -129,7 +129,7 @@ def test_a_shop_upgraded_from_layout_4_keeps_the_pairs_a_late_value_would_change
     """Layout 4 kept every pair past its dwell moment with no task in an open-lurk index, by the end
     of its presence window. A scorer of this version moves the ones that need it to the late-window
     index once, and a late value then finds them."""
-    from fanops import migrate
+    from scoring import migrate
 
     _three_who_got_no_task(story)
     r = story.r

@@ -141,7 +141,7 @@ def test_data_of_the_earlier_layout_is_brought_over_when_a_scorer_starts(cfg, r)
     (t,) = queue.list_tasks(r, "default", "claimed", now_ms=10**14)
     assert (t.viewer, t.name, t.holder, t.said, t.priority, t.lang) == (
         other, "<b>Ana</b>", "Mei", ["oi?", "quanto custa?"], 1.5, "pt")
-    from fanops import migrate
+    from scoring import migrate
 
     assert int(r.hget(keys.stats("default"), "layout")) == migrate.LAYOUT
 

@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 
 from fanops import keys
 from fanops.config import Config
-from fanops.ingest import IngestWriter
 from fanops.read import status, viewer_state
 from fanops.schema import BadInput, parse_frame
+from realtime.writer import IngestWriter
 from scoring.explain import viewer_report
 from scoring.worker import Worker
 from tests.pipeline import differences

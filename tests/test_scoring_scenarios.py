@@ -19,13 +19,14 @@ import pytest
 import redis
 import redis.asyncio as aredis
 
-from fanops import keys, server
+from fanops import keys
 from fanops.config import Config
-from fanops.ingest import IngestWriter
 from fanops.queue import Operator, list_tasks
 from fanops.read import status, viewer_state
+from fanops.runtime import server
 from fanops.schema import BadInput, parse_frame
 from fanops.state import unpack_task
+from realtime.writer import IngestWriter
 from scoring.engine import encode_wire as engine_wire
 from scoring.worker import Worker
 
@@ -137,7 +138,7 @@ def test_a_silent_lurker_gets_a_task_once_someone_else_moves_the_clock_3_minutes
 
 
 def test_the_live_boards_chart_gets_viewers_present_each_minute_from_the_scorer(story):
-    from fanops import board
+    from screens.reads import board
 
     story.submit(story.say("a", "join", "r-1", T0), story.say("b", "join", "r-1", T0 + 1000))
     story.submit(story.say("c", "join", "r-1", T0 + MIN + 5), story.say("a", "leave", "r-1", T0 + MIN + 10))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import redis
 
-from fanops import db, server
 from fanops.config import Config
+from fanops.runtime import db, server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def test_embedded_server_is_shared_persistent_and_stops(tmp_path):
         r.close()
         # another process of the product finds the same server instead of starting one
         out = subprocess.run([sys.executable, "-c",
-                              "import sys; from pathlib import Path; from fanops import server;"
+                              "import sys; from pathlib import Path; from fanops.runtime import server;"
                               "print(server.ensure_running(Path(sys.argv[1])).url)", str(tmp_path)],
                              capture_output=True, text=True, cwd=ROOT, check=True)
         assert out.stdout.strip() == info.url

@@ -7,8 +7,9 @@ import threading
 
 import redis
 
-from fanops import archive, keys
+from fanops import keys
 from fanops.read import status
+from scoring import archive
 from scoring.worker import Worker
 from tests.conftest import SAMPLES, wait_for
 from tests.pipeline import drain, ingest_frames, lag, read_lines
@@ -213,7 +214,7 @@ def test_settings_saved_under_wider_bounds_are_brought_into_range(r, caplog):
 
 
 def test_rooms_archived_by_an_earlier_version_get_their_numbers_when_a_scorer_starts(cfg, r):
-    """Layout 2 archived rooms without numbering them: a scorer numbers them once (fanops.migrate),
+    """Layout 2 archived rooms without numbering them: a scorer numbers them once (scoring.migrate),
     and viewers who come back then keep those rooms compactly too."""
     from fanops.read import viewer_state
     from fanops.state import past_numbers

@@ -5,9 +5,9 @@ from __future__ import annotations
 import redis
 import redis.asyncio as aredis
 
-from fanops import server
 from fanops.config import Config
 from fanops.errors import RedisUnavailable
+from fanops.runtime import server
 
 # redis-py 8 times out socket reads after 5 s by default; blocking stream reads
 # use BLOCK of 1 s, so a 10 s timeout leaves room and still catches a dead server.

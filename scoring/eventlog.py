@@ -3,7 +3,7 @@
 A scorer appends every stream entry it is about to apply to a file of its own, and makes it
 durable (``fsync``) before the apply script acknowledges the entry. Once acknowledged, an entry
 can leave the stream (``trim_applied``): while a show runs, Redis holds only the entries no
-scorer has applied yet, not the show's every event. The archive (``fanops.archive``) reads a
+scorer has applied yet, not the show's every event. The archive (``scoring.archive``) reads a
 room's events from these files and the stream together (an entry may be in both, or twice in
 the files when a scorer was taken over mid-batch: it is read once, by stream id), and deletes a
 file once every room with an event in it is archived.
@@ -36,6 +36,7 @@ from typing import Any, BinaryIO, cast
 import redis
 
 from fanops import keys
+from fanops.paths import fs_name
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,8 @@ HEADER = struct.Struct(">IIQQ")  # payload length, partition, stream id ms, stre
 SUFFIX = ".log"
 
 
-def _fs(part: str) -> str:
-    from fanops.archive import fs_name  # one escaping of ids into folder names
-
-    return fs_name(part)
-
-
 def shop_dir(data_dir: Path, shop: str) -> Path:
-    return Path(data_dir) / "eventlog" / _fs(shop)
+    return Path(data_dir) / "eventlog" / fs_name(shop)
 
 
 def stream_id(x: bytes | str) -> tuple[int, int]:

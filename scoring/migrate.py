@@ -8,7 +8,7 @@ partitions to their own index, and to repack layout 1's task hashes
 (``fo:{shop}:task:<room>:<viewer>``).  Layout 3 gives each room archived before it a
 shop-wide number (``keys.room_nos``), by which viewers' states then keep it compactly
 (``fanops.state.fold``).  Layout 4 keeps applied stream entries out of Redis: they are in
-the scorers' applied-event log (``fanops.eventlog``), and a scorer trims them from the streams;
+the scorers' applied-event log (``scoring.eventlog``), and a scorer trims them from the streams;
 entries an earlier version applied are only in the streams, so they are written to the log first
 (else the archive of a show that ran across the upgrade would miss them).  Safe to run from
 several scorers at once (every step is a move or a set-if-absent that a second run finds done,
@@ -28,8 +28,9 @@ from typing import Any, cast
 
 import redis
 
-from fanops import eventlog, keys, replies, rules_store
+from fanops import keys, replies, rules_store
 from fanops.state import TaskRec, pack_task
+from scoring import eventlog
 
 log = logging.getLogger(__name__)
 

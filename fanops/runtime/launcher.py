@@ -1,4 +1,4 @@
-"""``python -m fanops.launcher``: the whole product on one machine, for a demo or a show.
+"""``python -m fanops.runtime.launcher``: the whole product on one machine, for a demo or a show.
 
 Starts (or finds) the embedded Redis, then the simulated room, the consumer,
 the scorer and the Streamlit app as child processes, each with its own log
@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 
-from fanops import server
-from fanops.cli import setup_logging
 from fanops.config import PROJECT_ROOT, Config
+from fanops.runtime import server
+from fanops.runtime.cli import setup_logging
 
-log = logging.getLogger("fanops.launcher")
+log = logging.getLogger("fanops.runtime.launcher")
 
 
 @dataclass

@@ -21,7 +21,7 @@ import plotly.io as pio
 import polars as pl
 from plotly.subplots import make_subplots
 
-from scoring.analysis import FOLLOWUP_STATES, HEADLINE_METRICS, TIERS, Review, headline, trends
+from review.analysis import FOLLOWUP_STATES, HEADLINE_METRICS, TIERS, Review, headline, trends
 
 COLORS = {"new_fan": "#4c78a8", "first_buyer": "#f58518", "active": "#54a24b", "dormant": "#9d9d9d"}
 SHOW_COLORS = ("#4c78a8", "#e45756")

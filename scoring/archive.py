@@ -24,7 +24,7 @@ room-viewer hash, the present zset, the dedupe set, the per-minute hash, the ord
 feed lists) with its lurk entries; each partition stream of the shop is trimmed (XTRIM MINID) up to the oldest
 entry still holding an event of a room not archived, and never past an entry a scorer has not
 applied.  The room hash counters, the tasks, the viewers and the transitions stream stay.
-A room's events are read from the applied-event log (``fanops.eventlog``: the scorers write each
+A room's events are read from the applied-event log (``scoring.eventlog``: the scorers write each
 entry there before applying it and then trim it from the stream) and from what the streams still
 hold; log files whose every room is archived are deleted once no writer can append to them.
 Operators keep working a show's follow-ups after it: ``refresh_followups`` brings their outcomes
@@ -63,7 +63,6 @@ import secrets
 import shutil
 import socket
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,14 +72,13 @@ import msgspec
 import polars as pl
 import redis
 
-from fanops import eventlog, keys, read, replies, rules_store
+from fanops import keys, read, replies, rules_store
 from fanops.config import Config
 from fanops.errors import FanopsError, NotFound
-from fanops.eventlog import stream_id
-from fanops.gcpause import gc_paused
-from fanops.ingest import seen_keys
+from fanops.paths import fs_name
 from fanops.read import TIERS, status
 from fanops.rules_settings import RuleSettings
+from fanops.runtime.gcpause import gc_paused
 from fanops.schema import EVENT_TYPES
 from fanops.state import (
     RoomViewer,
@@ -94,6 +92,8 @@ from fanops.state import (
     unpack_task,
     unpack_viewer,
 )
+from scoring import eventlog
+from scoring.eventlog import stream_id
 
 log = logging.getLogger(__name__)
 
@@ -162,16 +162,6 @@ FOLLOWUP_SCHEMA: dict[str, Any] = {
 
 
 # --- paths --------------------------------------------------------------------
-def fs_name(part: str) -> str:
-    """A shop or room id as one safe folder name: percent-escaped, never ``.``/``..``, at most 120 chars."""
-    s = urllib.parse.quote(part, safe="-_.").replace("~", "%7E")
-    if s.startswith("."):
-        s = "%2E" + s[1:]
-    if not s:
-        s = "%00empty"
-    if len(s) > 120:
-        s = s[:100] + "~" + hashlib.sha256(part.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return s
 
 
 def archive_root(cfg: Config) -> Path:
@@ -879,7 +869,7 @@ def _drop_raw(r: redis.Redis, shop: str, room: str, token: str, sc: _Scan, viewe
                         "archive_generation": manifest["generation"], "no": no})
     p.hset(keys.room_nos(shop), str(no), room)
     p.hdel(rk, "archiving")
-    p.delete(*raw_keys(shop, room), *seen_keys(r, shop, room))
+    p.delete(*raw_keys(shop, room), *read.seen_keys(r, shop, room))
     for i in range(0, len(viewers), CHUNK):
         by_part: dict[int, list[str]] = {}
         for v in viewers[i:i + CHUNK]:

@@ -1,6 +1,6 @@
 -- ingest v3: dedupe a batch of one shop's events by (room, id) and append the new
 -- ones to the shop's partition streams, ONE entry (a msgpack array) per partition, atomically.
--- Needs dedupe.lua before it (fanops.ingest prepends it).
+-- Needs dedupe.lua before it (realtime.writer prepends it).
 -- KEYS[1] stats, KEYS[2 .. 1+S] the partition streams the batch touches,
 -- KEYS[2+S ..] the dedupe key of each room in the batch (dedupe.lua)
 -- ARGV[1] maxlen, ARGV[2] seen ttl (s), ARGV[3] receipt time (ms), ARGV[4] S,

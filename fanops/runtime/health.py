@@ -1,4 +1,4 @@
-"""``python -m fanops.health consumer|scorer``: exit 0 if such a process is alive (its heartbeat
+"""``python -m fanops.runtime.health consumer|scorer``: exit 0 if such a process is alive (its heartbeat
 is fresh), 1 if not; prints what the heartbeats say.  For monitors and process supervisors."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import sys
 import time
 from typing import Any
 
-from fanops import db
-from fanops.cli import add_common, run
 from fanops.config import Config
 from fanops.read import heartbeats
+from fanops.runtime import db
+from fanops.runtime.cli import add_common, run
 
 
 def alive(beats: list[dict[str, Any]], max_age_s: float) -> list[dict[str, Any]]:
@@ -22,7 +22,7 @@ def alive(beats: list[dict[str, Any]], max_age_s: float) -> list[dict[str, Any]]
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m fanops.health", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m fanops.runtime.health", description=__doc__)
     p.add_argument("kind", choices=["consumer", "scorer"])
     p.add_argument("--max-age", type=float, default=5.0, help="seconds a heartbeat stays fresh")
     add_common(p)

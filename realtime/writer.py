@@ -12,20 +12,18 @@ import hashlib
 import logging
 import time
 from collections import defaultdict
-from importlib import resources
-from typing import Any, cast
+from typing import Any
 
 import msgspec
-import redis
 import redis.asyncio as aredis
 
 from fanops import keys
 from fanops.config import Config
 from fanops.schema import BadInput, Event
+from fanops.scripts import script_source
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.msgpack.Encoder()
-_scripts: dict[str, str] = {}
 
 DEAD_MAXLEN = 100_000
 DEAD_MINUTE_TTL_S = 3600
@@ -37,30 +35,15 @@ def dedupe_record(event_id: str) -> bytes:
     return hashlib.sha1(event_id.encode("utf-8", "surrogatepass")).digest()[:10]
 
 
-def seen_keys(r: redis.Redis, shop: str, room: str) -> list[str]:
-    """Every key of a room's dedupe table: its meta key and its buckets."""
-    meta = cast("bytes | None", r.get(keys.seen(shop, room)))
-    n = 1
-    if meta:
-        level, split = (int(x) for x in meta.split()[:2])
-        n = 2 ** level + split
-    return [keys.seen(shop, room)] + [keys.seen_bucket(shop, room, i) for i in range(n)]
-
-
-def script_source(name: str) -> str:
-    if name not in _scripts:
-        _scripts[name] = (resources.files("fanops") / "lua" / f"{name}.lua").read_text()
-    return _scripts[name]
-
-
 class IngestWriter:
     """Async writer bound to one client; registers its scripts once."""
 
     def __init__(self, r: aredis.Redis, cfg: Config) -> None:
         self.r = r
         self.cfg = cfg
-        self._ingest = r.register_script(script_source("dedupe") + script_source("ingest"))
-        self._migrate = r.register_script(script_source("dedupe") + script_source("dedupe_migrate"))
+        dedupe = script_source("realtime", "dedupe")
+        self._ingest = r.register_script(dedupe + script_source("realtime", "ingest"))
+        self._migrate = r.register_script(dedupe + script_source("realtime", "dedupe_migrate"))
         self._known_shops: set[str] = set()
         self._known_rooms: set[tuple[str, str]] = set()
 
