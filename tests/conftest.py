@@ -1,8 +1,15 @@
-"""Test fixtures: a real embedded Redis server per test session, a clean database per test."""
+"""Test fixtures: a real embedded Redis server per test session, a clean database per test.
+
+Every test gets one layer marker, so that ``pytest -m pure`` runs in seconds:
+``browser`` (drives Chromium), ``process`` (starts the product's processes), ``redis``
+(needs the test server), ``pure`` (none of these).
+"""
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import inspect
 import shutil
 import tempfile
 import time
@@ -16,6 +23,35 @@ from fanops.config import Config
 from fanops.runtime import server
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+REDIS_FIXTURES = frozenset({"redis_server", "redis_url", "r", "cfg"})
+_SPAWNS = ("subprocess", "Popen")
+
+
+def _spawning_helpers(module: object) -> frozenset[str]:
+    """The module's own functions that start a process (the tests that call one are ``process``)."""
+    tree = ast.parse(inspect.getsource(module))  # type: ignore[arg-type]
+    return frozenset(n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+                     and any(w in ast.unparse(n) for w in _SPAWNS))
+
+
+def _layer(item: pytest.Function, helpers: frozenset[str]) -> str:
+    if "browser" in item.fixturenames or item.module.__name__.endswith("test_browser"):
+        return "browser"
+    src = inspect.getsource(item.function)
+    if any(w in src for w in _SPAWNS) or any(f"{h}(" in src for h in helpers):
+        return "process"
+    return "redis" if REDIS_FIXTURES & set(item.fixturenames) else "pure"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    helpers: dict[str, frozenset[str]] = {}
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        mod = item.module
+        if mod.__name__ not in helpers:
+            helpers[mod.__name__] = _spawning_helpers(mod)
+        item.add_marker(_layer(item, helpers[mod.__name__]))
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from fanops.runtime.server import free_port
 from fanops.schema import unpack_events
 from tests.conftest import stream_entries, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), FANOPS_FLUSH_MS="60000", FANOPS_FLUSH_EVENTS="100000")
 
 

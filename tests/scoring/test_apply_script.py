@@ -11,7 +11,7 @@ from fanops.state import ViewerState, pack
 from scoring.worker import Worker
 from tests.feeds import ev, frame
 from tests.pipeline import ingest_frames
-from tests.test_scoring_properties import dump
+from tests.scoring.test_scoring_properties import dump
 
 SHOP = "default"
 T0 = 1_763_856_000_000

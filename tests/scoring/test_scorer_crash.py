@@ -36,7 +36,7 @@ from tests.conftest import wait_for
 from tests.pipeline import differences, drain, ingest_frames
 
 SHOP = "default"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLAIM_IDLE_MS = 500
 FEED = SimSettings(seed=3, viewers=2000, rate=2000, duration=10, history_shows=3,
                    start_ms=1_760_000_000_000, bad_ratio=0.001, dup_ratio=0.002)

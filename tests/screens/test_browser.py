@@ -43,7 +43,7 @@ from screens._ui import task_key
 from screens.reads import board
 from tests.conftest import wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = ROOT / "artifacts" / "browser"
 SHOP = "default"

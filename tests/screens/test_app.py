@@ -25,7 +25,7 @@ from screens.reads import board
 from tests.conftest import SAMPLES
 from tests.pipeline import drain, ingest_frames, read_lines
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 NOW = (int(time.time()) // 60) * 60 + 30.0  # half way through a minute, near the wall clock
 NOW_MS = int(NOW * 1000)

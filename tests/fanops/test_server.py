@@ -11,7 +11,7 @@ import redis
 from fanops.config import Config
 from fanops.runtime import db, server
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_embedded_server_is_shared_persistent_and_stops(tmp_path):

@@ -22,7 +22,7 @@ from tests.conftest import stream_entries
 from tests.feeds import ev, frame
 from tests.pipeline import drain, ingest_frames
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BASE = 1_763_856_000_000
 NOW = 1_800_000_000_000
 SHOP = "default"

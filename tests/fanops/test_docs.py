@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fanops.docs import process_table, rules_table
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_readme_lists_every_setting_as_the_code_defines_it():

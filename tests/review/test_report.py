@@ -14,9 +14,9 @@ import pytest
 from review import analysis
 from review.report import figures
 from scoring import archive
-from tests.test_analysis import SHOP, Story, story  # noqa: F401  (the four-show story fixture)
+from tests.review.test_analysis import SHOP, Story, story  # noqa: F401  (the four-show story fixture)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "artifacts"
 

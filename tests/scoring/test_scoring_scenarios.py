@@ -34,7 +34,7 @@ SHOP = "default"
 MIN = 60_000
 DAY = 86_400_000
 T0 = 1_735_689_600_000  # 2025-01-01T00:00Z, a show's start; every story is in the past
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def at(days: float = 0, minutes: float = 0) -> int:

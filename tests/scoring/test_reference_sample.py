@@ -10,7 +10,7 @@ import pytest
 
 from tests.reference import Reference
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 
 
 @pytest.fixture(scope="module")

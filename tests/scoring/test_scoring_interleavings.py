@@ -29,7 +29,7 @@ from fanops import keys
 from fanops.config import Config
 from scoring.worker import Worker
 from tests.pipeline import differences
-from tests.test_scoring_properties import SHOP, expected, ingest, observe
+from tests.scoring.test_scoring_properties import SHOP, expected, ingest, observe
 
 MIN = 60_000
 DAY = 86_400_000

@@ -18,8 +18,8 @@ from fanops import keys
 from fanops.read import status
 from fanops.state import unpack_task
 from scoring.worker import Worker
-from tests.test_scoring_properties import ingest
-from tests.test_scoring_scenarios import SHOP, Story, at
+from tests.scoring.test_scoring_properties import ingest
+from tests.scoring.test_scoring_scenarios import SHOP, Story, at
 
 V, W, X = "shy", "someone-else", "x"  # partitions 0, 2 and 3
 

@@ -18,7 +18,7 @@ from fanops.schema import BadInput, parse_frame
 from realtime.replay import send_replay, serve_replay
 from realtime.simulator import HOSTILE_NAMES, Bad, Garbled, SimSettings, encode_frame, generate, serve_simulation
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 START = 1_763_856_000_000  # 2025-11-23
 DAY = 86_400_000
 SMALL = SimSettings(seed=7, viewers=300, rate=5000, duration=2.0, start_ms=START, bad_ratio=0.2, dup_ratio=0.01)
