@@ -59,9 +59,10 @@ from bench._util import (
 )
 from fanops import keys
 from fanops.config import Config
-from fanops.read import FOLLOWUP_STATES, status
+from fanops.read import status
 from fanops.runtime import server
 from fanops.schema import unpack_events
+from fanops.state import TASK_STATES
 from scoring import eventlog
 
 TARGET_RATE = 50_000.0  # events/s applied end to end
@@ -484,7 +485,7 @@ def run_memory(url: str, redis_pid: int, n_viewers: int, per_viewer: int, n_work
         after = int(r.info("memory")["used_memory"])
         known = int(r.hlen(keys.viewers(ff.shop)))
         by_kind, counts = breakdown(r)
-        tasks = sum(int(r.zcard(keys.queue(ff.shop, st))) for st in FOLLOWUP_STATES)
+        tasks = sum(int(r.zcard(keys.queue(ff.shop, st))) for st in TASK_STATES)
         return Memory(known, ff.events, after - before, by_kind, seconds, tasks=tasks, label=label)
 
     out = [measure("", dt)]

@@ -19,10 +19,9 @@ from fanops import keys, read, replies, rules_store
 from fanops.errors import TaskClaimedByOther, TaskError, TaskNotFound, TaskStateError
 from fanops.geo import is_decent_hour, local_time
 from fanops.scripts import script_source
-from fanops.state import TaskRec, unpack_task
+from fanops.state import TASK_STATES, TaskRec, unpack_task
 from fanops.templates import suggest
 
-STATES = ("pending", "claimed", "sent", "skipped", "converted", "withdrawn")
 SCAN_LIMIT = 500  # tasks read per list call, highest priority first
 
 
@@ -169,11 +168,11 @@ def counts(r: redis.Redis, shop: str, room: str | None = None) -> dict[str, int]
     """Tasks per state: for a room from its counters, else from the queue sizes."""
     if room is not None:
         h = r.hgetall(keys.room(shop, room))
-        return {s: int(h.get(f"f:{s}".encode(), 0)) for s in STATES}
+        return {s: int(h.get(f"f:{s}".encode(), 0)) for s in TASK_STATES}
     p = r.pipeline(transaction=False)
-    for s in STATES:
+    for s in TASK_STATES:
         p.zcard(keys.queue(shop, s))
-    return dict(zip(STATES, (int(x) for x in p.execute()), strict=True))
+    return dict(zip(TASK_STATES, (int(x) for x in p.execute()), strict=True))
 
 
 class Operator:

@@ -8,21 +8,14 @@ from typing import Any, cast
 import redis
 
 from fanops import keys, replies, rules_store
-from fanops.state import RoomViewer, TaskRec, ViewerState, unpack_room_viewer, unpack_viewer
+from fanops.replies import str_keys, to_int
+from fanops.state import TASK_STATES, TIERS, RoomViewer, TaskRec, ViewerState, unpack_room_viewer, unpack_viewer
 
-TIERS = ("new_fan", "first_buyer", "active", "dormant")
 PROFILE_CHUNK = 2000
-FOLLOWUP_STATES = ("pending", "claimed", "sent", "skipped", "converted", "withdrawn")
 
 
-def _i(v: Any) -> int:
-    if v is None:
-        return 0
-    return int(float(v))
 
 
-def _d(h: dict[bytes, bytes]) -> dict[str, bytes]:
-    return {k.decode(): v for k, v in h.items()}
 
 
 def status(r: redis.Redis, shop: str, room: str | None = None) -> dict[str, Any]:
@@ -35,31 +28,31 @@ def status(r: redis.Redis, shop: str, room: str | None = None) -> dict[str, Any]
     if room is not None:
         pipe.hgetall(keys.room(shop, room))
     res = pipe.execute()
-    st, dead, tiers = _d(res[0]), res[1], _d(res[2])
-    accepted, applied = _i(st.get("accepted")), _i(st.get("applied"))
-    clock = _i(st.get("clock"))
+    st, dead, tiers = str_keys(res[0]), res[1], str_keys(res[2])
+    accepted, applied = to_int(st.get("accepted")), to_int(st.get("applied"))
+    clock = to_int(st.get("clock"))
     out: dict[str, Any] = {
         "shop": shop,
         "clock": clock,
         "lag": max(0, accepted - applied),
         "events_applied": applied,
-        "duplicates": _i(st.get("duplicates")),
-        "dead_letters": _i(dead),
-        "tiers": {t: _i(tiers.get(t)) for t in TIERS},
+        "duplicates": to_int(st.get("duplicates")),
+        "dead_letters": to_int(dead),
+        "tiers": {t: to_int(tiers.get(t)) for t in TIERS},
     }
     if room is not None:
-        rh = _d(res[3])
+        rh = str_keys(res[3])
         present = r.zcount(keys.present(shop, room), clock - settings.present_ms, "+inf") if rh else 0
         out["room"] = {
             "id": room,
-            "unique_viewers": _i(rh.get("unique")),
+            "unique_viewers": to_int(rh.get("unique")),
             "present": int(present),
-            "new_viewers": _i(rh.get("new")),
-            "reactivated": _i(rh.get("reactivated")),
-            "buyers": _i(rh.get("buyers")),
-            "orders": _i(rh.get("orders")),
-            "tiers": {t: _i(rh.get(f"t:{t}")) for t in TIERS},
-            "followups": {s: _i(rh.get(f"f:{s}")) for s in FOLLOWUP_STATES},
+            "new_viewers": to_int(rh.get("new")),
+            "reactivated": to_int(rh.get("reactivated")),
+            "buyers": to_int(rh.get("buyers")),
+            "orders": to_int(rh.get("orders")),
+            "tiers": {t: to_int(rh.get(f"t:{t}")) for t in TIERS},
+            "followups": {s: to_int(rh.get(f"f:{s}")) for s in TASK_STATES},
         }
     return out
 
@@ -88,7 +81,7 @@ def dead_letters(r: redis.Redis, count: int = 50) -> list[dict[str, Any]]:
     out = []
     for id_, f in cast(replies.StreamEntries, r.xrevrange(keys.dead_stream(), count=count)):
         out.append({"id": id_.decode(), "reason": f.get(b"reason", b"").decode(errors="replace"),
-                    "raw": f.get(b"raw", b"").decode(errors="replace"), "at": _i(f.get(b"at"))})
+                    "raw": f.get(b"raw", b"").decode(errors="replace"), "at": to_int(f.get(b"at"))})
     return out
 
 

@@ -22,7 +22,8 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 
-TIERS: tuple[str, ...] = ("new_fan", "first_buyer", "active", "dormant")
+from fanops.state import TIERS
+
 """The viewer tiers of spec/tiers.md."""
 
 REACTIVATED = "reactivated"

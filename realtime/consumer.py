@@ -11,10 +11,7 @@ summary line.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +22,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from fanops import keys
+from fanops import heartbeat
 from fanops.config import Config
 from fanops.schema import BadInput, Event, parse_frame
 from realtime.backoff import Backoff
@@ -66,7 +63,7 @@ class Consumer:
         self.writer = IngestWriter(r, cfg)
         self.backoff = backoff or Backoff()
         self.redis_backoff = Backoff(initial=backoff.initial if backoff else 0.2, cap=5.0)
-        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.name = name or heartbeat.process_name()
         self.clock = clock
         self.counters = Counters()
         self.connected = False
@@ -214,16 +211,12 @@ class Consumer:
     # -- health ------------------------------------------------------------
     async def _heartbeat(self, final: bool = False) -> None:
         c = self.counters
-        body = json.dumps({
-            "name": self.name, "url": self.url, "connected": self.connected and not final,
-            "frames": c.frames, "events": c.events, "accepted": c.accepted,
-            "duplicates": c.duplicates, "bad": c.bad, "drops": c.drops, "at": time.time(),
-        })
+        body = {"name": self.name, "url": self.url, "connected": self.connected and not final,
+                "frames": c.frames, "events": c.events, "accepted": c.accepted,
+                "duplicates": c.duplicates, "bad": c.bad, "drops": c.drops}
         try:
             p = self.r.pipeline(transaction=False)
-            p.set(keys.heartbeat("consumer", self.name), body, ex=self.cfg.heartbeat_ttl_s if not final else 5)
-            p.zadd(keys.heartbeat_index("consumer"), {self.name: time.time()})
-            p.zremrangebyscore(keys.heartbeat_index("consumer"), "-inf", time.time() - keys.HEARTBEAT_INDEX_KEEP_S)
+            heartbeat.queue_beat(p, "consumer", self.name, body, self.cfg.heartbeat_ttl_s, final)
             await p.execute()
         except redis.RedisError as e:
             log.debug("heartbeat not written: %s", e)

@@ -30,8 +30,8 @@ from typing import Any
 
 import polars as pl
 
-TIERS = ("new_fan", "first_buyer", "active", "dormant")
-FOLLOWUP_STATES = ("pending", "claimed", "sent", "skipped", "converted", "withdrawn")
+from fanops.state import TASK_STATES, TIERS
+
 FUNNEL = (("joined", "join"), ("viewed a product", "product_view"), ("added to cart", "cart_add"),
           ("ordered", "order"))
 MINUTE = 60_000
@@ -211,7 +211,7 @@ def sankey(f: Frames) -> pl.LazyFrame:
 def followup_outcomes(f: Frames) -> pl.LazyFrame:
     """room, made, one column per state, and ``converted_before_contact`` (= converted)."""
     return (f.followups.group_by("room").agg(made=pl.len(), **{s: (pl.col("state") == s).sum()
-                                                                for s in FOLLOWUP_STATES})
+                                                                for s in TASK_STATES})
             .with_columns(converted_before_contact=pl.col("converted")))
 
 
@@ -346,7 +346,7 @@ def headline(rv: Review, room: str) -> dict[str, Any]:
     h["present"] = h["present_at_close"]
     h["tiers"] = {t: h[f"tier_close_{t}"] for t in TIERS}
     h["tiers_entry"] = {t: h[f"tier_entry_{t}"] for t in TIERS}
-    h["followups"] = {s: h[s] for s in FOLLOWUP_STATES}
+    h["followups"] = {s: h[s] for s in TASK_STATES}
     g = rv.gmv.filter(pl.col("room") == room)
     h["gmv"] = dict(zip(g["currency"].to_list(), g["amount"].to_list(), strict=True))
     return h

@@ -21,7 +21,8 @@ import plotly.io as pio
 import polars as pl
 from plotly.subplots import make_subplots
 
-from review.analysis import FOLLOWUP_STATES, HEADLINE_METRICS, TIERS, Review, headline, trends
+from fanops.state import TASK_STATES, TIERS
+from review.analysis import HEADLINE_METRICS, Review, headline, trends
 
 COLORS = {"new_fan": "#4c78a8", "first_buyer": "#f58518", "active": "#54a24b", "dormant": "#9d9d9d"}
 SHOW_COLORS = ("#4c78a8", "#e45756")
@@ -120,8 +121,8 @@ def followups_figure(rv: Review, room: str, compare: str | None = None) -> go.Fi
     fig = go.Figure()
     for i, rm in enumerate(_rooms(room, compare)):
         h = headline(rv, rm)
-        x = ["made", *FOLLOWUP_STATES, "ordered ≤ 7 d after DM"]
-        y = [h["made"], *[h["followups"][s] for s in FOLLOWUP_STATES], h["attributed_orders"]]
+        x = ["made", *TASK_STATES, "ordered ≤ 7 d after DM"]
+        y = [h["made"], *[h["followups"][s] for s in TASK_STATES], h["attributed_orders"]]
         fig.add_trace(go.Bar(x=x, y=y, name=esc(_short(rm)), marker_color=SHOW_COLORS[i], text=y,
                              textposition="outside"))
     fig.update_yaxes(title="tasks (orders for the last bar)", rangemode="tozero")

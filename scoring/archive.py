@@ -76,11 +76,14 @@ from fanops import keys, read, replies, rules_store
 from fanops.config import Config
 from fanops.errors import FanopsError, NotFound
 from fanops.paths import fs_name
-from fanops.read import TIERS, status
+from fanops.read import status
+from fanops.replies import to_int
 from fanops.rules_settings import RuleSettings
 from fanops.runtime.gcpause import gc_paused
 from fanops.schema import EVENT_TYPES
 from fanops.state import (
+    FINAL_TASK_STATES,
+    TIERS,
     RoomViewer,
     TaskRec,
     ViewerState,
@@ -678,8 +681,6 @@ class ArchiveResult:
                 "trimmed_entries": self.trimmed, "already_archived": self.already}
 
 
-def _i(v: bytes | None) -> int:
-    return int(float(v)) if v else 0
 
 
 def _holder_gone(mark: bytes, now_ms: int) -> bool:
@@ -805,13 +806,13 @@ def _write(r: redis.Redis, cfg: Config, shop: str, room: str, sc: _Scan,
     transitions = transitions_frame(room, _read_transitions(r, shop, sc.first_id, set(rvs), first_ts, clock))
     followups = followups_frame(room, tasks)
     h = {k.decode(): v for k, v in rh.items()}
-    counted = {t: _i(h.get(f"n:{t}")) for t in EVENT_TYPES}
+    counted = {t: to_int(h.get(f"n:{t}")) for t in EVENT_TYPES}
     complete = sum(counted.values()) == events.height
     facts = {
         "format": FORMAT, "shop": shop, "room": room, "clock": clock, "first_ts": first_ts, "last_ts": last_ts,
         "archived_at": int(time.time() * 1000), "status": st,
         "gmv": {k[4:]: float(v) for k, v in h.items() if k.startswith("gmv:")},
-        "gift_value": float(h.get("gift_value") or 0), "likes": _i(h.get("likes")), "counted": counted,
+        "gift_value": float(h.get("gift_value") or 0), "likes": to_int(h.get("likes")), "counted": counted,
         "events": events.height, "complete": complete, "rules_version": version,
         "rules": settings.to_mapping(), "tiers": list(TIERS),
     }
@@ -863,7 +864,7 @@ def _drop_raw(r: redis.Redis, shop: str, room: str, token: str, sc: _Scan, viewe
     done = {rm for rm, a in zip(others, p.execute() if others else [], strict=True) if a} | {room}
     cuts = _trim_points(r, shop, room, sc, done)
     # the room's shop-wide number, by which viewers' states keep it once archived (state.fold)
-    no = _i(cast("bytes | None", r.hget(rk, "no"))) or int(r.hincrby(keys.stats(shop), "room_no_seq", 1))
+    no = to_int(cast("bytes | None", r.hget(rk, "no"))) or int(r.hincrby(keys.stats(shop), "room_no_seq", 1))
     p = r.pipeline(transaction=True)
     p.hset(rk, mapping={"archived": manifest["summary"]["clock"], "archived_at": int(time.time() * 1000),
                         "archive_generation": manifest["generation"], "no": no})
@@ -937,7 +938,7 @@ def trim_transitions(r: redis.Redis, shop: str, below: int) -> int:
         if not page:
             return int(r.xtrim(tk, minid=_next_id(start), approximate=False)) if start != "-" else 0
         for sid, f in page:
-            if _i(f.get(b"ts")) >= below:
+            if to_int(f.get(b"ts")) >= below:
                 return int(r.xtrim(tk, minid=sid, approximate=False))
         start = "(" + page[-1][0].decode()
 
@@ -986,7 +987,6 @@ def refresh_followups(r: redis.Redis, cfg: Config, shop: str, rooms: list[str] |
     return changed
 
 
-FINAL_STATES = ("sent", "skipped", "converted", "withdrawn")
 
 
 def prune_followups(r: redis.Redis, cfg: Config, shop: str) -> int:
@@ -1001,7 +1001,7 @@ def prune_followups(r: redis.Redis, cfg: Config, shop: str) -> int:
     n = 0
     for rm, tasks in _read_tasks(r, shop, rooms).items():
         states = {vid: h.get("state", "") for vid, h in tasks.items()}
-        done = [(vid, st) for vid, st in states.items() if st in FINAL_STATES]
+        done = [(vid, st) for vid, st in states.items() if st in FINAL_TASK_STATES]
         for i in range(0, len(done), CHUNK):
             p = r.pipeline(transaction=True)
             for vid, state in done[i:i + CHUNK]:

@@ -18,7 +18,7 @@ from redis.typing import EncodableT, FieldT
 
 from fanops import keys, read, replies, rules_store
 from fanops.rules_settings import RuleSettings
-from fanops.state import pack, past_numbers, unpack_room_viewer, unpack_viewer
+from fanops.state import TIERS, pack, past_numbers, unpack_room_viewer, unpack_viewer
 from scoring import rules
 from scoring.followups import late_moment, lurk_time
 
@@ -39,8 +39,8 @@ def what_if(r: redis.Redis, shop: str, new: RuleSettings) -> dict[str, dict[str,
     """Tier counts of the shop today and under ``new`` thresholds, at the current shop clock."""
     today, _ = rules_store.load(r, shop)
     clock = _clock(r, shop)
-    a: Counter[str] = Counter({t: 0 for t in rules.TIERS})
-    b: Counter[str] = Counter({t: 0 for t in rules.TIERS})
+    a: Counter[str] = Counter({t: 0 for t in TIERS})
+    b: Counter[str] = Counter({t: 0 for t in TIERS})
     for _vid, blob in r.hscan_iter(keys.viewers(shop), count=CHUNK):
         v = unpack_viewer(blob)
         a[rules.tier(v, clock, today)] += 1
@@ -140,7 +140,7 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
     try:
         s, version = rules_store.load(r, shop)
         clock = _clock(r, shop)
-        shop_tiers: Counter[str] = Counter({t: 0 for t in rules.TIERS})
+        shop_tiers: Counter[str] = Counter({t: 0 for t in TIERS})
         room_tiers: dict[str, Counter[str]] = defaultdict(Counter)
         room_react: Counter[str] = Counter()
         dues: list[tuple[str, int, int]] = []  # viewer, due, the day list it goes in (-1: the due zset)
@@ -173,12 +173,12 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
             n += 1
         p = r.pipeline(transaction=False)
         p.delete(keys.tiers(shop))
-        tier_counts: dict[FieldT, EncodableT] = {t: shop_tiers[t] for t in rules.TIERS}
+        tier_counts: dict[FieldT, EncodableT] = {t: shop_tiers[t] for t in TIERS}
         p.hset(keys.tiers(shop), mapping=tier_counts)
         rooms = set(room_tiers) | {m.decode() for m in cast(replies.Members, r.zrange(keys.rooms(shop), 0, -1))}
         archived = set(room_ids.values())
         for room in rooms:
-            room_counts: dict[FieldT, EncodableT] = {f"t:{t}": room_tiers[room][t] for t in rules.TIERS}
+            room_counts: dict[FieldT, EncodableT] = {f"t:{t}": room_tiers[room][t] for t in TIERS}
             if room not in archived:  # an archived room's facts are those it closed with (its archive)
                 room_counts["reactivated"] = room_react[room]
             p.hset(keys.room(shop, room), mapping=room_counts)

@@ -11,10 +11,6 @@ from dataclasses import dataclass
 from fanops.rules_settings import RuleSettings
 from fanops.state import RoomViewer, ViewerState, past_firsts
 
-TIERS = ("new_fan", "first_buyer", "active", "dormant")
-FOLLOWUP_STATES = ("pending", "claimed", "sent", "skipped", "converted", "withdrawn")
-OPEN_STATES = ("pending", "claimed")
-
 
 @dataclass(frozen=True)
 class TierReason:

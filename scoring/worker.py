@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import gc
 import itertools
-import json
 import logging
-import os
-import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -34,7 +31,7 @@ from typing import Any, cast
 
 import redis
 
-from fanops import keys, read, replies, rules_store
+from fanops import heartbeat, keys, read, replies, rules_store
 from fanops.config import Config
 from fanops.rules_settings import RuleSettings
 from fanops.runtime.gcpause import gc_paused
@@ -108,7 +105,7 @@ class Worker:
                  shops: list[str] | None = None, block_ms: int = 1000, clock: Callable[[], float] = time.time) -> None:
         self.r = r
         self.cfg = cfg
-        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.name = name or heartbeat.process_name()
         self.fixed_shops = shops
         self.block_ms = block_ms
         self.clock = clock
@@ -733,16 +730,13 @@ class Worker:
         self._last_beat = now
         s = self.stats
         recent = time.time() * 1000 - self.cfg.latency_window_s * 1000
-        body = json.dumps({"name": self.name, "batches": s.batches, "events": s.events,
-                           "conflicts": s.conflicts, "claimed": s.claimed,
-                           "p50_ms": round(s.percentile(50, recent), 1), "p99_ms": round(s.percentile(99, recent), 1),
-                           "latency_window_s": self.cfg.latency_window_s, "partitions": self._mine,
-                           "at": time.time(), "running": not final})
+        body = {"name": self.name, "batches": s.batches, "events": s.events,
+                "conflicts": s.conflicts, "claimed": s.claimed,
+                "p50_ms": round(s.percentile(50, recent), 1), "p99_ms": round(s.percentile(99, recent), 1),
+                "latency_window_s": self.cfg.latency_window_s, "partitions": self._mine, "running": not final}
         try:
             p = self.r.pipeline(transaction=False)
-            p.set(keys.heartbeat("scorer", self.name), body, ex=self.cfg.heartbeat_ttl_s if not final else 5)
-            p.zadd(keys.heartbeat_index("scorer"), {self.name: time.time()})
-            p.zremrangebyscore(keys.heartbeat_index("scorer"), "-inf", time.time() - keys.HEARTBEAT_INDEX_KEEP_S)
+            heartbeat.queue_beat(p, "scorer", self.name, body, self.cfg.heartbeat_ttl_s, final)
             p.execute()
         except redis.RedisError as e:
             log.debug("heartbeat not written: %s", e)

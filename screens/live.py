@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from fanops.i18n import t
-from fanops.read import TIERS
+from fanops.state import TIERS
 from fanops.templates import clean_text
 from screens import _ui
 from screens.reads import board

@@ -12,7 +12,7 @@ import streamlit as st
 from fanops import queue
 from fanops.errors import TaskClaimedByOther, TaskError, TaskStateError
 from fanops.i18n import language_name
-from fanops.read import TIERS
+from fanops.state import TASK_STATES, TIERS
 from fanops.templates import LANGUAGES, clean_text
 from screens import _ui
 from screens.reads import board
@@ -58,7 +58,7 @@ def act(action: str, tid: str, key: str) -> None:
     except TaskClaimedByOther as e:
         _ui.flash("warning", tr("queue.err_claimed"), clean_text(e.holder, 64))
     except TaskStateError as e:
-        _ui.flash("warning", tr("queue.err_state", state=tr(f"state.{e.state}") if e.state in queue.STATES
+        _ui.flash("warning", tr("queue.err_state", state=tr(f"state.{e.state}") if e.state in TASK_STATES
                                 else tr("queue.err_not_yours")))
     except TaskError as e:
         _ui.flash("error", tr("queue.err_other"), str(e))
@@ -83,7 +83,7 @@ def badges(t: queue.Task, mine: bool) -> str:
         out.append(f":green-badge[:material/person: {tr('queue.yours')}]")
     else:
         # a state this version does not know (the task record is data) is named as unknown, never echoed
-        label = tr(f"state.{t.state}") if t.state in queue.STATES else tr("state.unknown")
+        label = tr(f"state.{t.state}") if t.state in TASK_STATES else tr("state.unknown")
         out.append(f":{'blue' if t.state == 'pending' else 'gray'}-badge[{label}]")
     if t.decent_hour is True:
         out.append(f":green-badge[:material/schedule: {tr('queue.decent')}]")
@@ -139,8 +139,8 @@ def task_card(t: queue.Task) -> None:
 def tasks() -> None:
     with _ui.redis_guard():
         counts = queue.counts(r, shop)
-        cols = st.columns(len(queue.STATES))
-        for col, s in zip(cols, queue.STATES, strict=True):
+        cols = st.columns(len(TASK_STATES))
+        for col, s in zip(cols, TASK_STATES, strict=True):
             col.metric(tr(f"state.{s}"), _ui.number(counts[s]))
         _ui.show_flash()
         rows = board.task_page(r, shop, state or board.OPEN, tier=tier or None, lang=lang or None,

@@ -23,6 +23,7 @@ import streamlit as st  # noqa: E402
 from fanops.config import Config  # noqa: E402
 from fanops.errors import FanopsError  # noqa: E402
 from fanops.runtime import db  # noqa: E402
+from fanops.state import TIERS  # noqa: E402
 from review import analysis, report  # noqa: E402
 from scoring import archive  # noqa: E402
 
@@ -68,8 +69,8 @@ def _viewer_table(rv: analysis.Review, shows: dict[str, archive.RoomArchive], ro
     v = shows[room].viewers().collect()
     with st.expander("Filters", expanded=False):
         a, b, c = st.columns(3)
-        te = a.multiselect("Tier at entry", analysis.TIERS, key="f_te")
-        tc = a.multiselect("Tier at close", analysis.TIERS, key="f_tc")
+        te = a.multiselect("Tier at entry", TIERS, key="f_te")
+        tc = a.multiselect("Tier at close", TIERS, key="f_tc")
         countries = sorted(v["country"].fill_null(analysis.UNKNOWN).unique().to_list())
         langs = sorted(v.select(l=pl.col("lang").str.split("-").list.first().str.to_lowercase()
                                 .fill_null(analysis.UNKNOWN))["l"].unique().to_list())

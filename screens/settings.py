@@ -17,8 +17,8 @@ import streamlit as st
 from fanops import rules_store
 from fanops.errors import BadSettings
 from fanops.i18n import language_name
-from fanops.read import TIERS
 from fanops.rules_settings import RULES, RuleSettings
+from fanops.state import TIERS
 from fanops.templates import DEFAULT_TEMPLATES, LANGUAGES, REACTIVATED, TEMPLATE_KEYS, VARIANTS, clean_text, suggest
 from scoring import recompute
 from scoring.whatif import what_if

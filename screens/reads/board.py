@@ -33,9 +33,10 @@ from typing import Any
 import redis
 
 from fanops import keys, read, rules_store
-from fanops.queue import STATES, Task, _task_from_rec, finish, read_tasks, split_task_id
-from fanops.read import TIERS
+from fanops.queue import Task, _task_from_rec, finish, read_tasks, split_task_id
+from fanops.replies import str_keys, to_float, to_int, to_str
 from fanops.rules_settings import MINUTE, RuleSettings
+from fanops.state import TASK_STATES, TIERS
 from fanops.templates import clean_text
 
 SNAP_EVERY_S = 10.0
@@ -73,28 +74,12 @@ def snap_guard_key(shop: str, room: str | None = None) -> str:
 
 
 # --- small conversions ------------------------------------------------------
-def _i(v: Any) -> int:
-    if v is None or v == b"":
-        return 0
-    try:
-        return int(float(v))
-    except (TypeError, ValueError):
-        return 0
 
 
-def _f(v: Any) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return 0.0
 
 
-def _str(v: Any) -> str:
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v or "")
 
 
-def _d(h: dict[bytes, bytes] | None) -> dict[str, bytes]:
-    return {k.decode(): v for k, v in (h or {}).items()}
 
 
 def _snaps(raw: list[bytes]) -> list[dict[str, Any]]:
@@ -120,12 +105,12 @@ class RoomRef:
 def room_list(r: redis.Redis, shop: str, now_ms: int, limit: int = 50) -> list[RoomRef]:
     """The shop's rooms, most recently active first; ``live``: an event in the last 5 minutes."""
     rows: Any = r.zrevrange(keys.rooms(shop), 0, limit - 1, withscores=True)
-    return [RoomRef(_str(m), int(s), now_ms - int(s) <= LIVE_MS) for m, s in rows]
+    return [RoomRef(to_str(m), int(s), now_ms - int(s) <= LIVE_MS) for m, s in rows]
 
 
 def shops(r: redis.Redis) -> list[str]:
     members: Any = r.smembers(keys.shops())
-    return sorted(_str(s) for s in members)
+    return sorted(to_str(s) for s in members)
 
 
 # --- pure helpers -----------------------------------------------------------
@@ -151,7 +136,7 @@ def tier_change(snaps: list[dict[str, Any]], now: float, current: dict[str, int]
     if base is None or not isinstance(base.get(field_name), dict):
         return None, 0.0
     before = base[field_name]
-    return {t: current.get(t, 0) - _i(before.get(t)) for t in TIERS}, now - base["at"]
+    return {t: current.get(t, 0) - to_int(before.get(t)) for t in TIERS}, now - base["at"]
 
 
 def events_rate(snaps: list[dict[str, Any]], now: float, total_now: int, field_name: str = "ev",
@@ -160,14 +145,14 @@ def events_rate(snaps: list[dict[str, Any]], now: float, total_now: int, field_n
     for s in snaps:
         age: float = now - s["at"]
         if age >= min_age and field_name in s:
-            return max(0.0, (total_now - _i(s[field_name])) / age)
+            return max(0.0, (total_now - to_int(s[field_name])) / age)
     return None
 
 
 def lag_growing(snaps: list[dict[str, Any]], now: float, lag_now: int, window: float = LAG_WINDOW_S,
                 min_growth: int = LAG_GROWTH_MIN) -> bool:
     """True if the scorer lag never fell over the last ``window`` seconds and grew by ``min_growth``."""
-    pts = sorted((s["at"], _i(s.get("lag"))) for s in snaps if 0 < now - s["at"] <= window + SNAP_EVERY_S)
+    pts = sorted((s["at"], to_int(s.get("lag"))) for s in snaps if 0 < now - s["at"] <= window + SNAP_EVERY_S)
     pts.append((now, lag_now))
     if len(pts) < 3 or pts[-1][0] - pts[0][0] < window * 2 / 3:
         return False
@@ -228,7 +213,7 @@ def transitions_that_matter(entries: list[tuple[Any, dict[bytes, bytes]]], room:
         if kind is None:
             continue
         out.append(Transition(d.get("viewer", ""), clean_text(d.get("name"), NAME_CHARS), d.get("from", ""),
-                              d.get("to", ""), _i(d.get("ts")), d.get("cause", ""), kind))
+                              d.get("to", ""), to_int(d.get("ts")), d.get("cause", ""), kind))
         if len(out) >= keep:
             break
     return out
@@ -350,12 +335,12 @@ def read_board(r: redis.Redis, shop: str, room: str, now: float | None = None,
     if scorer_keys:
         p.mget(scorer_keys)
     res = p.execute()
-    st, tiers, rh = _d(res[0]), _d(res[1]), _d(res[2])
+    st, tiers, rh = str_keys(res[0]), str_keys(res[1]), str_keys(res[2])
     present_minutes, version = res[3]
-    last_ts = _i(res[4])
+    last_ts = to_int(res[4])
     shop_snaps, room_snaps = _snaps(res[5]), _snaps(res[6])
-    dead_now, dead_prev = (_i(x) for x in res[7])
-    last_minute_events = _i(res[8])
+    dead_now, dead_prev = (to_int(x) for x in res[7])
+    last_minute_events = to_int(res[8])
     rest = res[9:]
     consumers = _beats(rest.pop(0)) if consumer_keys else []
     scorers = _beats(rest.pop(0)) if scorer_keys else []
@@ -364,8 +349,8 @@ def read_board(r: redis.Redis, shop: str, room: str, now: float | None = None,
     if not scorers:
         heartbeat_keys(r, "scorer", force=True)
 
-    clock = _i(st.get("clock"))
-    present_ms = int(_f(present_minutes or RuleSettings.present_minutes) * MINUTE)
+    clock = to_int(st.get("clock"))
+    present_ms = int(to_float(present_minutes or RuleSettings.present_minutes) * MINUTE)
     p = r.pipeline(transaction=False)
     p.zcount(keys.present(shop, room), clock - present_ms, "+inf")
     if record:
@@ -377,17 +362,17 @@ def read_board(r: redis.Redis, shop: str, room: str, now: float | None = None,
     b = Board(shop=shop, room=room, clock=clock, room_last_ts=last_ts, known=bool(rh))
     b.live = bool(last_ts) and now * 1000 - last_ts <= LIVE_MS
     b.present = present
-    b.unique, b.new, b.reactivated = _i(rh.get("unique")), _i(rh.get("new")), _i(rh.get("reactivated"))
-    b.orders, b.buyers = _i(rh.get("orders")), _i(rh.get("buyers"))
-    b.gmv = dict(sorted(((k[4:], _f(v)) for k, v in rh.items()
+    b.unique, b.new, b.reactivated = to_int(rh.get("unique")), to_int(rh.get("new")), to_int(rh.get("reactivated"))
+    b.orders, b.buyers = to_int(rh.get("orders")), to_int(rh.get("buyers"))
+    b.gmv = dict(sorted(((k[4:], to_float(v)) for k, v in rh.items()
                          if k.startswith("gmv:") and _CURRENCY.fullmatch(k[4:])),
                         key=lambda kv: -kv[1]))
     b.conversion = conversion(b.buyers, b.unique)
-    b.room_events = sum(_i(v) for k, v in rh.items() if k.startswith("n:"))
-    b.room_tiers = {t: _i(rh.get(f"t:{t}")) for t in TIERS}
-    b.shop_tiers = {t: _i(tiers.get(t)) for t in TIERS}
-    b.followups = {s: _i(rh.get(f"f:{s}")) for s in STATES}
-    b.rules_version = _i(version)
+    b.room_events = sum(to_int(v) for k, v in rh.items() if k.startswith("n:"))
+    b.room_tiers = {t: to_int(rh.get(f"t:{t}")) for t in TIERS}
+    b.shop_tiers = {t: to_int(tiers.get(t)) for t in TIERS}
+    b.followups = {s: to_int(rh.get(f"f:{s}")) for s in TASK_STATES}
+    b.rules_version = to_int(version)
     b.room_change, b.change_span_s = tier_change(room_snaps, now, b.room_tiers, "t")
     b.shop_change, _ = tier_change(shop_snaps, now, b.shop_tiers)
     rate = events_rate(room_snaps, now, b.room_events)
@@ -395,8 +380,8 @@ def read_board(r: redis.Redis, shop: str, room: str, now: float | None = None,
         rate = last_minute_events / 60 if b.live else 0.0
     b.events_per_s = rate
 
-    accepted, applied = _i(st.get("accepted")), _i(st.get("applied"))
-    frames = sum(_i(c.get("frames")) for c in consumers) if consumers else None
+    accepted, applied = to_int(st.get("accepted")), to_int(st.get("applied"))
+    frames = sum(to_int(c.get("frames")) for c in consumers) if consumers else None
     h = Health(consumers=len(consumers), connected=any(c.get("connected") for c in consumers),
                scorers=sum(1 for s in scorers if s.get("running", True)), lag=max(0, accepted - applied))
     h.lag_growing = lag_growing(shop_snaps, now, h.lag)
@@ -445,9 +430,9 @@ def read_chart(r: redis.Redis, shop: str, room: str, end_ts: int, span_minutes: 
     out = Chart([], [], [], [])
     for i in range(first, len(mins)):
         out.minutes.append(mins[i])
-        out.orders.append(_i(counts[3 * i]))
-        out.joins.append(_i(counts[3 * i + 1]))
-        out.present.append(_i(pres[i]) if pres[i] is not None else None)
+        out.orders.append(to_int(counts[3 * i]))
+        out.joins.append(to_int(counts[3 * i + 1]))
+        out.present.append(to_int(pres[i]) if pres[i] is not None else None)
     return out
 
 
@@ -476,9 +461,9 @@ def host_items(raw: list[bytes], kind: str, clock: int, keep: int = HOST_KEEP) -
             d = json.loads(b)
         except ValueError:
             continue
-        if isinstance(d, dict) and clock - _i(d.get("ts")) <= max_age:
+        if isinstance(d, dict) and clock - to_int(d.get("ts")) <= max_age:
             rows.append(d)
-    rows.sort(key=lambda d: -_i(d.get("ts")))  # the list is in arrival order, not event order
+    rows.sort(key=lambda d: -to_int(d.get("ts")))  # the list is in arrival order, not event order
     out: list[HostItem] = []
     seen: set[str] = set()
     for d in rows:
@@ -493,7 +478,7 @@ def host_items(raw: list[bytes], kind: str, clock: int, keep: int = HOST_KEEP) -
         else:
             tag = ""
         text = clean_text(str(d.get("text", "")), HOST_TEXT_CHARS) if kind == "questions" else ""
-        out.append(HostItem(vid, clean_text(str(d.get("name") or ""), HOST_NAME_CHARS), _i(d.get("ts")), tag, text))
+        out.append(HostItem(vid, clean_text(str(d.get("name") or ""), HOST_NAME_CHARS), to_int(d.get("ts")), tag, text))
         if len(out) >= keep:
             break
     return out
@@ -521,10 +506,10 @@ def read_host(r: redis.Redis, shop: str, room: str) -> Host:
     for kind in ("greet", "thank", "questions"):
         p.lrange(keys.room_feed(shop, room, kind), 0, n - 1)
     clock_raw, (orders, unique), pm, greet, thank, questions = p.execute()
-    clock = _i(clock_raw)
-    present_ms = int(_f(pm or RuleSettings.present_minutes) * MINUTE)
+    clock = to_int(clock_raw)
+    present_ms = int(to_float(pm or RuleSettings.present_minutes) * MINUTE)
     present = int(r.zcount(keys.present(shop, room), clock - present_ms, "+inf")) if unique else 0
-    return Host(room, clock, present, _i(orders), host_items(greet, "greet", clock),
+    return Host(room, clock, present, to_int(orders), host_items(greet, "greet", clock),
                 host_items(thank, "thank", clock), host_items(questions, "questions", clock), unique is not None)
 
 
@@ -532,13 +517,13 @@ def read_host(r: redis.Redis, shop: str, room: str) -> Host:
 def rules_meta(r: redis.Redis, shop: str) -> tuple[str, int]:
     """Who saved the shop's rule settings last (operator text) and when (wall ms); ("", 0) if never."""
     res: Any = r.hmget(keys.rules(shop), ["changed_by", "changed_at"])
-    return _str(res[0]), _i(res[1])
+    return to_str(res[0]), to_int(res[1])
 
 
 # --- the follow-up queue ---------------------------------------------------------------
 QUEUE_SCAN = 200  # tasks read per state per refresh, highest priority first
 OPEN = "open"  # pending and claimed together
-STATE_FILTERS = (OPEN, *STATES)
+STATE_FILTERS = (OPEN, *TASK_STATES)
 
 
 def task_page(r: redis.Redis, shop: str, state: str = OPEN, *, tier: str | None = None,
@@ -556,7 +541,7 @@ def task_page(r: redis.Redis, shop: str, state: str = OPEN, *, tier: str | None 
         p.zrevrange(keys.queue(shop, s), 0, scan - 1)
     ids: list[str] = []
     for m in (m for ms in p.execute() for m in ms):
-        tid = _str(m)
+        tid = to_str(m)
         try:
             split_task_id(tid)
         except ValueError:

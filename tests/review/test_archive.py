@@ -15,6 +15,7 @@ import redis
 from fanops import keys, queue
 from fanops.config import Config
 from fanops.read import status
+from fanops.state import FINAL_TASK_STATES
 from realtime.simulator import SimSettings, encode_frame, generate
 from review import analysis
 from scoring import archive, eventlog
@@ -221,7 +222,7 @@ def test_follow_ups_sent_after_the_show_reach_the_archive(cfg: Config, r: redis.
     # settled tasks of archived rooms may leave Redis (opt-in); open ones, the counters and the archive stay
     before = status(r, SHOP, past)["room"]["followups"]
     pending = r.zcard(keys.queue(SHOP, "pending"))
-    settled = sum(v for k, v in before.items() if k in archive.FINAL_STATES)
+    settled = sum(v for k, v in before.items() if k in FINAL_TASK_STATES)
     assert archive.prune_followups(r, cfg, SHOP) == settled > 0
     assert not r.hexists(keys.tasks(SHOP, past), t.viewer) and r.zcard(keys.queue(SHOP, "sent")) == 0
     assert r.zcard(keys.queue(SHOP, "pending")) == pending and status(r, SHOP, past)["room"]["followups"] == before
