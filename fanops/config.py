@@ -1,8 +1,9 @@
 """Process settings: one frozen object built once per process from the environment.
 
 The table ``SETTINGS`` is the one place that names each setting, its
-environment variable, default and help; the CLIs, the settings screen and the
-README read it.  Rule thresholds (tiers, follow-ups) are not here: they live in
+environment variable, default and help: ``Config`` takes its defaults from it,
+``Config.from_env`` its variables, the CLIs their options' help (``cli_help``)
+and the README its settings table (``fanops.docs``).  Rule thresholds (tiers, follow-ups) are not here: they live in
 Redis so that every process sees a change at once (see ``fanops.rules_settings``).
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+from fanops.errors import FanopsError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,27 +64,47 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
+_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def setting(name: str) -> Setting:
+    """The row of ``SETTINGS`` named ``name`` (KeyError for an unknown one)."""
+    return _BY_NAME[name]
+
+
+def cli_help(name: str) -> str:
+    """The help of a command-line option that sets ``name``: the table's text, its variable and default."""
+    s = _BY_NAME[name]
+    return f"{s.help} (default: ${s.env}, else {s.default})" if s.default else f"{s.help} (default: ${s.env})"
+
+
+def _int(name: str) -> int:
+    return int(_BY_NAME[name].default)
+
+
 @dataclass(frozen=True)
 class Config:
-    redis_url: str = ""
-    data_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "data")
-    max_frame_bytes: int = 1 << 20
-    stream_maxlen: int = 200_000
-    flush_events: int = 500
-    flush_ms: int = 20
-    future_skew_ms: int = 24 * 3600 * 1000
-    dedupe_ttl_s: int = 7 * 24 * 3600
-    worker_batch: int = 50
-    worker_batch_events: int = 20_000
-    latency_window_s: int = 60
-    claim_idle_ms: int = 30_000
-    heartbeat_ttl_s: int = 10
-    archive_idle_min: int = 30
-    board_refresh_ms: int = 1000
+    """The process settings; each field's default is its row's in ``SETTINGS``, parsed by the field's type."""
+
+    redis_url: str = _BY_NAME["redis_url"].default
+    data_dir: Path = field(default_factory=lambda: Path(_BY_NAME["data_dir"].default))
+    max_frame_bytes: int = _int("max_frame_bytes")
+    stream_maxlen: int = _int("stream_maxlen")
+    flush_events: int = _int("flush_events")
+    flush_ms: int = _int("flush_ms")
+    future_skew_ms: int = _int("future_skew_ms")
+    dedupe_ttl_s: int = _int("dedupe_ttl_s")
+    worker_batch: int = _int("worker_batch")
+    worker_batch_events: int = _int("worker_batch_events")
+    latency_window_s: int = _int("latency_window_s")
+    claim_idle_ms: int = _int("claim_idle_ms")
+    heartbeat_ttl_s: int = _int("heartbeat_ttl_s")
+    archive_idle_min: int = _int("archive_idle_min")
+    board_refresh_ms: int = _int("board_refresh_ms")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Config:
-        """Build the settings from ``environ`` (default ``os.environ``), then ``overrides``."""
+        """Build the settings from ``environ`` (default ``os.environ``), then ``overrides`` (None: not given)."""
         env = os.environ if environ is None else environ
         types = {f.name: f.type for f in fields(cls)}
         values: dict[str, object] = {}
@@ -96,8 +119,6 @@ class Config:
                 else:
                     values[s.name] = raw
             except ValueError as e:
-                from fanops.errors import FanopsError
-
                 raise FanopsError(f"{s.env}={raw!r} is not a valid value: {s.help}") from e
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]  # values were converted per field type above

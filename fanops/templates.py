@@ -2,8 +2,9 @@
 
 The operator's follow-up queue (spec/tiers.md, "Follow-up queue") shows a
 suggested message for each task, chosen by the viewer's tier and language and
-falling back to English.  This module holds the default wording and the pure
-functions that pick and fill a template; it does no I/O.
+falling back to English.  The default wording is data, ``fanops/tables/templates.toml``
+(read once at import); this module holds the pure functions that pick and fill a
+template and does no other I/O.
 
 Templates are shaped ``{key: {lang: {"with_product": str, "no_product": str}}}``
 where ``key`` is a tier (``new_fan``, ``first_buyer``, ``active``,
@@ -19,12 +20,12 @@ shows up as typed.
 from __future__ import annotations
 
 import re
+import tomllib
 import unicodedata
 from collections.abc import Iterable, Mapping
+from importlib import resources
 
 from fanops.state import TIERS
-
-"""The viewer tiers of spec/tiers.md."""
 
 REACTIVATED = "reactivated"
 """The template key used for a fan back after 30+ days away (a room fact, not a tier)."""
@@ -47,293 +48,17 @@ MAX_NAME_CHARS = 40
 MAX_PRODUCT_CHARS = 80
 ELLIPSIS = "\u2026"
 
-# Written as a seller would write them in each market's live-commerce DMs, not
-# translated word for word: informal "tu/du/você" where social commerce uses it,
-# polite です/ます in Japanese, "Kak" in Indonesian.  Wording avoids making the
-# product the subject of a gendered or number-agreeing word, so any product
-# title fits.  Each line is an inquiry, never a promise of stock or price.
-DEFAULT_TEMPLATES: dict[str, dict[str, dict[str, str]]] = {
-    "new_fan": {
-        "en": {
-            "with_product": "Hi {name}! Thanks for hanging out in our live today 💛 "
-                            "I saw you checking out {product} — want me to send you the link?",
-            "no_product": "Hi {name}! Thanks for hanging out in our live today 💛 "
-                          "Did anything catch your eye? I'm happy to help you find it.",
-        },
-        "es": {
-            "with_product": "¡Hola {name}! Gracias por acompañarnos en el live de hoy 💛 "
-                            "Vi que te interesó {product}, ¿quieres que te pase el link?",
-            "no_product": "¡Hola {name}! Gracias por acompañarnos en el live de hoy 💛 "
-                          "¿Te gustó algo? Con gusto te ayudo a encontrarlo.",
-        },
-        "pt": {
-            "with_product": "Oi, {name}! Que bom que você ficou com a gente na live hoje 💛 "
-                            "Vi que você curtiu {product}, quer que eu te mande o link?",
-            "no_product": "Oi, {name}! Que bom que você ficou com a gente na live hoje 💛 "
-                          "Gostou de alguma coisa? Posso te ajudar a encontrar.",
-        },
-        "ar": {
-            "with_product": "أهلاً {name}! شكراً لوجودك معنا في اللايف اليوم 💛 "
-                            "لاحظت اهتمامك بـ {product}، أرسل لك الرابط؟",
-            "no_product": "أهلاً {name}! شكراً لوجودك معنا في اللايف اليوم 💛 "
-                          "إذا أعجبك شيء، يسعدني مساعدتك.",
-        },
-        "de": {
-            "with_product": "Hey {name}! Danke, dass du heute in unserem Live dabei warst 💛 "
-                            "Du hast dir {product} angeschaut – soll ich dir den Link schicken?",
-            "no_product": "Hey {name}! Danke, dass du heute in unserem Live dabei warst 💛 "
-                          "War was für dich dabei? Ich helfe dir gern weiter.",
-        },
-        "id": {
-            "with_product": "Halo Kak {name}! Makasih udah nonton live kita hari ini 💛 "
-                            "Tadi Kakak lihat-lihat {product} ya, mau aku kirimin link-nya?",
-            "no_product": "Halo Kak {name}! Makasih udah nonton live kita hari ini 💛 "
-                          "Ada yang Kakak suka? Aku bantu cariin ya.",
-        },
-        "ja": {
-            "with_product": "{name}さん、今日はライブに来てくださってありがとうございます✨"
-                            "{product}が気になっていましたら、リンクをお送りしましょうか？",
-            "no_product": "{name}さん、今日はライブに来てくださってありがとうございます✨"
-                          "気になる商品があれば、お気軽にメッセージくださいね。",
-        },
-        "zh": {
-            "with_product": "亲爱的{name}，谢谢你今天来看我们的直播💛"
-                            "看到你在看{product}，需要我把链接发给你吗？",
-            "no_product": "亲爱的{name}，谢谢你今天来看我们的直播💛"
-                          "有喜欢的宝贝吗？我可以帮你找哦～",
-        },
-        "fr": {
-            "with_product": "Coucou {name} ! Merci d'avoir suivi notre live aujourd'hui 💛 "
-                            "J'ai vu que tu regardais {product}, tu veux que je t'envoie le lien ?",
-            "no_product": "Coucou {name} ! Merci d'avoir suivi notre live aujourd'hui 💛 "
-                          "Quelque chose t'a plu ? Je peux t'aider à le retrouver.",
-        },
-    },
-    "first_buyer": {
-        "en": {
-            "with_product": "Hi {name}, so good to see you back in our live! "
-                            "Still thinking about {product}? Just reply and I'll send you the link.",
-            "no_product": "Hi {name}, so good to see you back in our live! "
-                          "If anything caught your eye, just reply and I'll send you the link.",
-        },
-        "es": {
-            "with_product": "¡Hola {name}, qué gusto verte de nuevo en el live! "
-                            "¿Sigues pensando en {product}? Respóndeme y te paso el link.",
-            "no_product": "¡Hola {name}, qué gusto verte de nuevo en el live! "
-                          "Si algo te llamó la atención, avísame y te paso el link.",
-        },
-        "pt": {
-            "with_product": "Oi, {name}! Que bom te ver de novo na nossa live! "
-                            "Ainda pensando em {product}? Me responde aqui que eu te mando o link.",
-            "no_product": "Oi, {name}! Que bom te ver de novo na nossa live! "
-                          "Se algo chamou sua atenção, me fala que eu te mando o link.",
-        },
-        "ar": {
-            "with_product": "أهلاً {name}، سعداء برؤيتك مجدداً في اللايف! "
-                            "إذا كان {product} ما زال في بالك، أرسل لك الرابط؟",
-            "no_product": "أهلاً {name}، سعداء برؤيتك مجدداً في اللايف! "
-                          "إذا لفت نظرك أي منتج، أرسل لك الرابط فوراً.",
-        },
-        "de": {
-            "with_product": "Hey {name}, schön, dass du wieder in unserem Live warst! "
-                            "Denkst du noch über {product} nach? Schreib mir einfach, dann schick ich dir den Link.",
-            "no_product": "Hey {name}, schön, dass du wieder in unserem Live warst! "
-                          "Wenn dir was gefallen hat, schreib mir einfach – ich schick dir den Link.",
-        },
-        "id": {
-            "with_product": "Halo Kak {name}, senang banget Kakak mampir lagi ke live kita! "
-                            "Masih kepikiran {product}? Balas aja, nanti aku kirim link-nya ya.",
-            "no_product": "Halo Kak {name}, senang banget Kakak mampir lagi ke live kita! "
-                          "Kalau ada yang Kakak taksir, kabarin aja ya, nanti aku kirim link-nya.",
-        },
-        "ja": {
-            "with_product": "{name}さん、またライブに来てくださって嬉しいです！"
-                            "{product}がまだ気になっていましたら、リンクをお送りしますのでお気軽にご返信ください。",
-            "no_product": "{name}さん、またライブに来てくださって嬉しいです！"
-                          "気になる商品があれば、リンクをお送りしますのでお気軽にご返信ください。",
-        },
-        "zh": {
-            "with_product": "亲爱的{name}，很高兴又在直播间见到你！"
-                            "还在考虑{product}吗？回复我一下，马上把链接发给你～",
-            "no_product": "亲爱的{name}，很高兴又在直播间见到你！"
-                          "有看中的宝贝就告诉我，我把链接发给你～",
-        },
-        "fr": {
-            "with_product": "Coucou {name}, ça fait plaisir de te revoir sur notre live ! "
-                            "Tu penses encore à {product} ? Réponds-moi et je t'envoie le lien.",
-            "no_product": "Coucou {name}, ça fait plaisir de te revoir sur notre live ! "
-                          "Si quelque chose t'a tapé dans l'œil, dis-le-moi et je t'envoie le lien.",
-        },
-    },
-    "active": {
-        "en": {
-            "with_product": "Hey {name}! Always love having you in our lives 🙌 "
-                            "Still thinking about {product}? Reply and I'll send you the link.",
-            "no_product": "Hey {name}! Always love having you in our lives 🙌 "
-                          "Did anything catch your eye today?",
-        },
-        "es": {
-            "with_product": "¡Hola {name}! Siempre es un gusto tenerte en nuestros lives 🙌 "
-                            "¿Sigues pensando en {product}? Respóndeme y te paso el link.",
-            "no_product": "¡Hola {name}! Siempre es un gusto tenerte en nuestros lives 🙌 "
-                          "¿Viste algo que te gustara hoy?",
-        },
-        "pt": {
-            "with_product": "Oi, {name}! É sempre um prazer ter você nas nossas lives 🙌 "
-                            "Ainda pensando em {product}? Me responde que eu te mando o link.",
-            "no_product": "Oi, {name}! É sempre um prazer ter você nas nossas lives 🙌 "
-                          "Curtiu alguma coisa hoje?",
-        },
-        "ar": {
-            "with_product": "أهلاً {name}! وجودك في لايفاتنا دائماً يسعدنا 🙌 "
-                            "إذا كان {product} ما زال في بالك، أرسل لك الرابط؟",
-            "no_product": "أهلاً {name}! وجودك في لايفاتنا دائماً يسعدنا 🙌 "
-                          "هل لفت نظرك شيء اليوم؟",
-        },
-        "de": {
-            "with_product": "Hey {name}! Schön, dass du bei unseren Lives immer dabei bist 🙌 "
-                            "Denkst du noch über {product} nach? Schreib mir, dann schick ich dir den Link.",
-            "no_product": "Hey {name}! Schön, dass du bei unseren Lives immer dabei bist 🙌 "
-                          "War heute was für dich dabei?",
-        },
-        "id": {
-            "with_product": "Halo Kak {name}! Makasih selalu setia nonton live kita 🙌 "
-                            "Masih kepikiran {product}? Balas aja, nanti aku kirim link-nya.",
-            "no_product": "Halo Kak {name}! Makasih selalu setia nonton live kita 🙌 "
-                          "Tadi ada yang Kakak suka?",
-        },
-        "ja": {
-            "with_product": "{name}さん、いつもライブを見てくださってありがとうございます🙌"
-                            "{product}が気になっていましたら、リンクをお送りしましょうか？",
-            "no_product": "{name}さん、いつもライブを見てくださってありがとうございます🙌"
-                          "今日は気になる商品はありましたか？",
-        },
-        "zh": {
-            "with_product": "亲爱的{name}，谢谢你一直支持我们的直播🙌"
-                            "还在考虑{product}吗？回复我就把链接发给你～",
-            "no_product": "亲爱的{name}，谢谢你一直支持我们的直播🙌"
-                          "今天有看中的宝贝吗？",
-        },
-        "fr": {
-            "with_product": "Coucou {name} ! Merci d'être toujours au rendez-vous de nos lives 🙌 "
-                            "Tu penses encore à {product} ? Réponds-moi et je t'envoie le lien.",
-            "no_product": "Coucou {name} ! Merci d'être toujours au rendez-vous de nos lives 🙌 "
-                          "Quelque chose t'a plu aujourd'hui ?",
-        },
-    },
-    "dormant": {
-        "en": {
-            "with_product": "Hi {name}, we've missed you! "
-                            "If you're still interested in {product}, just reply and I'll send you the link.",
-            "no_product": "Hi {name}, we've missed you! "
-                          "If anything caught your eye in our live, just reply and I'll help you out.",
-        },
-        "es": {
-            "with_product": "¡Hola {name}, te extrañábamos! "
-                            "Si todavía te interesa {product}, respóndeme y te paso el link.",
-            "no_product": "¡Hola {name}, te extrañábamos! "
-                          "Si algo del live te llamó la atención, avísame y te ayudo.",
-        },
-        "pt": {
-            "with_product": "Oi, {name}, que saudade! "
-                            "Se ainda tiver interesse em {product}, me responde aqui que eu te mando o link.",
-            "no_product": "Oi, {name}, que saudade! "
-                          "Se algo da live chamou sua atenção, me fala que eu te ajudo.",
-        },
-        "ar": {
-            "with_product": "أهلاً {name}، اشتقنا لك! "
-                            "إذا كان {product} ما زال يهمك، أرسل لك الرابط؟",
-            "no_product": "أهلاً {name}، اشتقنا لك! "
-                          "إذا أعجبك شيء في اللايف، يسعدنا مساعدتك.",
-        },
-        "de": {
-            "with_product": "Hey {name}, wir haben dich vermisst! "
-                            "Falls du noch Interesse an {product} hast, schreib mir einfach – ich schick dir den Link.",
-            "no_product": "Hey {name}, wir haben dich vermisst! "
-                          "Wenn dir in unserem Live was gefallen hat, schreib mir einfach.",
-        },
-        "id": {
-            "with_product": "Halo Kak {name}, kangen deh! "
-                            "Kalau Kakak masih tertarik sama {product}, balas aja ya, nanti aku kirim link-nya.",
-            "no_product": "Halo Kak {name}, kangen deh! "
-                          "Kalau ada yang Kakak suka dari live kita, kabarin aja ya.",
-        },
-        "ja": {
-            "with_product": "{name}さん、お久しぶりです！"
-                            "{product}にまだご興味がありましたら、リンクをお送りしますのでお気軽にご返信ください。",
-            "no_product": "{name}さん、お久しぶりです！"
-                          "気になる商品があれば、お気軽にメッセージくださいね。",
-        },
-        "zh": {
-            "with_product": "亲爱的{name}，好久不见，想你啦！"
-                            "如果还对{product}感兴趣，回复我就把链接发给你～",
-            "no_product": "亲爱的{name}，好久不见，想你啦！"
-                          "有喜欢的宝贝随时告诉我哦～",
-        },
-        "fr": {
-            "with_product": "Coucou {name}, ça fait longtemps, tu nous as manqué ! "
-                            "Si tu penses encore à {product}, réponds-moi et je t'envoie le lien.",
-            "no_product": "Coucou {name}, ça fait longtemps, tu nous as manqué ! "
-                          "Si quelque chose t'a plu, n'hésite pas à me le dire.",
-        },
-    },
-    "reactivated": {
-        "en": {
-            "with_product": "Welcome back, {name}! So nice to see you in our live again 💛 "
-                            "Want me to send you the link for {product}?",
-            "no_product": "Welcome back, {name}! So nice to see you in our live again 💛 "
-                          "If anything caught your eye, just let me know.",
-        },
-        "es": {
-            "with_product": "¡Qué alegría verte de vuelta, {name}! "
-                            "¿Quieres que te pase el link de {product}?",
-            "no_product": "¡Qué alegría verte de vuelta, {name}! "
-                          "Si algo del live te llamó la atención, avísame y te ayudo.",
-        },
-        "pt": {
-            "with_product": "Que bom te ver de volta, {name}! "
-                            "Quer que eu te mande o link de {product}?",
-            "no_product": "Que bom te ver de volta, {name}! "
-                          "Se algo da live chamou sua atenção, me fala que eu te ajudo.",
-        },
-        "ar": {
-            "with_product": "أهلاً بعودتك {name}! أسعدنا وجودك في اللايف من جديد 💛 "
-                            "أرسل لك رابط {product}؟",
-            "no_product": "أهلاً بعودتك {name}! أسعدنا وجودك في اللايف من جديد 💛 "
-                          "إذا لفت نظرك شيء، يسعدنا مساعدتك.",
-        },
-        "de": {
-            "with_product": "Willkommen zurück, {name}! Schön, dich wieder in unserem Live zu sehen 💛 "
-                            "Soll ich dir den Link zu {product} schicken?",
-            "no_product": "Willkommen zurück, {name}! Schön, dich wieder in unserem Live zu sehen 💛 "
-                          "Sag Bescheid, wenn dir was gefallen hat.",
-        },
-        "id": {
-            "with_product": "Selamat datang kembali, Kak {name}! Senang banget lihat Kakak di live lagi 💛 "
-                            "Mau aku kirimin link {product}?",
-            "no_product": "Selamat datang kembali, Kak {name}! Senang banget lihat Kakak di live lagi 💛 "
-                          "Kalau ada yang Kakak suka, kabarin aja ya.",
-        },
-        "ja": {
-            "with_product": "{name}さん、おかえりなさい！またライブでお会いできて嬉しいです💛"
-                            "{product}のリンクをお送りしましょうか？",
-            "no_product": "{name}さん、おかえりなさい！またライブでお会いできて嬉しいです💛"
-                          "気になる商品があれば、お気軽にメッセージくださいね。",
-        },
-        "zh": {
-            "with_product": "欢迎回来，{name}！很开心又在直播间见到你💛"
-                            "需要我把{product}的链接发给你吗？",
-            "no_product": "欢迎回来，{name}！很开心又在直播间见到你💛"
-                          "有看中的宝贝随时告诉我哦～",
-        },
-        "fr": {
-            "with_product": "Bon retour parmi nous, {name} ! Ça fait plaisir de te revoir en live 💛 "
-                            "Tu veux que je t'envoie le lien pour {product} ?",
-            "no_product": "Bon retour parmi nous, {name} ! Ça fait plaisir de te revoir en live 💛 "
-                          "Si quelque chose t'a plu, dis-le-moi.",
-        },
-    },
-}
+
+
+def _load_defaults() -> dict[str, dict[str, dict[str, str]]]:
+    """The default wording, ``fanops/tables/templates.toml`` (see the notes at the top of that file)."""
+    with (resources.files("fanops") / "tables" / "templates.toml").open("rb") as f:
+        loaded: dict[str, dict[str, dict[str, str]]] = tomllib.load(f)
+    return loaded
+
+
+DEFAULT_TEMPLATES: dict[str, dict[str, dict[str, str]]] = _load_defaults()
+"""The default texts, every key, language and variant: read once, at import."""
 
 
 # --- language ---------------------------------------------------------------

@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import Callable
 
-from fanops.config import Config
+from fanops.config import Config, cli_help
 from fanops.runtime import db
 from fanops.runtime.cli import add_common, run, setup_logging
 
@@ -23,9 +23,7 @@ def _install_stop(loop: asyncio.AbstractEventLoop, on_stop: Callable[[], object]
 async def _consume(args: argparse.Namespace) -> int:
     from realtime.consumer import Consumer
 
-    cfg = Config.from_env()
-    if args.max_frame_bytes:
-        cfg = Config.from_env(max_frame_bytes=args.max_frame_bytes)
+    cfg = Config.from_env(max_frame_bytes=args.max_frame_bytes or None)
     r = await db.connect_async(cfg, args.redis)
     c = Consumer(args.url, r, cfg)
     _install_stop(asyncio.get_running_loop(), c.stop)
@@ -70,8 +68,7 @@ def main() -> int:
 
     c = sub.add_parser("consume", help="read a feed into Redis until stopped")
     c.add_argument("--url", required=True, help="the feed's WebSocket URL (ws:// or wss://)")
-    c.add_argument("--max-frame-bytes", type=int, default=None,
-                   help="largest frame accepted (default 1 MiB)")
+    c.add_argument("--max-frame-bytes", type=int, default=None, help=cli_help("max_frame_bytes"))
     add_common(c)
 
     s = sub.add_parser("simulate", help="serve a simulated live room over WebSocket")

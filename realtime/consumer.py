@@ -33,6 +33,14 @@ log = logging.getLogger(__name__)
 CLOSE_TOO_BIG = 1009
 
 
+def redis_retryable(e: Exception) -> bool:
+    """Whether a failed write should wait and be tried again, the events held in order: Redis is
+    unreachable or timed out, or busy running another client's script (a BUSY reply)."""
+    if isinstance(e, redis.ResponseError):
+        return str(e).startswith("BUSY")
+    return isinstance(e, redis.ConnectionError | redis.TimeoutError | OSError)
+
+
 @dataclass
 class Counters:
     frames: int = 0
@@ -100,37 +108,13 @@ class Consumer:
         return self.counters
 
     async def _read_loop(self) -> None:
+        """Connect, read until the feed drops, wait a back-off, again; until stopped."""
         while not self._stopping.is_set():
             try:
-                async with connect(
-                    self.url,
-                    max_size=self.cfg.max_frame_bytes,
-                    open_timeout=10,
-                    ping_interval=20,
-                    ping_timeout=20,
-                    close_timeout=2,
-                ) as ws:
-                    self._ws = ws
-                    self.connected = True
-                    self.counters.connects += 1
-                    self.backoff.reset()
-                    log.info("feed connected: %s", self.url)
-                    await self._receive(ws)
-                    if self._stopping.is_set():
-                        return
-                    self.counters.drops += 1
-                    log.warning("feed closed by the server: %s", self.url)
+                if await self._session():
+                    return
             except ConnectionClosed as e:
-                self.counters.drops += 1
-                rcvd = e.rcvd
-                if (rcvd and rcvd.code == CLOSE_TOO_BIG) or (e.sent and e.sent.code == CLOSE_TOO_BIG):
-                    self.counters.bad += 1
-                    self._bad.append(BadInput(
-                        f"frame over the size limit of {self.cfg.max_frame_bytes} bytes", b""))
-                    log.warning("feed sent a frame over %d bytes: counted as bad input; reconnecting",
-                                self.cfg.max_frame_bytes)
-                else:
-                    log.warning("feed dropped (%s): reconnecting", e)
+                self._dropped(e)
             except InvalidURI:
                 raise
             except (OSError, InvalidHandshake, TimeoutError, websockets.WebSocketException) as e:
@@ -146,6 +130,34 @@ class Consumer:
                 await asyncio.wait_for(self._stopping.wait(), delay)
             except TimeoutError:
                 pass
+
+    async def _session(self) -> bool:
+        """One connection, read to its end; True if it ended because the consumer is stopping."""
+        async with connect(self.url, max_size=self.cfg.max_frame_bytes, open_timeout=10, ping_interval=20,
+                           ping_timeout=20, close_timeout=2) as ws:
+            self._ws = ws
+            self.connected = True
+            self.counters.connects += 1
+            self.backoff.reset()
+            log.info("feed connected: %s", self.url)
+            await self._receive(ws)
+            if self._stopping.is_set():
+                return True
+            self.counters.drops += 1
+            log.warning("feed closed by the server: %s", self.url)
+            return False
+
+    def _dropped(self, e: ConnectionClosed) -> None:
+        """Count a dropped feed; a frame over the size limit (close code 1009) is also bad input."""
+        self.counters.drops += 1
+        rcvd = e.rcvd
+        if (rcvd and rcvd.code == CLOSE_TOO_BIG) or (e.sent and e.sent.code == CLOSE_TOO_BIG):
+            self.counters.bad += 1
+            self._bad.append(BadInput(f"frame over the size limit of {self.cfg.max_frame_bytes} bytes", b""))
+            log.warning("feed sent a frame over %d bytes: counted as bad input; reconnecting",
+                        self.cfg.max_frame_bytes)
+        else:
+            log.warning("feed dropped (%s): reconnecting", e)
 
     async def _receive(self, ws: ClientConnection) -> None:
         limit = self.cfg.flush_events
@@ -200,9 +212,8 @@ class Consumer:
                     self.redis_backoff.reset()
                     return
                 except (redis.ConnectionError, redis.TimeoutError, OSError, redis.ResponseError) as e:
-                    if isinstance(e, redis.ResponseError) and not str(e).startswith("BUSY"):
+                    if not redis_retryable(e):
                         raise  # a real error of ours: not to be retried blindly
-                    # unreachable, or busy running another client's script: the events wait, in order
                     delay = self.redis_backoff.next()
                     log.warning("cannot write to Redis (%s): holding %d events, retrying in %.1f s",
                                 e, len(events) + len(bad), delay)

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 
+from fanops.config import cli_help
 from fanops.errors import FanopsError
 
 
@@ -18,8 +19,7 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--redis", metavar="URL", default=None,
-                   help="Redis URL (default: $REDIS_URL, else the embedded server)")
+    p.add_argument("--redis", metavar="URL", default=None, help=cli_help("redis_url"))
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
 
 

@@ -14,7 +14,7 @@ from fanops import keys
 from fanops.config import Config
 from fanops.schema import unpack_events
 from realtime.backoff import Backoff
-from realtime.consumer import Consumer
+from realtime.consumer import Consumer, redis_retryable
 from tests.conftest import await_for, stream_entries
 from tests.feeds import Feed, ev, frame, send_all
 
@@ -208,11 +208,14 @@ def test_feed_dropped_and_restarted_mid_stream_loses_and_duplicates_nothing(cfg,
         c_task = None
         try:
             ar = aredis.Redis.from_url(cfg.redis_url)
-            c = Consumer(feed.url, ar, cfg, backoff=Backoff(**FAST))
+            backoff = Backoff(**FAST)
+            c = Consumer(feed.url, ar, cfg, backoff=backoff)
             c_task = asyncio.create_task(c.run())
             await await_for(lambda: c.counters.drops >= 1, 10, "the drop")
             await feed.stop()
-            await asyncio.sleep(0.1)  # the server is down for a while: the consumer retries
+            # the server is down for a while: the consumer retries (a failed connect after the last
+            # drop takes the back-off past its first step; a connect resets it)
+            await await_for(lambda: backoff.attempt >= 2, 10, "a retry while the server is down")
             state["restarted"] = True
             feed2 = await Feed(script, port=port).start()
             feed2.connections = 1
@@ -278,9 +281,10 @@ def test_unreachable_feed_is_retried_with_backoff(cfg, r):
 
     async def main():
         ar = aredis.Redis.from_url(cfg.redis_url)
-        c = Consumer(f"ws://127.0.0.1:{port}", ar, cfg, backoff=Backoff(**FAST))
+        backoff = Backoff(**FAST)
+        c = Consumer(f"ws://127.0.0.1:{port}", ar, cfg, backoff=backoff)
         task = asyncio.create_task(c.run())
-        await asyncio.sleep(0.3)
+        await await_for(lambda: backoff.attempt >= 3, 10, "three failed connects")
         assert c.counters.connects == 0 and not task.done()
         feed = await Feed(lambda ws, n: send_all(ws, [frame(ev(1))]), port=port).start()
         await await_for(lambda: len(stream_events(r)) == 1, 10, "the event after the feed came up")
@@ -290,6 +294,14 @@ def test_unreachable_feed_is_retried_with_backoff(cfg, r):
         await ar.aclose()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("error,retry", [
+    (redis.ConnectionError("refused"), True), (redis.TimeoutError("timed out"), True), (OSError("reset"), True),
+    (redis.ResponseError("BUSY Redis is busy running a script."), True),
+    (redis.ResponseError("ERR wrong number of arguments"), False), (redis.ResponseError("NOSCRIPT"), False)])
+def test_what_a_held_write_retries(error, retry):
+    assert redis_retryable(error) is retry
 
 
 def test_backoff_is_capped_and_jittered():
@@ -302,6 +314,14 @@ def test_backoff_is_capped_and_jittered():
     assert len(set(delays)) == len(delays)
     b.reset()
     assert b.next() <= 1
+
+
+def _busy(r: redis.Redis) -> bool:
+    try:
+        r.ping()
+    except redis.ResponseError as e:
+        return str(e).startswith("BUSY")
+    return False
 
 
 def test_redis_busy_with_another_script_holds_the_events_and_writes_them_after(cfg, r):
@@ -321,7 +341,8 @@ def test_redis_busy_with_another_script_holds_the_events_and_writes_them_after(c
         feed = await Feed(lambda ws, n: send_all(ws, frames)).start()
         try:
             th.start()
-            await asyncio.sleep(0.2)  # the script runs past the threshold: every other command gets BUSY
+            # the script runs past the threshold: every other command gets BUSY
+            await await_for(lambda: _busy(r), 10, "Redis to answer BUSY")
             await run_consumer(cfg, feed.url, lambda c: c.counters.accepted == 2, timeout=20)
         finally:
             await feed.stop()

@@ -71,6 +71,7 @@ def test_a_resend_within_the_ttl_of_the_rooms_last_event_is_a_duplicate(cfg: Con
         ar = aredis.Redis.from_url(cfg.redis_url)
         w = IngestWriter(ar, cfg)
         out = [await w.write_events(_parsed(ev(1, room="r-1", shop=SHOP, ts=ts)))]
+        # the TTL runs on the server's clock: these two sleeps are the scenario, not a wait for work
         await asyncio.sleep(1.5)
         out.append(await w.write_events(_parsed(ev(2, room="r-1", shop=SHOP, ts=ts + 1500))))  # the room is live
         await asyncio.sleep(1.0)  # 2.5 s after its first event, 1 s after its last

@@ -1,0 +1,54 @@
+"""The process settings: one table (``fanops.config.SETTINGS``) gives every name, variable, default and help."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from fanops.config import PROJECT_ROOT, SETTINGS, Config, cli_help, setting
+from fanops.errors import FanopsError
+
+# the defaults as they have always been: the table must not drift from them
+DEFAULTS = {"redis_url": "", "data_dir": PROJECT_ROOT / "data", "max_frame_bytes": 1 << 20, "stream_maxlen": 200_000,
+            "flush_events": 500, "flush_ms": 20, "future_skew_ms": 24 * 3600 * 1000, "dedupe_ttl_s": 7 * 24 * 3600,
+            "worker_batch": 50, "worker_batch_events": 20_000, "latency_window_s": 60, "claim_idle_ms": 30_000,
+            "heartbeat_ttl_s": 10, "archive_idle_min": 30, "board_refresh_ms": 1000}
+
+
+def test_every_field_has_one_row_and_every_row_one_field() -> None:
+    names = [s.name for s in SETTINGS]
+    assert len(set(names)) == len(names) and len({s.env for s in SETTINGS}) == len(SETTINGS)
+    assert set(names) == {f.name for f in dataclasses.fields(Config)}
+    assert all(s.help for s in SETTINGS)
+
+
+def test_the_defaults_are_the_tables_and_unchanged() -> None:
+    assert dataclasses.asdict(Config()) == DEFAULTS
+    assert Config.from_env({}) == Config()
+
+
+def test_each_variable_sets_its_field() -> None:
+    env = {s.env: "/tmp/x" if s.name == "data_dir" else "redis://h:1" if s.name == "redis_url" else "7"
+           for s in SETTINGS}
+    cfg = Config.from_env(env)
+    for s in SETTINGS:
+        want = Path("/tmp/x") if s.name == "data_dir" else "redis://h:1" if s.name == "redis_url" else 7
+        assert getattr(cfg, s.name) == want, s.env
+
+
+def test_overrides_win_and_none_means_not_given() -> None:
+    cfg = Config.from_env({"FANOPS_FLUSH_MS": "9"}, flush_ms=3, flush_events=None)
+    assert (cfg.flush_ms, cfg.flush_events) == (3, 500)
+
+
+def test_a_bad_value_names_the_variable() -> None:
+    with pytest.raises(FanopsError, match="FANOPS_FLUSH_MS='soon'"):
+        Config.from_env({"FANOPS_FLUSH_MS": "soon"})
+
+
+def test_cli_help_is_the_tables() -> None:
+    s = setting("max_frame_bytes")
+    assert cli_help("max_frame_bytes") == f"{s.help} (default: $FANOPS_MAX_FRAME_BYTES, else {1 << 20})"
+    assert cli_help("redis_url").endswith("(default: $REDIS_URL)")
