@@ -8,7 +8,7 @@ from typing import Any, cast
 import redis
 
 from fanops import keys, replies, rules_store
-from fanops.replies import str_keys, to_int
+from fanops.replies import str_keys, to_int, to_str
 from fanops.state import TASK_STATES, TIERS, RoomViewer, TaskRec, ViewerState, unpack_room_viewer, unpack_viewer
 
 PROFILE_CHUNK = 2000
@@ -68,7 +68,8 @@ def room_viewer(r: redis.Redis, shop: str, room: str, viewer_id: str) -> RoomVie
 
 
 def shops(r: redis.Redis) -> list[str]:
-    return sorted(s.decode() for s in cast("set[bytes]", r.smembers(keys.shops())))
+    """Every shop seen, sorted."""
+    return sorted(to_str(s) for s in cast("set[bytes]", r.smembers(keys.shops())))
 
 
 def rooms(r: redis.Redis, shop: str, limit: int = 50) -> list[tuple[str, int]]:

@@ -23,7 +23,6 @@ from fanops.templates import DEFAULT_TEMPLATES, LANGUAGES, REACTIVATED, TEMPLATE
 from scoring import recompute
 from scoring.whatif import what_if
 from screens import _ui
-from screens.reads import board
 
 tr = _ui.translator()
 r = _ui.client()
@@ -52,7 +51,7 @@ def recount() -> None:
         recompute.rebuild(r, shop, holder=f"app:{_ui.operator() or 'settings'}")
 
 
-changed_by, changed_at = board.rules_meta(r, shop)
+changed_by, changed_at = rules_store.last_change(r, shop)
 line = tr("settings.version", v=version)
 if changed_at:
     line += " · " + tr("settings.changed_at", at=_ui.clock_time(changed_at, with_date=True))

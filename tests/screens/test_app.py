@@ -4,7 +4,7 @@ Each test writes known state (through the real consumer and scorer, or
 straight into the keys of ``fanops.keys``) and asserts what the screen shows
 against that state, never against the app's own read functions.  AppTest
 never fires ``run_every`` timers: every refresh here is an explicit ``run()``.
-The board's clock is pinned (``board.wall_clock``) so that rates and ages are exact.
+The board's clock is pinned (``rooms.wall_clock``) so that rates and ages are exact.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 import tests.reference as reference
 from fanops import keys, queue
 from fanops.rules_settings import RuleSettings
-from screens.reads import board
+from screens.reads import board, rooms
 from tests.conftest import SAMPLES
 from tests.pipeline import drain, ingest_frames, read_lines
 
@@ -44,7 +44,7 @@ def beat(r, kind: str, name: str, body: dict) -> None:
 def app(redis_url, monkeypatch):
     """``app(page, **session_state)``: a fresh browser session, run once, on ``page``."""
     monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setattr(board, "wall_clock", lambda: NOW)
+    monkeypatch.setattr(rooms, "wall_clock", lambda: NOW)
 
     def make(page: str | None = None, **state) -> AppTest:
         at = AppTest.from_file(APP, default_timeout=30)
