@@ -356,7 +356,7 @@ def _archived(r: redis.Redis, shop: str, rooms: list[str]) -> set[str]:
 def prefill_history(r: redis.Redis, shop: str, room: str, now_s: float) -> None:
     """The board's snapshot history as after 10 minutes of an open board (one per 10 s)."""
     for i in range(history.SNAP_KEEP):
-        r.delete(board.snap_guard_key(shop), board.snap_guard_key(shop, room))
+        r.delete(keys.board_guard(shop), keys.board_guard(shop, room))
         now = now_s - (history.SNAP_KEEP - 1 - i) * history.SNAP_EVERY_S
         board.record_snapshots(r, board.read_board(r, shop, room, now=now))
 

@@ -32,19 +32,6 @@ NAME_CHARS = 40
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
 
-# --- the board's own keys ---------------------------------------------------
-def snap_key(shop: str) -> str:
-    return f"{keys.tag(shop)}:board:snap"
-
-
-def room_snap_key(shop: str, room: str) -> str:
-    return f"{keys.tag(shop)}:board:rsnap:{keys.esc(room)}"
-
-
-def snap_guard_key(shop: str, room: str | None = None) -> str:
-    return f"{keys.tag(shop)}:board:guard" + (f":{keys.esc(room)}" if room is not None else "")
-
-
 # --- pure helpers -----------------------------------------------------------
 def conversion(buyers: int, unique: int) -> float | None:
     """Buyers per unique viewer, or None when nobody came."""
@@ -140,8 +127,8 @@ def _read_counters(r: redis.Redis, shop: str, room: str, minute: int) -> tuple[l
     p.hgetall(keys.room(shop, room))
     p.hmget(keys.rules(shop), ["present_minutes", "version"])
     p.zscore(keys.rooms(shop), room)
-    p.lrange(snap_key(shop), 0, history.SNAP_KEEP - 1)
-    p.lrange(room_snap_key(shop, room), 0, history.SNAP_KEEP - 1)
+    p.lrange(keys.board_snaps(shop), 0, history.SNAP_KEEP - 1)
+    p.lrange(keys.board_room_snaps(shop, room), 0, history.SNAP_KEEP - 1)
     p.mget([keys.dead_minute(minute), keys.dead_minute(minute - 1)])
     p.hget(keys.room_minutes(shop, room), f"e:{minute - 1}")  # events/s before the board has history
     for ks in beat_keys:
@@ -199,19 +186,20 @@ def record_snapshots(r: redis.Redis, b: Board) -> None:
     each at most once per ``SNAP_EVERY_S``: whichever page refreshes first writes it."""
     guard_ms = int(history.SNAP_EVERY_S * 1000)
     p = r.pipeline(transaction=False)
-    p.set(snap_guard_key(b.shop), 1, nx=True, px=guard_ms)
-    p.set(snap_guard_key(b.shop, b.room), 1, nx=True, px=guard_ms)
+    p.set(keys.board_guard(b.shop), 1, nx=True, px=guard_ms)
+    p.set(keys.board_guard(b.shop, b.room), 1, nx=True, px=guard_ms)
     shop_due, room_due = p.execute()
     if not (shop_due or room_due):
         return
     at = round(b.at, 3)
     p = r.pipeline(transaction=False)
     if shop_due:
-        history.push(p, snap_key(b.shop), {"at": at, "applied": b.applied, "accepted": b.accepted,
-                                           "lag": b.health.lag, "frames": b.health.frames, "tiers": b.shop_tiers})
+        history.push(p, keys.board_snaps(b.shop), {
+            "at": at, "applied": b.applied, "accepted": b.accepted, "lag": b.health.lag,
+            "frames": b.health.frames, "tiers": b.shop_tiers})
     if room_due and b.known:
-        history.push(p, room_snap_key(b.shop, b.room), {"at": at, "clock": b.clock, "ev": b.room_events,
-                                                        "present": b.present, "t": b.room_tiers})
+        history.push(p, keys.board_room_snaps(b.shop, b.room), {
+            "at": at, "clock": b.clock, "ev": b.room_events, "present": b.present, "t": b.room_tiers})
     p.execute()
 
 

@@ -4,16 +4,16 @@ Written by whichever page refreshes first, at most once per ``SNAP_EVERY_S`` sec
 shop and per room (a ``SET NX PX`` guard, ``board.record_snapshots``), so it costs the
 same with one or twenty tabs open:
 
-- ``fo:{shop}:board:snap``: capped LIST (newest first, ``SNAP_KEEP`` entries) of
+- ``keys.board_snaps`` (``fo:{shop}:board:snap``): capped LIST (newest first, ``SNAP_KEEP`` entries) of
   JSON ``{"at": wall s, "applied", "accepted", "lag", "frames", "tiers": {tier: n}}``.
   It gives the shop's tier change over 5 minutes, "lag growing" and "feed silent".
-- ``fo:{shop}:board:rsnap:<room>``: the same for one room,
+- ``keys.board_room_snaps`` (``fo:{shop}:board:rsnap:<room>``): the same for one room,
   ``{"at", "clock", "ev": events in the room, "present", "t": {tier: n}}``: the
   room's tier change and events/s.
 
 Both expire a day after their last write (the chart's per-minute joins, orders, events and
 viewers present are the scorer's, in ``keys.room_minutes``); the write guards
-are ``fo:{shop}:board:guard`` and ``fo:{shop}:board:guard:<room>``.  The helpers here
+are ``keys.board_guard`` of the shop and of the room.  The helpers here
 read the history as plain data and are tested without Redis.
 """
 
