@@ -574,7 +574,7 @@ def live_reads(r: redis.Redis, shop: str) -> Callable[[], Any]:
 def queue_reads(r: redis.Redis, shop: str) -> Callable[[], Any]:
     def run() -> Any:
         queue.counts(r, shop)
-        return tasks.task_page(r, shop, tasks.OPEN, limit=20)
+        return tasks.task_page(r, shop, queue.OPEN, limit=20)
     return run
 
 
@@ -879,7 +879,7 @@ def part_a(args: argparse.Namespace, rep: Report) -> None:
             base_live_note = f"baseline not measured: {type(e).__name__}: {e}"
         open_tasks = sum(queue.counts(r, SHOP)[s] for s in ("pending", "claimed"))
         cap = min(open_tasks, args.baseline_tasks)
-        base_q = time_calls(lambda: tasks.task_page(r, SHOP, tasks.OPEN, limit=20, scan=cap), 3, warm=0)
+        base_q = time_calls(lambda: tasks.task_page(r, SHOP, queue.OPEN, limit=20, scan=cap), 3, warm=0)
         scale = open_tasks / cap if cap else 1.0
         base_q = Timing([x * scale for x in base_q.runs])
         r.close()

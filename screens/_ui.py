@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo
 import redis
 import streamlit as st
 
-from fanops import keys
 from fanops.config import Config
 from fanops.errors import FanopsError
 from fanops.i18n import LANGS, t
@@ -111,9 +110,9 @@ def current_room(r: redis.Redis, shop_id: str) -> rooms.RoomRef | None:
     now_ms = int(rooms.wall_clock() * 1000)
     choice = st.session_state.get("room", AUTO)
     if choice is not AUTO:
-        score = r.zscore(keys.rooms(shop_id), choice)
-        if score is not None:
-            return rooms.RoomRef(choice, int(score), now_ms - int(score) <= rooms.LIVE_MS)
+        ref = rooms.room_ref(r, shop_id, choice, now_ms)
+        if ref is not None:
+            return ref
     recent = rooms.room_list(r, shop_id, now_ms, limit=1)
     return recent[0] if recent else None
 

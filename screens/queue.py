@@ -143,7 +143,7 @@ def tasks() -> None:
         for col, s in zip(cols, TASK_STATES, strict=True):
             col.metric(tr(f"state.{s}"), _ui.number(counts[s]))
         _ui.show_flash()
-        rows = task_reads.task_page(r, shop, state or task_reads.OPEN, tier=tier or None, lang=lang or None,
+        rows = task_reads.task_page(r, shop, state or queue.OPEN, tier=tier or None, lang=lang or None,
                                     sendable_now=sendable, limit=page)
         if not rows:
             st.info(tr("queue.empty" if sum(counts.values()) == 0 else "queue.empty_filtered"))

@@ -17,7 +17,7 @@ import streamlit as st
 from fanops import rules_store
 from fanops.errors import BadSettings
 from fanops.i18n import language_name
-from fanops.rules_settings import RULES, RuleSettings
+from fanops.rules_settings import RULE_GROUPS, RULES, RuleSettings
 from fanops.state import TIERS
 from fanops.templates import DEFAULT_TEMPLATES, LANGUAGES, REACTIVATED, TEMPLATE_KEYS, VARIANTS, clean_text, suggest
 from scoring import recompute
@@ -27,8 +27,7 @@ from screens import _ui
 tr = _ui.translator()
 r = _ui.client()
 shop = _ui.shop()
-GROUPS = (("settings.group_tiers", RULES[:6]), ("settings.group_followups", RULES[6:11]),
-          ("settings.group_priority", RULES[11:]))
+GROUPS = tuple((f"settings.group_{g}", [rule for rule in RULES if rule.group == g]) for g in RULE_GROUPS)
 
 st.title(tr("settings.title"))
 current, version = rules_store.load(r, shop)

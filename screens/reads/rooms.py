@@ -37,6 +37,12 @@ def room_list(r: redis.Redis, shop: str, now_ms: int, limit: int = 50) -> list[R
     return [RoomRef(to_str(m), int(s), now_ms - int(s) <= LIVE_MS) for m, s in rows]
 
 
+def room_ref(r: redis.Redis, shop: str, room: str, now_ms: int) -> RoomRef | None:
+    """One room of the shop by id; None if the shop has no such room."""
+    score = r.zscore(keys.rooms(shop), room)
+    return None if score is None else RoomRef(room, int(score), now_ms - int(score) <= LIVE_MS)
+
+
 def present_ms(raw: object) -> int:
     """The ``present_minutes`` rule setting as read from the rules hash (None: never set), in ms."""
     return int(to_float(raw or RuleSettings.present_minutes) * MINUTE)
