@@ -44,12 +44,6 @@ def esc(part: str) -> str:
     return part.translate(_ESC)
 
 
-def unesc(part: str) -> str:
-    if "%" not in part:
-        return part
-    return part.replace("%3A", ":").replace("%7D", "}").replace("%7B", "{").replace("%25", "%")
-
-
 def pair(room: str, viewer: str) -> str:
     """One string for a (room, viewer) pair, e.g. a task id or a lurk index member.
 

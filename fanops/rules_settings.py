@@ -8,7 +8,7 @@ that nothing is half-applied.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from fanops.errors import BadSettings
@@ -164,7 +164,3 @@ class RuleSettings:
         if problems:
             raise BadSettings(problems)
         return cls(**merged)
-
-
-def rule_names() -> list[str]:
-    return [f.name for f in fields(RuleSettings)]
