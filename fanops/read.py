@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, cast
 
 import redis
@@ -66,13 +67,11 @@ def shops(r: redis.Redis) -> list[str]:
 def rooms(r: redis.Redis, shop: str, limit: int = 50) -> list[tuple[str, int]]:
     """The shop's rooms, the most recently active first, with their last event ts."""
     got = cast(replies.Scored, r.zrevrange(keys.rooms(shop), 0, limit - 1, withscores=True))
-    return [(m.decode(), int(s)) for m, s in got]
+    return [(to_str(m), int(s)) for m, s in got]
 
 
 def heartbeat_keys(r: redis.Redis, kind: str) -> list[str]:
     """The heartbeat keys of the processes of one kind seen in the last hour (from their index)."""
-    import time
-
     names = cast(replies.Members,
                  r.zrangebyscore(keys.heartbeat_index(kind), time.time() - keys.HEARTBEAT_INDEX_KEEP_S, "+inf"))
     return [keys.heartbeat(kind, n.decode()) for n in names]

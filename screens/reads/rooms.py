@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 
-from fanops import keys
-from fanops.replies import to_float, to_str
+from fanops import keys, read
+from fanops.replies import to_float
 from fanops.rules_settings import MINUTE, RuleSettings
 
 LIVE_MS = 5 * MINUTE  # a room is live if its last event is this recent (wall clock)
@@ -33,8 +32,7 @@ class RoomRef:
 
 def room_list(r: redis.Redis, shop: str, now_ms: int, limit: int = 50) -> list[RoomRef]:
     """The shop's rooms, most recently active first; ``live``: an event in the last 5 minutes."""
-    rows: Any = r.zrevrange(keys.rooms(shop), 0, limit - 1, withscores=True)
-    return [RoomRef(to_str(m), int(s), now_ms - int(s) <= LIVE_MS) for m, s in rows]
+    return [RoomRef(room, ts, now_ms - ts <= LIVE_MS) for room, ts in read.rooms(r, shop, limit)]
 
 
 def room_ref(r: redis.Redis, shop: str, room: str, now_ms: int) -> RoomRef | None:

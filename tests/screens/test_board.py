@@ -1,4 +1,5 @@
-"""The board's pure helpers: tier change, rates, health judgement, host lists, transitions."""
+"""The screens' read model: tier change, rates, health judgement, host lists, transitions, the chart, and
+the board's snapshot history (a read writes nothing; the page records)."""
 
 from __future__ import annotations
 
@@ -130,3 +131,25 @@ def test_chart_reads_orders_joins_and_presence_per_minute_from_the_rooms_first_m
     assert ch.minutes == [998, 999, 1000]
     assert (ch.orders, ch.joins, ch.present) == ([2, 0, 1], [5, 0, 0], [None, 40, None])
     assert board.read_chart(r, "s", "nothing", 1000 * MIN).minutes == []
+
+
+def test_read_board_only_reads_and_record_snapshots_writes_once_per_10_s_per_shop_and_room(r):
+    from fanops import keys
+
+    r.hset(keys.stats("s"), mapping={"clock": 1000 * MIN, "accepted": 5, "applied": 4})
+    r.hset(keys.room("s", "rm"), mapping={"unique": 3, "t:new_fan": 3, "n:join": 3})
+    r.zadd(keys.present("s", "rm"), {"a": 1000 * MIN, "b": 1000 * MIN - 11 * MIN})
+    before = {k: r.dump(k) for k in r.keys()}
+    b = board.read_board(r, "s", "rm", now=NOW)
+    assert {k: r.dump(k) for k in r.keys()} == before  # a read writes nothing
+    assert (b.present, b.room_events, b.health.lag) == (1, 3, 1)
+    board.record_snapshots(r, b)
+    board.record_snapshots(r, board.read_board(r, "s", "rm", now=NOW + 1))  # within 10 s: not written
+    (shop,) = history.parse(r.lrange(keys.board_snaps("s"), 0, -1))
+    assert shop == {"at": NOW, "applied": 4, "accepted": 5, "lag": 1, "frames": None,
+                    "tiers": {"new_fan": 0, "first_buyer": 0, "active": 0, "dormant": 0}}
+    (room,) = history.parse(r.lrange(keys.board_room_snaps("s", "rm"), 0, -1))
+    assert room == {"at": NOW, "clock": 1000 * MIN, "ev": 3, "present": 1,
+                    "t": {"new_fan": 3, "first_buyer": 0, "active": 0, "dormant": 0}}
+    board.record_snapshots(r, board.read_board(r, "s", "nothing", now=NOW))  # an unknown room: no history
+    assert not r.exists(keys.board_room_snaps("s", "nothing"))
