@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from fanops import read
 from fanops.i18n import LANG_NAMES, LANGS
 from fanops.templates import clean_text
 from screens import _ui
-from screens.reads import board
+from screens.reads import rooms
 
 st.set_page_config(page_title="fanops", page_icon=":material/live_tv:", layout="wide")
 _ui.init_from_query()
@@ -45,15 +46,15 @@ r = _ui.client()
 with st.sidebar:
     _ui.sticky("radio", "Language / 语言", list(LANGS), "lang", format_func=LANG_NAMES.__getitem__,
                translated=False, horizontal=True)
-    shops = board.shops(r)
+    shops = read.shops(r)
     shop_before = st.session_state.get("shop")
     if st.session_state.get("shop") and st.session_state["shop"] not in shops:
         shops.append(st.session_state["shop"])
     shop_now = _ui.sticky("select", tr("sidebar.shop"), shops or ["default"], "shop", translated=False)
     if shop_before is not None and shop_now != shop_before:
         st.session_state["room"] = _ui.AUTO
-    now_ms = int(board.wall_clock() * 1000)
-    ids = [rm.id for rm in board.room_list(r, _ui.shop(), now_ms)]
+    now_ms = int(rooms.wall_clock() * 1000)
+    ids = [rm.id for rm in rooms.room_list(r, _ui.shop(), now_ms)]
     choice = st.session_state.get("room", _ui.AUTO)
     if choice is not _ui.AUTO and choice not in ids:
         ids.append(choice)  # a room named in the URL, or one that dropped off the recent list

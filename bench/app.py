@@ -36,7 +36,7 @@
     The board's own history (the snapshots it writes every 10 s) is filled first as if the
     board had been open for 10 minutes (``board.read_board`` at 10-s steps of its clock).  If
     the room would show as ended by the time AppTest runs (no event for 5 minutes), the
-    board's clock (``board.wall_clock``, as tests/test_app.py pins it) is pinned in the
+    board's clock (``rooms.wall_clock``, as tests/screens/test_app.py pins it) is pinned in the
     AppTest runs to 30 s after the room's last event; the real server is never pinned.
 
 (B) Streamlit server memory: a fresh private server, the launcher's processes (``python -m
@@ -95,7 +95,7 @@ from fanops import keys, queue
 from fanops.config import Config
 from fanops.read import status
 from fanops.runtime import server
-from screens.reads import board
+from screens.reads import board, history, rooms, tasks
 
 SHOP = "default"
 SMALL_SHOP = "small"  # the ceiling: the same screens on a 1,000-viewer shop
@@ -355,9 +355,10 @@ def _archived(r: redis.Redis, shop: str, rooms: list[str]) -> set[str]:
 
 def prefill_history(r: redis.Redis, shop: str, room: str, now_s: float) -> None:
     """The board's snapshot history as after 10 minutes of an open board (one per 10 s)."""
-    for i in range(board.SNAP_KEEP):
-        r.delete(board.snap_guard_key(shop), board.snap_guard_key(shop, room))
-        board.read_board(r, shop, room, now=now_s - (board.SNAP_KEEP - 1 - i) * board.SNAP_EVERY_S)
+    for i in range(history.SNAP_KEEP):
+        r.delete(keys.board_guard(shop), keys.board_guard(shop, room))
+        now = now_s - (history.SNAP_KEEP - 1 - i) * history.SNAP_EVERY_S
+        board.record_snapshots(r, board.read_board(r, shop, room, now=now))
 
 
 def describe_state(r: redis.Redis, shop: str, room: str) -> list[str]:
@@ -384,7 +385,8 @@ class Probe:
     handing it to the real ``st.fragment``; the read functions the pages call through their
     module (``board.read_board`` ...) are wrapped the same way.  Nothing else changes."""
 
-    READS = [(board, "read_board"), (board, "read_chart"), (board, "read_transitions"), (board, "task_page"),
+    READS = [(board, "read_board"), (board, "record_snapshots"), (board, "read_chart"), (board, "read_transitions"),
+             (tasks, "task_page"),
              (queue, "counts")]
 
     def __init__(self) -> None:
@@ -559,11 +561,11 @@ def time_calls(fn: Callable[[], Any], repeat: int, warm: int = 2) -> Timing:
 def live_reads(r: redis.Redis, shop: str) -> Callable[[], Any]:
     """What the live board's fragment reads, in its order (the room, the board, the chart, the changes)."""
     def run() -> Any:
-        rooms = board.room_list(r, shop, int(board.wall_clock() * 1000), limit=1)
-        if not rooms:
+        recent = rooms.room_list(r, shop, int(rooms.wall_clock() * 1000), limit=1)
+        if not recent:
             return None
-        ref = rooms[0]
-        board.read_board(r, shop, ref.id)
+        ref = recent[0]
+        board.record_snapshots(r, board.read_board(r, shop, ref.id))
         board.read_chart(r, shop, ref.id, ref.last_ts)
         return board.read_transitions(r, shop, ref.id)
     return run
@@ -572,7 +574,7 @@ def live_reads(r: redis.Redis, shop: str) -> Callable[[], Any]:
 def queue_reads(r: redis.Redis, shop: str) -> Callable[[], Any]:
     def run() -> Any:
         queue.counts(r, shop)
-        return board.task_page(r, shop, board.OPEN, limit=20)
+        return tasks.task_page(r, shop, queue.OPEN, limit=20)
     return run
 
 
@@ -815,7 +817,7 @@ def part_a(args: argparse.Namespace, rep: Report) -> None:
         # the real server first, while the room is live by the wall clock
         srv: dict[str, tuple[SessionProbe, str]] = {}
         if not args.no_browser:
-            live_now = time.time() * 1000 - w.last_ts <= board.LIVE_MS
+            live_now = time.time() * 1000 - w.last_ts <= rooms.LIVE_MS
             print(f"  real server, one browser session per screen, {args.server_s:.0f} s each "
                   f"(room {'live' if live_now else 'NOT live any more: the board shows it ended'}) ...", flush=True)
             screens = [("live", "", ""), ("queue", "queue", ""), ("live-small", "", f"?shop={SMALL_SHOP}"),
@@ -839,9 +841,9 @@ def part_a(args: argparse.Namespace, rep: Report) -> None:
         os.environ["REDIS_URL"] = info.url
         os.environ["FANOPS_DATA_DIR"] = str(tmp / "data")
         pinned = ""
-        if time.time() * 1000 - w.last_ts > board.LIVE_MS - 60_000:
+        if time.time() * 1000 - w.last_ts > rooms.LIVE_MS - 60_000:
             pin = w.last_ts / 1000 + 30
-            board.wall_clock = lambda: pin  # type: ignore[assignment]
+            rooms.wall_clock = lambda: pin  # type: ignore[assignment]
             pinned = f"board clock pinned to 30 s after the room's last event ({(time.time() - pin) / 60:.1f} min ago)"
             print(f"  {pinned}", flush=True)
         probe = Probe()
@@ -877,7 +879,7 @@ def part_a(args: argparse.Namespace, rep: Report) -> None:
             base_live_note = f"baseline not measured: {type(e).__name__}: {e}"
         open_tasks = sum(queue.counts(r, SHOP)[s] for s in ("pending", "claimed"))
         cap = min(open_tasks, args.baseline_tasks)
-        base_q = time_calls(lambda: board.task_page(r, SHOP, board.OPEN, limit=20, scan=cap), 3, warm=0)
+        base_q = time_calls(lambda: tasks.task_page(r, SHOP, queue.OPEN, limit=20, scan=cap), 3, warm=0)
         scale = open_tasks / cap if cap else 1.0
         base_q = Timing([x * scale for x in base_q.runs])
         r.close()

@@ -44,12 +44,6 @@ def esc(part: str) -> str:
     return part.translate(_ESC)
 
 
-def unesc(part: str) -> str:
-    if "%" not in part:
-        return part
-    return part.replace("%3A", ":").replace("%7D", "}").replace("%7B", "{").replace("%25", "%")
-
-
 def pair(room: str, viewer: str) -> str:
     """One string for a (room, viewer) pair, e.g. a task id or a lurk index member.
 
@@ -313,3 +307,20 @@ def rules(shop: str) -> str:
 def room_orders(shop: str, room_id: str) -> str:
     """SET of the distinct order ids seen in a room (``room.orders`` counts them)."""
     return f"{tag(shop)}:roomorders:{esc(room_id)}"
+
+
+# --- the live board's own history (``screens.reads.history``) ------------------
+def board_snaps(shop: str) -> str:
+    """Capped LIST of the live board's snapshots of the shop (JSON, newest first; expires)."""
+    return f"{tag(shop)}:board:snap"
+
+
+def board_room_snaps(shop: str, room_id: str) -> str:
+    """Capped LIST of the live board's snapshots of one room (JSON, newest first; expires)."""
+    return f"{tag(shop)}:board:rsnap:{esc(room_id)}"
+
+
+def board_guard(shop: str, room_id: str | None = None) -> str:
+    """STRING set with NX and a short expiry: the shop's (or a room's) board snapshot was
+    written this recently, so no other page writes one."""
+    return f"{tag(shop)}:board:guard" + (f":{esc(room_id)}" if room_id is not None else "")

@@ -1,5 +1,7 @@
 """The follow-up queue: what operators see and do (list, claim, mark sent, skip, release).
 
+One listing, ``list_tasks``, for every reader: the queue screen, the command line, the tests.
+
 Each action is one atomic script call (``lua/task.lua``): two operators
 claiming one task get one winner, and the other a ``TaskClaimedByOther``
 naming the holder.  A claim lapses back to ``pending`` after the lease
@@ -22,7 +24,8 @@ from fanops.scripts import script_source
 from fanops.state import TASK_STATES, TaskRec, unpack_task
 from fanops.templates import suggest
 
-SCAN_LIMIT = 500  # tasks read per list call, highest priority first
+SCAN_LIMIT = 500  # tasks read per state per list call, highest priority first
+OPEN = "open"  # the state filter for pending and claimed tasks together
 
 
 task_id = keys.pair
@@ -115,43 +118,61 @@ def finish(t: Task, now_ms: int, settings: Any, templates: dict[str, Any], *, lo
     return t
 
 
+def _queued(r: redis.Redis, shop: str, states: tuple[str, ...], scan: int) -> list[str]:
+    """The ids of the ``scan`` tasks of highest priority in each of ``states``' queues; members
+    that are not a task id of this version are left out."""
+    p = r.pipeline(transaction=False)
+    for s in states:
+        p.zrevrange(keys.queue(shop, s), 0, scan - 1)
+    ids: list[str] = []
+    for m in (m for ms in p.execute() for m in ms):
+        tid = replies.to_str(m)
+        try:
+            split_task_id(tid)
+        except ValueError:
+            continue
+        ids.append(tid)
+    return ids
+
+
+def _wanted(t: Task, state: str, tier: str | None, lang: str | None, country: str | None,
+            room: str | None, sendable_now: bool) -> bool:
+    return ((state == OPEN or t.state == state)
+            and not (tier and t.tier != tier)
+            and not (lang and not (t.lang or "").lower().startswith(lang.lower()))
+            and not (country and t.country != country)
+            and not (room and t.room != room)
+            and not (sendable_now and not t.sendable_now))
+
+
 def list_tasks(r: redis.Redis, shop: str, state: str = "pending", *, tier: str | None = None,
                lang: str | None = None, country: str | None = None, room: str | None = None,
-               sendable_now: bool = False, limit: int = 50, now_ms: int | None = None) -> list[Task]:
+               sendable_now: bool = False, limit: int = 50, now_ms: int | None = None,
+               scan: int = SCAN_LIMIT) -> list[Task]:
     """Tasks in ``state`` by priority (ties: longer dwell, then viewer id), filtered.
 
-    ``pending`` includes lapsed claims.  Reads at most ``SCAN_LIMIT`` tasks per state.
+    ``open`` is pending and claimed tasks together, so an operator sees the tasks others hold;
+    ``pending`` includes lapsed claims.  Reads at most ``scan`` tasks per state, highest priority
+    first; works out the viewer's local time only if a filter needs it before the cut, and the
+    suggested message only for the tasks returned.
     """
     now = now_ms if now_ms is not None else int(time.time() * 1000)
+    states = ("pending", "claimed") if state in (OPEN, "pending") else (state,)
+    ids = _queued(r, shop, states, scan)
+    if not ids:
+        return []
+    recs = read_tasks(r, shop, ids)
     settings, _ = rules_store.load(r, shop)
     templates = rules_store.load_templates(r, shop)
-    states = ["pending", "claimed"] if state == "pending" else [state]
-    ids: list[tuple[str, float]] = []
-    for st in states:
-        got = cast(replies.Scored, r.zrevrange(keys.queue(shop, st), 0, SCAN_LIMIT - 1, withscores=True))
-        for m, sc in got:
-            ids.append((m.decode(), sc))
-    recs = read_tasks(r, shop, [tid for tid, _ in ids])
-    out: list[tuple[float, Task]] = []
-    for (tid, score), h in zip(ids, recs, strict=True):
+    out: list[Task] = []
+    for tid, h in zip(ids, recs, strict=True):
         if h is None:
             continue
-        t = _task_from_rec(tid, h, now, settings, templates)
-        if t.state != state and not (state == "claimed" and t.state == "claimed"):
-            continue
-        if tier and t.tier != tier:
-            continue
-        if lang and not (t.lang or "").lower().startswith(lang.lower()):
-            continue
-        if country and t.country != country:
-            continue
-        if room and t.room != room:
-            continue
-        if sendable_now and not t.sendable_now:
-            continue
-        out.append((score, t))
-    out.sort(key=lambda st: (-st[1].priority, -st[1].dwell_ms, st[1].viewer))
-    return [t for _, t in out[:limit]]
+        t = _task_from_rec(tid, h, now, settings, templates, local=sendable_now, message=False)
+        if _wanted(t, state, tier, lang, country, room, sendable_now):
+            out.append(t)
+    out.sort(key=lambda t: (-t.priority, -t.dwell_ms, t.viewer))
+    return [finish(t, now, settings, templates, local=not sendable_now) for t in out[:limit]]
 
 
 def get_task(r: redis.Redis, shop: str, tid: str, now_ms: int | None = None) -> Task:

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, cast
 
 import redis
 
 from fanops import keys, replies, rules_store
-from fanops.replies import str_keys, to_int
-from fanops.state import TASK_STATES, TIERS, RoomViewer, TaskRec, ViewerState, unpack_room_viewer, unpack_viewer
+from fanops.replies import str_keys, to_int, to_str
+from fanops.state import TASK_STATES, TIERS, TaskRec, ViewerState, unpack_viewer
 
 PROFILE_CHUNK = 2000
-
-
-
-
 
 
 def status(r: redis.Redis, shop: str, room: str | None = None) -> dict[str, Any]:
@@ -62,33 +59,19 @@ def viewer_state(r: redis.Redis, shop: str, viewer_id: str) -> ViewerState | Non
     return unpack_viewer(b) if b else None
 
 
-def room_viewer(r: redis.Redis, shop: str, room: str, viewer_id: str) -> RoomViewer | None:
-    b = cast("bytes | None", r.hget(keys.room_viewers(shop, room), viewer_id))
-    return unpack_room_viewer(b) if b else None
-
-
 def shops(r: redis.Redis) -> list[str]:
-    return sorted(s.decode() for s in cast("set[bytes]", r.smembers(keys.shops())))
+    """Every shop seen, sorted."""
+    return sorted(to_str(s) for s in cast("set[bytes]", r.smembers(keys.shops())))
 
 
 def rooms(r: redis.Redis, shop: str, limit: int = 50) -> list[tuple[str, int]]:
     """The shop's rooms, the most recently active first, with their last event ts."""
     got = cast(replies.Scored, r.zrevrange(keys.rooms(shop), 0, limit - 1, withscores=True))
-    return [(m.decode(), int(s)) for m, s in got]
-
-
-def dead_letters(r: redis.Redis, count: int = 50) -> list[dict[str, Any]]:
-    out = []
-    for id_, f in cast(replies.StreamEntries, r.xrevrange(keys.dead_stream(), count=count)):
-        out.append({"id": id_.decode(), "reason": f.get(b"reason", b"").decode(errors="replace"),
-                    "raw": f.get(b"raw", b"").decode(errors="replace"), "at": to_int(f.get(b"at"))})
-    return out
+    return [(to_str(m), int(s)) for m, s in got]
 
 
 def heartbeat_keys(r: redis.Redis, kind: str) -> list[str]:
     """The heartbeat keys of the processes of one kind seen in the last hour (from their index)."""
-    import time
-
     names = cast(replies.Members,
                  r.zrangebyscore(keys.heartbeat_index(kind), time.time() - keys.HEARTBEAT_INDEX_KEEP_S, "+inf"))
     return [keys.heartbeat(kind, n.decode()) for n in names]
@@ -127,7 +110,6 @@ def fill_profiles(r: redis.Redis, shop: str, tasks: list[tuple[str, TaskRec]]) -
         v = profiles.get(vid)
         if v is not None:
             t.name, t.country, t.lang, t.tz = v.name or "", v.country or "", v.lang or "", v.tz or ""
-
 
 
 def seen_keys(r: redis.Redis, shop: str, room: str) -> list[str]:

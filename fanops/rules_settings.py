@@ -8,7 +8,7 @@ that nothing is half-applied.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from fanops.errors import BadSettings
@@ -17,9 +17,13 @@ DAY = 86_400_000
 MINUTE = 60_000
 
 
+RULE_GROUPS = ("tiers", "followups", "priority")  # as the settings screen shows them, in order
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str
+    group: str  # one of RULE_GROUPS
     default: float
     lo: float
     hi: float
@@ -29,31 +33,33 @@ class Rule:
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("dormant_days", 30, 1, 3650, "days", "a viewer with no event for this long is dormant"),
-    Rule("active_orders", 2, 1, 1000, "orders", "this many distinct orders make a viewer active"),
-    Rule("active_rooms", 3, 1, 20, "rooms", "... or attending this many distinct rooms within the window"),
-    Rule("active_window_days", 30, 1, 3650, "days", "the window for counting rooms attended"),
-    Rule("reactivated_days", 30, 1, 3650, "days",
+    Rule("dormant_days", "tiers", 30, 1, 3650, "days", "a viewer with no event for this long is dormant"),
+    Rule("active_orders", "tiers", 2, 1, 1000, "orders", "this many distinct orders make a viewer active"),
+    Rule("active_rooms", "tiers", 3, 1, 20, "rooms",
+         "... or attending this many distinct rooms within the window"),
+    Rule("active_window_days", "tiers", 30, 1, 3650, "days", "the window for counting rooms attended"),
+    Rule("reactivated_days", "tiers", 30, 1, 3650, "days",
          "a viewer back after this long away counts as reactivated in the room"),
-    Rule("present_minutes", 10, 1, 1440, "minutes",
+    Rule("present_minutes", "tiers", 10, 1, 1440, "minutes",
          "a viewer counts as present this long after their last event in the room"),
-    Rule("followup_dwell_minutes", 3, 0, 1440, "minutes", "dwell that makes a follow-up task"),
-    Rule("followup_cooldown_days", 7, 0, 365, "days",
+    Rule("followup_dwell_minutes", "followups", 3, 0, 1440, "minutes", "dwell that makes a follow-up task"),
+    Rule("followup_cooldown_days", "followups", 7, 0, 365, "days",
          "no new task for a viewer who was sent a follow-up this recently"),
-    Rule("claim_lease_minutes", 5, 1, 240, "minutes (wall time)", "an operator's claim on a task lapses after this"),
-    Rule("decent_hour_start", 9, 0, 23, "hour", "earliest local hour to send a DM"),
-    Rule("decent_hour_end", 21, 1, 24, "hour", "local hour from which a DM waits for the next day"),
-    Rule("w_comment", 3, 0, 100, "points", "priority per comment in the room", False),
-    Rule("w_cart_add", 5, 0, 100, "points", "priority per cart add", False),
-    Rule("w_product_view", 2, 0, 100, "points", "priority per product view", False),
-    Rule("w_share", 1, 0, 100, "points", "priority per share", False),
-    Rule("w_follow", 2, 0, 100, "points", "priority per follow", False),
-    Rule("likes_cap", 100, 0, 100000, "likes", "likes counted towards priority at most"),
-    Rule("likes_per_point", 20, 1, 100000, "likes", "likes for one priority point"),
-    Rule("bonus_reactivated", 5, 0, 100, "points", "priority bonus for a reactivated viewer", False),
-    Rule("bonus_first_buyer", 3, 0, 100, "points", "priority bonus for a first buyer", False),
-    Rule("bonus_active", 2, 0, 100, "points", "priority bonus for an active fan", False),
-    Rule("bonus_new_fan", 0, 0, 100, "points", "priority bonus for a new fan", False),
+    Rule("claim_lease_minutes", "followups", 5, 1, 240, "minutes (wall time)",
+         "an operator's claim on a task lapses after this"),
+    Rule("decent_hour_start", "followups", 9, 0, 23, "hour", "earliest local hour to send a DM"),
+    Rule("decent_hour_end", "followups", 21, 1, 24, "hour", "local hour from which a DM waits for the next day"),
+    Rule("w_comment", "priority", 3, 0, 100, "points", "priority per comment in the room", False),
+    Rule("w_cart_add", "priority", 5, 0, 100, "points", "priority per cart add", False),
+    Rule("w_product_view", "priority", 2, 0, 100, "points", "priority per product view", False),
+    Rule("w_share", "priority", 1, 0, 100, "points", "priority per share", False),
+    Rule("w_follow", "priority", 2, 0, 100, "points", "priority per follow", False),
+    Rule("likes_cap", "priority", 100, 0, 100000, "likes", "likes counted towards priority at most"),
+    Rule("likes_per_point", "priority", 20, 1, 100000, "likes", "likes for one priority point"),
+    Rule("bonus_reactivated", "priority", 5, 0, 100, "points", "priority bonus for a reactivated viewer", False),
+    Rule("bonus_first_buyer", "priority", 3, 0, 100, "points", "priority bonus for a first buyer", False),
+    Rule("bonus_active", "priority", 2, 0, 100, "points", "priority bonus for an active fan", False),
+    Rule("bonus_new_fan", "priority", 0, 0, 100, "points", "priority bonus for a new fan", False),
 )
 _BY_NAME = {r.name: r for r in RULES}
 
@@ -158,7 +164,3 @@ class RuleSettings:
         if problems:
             raise BadSettings(problems)
         return cls(**merged)
-
-
-def rule_names() -> list[str]:
-    return [f.name for f in fields(RuleSettings)]

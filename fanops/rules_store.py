@@ -12,6 +12,7 @@ from redis.typing import EncodableT, FieldT
 
 from fanops import keys, replies
 from fanops.errors import BadSettings
+from fanops.replies import to_int, to_str
 from fanops.rules_settings import RuleSettings, clamp_to_bounds
 from fanops.templates import DEFAULT_TEMPLATES, validate_templates
 
@@ -36,6 +37,12 @@ def load(r: redis.Redis, shop: str) -> tuple[RuleSettings, int]:
         fixed = clamp_to_bounds(d)
         log.warning("rule settings of shop %r are outside today's bounds; using %s", shop, fixed)
         return RuleSettings.from_mapping(fixed), version
+
+
+def last_change(r: redis.Redis, shop: str) -> tuple[str, int]:
+    """Who saved the shop's rule settings last (operator text) and when (wall ms); ("", 0) if never."""
+    res = cast("list[bytes | None]", r.hmget(keys.rules(shop), ["changed_by", "changed_at"]))
+    return to_str(res[0]), to_int(res[1])
 
 
 def load_templates(r: redis.Redis, shop: str) -> dict[str, Any]:

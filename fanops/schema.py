@@ -109,7 +109,6 @@ class BadInput(msgspec.Struct, frozen=True):
 
 _event_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
 _batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
-_msgpack_encoder = msgspec.msgpack.Encoder()
 _msgpack_decoder = msgspec.msgpack.Decoder(list[Event])
 _json_encoder = msgspec.json.Encoder()
 
@@ -167,12 +166,8 @@ def parse_frame(
     return [BadInput("a frame must hold an event object or an array of them", _cut(data))]
 
 
-def pack_events(events: list[Event]) -> bytes:
-    """Events -> compact bytes for a stream entry."""
-    return _msgpack_encoder.encode(events)
-
-
 def unpack_events(data: bytes) -> list[Event]:
+    """A stream entry's events (a msgpack array of them, as ``realtime.writer`` packs them)."""
     return _msgpack_decoder.decode(data)
 
 

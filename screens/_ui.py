@@ -19,12 +19,11 @@ from zoneinfo import ZoneInfo
 import redis
 import streamlit as st
 
-from fanops import keys
 from fanops.config import Config
 from fanops.errors import FanopsError
 from fanops.i18n import LANGS, t
 from fanops.runtime import db
-from screens.reads import board
+from screens.reads import rooms
 
 AUTO = None  # the room choice "whichever room is live now"
 RUN_COMMAND = "python3 dev.py up"
@@ -106,16 +105,16 @@ def operator() -> str:
     return str(st.session_state.get("operator") or "").strip()
 
 
-def current_room(r: redis.Redis, shop_id: str) -> board.RoomRef | None:
+def current_room(r: redis.Redis, shop_id: str) -> rooms.RoomRef | None:
     """The room picked in the sidebar, or the most recently active one ("live now")."""
-    now_ms = int(board.wall_clock() * 1000)
+    now_ms = int(rooms.wall_clock() * 1000)
     choice = st.session_state.get("room", AUTO)
     if choice is not AUTO:
-        score = r.zscore(keys.rooms(shop_id), choice)
-        if score is not None:
-            return board.RoomRef(choice, int(score), now_ms - int(score) <= board.LIVE_MS)
-    rooms = board.room_list(r, shop_id, now_ms, limit=1)
-    return rooms[0] if rooms else None
+        ref = rooms.room_ref(r, shop_id, choice, now_ms)
+        if ref is not None:
+            return ref
+    recent = rooms.room_list(r, shop_id, now_ms, limit=1)
+    return recent[0] if recent else None
 
 
 def sticky(kind: str, label: str, options: list[Any] | None, name: str, *, where: Any = None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from screens import _ui
-from screens.reads import board
+from screens.reads import host, rooms
 
 tr = _ui.translator()
 r = _ui.client()
@@ -39,7 +39,7 @@ st.markdown(
 )
 
 
-def item(i: int, kind: str, it: board.HostItem) -> None:
+def item(i: int, kind: str, it: host.HostItem) -> None:
     """One entry: the name big with a short tag under it; for a question, the question big, the asker under it."""
     name = it.name or tr("host.no_name")
     with st.container(gap=None, key=f"row-{kind}-{i}"):
@@ -61,12 +61,12 @@ def screen() -> None:
             st.subheader(tr("host.no_room"))
             _ui.text(tr("host.no_room_how", cmd=_ui.RUN_COMMAND), key="quiet-empty")
             return
-        h = board.read_host(r, shop, ref.id)
+        h = host.read_host(r, shop, ref.id)
         c1, c2 = st.columns(2)
         c1.metric(tr("host.viewers"), _ui.number(h.present))
         c2.metric(tr("host.orders"), _ui.number(h.orders))
         if not ref.live:
-            _ui.text(tr("host.ended", ago=_ui.ago(board.wall_clock() * 1000 - ref.last_ts)), key="quiet-ended")
+            _ui.text(tr("host.ended", ago=_ui.ago(rooms.wall_clock() * 1000 - ref.last_ts)), key="quiet-ended")
         cols = st.columns(3, gap="large")
         for col, kind in zip(cols, ("greet", "thank", "questions"), strict=True):
             with col:

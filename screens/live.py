@@ -17,7 +17,8 @@ from fanops.i18n import t
 from fanops.state import TIERS
 from fanops.templates import clean_text
 from screens import _ui
-from screens.reads import board
+from screens.reads import board, rooms
+from screens.reads.health import Health
 
 tr = _ui.translator()
 r = _ui.client()
@@ -122,7 +123,7 @@ def transitions(room: str) -> None:
     )
 
 
-def health(h: board.Health) -> None:
+def health(h: Health) -> None:
     st.subheader(tr("live.health"))
     with st.container(key="health"):
         c = st.columns(4)
@@ -143,6 +144,7 @@ def live_board() -> None:
             _ui.empty_no_room()
             return
         b = board.read_board(r, shop, ref.id)
+        board.record_snapshots(r, b)
         head, status = st.columns([5, 1], vertical_alignment="bottom")
         with head:
             st.title(tr("live.title"))
@@ -151,7 +153,7 @@ def live_board() -> None:
             if b.live:
                 st.badge(tr("live.is_live"), icon=":material/radio_button_checked:", color="red")
             else:
-                st.badge(tr("live.ended", ago=_ui.ago(board.wall_clock() * 1000 - ref.last_ts)), color="gray")
+                st.badge(tr("live.ended", ago=_ui.ago(rooms.wall_clock() * 1000 - ref.last_ts)), color="gray")
         if not b.live:
             st.info(tr("live.not_live"))
             st.code(_ui.RUN_COMMAND, language="bash")

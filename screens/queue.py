@@ -15,7 +15,7 @@ from fanops.i18n import language_name
 from fanops.state import TASK_STATES, TIERS
 from fanops.templates import LANGUAGES, clean_text
 from screens import _ui
-from screens.reads import board
+from screens.reads import tasks as task_reads
 
 tr = _ui.translator()
 r = _ui.client()
@@ -23,7 +23,7 @@ shop = _ui.shop()
 PAGE_SIZES = [10, 20, 50]  # cards a page; every card is redrawn at each refresh, so the default is small
 
 st.title(tr("queue.title"))
-state = _ui.sticky("segmented", tr("queue.state"), list(board.STATE_FILTERS), "q_state",
+state = _ui.sticky("segmented", tr("queue.state"), list(task_reads.STATE_FILTERS), "q_state",
                    format_func=lambda s: tr(f"state.{s}"))
 f = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
 tier = _ui.sticky("select", tr("queue.tier"), ["", *TIERS], "q_tier", where=f[0],
@@ -100,7 +100,7 @@ def details(t: queue.Task, mine: bool) -> str:
              tr("queue.dwell", d=_ui.ago(t.dwell_ms)) + " · " + tr("queue.priority", p=f"{t.priority:g}")
              + " · " + tr("queue.room") + " " + clean_text(t.room, 40),
              activity(t)]
-    lines += ["“" + clean_text(x, board.TEXT_CHARS) + "”" for x in t.said]
+    lines += ["“" + clean_text(x, task_reads.TEXT_CHARS) + "”" for x in t.said]
     if t.state == "claimed" and not mine:
         lines.append(tr("queue.held_by") + " " + clean_text(t.holder, 64))
     if t.state == "skipped" and t.skip_reason:
@@ -143,8 +143,8 @@ def tasks() -> None:
         for col, s in zip(cols, TASK_STATES, strict=True):
             col.metric(tr(f"state.{s}"), _ui.number(counts[s]))
         _ui.show_flash()
-        rows = board.task_page(r, shop, state or board.OPEN, tier=tier or None, lang=lang or None,
-                               sendable_now=sendable, limit=page)
+        rows = task_reads.task_page(r, shop, state or queue.OPEN, tier=tier or None, lang=lang or None,
+                                    sendable_now=sendable, limit=page)
         if not rows:
             st.info(tr("queue.empty" if sum(counts.values()) == 0 else "queue.empty_filtered"))
             return

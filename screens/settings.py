@@ -17,19 +17,17 @@ import streamlit as st
 from fanops import rules_store
 from fanops.errors import BadSettings
 from fanops.i18n import language_name
-from fanops.rules_settings import RULES, RuleSettings
+from fanops.rules_settings import RULE_GROUPS, RULES, RuleSettings
 from fanops.state import TIERS
 from fanops.templates import DEFAULT_TEMPLATES, LANGUAGES, REACTIVATED, TEMPLATE_KEYS, VARIANTS, clean_text, suggest
 from scoring import recompute
 from scoring.whatif import what_if
 from screens import _ui
-from screens.reads import board
 
 tr = _ui.translator()
 r = _ui.client()
 shop = _ui.shop()
-GROUPS = (("settings.group_tiers", RULES[:6]), ("settings.group_followups", RULES[6:11]),
-          ("settings.group_priority", RULES[11:]))
+GROUPS = tuple((f"settings.group_{g}", [rule for rule in RULES if rule.group == g]) for g in RULE_GROUPS)
 
 st.title(tr("settings.title"))
 current, version = rules_store.load(r, shop)
@@ -52,7 +50,7 @@ def recount() -> None:
         recompute.rebuild(r, shop, holder=f"app:{_ui.operator() or 'settings'}")
 
 
-changed_by, changed_at = board.rules_meta(r, shop)
+changed_by, changed_at = rules_store.last_change(r, shop)
 line = tr("settings.version", v=version)
 if changed_at:
     line += " · " + tr("settings.changed_at", at=_ui.clock_time(changed_at, with_date=True))

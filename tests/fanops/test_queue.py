@@ -53,6 +53,18 @@ def test_filters_by_tier_language_country_and_state(filled):
     assert all(t.decent_hour is not False for t in sendable)
 
 
+def test_open_lists_pending_and_claimed_together_and_skips_members_that_are_no_task_id(filled):
+    t1, t2 = top(filled, limit=2)
+    queue.Operator(filled, "default", "ana").claim(t1.id, now_ms=NOW)
+    filled.zadd(keys.queue("default", "pending"), {"not a task id": 10**9})
+    assert t1.id not in {t.id for t in top(filled, limit=1000)}
+    assert [t.id for t in top(filled, state="claimed")] == [t1.id]
+    opened = top(filled, state=queue.OPEN, limit=2)
+    assert [t.id for t in opened] == [t1.id, t2.id]  # by priority, whoever holds them
+    assert opened[0].state == "claimed" and opened[0].holder == "ana" and opened[0].message
+    assert top(filled, state=queue.OPEN, limit=1, scan=1)[0].id == t1.id
+
+
 def test_claim_send_flow_updates_the_room_counts(filled):
     t = top(filled)[0]
     before = status(filled, "default", t.room)["room"]["followups"]

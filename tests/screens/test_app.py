@@ -4,7 +4,7 @@ Each test writes known state (through the real consumer and scorer, or
 straight into the keys of ``fanops.keys``) and asserts what the screen shows
 against that state, never against the app's own read functions.  AppTest
 never fires ``run_every`` timers: every refresh here is an explicit ``run()``.
-The board's clock is pinned (``board.wall_clock``) so that rates and ages are exact.
+The board's clock is pinned (``rooms.wall_clock``) so that rates and ages are exact.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 import tests.reference as reference
 from fanops import keys, queue
 from fanops.rules_settings import RuleSettings
-from screens.reads import board
+from screens.reads import rooms
 from tests.conftest import SAMPLES
 from tests.pipeline import drain, ingest_frames, read_lines
 
@@ -44,7 +44,7 @@ def beat(r, kind: str, name: str, body: dict) -> None:
 def app(redis_url, monkeypatch):
     """``app(page, **session_state)``: a fresh browser session, run once, on ``page``."""
     monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setattr(board, "wall_clock", lambda: NOW)
+    monkeypatch.setattr(rooms, "wall_clock", lambda: NOW)
 
     def make(page: str | None = None, **state) -> AppTest:
         at = AppTest.from_file(APP, default_timeout=30)
@@ -113,10 +113,10 @@ def write_live_room(r, room="live-1"):
     beat(r, "consumer", "c1", {"connected": True, "frames": 500, "at": NOW})
     beat(r, "scorer", "s1", {"running": True, "at": NOW})
     # the board's own history: 5 minutes ago, and 10 s ago
-    r.lpush(board.room_snap_key(SHOP, room), json.dumps(
+    r.lpush(keys.board_room_snaps(SHOP, room), json.dumps(
         {"at": NOW - 300, "ev": 40, "t": {"new_fan": 20, "first_buyer": 3, "active": 4, "dormant": 1}}))
-    r.lpush(board.room_snap_key(SHOP, room), json.dumps({"at": NOW - 10, "ev": 70, "t": {}}))
-    r.lpush(board.snap_key(SHOP), json.dumps(
+    r.lpush(keys.board_room_snaps(SHOP, room), json.dumps({"at": NOW - 10, "ev": 70, "t": {}}))
+    r.lpush(keys.board_snaps(SHOP), json.dumps(
         {"at": NOW - 300, "lag": 10, "frames": 100,
          "tiers": {"new_fan": 290, "first_buyer": 50, "active": 25, "dormant": 100}}))
     for frm, to, cause, name, rm in [
@@ -164,13 +164,13 @@ def test_a_refresh_keeps_the_operators_choices_and_writes_history_once_per_10_s(
     at = app(operator="Mei")
     at.selectbox(key="room__en").set_value("old-show").run()
     assert texts(at.get_by_key("live-room")) == ["Room: old-show"]
-    n = r.llen(board.snap_key(SHOP))
+    n = r.llen(keys.board_snaps(SHOP))
     at.run()
     at.run()
     assert texts(at.get_by_key("live-room")) == ["Room: old-show"]
     assert at.session_state["operator"] == "Mei"
-    assert r.llen(board.snap_key(SHOP)) == n  # the first run wrote it; the next two within 10 s did not
-    newest = json.loads(r.lindex(board.snap_key(SHOP), 0))
+    assert r.llen(keys.board_snaps(SHOP)) == n  # the first run wrote it; the next two within 10 s did not
+    newest = json.loads(r.lindex(keys.board_snaps(SHOP), 0))
     assert newest["at"] == NOW and newest["tiers"]["dormant"] == 100 and newest["lag"] == 10
     at.switch_page("screens/queue.py").run()
     at.switch_page("screens/live.py").run()
@@ -181,10 +181,10 @@ def test_a_refresh_keeps_the_operators_choices_and_writes_history_once_per_10_s(
 def test_health_warnings_in_plain_words(app, r):
     write_live_room(r)
     r.hset(keys.stats(SHOP), mapping={"accepted": 2000, "applied": 1000})  # lag 1000 ...
-    r.delete(board.snap_key(SHOP))
+    r.delete(keys.board_snaps(SHOP))
     for age, lag in [(30, 100), (20, 400), (10, 700)]:  # ... and growing, with the feed silent for 30 s
-        r.lpush(board.snap_key(SHOP), json.dumps({"at": NOW - age, "lag": lag, "frames": 500, "tiers": {}}))
-    r.set(board.snap_guard_key(SHOP), 1, px=10_000)
+        r.lpush(keys.board_snaps(SHOP), json.dumps({"at": NOW - age, "lag": lag, "frames": 500, "tiers": {}}))
+    r.set(keys.board_guard(SHOP), 1, px=10_000)
     warnings = [w.value for w in app().warning]
     assert warnings == ["The feed has sent nothing for 30 s. Is the show still on?",
                         "The scorer is falling behind (1000 events waiting, and growing): start another with "

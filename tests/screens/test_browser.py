@@ -40,7 +40,7 @@ from fanops.errors import TaskClaimedByOther
 from fanops.runtime import server
 from scoring import archive
 from screens._ui import task_key
-from screens.reads import board
+from screens.reads import tasks
 from tests.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -410,7 +410,7 @@ def _claimable(page: Any) -> str:
 
 
 def _task_by_key(r: redis.Redis, k: str) -> str:
-    for t in board.task_page(r, SHOP, "pending", limit=200):
+    for t in tasks.task_page(r, SHOP, "pending", limit=200):
         if task_key(t.id) == k:
             return t.id
     raise AssertionError(f"no pending task with widget key {k}")
@@ -430,7 +430,7 @@ def claim_top(page: Any, r: redis.Redis, operator: str) -> tuple[str, str]:
         settle(page)
         k = _claimable(page)
         tid = _task_by_key(r, k)
-        assert tid == board.task_page(r, SHOP, "pending", limit=1)[0].id, "the first Claim is not the top task"
+        assert tid == tasks.task_page(r, SHOP, "pending", limit=1)[0].id, "the first Claim is not the top task"
         page.locator(f'.st-key-claim-{k} button').click()
         page.locator(f'.st-key-sent-{k} button').or_(page.get_by_text("Not possible any more")).first.wait_for(
             timeout=15_000)
