@@ -74,7 +74,8 @@ import redis
 
 from fanops import keys, read, replies, rules_store
 from fanops.config import Config
-from fanops.errors import FanopsError, NotFound
+from fanops.errors import ArchiveCorrupt, NotArchived, NotFound, RoomNotReady
+from fanops.errors import ArchiveError as ArchiveError
 from fanops.paths import fs_name
 from fanops.read import status
 from fanops.replies import to_int
@@ -108,22 +109,6 @@ SCAN_COUNT = 200  # stream entries per XRANGE (each holds up to a few hundred ev
 CHUNK = 2000
 LATE_RETRIES = 3
 FEEDS = ("greet", "thank", "questions")
-
-
-class ArchiveError(FanopsError):
-    """An archive cannot be written or read."""
-
-
-class RoomNotReady(ArchiveError):
-    """The room's events are not all applied yet, or another process is archiving it."""
-
-
-class ArchiveCorrupt(ArchiveError):
-    """The manifest is unreadable or a file it names is missing or altered."""
-
-
-class NotArchived(NotFound):
-    pass
 
 
 # --- schemas ------------------------------------------------------------------

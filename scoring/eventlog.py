@@ -36,6 +36,7 @@ from typing import Any, BinaryIO, cast
 import redis
 
 from fanops import keys
+from fanops.errors import LogWriteError as LogWriteError  # worker.py catches eventlog.LogWriteError
 from fanops.paths import fs_name
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,6 @@ def stream_id(x: bytes | str) -> tuple[int, int]:
     s = x.decode() if isinstance(x, bytes) else x
     a, _, b = s.partition("-")
     return int(a), int(b or 0)
-
-
-class LogWriteError(OSError):
-    """The applied-event log cannot be written (disk full, folder not writable)."""
 
 
 @dataclass

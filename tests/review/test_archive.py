@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 import redis
 
-from fanops import keys, queue
+from fanops import errors, keys, queue
 from fanops.config import Config
 from fanops.read import status
 from fanops.state import FINAL_TASK_STATES
@@ -121,7 +121,7 @@ def test_a_room_with_events_not_applied_is_left_alone(cfg: Config, r: redis.Redi
     ingest_frames(cfg, [frame(ev(1, room="r-late", ts=BASE), ev(2, room="r-late", ts=BASE + 1000, type="like"))])
     drain(r, cfg)  # applies everything so far ...
     ingest_frames(cfg, [frame(ev(3, room="r-late", ts=BASE + 2000, type="comment", text="hi"))])  # ... not this
-    with pytest.raises(archive.RoomNotReady, match="not yet applied"):
+    with pytest.raises(errors.RoomNotReady, match="not yet applied"):
         archive.archive_room(r, cfg, SHOP, "r-late")
     assert not archive.room_dir(cfg, SHOP, "r-late").joinpath("manifest.json").exists()
     assert r.hget(keys.room(SHOP, "r-late"), "archiving") is None  # no mark left behind
@@ -129,7 +129,7 @@ def test_a_room_with_events_not_applied_is_left_alone(cfg: Config, r: redis.Redi
     assert res.returncode == 1 and res.stderr.count("\n") == 1 and "python -m scoring run" in res.stderr
     drain(r, cfg)
     assert archive.archive_room(r, cfg, SHOP, "r-late").events == 3
-    with pytest.raises(archive.NotFound):
+    with pytest.raises(errors.NotFound):
         archive.archive_room(r, cfg, SHOP, "no-such-room")
 
 
@@ -163,7 +163,7 @@ def test_a_crash_mid_archive_leaves_the_previous_state_readable(cfg: Config, r: 
     past, live = _feed(cfg, r)
     # a crash while archiving from Redis: no archive yet, and Redis untouched
     assert _crash(cfg, past, "transitions.parquet", fileset=False) == 3
-    with pytest.raises(archive.NotArchived):
+    with pytest.raises(errors.NotArchived):
         archive.read_room(cfg, SHOP, past)
     assert r.exists(keys.room_viewers(SHOP, past)) and r.hget(keys.room(SHOP, past), "archived") is None
     assert r.hget(keys.room(SHOP, past), "archiving") is not None  # the dead process's mark ...
@@ -190,10 +190,10 @@ def test_a_crash_mid_archive_leaves_the_previous_state_readable(cfg: Config, r: 
     blob = bytearray(target.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     target.write_bytes(bytes(blob))
-    with pytest.raises(archive.ArchiveCorrupt):
+    with pytest.raises(errors.ArchiveCorrupt):
         archive.read_room(cfg, SHOP, past)
     (d / "manifest.json").write_text('{"format": 1, "files": {')
-    with pytest.raises(archive.ArchiveCorrupt):
+    with pytest.raises(errors.ArchiveCorrupt):
         archive.read_room(cfg, SHOP, past)
     assert archive.list_archived(cfg, SHOP) == []
     assert live
