@@ -1,4 +1,4 @@
-"""Post-show analysis: pure polars over archived shows (``scoring.archive`` frames).
+"""Post-show analysis: pure polars over archived shows (``review.archive_files`` frames).
 
 Every function takes ``Frames`` (one or more shows, lazily concatenated; each row
 carries its ``room``) and answers per show, so the same code gives one show's
@@ -57,7 +57,7 @@ class Frames:
 
 
 def load(archives: list[Any]) -> Frames:
-    """Frames over ``scoring.archive.RoomArchive`` objects (anything with the same four lazy readers)."""
+    """Frames over ``review.archive_files.RoomArchive`` objects (anything with the same four lazy readers)."""
     if not archives:
         raise ValueError("no show to analyse")
     return Frames(

@@ -63,18 +63,19 @@ def _report(args: argparse.Namespace, cfg: Config) -> int:
 
     from fanops.errors import FanopsError
     from review import analysis
+    from review.archive_files import list_archived, read_room
     from review.report import render_html
-    from scoring import archive
+    from scoring.archive import refresh_followups
 
     wanted = [args.room] + ([args.compare] if args.compare else [])
     for rm in wanted:
-        archive.read_room(cfg, args.shop, rm, verify=False)  # NotArchived names the command that makes it
+        read_room(cfg, args.shop, rm, verify=False)  # NotArchived names the command that makes it
     if not args.offline:
         try:
-            archive.refresh_followups(db.connect(cfg, args.redis), cfg, args.shop)
+            refresh_followups(db.connect(cfg, args.redis), cfg, args.shop)
         except FanopsError as e:
             print(f"warning: follow-up outcomes as archived (could not refresh them: {e})", file=sys.stderr)
-    shows = [archive.read_room(cfg, args.shop, i.room) for i in archive.list_archived(cfg, args.shop)]
+    shows = [read_room(cfg, args.shop, i.room) for i in list_archived(cfg, args.shop)]
     review = analysis.analyse(analysis.load(shows))
     out = Path(args.out)
     tmp = out.with_name(out.name + ".tmp")

@@ -3,10 +3,10 @@
 A scorer appends every stream entry it is about to apply to a file of its own, and makes it
 durable (``fsync``) before the apply script acknowledges the entry. Once acknowledged, an entry
 can leave the stream (``trim_applied``): while a show runs, Redis holds only the entries no
-scorer has applied yet, not the show's every event. The archive (``scoring.archive``) reads a
-room's events from these files and the stream together (an entry may be in both, or twice in
-the files when a scorer was taken over mid-batch: it is read once, by stream id), and deletes a
-file once every room with an event in it is archived.
+scorer has applied yet, not the show's every event. The archive reads a room's events from
+these files and the stream together (``scoring.archive_scan``; an entry may be in both, or twice
+in the files when a scorer was taken over mid-batch: it is read once, by stream id), and deletes
+a file once every room with an event in it is archived (``scoring.archive``).
 
 Layout: ``<data_dir>/eventlog/<shop>/<created ms>-<writer>.log``, one file per writer process
 and shop at a time, a new one every ``ROTATE_S`` seconds or ``ROTATE_BYTES``. A record is a
@@ -58,6 +58,11 @@ def stream_id(x: bytes | str) -> tuple[int, int]:
     s = x.decode() if isinstance(x, bytes) else x
     a, _, b = s.partition("-")
     return int(a), int(b or 0)
+
+
+def stream_id_text(i: tuple[int, int]) -> str:
+    """A pair from ``stream_id`` as the stream writes it ("ms-seq")."""
+    return f"{i[0]}-{i[1]}"
 
 
 @dataclass
@@ -244,8 +249,8 @@ def trim_applied(r: redis.Redis, streams: list[str]) -> int:
     if not cuts:
         return 0
     p = r.pipeline(transaction=False)
-    for s, (ms, seq) in cuts:
-        p.xtrim(s, minid=f"{ms}-{seq}", approximate=False)
+    for s, cut in cuts:
+        p.xtrim(s, minid=stream_id_text(cut), approximate=False)
     return sum(int(x) for x in p.execute())
 
 

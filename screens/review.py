@@ -1,6 +1,6 @@
 """Post-show review (the team, after the show): headline, charts, viewers, downloads, HTML report.
 
-Reads only the archive (``scoring.archive``) and the pure analysis (``review.analysis``);
+Reads only the archive (``review.archive_files``) and the pure analysis (``review.analysis``);
 Redis is touched only when someone asks to update the follow-up outcomes from the live
 queue.  Runs inside the app (``st.navigation``) or alone: ``streamlit run screens/review.py``.
 Viewer names and other feed text are shown only in data grids and as plain text, never
@@ -21,11 +21,12 @@ import polars as pl  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from fanops.config import Config  # noqa: E402
-from fanops.errors import FanopsError  # noqa: E402
+from fanops.errors import ArchiveError, FanopsError  # noqa: E402
+from fanops.paths import fs_name  # noqa: E402
 from fanops.runtime import db  # noqa: E402
 from fanops.state import TIERS  # noqa: E402
-from review import analysis, report  # noqa: E402
-from scoring import archive  # noqa: E402
+from review import analysis, archive_files, report  # noqa: E402
+from scoring.archive import refresh_followups  # noqa: E402
 
 NONE = "—"
 TABLES = (("viewers", "Viewers (filtered)"), ("headlines", "Headline per show"), ("funnel", "Funnel"),
@@ -39,11 +40,11 @@ TABLES = (("viewers", "Viewers (filtered)"), ("headlines", "Headline per show"),
 @st.cache_resource(show_spinner="Reading the archive…", max_entries=4)
 def _review(data_dir: str, shop: str, generations: tuple[tuple[str, int], ...]) -> analysis.Review:
     cfg = Config.from_env(data_dir=Path(data_dir))
-    shows = [archive.read_room(cfg, shop, room) for room, _ in generations]
+    shows = [archive_files.read_room(cfg, shop, room) for room, _ in generations]
     return analysis.analyse(analysis.load(shows))
 
 
-def _label(info: archive.ArchiveInfo) -> str:
+def _label(info: archive_files.ArchiveInfo) -> str:
     when = datetime.fromtimestamp(info.first_ts / 1000, UTC).strftime("%Y-%m-%d %H:%M")
     return f"{when} · {info.room[:60]}"
 
@@ -65,7 +66,7 @@ def _metrics(rv: analysis.Review, room: str, compare: str | None) -> None:
     st.text(f"GMV: {gmv}")
 
 
-def _viewer_table(rv: analysis.Review, shows: dict[str, archive.RoomArchive], room: str) -> pl.DataFrame:
+def _viewer_table(rv: analysis.Review, shows: dict[str, archive_files.RoomArchive], room: str) -> pl.DataFrame:
     v = shows[room].viewers().collect()
     with st.expander("Filters", expanded=False):
         a, b, c = st.columns(3)
@@ -86,7 +87,7 @@ def _viewer_table(rv: analysis.Review, shows: dict[str, archive.RoomArchive], ro
     return out
 
 
-def _downloads(rv: analysis.Review, shows: dict[str, archive.RoomArchive], room: str, compare: str | None,
+def _downloads(rv: analysis.Review, shows: dict[str, archive_files.RoomArchive], room: str, compare: str | None,
                viewers: pl.DataFrame) -> None:
     lazy = {"events": shows[room].events, "followup_tasks": shows[room].followups,
             "transitions": shows[room].transitions}
@@ -98,7 +99,7 @@ def _downloads(rv: analysis.Review, shows: dict[str, archive.RoomArchive], room:
             return lazy[name]().collect()
         return rv.headlines if name == "headlines" else rv.table(name, room)
 
-    safe = archive.fs_name(room)[:60]
+    safe = fs_name(room)[:60]
     pick = st.selectbox("Table", [n for n, _ in TABLES], format_func=dict(TABLES).get, key="dl_table")
     a, b, c = st.columns(3)
     a.download_button("CSV", data=lambda: analysis.to_csv(table(pick)), file_name=f"{safe}-{pick}.csv",
@@ -113,7 +114,7 @@ def _downloads(rv: analysis.Review, shows: dict[str, archive.RoomArchive], room:
 
 def _refresh(cfg: Config, shop: str) -> None:
     try:
-        changed = archive.refresh_followups(db.connect(cfg), cfg, shop)
+        changed = refresh_followups(db.connect(cfg), cfg, shop)
     except FanopsError as e:
         st.session_state["review_msg"] = ("error", str(e))
         return
@@ -125,14 +126,14 @@ def main() -> None:
     st.set_page_config(page_title="Post-show review", page_icon=":material/analytics:", layout="wide")
     cfg = Config.from_env()
     st.title("Post-show review")
-    shops = archive.list_shops(cfg)
+    shops = archive_files.list_shops(cfg)
     if not shops:
         st.info("No archived show yet. A show is archived 30 minutes (shop clock) after its last event, or with "
                 "`python -m scoring close-room --shop SHOP --room ROOM`.")
         return
     want = st.session_state.get("shop")
     shop = st.selectbox("Shop", shops, index=shops.index(want) if want in shops else 0, key="review_shop")
-    infos = archive.list_archived(cfg, shop)
+    infos = archive_files.list_archived(cfg, shop)
     by_room = {i.room: i for i in infos}
     order = [i.room for i in reversed(infos)]  # newest first
     left, right, btn = st.columns([3, 3, 2], vertical_alignment="bottom")
@@ -147,8 +148,8 @@ def main() -> None:
         getattr(st, kind)(msg)
     try:
         rv = _review(str(cfg.data_dir), shop, tuple((i.room, i.generation) for i in infos))
-        shows = {i.room: archive.read_room(cfg, shop, i.room, verify=False) for i in infos}
-    except archive.ArchiveError as e:
+        shows = {i.room: archive_files.read_room(cfg, shop, i.room, verify=False) for i in infos}
+    except ArchiveError as e:
         st.error(str(e))
         return
     if not by_room[room].complete:

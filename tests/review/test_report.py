@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from review import analysis
+from review import analysis, archive_files
 from review.report import figures
-from scoring import archive
 from tests.review.test_analysis import SHOP, Story, story  # noqa: F401  (the four-show story fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +38,7 @@ def test_report_opens_offline_in_chromium_with_every_chart_drawn(story: Story, t
     assert json.loads(res.stdout)["out"] == str(out)
     page_html = out.read_text(encoding="utf-8")
     assert story.hostile not in page_html and "<script>window.__xss" not in page_html  # escaped everywhere
-    shows = [archive.read_room(story.cfg, SHOP, i.room) for i in archive.list_archived(story.cfg, SHOP)]
+    shows = [archive_files.read_room(story.cfg, SHOP, i.room) for i in archive_files.list_archived(story.cfg, SHOP)]
     n_figs = len(figures(analysis.analyse(analysis.load(shows)), room, other))
 
     with sync_playwright() as p:
@@ -94,7 +93,7 @@ def test_review_page_shows_the_archived_show(story: Story, monkeypatch: pytest.M
     assert not at.exception, at.exception
     room = story.rooms[-1]
     assert at.selectbox(key="review_room").value == room  # the newest show first
-    shows = [archive.read_room(story.cfg, SHOP, i.room) for i in archive.list_archived(story.cfg, SHOP)]
+    shows = [archive_files.read_room(story.cfg, SHOP, i.room) for i in archive_files.list_archived(story.cfg, SHOP)]
     h = analysis.headline(analysis.analyse(analysis.load(shows)), room)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Unique viewers"] == f"{h['unique_viewers']:,}"
