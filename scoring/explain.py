@@ -11,14 +11,13 @@ from fanops import keys, read, rules_store
 from fanops.config import Config
 from fanops.errors import ArchiveError
 from fanops.state import past_numbers, rooms_attended
+from review.archive_files import read_room
 from scoring import rules
 from scoring.followups import consent_at
 
 
 def _archived_row(cfg: Config, shop: str, room: str, viewer_id: str) -> dict[str, Any] | None:
     """The viewer's row in an archived room's viewers table (None if the archive is not readable)."""
-    from review.archive_files import read_room
-
     try:
         path = read_room(cfg, shop, room, verify=False).paths["viewers.parquet"]
         rows = (pl.scan_parquet(path).filter(pl.col("viewer") == viewer_id)
