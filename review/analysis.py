@@ -30,6 +30,7 @@ from typing import Any
 
 import polars as pl
 
+from fanops import i18n
 from fanops.state import TASK_STATES, TIERS
 
 FUNNEL = (("joined", "join"), ("viewed a product", "product_view"), ("added to cart", "cart_add"),
@@ -352,14 +353,12 @@ def headline(rv: Review, room: str) -> dict[str, Any]:
     return h
 
 
-HEADLINE_METRICS: tuple[tuple[str, str], ...] = (
-    ("unique_viewers", "Unique viewers"), ("peak_present", "Peak present"), ("avg_present", "Average present"),
-    ("new_viewers", "New viewers"), ("reactivated", "Reactivated"), ("dwell_median_s", "Median dwell (s)"),
-    ("dwell_p90_s", "Dwell p90 (s)"), ("comments", "Comments"), ("likes", "Likes"), ("shares", "Shares"),
-    ("follows", "Follows"), ("orders", "Orders"), ("buyers", "Buyers"), ("conversion", "Conversion"),
-    ("made", "Follow-ups made"), ("sent", "Follow-ups sent"), ("skipped", "Skipped"),
-    ("converted_before_contact", "Converted before contact"), ("attributed_orders", "Orders after a DM (7 d)"),
-)
+# the headline's numbers, in the order shown, with their English names (``fanops.i18n``, key
+# ``review.m.<metric>``, names them in every language)
+HEADLINE_METRICS: tuple[tuple[str, str], ...] = tuple((m, i18n.t(f"review.m.{m}")) for m in (
+    "unique_viewers", "peak_present", "avg_present", "new_viewers", "reactivated", "dwell_median_s", "dwell_p90_s",
+    "comments", "likes", "shares", "follows", "orders", "buyers", "conversion", "made", "sent", "skipped",
+    "converted_before_contact", "attributed_orders"))
 
 
 def trends(rv: Review) -> pl.DataFrame:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,19 @@ def test_report_of_a_show_not_archived_fails_with_one_line(story: Story, tmp_pat
     assert not (tmp_path / "x.html").exists()
 
 
-def test_review_page_shows_the_archived_show(story: Story, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+@pytest.fixture
+def app_caches() -> Iterator[None]:
+    """The app builds its settings once per process (``st.cache_resource``, as a real app process
+    has one environment); each page test here points FANOPS_DATA_DIR at its own folder."""
+    import streamlit as st
+
+    st.cache_resource.clear()
+    yield
+    st.cache_resource.clear()
+
+
+def test_review_page_shows_the_archived_show(story: Story, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+                                             app_caches: None) -> None:
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("FANOPS_DATA_DIR", str(story.cfg.data_dir))
@@ -106,7 +119,38 @@ def test_review_page_shows_the_archived_show(story: Story, monkeypatch: pytest.M
     assert any("viewers" in c.value and f"of {h['unique_viewers']:,}" in c.value for c in at.caption)
 
 
-def test_review_page_without_archive_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_review_page_speaks_chinese_and_keeps_its_filters_across_a_language_switch(
+        story: Story, monkeypatch: pytest.MonkeyPatch, app_caches: None) -> None:  # noqa: F811
+    from streamlit.testing.v1 import AppTest
+
+    from fanops import i18n
+
+    monkeypatch.setenv("FANOPS_DATA_DIR", str(story.cfg.data_dir))
+    at = AppTest.from_file(str(ROOT / "screens" / "review.py"), default_timeout=60)
+    at.session_state["lang"] = "zh-Hans"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == i18n.t("nav.review", "zh-Hans")
+    shows = [archive_files.read_room(story.cfg, SHOP, i.room) for i in archive_files.list_archived(story.cfg, SHOP)]
+    h = analysis.headline(analysis.analyse(analysis.load(shows)), story.rooms[-1])
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics[i18n.t("review.m.unique_viewers", "zh-Hans")] == f"{h['unique_viewers']:,}"
+    assert [s.value for s in at.subheader] == [i18n.t(k, "zh-Hans") for k in
+                                               ("review.t.top_fans", "review.viewers", "review.downloads")]
+    at.checkbox(key="f_buy").check().run()
+    at.multiselect(key="f_te__zh-Hans").set_value(["new_fan"]).run()
+    shown = [c.value for c in at.caption]
+    at.session_state["lang"] = "en"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="f_te__en").value == ["new_fan"]  # the tier filter survives the switch ...
+    n = at.caption[-1].value.split()[0]
+    assert at.caption[-1].value == f"{n} of {h['unique_viewers']:,} viewers"
+    assert shown[-1] == i18n.t("review.shown", "zh-Hans", n=n, total=f"{h['unique_viewers']:,}")  # ... and its count
+
+
+def test_review_page_without_archive_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         app_caches: None) -> None:
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("FANOPS_DATA_DIR", str(tmp_path / "empty"))
