@@ -33,8 +33,8 @@ import polars as pl
 from fanops import i18n
 from fanops.state import TASK_STATES, TIERS
 
-FUNNEL = (("joined", "join"), ("viewed a product", "product_view"), ("added to cart", "cart_add"),
-          ("ordered", "order"))
+# the funnel's steps: (name, event type); the names are English (``fanops.i18n`` ``review.c.step.<type>``)
+FUNNEL = tuple((i18n.t(f"review.c.step.{typ}"), typ) for typ in ("join", "product_view", "cart_add", "order"))
 MINUTE = 60_000
 DAY = 86_400_000
 ATTRIBUTION_MS = 7 * DAY

@@ -137,7 +137,7 @@ def _refresh(cfg: Config, shop: str) -> None:
 
 
 def _charts(rv: analysis.Review, room: str, compare: str | None) -> None:
-    figs = report.figures(rv, room, compare)
+    figs = report.figures(rv, room, compare, _ui.lang())
     for pair in (("presence", "dwell"), ("funnel", "sankey"), ("conversion_tier", "followups"),
                  ("conversion_country", "conversion_lang")):
         cols = st.columns(2)

@@ -79,6 +79,35 @@ def test_report_opens_offline_in_chromium_with_every_chart_drawn(story: Story, t
     assert (ARTIFACTS / "report.png").stat().st_size > 10_000
 
 
+def _numbers(fig: Any) -> list[list[float]]:
+    out = []
+    for tr in fig.data:
+        for attr in ("x", "y"):
+            v = getattr(tr, attr, None)
+            if v is not None:
+                out.append([x for x in v if isinstance(x, int | float)])
+    return out
+
+
+def test_charts_speak_chinese_with_the_same_numbers(story: Story) -> None:  # noqa: F811
+    from fanops import i18n
+
+    shows = [archive_files.read_room(story.cfg, SHOP, i.room) for i in archive_files.list_archived(story.cfg, SHOP)]
+    rv = analysis.analyse(analysis.load(shows))
+    room, other = story.rooms[-1], story.rooms[-2]
+    en, zh = figures(rv, room, other), figures(rv, room, other, "zh-Hans")
+    assert list(en) == list(zh)
+    for name in en:
+        assert _numbers(en[name]) == _numbers(zh[name]), name
+        assert en[name].layout.title.text != zh[name].layout.title.text, name
+    assert zh["presence"].layout.title.text == i18n.t("review.c.presence", "zh-Hans")
+    assert list(zh["sankey"].data[0].node.label)[0] == i18n.t("review.c.at_entry", "zh-Hans",
+                                                              tier=i18n.t("tier.new_fan", "zh-Hans"))
+    assert list(en["sankey"].data[0].node.label)[0] == "new_fan (entry)"  # the report's English as it was
+    assert list(zh["funnel"].data[0].y) == [i18n.t(f"review.c.step.{s}", "zh-Hans")
+                                            for s in ("join", "product_view", "cart_add", "order")]
+
+
 def test_report_of_a_show_not_archived_fails_with_one_line(story: Story, tmp_path: Path) -> None:  # noqa: F811
     res = _report(story, "no-such-show", tmp_path / "x.html", "--offline")
     assert res.returncode == 1
