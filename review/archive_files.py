@@ -19,8 +19,9 @@ the new manifest is in place.  A generation may carry files over: one that holds
 ``followups.parquet`` names the unchanged older files beside it.  Writers of one room's folder
 take its lock file in turn.
 
-What goes into the files, and when, is the scorer's (``scoring.archive``, whose docstring also
-says how the viewer columns are derived); this module knows only the format.
+What goes into the files, and when, is the scorer's (``scoring.archive``; how the viewer
+columns are derived: ``scoring.archive_frames``); this module knows only the format, and
+imports nothing of ``scoring``.
 """
 
 from __future__ import annotations
