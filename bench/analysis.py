@@ -39,7 +39,7 @@ from fanops.config import Config
 from fanops.schema import BadInput, parse_frame
 from realtime.simulator import SimSettings, encode_frame, generate
 from realtime.writer import IngestWriter
-from review import analysis
+from review import analysis, archive_files
 from review.report import render_html
 from scoring import archive
 from scoring.worker import Worker
@@ -79,7 +79,7 @@ def _analyse(cfg: Config, shop: str, repeat: int) -> tuple[float, float, analysi
     rv = None
     for _ in range(1 + repeat):
         t = time.perf_counter()
-        shows = [archive.read_room(cfg, shop, i.room) for i in archive.list_archived(cfg, shop)]
+        shows = [archive_files.read_room(cfg, shop, i.room) for i in archive_files.list_archived(cfg, shop)]
         rv = analysis.analyse(analysis.load(shows))
         times.append(time.perf_counter() - t)
     assert rv is not None
@@ -106,7 +106,7 @@ def big_show(url: str, tmp: Path, events: int, viewers: int, repeat: int) -> lis
     t = time.perf_counter()
     html = render_html(rv, "big-show")
     t_html = time.perf_counter() - t
-    sizes = {p.name: p.stat().st_size for p in archive.read_room(cfg, "big", "big-show").paths.values()}
+    sizes = {p.name: p.stat().st_size for p in archive_files.read_room(cfg, "big", "big-show").paths.values()}
     print(f"big show: {n:,} events, {res.viewers:,} viewers, {res.tasks:,} follow-ups; ingest {t_ingest:.1f} s, "
           f"scorer {t_score:.1f} s, archive {t_archive:.1f} s; files "
           + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sizes.items()), flush=True)
@@ -196,7 +196,7 @@ def many_shows(url: str, tmp: Path, shows: int, show_events: int, show_viewers: 
         if i in (0, shows - 1):  # after the first show was archived, and after the last
             mem.append(memory(r))
     t_build = time.perf_counter() - t0
-    archived = archive.list_archived(cfg, "shop")
+    archived = archive_files.list_archived(cfg, "shop")
     n_events = sum(i.events for i in archived)
     print(f"{len(archived)} shows ({'settled tasks pruned' if prune else 'every task kept'}), {n_events:,} events, "
           f"{show_viewers:,} fans, {handled[0]:,} DMs sent and {handled[1]:,} skipped, built in {t_build:.0f} s",

@@ -9,6 +9,11 @@
     |   +-- TaskClaimedByOther   another operator holds the task
     |   +-- TaskStateError       the task is not in a state that allows the action
     +-- NotFound                 an unknown shop, room or viewer
+    |   +-- NotArchived          the show has no archive (yet)
+    +-- ArchiveError             an archived show's files cannot be written or read
+    |   +-- RoomNotReady         the room's events are not all applied, or another process archives it
+    |   +-- ArchiveCorrupt       a manifest is unreadable, or a file it names is missing or altered
+    +-- LogWriteError            the applied-event log cannot be written (also an OSError)
 
 Errors are converted to output only at the edges: one line on stderr and a
 non-zero exit code in a CLI, ``st.error`` on a page.
@@ -43,6 +48,27 @@ class BadSettings(FanopsError):
 
 class NotFound(FanopsError):
     pass
+
+
+class NotArchived(NotFound):
+    """The show has no archive (no manifest): the message names the command that makes one."""
+
+
+class ArchiveError(FanopsError):
+    """An archived show's files cannot be written or read."""
+
+
+class RoomNotReady(ArchiveError):
+    """The room's events are not all applied yet, or another process is archiving it."""
+
+
+class ArchiveCorrupt(ArchiveError):
+    """The manifest is unreadable or a file it names is missing or altered."""
+
+
+class LogWriteError(FanopsError, OSError):
+    """The applied-event log cannot be written (disk full, folder not writable); an ``OSError``
+    too, so that whoever catches the disk's errors catches this one."""
 
 
 class TaskError(FanopsError):

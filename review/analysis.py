@@ -1,4 +1,4 @@
-"""Post-show analysis: pure polars over archived shows (``scoring.archive`` frames).
+"""Post-show analysis: pure polars over archived shows (``review.archive_files`` frames).
 
 Every function takes ``Frames`` (one or more shows, lazily concatenated; each row
 carries its ``room``) and answers per show, so the same code gives one show's
@@ -30,10 +30,11 @@ from typing import Any
 
 import polars as pl
 
+from fanops import i18n
 from fanops.state import TASK_STATES, TIERS
 
-FUNNEL = (("joined", "join"), ("viewed a product", "product_view"), ("added to cart", "cart_add"),
-          ("ordered", "order"))
+# the funnel's steps: (name, event type); the names are English (``fanops.i18n`` ``review.c.step.<type>``)
+FUNNEL = tuple((i18n.t(f"review.c.step.{typ}"), typ) for typ in ("join", "product_view", "cart_add", "order"))
 MINUTE = 60_000
 DAY = 86_400_000
 ATTRIBUTION_MS = 7 * DAY
@@ -57,7 +58,7 @@ class Frames:
 
 
 def load(archives: list[Any]) -> Frames:
-    """Frames over ``scoring.archive.RoomArchive`` objects (anything with the same four lazy readers)."""
+    """Frames over ``review.archive_files.RoomArchive`` objects (anything with the same four lazy readers)."""
     if not archives:
         raise ValueError("no show to analyse")
     return Frames(
@@ -352,14 +353,12 @@ def headline(rv: Review, room: str) -> dict[str, Any]:
     return h
 
 
-HEADLINE_METRICS: tuple[tuple[str, str], ...] = (
-    ("unique_viewers", "Unique viewers"), ("peak_present", "Peak present"), ("avg_present", "Average present"),
-    ("new_viewers", "New viewers"), ("reactivated", "Reactivated"), ("dwell_median_s", "Median dwell (s)"),
-    ("dwell_p90_s", "Dwell p90 (s)"), ("comments", "Comments"), ("likes", "Likes"), ("shares", "Shares"),
-    ("follows", "Follows"), ("orders", "Orders"), ("buyers", "Buyers"), ("conversion", "Conversion"),
-    ("made", "Follow-ups made"), ("sent", "Follow-ups sent"), ("skipped", "Skipped"),
-    ("converted_before_contact", "Converted before contact"), ("attributed_orders", "Orders after a DM (7 d)"),
-)
+# the headline's numbers, in the order shown, with their English names (``fanops.i18n``, key
+# ``review.m.<metric>``, names them in every language)
+HEADLINE_METRICS: tuple[tuple[str, str], ...] = tuple((m, i18n.t(f"review.m.{m}")) for m in (
+    "unique_viewers", "peak_present", "avg_present", "new_viewers", "reactivated", "dwell_median_s", "dwell_p90_s",
+    "comments", "likes", "shares", "follows", "orders", "buyers", "conversion", "made", "sent", "skipped",
+    "converted_before_contact", "attributed_orders"))
 
 
 def trends(rv: Review) -> pl.DataFrame:

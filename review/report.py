@@ -13,6 +13,7 @@ are HTML.  plotly's own JSON is safe inside a ``<script>`` (it escapes ``<`` and
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,8 +22,9 @@ import plotly.io as pio
 import polars as pl
 from plotly.subplots import make_subplots
 
+from fanops import i18n
 from fanops.state import TASK_STATES, TIERS
-from review.analysis import HEADLINE_METRICS, Review, headline, trends
+from review.analysis import FUNNEL, HEADLINE_METRICS, Review, headline, trends
 
 COLORS = {"new_fan": "#4c78a8", "first_buyer": "#f58518", "active": "#54a24b", "dormant": "#9d9d9d"}
 SHOW_COLORS = ("#4c78a8", "#e45756")
@@ -48,7 +50,22 @@ def _rooms(room: str, compare: str | None) -> list[str]:
     return [room] + ([compare] if compare and compare != room else [])
 
 
-def presence_figure(rv: Review, room: str, compare: str | None = None) -> go.Figure:
+def _words(lang: str) -> Callable[..., str]:
+    """``fanops.i18n.t`` in ``lang``."""
+
+    def tr(key: str, **params: Any) -> str:
+        return i18n.t(key, lang, **params)
+
+    return tr
+
+
+def _tier(tier: str, lang: str) -> str:
+    """A tier in a chart: its name in Chinese; in English the id the report has always shown."""
+    return tier if lang == "en" else i18n.t(f"tier.{tier}", lang)
+
+
+def presence_figure(rv: Review, room: str, compare: str | None = None, lang: str = "en") -> go.Figure:
+    tr = _words(lang)
     fig = go.Figure()
     rooms = _rooms(room, compare)
     for i, rm in enumerate(rooms):
@@ -59,12 +76,13 @@ def presence_figure(rv: Review, room: str, compare: str | None = None) -> go.Fig
             x = d["minute"].to_list()
         fig.add_trace(go.Scatter(x=x, y=d["present"].to_list(), mode="lines", name=esc(_short(rm)),
                                  line={"color": SHOW_COLORS[i]}))
-    fig.update_xaxes(title="minutes since start" if len(rooms) > 1 else "time (UTC)")
-    fig.update_yaxes(title="viewers present", rangemode="tozero")
-    return _layout(fig, "Viewers present, per minute")
+    fig.update_xaxes(title=tr("review.c.since_start") if len(rooms) > 1 else tr("review.c.time_utc"))
+    fig.update_yaxes(title=tr("review.c.present"), rangemode="tozero")
+    return _layout(fig, tr("review.c.presence"))
 
 
-def dwell_figure(rv: Review, room: str, compare: str | None = None) -> go.Figure:
+def dwell_figure(rv: Review, room: str, compare: str | None = None, lang: str = "en") -> go.Figure:
+    tr = _words(lang)
     fig = go.Figure()
     for i, rm in enumerate(_rooms(room, compare)):
         d = rv.table("dwell", rm)
@@ -72,23 +90,29 @@ def dwell_figure(rv: Review, room: str, compare: str | None = None) -> go.Figure
                              marker_color=SHOW_COLORS[i], opacity=0.8))
     h = headline(rv, room)
     fig.update_layout(barmode="overlay")
-    fig.update_xaxes(title=f"dwell, minutes (median {h['dwell_median_s'] / 60:.1f}, p90 {h['dwell_p90_s'] / 60:.1f})")
-    fig.update_yaxes(title="viewers")
-    return _layout(fig, "Dwell distribution")
+    fig.update_xaxes(title=tr("review.c.dwell_axis", median=f"{h['dwell_median_s'] / 60:.1f}",
+                              p90=f"{h['dwell_p90_s'] / 60:.1f}"))
+    fig.update_yaxes(title=tr("review.c.viewers"))
+    return _layout(fig, tr("review.c.dwell"))
 
 
-def funnel_figure(rv: Review, room: str, compare: str | None = None) -> go.Figure:
+def funnel_figure(rv: Review, room: str, compare: str | None = None, lang: str = "en") -> go.Figure:
+    tr = _words(lang)
+    step_type = {name: typ for name, typ in FUNNEL}
     fig = go.Figure()
     for i, rm in enumerate(_rooms(room, compare)):
         d = rv.table("funnel", rm)
-        fig.add_trace(go.Funnel(y=d["step"].to_list(), x=d["viewers"].to_list(), name=esc(_short(rm)),
+        steps = [tr(f"review.c.step.{step_type[s]}") if s in step_type else s for s in d["step"].to_list()]
+        fig.add_trace(go.Funnel(y=steps, x=d["viewers"].to_list(), name=esc(_short(rm)),
                                 textinfo="value+percent initial", marker={"color": SHOW_COLORS[i]}))
-    return _layout(fig, "Funnel: join → product view → cart → order")
+    return _layout(fig, tr("review.c.funnel"))
 
 
-def sankey_figure(rv: Review, room: str) -> go.Figure:
+def sankey_figure(rv: Review, room: str, lang: str = "en") -> go.Figure:
+    tr = _words(lang)
     d = rv.table("sankey", room)
-    labels = [f"{t} (entry)" for t in TIERS] + [f"{t} (close)" for t in TIERS]
+    labels = ([tr("review.c.at_entry", tier=_tier(t, lang)) for t in TIERS]
+              + [tr("review.c.at_close", tier=_tier(t, lang)) for t in TIERS])
     idx = {t: i for i, t in enumerate(TIERS)}
     src = [idx.get(t, 0) for t in d["tier_entry"].to_list()]
     dst = [len(TIERS) + idx.get(t, 0) for t in d["tier_close"].to_list()]
@@ -96,79 +120,83 @@ def sankey_figure(rv: Review, room: str) -> go.Figure:
         node={"label": labels, "color": [COLORS[t] for t in TIERS] * 2, "pad": 18},
         link={"source": src, "target": dst, "value": d["viewers"].to_list(),
               "color": ["rgba(120,120,120,0.3)"] * len(src)}))
-    return _layout(fig, "Tiers: at entry → at close", height=420)
+    return _layout(fig, tr("review.c.sankey"), height=420)
 
 
-def conversion_figure(rv: Review, room: str, by: str, compare: str | None = None) -> go.Figure:
+def conversion_figure(rv: Review, room: str, by: str, compare: str | None = None, lang: str = "en") -> go.Figure:
+    tr = _words(lang)
     table = {"tier_entry": "conversion_tier", "country": "conversion_country", "lang": "conversion_lang"}[by]
-    title = {"tier_entry": "Conversion by tier at entry", "country": "Conversion by country",
-             "lang": "Conversion by language"}[by]
     fig = go.Figure()
     base = rv.table(table, room).head(TOP_CATEGORIES)
     keys = base[by].to_list() if by != "tier_entry" else list(TIERS)
+    shown = [_tier(k, lang) for k in keys] if by == "tier_entry" else [str(k) for k in keys]
     for i, rm in enumerate(_rooms(room, compare)):
         d = {k: (v, b, c) for k, v, b, c in rv.table(table, rm).select(by, "viewers", "buyers", "conversion").rows()}
         fig.add_trace(go.Bar(
-            x=[esc(_short(str(k), 20)) for k in keys], y=[d.get(k, (0, 0, 0.0))[2] for k in keys],
+            x=[esc(_short(k, 20)) for k in shown], y=[d.get(k, (0, 0, 0.0))[2] for k in keys],
             name=esc(_short(rm)), marker_color=SHOW_COLORS[i],
             customdata=[[d.get(k, (0, 0, 0))[0], d.get(k, (0, 0, 0))[1]] for k in keys],
-            hovertemplate="%{x}: %{y:.1%} (%{customdata[1]} of %{customdata[0]} viewers)<extra></extra>"))
-    fig.update_yaxes(tickformat=".0%", rangemode="tozero", title="buyers / viewers")
-    return _layout(fig, title, height=320)
+            hovertemplate=tr("review.c.conversion_hover") + "<extra></extra>"))
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero", title=tr("review.c.conversion_axis"))
+    return _layout(fig, tr(f"review.t.{table}"), height=320)
 
 
-def followups_figure(rv: Review, room: str, compare: str | None = None) -> go.Figure:
+def followups_figure(rv: Review, room: str, compare: str | None = None, lang: str = "en") -> go.Figure:
+    tr = _words(lang)
+    states = list(TASK_STATES) if lang == "en" else [tr(f"state.{s}") for s in TASK_STATES]
     fig = go.Figure()
     for i, rm in enumerate(_rooms(room, compare)):
         h = headline(rv, rm)
-        x = ["made", *TASK_STATES, "ordered ≤ 7 d after DM"]
+        x = [tr("review.c.made"), *states, tr("review.c.ordered_after_dm")]
         y = [h["made"], *[h["followups"][s] for s in TASK_STATES], h["attributed_orders"]]
         fig.add_trace(go.Bar(x=x, y=y, name=esc(_short(rm)), marker_color=SHOW_COLORS[i], text=y,
                              textposition="outside"))
-    fig.update_yaxes(title="tasks (orders for the last bar)", rangemode="tozero")
-    return _layout(fig, "Follow-ups: made, outcome, orders after the DM")
+    fig.update_yaxes(title=tr("review.c.tasks_axis"), rangemode="tozero")
+    return _layout(fig, tr("review.c.followups"))
 
 
-def products_figure(rv: Review, room: str) -> go.Figure:
+def products_figure(rv: Review, room: str, lang: str = "en") -> go.Figure:
+    tr = _words(lang)
     d = rv.table("top_products", room).head(10)
     skus = [esc(_short(s or "", 30)) for s in d["sku"].to_list()][::-1]
-    fig = go.Figure([go.Bar(y=skus, x=d["views"].to_list()[::-1], name="product views", orientation="h"),
-                     go.Bar(y=skus, x=d["cart_adds"].to_list()[::-1], name="cart adds", orientation="h"),
-                     go.Bar(y=skus, x=d["ordered_after_cart"].to_list()[::-1], name="carters who ordered",
+    fig = go.Figure([go.Bar(y=skus, x=d["views"].to_list()[::-1], name=tr("review.c.product_views"), orientation="h"),
+                     go.Bar(y=skus, x=d["cart_adds"].to_list()[::-1], name=tr("review.c.cart_adds"), orientation="h"),
+                     go.Bar(y=skus, x=d["ordered_after_cart"].to_list()[::-1], name=tr("review.c.carters_ordered"),
                             orientation="h")])
     fig.update_layout(barmode="group")
-    return _layout(fig, "Top products", height=420)
+    return _layout(fig, tr("review.t.top_products"), height=420)
 
 
 def trends_figure(rv: Review, metrics: tuple[str, ...] = ("unique_viewers", "peak_present", "orders", "conversion",
-                                                            "dwell_median_s", "attributed_orders")) -> go.Figure:
+                                                            "dwell_median_s", "attributed_orders"),
+                  lang: str = "en") -> go.Figure:
+    tr = _words(lang)
     t = trends(rv).filter(pl.col("metric").is_in(list(metrics)))
-    labels = dict(HEADLINE_METRICS)
-    fig = make_subplots(rows=2, cols=3, subplot_titles=[esc(labels.get(m, m)) for m in metrics])
+    fig = make_subplots(rows=2, cols=3, subplot_titles=[esc(tr(f"review.m.{m}")) for m in metrics])
     for i, m in enumerate(metrics):
         d = t.filter(pl.col("metric") == m).sort("start")
         fig.add_trace(go.Scatter(x=d["start"].to_list(), y=d["value"].to_list(), mode="lines+markers",
                                  text=[esc(r) for r in d["room"].to_list()],
                                  hovertemplate="%{text}: %{y}<extra></extra>", showlegend=False,
                                  line={"color": SHOW_COLORS[0]}), row=i // 3 + 1, col=i % 3 + 1)
-    return _layout(fig, "Across shows", height=520)
+    return _layout(fig, tr("review.c.trends"), height=520)
 
 
-def figures(rv: Review, room: str, compare: str | None = None) -> dict[str, go.Figure]:
-    """Every chart of the review, in page order."""
+def figures(rv: Review, room: str, compare: str | None = None, lang: str = "en") -> dict[str, go.Figure]:
+    """Every chart of the review, in page order, its words in ``lang`` (``fanops.i18n.LANGS``)."""
     out = {
-        "presence": presence_figure(rv, room, compare),
-        "dwell": dwell_figure(rv, room, compare),
-        "funnel": funnel_figure(rv, room, compare),
-        "sankey": sankey_figure(rv, room),
-        "conversion_tier": conversion_figure(rv, room, "tier_entry", compare),
-        "conversion_country": conversion_figure(rv, room, "country", compare),
-        "conversion_lang": conversion_figure(rv, room, "lang", compare),
-        "followups": followups_figure(rv, room, compare),
-        "products": products_figure(rv, room),
+        "presence": presence_figure(rv, room, compare, lang),
+        "dwell": dwell_figure(rv, room, compare, lang),
+        "funnel": funnel_figure(rv, room, compare, lang),
+        "sankey": sankey_figure(rv, room, lang),
+        "conversion_tier": conversion_figure(rv, room, "tier_entry", compare, lang),
+        "conversion_country": conversion_figure(rv, room, "country", compare, lang),
+        "conversion_lang": conversion_figure(rv, room, "lang", compare, lang),
+        "followups": followups_figure(rv, room, compare, lang),
+        "products": products_figure(rv, room, lang),
     }
     if len(rv.rooms) > 1:
-        out["trends"] = trends_figure(rv)
+        out["trends"] = trends_figure(rv, lang=lang)
     return out
 
 

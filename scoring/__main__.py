@@ -7,18 +7,24 @@ import json
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from fanops.config import Config
-from fanops.errors import NotFound
+from fanops.errors import FanopsError, NotFound
+from fanops.read import status
 from fanops.runtime import db
 from fanops.runtime.cli import add_common, run, setup_logging
+from review import analysis
+from review.archive_files import list_archived, read_room
+from review.report import render_html
+from scoring.archive import archive_room, refresh_followups
+from scoring.explain import viewer_report
+from scoring.worker import Worker
 
 log = logging.getLogger("scoring")
 
 
 def _run(args: argparse.Namespace, cfg: Config) -> int:
-    from scoring.worker import Worker
-
     r = db.connect(cfg, args.redis)
     w = Worker(r, cfg, name=args.name, shops=args.shop or None)
     signal.signal(signal.SIGTERM, lambda *_: w.stop())
@@ -31,16 +37,12 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _status(args: argparse.Namespace, cfg: Config) -> int:
-    from fanops.read import status
-
     r = db.connect(cfg, args.redis)
     print(json.dumps(status(r, args.shop, args.room), ensure_ascii=False))
     return 0
 
 
 def _viewer(args: argparse.Namespace, cfg: Config) -> int:
-    from scoring.explain import viewer_report
-
     r = db.connect(cfg, args.redis)
     rep = viewer_report(r, args.shop, args.id, cfg)
     if rep is None:
@@ -50,8 +52,6 @@ def _viewer(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _close_room(args: argparse.Namespace, cfg: Config) -> int:
-    from scoring.archive import archive_room
-
     r = db.connect(cfg, args.redis)
     res = archive_room(r, cfg, args.shop, args.room, wait_applied_s=args.wait)
     print(json.dumps(res.to_json(), ensure_ascii=False))
@@ -59,22 +59,15 @@ def _close_room(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _report(args: argparse.Namespace, cfg: Config) -> int:
-    from pathlib import Path
-
-    from fanops.errors import FanopsError
-    from review import analysis
-    from review.report import render_html
-    from scoring import archive
-
     wanted = [args.room] + ([args.compare] if args.compare else [])
     for rm in wanted:
-        archive.read_room(cfg, args.shop, rm, verify=False)  # NotArchived names the command that makes it
+        read_room(cfg, args.shop, rm, verify=False)  # NotArchived names the command that makes it
     if not args.offline:
         try:
-            archive.refresh_followups(db.connect(cfg, args.redis), cfg, args.shop)
+            refresh_followups(db.connect(cfg, args.redis), cfg, args.shop)
         except FanopsError as e:
             print(f"warning: follow-up outcomes as archived (could not refresh them: {e})", file=sys.stderr)
-    shows = [archive.read_room(cfg, args.shop, i.room) for i in archive.list_archived(cfg, args.shop)]
+    shows = [read_room(cfg, args.shop, i.room) for i in list_archived(cfg, args.shop)]
     review = analysis.analyse(analysis.load(shows))
     out = Path(args.out)
     tmp = out.with_name(out.name + ".tmp")

@@ -3,10 +3,10 @@
 A scorer appends every stream entry it is about to apply to a file of its own, and makes it
 durable (``fsync``) before the apply script acknowledges the entry. Once acknowledged, an entry
 can leave the stream (``trim_applied``): while a show runs, Redis holds only the entries no
-scorer has applied yet, not the show's every event. The archive (``scoring.archive``) reads a
-room's events from these files and the stream together (an entry may be in both, or twice in
-the files when a scorer was taken over mid-batch: it is read once, by stream id), and deletes a
-file once every room with an event in it is archived.
+scorer has applied yet, not the show's every event. The archive reads a room's events from
+these files and the stream together (``scoring.archive_scan``; an entry may be in both, or twice
+in the files when a scorer was taken over mid-batch: it is read once, by stream id), and deletes
+a file once every room with an event in it is archived (``scoring.archive``).
 
 Layout: ``<data_dir>/eventlog/<shop>/<created ms>-<writer>.log``, one file per writer process
 and shop at a time, a new one every ``ROTATE_S`` seconds or ``ROTATE_BYTES``. A record is a
@@ -36,6 +36,7 @@ from typing import Any, BinaryIO, cast
 import redis
 
 from fanops import keys
+from fanops.errors import LogWriteError as LogWriteError  # worker.py catches eventlog.LogWriteError
 from fanops.paths import fs_name
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,9 @@ def stream_id(x: bytes | str) -> tuple[int, int]:
     return int(a), int(b or 0)
 
 
-class LogWriteError(OSError):
-    """The applied-event log cannot be written (disk full, folder not writable)."""
+def stream_id_text(i: tuple[int, int]) -> str:
+    """A pair from ``stream_id`` as the stream writes it ("ms-seq")."""
+    return f"{i[0]}-{i[1]}"
 
 
 @dataclass
@@ -247,8 +249,8 @@ def trim_applied(r: redis.Redis, streams: list[str]) -> int:
     if not cuts:
         return 0
     p = r.pipeline(transaction=False)
-    for s, (ms, seq) in cuts:
-        p.xtrim(s, minid=f"{ms}-{seq}", approximate=False)
+    for s, cut in cuts:
+        p.xtrim(s, minid=stream_id_text(cut), approximate=False)
     return sum(int(x) for x in p.execute())
 
 

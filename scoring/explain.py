@@ -9,20 +9,20 @@ import redis
 
 from fanops import keys, read, rules_store
 from fanops.config import Config
+from fanops.errors import ArchiveError
 from fanops.state import past_numbers, rooms_attended
+from review.archive_files import read_room
 from scoring import rules
 from scoring.followups import consent_at
 
 
 def _archived_row(cfg: Config, shop: str, room: str, viewer_id: str) -> dict[str, Any] | None:
     """The viewer's row in an archived room's viewers table (None if the archive is not readable)."""
-    from scoring import archive
-
     try:
-        path = archive.read_room(cfg, shop, room, verify=False).paths["viewers.parquet"]
+        path = read_room(cfg, shop, room, verify=False).paths["viewers.parquet"]
         rows = (pl.scan_parquet(path).filter(pl.col("viewer") == viewer_id)
                 .select("first_ts", "last_ts", "new_viewer", "reactivated").collect().to_dicts())
-    except (archive.ArchiveError, OSError, pl.exceptions.PolarsError):
+    except (ArchiveError, OSError, pl.exceptions.PolarsError):
         return None
     return rows[0] if rows else None
 

@@ -19,7 +19,7 @@ from fanops import keys, queue
 from fanops.config import Config
 from fanops.read import status
 from realtime.simulator import Bad, SimSettings, encode_frame, generate
-from review import analysis
+from review import analysis, archive_files
 from scoring import archive
 from tests.pipeline import drain, ingest_frames
 
@@ -33,12 +33,13 @@ SHOP = "default"
 # --- pure: scripted frames ------------------------------------------------------------------------
 def _frames(events: list[dict[str, Any]], viewers: list[dict[str, Any]], followups: list[dict[str, Any]],
             facts: dict[str, dict[str, Any]]) -> analysis.Frames:
-    ev = pl.from_dicts(events, schema=archive.EVENT_SCHEMA)
-    vw = pl.from_dicts(viewers, schema=archive.VIEWER_SCHEMA) if viewers else pl.DataFrame(schema=archive.VIEWER_SCHEMA)
-    fu = pl.from_dicts(followups, schema=archive.FOLLOWUP_SCHEMA) if followups else pl.DataFrame(
-        schema=archive.FOLLOWUP_SCHEMA)
+    ev = pl.from_dicts(events, schema=archive_files.EVENT_SCHEMA)
+    vw = pl.from_dicts(viewers, schema=archive_files.VIEWER_SCHEMA) if viewers else pl.DataFrame(
+        schema=archive_files.VIEWER_SCHEMA)
+    fu = pl.from_dicts(followups, schema=archive_files.FOLLOWUP_SCHEMA) if followups else pl.DataFrame(
+        schema=archive_files.FOLLOWUP_SCHEMA)
     return analysis.Frames(events=ev.lazy(), viewers=vw.lazy(), followups=fu.lazy(),
-                           transitions=pl.DataFrame(schema=archive.TRANSITION_SCHEMA).lazy(), facts=facts)
+                           transitions=pl.DataFrame(schema=archive_files.TRANSITION_SCHEMA).lazy(), facts=facts)
 
 
 def _facts(room: str, first: int, last: int, clock: int) -> dict[str, Any]:
@@ -119,7 +120,7 @@ def test_viewer_filters_and_downloads_treat_names_as_plain_text() -> None:
                 ("=HYPERLINK(\"http://x\")", "US", "en-US", "active", 2, 600_000),
                 ("a.*b", None, None, "new_fan", 0, 60_000),
                 ("Zoë", "MX", "es-MX", "first_buyer", 1, 240_000)])]
-    v = pl.from_dicts(rows, schema={k: archive.VIEWER_SCHEMA[k] for k in rows[0]})
+    v = pl.from_dicts(rows, schema={k: archive_files.VIEWER_SCHEMA[k] for k in rows[0]})
     assert analysis.filter_viewers(v, search=".*")["viewer"].to_list() == ["u-1"]  # literal, not a pattern
     assert analysis.filter_viewers(v, countries=["unknown"])["viewer"].to_list() == ["u-1"]
     assert analysis.filter_viewers(v, langs=["es"], buyers_only=True)["viewer"].to_list() == ["u-2"]
@@ -229,7 +230,7 @@ def story(redis_server: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def review(story: Story) -> analysis.Review:
-    shows = [archive.read_room(story.cfg, SHOP, i.room) for i in archive.list_archived(story.cfg, SHOP)]
+    shows = [archive_files.read_room(story.cfg, SHOP, i.room) for i in archive_files.list_archived(story.cfg, SHOP)]
     return analysis.analyse(analysis.load(shows))
 
 

@@ -1,5 +1,6 @@
-"""Archiving a show (scoring.archive): the files, what leaves Redis and what stays, crash safety,
-shows not ready yet, follow-ups sent after the show, and hostile ids as folder names."""
+"""Archiving a show (scoring.archive, into the files of review.archive_files): the files, what leaves
+Redis and what stays, crash safety, shows not ready yet, follow-ups sent after the show, and hostile
+ids as folder names."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import polars as pl
 import pytest
 import redis
 
-from fanops import keys, queue
+from fanops import errors, keys, queue
 from fanops.config import Config
+from fanops.paths import fs_name
 from fanops.read import status
 from fanops.state import FINAL_TASK_STATES
 from realtime.simulator import SimSettings, encode_frame, generate
-from review import analysis
+from review import analysis, archive_files
 from scoring import archive, eventlog
 from tests.conftest import stream_entries
 from tests.feeds import ev, frame
@@ -71,12 +73,12 @@ def test_close_room_archives_the_show_and_frees_its_raw_data(cfg: Config, r: red
     assert out["room"] == past and out["complete"] and out["events"] > 0 and out["tasks"] == n_tasks
 
     # the file set: five files named by a manifest, re-read as the show was at close
-    a = archive.read_room(cfg, SHOP, past)
-    assert set(a.paths) == set(archive.FILES)
+    a = archive_files.read_room(cfg, SHOP, past)
+    assert set(a.paths) == set(archive_files.FILES)
     assert a.facts["status"] == before[past] and a.facts["complete"]
     ev_df = a.events().collect()
     assert ev_df.height == sum(a.facts["counted"].values()) == out["events"]
-    assert ev_df.columns == list(archive.EVENT_SCHEMA) and ev_df["ts"].is_sorted()
+    assert ev_df.columns == list(archive_files.EVENT_SCHEMA) and ev_df["ts"].is_sorted()
     h = analysis.headline(analysis.analyse(analysis.load([a])), past)
     want = before[past]["room"]
     assert {k: h[k] for k in want if k != "id"} == {k: v for k, v in want.items() if k != "id"}
@@ -110,8 +112,8 @@ def test_close_room_archives_the_show_and_frees_its_raw_data(cfg: Config, r: red
     assert r.info("memory")["used_memory"] < mem
     # every room in the log's files is archived: the files went
     assert eventlog.LogReader(cfg.data_dir, SHOP).files() == []
-    assert [i.room for i in archive.list_archived(cfg, SHOP)] == [past, live]
-    assert archive.list_shops(cfg) == [SHOP]
+    assert [i.room for i in archive_files.list_archived(cfg, SHOP)] == [past, live]
+    assert archive_files.list_shops(cfg) == [SHOP]
     # archiving again is a no-op that returns the archive
     again = archive.archive_room(r, cfg, SHOP, past)
     assert again.already and again.generation == 1
@@ -121,15 +123,15 @@ def test_a_room_with_events_not_applied_is_left_alone(cfg: Config, r: redis.Redi
     ingest_frames(cfg, [frame(ev(1, room="r-late", ts=BASE), ev(2, room="r-late", ts=BASE + 1000, type="like"))])
     drain(r, cfg)  # applies everything so far ...
     ingest_frames(cfg, [frame(ev(3, room="r-late", ts=BASE + 2000, type="comment", text="hi"))])  # ... not this
-    with pytest.raises(archive.RoomNotReady, match="not yet applied"):
+    with pytest.raises(errors.RoomNotReady, match="not yet applied"):
         archive.archive_room(r, cfg, SHOP, "r-late")
-    assert not archive.room_dir(cfg, SHOP, "r-late").joinpath("manifest.json").exists()
+    assert not archive_files.room_dir(cfg, SHOP, "r-late").joinpath("manifest.json").exists()
     assert r.hget(keys.room(SHOP, "r-late"), "archiving") is None  # no mark left behind
     res = _cli(cfg, "close-room", "--shop", SHOP, "--room", "r-late", "--wait", "0")
     assert res.returncode == 1 and res.stderr.count("\n") == 1 and "python -m scoring run" in res.stderr
     drain(r, cfg)
     assert archive.archive_room(r, cfg, SHOP, "r-late").events == 3
-    with pytest.raises(archive.NotFound):
+    with pytest.raises(errors.NotFound):
         archive.archive_room(r, cfg, SHOP, "no-such-room")
 
 
@@ -137,17 +139,18 @@ _CRASH = """
 import os, sys
 import redis
 from scoring import archive
+from review import archive_files
 from fanops.config import Config
 cfg = Config.from_env({{}}, redis_url={url!r}, data_dir={data!r})
 def crash(name):
     if name == {at!r}:
         os._exit(3)  # a crash: no cleanup, no finally
 if {fileset!r}:
-    a = archive.read_room(cfg, {shop!r}, {room!r})
+    a = archive_files.read_room(cfg, {shop!r}, {room!r})
     parts = {{n: (pl.read_parquet(p) if n.endswith(".parquet") else json.loads(p.read_text()))
              for n, p in a.paths.items()}}
     parts["viewers.parquet"] = parts["viewers.parquet"].head(1)
-    archive.write_file_set(a.info.path, {shop!r}, {room!r}, parts, {{}}, on_file_written=crash)
+    archive_files.write_file_set(a.info.path, {shop!r}, {room!r}, parts, {{}}, on_file_written=crash)
 else:
     archive.archive_room(redis.Redis.from_url({url!r}), cfg, {shop!r}, {room!r}, on_file_written=crash)
 """
@@ -163,24 +166,24 @@ def test_a_crash_mid_archive_leaves_the_previous_state_readable(cfg: Config, r: 
     past, live = _feed(cfg, r)
     # a crash while archiving from Redis: no archive yet, and Redis untouched
     assert _crash(cfg, past, "transitions.parquet", fileset=False) == 3
-    with pytest.raises(archive.NotArchived):
-        archive.read_room(cfg, SHOP, past)
+    with pytest.raises(errors.NotArchived):
+        archive_files.read_room(cfg, SHOP, past)
     assert r.exists(keys.room_viewers(SHOP, past)) and r.hget(keys.room(SHOP, past), "archived") is None
     assert r.hget(keys.room(SHOP, past), "archiving") is not None  # the dead process's mark ...
     first = archive.archive_room(r, cfg, SHOP, past)  # ... is seen to be dead and taken over
     assert first.generation == 1
-    v1 = archive.read_room(cfg, SHOP, past).viewers().collect()
+    v1 = archive_files.read_room(cfg, SHOP, past).viewers().collect()
 
     # a crash while writing a new generation over it: the old one is still what readers get
     assert _crash(cfg, past, "viewers.parquet", fileset=True) == 3
-    d = archive.room_dir(cfg, SHOP, past)
+    d = archive_files.room_dir(cfg, SHOP, past)
     assert len([p for p in d.iterdir() if p.name.startswith("g")]) == 2  # the half-written one is there ...
-    a = archive.read_room(cfg, SHOP, past)  # ... but not trusted
+    a = archive_files.read_room(cfg, SHOP, past)  # ... but not trusted
     assert a.info.generation == 1 and a.viewers().collect().equals(v1)
     # the next complete write commits and clears the leftovers
-    archive.write_file_set(d, SHOP, past, {"facts.json": {**a.facts, "note": "rewritten"}}, {**json.loads(
+    archive_files.write_file_set(d, SHOP, past, {"facts.json": {**a.facts, "note": "rewritten"}}, {**json.loads(
         (d / "manifest.json").read_text())["summary"]})
-    b = archive.read_room(cfg, SHOP, past)
+    b = archive_files.read_room(cfg, SHOP, past)
     assert b.info.generation == 2 and b.facts["note"] == "rewritten" and b.viewers().collect().equals(v1)
     named = {ent["path"].split("/")[0] for ent in json.loads((d / "manifest.json").read_text())["files"].values()}
     assert {p.name for p in d.iterdir() if p.name.startswith("g")} == named  # the crashed one is gone
@@ -190,19 +193,19 @@ def test_a_crash_mid_archive_leaves_the_previous_state_readable(cfg: Config, r: 
     blob = bytearray(target.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     target.write_bytes(bytes(blob))
-    with pytest.raises(archive.ArchiveCorrupt):
-        archive.read_room(cfg, SHOP, past)
+    with pytest.raises(errors.ArchiveCorrupt):
+        archive_files.read_room(cfg, SHOP, past)
     (d / "manifest.json").write_text('{"format": 1, "files": {')
-    with pytest.raises(archive.ArchiveCorrupt):
-        archive.read_room(cfg, SHOP, past)
-    assert archive.list_archived(cfg, SHOP) == []
+    with pytest.raises(errors.ArchiveCorrupt):
+        archive_files.read_room(cfg, SHOP, past)
+    assert archive_files.list_archived(cfg, SHOP) == []
     assert live
 
 
 def test_follow_ups_sent_after_the_show_reach_the_archive(cfg: Config, r: redis.Redis) -> None:
     past, _live = _feed(cfg, r)
     archive.archive_room(r, cfg, SHOP, past)
-    a = archive.read_room(cfg, SHOP, past)
+    a = archive_files.read_room(cfg, SHOP, past)
     t = queue.list_tasks(r, SHOP, room=past, now_ms=NOW)[0]
     op = queue.Operator(r, SHOP, "bo")
     op.claim(t.id, now_ms=NOW)
@@ -213,7 +216,7 @@ def test_follow_ups_sent_after_the_show_reach_the_archive(cfg: Config, r: redis.
     assert res.returncode == 0, res.stderr
     assert "<td>Follow-ups sent</td><td>1</td>" in out.read_text(encoding="utf-8")
     assert archive.refresh_followups(r, cfg, SHOP) == []  # nothing new since
-    b = archive.read_room(cfg, SHOP, past)
+    b = archive_files.read_room(cfg, SHOP, past)
     row = b.followups().filter(pl.col("viewer") == t.viewer).collect().row(0, named=True)
     assert row["state"] == "sent" and row["sent_by"] == "bo" and row["sent_clock"] == status(r, SHOP)["clock"]
     assert b.info.generation == 2 and b.paths["events.parquet"] == a.paths["events.parquet"]
@@ -226,7 +229,7 @@ def test_follow_ups_sent_after_the_show_reach_the_archive(cfg: Config, r: redis.
     assert archive.prune_followups(r, cfg, SHOP) == settled > 0
     assert not r.hexists(keys.tasks(SHOP, past), t.viewer) and r.zcard(keys.queue(SHOP, "sent")) == 0
     assert r.zcard(keys.queue(SHOP, "pending")) == pending and status(r, SHOP, past)["room"]["followups"] == before
-    assert archive.read_room(cfg, SHOP, past).followups().filter(pl.col("state") == "sent").collect().height == 1
+    assert archive_files.read_room(cfg, SHOP, past).followups().filter(pl.col("state") == "sent").collect().height == 1
     assert archive.prune_followups(r, cfg, SHOP) == 0
 
 
@@ -240,13 +243,13 @@ def test_hostile_shop_and_room_ids_stay_inside_the_archive(cfg: Config, r: redis
                                  amount=3.5, currency="EUR"))])
     drain(r, cfg)
     res = archive.archive_room(r, cfg, shop, room)
-    root = archive.archive_root(cfg).resolve()
+    root = archive_files.archive_root(cfg).resolve()
     assert res.path.resolve().parent.parent == root and len(res.path.name) <= 120
     assert res.path.name not in (".", "..") and res.path.parent.name not in (".", "..")
-    assert [(i.shop, i.room) for i in archive.list_archived(cfg, shop)] == [(shop, room)]
-    a = archive.read_room(cfg, shop, room)
+    assert [(i.shop, i.room) for i in archive_files.list_archived(cfg, shop)] == [(shop, room)]
+    a = archive_files.read_room(cfg, shop, room)
     assert a.viewers().collect()["viewer"].to_list() == ["v<1>"] and a.facts["gmv"] == {"EUR": 3.5}
-    assert archive.fs_name(room) != archive.fs_name(room + "x")
+    assert fs_name(room) != fs_name(room + "x")
 
 
 def test_idle_rooms_follow_the_shop_clock(cfg: Config, r: redis.Redis) -> None:
@@ -281,7 +284,7 @@ def test_tier_transitions_of_archived_shows_leave_the_stream_for_their_archive(c
     archive.archive_room(r, cfg, SHOP, "past")
     after = r.xrange(keys.transitions(SHOP))
     assert [f[b"room"].decode() for _, f in after] == ["live", "live"] and after == before[-2:]
-    tx = archive.read_room(cfg, SHOP, "past").transitions().collect()
+    tx = archive_files.read_room(cfg, SHOP, "past").transitions().collect()
     assert tx["to"].to_list().count("first_buyer") == 6  # (and the later changes of its viewers, to the close)
     archive.archive_room(r, cfg, SHOP, "live")
     # no room open: the board still shows the newest room, ended, with its transitions

@@ -13,6 +13,7 @@ import redis
 
 from fanops import keys
 from fanops.config import Config
+from review import archive_files
 from scoring import archive, eventlog
 from scoring.worker import Worker
 from tests.conftest import stream_entries
@@ -39,7 +40,7 @@ def _counted(r: redis.Redis, room: str) -> int:
 def _archived_ids(r: redis.Redis, cfg: Config, room: str) -> list[str]:
     """Archive the room; the event ids of its events.parquet (checked against the result first)."""
     res = archive.archive_room(r, cfg, SHOP, room)
-    ids: list[str] = archive.read_room(cfg, SHOP, room).events().collect()["id"].to_list()
+    ids: list[str] = archive_files.read_room(cfg, SHOP, room).events().collect()["id"].to_list()
     assert res.complete and res.events == len(ids) == _counted(r, room)
     return sorted(ids)
 
