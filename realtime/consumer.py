@@ -24,21 +24,13 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from fanops import heartbeat
 from fanops.config import Config
+from fanops.retry import Backoff, is_retryable
 from fanops.schema import BadInput, Event, parse_frame
-from realtime.backoff import Backoff
 from realtime.writer import IngestWriter
 
 log = logging.getLogger(__name__)
 
 CLOSE_TOO_BIG = 1009
-
-
-def redis_retryable(e: Exception) -> bool:
-    """Whether a failed write should wait and be tried again, the events held in order: Redis is
-    unreachable or timed out, or busy running another client's script (a BUSY reply)."""
-    if isinstance(e, redis.ResponseError):
-        return str(e).startswith("BUSY")
-    return isinstance(e, redis.ConnectionError | redis.TimeoutError | OSError)
 
 
 @dataclass
@@ -212,7 +204,7 @@ class Consumer:
                     self.redis_backoff.reset()
                     return
                 except (redis.ConnectionError, redis.TimeoutError, OSError, redis.ResponseError) as e:
-                    if not redis_retryable(e):
+                    if not is_retryable(e):
                         raise  # a real error of ours: not to be retried blindly
                     delay = self.redis_backoff.next()
                     log.warning("cannot write to Redis (%s): holding %d events, retrying in %.1f s",

@@ -11,7 +11,7 @@ import redis.asyncio as aredis
 
 from fanops import keys
 from fanops.config import Config
-from realtime.backoff import Backoff
+from fanops.retry import Backoff
 from realtime.consumer import Consumer
 from scoring.worker import Worker
 from tests.conftest import await_for

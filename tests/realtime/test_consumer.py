@@ -12,9 +12,9 @@ import redis.asyncio as aredis
 
 from fanops import keys
 from fanops.config import Config
+from fanops.retry import Backoff
 from fanops.schema import unpack_events
-from realtime.backoff import Backoff
-from realtime.consumer import Consumer, redis_retryable
+from realtime.consumer import Consumer
 from tests.conftest import await_for, stream_entries
 from tests.feeds import Feed, ev, frame, send_all
 
@@ -295,13 +295,6 @@ def test_unreachable_feed_is_retried_with_backoff(cfg, r):
 
     asyncio.run(main())
 
-
-@pytest.mark.parametrize("error,retry", [
-    (redis.ConnectionError("refused"), True), (redis.TimeoutError("timed out"), True), (OSError("reset"), True),
-    (redis.ResponseError("BUSY Redis is busy running a script."), True),
-    (redis.ResponseError("ERR wrong number of arguments"), False), (redis.ResponseError("NOSCRIPT"), False)])
-def test_what_a_held_write_retries(error, retry):
-    assert redis_retryable(error) is retry
 
 
 def test_backoff_is_capped_and_jittered():
