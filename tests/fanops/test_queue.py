@@ -162,6 +162,7 @@ def test_hostile_names_are_stored_and_shown_as_given(cfg, r):
 def test_a_task_shows_the_viewers_name_and_country_as_they_are_now_and_so_does_its_archive(cfg, r):
     import json
 
+    from review import archive_files
     from scoring import archive
 
     base = 1_760_000_000_000
@@ -186,6 +187,6 @@ def test_a_task_shows_the_viewers_name_and_country_as_they_are_now_and_so_does_i
     assert [x.id for x in queue.list_tasks(r, "default", lang="pt", now_ms=NOW)] == [tid]
     # the post-show review reads the room's tasks from its archive: the same name
     archive.archive_room(r, cfg, "default", "r1")
-    rows = archive.read_room(cfg, "default", "r1").followups().collect()
+    rows = archive_files.read_room(cfg, "default", "r1").followups().collect()
     row = rows.filter(rows["viewer"] == "quiet").to_dicts()[0]
     assert (row["name"], row["country"], row["lang"]) == ("Ana Luísa", "BR", "pt-BR")

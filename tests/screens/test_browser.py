@@ -38,7 +38,7 @@ from fanops import i18n, keys, queue
 from fanops.config import Config
 from fanops.errors import TaskClaimedByOther
 from fanops.runtime import server
-from scoring import archive
+from review import archive_files
 from screens._ui import task_key
 from screens.reads import tasks
 from tests.conftest import wait_for
@@ -152,7 +152,7 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
             _wait(lambda: queue.counts(r, SHOP)["pending"] >= 5, "pending follow-up tasks", p)
         # ... and archived the earlier shows, which the review screen shows
         cfg = Config(data_dir=data_dir)
-        _wait(lambda: archive.list_archived(cfg, SHOP), "an earlier show archived", p)
+        _wait(lambda: archive_files.list_archived(cfg, SHOP), "an earlier show archived", p)
         yield p
     finally:
         if proc.poll() is None:
