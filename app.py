@@ -43,7 +43,7 @@ st.markdown(
 )
 
 r = _ui.client()
-with st.sidebar:
+with st.sidebar, _ui.redis_guard(stop=True):
     _ui.sticky("radio", "Language / 语言", list(LANGS), "lang", format_func=LANG_NAMES.__getitem__,
                translated=False, horizontal=True)
     shops = read.shops(r)

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import redis
 import streamlit as st
 
+from fanops import retry
 from fanops.config import Config
 from fanops.errors import FanopsError
 from fanops.i18n import LANGS, t
@@ -54,13 +55,52 @@ def client() -> redis.Redis:
         raise  # unreachable: st.stop raises
 
 
+@st.cache_resource(show_spinner=False)
+def _outage() -> retry.Outage:
+    """Since when this app process has been failing to reach Redis (shared by its sessions)."""
+    return retry.Outage()
+
+
+def outage_line(o: retry.Outage, now: float, reason: str) -> str:
+    """The board's plain line for a Redis outage: since when, for how long, why."""
+    since = o.since if o.since is not None else now
+    return tr("err.redis", at=clock_time(int(since * 1000), with_date=False), ago=ago((now - since) * 1000),
+              reason=reason)
+
+
+def _await_redis() -> None:
+    """Look again every refresh while Redis is away; run the whole page again once it is back."""
+
+    @st.fragment(run_every=refresh_s(2))
+    def look() -> None:
+        try:
+            client().ping()
+        except redis.RedisError:
+            return
+        st.rerun(scope="app")
+
+    look()
+
+
 @contextmanager
-def redis_guard() -> Iterator[None]:
-    """Show a lost connection as one line instead of a traceback (the next refresh retries)."""
+def redis_guard(stop: bool = False) -> Iterator[None]:
+    """Show a lost connection as one plain line, "Redis unreachable since ...", instead of a
+    traceback (fanops.retry decides what a wait fixes).  A live tile tries again at its next
+    refresh; with ``stop`` (what the rest of the page needs) the page stops there and runs again
+    by itself once Redis answers."""
+    o = _outage()
     try:
         yield
     except redis.RedisError as e:
-        st.error(tr("err.redis", reason=type(e).__name__))
+        if not retry.is_retryable(e):
+            raise
+        o.failed(e)
+        st.error(outage_line(o, time.time(), type(e).__name__))
+        if stop:
+            _await_redis()
+            st.stop()
+    else:
+        o.ended()
 
 
 def lang() -> str:

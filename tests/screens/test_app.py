@@ -562,3 +562,32 @@ def test_html_is_only_ever_a_fixed_style_block_never_viewer_text():
                 calls.append((f"{path.name}:{node.lineno}", isinstance(arg, ast.Constant) and isinstance(arg.value, str)
                               and arg.value.lstrip().startswith("<style>") and arg.value.rstrip().endswith("</style>")))
     assert calls and all(ok for _, ok in calls), calls
+
+
+# --- Redis away -------------------------------------------------------------------
+def test_the_live_board_says_plainly_since_when_redis_is_unreachable_and_recovers(tmp_path, monkeypatch):
+    import redis
+
+    from fanops.runtime import server
+
+    d, port = tmp_path / "redis", server.free_port()
+    url = server.ensure_running(d, port=port).url
+    try:
+        monkeypatch.setenv("REDIS_URL", url)
+        monkeypatch.setattr(rooms, "wall_clock", lambda: NOW)
+        write_live_room(redis.Redis.from_url(url))
+        at = AppTest.from_file(APP, default_timeout=30)
+        at.run()
+        assert not at.exception and not at.error
+        server.stop(d)
+        at.run()
+        assert not at.exception
+        errors = [e.value for e in at.error]
+        assert any(e.startswith("Redis unreachable since ") and "retrying on every refresh" in e
+                   for e in errors), errors
+        server.ensure_running(d, port=port)
+        at.run()
+        assert not at.exception and not at.error
+        assert metrics(at)  # the board is back
+    finally:
+        server.stop(d)
