@@ -39,7 +39,7 @@ from fanops.schema import Event, event_type, unpack_events
 from fanops.scripts import script_source
 from fanops.state import room_viewer_first, unpack_viewer
 from scoring import archive, eventlog, migrate, recompute
-from scoring.engine import Inputs, encode_wire, score_batch, split_lurk_member
+from scoring.engine import Inputs, encode_wire, score_batch
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,279 @@ class WorkerStats:
         return xs[-1][0]
 
 
+@dataclass
+class ScoredBatch:
+    """A batch read and scored, not written yet: what ``Worker.write`` sends to apply.lua."""
+
+    wire: dict[str, Any]  # the write set as apply.lua takes it, but for the entries it acknowledges
+    blobs: list[bytes]  # the packed states the wire names by index
+    dropped: int  # late events of archived rooms: counted as applied by the write, not scored
+    clock: int  # the shop clock the time indexes were read up to (what a time pass has moved to)
+    time_full: bool  # more viewers were due than one batch takes: another time pass follows
+
+
+class Reply:
+    """The reply of one command queued on a ``Pipe``, once the pipe has run."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value: Any = None
+
+
+class Pipe:
+    """A non-transactional pipeline whose commands each answer into their own ``Reply``, so that
+    a reader names the replies it queued instead of counting their places in the pipeline."""
+
+    def __init__(self, r: redis.Redis) -> None:
+        self._p = r.pipeline(transaction=False)
+        self._replies: list[Reply] = []
+
+    def __call__(self, command: str, *args: Any, **kwargs: Any) -> Reply:
+        getattr(self._p, command)(*args, **kwargs)
+        reply = Reply()
+        self._replies.append(reply)
+        return reply
+
+    def run(self) -> None:
+        if self._replies:
+            for reply, value in zip(self._replies, self._p.execute(), strict=True):
+                reply.value = value
+
+
+@dataclass(frozen=True)
+class Head:
+    """What a batch reads first: the shop's clock and rules state, and the viewers of its events."""
+
+    clock: int
+    rules_applied: int  # the rules version the shop's state was last rebuilt under
+    rules_version: int  # the rules version saved
+    room_no_seq: int
+    fronts: list[int]  # each partition's due front (0: none yet)
+    viewers: dict[str, bytes | None]
+
+
+def read_head(r: redis.Redis, shop: str, vids: list[str]) -> Head:
+    p = Pipe(r)
+    st = p("hmget", keys.stats(shop), ["clock", "rules_applied", "room_no_seq",
+                                       *(keys.due_front_field(i) for i in range(keys.PARTITIONS))])
+    version = p("hget", keys.rules(shop), "version")
+    found = p("hmget", keys.viewers(shop), vids) if vids else None
+    p.run()
+    clock, applied, seq, *fronts = st.value
+    return Head(int(clock or 0), int(applied or 0), int(version.value or 0), int(seq or 0),
+                [int(f or 0) for f in fronts], dict(zip(vids, found.value if found else [], strict=True)))
+
+
+# a day list of far-due viewers whose head the batch takes into the due index:
+# (partition, its list's key, the day, the viewers taken)
+Promoted = tuple[int, str, int, list[str]]
+
+
+@dataclass
+class TimeReads:
+    """What the time indexes give a batch: viewers whose tier may change by time, (room, viewer)
+    pairs whose dwell may be reached, and the due fronts it moves."""
+
+    due: list[str]
+    lurk: list[tuple[str, str]]
+    fronts: dict[int, int]  # partition -> its due front for this batch
+    promote: list[Promoted]
+    late_read: list[list[Any]]  # what the batch read of the late-window index (apply.lua checks it)
+    full: bool  # an index had more entries due than one batch takes
+
+
+def read_time_indexes(r: redis.Redis, shop: str, parts: list[int], old_fronts: list[int], clock0: int,
+                      clock1: int, events: list[Event]) -> TimeReads:
+    """The time indexes of the partitions ``parts`` up to ``clock1``, and the late-window pairs the
+    batch's new clock values concern (above ``clock0``, and late ones below it)."""
+    p = Pipe(r)
+    due: list[Reply] = []
+    lurk: list[Reply] = []
+    for part in parts:
+        due.append(p("zrangebyscore", keys.due(shop, part), "-inf", clock1, start=0, num=TIME_INDEX_LIMIT))
+        lurk.append(p("zrangebyscore", keys.lurk(shop, part), "-inf", clock1, start=0, num=TIME_INDEX_LIMIT))
+    # the first day with a list of far-due viewers, in each partition
+    first_days = [p("zrange", keys.due_days(shop, part), 0, 0) for part in parts]
+    # new clock values above clock0: the pairs of the late-window index they may concern
+    # (another scorer's batch can have put some there, in a range this one's values open)
+    ahead = queue_late_window(p, shop, [(clock0, clock1)] if clock1 > clock0 else [])
+    seconds = queue_late_seconds(p, shop, events, clock0)
+    p.run()
+    late_read = late_window_read(ahead) + late_read_below(r, shop, seconds)
+    heads = {part: (old_fronts[part], d.value) for part, d in zip(parts, first_days, strict=True)}
+    fronts, promote = due_fronts(r, shop, heads, clock1)
+    due_vids = [d.decode() for got in due for d in got.value] + [v for _p, _lk, _d, vs in promote for v in vs]
+    pairs = [keys.split_pair(m.decode()) for got in lurk for m in got.value]
+    pairs += [keys.split_pair(m) for g in late_read for m in g[3:]]
+    full = any(len(got.value) >= TIME_INDEX_LIMIT for got in due + lurk) or bool(promote)
+    return TimeReads(due_vids, pairs, fronts, promote, late_read, full)
+
+
+LateSecond = tuple[list[int], Reply, Reply, Reply, Reply]
+
+
+def queue_late_seconds(p: Pipe, shop: str, events: list[Event], clock0: int) -> list[LateSecond]:
+    """The seconds of the batch's clock values below ``clock0`` (late: the shop may not have
+    seen them), each with its values in order and, from the per-second clock index, its smallest
+    and largest value and the largest values below the second's first late one."""
+    secs: dict[int, list[int]] = {}
+    for t in sorted({ev.ts for ev in events if ev.ts < clock0}):
+        secs.setdefault(t // 1000, []).append(t)
+    cmin, cmax = keys.clock_min(shop), keys.clock_max(shop)
+    return [(ts, p("zscore", cmin, sec), p("zscore", cmax, sec),
+             p("zrevrangebyscore", cmin, f"({ts[0]}", "-inf", start=0, num=1, withscores=True),
+             p("zrevrangebyscore", cmax, f"({ts[0]}", "-inf", start=0, num=1, withscores=True))
+            for sec, ts in secs.items()]
+
+
+def late_read_below(r: redis.Redis, shop: str, seconds: list[LateSecond]) -> list[list[Any]]:
+    """The late-window index's pairs that the batch's values below the clock may concern, as
+    ``late_window_read`` gives them. A value is new unless it is its second's smallest or
+    largest in the clock index, which keeps only those two: a value between them counts as
+    new, and its range reaches back to the largest indexed value below it, so that it takes
+    in at least the pairs it must."""
+    ranges: list[list[int]] = []
+    for ts, lo_s, hi_s, below_min, below_max in seconds:
+        known = {int(x.value) for x in (lo_s, hi_s) if x.value is not None}
+        new = [t for t in ts if t not in known]
+        if new:
+            before = [int(x.value[0][1]) for x in (below_min, below_max) if x.value]
+            ranges.append([max(before, default=-1), new[-1]])
+    if not ranges:
+        return []
+    ranges.sort()
+    merged = [ranges[0]]
+    for lo, hi in ranges[1:]:
+        if lo < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    p = Pipe(r)
+    queued = queue_late_window(p, shop, [(lo, hi) for lo, hi in merged])
+    p.run()
+    return late_window_read(queued)
+
+
+LateRange = tuple[str, int, int, Reply]
+
+
+def queue_late_window(p: Pipe, shop: str, ranges: list[tuple[int, int]]) -> list[LateRange]:
+    """Queue on ``p`` the read of every partition's late-window index in each (lo, hi]."""
+    out = []
+    for lo, hi in ranges:
+        for part in range(keys.PARTITIONS):
+            k = keys.late_window(shop, part)
+            out.append((k, lo, hi, p("zrangebyscore", k, f"({lo}", hi)))
+    return out
+
+
+def late_window_read(queued: list[LateRange]) -> list[list[Any]]:
+    """``[[key, lo, hi, member...], ...]``: what each partition's late-window index held in
+    each (lo, hi] (``queue_late_window``). For a new clock value t, the pairs whose moment lies
+    in (the known value before t, t] (``followups.late_moment``): the batch rescores them, and
+    apply.lua reads the same ranges again before it writes."""
+    return [[k, lo, hi, *(m.decode() for m in got.value)] for k, lo, hi, got in queued]
+
+
+def due_fronts(r: redis.Redis, shop: str, heads: dict[int, tuple[int, list[Any]]],
+               clock: int) -> tuple[dict[int, int], list[Promoted]]:
+    """The due front of each partition for this batch, and the far-due viewers it takes into the
+    ``due`` zset now: up to TIME_INDEX_LIMIT viewers from the head of the first day's list the
+    front passes in a partition. ``heads``: partition -> (its front, its first listed day read).
+    The front moves to a day boundary ``DUE_NEAR_DAYS`` ahead of the clock, but never past the end
+    of a day whose list is not taken yet; the viewers taken are scored as due, which writes their
+    entry under the new front."""
+    target = keys.due_front(clock)
+    out: dict[int, int] = {}
+    p = Pipe(r)
+    lists: list[tuple[int, str, int, Reply]] = []
+    for part, (old, got) in heads.items():
+        front = max(old, target)
+        if got:
+            day = int(got[0])
+            if day < target // keys.DAY_MS:
+                front = max(old, (day + 1) * keys.DAY_MS)
+                lk = keys.due_far(shop, part, day)
+                lists.append((part, lk, day, p("lrange", lk, 0, TIME_INDEX_LIMIT - 1)))
+        out[part] = front
+    p.run()
+    # an empty list: the day goes
+    return out, [(part, lk, day, [v.decode() for v in got.value]) for part, lk, day, got in lists]
+
+
+def read_viewers(r: redis.Redis, shop: str, vids: list[str]) -> dict[str, bytes | None]:
+    if not vids:
+        return {}
+    return dict(zip(vids, cast("list[bytes | None]", r.hmget(keys.viewers(shop), vids)), strict=True))
+
+
+def read_records(r: redis.Redis, shop: str, events: list[Event], lurk: list[tuple[str, str]],
+                 viewers: dict[str, bytes | None]) -> tuple[dict[tuple[str, str], bytes | None], int]:
+    """The (room, viewer) records the batch needs: rooms with events, lurkers, and every room of a
+    viewer whose consent changed (a task elsewhere may be made or withdrawn); and the shop clock
+    read after them."""
+    pairs: dict[tuple[str, str], None] = {}
+    for ev in events:
+        pairs[(ev.room, ev.viewer.id)] = None
+    for pair in lurk:
+        pairs[pair] = None
+    for ev in events:
+        if event_type(ev) == "consent":
+            b = viewers.get(ev.viewer.id)
+            if b:
+                for room in unpack_viewer(b).rooms:
+                    pairs[(room, ev.viewer.id)] = None
+    by_room: dict[str, list[str]] = {}
+    for room, vid in pairs:
+        by_room.setdefault(room, []).append(vid)
+    p = Pipe(r)
+    got = [(room, vs, p("hmget", keys.room_viewers(shop, room), vs)) for room, vs in by_room.items()]
+    # the shop clock again, after every record the batch read: another scorer may have applied
+    # a batch since the first read, and the records may hold its events (or a task it made at
+    # its clock). Scored at the older clock, they would lose what happened after it (a task
+    # made at a later value would be taken back); the clock read last is at least theirs
+    clock = p("hget", keys.stats(shop), "clock")
+    p.run()
+    rvs = {(room, vid): b for room, vs, bs in got for vid, b in zip(vs, bs.value, strict=True)}
+    return rvs, int(clock.value or 0)
+
+
+def past_clock(r: redis.Redis, shop: str, events: list[Event], rvs: dict[tuple[str, str], bytes | None],
+               clock0: int, s: RuleSettings) -> list[int]:
+    """For every (room, viewer) of the batch whose dwell would have reached the threshold
+    before the clock the batch starts from, the first shop-clock value at or after that
+    moment (from the per-second clock index), so that events arriving late make the same
+    follow-up tasks as events in order."""
+    first: dict[tuple[str, str], int] = {}
+    for ev in events:
+        k = (ev.room, ev.viewer.id)
+        if k not in first or ev.ts < first[k]:
+            first[k] = ev.ts
+    moments = set()
+    for k, b in rvs.items():
+        f = first.get(k)
+        if b:
+            rf = room_viewer_first(b)
+            f = rf if f is None else min(f, rf)
+        if f is not None and f + s.dwell_ms <= clock0:
+            moments.add(f + s.dwell_ms)
+    cmin, cmax = keys.clock_min(shop), keys.clock_max(shop)
+    p = Pipe(r)
+    got = [(x, p("zscore", cmin, x // 1000), p("zscore", cmax, x // 1000),
+            p("zrangebyscore", cmin, x, "+inf", start=0, num=1, withscores=True)) for x in sorted(moments)]
+    p.run()
+    out = []
+    for x, lo, hi, nxt in got:
+        if hi.value is not None and hi.value >= x:
+            # in x's own second: its smallest value if that is not before x, else (exact when
+            # the second holds two values or fewer) its largest
+            out.append(int(lo.value) if lo.value is not None and lo.value >= x else int(hi.value))
+        elif nxt.value:
+            out.append(int(nxt.value[0][1]))
+    return out
+
+
 class Worker:
     """One scorer.  ``run()`` until ``stop()``; ``drain()`` for a finite run (tests, benchmarks)."""
 
@@ -118,8 +391,6 @@ class Worker:
         self._last_claim = 0.0
         self._last_beat = 0.0
         self._pending_done: set[str] = set()
-        self._time_full = False
-        self._scored_clock = 0
         self._last_archive = 0.0
         self._archived: dict[str, _Archived] = {}
         self._last_prune = time.monotonic()
@@ -379,46 +650,66 @@ class Worker:
             acks.setdefault(stream, []).append(i.decode() if isinstance(i, bytes) else i)
             events.extend(unpack_events(f[b"e"]))
             receipts.append((int(f.get(b"t", 0)), int(f.get(b"n", 1))))
-        ack_list = [[stream, *ids] for stream, ids in acks.items()]
         self._log.write(shop, entries)  # on disk before the apply acknowledges them
+        batch = self._score_and_write(shop, events, [[stream, *ids] for stream, ids in acks.items()])
+        if batch is None:
+            return 0
+        if batch.time_full:
+            self._apply_time_only(shop)
+        now_ms = self.clock() * 1000
+        st = self.stats
+        st.batches += 1
+        st.entries += len(entries)
+        st.events += len(events) - batch.dropped
+        st.samples.extend((t, now_ms - t, n) for t, n in receipts if t)
+        if batch.dropped:
+            log.info("dropped %d late events of archived rooms of %s", batch.dropped, shop)
+        self._untrimmed.setdefault(shop, set()).update(acks)
+        self._trim(shop)
+        return len(events) - batch.dropped
+
+    def _apply_time_only(self, shop: str) -> None:
+        """Apply time-driven changes with no events: when more viewers were due than one batch
+        takes (the rest), or when the shop clock moved with no events for this worker."""
+        for _ in range(10_000):
+            batch = self._score_and_write(shop, [], [])
+            if batch is None or not batch.time_full:
+                return
+
+    def _score_and_write(self, shop: str, events: list[Event], acks: list[list[str]]) -> ScoredBatch | None:
+        """Score ``events`` and write them, acknowledging ``acks`` ([stream, id...] each), until
+        apply.lua takes the batch: it is scored again after a conflict (a viewer changed since its
+        read) or a rebuild. None: the entries are no longer this worker's, or it is stopping."""
         for attempt in itertools.count():
-            blobs: list[bytes] = []
-            # late events of a room already archived are counted (as applied, so that lag returns
-            # to 0) and dropped: its records are gone (the engine does it, by the room map)
-            wire, dropped = self._score(shop, events, blobs)
-            wire.update(group=keys.GROUP, consumer=self.name, acks=ack_list, lock=recompute.rebuild_lock(shop))
-            res = self._apply(keys=[keys.stats(shop)], args=[encode_wire(wire), *blobs])
-            verdict = res[0].decode() if isinstance(res[0], bytes) else res[0]
+            batch = self.score(shop, events)
+            res = self.write(shop, batch, acks)
+            verdict = replies.to_str(res[0])
             if verdict == "ok":
-                self._time_clock[shop] = max(self._time_clock.get(shop, 0), self._scored_clock)
-                if self._time_full:
-                    self._apply_time_only(shop)
-                now_ms = self.clock() * 1000
-                st = self.stats
-                st.batches += 1
-                st.entries += len(entries)
-                st.events += len(events) - dropped
-                st.samples.extend((t, now_ms - t, n) for t, n in receipts if t)
-                if dropped:
-                    log.info("dropped %d late events of archived rooms of %s", dropped, shop)
-                self._untrimmed.setdefault(shop, set()).update(acks)
-                self._trim(shop)
-                return len(events) - dropped
+                self._time_clock[shop] = max(self._time_clock.get(shop, 0), batch.clock)
+                return batch
             if verdict == "stale":
                 self.stats.stale += 1
                 log.info("batch of %s no longer ours (taken over): dropped", shop)
-                return 0
+                return None
             if verdict == "locked":
                 self._wait_rebuild(shop)
                 continue
             self.stats.conflicts += 1
             if self._stopping:
-                return 0  # the entries stay pending: this name's next start, or another scorer, applies them
+                return None  # the entries stay pending: this name's next start, or another scorer, applies them
             if attempt == MAX_RETRIES:
                 log.warning("a batch of %s conflicted %d times in a row (another scorer keeps changing its "
                             "viewers): still trying", shop, attempt)
             time.sleep(min(0.2, 0.001 * 2 ** min(attempt, 8)))
         raise AssertionError("unreachable")  # itertools.count() never ends
+
+    def write(self, shop: str, batch: ScoredBatch, acks: list[list[str]]) -> list[Any]:
+        """One call of apply.lua: writes ``batch`` and acknowledges the stream entries ``acks``
+        ([stream, id...] each), or nothing. Its reply: ``[b"ok", made]``, ``[b"stale", id]`` (an entry is no
+        longer this worker's), ``[b"conflict", key, field]`` (a viewer the batch read changed since) or
+        ``[b"locked", ...]`` (a rebuild runs, or ran since the batch was scored)."""
+        wire = dict(batch.wire, group=keys.GROUP, consumer=self.name, acks=acks, lock=recompute.rebuild_lock(shop))
+        return cast("list[Any]", self._apply(keys=[keys.stats(shop)], args=[encode_wire(wire), *batch.blobs]))
 
     def _trim(self, shop: str, now_too: bool = False) -> None:
         """The applied entries of the streams this worker applied from leave Redis (they are in the
@@ -456,267 +747,53 @@ class Worker:
             got = self._archived[shop] = _Archived(seq, by_room, ids, since if by_room else None)
         return got
 
-    def _score(self, shop: str, all_events: list[Event], out_blobs: list[bytes]) -> tuple[dict[str, Any], int]:
-        """The wire map of a batch, and how many of its events were of archived rooms (dropped)."""
-        r = self.r
-        vk = keys.viewers(shop)
-        vids = list(dict.fromkeys(ev.viewer.id for ev in all_events))
-        p = r.pipeline(transaction=False)
-        p.hmget(keys.stats(shop), ["clock", "rules_applied", "room_no_seq",
-                                   *(keys.due_front_field(i) for i in range(keys.PARTITIONS))])
-        p.hget(keys.rules(shop), "version")
-        if vids:
-            p.hmget(vk, vids)
-        (clock_raw, applied_raw, seq_raw, *fronts_raw), version_raw, *rest = p.execute()
-        found = rest[0] if vids else []
-        clock0 = int(clock_raw or 0)
-        archived = self._archived_rooms(shop, int(seq_raw or 0), clock0)
-        events = [ev for ev in all_events if ev.room not in archived.by_room]
-        max_ts = max((ev.ts for ev in events), default=0)
-        version = int(version_raw or 0)
+    def _rules(self, shop: str, head: Head) -> tuple[RuleSettings, int]:
+        """The shop's rules and their version; rules saved that no rebuild has applied yet are
+        applied first (new thresholds apply to every viewer at once: one worker recounts, the
+        others wait)."""
         settings, known = self.settings(shop)
-        if version != known:
+        if head.rules_version != known:
             settings, known = self._load_settings(shop)
-        if version != int(applied_raw or 0):  # rules saved that no rebuild has applied yet
-            # new thresholds apply to every viewer at once: one worker recounts, the others wait
-            if not recompute.rebuild(r, shop, self.name):
+        if head.rules_version != head.rules_applied:
+            if not recompute.rebuild(self.r, shop, self.name):
                 self._wait_rebuild(shop)
             settings, known = self._load_settings(shop)
-        clock1 = max(clock0, max_ts)
-        viewers: dict[str, bytes | None] = dict(zip(vids, found, strict=True))
+        return settings, known
+
+    def score(self, shop: str, all_events: list[Event]) -> ScoredBatch:
+        """Read what a batch of ``all_events`` needs and score it (the first half of applying a batch;
+        ``write`` is the second). Writes nothing, but for a rebuild under rules saved since the last one."""
+        r = self.r
+        head = read_head(r, shop, list(dict.fromkeys(ev.viewer.id for ev in all_events)))
+        archived = self._archived_rooms(shop, head.room_no_seq, head.clock)
+        events = [ev for ev in all_events if ev.room not in archived.by_room]
+        settings, known = self._rules(shop, head)
+        clock1 = max(head.clock, max((ev.ts for ev in events), default=0))
         # the time indexes of the partitions this worker reads (other workers see to theirs)
         parts = self._mine if self._member else list(range(keys.PARTITIONS))
-        p = r.pipeline(transaction=False)
-        for part in parts:
-            p.zrangebyscore(keys.due(shop, part), "-inf", clock1, start=0, num=TIME_INDEX_LIMIT)
-            p.zrangebyscore(keys.lurk(shop, part), "-inf", clock1, start=0, num=TIME_INDEX_LIMIT)
-        for part in parts:
-            p.zrange(keys.due_days(shop, part), 0, 0)  # the first day with a list of far-due viewers
-        # new clock values above clock0: the pairs of the late-window index they may concern
-        # (another scorer's batch can have put some there, in a range this one's values open)
-        ahead = [(clock0, clock1)] if clock1 > clock0 else []
-        self._queue_late_window(p, shop, ahead)
-        late_secs = self._late_seconds(p, shop, events, clock0)
-        got_idx = p.execute()
-        n_own = 2 * len(parts)
-        due_parts = got_idx[0:n_own:2]
-        lurk_parts = got_idx[1:n_own:2]
-        first_days = got_idx[n_own:n_own + len(parts)]
-        n_ahead = n_own + len(parts) + keys.PARTITIONS * len(ahead)
-        late_read = self._late_window_read(shop, ahead, got_idx[n_own + len(parts):n_ahead])
-        late_read += self._late_read(shop, late_secs, got_idx[n_ahead:])
-        due = [d.decode() for got in due_parts for d in got]
-        old_fronts = [int(f or 0) for f in fronts_raw]
-        fronts, promote = self._due_fronts(shop, parts, old_fronts, first_days, clock1)
-        due += [v for _part, _lk, _day, vs in promote for v in vs]
-        lurk = [split_lurk_member(m.decode()) for got in lurk_parts for m in got]
-        lurk += [split_lurk_member(m) for g in late_read for m in g[3:]]
-        more = [v for v in dict.fromkeys(due + [v for _, v in lurk]) if v not in viewers]
-        if more:
-            for v, b in zip(more, cast("list[bytes | None]", r.hmget(vk, more)), strict=True):
-                viewers[v] = b
-        # the (room, viewer) records the batch needs: rooms with events, lurkers, and every
-        # room of a viewer whose consent changed (a task elsewhere may be made or withdrawn)
-        pairs: dict[tuple[str, str], None] = {}
-        for ev in events:
-            pairs[(ev.room, ev.viewer.id)] = None
-        for pair in lurk:
-            pairs[pair] = None
-        for ev in events:
-            if event_type(ev) == "consent":
-                b = viewers.get(ev.viewer.id)
-                if b:
-                    for room in unpack_viewer(b).rooms:
-                        pairs[(room, ev.viewer.id)] = None
-        by_room: dict[str, list[str]] = {}
-        for room, vid in pairs:
-            by_room.setdefault(room, []).append(vid)
-        p = r.pipeline(transaction=False)
-        for room, vs in by_room.items():
-            p.hmget(keys.room_viewers(shop, room), vs)
-        # the shop clock again, after every record the batch read: another scorer may have applied
-        # a batch since the first read, and the records may hold its events (or a task it made at
-        # its clock). Scored at the older clock, they would lose what happened after it (a task
-        # made at a later value would be taken back); the clock read last is at least theirs
-        p.hget(keys.stats(shop), "clock")
-        *got_rvs, clock_again = p.execute()
-        rvs: dict[tuple[str, str], bytes | None] = {}
-        for (room, vs), got in zip(by_room.items(), got_rvs, strict=True):
-            for vid, b in zip(vs, got, strict=True):
-                rvs[(room, vid)] = b
-        clock0 = max(clock0, int(clock_again or 0))
-        past = self._past_clock(shop, events, rvs, clock0, settings)
-        self._time_full = any(len(got) >= TIME_INDEX_LIMIT for got in due_parts + lurk_parts) or bool(promote)
-        self._scored_clock = clock1  # the time indexes were read up to it, not to a clock read since
+        t = read_time_indexes(r, shop, parts, head.fronts, head.clock, clock1, events)
+        viewers = dict(head.viewers)
+        viewers.update(read_viewers(r, shop, [v for v in dict.fromkeys(t.due + [v for _, v in t.lurk])
+                                              if v not in viewers]))
+        rvs, clock_again = read_records(r, shop, events, t.lurk, viewers)
+        clock0 = max(head.clock, clock_again)
         inp = Inputs(shop=shop, clock=clock0, settings=settings, rules_version=known,
-                     viewers=viewers, room_viewers=rvs, due=due, lurk=lurk, past_clock=past,
+                     viewers=viewers, room_viewers=rvs, due=t.due, lurk=t.lurk,
+                     past_clock=past_clock(r, shop, events, rvs, clock0, settings),
                      archived=archived.by_room, room_ids=archived.ids, open_since=archived.since,
-                     due_front=fronts)
+                     due_front=t.fronts)
         ws, _clock = score_batch(inp, all_events)  # it drops (and counts) the archived rooms' events
-        for part, front in fronts.items():
-            if front > old_fronts[part]:
+        for part, front in t.fronts.items():
+            if front > head.fronts[part]:
                 ws.hmax.append([keys.stats(shop), keys.due_front_field(part), front])
-        for part, lk, day, vs in promote:
+        for part, lk, day, vs in t.promote:
             ws.lpop.append([lk, len(vs), keys.due_days(shop, part), day])
-        ws.late_read = late_read
-        wire = ws.to_wire(out_blobs)
+        ws.late_read = t.late_read
+        blobs: list[bytes] = []
+        wire = ws.to_wire(blobs)
         wire["rules_version"] = known  # apply.lua refuses it if a rebuild under other rules ran since
-        return wire, len(all_events) - len(events)
-
-    @staticmethod
-    def _late_seconds(p: Any, shop: str, events: list[Event], clock0: int) -> dict[int, list[int]]:
-        """The seconds of the batch's clock values below ``clock0`` (late: the shop may not have
-        seen them), each with its values in order; queues on ``p`` what ``_late_read`` needs to
-        know about each second from the per-second clock index: its smallest and largest value,
-        and the largest values below the second's first late one."""
-        secs: dict[int, list[int]] = {}
-        for t in sorted({ev.ts for ev in events if ev.ts < clock0}):
-            secs.setdefault(t // 1000, []).append(t)
-        cmin, cmax = keys.clock_min(shop), keys.clock_max(shop)
-        for sec, ts in secs.items():
-            p.zscore(cmin, sec)
-            p.zscore(cmax, sec)
-            p.zrevrangebyscore(cmin, f"({ts[0]}", "-inf", start=0, num=1, withscores=True)
-            p.zrevrangebyscore(cmax, f"({ts[0]}", "-inf", start=0, num=1, withscores=True)
-        return secs
-
-    def _late_read(self, shop: str, secs: dict[int, list[int]], got: list[Any]) -> list[list[Any]]:
-        """The late-window index's pairs that the batch's values below the clock may concern, as
-        ``_late_window_read`` gives them. A value is new unless it is its second's smallest or
-        largest in the clock index, which keeps only those two: a value between them counts as
-        new, and its range reaches back to the largest indexed value below it, so that it takes
-        in at least the pairs it must."""
-        ranges: list[list[int]] = []
-        for i, ts in enumerate(secs.values()):
-            lo_s, hi_s, below_min, below_max = got[4 * i:4 * i + 4]
-            known = {int(x) for x in (lo_s, hi_s) if x is not None}
-            new = [t for t in ts if t not in known]
-            if new:
-                before = [int(x[0][1]) for x in (below_min, below_max) if x]
-                ranges.append([max(before, default=-1), new[-1]])
-        if not ranges:
-            return []
-        ranges.sort()
-        merged = [ranges[0]]
-        for lo, hi in ranges[1:]:
-            if lo < merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], hi)
-            else:
-                merged.append([lo, hi])
-        p = self.r.pipeline(transaction=False)
-        spans = [(lo, hi) for lo, hi in merged]
-        self._queue_late_window(p, shop, spans)
-        return self._late_window_read(shop, spans, p.execute())
-
-    @staticmethod
-    def _queue_late_window(p: Any, shop: str, ranges: list[tuple[int, int]]) -> None:
-        """Queue on ``p`` the read of every partition's late-window index in each (lo, hi]."""
-        for lo, hi in ranges:
-            for part in range(keys.PARTITIONS):
-                p.zrangebyscore(keys.late_window(shop, part), f"({lo}", hi)
-
-    @staticmethod
-    def _late_window_read(shop: str, ranges: list[tuple[int, int]], got: list[Any]) -> list[list[Any]]:
-        """``[[key, lo, hi, member...], ...]``: what each partition's late-window index held in
-        each (lo, hi], from ``got`` (its ZRANGEBYSCOREs in that order). For a new clock value t,
-        the pairs whose moment lies in (the known value before t, t] (``followups.late_moment``):
-        the batch rescores them, and apply.lua reads the same ranges again before it writes.
-        ``got``: the replies to ``_queue_late_window``."""
-        out = []
-        res = iter(got)
-        for lo, hi in ranges:
-            for part in range(keys.PARTITIONS):
-                out.append([keys.late_window(shop, part), lo, hi, *(m.decode() for m in next(res))])
-        return out
-
-    def _due_fronts(self, shop: str, parts: list[int], fronts: list[int], first_days: list[Any],
-                    clock: int) -> tuple[dict[int, int], list[tuple[int, str, int, list[str]]]]:
-        """The due front of each partition for this batch, and the far-due viewers it takes into the
-        ``due`` zset now: (partition, their day's list, the day, up to TIME_INDEX_LIMIT viewers from its head),
-        for the first day the front passes in a partition. The front moves to a day boundary
-        ``DUE_NEAR_DAYS`` ahead of the clock, but never past the end of a day whose list is not
-        taken yet; the viewers taken are scored as due, which writes their entry under the new front."""
-        target = keys.due_front(clock)
-        out: dict[int, int] = {}
-        lists: list[tuple[int, str, int]] = []
-        for part, got in zip(parts, first_days, strict=True):
-            front = max(fronts[part], target)
-            if got:
-                day = int(got[0])
-                if day < target // keys.DAY_MS:
-                    front = max(fronts[part], (day + 1) * keys.DAY_MS)
-                    lists.append((part, keys.due_far(shop, part, day), day))
-            out[part] = front
-        if not lists:
-            return out, []
-        p = self.r.pipeline(transaction=False)
-        for _part, lk, _day in lists:
-            p.lrange(lk, 0, TIME_INDEX_LIMIT - 1)
-        promote = []
-        for (part, lk, day), got in zip(lists, p.execute(), strict=True):
-            promote.append((part, lk, day, [v.decode() for v in got]))  # an empty list: the day goes
-        return out, promote
-
-    def _apply_time_only(self, shop: str) -> None:
-        """Apply time-driven changes with no events: when more viewers were due than one batch
-        takes (the rest), or when the shop clock moved with no events for this worker."""
-        for _ in range(10_000):
-            blobs: list[bytes] = []
-            wire, _ = self._score(shop, [], blobs)
-            wire.update(group=keys.GROUP, consumer=self.name, acks=[], lock=recompute.rebuild_lock(shop))
-            res = self._apply(keys=[keys.stats(shop)], args=[encode_wire(wire), *blobs])
-            verdict = res[0].decode() if isinstance(res[0], bytes) else res[0]
-            if verdict == "locked":
-                self._wait_rebuild(shop)
-                continue
-            if verdict == "ok":
-                self._time_clock[shop] = max(self._time_clock.get(shop, 0), self._scored_clock)
-                if not self._time_full:
-                    return
-            else:
-                self.stats.conflicts += 1
-                time.sleep(0.001)
-
-    def _past_clock(self, shop: str, events: list[Event], rvs: dict[tuple[str, str], bytes | None],
-                    clock0: int, s: RuleSettings) -> list[int]:
-        """For every (room, viewer) of the batch whose dwell would have reached the threshold
-        before the clock the batch starts from, the first shop-clock value at or after that
-        moment (from the per-second clock index), so that events arriving late make the same
-        follow-up tasks as events in order."""
-        first: dict[tuple[str, str], int] = {}
-        for ev in events:
-            k = (ev.room, ev.viewer.id)
-            if k not in first or ev.ts < first[k]:
-                first[k] = ev.ts
-        moments = set()
-        for k, b in rvs.items():
-            f = first.get(k)
-            if b:
-                rf = room_viewer_first(b)
-                f = rf if f is None else min(f, rf)
-            if f is not None and f + s.dwell_ms <= clock0:
-                moments.add(f + s.dwell_ms)
-        if not moments:
-            return []
-        xs = sorted(moments)
-        cmin, cmax = keys.clock_min(shop), keys.clock_max(shop)
-        p = self.r.pipeline(transaction=False)
-        for x in xs:
-            p.zscore(cmin, x // 1000)
-            p.zscore(cmax, x // 1000)
-            p.zrangebyscore(cmin, x, "+inf", start=0, num=1, withscores=True)
-        res = p.execute()
-        out = []
-        for i, x in enumerate(xs):
-            lo, hi, nxt = res[3 * i], res[3 * i + 1], res[3 * i + 2]
-            if hi is not None and hi >= x:
-                # in x's own second: its smallest value if that is not before x, else (exact when
-                # the second holds two values or fewer) its largest
-                out.append(int(lo) if lo is not None and lo >= x else int(hi))
-            elif nxt:
-                out.append(int(nxt[0][1]))
-        return out
-
+        # the time indexes were read up to clock1, not to a clock read since
+        return ScoredBatch(wire, blobs, len(all_events) - len(events), clock1, t.full)
     def _wait_rebuild(self, shop: str, timeout: float = 600.0) -> None:
         deadline = time.monotonic() + timeout
         while self.r.exists(recompute.rebuild_lock(shop)) and time.monotonic() < deadline:

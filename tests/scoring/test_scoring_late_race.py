@@ -17,7 +17,7 @@ import pytest
 from fanops import keys
 from fanops.read import status
 from fanops.state import unpack_task
-from scoring.worker import Worker
+from scoring.worker import ScoredBatch, Worker
 from tests.scoring.test_scoring_properties import ingest
 from tests.scoring.test_scoring_scenarios import SHOP, Story, at
 
@@ -45,8 +45,8 @@ class Overtaken(Pinned):
 
     other: Worker | None = None
 
-    def _score(self, shop: str, all_events: Any, out_blobs: list[bytes]) -> tuple[dict[str, Any], int]:
-        got = super()._score(shop, all_events, out_blobs)
+    def score(self, shop: str, all_events: Any) -> ScoredBatch:
+        got = super().score(shop, all_events)
         if self.other is not None:
             o, self.other = self.other, None
             o.drain(timeout=30)
