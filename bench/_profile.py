@@ -49,7 +49,7 @@ BUCKETS = (
      ("Pipeline.execute", "CoreCommands.xreadgroup", "StreamCommands.xreadgroup", "Redis.execute_command"), "Worker"),
     ("to_wire + encode_wire", ("WriteSet.to_wire", "encode_wire"), None),
     ("unpack_events", ("unpack_events",), None),
-    ("worker glue (pairs, settings, decode)", ("Worker._score", "Worker._apply_batch"), None),
+    ("worker glue (pairs, settings, decode)", ("Worker.score", "Worker._apply_batch"), None),
     ("ingest.lua call: build + send", ("IngestWriter.write_events", "AbstractConnection._send_packed_command"), None),
     ("parse_frame", ("parse_frame",), None),
     ("websocket receive + inflate", ("Protocol.receive_data", "Connection.__aiter__", "Connection.recv",

@@ -205,9 +205,7 @@ class Pinned(Worker):
     """A scorer that reads the given partitions; counts whether it is inside a batch."""
 
     def __init__(self, *a: Any, parts: list[int], **k: Any) -> None:
-        super().__init__(*a, **k)
-        self._member, self._mine = True, parts
-        self._settled = True
+        super().__init__(*a, partitions=parts, **k)
         self._in_batch = 0
 
     def _apply_batch(self, shop: str, entries: list[Any]) -> int:
@@ -217,15 +215,12 @@ class Pinned(Worker):
         finally:
             self._in_batch -= 1
 
-    def _apply_time_only(self, shop: str) -> None:
+    def apply_time(self, shop: str) -> None:
         self._in_batch += 1
         try:
-            return super()._apply_time_only(shop)
+            return super().apply_time(shop)
         finally:
             self._in_batch -= 1
-
-    def partitions(self) -> list[int]:
-        return self._mine
 
 
 class Sched:
@@ -254,7 +249,7 @@ class Sched:
 
     def has_work(self, o: Pinned) -> bool:
         real = o.r._real if isinstance(o.r, HookedRedis) else o.r
-        for part in o._mine:
+        for part in o.partitions():
             try:
                 g = real.xinfo_groups(keys.stream(SHOP, part))
             except redis.ResponseError:

@@ -33,11 +33,7 @@ class Pinned(Worker):
     """A scorer that reads only the given partitions (as `scoring run` does among others)."""
 
     def __init__(self, *a: Any, parts: list[int], **k: Any) -> None:
-        super().__init__(*a, **k)
-        self._member, self._mine = True, parts
-
-    def partitions(self) -> list[int]:
-        return self._mine
+        super().__init__(*a, partitions=parts, **k)
 
 
 class Overtaken(Pinned):
@@ -165,11 +161,10 @@ class OvertakenAfterClockRead(Pinned):
 
     other: Worker | None = None
 
-    def _archived_rooms(self, shop: str, seq: int, clock: int) -> Any:
+    def after_clock_read(self, shop: str) -> None:
         if self.other is not None:
             o, self.other = self.other, None
             o.drain(timeout=30)
-        return super()._archived_rooms(shop, seq, clock)
 
 
 def test_a_record_newer_than_the_clock_a_scorer_read_is_scored_at_its_own_clock(story):

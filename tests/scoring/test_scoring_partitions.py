@@ -12,7 +12,8 @@ import redis
 
 from fanops import keys
 from fanops.config import Config
-from scoring.worker import MEMBERS_EVERY_S, MEMBERS_UNSETTLED_S, Worker
+from scoring.partitions import MEMBERS_EVERY_S, MEMBERS_UNSETTLED_S
+from scoring.worker import Worker
 from tests.conftest import wait_for
 from tests.feeds import ev, frame
 from tests.pipeline import ingest_frames, lag
@@ -150,7 +151,7 @@ def test_a_scorer_that_joins_a_busy_show_takes_its_share_at_the_holders_next_rou
     # as `scoring run` does: each lists itself and reads only its share
     wa, wb = (Worker(redis.Redis.from_url(cfg.redis_url), cfg, name=n) for n in ("wa", "wb"))
     for w in (wa, wb):
-        w._member, w._mine = True, []
+        w.join()
     try:
         assert wa.partitions() == [0, 1, 2, 3]  # alone: every partition
         assert wb.partitions() == []  # wa still reads them all: wb waits, so no partition has two readers
@@ -171,7 +172,7 @@ def test_a_scorer_beyond_the_partitions_stays_idle_while_the_clock_moves(cfg, r)
     ws = [Worker(redis.Redis.from_url(cfg.redis_url), cfg, name=n) for n in names]
     try:
         for w in ws:
-            w._member, w._mine = True, []
+            w.join()
         for w in ws:
             w.partitions()
         extra = ws[-1]
