@@ -47,7 +47,7 @@ BUCKETS = (
     ("score_batch (pure Python)", ("score_batch",), None),
     ("reads: pipelines, XREADGROUP (incl. BLOCK idle)",
      ("Pipeline.execute", "CoreCommands.xreadgroup", "StreamCommands.xreadgroup", "Redis.execute_command"), "Worker"),
-    ("to_wire + encode_wire", ("WriteSet.to_wire", "encode_wire"), None),
+    ("to_wire + encode_wire", ("to_wire", "encode_wire"), None),
     ("unpack_events", ("unpack_events",), None),
     ("worker glue (pairs, settings, decode)", ("Worker.score", "Worker._apply_batch"), None),
     ("ingest.lua call: build + send", ("IngestWriter.write_events", "AbstractConnection._send_packed_command"), None),

@@ -44,9 +44,10 @@ from scoring.batch_reads import (
     read_time_indexes,
     read_viewers,
 )
-from scoring.engine import Inputs, encode_wire, score_batch
+from scoring.engine import Inputs, score_batch
 from scoring.partitions import MEMBERS_UNSETTLED_S, Share
 from scoring.worker_stats import WorkerStats
+from scoring.writeset import encode_wire, to_wire
 
 log = logging.getLogger(__name__)
 
@@ -370,21 +371,15 @@ class Worker:
                                               if v not in viewers]))
         rvs, clock_again = read_records(r, shop, events, t.lurk, viewers)
         clock0 = max(head.clock, clock_again)
-        inp = Inputs(shop=shop, clock=clock0, settings=settings, rules_version=known,
+        inp = Inputs(clock=clock0, settings=settings, rules_version=known,
                      viewers=viewers, room_viewers=rvs, due=t.due, lurk=t.lurk,
                      past_clock=past_clock(r, shop, events, rvs, clock0, settings),
-                     archived=archived.by_room, room_ids=archived.ids, open_since=archived.since,
-                     due_front=t.fronts)
-        ws, _clock = score_batch(inp, all_events)  # it drops (and counts) the archived rooms' events
-        for part, front in t.fronts.items():
-            if front > head.fronts[part]:
-                ws.hmax.append([keys.stats(shop), keys.due_front_field(part), front])
-        for part, lk, day, vs in t.promote:
-            ws.lpop.append([lk, len(vs), keys.due_days(shop, part), day])
-        ws.late_read = t.late_read
+                     archived=archived.by_room, room_ids=archived.ids, open_since=archived.since)
+        fx = score_batch(inp, all_events)  # it drops (and counts) the archived rooms' events
         blobs: list[bytes] = []
-        wire = ws.to_wire(blobs)
-        wire["rules_version"] = known  # apply.lua refuses it if a rebuild under other rules ran since
+        wire = to_wire(fx, shop, blobs, fronts=t.fronts, promote=t.promote, late_read=t.late_read,
+                       moved_fronts={part: f for part, f in t.fronts.items() if f > head.fronts[part]},
+                       rules_version=known)
         # the time indexes were read up to clock1, not to a clock read since
         return ScoredBatch(wire, blobs, len(all_events) - len(events), clock1, t.full)
 

@@ -174,18 +174,17 @@ def test_an_event_of_a_room_archived_after_the_workers_check_is_dropped_not_coun
     archived rooms and its scoring; the engine drops the event (counted as applied), so the room
     is never both folded and attended again."""
     from fanops.rules_settings import RuleSettings
-    from fanops.state import ViewerState, pack, rooms_attended, unpack_viewer
+    from fanops.state import ViewerState, pack, rooms_attended
     from scoring.engine import Inputs, score_batch
 
     day = 86_400_000
     v = ViewerState(first_seen=0, last_active=day, rooms={"a": [0, 1000], "b": [day, day]}, tier="new_fan")
-    inp = Inputs(shop="s", clock=day, settings=RuleSettings(), rules_version=0, viewers={"u": pack(v)},
+    inp = Inputs(clock=day, settings=RuleSettings(), rules_version=0, viewers={"u": pack(v)},
                  room_viewers={}, archived={"a": 1}, room_ids={1: "a"}, open_since=day)
-    ws, _ = score_batch(inp, [_event(1, "a", 2000, "u"), _event(2, "b", day + 5, "u")])
-    (_k, _f, _old, new), = ws.cas
-    state = unpack_viewer(new)
+    fx = score_batch(inp, [_event(1, "a", 2000, "u"), _event(2, "b", day + 5, "u")])
+    (_vid, _old, state), = fx.viewers
     assert rooms_attended(state) == 2 and "a" not in state.rooms
-    assert ws.hincr[(keys.stats("s"), "dropped_archived")] == 1 and ws.hincr[(keys.stats("s"), "applied")] == 2
+    assert fx.shop_counts["dropped_archived"] == 1 and fx.shop_counts["applied"] == 2
 
 
 def test_an_archived_room_that_ran_past_an_open_rooms_start_is_not_folded_until_that_room_ends():
