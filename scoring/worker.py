@@ -437,7 +437,9 @@ class Worker:
     # -- housekeeping ----------------------------------------------------------
     def archive_idle(self) -> list[tuple[str, str]]:
         """Archive the rooms that have been idle long enough (safe from every worker: each room
-        is archived once; archiving trims the clock index below the oldest room still open)."""
+        is archived once; archiving trims the clock index below the oldest room still open), and,
+        every ``PRUNE_EVERY_S`` on the worker's ``monotonic`` clock, prune the settled tasks of
+        archived rooms from Redis."""
         done = []
         for shop in self.shops():
             try:
@@ -452,6 +454,7 @@ class Worker:
                 log.warning("archiving the idle rooms of %s failed: %s", shop, e)
         if self.monotonic() - self._last_prune > PRUNE_EVERY_S:
             self._last_prune = self.monotonic()
+        self.stats.idle_looks += 1
         return done
 
     def _trim(self, shop: str, now_too: bool = False) -> None:

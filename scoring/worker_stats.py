@@ -14,6 +14,7 @@ class WorkerStats:
     conflicts: int = 0
     stale: int = 0
     claimed: int = 0
+    idle_looks: int = 0  # looks for idle rooms to archive (``Worker.archive_idle``) finished
     # per stream entry applied: (receipt ms, receipt -> applied ms, events in it), the most recent
     samples: deque[tuple[float, float, int]] = field(default_factory=lambda: deque(maxlen=50_000))
 

@@ -67,12 +67,12 @@ def test_settled_tasks_of_archived_shows_leave_redis_on_the_prune_schedule(cfg, 
 
     ingest_frames(cfg, read_lines(SAMPLES / "weeks-small.jsonl"))
     drain(r, cfg)
-    w = Worker(r, cfg, name="w1")
+    now = [1000.0]
+    w = Worker(r, cfg, name="w1", monotonic=lambda: now[0])
     w.archive_idle()
     settled = queue.counts(r, "default")["converted"]
     assert settled > 0
-    w._last_prune -= worker_mod.PRUNE_EVERY_S + 1
-    w._last_archive = 0.0
+    now[0] += worker_mod.PRUNE_EVERY_S + 1  # the prune schedule comes round
     w.archive_idle()
     left = queue.list_tasks(r, "default", state="converted", limit=1000)
     assert all(t.room == "show-1-7" for t in left)  # only the open show keeps its settled tasks
@@ -246,7 +246,7 @@ def test_a_running_scorer_archives_earlier_shows_soon_after_applying_them(cfg, r
     th = threading.Thread(target=w.run, daemon=True)
     th.start()
     try:
-        wait_for(lambda: w._last_archive > 0, 10, "the scorer's first look for idle rooms")
+        wait_for(lambda: w.stats.idle_looks > 0, 10, "the scorer's first look for idle rooms")
         ingest_frames(cfg, read_lines(SAMPLES / "weeks-small.jsonl"))  # after that first look
         wait_for(lambda: len(archive.list_archived(cfg, "default")) == 7, 20, "the seven ended shows archived")
     finally:
