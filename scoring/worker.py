@@ -34,7 +34,7 @@ from fanops.rules_settings import RuleSettings
 from fanops.runtime.gcpause import gc_paused
 from fanops.schema import Event, unpack_events
 from fanops.scripts import script_source
-from scoring import archive, eventlog, migrate, recompute
+from scoring import archive, eventlog, intake, migrate, recompute
 from scoring.batch_reads import (
     ArchivedRooms,
     Head,
@@ -45,6 +45,7 @@ from scoring.batch_reads import (
     read_viewers,
 )
 from scoring.engine import Inputs, score_batch
+from scoring.intake import Entry
 from scoring.partitions import MEMBERS_UNSETTLED_S, Share
 from scoring.worker_stats import WorkerStats
 from scoring.writeset import encode_wire, to_wire
@@ -58,14 +59,6 @@ MAX_RETRIES = 50
 LOG_RETRY_S = 5.0  # pause after the applied-event log could not be written (disk full, folder gone)
 TRIM_EVERY_S = 0.5  # how often a busy worker removes applied entries from the streams it reads
 TIME_PASSES = 10_000  # time passes in a row at most, while more viewers are due than one batch takes
-
-Entry = tuple[str, Any, dict[bytes, bytes]]  # (stream, entry id, fields)
-
-
-def _entry_order(e: Entry) -> tuple[int, int]:
-    i = e[1].decode() if isinstance(e[1], bytes) else e[1]
-    ms, _, seq = i.partition("-")
-    return int(ms), int(seq or 0)
 
 
 @dataclass
@@ -236,56 +229,24 @@ class Worker:
                 # partitions) waits as a blocking read would
                 time.sleep(block / 1000 if self._share.settled else min(block / 1000, MEMBERS_UNSETTLED_S))
             return 0
-        res = cast("replies.GroupRead | None", self.r.xreadgroup(
-            keys.GROUP, self.name, {keys.stream(shop, p): start for p in parts},
-            count=self.cfg.worker_batch, block=block))
-        if not res:
-            return 0
-        items = res.items() if isinstance(res, dict) else ((k, [v]) for k, v in res)
-        entries: list[Entry] = []
-        for stream, got in items:
-            sname = stream.decode() if isinstance(stream, bytes) else stream
-            for batch in got:
-                entries.extend((sname, i, f) for i, f in batch if f)
-        if len(res) > 1:
-            entries.sort(key=_entry_order)  # in order of receipt across the partitions
+        entries = intake.read_entries(self.r, shop, self.name, parts, start, self.cfg.worker_batch, block)
         return self._apply_capped(shop, entries)
 
     def _claim_and_apply(self, shop: str, parts: list[int]) -> int:
         total = 0
         for part in parts:
             stream = keys.stream(shop, part)
-            cursor = "0-0"
-            while True:
-                res = self.r.xautoclaim(stream, keys.GROUP, self.name,
-                                        min_idle_time=self.cfg.claim_idle_ms, start_id=cursor,
-                                        count=self.cfg.worker_batch)
-                cursor, got = res[0], res[1]
-                entries = [(stream, i, f) for i, f in got if f]
-                if entries:
-                    self.stats.claimed += len(entries)
-                    log.info("took over %d entries of %s from a stalled scorer", len(entries), stream)
-                    total += self._apply_capped(shop, entries)
-                if cursor in (b"0-0", "0-0"):
-                    break
+            for entries in intake.claim_entries(self.r, stream, self.name, self.cfg.claim_idle_ms,
+                                                self.cfg.worker_batch):
+                self.stats.claimed += len(entries)
+                log.info("took over %d entries of %s from a stalled scorer", len(entries), stream)
+                total += self._apply_capped(shop, entries)
         return total
 
     def _apply_capped(self, shop: str, entries: list[Entry]) -> int:
         """Apply in batches of at most ``worker_batch_events`` events (an entry is never split)."""
-        total = 0
-        chunk: list[Entry] = []
-        n = 0
         cap = max(1, self.cfg.worker_batch_events)
-        for e in entries:
-            k = int(e[2].get(b"n", 1))
-            if chunk and n + k > cap:
-                total += self.apply_batch(shop, chunk)
-                chunk, n = [], 0
-            chunk.append(e)
-            n += k
-        if chunk:
-            total += self.apply_batch(shop, chunk)
-        return total
+        return sum(self.apply_batch(shop, chunk) for chunk in intake.capped(entries, cap))
 
     # -- one batch -----------------------------------------------------------
     def settings(self, shop: str) -> tuple[RuleSettings, int]:

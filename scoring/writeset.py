@@ -20,15 +20,11 @@ import msgspec
 
 from fanops import keys
 from fanops.state import ViewerState, pack
+from scoring.batch_reads import Promoted
 from scoring.engine import MOVABLE, Effects
 
 TRANSITIONS_MAXLEN = 100_000  # the tier-transition stream keeps about this many entries
 FEED_KEEP = 20  # entries a room's host-screen list keeps
-
-# a day list of far-due viewers whose head the batch took into the due index:
-# (partition, its list's key, the day, the viewers taken)
-Promoted = tuple[int, str, int, list[str]]
-
 
 class _Wire:
     """The map being built: its key table, its packed states and its arrays by kind."""
