@@ -13,6 +13,7 @@ step (``Worker.drain``, tests) reads every partition.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import cast
 
@@ -47,7 +48,7 @@ class Share:
         self.pinned = pinned is not None
         self.mine: list[int] = list(ALL if pinned is None else pinned)
         self.settled = False  # holds its whole share of the partitions
-        self._last_round = 0.0
+        self._last_round = -math.inf  # none yet, whatever the clock's origin
 
     def join(self) -> None:
         """Take part in the split among the running scorers: from the next ``current`` on, this

@@ -21,6 +21,7 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,10 +98,11 @@ class Worker:
         self._groups: set[str] = set()
         self._settings: dict[str, tuple[RuleSettings, int]] = {}
         self._stopping = False
-        self._last_claim = 0.0
-        self._last_beat = 0.0
+        # the schedules' last rounds: none yet, whatever the clock's origin
+        self._last_claim = -math.inf
+        self._last_beat = -math.inf
         self._pending_done: set[str] = set()
-        self._last_archive = 0.0
+        self._last_archive = -math.inf
         self._last_prune = monotonic()
         self._time_clock: dict[str, int] = {}  # the shop clock of this worker's last time pass
         # every entry is written to the applied-event log before it is applied; applied entries
@@ -423,7 +425,7 @@ class Worker:
         applied-event log): every ``TRIM_EVERY_S`` at most while busy, at once when idle."""
         now = self.monotonic()
         streams = self._untrimmed.get(shop)
-        if not streams or (not now_too and now - self._last_trim.get(shop, 0.0) < TRIM_EVERY_S):
+        if not streams or (not now_too and now - self._last_trim.get(shop, -math.inf) < TRIM_EVERY_S):
             return
         self._last_trim[shop] = now
         self._untrimmed[shop] = set()
