@@ -31,6 +31,7 @@ import redis
 from fanops import keys, replies, rules_store
 from fanops.state import TaskRec, pack_task
 from scoring import eventlog
+from scoring.recompute import late_window_from
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,6 @@ def late_windows(r: redis.Redis, shop: str) -> int:
     in the late-window index, by their dwell moment under the shop's rules, and drop the old
     index. The pairs it left out never needed it (no task possible, or one whose state a late
     value cannot change), and pairs that were not in it are not either."""
-    from scoring.recompute import late_window_from  # the rule is the scorer's; fanops does not import it at load
-
     s, _version = rules_store.load(r, shop)
     n = 0
     for part in range(keys.PARTITIONS):

@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import cast
 
 import redis
+from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
 from fanops import keys, read, replies, rules_store
@@ -130,6 +132,85 @@ def _rebuild_present(r: redis.Redis, shop: str, clock: int, s: RuleSettings, arc
             r.zadd(pk, batch)
 
 
+@dataclass
+class _Recount:
+    """The shop's viewers counted again under the current settings."""
+
+    shop_tiers: Counter[str]
+    room_tiers: dict[str, Counter[str]]
+    room_react: Counter[str]
+    dues: list[tuple[str, int, int]]  # viewer, due, the day list it goes in (-1: the due zset)
+    updates: list[tuple[str, bytes]]  # viewers whose tier or day list changed: their new state
+    n: int
+
+
+def _recount(r: redis.Redis, shop: str, clock: int, s: RuleSettings, room_ids: dict[int, str],
+             front: int) -> _Recount:
+    """Every viewer's tier (shop and rooms, archived rooms too), the rooms' reactivated viewers, and
+    each viewer's next tier change, listed by the due front ``front`` (the due zset before it, the
+    list of the day of its due after it)."""
+    rc = _Recount(Counter({t: 0 for t in TIERS}), defaultdict(Counter), Counter(), [], [], 0)
+    for vid_b, blob in r.hscan_iter(keys.viewers(shop), count=CHUNK):
+        v = unpack_viewer(blob)
+        t = rules.tier(v, clock, s)
+        rc.shop_tiers[t] += 1
+        for room in v.rooms:
+            rc.room_tiers[room][t] += 1
+            if rules.is_reactivated(v, room, s):
+                rc.room_react[room] += 1
+        for no in past_numbers(v):  # archived rooms: their viewers' tiers are still counted
+            if no in room_ids:
+                rc.room_tiers[room_ids[no]][t] += 1
+        due = rules.next_tier_change(v, clock, s)
+        vid = vid_b.decode()
+        listed = due // keys.DAY_MS if due is not None and due >= front else -1  # the day list it goes to
+        if due is not None:
+            rc.dues.append((vid, due, listed))
+        if v.tier != t or v.due_day != listed:
+            v.tier = t
+            v.due_day = listed
+            v.seq += 1
+            rc.updates.append((vid, pack(v)))
+        rc.n += 1
+    return rc
+
+
+def _queue_counts(p: Pipeline, r: redis.Redis, shop: str, rc: _Recount, archived: set[str]) -> None:
+    """Queue on ``p`` the shop's tier counts and its rooms' (and their reactivated viewers')."""
+    p.delete(keys.tiers(shop))
+    tier_counts: dict[FieldT, EncodableT] = {t: rc.shop_tiers[t] for t in TIERS}
+    p.hset(keys.tiers(shop), mapping=tier_counts)
+    rooms = set(rc.room_tiers) | {m.decode() for m in cast(replies.Members, r.zrange(keys.rooms(shop), 0, -1))}
+    for room in rooms:
+        room_counts: dict[FieldT, EncodableT] = {f"t:{t}": rc.room_tiers[room][t] for t in TIERS}
+        if room not in archived:  # an archived room's facts are those it closed with (its archive)
+            room_counts["reactivated"] = rc.room_react[room]
+        p.hset(keys.room(shop, room), mapping=room_counts)
+
+
+def _queue_time_index(p: Pipeline, r: redis.Redis, shop: str, rc: _Recount, front: int) -> None:
+    """Queue on ``p`` the time index written anew: due before the front in the zset, later in day
+    lists; every partition's due front set to ``front``."""
+    for part in range(keys.PARTITIONS):
+        days = cast(replies.Members, r.zrange(keys.due_days(shop, part), 0, -1))
+        p.delete(keys.due(shop, part), keys.due_days(shop, part),
+                 *(keys.due_far(shop, part, int(d)) for d in days))
+        p.hset(keys.stats(shop), keys.due_front_field(part), front)
+    for i in range(0, len(rc.dues), CHUNK):
+        by_part: dict[int, dict[str, int]] = {}
+        far: dict[tuple[int, int], list[str]] = {}
+        for vid, due, listed in rc.dues[i:i + CHUNK]:
+            if listed < 0:
+                by_part.setdefault(keys.part_of(vid), {})[vid] = due
+            else:
+                far.setdefault((keys.part_of(vid), listed), []).append(vid)
+        for part, mapping in by_part.items():
+            p.zadd(keys.due(shop, part), mapping)
+        for (part, day), vids in far.items():
+            p.rpush(keys.due_far(shop, part, day), *vids)
+            p.zadd(keys.due_days(shop, part), {str(day): day})
+
+
 def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
     """Recount tiers (shop and rooms), reactivated viewers and the time index under the
     current settings.  Returns False if another process holds the lock (it is doing it)."""
@@ -140,75 +221,22 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
     try:
         s, version = rules_store.load(r, shop)
         clock = _clock(r, shop)
-        shop_tiers: Counter[str] = Counter({t: 0 for t in TIERS})
-        room_tiers: dict[str, Counter[str]] = defaultdict(Counter)
-        room_react: Counter[str] = Counter()
-        dues: list[tuple[str, int, int]] = []  # viewer, due, the day list it goes in (-1: the due zset)
-        updates: list[tuple[str, bytes]] = []
-        n = 0
         room_ids = read.archived_room_ids(r, shop)
-        # the time index is written anew below: due before the front in the zset, later in day lists
         front = keys.due_front(clock)
-        for vid_b, blob in r.hscan_iter(keys.viewers(shop), count=CHUNK):
-            v = unpack_viewer(blob)
-            t = rules.tier(v, clock, s)
-            shop_tiers[t] += 1
-            for room in v.rooms:
-                room_tiers[room][t] += 1
-                if rules.is_reactivated(v, room, s):
-                    room_react[room] += 1
-            for no in past_numbers(v):  # archived rooms: their viewers' tiers are still counted
-                if no in room_ids:
-                    room_tiers[room_ids[no]][t] += 1
-            due = rules.next_tier_change(v, clock, s)
-            vid = vid_b.decode()
-            listed = due // keys.DAY_MS if due is not None and due >= front else -1  # the day list it goes to
-            if due is not None:
-                dues.append((vid, due, listed))
-            if v.tier != t or v.due_day != listed:
-                v.tier = t
-                v.due_day = listed
-                v.seq += 1
-                updates.append((vid, pack(v)))
-            n += 1
-        p = r.pipeline(transaction=False)
-        p.delete(keys.tiers(shop))
-        tier_counts: dict[FieldT, EncodableT] = {t: shop_tiers[t] for t in TIERS}
-        p.hset(keys.tiers(shop), mapping=tier_counts)
-        rooms = set(room_tiers) | {m.decode() for m in cast(replies.Members, r.zrange(keys.rooms(shop), 0, -1))}
+        rc = _recount(r, shop, clock, s, room_ids, front)
         archived = set(room_ids.values())
-        for room in rooms:
-            room_counts: dict[FieldT, EncodableT] = {f"t:{t}": room_tiers[room][t] for t in TIERS}
-            if room not in archived:  # an archived room's facts are those it closed with (its archive)
-                room_counts["reactivated"] = room_react[room]
-            p.hset(keys.room(shop, room), mapping=room_counts)
-        for part in range(keys.PARTITIONS):
-            days = cast(replies.Members, r.zrange(keys.due_days(shop, part), 0, -1))
-            p.delete(keys.due(shop, part), keys.due_days(shop, part),
-                     *(keys.due_far(shop, part, int(d)) for d in days))
-            p.hset(keys.stats(shop), keys.due_front_field(part), front)
-        for i in range(0, len(dues), CHUNK):
-            by_part: dict[int, dict[str, int]] = {}
-            far: dict[tuple[int, int], list[str]] = {}
-            for vid, due, listed in dues[i:i + CHUNK]:
-                if listed < 0:
-                    by_part.setdefault(keys.part_of(vid), {})[vid] = due
-                else:
-                    far.setdefault((keys.part_of(vid), listed), []).append(vid)
-            for part, mapping in by_part.items():
-                p.zadd(keys.due(shop, part), mapping)
-            for (part, day), vids in far.items():
-                p.rpush(keys.due_far(shop, part, day), *vids)
-                p.zadd(keys.due_days(shop, part), {str(day): day})
-        for i in range(0, len(updates), CHUNK):
-            p.hset(keys.viewers(shop), mapping=dict(updates[i:i + CHUNK]))
+        p = r.pipeline(transaction=False)
+        _queue_counts(p, r, shop, rc, archived)
+        _queue_time_index(p, r, shop, rc, front)
+        for i in range(0, len(rc.updates), CHUNK):
+            p.hset(keys.viewers(shop), mapping=dict(rc.updates[i:i + CHUNK]))
         p.hset(keys.stats(shop), "rules_applied", version)
         p.execute()
         _rebuild_lurk(r, shop, clock, s)
         _rebuild_late_window(r, shop, s)
         _rebuild_present(r, shop, clock, s, archived)
         log.info("rebuilt %s under rules version %d: %d viewers in %.1f s",
-                 shop, version, n, time.monotonic() - started)
+                 shop, version, rc.n, time.monotonic() - started)
         return True
     finally:
         if r.get(lock) == holder.encode():

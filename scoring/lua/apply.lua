@@ -148,7 +148,7 @@ for i = 1, #a, 3 do
 end
 a = w.zadd or {}
 -- by key and flag (GT / LT / none), in a fixed order: the first write of each group leads it.
--- A batch writes each zset with one flag kind only (the engine's rule: rooms and clockmax GT,
+-- A batch writes each zset with one flag kind only (scoring.writeset's rule: rooms and clockmax GT,
 -- roomfirst and clockmin LT, every other zset none); a member written with two kinds in one batch
 -- would end as its group order says, not as the write order
 local zorder, zgroups = by_key(a, 4, function(i) return a[i] .. ' ' .. tostring(a[i + 3]) end)

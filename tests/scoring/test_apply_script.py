@@ -8,7 +8,7 @@ from typing import Any
 from fanops import keys
 from fanops.read import status, viewer_state
 from fanops.state import ViewerState, pack
-from scoring.worker import Worker
+from scoring.worker import ScoredBatch, Worker
 from tests.feeds import ev, frame
 from tests.pipeline import ingest_frames
 from tests.scoring.test_scoring_properties import dump
@@ -29,14 +29,14 @@ class RacedWorker(Worker):
         self.before_retry: dict[bytes, Any] = {}
         self.raced = ""
 
-    def _score(self, shop: str, all_events: Any, out_blobs: list[bytes]) -> tuple[dict[str, Any], int]:
+    def score(self, shop: str, all_events: Any) -> ScoredBatch:
         self.calls += 1
         if self.calls == 2:
             self.before_retry = dump(self.r)  # what the first, refused, call left
-        got = super()._score(shop, all_events, out_blobs)
+        got = super().score(shop, all_events)
         if self.calls == 1:
             # the batch's last viewer write: it travels in the script's last command of the kind
-            self.raced = got[0]["cas"][-3]
+            self.raced = got.wire["cas"][-3]
             other = ViewerState(first_seen=T0 - 60_000, last_active=T0 - 60_000, rooms={"r-0": [T0 - 60_000] * 2},
                                 tier="new_fan", seq=1)
             self.r.hset(keys.viewers(shop), self.raced, pack(other))

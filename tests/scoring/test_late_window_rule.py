@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from fanops.rules_settings import RuleSettings
 from fanops.schema import Comment, Consent, Event, Join, Leave, Order, Viewer
 from fanops.state import RoomViewer, ViewerState
-from scoring.engine import merge_room_viewer, merge_viewer
 from scoring.followups import followup_target, late_moment
+from scoring.merge import merge_room_viewer, merge_viewer
 
 MIN = 60_000
 S = RuleSettings()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import redis
 
 from fanops import keys
 from fanops.config import Config
-from scoring.worker import Worker
+from scoring.worker import ScoredBatch, Worker
 from tests.pipeline import differences
 from tests.scoring.test_scoring_properties import SHOP, expected, ingest, observe
 
@@ -202,30 +203,31 @@ class HookedRedis:
 
 
 class Pinned(Worker):
-    """A scorer that reads the given partitions; counts whether it is inside a batch."""
+    """A scorer that reads the given partitions; counts whether it is inside a batch, and calls
+    ``before_write`` right before each write."""
 
     def __init__(self, *a: Any, parts: list[int], **k: Any) -> None:
-        super().__init__(*a, **k)
-        self._member, self._mine = True, parts
-        self._settled = True
-        self._in_batch = 0
+        super().__init__(*a, partitions=parts, **k)
+        self.in_batch = 0
+        self.before_write: Callable[[], None] = lambda: None
 
-    def _apply_batch(self, shop: str, entries: list[Any]) -> int:
-        self._in_batch += 1
+    def apply_batch(self, shop: str, entries: list[Any]) -> int:
+        self.in_batch += 1
         try:
-            return super()._apply_batch(shop, entries)
+            return super().apply_batch(shop, entries)
         finally:
-            self._in_batch -= 1
+            self.in_batch -= 1
 
-    def _apply_time_only(self, shop: str) -> None:
-        self._in_batch += 1
+    def apply_time(self, shop: str) -> None:
+        self.in_batch += 1
         try:
-            return super()._apply_time_only(shop)
+            return super().apply_time(shop)
         finally:
-            self._in_batch -= 1
+            self.in_batch -= 1
 
-    def partitions(self) -> list[int]:
-        return self._mine
+    def write(self, shop: str, batch: ScoredBatch, acks: list[list[str]]) -> list[Any]:
+        self.before_write()
+        return super().write(shop, batch, acks)
 
 
 class Sched:
@@ -248,13 +250,13 @@ class Sched:
             return
         # reads outside a batch (stream reads, shop list, ...) yield rarely: most yields fall between a
         # batch's first read and its write, where another scorer's write matters
-        if self.rng.random() >= (self.p if w._in_batch else self.p / 5):
+        if self.rng.random() >= (self.p if w.in_batch else self.p / 5):
             return
         self.act(f"{w.name}@{point}")
 
     def has_work(self, o: Pinned) -> bool:
         real = o.r._real if isinstance(o.r, HookedRedis) else o.r
-        for part in o._mine:
+        for part in o.partitions():
             try:
                 g = real.xinfo_groups(keys.stream(SHOP, part))
             except redis.ResponseError:
@@ -301,14 +303,11 @@ def make_workers(r: redis.Redis, cfg: Config, sched: Sched, assign: list[list[in
         name = f"w{i}"
         ws.append(None)
         w = Pinned(HookedRedis(r, lambda pt, i=i: sched.fire(ws[i], pt)), cfg, name=name, parts=parts)
-        real_apply = w._apply
 
-        def apply(*a: Any, _w: Pinned = w, _ra: Any = real_apply, _i: int = i, **k: Any) -> Any:
+        def before_write(_w: Pinned = w) -> None:
             sched.fire(_w, "apply")
-            res = _ra(*a, **k)
-            return res
 
-        w._apply = apply
+        w.before_write = before_write
         ws[i] = w
     return ws
 

@@ -17,7 +17,7 @@ import pytest
 from fanops import keys
 from fanops.read import status
 from fanops.state import unpack_task
-from scoring.worker import Worker
+from scoring.worker import ScoredBatch, Worker
 from tests.scoring.test_scoring_properties import ingest
 from tests.scoring.test_scoring_scenarios import SHOP, Story, at
 
@@ -33,11 +33,7 @@ class Pinned(Worker):
     """A scorer that reads only the given partitions (as `scoring run` does among others)."""
 
     def __init__(self, *a: Any, parts: list[int], **k: Any) -> None:
-        super().__init__(*a, **k)
-        self._member, self._mine = True, parts
-
-    def partitions(self) -> list[int]:
-        return self._mine
+        super().__init__(*a, partitions=parts, **k)
 
 
 class Overtaken(Pinned):
@@ -45,8 +41,8 @@ class Overtaken(Pinned):
 
     other: Worker | None = None
 
-    def _score(self, shop: str, all_events: Any, out_blobs: list[bytes]) -> tuple[dict[str, Any], int]:
-        got = super()._score(shop, all_events, out_blobs)
+    def score(self, shop: str, all_events: Any) -> ScoredBatch:
+        got = super().score(shop, all_events)
         if self.other is not None:
             o, self.other = self.other, None
             o.drain(timeout=30)
@@ -165,11 +161,10 @@ class OvertakenAfterClockRead(Pinned):
 
     other: Worker | None = None
 
-    def _archived_rooms(self, shop: str, seq: int, clock: int) -> Any:
+    def after_clock_read(self, shop: str) -> None:
         if self.other is not None:
             o, self.other = self.other, None
             o.drain(timeout=30)
-        return super()._archived_rooms(shop, seq, clock)
 
 
 def test_a_record_newer_than_the_clock_a_scorer_read_is_scored_at_its_own_clock(story):

@@ -4,7 +4,6 @@ viewer, and a scorer whose partitions go quiet still moves its viewers with the 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -12,7 +11,8 @@ import redis
 
 from fanops import keys
 from fanops.config import Config
-from scoring.worker import MEMBERS_EVERY_S, MEMBERS_UNSETTLED_S, Worker
+from scoring.partitions import MEMBERS_EVERY_S, MEMBERS_UNSETTLED_S
+from scoring.worker import Worker
 from tests.conftest import wait_for
 from tests.feeds import ev, frame
 from tests.pipeline import ingest_frames, lag
@@ -147,16 +147,19 @@ def test_data_of_the_earlier_layout_is_brought_over_when_a_scorer_starts(cfg, r)
 
 
 def test_a_scorer_that_joins_a_busy_show_takes_its_share_at_the_holders_next_round(cfg, r):
-    # as `scoring run` does: each lists itself and reads only its share
-    wa, wb = (Worker(redis.Redis.from_url(cfg.redis_url), cfg, name=n) for n in ("wa", "wb"))
+    # as `scoring run` does: each lists itself and reads only its share; their rounds go by a clock
+    # moved by hand
+    now = [1000.0]
+    wa, wb = (Worker(redis.Redis.from_url(cfg.redis_url), cfg, name=n, monotonic=lambda: now[0])
+              for n in ("wa", "wb"))
     for w in (wa, wb):
-        w._member, w._mine = True, []
+        w.join()
     try:
         assert wa.partitions() == [0, 1, 2, 3]  # alone: every partition
         assert wb.partitions() == []  # wa still reads them all: wb waits, so no partition has two readers
-        time.sleep(MEMBERS_EVERY_S)
+        now[0] += MEMBERS_EVERY_S
         assert wa.partitions() == [0, 2]  # wa's next round sees wb and gives up wb's share at once
-        time.sleep(MEMBERS_UNSETTLED_S)
+        now[0] += MEMBERS_UNSETTLED_S
         # wb, short of its share, asks again well before a regular round: the split is whole within
         # a fraction of a second, not after a second of one scorer doing all the work
         assert MEMBERS_UNSETTLED_S < MEMBERS_EVERY_S
@@ -171,7 +174,7 @@ def test_a_scorer_beyond_the_partitions_stays_idle_while_the_clock_moves(cfg, r)
     ws = [Worker(redis.Redis.from_url(cfg.redis_url), cfg, name=n) for n in names]
     try:
         for w in ws:
-            w._member, w._mine = True, []
+            w.join()
         for w in ws:
             w.partitions()
         extra = ws[-1]

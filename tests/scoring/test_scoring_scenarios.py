@@ -27,7 +27,6 @@ from fanops.runtime import server
 from fanops.schema import BadInput, parse_frame
 from fanops.state import unpack_task
 from realtime.writer import IngestWriter
-from scoring.engine import encode_wire as engine_wire
 from scoring.worker import Worker
 
 SHOP = "default"
@@ -469,12 +468,10 @@ def test_a_batch_scored_before_a_rules_change_is_scored_again_after_the_rebuild(
     story.event("a", "join", "r-1", T0)
     w = story.worker
     ev = parse_frame(json.dumps(story.say("a", "like", "r-1", T0 + 4 * MIN, count=1)), T0 + 5 * MIN)
-    blobs: list[bytes] = []
-    wire, _dropped = w._score(SHOP, ev, blobs)  # the scorer's own step, cut in two
+    batch = w.score(SHOP, ev)  # the scorer's own step, cut in two
     rules_store.save(story.r, SHOP, {"followup_dwell_minutes": 10})
     assert recompute.rebuild(story.r, SHOP, "other-scorer")
-    wire.update(group="scorers", consumer="story", acks=[])
-    res = w._apply(keys=[keys.stats(SHOP)], args=[engine_wire(wire), *blobs])
+    res = w.write(SHOP, batch, acks=[])
     assert [x.decode() for x in res] == ["locked", "rules_applied"]
     story.event("a", "like", "r-1", T0 + 4 * MIN + 1)  # scored under the new rules: 4 minutes is no task
     assert story.task_state("r-1", "a") is None

@@ -67,12 +67,12 @@ def test_settled_tasks_of_archived_shows_leave_redis_on_the_prune_schedule(cfg, 
 
     ingest_frames(cfg, read_lines(SAMPLES / "weeks-small.jsonl"))
     drain(r, cfg)
-    w = Worker(r, cfg, name="w1")
+    now = [1000.0]
+    w = Worker(r, cfg, name="w1", monotonic=lambda: now[0])
     w.archive_idle()
     settled = queue.counts(r, "default")["converted"]
     assert settled > 0
-    w._last_prune -= worker_mod.PRUNE_EVERY_S + 1
-    w._last_archive = 0.0
+    now[0] += worker_mod.PRUNE_EVERY_S + 1  # the prune schedule comes round
     w.archive_idle()
     left = queue.list_tasks(r, "default", state="converted", limit=1000)
     assert all(t.room == "show-1-7" for t in left)  # only the open show keeps its settled tasks
@@ -174,18 +174,17 @@ def test_an_event_of_a_room_archived_after_the_workers_check_is_dropped_not_coun
     archived rooms and its scoring; the engine drops the event (counted as applied), so the room
     is never both folded and attended again."""
     from fanops.rules_settings import RuleSettings
-    from fanops.state import ViewerState, pack, rooms_attended, unpack_viewer
+    from fanops.state import ViewerState, pack, rooms_attended
     from scoring.engine import Inputs, score_batch
 
     day = 86_400_000
     v = ViewerState(first_seen=0, last_active=day, rooms={"a": [0, 1000], "b": [day, day]}, tier="new_fan")
-    inp = Inputs(shop="s", clock=day, settings=RuleSettings(), rules_version=0, viewers={"u": pack(v)},
+    inp = Inputs(clock=day, settings=RuleSettings(), rules_version=0, viewers={"u": pack(v)},
                  room_viewers={}, archived={"a": 1}, room_ids={1: "a"}, open_since=day)
-    ws, _ = score_batch(inp, [_event(1, "a", 2000, "u"), _event(2, "b", day + 5, "u")])
-    (_k, _f, _old, new), = ws.cas
-    state = unpack_viewer(new)
+    fx = score_batch(inp, [_event(1, "a", 2000, "u"), _event(2, "b", day + 5, "u")])
+    (_vid, _old, state), = fx.viewers
     assert rooms_attended(state) == 2 and "a" not in state.rooms
-    assert ws.hincr[(keys.stats("s"), "dropped_archived")] == 1 and ws.hincr[(keys.stats("s"), "applied")] == 2
+    assert fx.shop_counts["dropped_archived"] == 1 and fx.shop_counts["applied"] == 2
 
 
 def test_an_archived_room_that_ran_past_an_open_rooms_start_is_not_folded_until_that_room_ends():
@@ -247,7 +246,7 @@ def test_a_running_scorer_archives_earlier_shows_soon_after_applying_them(cfg, r
     th = threading.Thread(target=w.run, daemon=True)
     th.start()
     try:
-        wait_for(lambda: w._last_archive > 0, 10, "the scorer's first look for idle rooms")
+        wait_for(lambda: w.stats.idle_looks > 0, 10, "the scorer's first look for idle rooms")
         ingest_frames(cfg, read_lines(SAMPLES / "weeks-small.jsonl"))  # after that first look
         wait_for(lambda: len(archive.list_archived(cfg, "default")) == 7, 20, "the seven ended shows archived")
     finally:
