@@ -222,9 +222,13 @@ TABLE: dict[str, dict[str, str]] = {
     "settings.reset": {"en": "Reset to defaults", "zh-Hans": "恢复默认"},
     "settings.reset_help": {"en": "Back to the spec's thresholds and the default templates.",
                             "zh-Hans": "恢复规范中的默认阈值和默认模板。"},
-    "settings.recounting": {"en": "Recounting every fan's tier…", "zh-Hans": "正在重新计算所有粉丝的层级…"},
-    "settings.saved": {"en": "Saved (version {v}); the live board shows the new tiers now.",
-                       "zh-Hans": "已保存（版本 {v}），直播看板已按新层级显示。"},
+    "settings.recounting": {"en": "The scorer is recounting every fan's tier under version {v}…",
+                            "zh-Hans": "评分进程正在按版本 {v} 重新计算所有粉丝的层级…"},
+    "settings.no_scorer": {"en": "No scorer is running: the tiers are recounted under version {v} once one "
+                                 "starts ({cmd}).",
+                           "zh-Hans": "没有运行中的评分进程：启动后（{cmd}）会按版本 {v} 重新计算层级。"},
+    "settings.saved": {"en": "Saved (version {v}); the scorer recounts every fan's tier under it now.",
+                       "zh-Hans": "已保存（版本 {v}），评分进程正在按新版本重新计算所有粉丝的层级。"},
     "settings.was_reset": {"en": "Back to the defaults (version {v}).", "zh-Hans": "已恢复默认（版本 {v}）。"},
     "settings.bad": {"en": "Nothing was saved: {n} problem(s).", "zh-Hans": "未保存：有 {n} 个问题。"},
     # units of the rules table

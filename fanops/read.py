@@ -120,3 +120,8 @@ def seen_keys(r: redis.Redis, shop: str, room: str) -> list[str]:
         level, split = (int(x) for x in meta.split()[:2])
         n = 2 ** level + split
     return [keys.seen(shop, room)] + [keys.seen_bucket(shop, room, i) for i in range(n)]
+
+
+def rules_applied(r: redis.Redis, shop: str) -> int:
+    """The rules version the shop's state was last recounted under (0: the defaults, never changed)."""
+    return to_int(r.hget(keys.stats(shop), "rules_applied"))

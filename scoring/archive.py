@@ -46,9 +46,7 @@ from fanops.replies import to_int
 from fanops.runtime.gcpause import gc_paused
 from fanops.schema import EVENT_TYPES
 from fanops.state import FINAL_TASK_STATES, TIERS
-from review.archive_files import FORMAT, read_manifest, room_dir, write_file_set
-from review.archive_files import list_archived as list_archived  # kept here for the worker's tests
-from review.archive_files import read_room as read_room
+from review.archive_files import FORMAT, list_archived, read_manifest, read_room, room_dir, write_file_set
 from scoring import eventlog
 from scoring.archive_frames import events_frame, followups_frame, transitions_frame, viewers_frame
 from scoring.archive_scan import (

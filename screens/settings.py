@@ -1,8 +1,9 @@
 """Settings: rule thresholds and DM templates, validated, with a what-if before saving and a reset.
 
-A save is one validated, versioned write (``fanops.rules_store``); the shop's
-tiers are then recounted at once (``scoring.recompute.rebuild``) so the live
-board shows the effect without waiting for the next event.  The editor
+A save is one validated, versioned write (``fanops.rules_store``); a running scorer
+sees the new version at its next round and recounts the shop's tiers under it
+(``scoring.recompute.rebuild``, in the scorer, never in the app); the page says so
+until it is done, and says plainly when no scorer is running to do it.  The editor
 remembers the version it started from: saving over someone else's newer save
 is refused.
 """
@@ -14,14 +15,13 @@ from typing import Any
 
 import streamlit as st
 
-from fanops import rules_store
+from fanops import read, rules_store
 from fanops.errors import BadSettings
 from fanops.i18n import language_name
 from fanops.rules_settings import RULE_GROUPS, RULES, RuleSettings
 from fanops.state import TIERS
 from fanops.templates import DEFAULT_TEMPLATES, LANGUAGES, REACTIVATED, TEMPLATE_KEYS, VARIANTS, clean_text, suggest
-from scoring import recompute
-from scoring.whatif import what_if
+from scoring.recompute import what_if
 from screens import _ui
 
 tr = _ui.translator()
@@ -45,11 +45,6 @@ def restart_editor(new_version: int) -> None:
     st.session_state.pop("whatif", None)
 
 
-def recount() -> None:
-    with st.spinner(tr("settings.recounting")):
-        recompute.rebuild(r, shop, holder=f"app:{_ui.operator() or 'settings'}")
-
-
 changed_by, changed_at = rules_store.last_change(r, shop)
 line = tr("settings.version", v=version)
 if changed_at:
@@ -60,6 +55,11 @@ _ui.text(line, key="set-version")
 if version != bv:
     st.warning(tr("settings.changed_meanwhile"))
     st.button(tr("settings.reload"), on_click=restart_editor, args=(version,), key="reload")
+if version and read.rules_applied(r, shop) != version:
+    if read.heartbeats(r, "scorer"):
+        st.info(tr("settings.recounting", v=version))
+    else:
+        st.warning(tr("settings.no_scorer", v=version, cmd="python -m scoring run"))
 
 # --- thresholds -------------------------------------------------------------
 values: dict[str, Any] = {}
@@ -137,13 +137,11 @@ if do_save:
     except BadSettings as e:
         show_problems(e)
     else:
-        recount()
         restart_editor(new_version)
         _ui.flash("success", tr("settings.saved", v=new_version))
         st.rerun()
 if do_reset:
     _, new_version = rules_store.reset(r, shop, by=_ui.operator())
-    recount()
     restart_editor(new_version)
     _ui.flash("success", tr("settings.was_reset", v=new_version))
     st.rerun()

@@ -9,6 +9,7 @@ import redis
 
 from fanops import keys
 from fanops.read import status
+from review import archive_files
 from scoring import archive
 from scoring.worker import Worker
 from tests.conftest import SAMPLES, wait_for
@@ -39,7 +40,7 @@ def test_idle_rooms_are_archived_and_late_events_of_them_dropped(cfg, r):
     after = status(r, "default", "show-1-0")
     assert after["room"] == before["show-1-0"]["room"]
     # the archived show reads back with the numbers it had at its close
-    room = archive.read_room(cfg, "default", "show-1-0")
+    room = archive_files.read_room(cfg, "default", "show-1-0")
     assert room is not None
 
 
@@ -96,7 +97,7 @@ def test_archived_rooms_fold_into_a_few_numbers_and_still_count(cfg, r):
     nos = {v.decode(): int(k) for k, v in r.hgetall(keys.room_nos("default")).items()}
     assert sorted(nos) == [f"show-1-{i}" for i in range(7)] and sorted(nos.values()) == list(range(1, 8))
     # every viewer of show-1-0 comes back to the open show: their states fold the archived shows
-    viewers = sorted(archive.read_room(cfg, "default", "show-1-0").viewers().collect()["viewer"].to_list())
+    viewers = sorted(archive_files.read_room(cfg, "default", "show-1-0").viewers().collect()["viewer"].to_list())
     clock = status(r, "default")["clock"]
     back = [{"id": f"back-{i}", "room": "show-1-7", "ts": clock, "type": "like", "viewer": {"id": v}}
             for i, v in enumerate(viewers)]
@@ -109,7 +110,7 @@ def test_archived_rooms_fold_into_a_few_numbers_and_still_count(cfg, r):
 
     def by_tier(room: str) -> dict[str, int]:
         counts = dict.fromkeys(("new_fan", "first_buyer", "active", "dormant"), 0)
-        for v in archive.read_room(cfg, "default", room).viewers().collect()["viewer"].to_list():
+        for v in archive_files.read_room(cfg, "default", room).viewers().collect()["viewer"].to_list():
             counts[viewer_state(r, "default", v).tier] += 1
         return counts
 
@@ -231,7 +232,7 @@ def test_rooms_archived_by_an_earlier_version_get_their_numbers_when_a_scorer_st
     nos = {v.decode(): int(k) for k, v in r.hgetall(keys.room_nos("default")).items()}
     assert sorted(nos) == [f"show-1-{i}" for i in range(7)] and sorted(nos.values()) == list(range(1, 8))
     assert all(int(r.hget(keys.room("default", rm), "no")) == no for rm, no in nos.items())
-    v = archive.read_room(cfg, "default", "show-1-0").viewers().collect()["viewer"][0]
+    v = archive_files.read_room(cfg, "default", "show-1-0").viewers().collect()["viewer"][0]
     clock = status(r, "default")["clock"]
     ingest_frames(cfg, [json.dumps({"id": "back", "room": "show-1-7", "ts": clock, "type": "like",
                                     "viewer": {"id": v}})])
@@ -248,7 +249,7 @@ def test_a_running_scorer_archives_earlier_shows_soon_after_applying_them(cfg, r
     try:
         wait_for(lambda: w.stats.idle_looks > 0, 10, "the scorer's first look for idle rooms")
         ingest_frames(cfg, read_lines(SAMPLES / "weeks-small.jsonl"))  # after that first look
-        wait_for(lambda: len(archive.list_archived(cfg, "default")) == 7, 20, "the seven ended shows archived")
+        wait_for(lambda: len(archive_files.list_archived(cfg, "default")) == 7, 20, "the seven ended shows archived")
     finally:
         w.stop()
         th.join(10)

@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 import tests.reference as reference
 from fanops import keys, queue
 from fanops.rules_settings import RuleSettings
+from scoring.worker import Worker
 from screens.reads import rooms
 from tests.conftest import SAMPLES
 from tests.pipeline import drain, ingest_frames, read_lines
@@ -494,8 +495,12 @@ def test_what_if_then_save_then_reset(app, r, cfg):
     at.button(key="save_btn").click().run()
     assert at.success[0].value.startswith("Saved (version 1)")
     assert float(r.hget(keys.rules(SHOP), "dormant_days")) == 5 and r.hget(keys.rules(SHOP), "changed_by") == b"Mei"
+    # the app does not recount (it would hold a page for the whole shop): a scorer does, at its next
+    # round; until then the page says who will do it
+    assert at.warning[0].value.startswith("No scorer is running")
+    Worker(r, cfg).time_pass()
     assert {t: int(v) for t, v in r.hgetall(keys.tiers(SHOP)).items() if t.decode() in tiers} == {
-        t.encode(): new[t] for t in tiers}  # recounted at once
+        t.encode(): new[t] for t in tiers}  # recounted by the scorer's round
     at.switch_page("screens/live.py").run()
     shop = metrics(at.get_by_key("tiers-shop"))
     assert shop["Dormant"] == str(new["dormant"])  # the live board shows it
@@ -506,6 +511,7 @@ def test_what_if_then_save_then_reset(app, r, cfg):
     assert float(r.hget(keys.rules(SHOP), "dormant_days")) == RuleSettings().dormant_days
     assert r.hget(keys.rules(SHOP), "templates") is None
     assert at.number_input(key="rule-dormant_days-2").value == 30
+    Worker(r, cfg).time_pass()
     assert {t: int(v) for t, v in r.hgetall(keys.tiers(SHOP)).items() if t.decode() in tiers} == {
         t.encode(): today[t] for t in tiers}
 
@@ -591,3 +597,17 @@ def test_the_live_board_says_plainly_since_when_redis_is_unreachable_and_recover
         assert metrics(at)  # the board is back
     finally:
         server.stop(d)
+
+
+def test_after_a_save_the_settings_page_says_the_scorer_recounts_until_it_has(app, r, cfg):
+    from fanops import rules_store
+
+    ingest_frames(cfg, read_lines(SAMPLES / "weeks-small.jsonl"))
+    drain(r, cfg)
+    beat(r, "scorer", "s1", {"name": "s1", "running": True, "at": time.time()})
+    rules_store.save(r, SHOP, {"dormant_days": 20}, by="Lin")
+    at = app("settings")
+    assert [i.value for i in at.info] == ["The scorer is recounting every fan's tier under version 1…"]
+    Worker(r, cfg).time_pass()  # the running scorer's next round
+    at = app("settings")
+    assert not at.info and not at.warning
