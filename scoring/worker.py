@@ -29,7 +29,7 @@ from typing import Any, cast
 
 import redis
 
-from fanops import heartbeat, keys, replies, rules_store
+from fanops import heartbeat, keys, replies, retry, rules_store
 from fanops.config import Config
 from fanops.rules_settings import RuleSettings
 from fanops.runtime.gcpause import gc_paused
@@ -103,6 +103,8 @@ class Worker:
         self._last_beat = -math.inf
         self._pending_done: set[str] = set()
         self._last_archive = -math.inf
+        self.outage = retry.Outage()  # since when Redis has been failing this scorer, for its heartbeat
+        self._redis_backoff = retry.Backoff(initial=0.2, cap=5.0)
         self._last_prune = monotonic()
         self._time_clock: dict[str, int] = {}  # the shop clock of this worker's last time pass
         # every entry is written to the applied-event log before it is applied; applied entries
@@ -154,34 +156,31 @@ class Worker:
         # a scorer given a fixed list of shops reads every partition of them (the split is shop-wide
         # among the scorers that serve every shop)
         if self.fixed_shops is None and not self._share.pinned:
-            self.join()
+            try:
+                retry.call(self.join, "scorer start", outage=self.outage, backoff=self._redis_backoff,
+                           stopping=lambda: self._stopping)
+            except InterruptedError:  # asked to stop before Redis ever answered
+                return self.stats
         worked = False  # applied events since the last look for idle rooms
         while not self._stopping:
-            n = -1
             try:
-                n = self.step(block=True)
-                worked = worked or n > 0
-                if n == 0:
-                    self.trim_idle()
-                    if not self.shops():
-                        time.sleep(0.2)
-                    else:
-                        self.time_pass()
-            except (redis.ConnectionError, redis.TimeoutError) as e:
-                log.warning("Redis unavailable (%s): retrying in 1 s", e)
-                time.sleep(1.0)
+                worked = self._round(worked)
+                self._redis_ok()
             except eventlog.LogWriteError as e:
                 # nothing is applied that is not on disk: the entries stay pending and are taken up
                 # again (after FANOPS_CLAIM_IDLE_MS) once the log can be written
                 log.error("%s: retrying in %.0f s; no event is applied until it can be written", e, LOG_RETRY_S)
                 time.sleep(LOG_RETRY_S)
-            since = self.monotonic() - self._last_archive
-            # every minute; and soon after a run of batches ends (a backlog of earlier shows, a show
-            # that just ended), so that their rooms reach the review without waiting the minute
-            if since > ARCHIVE_EVERY_S or (n == 0 and worked and since > ARCHIVE_AFTER_WORK_S):
-                self._last_archive = self.monotonic()
-                worked = False
-                self.archive_idle()
+            except Exception as e:
+                # one policy for every Redis call of the loop (batches, time pass, archiving, trims):
+                # a wait fixes the server being away, busy or starting; anything else is ours
+                if not retry.is_retryable(e):
+                    raise
+                delay = self._redis_backoff.next()
+                if self.outage.failed(e):
+                    log.warning("Redis unreachable (%s): scorer %s waits and retries; nothing is lost, "
+                                "the entries stay in the streams", e, self.name)
+                time.sleep(delay)
             self._heartbeat()
         self._share.leave()
         self._log.close()
@@ -190,6 +189,33 @@ class Worker:
         log.info("scorer %s stopped: %d batches, %d events, %d conflicts retried, %d taken over",
                  self.name, s.batches, s.events, s.conflicts, s.claimed)
         return self.stats
+
+    def _round(self, worked: bool) -> bool:
+        """One turn of ``run``: a batch (or the time pass when there is none), then, every
+        minute or soon after a run of batches ends, a look for idle rooms to archive.  Returns
+        whether events were applied since the last look."""
+        n = self.step(block=True)
+        worked = worked or n > 0
+        if n == 0:
+            self.trim_idle()
+            if not self.shops():
+                time.sleep(0.2)
+            else:
+                self.time_pass()
+        since = self.monotonic() - self._last_archive
+        # every minute; and soon after a run of batches ends (a backlog of earlier shows, a show
+        # that just ended), so that their rooms reach the review without waiting the minute
+        if since > ARCHIVE_EVERY_S or (n == 0 and worked and since > ARCHIVE_AFTER_WORK_S):
+            self.archive_idle()
+            self._last_archive = self.monotonic()
+            worked = False
+        return worked
+
+    def _redis_ok(self) -> None:
+        self._redis_backoff.reset()
+        lasted = self.outage.ended()
+        if lasted is not None:
+            log.warning("Redis reachable again after %.0f s: scorer %s goes on", lasted, self.name)
 
     def drain(self, timeout: float = 60.0) -> WorkerStats:
         """Apply until every shop stream has nothing new for this worker (burst mode)."""
@@ -449,7 +475,7 @@ class Worker:
                 "conflicts": s.conflicts, "claimed": s.claimed,
                 "p50_ms": round(s.percentile(50, recent), 1), "p99_ms": round(s.percentile(99, recent), 1),
                 "latency_window_s": self.cfg.latency_window_s, "partitions": self._share.mine,
-                "running": not final}
+                "running": not final, **self.outage.as_fields()}
         try:
             p = self.r.pipeline(transaction=False)
             heartbeat.queue_beat(p, "scorer", self.name, body, self.cfg.heartbeat_ttl_s, final)
