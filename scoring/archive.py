@@ -44,7 +44,7 @@ from fanops.errors import NotFound, RoomNotReady
 from fanops.read import status
 from fanops.replies import to_int
 from fanops.runtime.gcpause import gc_paused
-from fanops.schema import EVENT_TYPES
+from fanops.schema import EVENT_TYPES, Event
 from fanops.state import FINAL_TASK_STATES, TIERS
 from review.archive_files import FORMAT, list_archived, read_manifest, read_room, room_dir, write_file_set
 from scoring import eventlog
@@ -416,3 +416,24 @@ def prune_followups(r: redis.Redis, cfg: Config, shop: str) -> int:
             p.execute()
         n += len(done)
     return n
+
+
+def archived_repeats(cfg: Config, shop: str, events: list[Event]) -> set[tuple[str, str]]:
+    """The (room, id) of ``events`` (all of archived rooms) that the rooms' archives already hold:
+    repeats, once the consumer's dedupe table of the room has gone with its raw data.  Read from
+    each room's ``events.parquet`` (only the ids asked for); a room with no readable archive
+    holds none."""
+    by_room: dict[str, set[str]] = {}
+    for ev in events:
+        by_room.setdefault(ev.room, set()).add(ev.id)
+    found: set[tuple[str, str]] = set()
+    for room, ids in by_room.items():
+        try:
+            got = read_room(cfg, shop, room, verify=False).events().select("id").filter(
+                pl.col("id").is_in(list(ids))).collect()
+        except ArchiveError as e:
+            log.warning("archive of room %s of %s not readable (%s): its late events cannot be checked for "
+                        "repeats", room, shop, e)
+            continue
+        found.update((room, i) for i in got["id"].to_list())
+    return found

@@ -36,6 +36,7 @@ from fanops.runtime.gcpause import gc_paused
 from fanops.schema import Event, unpack_events
 from fanops.scripts import script_source
 from scoring import archive, eventlog, intake, migrate, recompute
+from scoring.archive import archived_repeats
 from scoring.batch_reads import (
     ArchivedRooms,
     Head,
@@ -68,9 +69,10 @@ class ScoredBatch:
 
     wire: dict[str, Any]  # the write set as apply.lua takes it, but for the entries it acknowledges
     blobs: list[bytes]  # the packed states the wire names by index
-    dropped: int  # late events of archived rooms: counted as applied by the write, not scored
+    dropped: int  # events of archived rooms not scored: the repeats, and late ones counted as applied
     clock: int  # the shop clock the time indexes were read up to (what a time pass has moved to)
     time_full: bool  # more viewers were due than one batch takes: another time pass follows
+    repeats: int = 0  # of ``dropped``: repeats of archived shows' events, counted as duplicates
 
 
 class Worker:
@@ -310,8 +312,10 @@ class Worker:
         st.entries += len(entries)
         st.events += len(events) - batch.dropped
         st.samples.extend((t, now_ms - t, n) for t, n in receipts if t)
-        if batch.dropped:
-            log.info("dropped %d late events of archived rooms of %s", batch.dropped, shop)
+        if batch.repeats:
+            log.info("%d repeats of archived shows' events of %s counted as duplicates", batch.repeats, shop)
+        if batch.dropped > batch.repeats:
+            log.info("dropped %d late events of archived rooms of %s", batch.dropped - batch.repeats, shop)
         self._untrimmed.setdefault(shop, set()).update(acks)
         self._trim(shop)
         return len(events) - batch.dropped
@@ -351,6 +355,10 @@ class Worker:
         self.after_clock_read(shop)
         archived = self._archived.get(shop, head.room_no_seq, head.clock)
         events = [ev for ev in all_events if ev.room not in archived.by_room]
+        # an archived show's repeats (its dedupe table went with it): known by the archive's ids
+        repeats = archived_repeats(self.cfg, shop, [ev for ev in all_events if ev.room in archived.by_room])
+        if repeats:
+            all_events = [ev for ev in all_events if (ev.room, ev.id) not in repeats]
         settings, known = self._rules(shop, head)
         clock1 = max(head.clock, max((ev.ts for ev in events), default=0))
         # the time indexes of the partitions this worker reads (other workers see to theirs)
@@ -365,12 +373,15 @@ class Worker:
                      past_clock=past_clock(r, shop, events, rvs, clock0, settings),
                      archived=archived.by_room, room_ids=archived.ids, open_since=archived.since)
         fx = score_batch(inp, all_events)  # it drops (and counts) the archived rooms' events
+        if repeats:  # accepted by the consumer, but repeats: counted as such, not applied
+            fx.shop_counts["accepted"] -= len(repeats)
+            fx.shop_counts["duplicates"] += len(repeats)
         blobs: list[bytes] = []
         wire = to_wire(fx, shop, blobs, fronts=t.fronts, promote=t.promote, late_read=t.late_read,
                        moved_fronts={part: f for part, f in t.fronts.items() if f > head.fronts[part]},
                        rules_version=known)
         # the time indexes were read up to clock1, not to a clock read since
-        return ScoredBatch(wire, blobs, len(all_events) - len(events), clock1, t.full)
+        return ScoredBatch(wire, blobs, len(all_events) - len(events) + len(repeats), clock1, t.full, len(repeats))
 
     def after_clock_read(self, shop: str) -> None:
         """Called by ``score`` between its first read (the shop clock, its rules state, the events'

@@ -44,6 +44,32 @@ def test_idle_rooms_are_archived_and_late_events_of_them_dropped(cfg, r):
     assert room is not None
 
 
+def test_a_resend_of_an_archived_show_is_counted_as_repeats_not_applied_again(cfg, r):
+    """spec/events.md: a repeat of an archived show's event is still a repeat (``duplicates``),
+    also once the consumer's dedupe table of the room went with its raw data."""
+    lines = read_lines(SAMPLES / "weeks-small.jsonl")
+    ingest_frames(cfg, lines)
+    drain(r, cfg)
+    Worker(r, cfg, name="w1").archive_idle()
+    assert "show-1-0" in archive.is_archived(r, "default", ["show-1-0"])
+    before = status(r, "default")
+    frames = []
+    for ln in lines:
+        try:
+            frames.append(json.loads(ln))
+        except ValueError:
+            continue  # the sample's bad frames: not part of the show
+    show = [e for f in frames for e in (f if isinstance(f, list) else [f])
+            if isinstance(e, dict) and e.get("room") == "show-1-0"]
+    ingest_frames(cfg, [json.dumps(show[i:i + 50]) for i in range(0, len(show), 50)])  # sent again, all of it
+    drain(r, cfg)
+    after = status(r, "default")
+    assert lag(r, "default") == 0
+    assert after["events_applied"] == before["events_applied"]
+    assert after["duplicates"] - before["duplicates"] == len(show) - (after["dead_letters"] - before["dead_letters"])
+    assert after["tiers"] == before["tiers"] and int(r.hget(keys.stats("default"), "dropped_archived") or 0) == 0
+
+
 def test_a_refusal_after_the_archive_withdraws_the_open_task_of_an_archived_show(cfg, r):
     from fanops import queue
 
