@@ -12,6 +12,8 @@ side screen at one room.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from fanops import read
@@ -20,7 +22,9 @@ from fanops.templates import clean_text
 from screens import _ui
 from screens.reads import rooms
 
-st.set_page_config(page_title="fanops", page_icon=":material/live_tv:", layout="wide")
+# the page icon is a file of the repo: a ":material/...:" icon is fetched from a font CDN by every browser
+st.set_page_config(page_title="LiveFans", page_icon=str(Path(__file__).resolve().parent / "screens" / "icon.png"),
+                   layout="wide")
 _ui.init_from_query()
 tr = _ui.translator()
 

@@ -149,7 +149,8 @@ def _charts(rv: analysis.Review, room: str, compare: str | None) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title=tr("nav.review"), page_icon=":material/analytics:", layout="wide")
+    st.set_page_config(page_title=tr("nav.review"), page_icon=str(Path(__file__).resolve().parent / "icon.png"),
+                       layout="wide")  # the icon from the repo: a ":material/...:" one comes from a font CDN
     cfg = _ui._settings()  # the app's one Config (screens._ui has no public name for it yet)
     st.title(tr("nav.review"))
     shops = archive_files.list_shops(cfg)

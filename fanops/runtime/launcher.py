@@ -27,6 +27,10 @@ from fanops.runtime.cli import setup_logging
 log = logging.getLogger("fanops.runtime.launcher")
 
 
+# The app has no sign-in yet (issue 17): it listens on loopback only, whatever the network.
+APP_ADDRESS = "127.0.0.1"
+
+
 @dataclass
 class Child:
     name: str
@@ -57,7 +61,8 @@ def plan(args: argparse.Namespace) -> list[Child]:
             children.append(Child(f"scorer-{i + 1}", [py, "-m", "scoring", "run"]))
     if (PROJECT_ROOT / "app.py").exists():
         children.append(Child("app", [py, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
-                                      "--server.port", str(args.app_port), "--server.headless", "true",
+                                      "--server.port", str(args.app_port), "--server.address", APP_ADDRESS,
+                                      "--server.headless", "true",
                                       "--browser.gatherUsageStats", "false"]))
     return children
 
@@ -106,7 +111,8 @@ def main() -> int:
         start(c)
         if c.name == "simulator":
             time.sleep(0.5)
-    log.info("live board: http://localhost:%d  (Ctrl-C stops everything)", args.app_port)
+    log.info("live board: http://%s:%d  (listening on this machine only: no sign-in is set up; "
+             "Ctrl-C stops everything)", APP_ADDRESS, args.app_port)
     try:
         while not stopping:
             time.sleep(0.5)

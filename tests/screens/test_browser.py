@@ -204,6 +204,7 @@ class Watch:
 
     def assert_clean(self) -> None:
         assert not self.errors, "browser errors:\n" + "\n".join(self.errors)
+        assert not self.blocked, "requests that left 127.0.0.1:\n" + "\n".join(self.blocked)
 
 
 def _is_local(url: str) -> bool:
@@ -234,8 +235,8 @@ def new_context(browser: Any) -> tuple[Any, Any, Watch]:
         if msg.type != "error":
             return
         url = msg.location.get("url", "")
-        # Forgiven, and only these: (1) the failed load of a request refused above (the favicon of
-        # a ":material/...:" page icon comes from fonts.gstatic.com; the machine has no internet);
+        # Forgiven, and only these: (1) the failed load of a request refused above (assert_clean
+        # fails on the request itself: no page may ask a host other than 127.0.0.1);
         # (2) Streamlit's frontend, opened at a page's own URL (/queue), first probes
         # /queue/_stcore/health and /queue/_stcore/host-config, gets a 404, then uses
         # /_stcore/... (streamlit/streamlit#7074, open): not the app's doing.
