@@ -169,6 +169,13 @@ def room(shop: str, room_id: str) -> str:
 
 
 @lru_cache(maxsize=4096)
+def reopened(shop: str) -> str:
+    """HASH room id -> its number, of the archived rooms a late event has opened again
+    (``scoring.reopen``): their repeats are still checked against their archive, and the next
+    idle pass archives them again (a new generation)."""
+    return f"{tag(shop)}:reopened"
+
+
 def room_minutes(shop: str, room_id: str) -> str:
     """HASH minute -> packed per-minute counts (orders, events) for charts."""
     return f"{tag(shop)}:roommin:{esc(room_id)}"

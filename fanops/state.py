@@ -105,7 +105,7 @@ def past_numbers(v: ViewerState) -> list[int]:
     return unpack_runs(v.past_nos) if v.past_nos else []
 
 
-def fold(v: ViewerState, archived: dict[str, int], since: int | None = None) -> bool:
+def fold(v: ViewerState, archived: dict[str, int], since: int | None = None, before: int | None = None) -> bool:
     """Move the rooms of ``v`` that are archived (``archived``: room -> its shop-wide number)
     out of ``rooms``. An archived room gets no more events (a scorer drops late ones), so what
     the rules still need of such rooms is: which they are (their numbers, as runs), the first
@@ -114,9 +114,11 @@ def fold(v: ViewerState, archived: dict[str, int], since: int | None = None) -> 
 
     A room is folded only once it ended before every room of the viewer still open started: then
     the latest ts of the folded rooms is exactly "the latest earlier event" that ``reactivated``
-    asks for. Consents from before ``since`` (the first event of the shop's oldest open room) go,
-    but the last of them. Returns whether anything moved."""
-    open_first = min((f for rm, (f, _l) in v.rooms.items() if rm not in archived), default=None)
+    asks for; and only once it ended before ``before`` (the viewer's earliest event being applied:
+    a late event of a show opened again, ``scoring.reopen``). Consents from before ``since`` (the
+    first event of the shop's oldest open room) go, but the last of them. Returns whether anything moved."""
+    firsts = [f for rm, (f, _l) in v.rooms.items() if rm not in archived]
+    open_first = min([*firsts, *([] if before is None else [before])], default=None)
     gone = [rm for rm in v.rooms if rm in archived and (open_first is None or v.rooms[rm][1] < open_first)]
     if not gone:
         return False

@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 FILES = ("events.parquet", "viewers.parquet", "transitions.parquet", "followups.parquet", "facts.json")
+# files a generation may hold beside FILES: ``redis.parquet``, the room's raw Redis data as it was
+# removed (``scoring.archive``), by which a late event reopens the show (``scoring.reopen``)
+OPTIONAL = ("redis.parquet",)
 
 
 # --- schemas: the columns of each table ------------------------------------------
@@ -78,6 +81,11 @@ TASK_STR_FIELDS = ("state", "name", "tier", "country", "lang", "product", "holde
                    "skip_reason")
 TASK_INT_FIELDS = ("made_at", "dwell_ms", "claimed_at", "lease_until", "sent_at", "sent_clock", "skipped_at",
                    "updated_at", "comments", "carts", "views")
+# the raw Redis data of a room: a key's DUMP (``payload``), or one member of a shared sorted set
+# (``member``, ``score``) that held the room's entries
+REDIS_SCHEMA: dict[str, Any] = {
+    "kind": pl.String, "key": pl.String, "payload": pl.Binary, "member": pl.Binary, "score": pl.Float64,
+}
 FOLLOWUP_SCHEMA: dict[str, Any] = {
     "room": pl.String, "viewer": pl.String, **{k: pl.String for k in TASK_STR_FIELDS},
     **{k: pl.Int64 for k in TASK_INT_FIELDS}, "priority": pl.Float64, "reactivated": pl.Boolean,
@@ -142,6 +150,12 @@ class RoomArchive:
     def followups(self) -> pl.LazyFrame:
         return pl.scan_parquet(self.paths["followups.parquet"])
 
+    def redis_data(self) -> pl.DataFrame | None:
+        """The room's raw Redis data as archiving removed it (``REDIS_SCHEMA``), None in archives
+        written before it was kept."""
+        p = self.paths.get("redis.parquet")
+        return pl.read_parquet(p) if p is not None else None
+
 
 _verified: dict[tuple[str, int, int], str] = {}
 
@@ -168,7 +182,8 @@ def read_manifest(d: Path) -> dict[str, Any] | None:
         return None
     except (OSError, ValueError) as e:
         raise ArchiveCorrupt(f"unreadable archive manifest {p} ({e}): archive the room again") from e
-    if not isinstance(m, dict) or m.get("format") != FORMAT or set(m.get("files", {})) != set(FILES):
+    names = set(m.get("files", {})) if isinstance(m, dict) else set()
+    if not isinstance(m, dict) or m.get("format") != FORMAT or not set(FILES) <= names <= {*FILES, *OPTIONAL}:
         raise ArchiveCorrupt(f"incomplete archive manifest {p}: archive the room again")
     return m
 
@@ -289,7 +304,7 @@ def write_file_set(d: Path, shop: str, room: str, parts: dict[str, pl.DataFrame 
         gdir = d / f"g{gen:06d}-{secrets.token_hex(4)}"
         gdir.mkdir()
         files: dict[str, Any] = dict(old["files"]) if old else {}
-        for name in FILES:
+        for name in (*FILES, *OPTIONAL):
             if name not in parts:
                 continue
             part = parts[name]

@@ -42,12 +42,20 @@ from fanops.config import Config
 from fanops.errors import ArchiveError as ArchiveError
 from fanops.errors import NotFound, RoomNotReady
 from fanops.read import status
-from fanops.replies import to_int
+from fanops.replies import str_keys, to_int
 from fanops.runtime.gcpause import gc_paused
 from fanops.schema import EVENT_TYPES, Event
 from fanops.state import FINAL_TASK_STATES, TIERS
-from review.archive_files import FORMAT, list_archived, read_manifest, read_room, room_dir, write_file_set
-from scoring import eventlog
+from review.archive_files import (
+    FORMAT,
+    RoomArchive,
+    list_archived,
+    read_manifest,
+    read_room,
+    room_dir,
+    write_file_set,
+)
+from scoring import eventlog, reopen
 from scoring.archive_frames import events_frame, followups_frame, transitions_frame, viewers_frame
 from scoring.archive_scan import (
     CHUNK,
@@ -136,6 +144,16 @@ def _unlock(r: redis.Redis, shop: str, room: str, token: str) -> None:
             p.execute()
 
 
+def _previous(cfg: Config, shop: str, room: str) -> RoomArchive | None:
+    """The archive of a room opened again by a late event, whose next generation merges it."""
+    try:
+        return read_room(cfg, shop, room, verify=False)
+    except ArchiveError as e:
+        log.warning("room %s of %s was archived before, but its archive is not readable (%s): the new "
+                    "generation holds only what the log and the streams still have", room, shop, e)
+        return None
+
+
 def _already(cfg: Config, shop: str, room: str) -> ArchiveResult:
     try:
         a = read_room(cfg, shop, room, verify=False)
@@ -205,6 +223,10 @@ def _write(r: redis.Redis, cfg: Config, shop: str, room: str, sc: Scan,
     rvs, vs = read_room_viewers(r, shop, room)
     tasks = read_tasks(r, shop, [room])[room]
     events = events_frame(sc.events, shop)
+    prev = _previous(cfg, shop, room) if b"archive_generation" in rh else None
+    if prev is not None:  # opened again by a late event: the earlier generation's events are in its archive
+        events = pl.concat([prev.events().collect(), events]).unique("id", keep="first", maintain_order=True) \
+            .sort("ts", "id")
     span = events.select(lo=pl.col("ts").min().fill_null(0), hi=pl.col("ts").max().fill_null(0)).row(0)
     first_ts = int(first) if first is not None else int(span[0])
     last_ts = int(last) if last is not None else int(span[1])
@@ -213,6 +235,11 @@ def _write(r: redis.Redis, cfg: Config, shop: str, room: str, sc: Scan,
     viewers = viewers_frame(room, rvs, vs, clock, settings, earlier, states)
     transitions = transitions_frame(room, read_transitions(r, shop, sc.first_id, set(rvs), first_ts, clock))
     followups = followups_frame(room, tasks)
+    if prev is not None:
+        transitions = pl.concat([prev.transitions().collect(), transitions]).unique("id", keep="last",
+                                                                                   maintain_order=True)
+        kept = prev.followups().filter(~pl.col("viewer").is_in(list(tasks))).collect()
+        followups = pl.concat([kept, followups]).sort("viewer")
     h = {k.decode(): v for k, v in rh.items()}
     counted = {t: to_int(h.get(f"n:{t}")) for t in EVENT_TYPES}
     complete = sum(counted.values()) == events.height
@@ -225,12 +252,14 @@ def _write(r: redis.Redis, cfg: Config, shop: str, room: str, sc: Scan,
         "rules": settings.to_mapping(), "tiers": list(TIERS),
     }
     summary = {"first_ts": first_ts, "last_ts": last_ts, "clock": clock, "events": events.height,
+               "events_counted": sum(counted.values()),
                "viewers": viewers.height, "tasks": followups.height, "complete": complete,
                "archived_at": facts["archived_at"]}
+    raw = reopen.snapshot(r, shop, room, list(rvs), first_ts, clock)
     manifest = write_file_set(room_dir(cfg, shop, room), shop, room,
                               {"events.parquet": events, "viewers.parquet": viewers,
                                "transitions.parquet": transitions, "followups.parquet": followups,
-                               "facts.json": facts}, summary, on_file_written=on_file_written)
+                               "facts.json": facts, "redis.parquet": raw}, summary, on_file_written=on_file_written)
     return manifest, followups.height, complete, list(rvs)
 
 
@@ -274,10 +303,19 @@ def _drop_raw(r: redis.Redis, shop: str, room: str, token: str, sc: Scan, viewer
     # the room's shop-wide number, by which viewers' states keep it once archived (state.fold)
     no = to_int(cast("bytes | None", r.hget(rk, "no"))) or int(r.hincrby(keys.stats(shop), "room_no_seq", 1))
     p = r.pipeline(transaction=True)
+    # the archive's snapshot of the room's Redis data must be what goes: nothing applied to it since
+    p.watch(rk, keys.room_viewers(shop, room))
+    now = str_keys(cast("dict[bytes, bytes]", p.hgetall(rk)))
+    if sum(to_int(now.get(f"n:{t}")) for t in EVENT_TYPES) != manifest["summary"]["events_counted"]:
+        p.reset()
+        raise RoomNotReady(f"room {room!r} of shop {shop!r} got events while it was being archived: "
+                           "it is archived again at the next idle pass")
+    p.multi()
     p.hset(rk, mapping={"archived": manifest["summary"]["clock"], "archived_at": int(time.time() * 1000),
                         "archive_generation": manifest["generation"], "no": no})
     p.hset(keys.room_nos(shop), str(no), room)
-    p.hdel(rk, "archiving")
+    p.hdel(rk, "archiving", "reopened_at")
+    p.hdel(keys.reopened(shop), room)
     p.delete(*raw_keys(shop, room), *read.seen_keys(r, shop, room))
     for i in range(0, len(viewers), CHUNK):
         by_part: dict[int, list[str]] = {}
@@ -288,7 +326,11 @@ def _drop_raw(r: redis.Redis, shop: str, room: str, token: str, sc: Scan, viewer
             p.zrem(keys.late_window(shop, part), *members)
     for stream, cut in cuts:
         p.xtrim(stream, minid=stream_id_text(cut), approximate=False)
-    res = p.execute()
+    try:
+        res = p.execute()
+    except redis.WatchError as e:
+        raise RoomNotReady(f"room {room!r} of shop {shop!r} changed while it was being archived: "
+                           "it is archived again at the next idle pass") from e
     # applied-event log files holding only archived rooms' events are no longer needed
     gone = eventlog.delete_files([f for f, rooms in sc.files.items() if rooms <= done])
     if gone:

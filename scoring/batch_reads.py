@@ -60,19 +60,20 @@ class Head:
     rules_applied: int  # the rules version the shop's state was last rebuilt under
     rules_version: int  # the rules version saved
     room_no_seq: int
+    archive_epoch: int  # moves when a room is opened again (``scoring.reopen``)
     fronts: list[int]  # each partition's due front (0: none yet)
     viewers: dict[str, bytes | None]
 
 
 def read_head(r: redis.Redis, shop: str, vids: list[str]) -> Head:
     p = Pipe(r)
-    st = p("hmget", keys.stats(shop), ["clock", "rules_applied", "room_no_seq",
+    st = p("hmget", keys.stats(shop), ["clock", "rules_applied", "room_no_seq", "archive_epoch",
                                        *(keys.due_front_field(i) for i in range(keys.PARTITIONS))])
     version = p("hget", keys.rules(shop), "version")
     found = p("hmget", keys.viewers(shop), vids) if vids else None
     p.run()
-    clock, applied, seq, *fronts = st.value
-    return Head(int(clock or 0), int(applied or 0), int(version.value or 0), int(seq or 0),
+    clock, applied, seq, epoch, *fronts = st.value
+    return Head(int(clock or 0), int(applied or 0), int(version.value or 0), int(seq or 0), int(epoch or 0),
                 [int(f or 0) for f in fronts], dict(zip(vids, found.value if found else [], strict=True)))
 
 
@@ -289,21 +290,22 @@ def past_clock(r: redis.Redis, shop: str, events: list[Event], rvs: dict[tuple[s
 class Archived:
     """A shop's archived rooms by number, and the first event of its oldest open room."""
 
-    seq: int  # the shop's room-number sequence when read
+    seq: tuple[int, int]  # the shop's room-number sequence and archive epoch when read
     by_room: dict[str, int]
     ids: dict[int, str]
     since: int | None
+    reopened: frozenset[str] = frozenset()  # archived once, opened again by a late event
 
 
 class ArchivedRooms:
     """The shops' archived rooms, read again when a room was archived since (the shop's
-    room-number sequence moved; a room is archived once, and its number never changes)."""
+    room-number sequence moved) or opened again (its archive epoch moved; a room keeps its number)."""
 
     def __init__(self, r: redis.Redis) -> None:
         self._r = r
         self._by_shop: dict[str, Archived] = {}
 
-    def get(self, shop: str, seq: int, clock: int) -> Archived:
+    def get(self, shop: str, seq: tuple[int, int], clock: int) -> Archived:
         """``shop``'s archived rooms (room -> number, number -> room) and the first event of its
         oldest open room, for the room-number sequence ``seq`` and the shop clock ``clock``."""
         got = self._by_shop.get(shop)
@@ -311,11 +313,13 @@ class ArchivedRooms:
             p = Pipe(self._r)
             raw = p("hgetall", keys.room_nos(shop))
             firsts = p("zrange", keys.room_first(shop), 0, -1, withscores=True)
+            again = p("hkeys", keys.reopened(shop))
             p.run()
             ids = read.room_ids(raw.value)
             by_room = {room: no for no, room in ids.items()}
             open_firsts = [int(sc) for m, sc in firsts.value if m.decode() not in by_room]
             # with no room open, the next one starts at the clock or later
             since = min(open_firsts) if open_firsts else clock
-            got = self._by_shop[shop] = Archived(seq, by_room, ids, since if by_room else None)
+            got = self._by_shop[shop] = Archived(seq, by_room, ids, since if by_room else None,
+                                                 frozenset(m.decode() for m in again.value))
         return got

@@ -252,13 +252,15 @@ class _Batch:
         old = None if new is None else msgspec.structs.replace(
             new, rooms={rm: [f, last] for rm, (f, last) in new.rooms.items()}, orders=list(new.orders),
             spend=dict(new.spend), consents=list(new.consents))
-        if old is not None and new is not None and inp.archived:
-            # archived rooms get no more events: keep what the rules need of them (a few bytes)
-            fold(old, inp.archived, inp.open_since)
-            fold(new, inp.archived, inp.open_since)
         evs = self.by_viewer.get(vid, [])
         if len(evs) > 1:
             evs.sort(key=lambda e: (e.ts, e.id))
+        if old is not None and new is not None and inp.archived:
+            # archived rooms ended before the viewer's open rooms and these events: keep what the
+            # rules need of them (a few bytes)
+            before = evs[0].ts if evs else None
+            fold(old, inp.archived, inp.open_since, before)
+            fold(new, inp.archived, inp.open_since, before)
         old_rvs, new_rvs = self._records(vid, rooms_here)
         for ev in evs:
             new = merge_viewer(new, ev)

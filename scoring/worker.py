@@ -36,7 +36,6 @@ from fanops.runtime.gcpause import gc_paused
 from fanops.schema import Event, unpack_events
 from fanops.scripts import script_source
 from scoring import archive, eventlog, intake, migrate, recompute
-from scoring.archive import archived_repeats
 from scoring.batch_reads import (
     ArchivedRooms,
     Head,
@@ -48,6 +47,7 @@ from scoring.batch_reads import (
 )
 from scoring.engine import Inputs, score_batch
 from scoring.intake import Entry
+from scoring.late import take_late
 from scoring.partitions import MEMBERS_UNSETTLED_S, Share
 from scoring.worker_stats import WorkerStats
 from scoring.writeset import encode_wire, to_wire
@@ -353,17 +353,14 @@ class Worker:
         r = self.r
         head = read_head(r, shop, list(dict.fromkeys(ev.viewer.id for ev in all_events)))
         self.after_clock_read(shop)
-        archived = self._archived.get(shop, head.room_no_seq, head.clock)
+        late = take_late(r, self.cfg, shop, all_events, head, self._archived)
+        head, archived, all_events, repeats = late.head, late.archived, late.events, late.repeats
         events = [ev for ev in all_events if ev.room not in archived.by_room]
-        # an archived show's repeats (its dedupe table went with it): known by the archive's ids
-        repeats = archived_repeats(self.cfg, shop, [ev for ev in all_events if ev.room in archived.by_room])
-        if repeats:
-            all_events = [ev for ev in all_events if (ev.room, ev.id) not in repeats]
+        viewers = {**head.viewers, **late.unfolded}
         settings, known = self._rules(shop, head)
         clock1 = max(head.clock, max((ev.ts for ev in events), default=0))
         # the time indexes of the partitions this worker reads (other workers see to theirs)
         t = read_time_indexes(r, shop, self._share.mine, head.fronts, head.clock, clock1, events)
-        viewers = dict(head.viewers)
         viewers.update(read_viewers(r, shop, [v for v in dict.fromkeys(t.due + [v for _, v in t.lurk])
                                               if v not in viewers]))
         rvs, clock_again = read_records(r, shop, events, t.lurk, viewers)
@@ -373,6 +370,9 @@ class Worker:
                      past_clock=past_clock(r, shop, events, rvs, clock0, settings),
                      archived=archived.by_room, room_ids=archived.ids, open_since=archived.since)
         fx = score_batch(inp, all_events)  # it drops (and counts) the archived rooms' events
+        if late.unfolded:  # compared and set against the states as read
+            read_as = head.viewers
+            fx.viewers = [(vid, read_as[vid] if vid in late.unfolded else old, new) for vid, old, new in fx.viewers]
         if repeats:  # accepted by the consumer, but repeats: counted as such, not applied
             fx.shop_counts["accepted"] -= len(repeats)
             fx.shop_counts["duplicates"] += len(repeats)

@@ -1,0 +1,42 @@
+"""A batch's events of shows that were archived (spec/events.md: no accepted event is ever dropped
+for arriving late): repeats of what an archive holds are known by its ids, whether the show is
+archived or open again; a late event the archive does not hold opens its show again
+(``scoring.reopen``); and a viewer whose event is earlier than the end of an archived room they
+attended gets that room back in their state, so that the rules see it whole."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from fanops.config import Config
+from fanops.schema import Event
+from scoring.archive import archived_repeats
+from scoring.batch_reads import Archived, ArchivedRooms, Head, read_head
+from scoring.reopen import reopen_room, unfold_for_events
+
+
+@dataclass(frozen=True)
+class Late:
+    head: Head  # read again if a show was opened again
+    archived: Archived
+    events: list[Event]  # the batch's events but the repeats
+    repeats: set[tuple[str, str]]  # (room, id) of the repeats of archived shows' events
+    unfolded: dict[str, bytes]  # viewer -> state with archived rooms brought back (scored from it)
+
+
+def take_late(r: redis.Redis, cfg: Config, shop: str, events: list[Event], head: Head,
+              rooms: ArchivedRooms) -> Late:
+    archived = rooms.get(shop, (head.room_no_seq, head.archive_epoch), head.clock)
+    had = [ev for ev in events if ev.room in archived.by_room or ev.room in archived.reopened]
+    repeats = archived_repeats(cfg, shop, had) if had else set()
+    if repeats:
+        events = [ev for ev in events if (ev.room, ev.id) not in repeats]
+    late = sorted({ev.room for ev in events if ev.room in archived.by_room})
+    if late and [rm for rm in late if reopen_room(r, cfg, shop, rm)]:
+        head = read_head(r, shop, list(dict.fromkeys(ev.viewer.id for ev in events)))
+        archived = rooms.get(shop, (head.room_no_seq, head.archive_epoch), head.clock)
+    kept = [ev for ev in events if ev.room not in archived.by_room]
+    unfolded = unfold_for_events(cfg, shop, head.viewers, kept, archived.ids) if archived.ids else {}
+    return Late(head, archived, events, repeats, unfolded)
