@@ -316,6 +316,7 @@ def _drop_raw(r: redis.Redis, shop: str, room: str, token: str, sc: Scan, viewer
     p.hset(keys.room_nos(shop), str(no), room)
     p.hdel(rk, "archiving", "reopened_at")
     p.hdel(keys.reopened(shop), room)
+    p.hincrby(keys.stats(shop), "archive_epoch", 1)  # the scorers read the archived rooms again
     p.delete(*raw_keys(shop, room), *read.seen_keys(r, shop, room))
     for i in range(0, len(viewers), CHUNK):
         by_part: dict[int, list[str]] = {}

@@ -33,8 +33,6 @@ from tests.scoring.test_scorer_crash import FEED, SHOP, frames, snapshot, uninte
 
 ROOT = Path(__file__).resolve().parents[2]
 FEED_SECONDS = 24  # the replay's pace: the outage falls in the middle of the feed
-ARCHIVED_LATE = ("issue 14, open: a late event of an archived show is not applied (dropped, counted as applied); "
-                 "a repeat of one is known as a repeat")
 
 
 class Product:
@@ -142,7 +140,7 @@ def _settled(p: Product) -> dict[str, Any] | None:
     10,
     # past the websocket keepalive the feed drops and, on reconnect, sends again from its start; the
     # scorer, back after 2 minutes, archives the earlier shows first: their resent events come late
-    pytest.param(120, marks=pytest.mark.xfail(reason=ARCHIVED_LATE, strict=False)),
+    120,
 ])
 def test_redis_stopped_mid_feed_then_back_gives_the_state_of_an_undisturbed_run(
         product: Product, outage_s: float, uninterrupted: dict[str, Any]) -> None:  # noqa: F811
@@ -172,7 +170,7 @@ def _consumer_frames(p: Product) -> int:
 
 @pytest.mark.parametrize("when", [
     # a race: the restarted scorer may archive the earlier shows before their resent events come
-    pytest.param("mid_feed", marks=pytest.mark.xfail(reason=ARCHIVED_LATE, strict=False)),
+    "mid_feed",
     "after_archiving",
 ])
 def test_kill_9_of_everything_then_a_restart_with_the_feed_resent_gives_the_same_state(
