@@ -295,6 +295,7 @@ class Archived:
     ids: dict[int, str]
     since: int | None
     reopened: frozenset[str] = frozenset()  # archived once, opened again by a late event
+    last: int = -1  # the last event of any archived room: a later event cannot predate one
 
 
 class ArchivedRooms:
@@ -314,12 +315,14 @@ class ArchivedRooms:
             raw = p("hgetall", keys.room_nos(shop))
             firsts = p("zrange", keys.room_first(shop), 0, -1, withscores=True)
             again = p("hkeys", keys.reopened(shop))
+            lasts = p("zrange", keys.rooms(shop), 0, -1, withscores=True)
             p.run()
             ids = read.room_ids(raw.value)
             by_room = {room: no for no, room in ids.items()}
             open_firsts = [int(sc) for m, sc in firsts.value if m.decode() not in by_room]
             # with no room open, the next one starts at the clock or later
             since = min(open_firsts) if open_firsts else clock
+            last = max((int(sc) for m, sc in lasts.value if m.decode() in by_room), default=-1)
             got = self._by_shop[shop] = Archived(seq, by_room, ids, since if by_room else None,
-                                                 frozenset(m.decode() for m in again.value))
+                                                 frozenset(m.decode() for m in again.value), last)
         return got

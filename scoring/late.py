@@ -38,5 +38,6 @@ def take_late(r: redis.Redis, cfg: Config, shop: str, events: list[Event], head:
         head = read_head(r, shop, list(dict.fromkeys(ev.viewer.id for ev in events)))
         archived = rooms.get(shop, (head.room_no_seq, head.archive_epoch), head.clock)
     kept = [ev for ev in events if ev.room not in archived.by_room]
-    unfolded = unfold_for_events(cfg, shop, head.viewers, kept, archived.ids) if archived.ids else {}
+    early = [ev for ev in kept if ev.ts <= archived.last]  # the others cannot predate an archived room
+    unfolded = unfold_for_events(cfg, shop, head.viewers, early, archived.ids) if early else {}
     return Late(head, archived, events, repeats, unfolded)

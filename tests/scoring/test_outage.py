@@ -154,7 +154,15 @@ def test_redis_stopped_mid_feed_then_back_gives_the_state_of_an_undisturbed_run(
              "every event of the feed accepted")
     got = wait_for(lambda: _settled(product), 120, "lag 0")
     assert product.alive() == ["feed", "consumer", "scorer"], product.logs()
-    diff = differences(got, uninterrupted)
+    want = uninterrupted
+    if _consumer_frames(product) > product.n_frames:
+        # past the keepalive the feed dropped and was sent again from its start: its repeats and its
+        # bad event count again (spec/cli.md), every other field is the undisturbed run's
+        assert got["shop"].pop("duplicates") > uninterrupted["shop"]["duplicates"]
+        got["shop"].pop("dead_letters")
+        want = {**uninterrupted, "shop": {k: v for k, v in uninterrupted["shop"].items()
+                                          if k not in ("duplicates", "dead_letters")}}
+    diff = differences(got, want)
     assert not diff, f"{len(diff)} differences from the undisturbed run:\n" + "\n".join(diff[:30]) + product.logs()
 
 
