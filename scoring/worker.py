@@ -54,7 +54,6 @@ from scoring.writeset import encode_wire, to_wire
 
 log = logging.getLogger(__name__)
 
-ARCHIVE_EVERY_S = 60.0  # how often a running worker looks for idle rooms to archive
 ARCHIVE_AFTER_WORK_S = 3.0  # ... and how soon once it goes idle after applying events
 PRUNE_EVERY_S = 6 * 3600.0  # how often settled tasks of archived rooms leave Redis (kept in the archive)
 MAX_RETRIES = 50
@@ -207,7 +206,7 @@ class Worker:
         since = self.monotonic() - self._last_archive
         # every minute; and soon after a run of batches ends (a backlog of earlier shows, a show
         # that just ended), so that their rooms reach the review without waiting the minute
-        if since > ARCHIVE_EVERY_S or (n == 0 and worked and since > ARCHIVE_AFTER_WORK_S):
+        if since > self.cfg.archive_every_s or (n == 0 and worked and since > ARCHIVE_AFTER_WORK_S):
             self.archive_idle()
             self._last_archive = self.monotonic()
             worked = False
