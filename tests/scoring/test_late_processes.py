@@ -1,0 +1,50 @@
+"""The whole product as processes, on a feed whose frames arrive out of order over the show while
+the scorer archives idle shows every second (``FANOPS_ARCHIVE_EVERY_S=1``): the shows archived
+before their last frames came are opened again by them, and the final state equals the one of an
+undisturbed in-order run (spec/events.md: no accepted event is ever dropped for arriving late)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.pipeline import differences
+from tests.scoring.test_outage import Product, _accepted, _settled, feed_file  # noqa: F401 (fixture)
+from tests.scoring.test_scorer_crash import FEED, SHOP, frames, snapshot, uninterrupted  # noqa: F401 (fixtures)
+
+
+class Shuffled(Product):
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "FANOPS_ARCHIVE_EVERY_S": "1"}
+
+
+@pytest.fixture
+def shuffled_feed(tmp_path: Path, feed_file: tuple[Path, int]) -> tuple[Path, int]:  # noqa: F811
+    """The feed with its frames in a random order: every show's frames spread over the whole replay."""
+    lines = feed_file[0].read_text(encoding="utf-8").splitlines()
+    random.Random(5).shuffle(lines)
+    path = tmp_path / "shuffled.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path, len(lines)
+
+
+def test_an_out_of_order_feed_with_archiving_every_second_equals_the_undisturbed_run(
+        tmp_path: Path, shuffled_feed: tuple[Path, int], uninterrupted: dict[str, Any]) -> None:  # noqa: F811
+    p = Shuffled(tmp_path, *shuffled_feed)
+    try:
+        p.start_all()
+        wait_for(lambda: _accepted(p) >= uninterrupted["shop"]["events_applied"], 180,
+                 "every event of the feed accepted")
+        got = wait_for(lambda: _settled(p), 120, "lag 0")
+        assert p.alive() == ["feed", "consumer", "scorer"], p.logs()
+        diff = differences(got, uninterrupted)
+        assert not diff, f"{len(diff)} differences from the undisturbed run:\n" + "\n".join(diff[:30]) + p.logs()
+        scorer_log = (tmp_path / "scorer.log").read_text(errors="replace")
+        assert "opened again by a late event" in scorer_log, "no show was archived before its last frames came"
+        assert "dropped" not in scorer_log.lower(), p.logs()
+    finally:
+        p.close()
