@@ -6,6 +6,7 @@ undisturbed in-order run (spec/events.md: no accepted event is ever dropped for 
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,5 +47,34 @@ def test_an_out_of_order_feed_with_archiving_every_second_equals_the_undisturbed
         scorer_log = (tmp_path / "scorer.log").read_text(errors="replace")
         assert "opened again by a late event" in scorer_log, "no show was archived before its last frames came"
         assert "dropped" not in scorer_log.lower(), p.logs()
+    finally:
+        p.close()
+
+
+def test_random_kills_of_scorers_during_the_feed_leave_the_state_of_an_undisturbed_run(
+        tmp_path: Path, feed_file: tuple[Path, int], uninterrupted: dict[str, Any]) -> None:  # noqa: F811
+    """Two scorers share the feed; every couple of seconds one of them, at random, is killed with
+    SIGKILL mid-batch and started again under its name (its pending entries are its own again, or
+    the other's by claim): nothing applied twice, nothing lost."""
+    p = Shuffled(tmp_path, *feed_file)
+    rng = random.Random(11)
+    try:
+        p.start_all()  # the feed, the consumer and scorer "s1"
+        p.start("scorer2", "scoring", "run", "--name", "s2", "--redis", p.url)
+        kills = 0
+        while _accepted(p) < uninterrupted["shop"]["events_applied"] and kills < 12:
+            time.sleep(rng.uniform(1.0, 2.5))
+            name, sid = rng.choice([("scorer", "s1"), ("scorer2", "s2")])
+            p.procs[name].kill()
+            p.procs[name].wait(timeout=10)
+            p.start(name, "scoring", "run", "--name", sid, "--redis", p.url)
+            kills += 1
+        assert kills >= 3, "the feed ended before the scorers were killed a few times"
+        wait_for(lambda: _accepted(p) >= uninterrupted["shop"]["events_applied"], 180,
+                 "every event of the feed accepted")
+        got = wait_for(lambda: _settled(p), 180, "lag 0")
+        assert sorted(p.alive()) == ["consumer", "feed", "scorer", "scorer2"], p.logs()
+        diff = differences(got, uninterrupted)
+        assert not diff, f"{len(diff)} differences from the undisturbed run:\n" + "\n".join(diff[:30]) + p.logs()
     finally:
         p.close()
