@@ -14,8 +14,11 @@ the derived viewer columns are chosen).
 Operators keep working a show's follow-ups after it: ``refresh_followups`` brings their outcomes
 into the archive (a generation holding only a new ``followups.parquet``), and ``prune_followups``
 (opt-in) removes settled tasks of archived rooms.
-With its dedupe set gone, a late or resent event of an archived room passes the consumer: the
-scorer drops events of rooms that ``is_archived`` names.  A room is archived only once every
+The archive also keeps the room's raw Redis data (``redis.parquet``, ``scoring.reopen.snapshot``),
+so that a late event opens the room again (``scoring.reopen``); the next archiving of it writes a
+new generation merging the earlier one's events, transitions and settled tasks.  With its dedupe
+set gone, a resent event of an archived room passes the consumer: the scorer knows it as a repeat
+by the archive's ids (``archived_repeats``).  A room is archived only once every
 stream entry holding its events is applied; the ``archiving`` field of the room hash keeps two
 processes from archiving one room at once (a dead holder's mark is taken over).  Several
 machines archiving one shop need one shared data folder.
