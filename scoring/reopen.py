@@ -20,6 +20,7 @@ repeat, whatever the consumer's dedupe table (gone with the raw data) lets throu
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 FEEDS = ("greet", "thank", "questions")
 CHUNK = 2000
-TRIES = 20  # a viewer written by another scorer between the read and the script: read again
+TRIES = 20  # a warning every this many conflicts in a row (a viewer written by another scorer meanwhile)
 
 
 def dumped_keys(shop: str, room: str) -> list[str]:
@@ -228,7 +229,7 @@ def reopen_room(r: redis.Redis, cfg: Config, shop: str, room: str) -> bool:
     are then dropped and counted, as before); True once the room is open (by this call or another)."""
     script = r.register_script(script_source("scoring", "reopen"))
     rk = keys.room(shop, room)
-    for _ in range(TRIES):
+    for attempt in itertools.count(1):
         h = {k: to_str(x) for k, x in str_keys(cast("dict[bytes, bytes]", r.hgetall(rk))).items()}
         if "archived" not in h:
             return True
@@ -256,5 +257,10 @@ def reopen_room(r: redis.Redis, cfg: Config, shop: str, room: str) -> bool:
             return True
         if verdict == "open":
             return True
-    log.warning("room %s of %s could not be opened again: its viewers kept changing", room, shop)
-    return False
+        # "conflict": a viewer of the room changed since it was read (another scorer); "moved": archived
+        # again meanwhile. Read again: the late event waits, it is never dropped for this
+        if attempt % TRIES == 0:
+            log.warning("room %s of %s: opening it again conflicted %d times in a row (%s): still trying",
+                        room, shop, attempt, verdict)
+        time.sleep(min(0.2, 0.001 * 2 ** min(attempt, 8)))
+    raise AssertionError("unreachable")  # itertools.count() never ends
