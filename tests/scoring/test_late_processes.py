@@ -12,9 +12,17 @@ from typing import Any
 
 import pytest
 
+from fanops.runtime import server
 from tests.conftest import wait_for
 from tests.pipeline import differences
-from tests.scoring.test_outage import Product, _accepted, _settled, feed_file  # noqa: F401 (fixture)
+from tests.scoring.test_outage import (  # noqa: F401 (fixture)
+    Product,
+    _accepted,
+    _archived,
+    _listening,
+    _settled,
+    feed_file,
+)
 from tests.scoring.test_scorer_crash import FEED, SHOP, frames, snapshot, uninterrupted  # noqa: F401 (fixtures)
 
 
@@ -24,28 +32,38 @@ class Shuffled(Product):
 
 
 @pytest.fixture
-def shuffled_feed(tmp_path: Path, feed_file: tuple[Path, int]) -> tuple[Path, int]:  # noqa: F811
-    """The feed with its frames in a random order: every show's frames spread over the whole replay."""
+def shuffled_feed(tmp_path: Path, feed_file: tuple[Path, int]) -> tuple[Path, Path, int]:  # noqa: F811
+    """The feed with its frames in a random order, in two parts: the second (a fifth of the frames,
+    of every show) comes once the earlier shows have been archived."""
     lines = feed_file[0].read_text(encoding="utf-8").splitlines()
     random.Random(5).shuffle(lines)
-    path = tmp_path / "shuffled.jsonl"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path, len(lines)
+    cut = len(lines) * 4 // 5
+    first, late = tmp_path / "first.jsonl", tmp_path / "late.jsonl"
+    first.write_text("\n".join(lines[:cut]) + "\n", encoding="utf-8")
+    late.write_text("\n".join(lines[cut:]) + "\n", encoding="utf-8")
+    return first, late, len(lines)
 
 
 def test_an_out_of_order_feed_with_archiving_every_second_equals_the_undisturbed_run(
-        tmp_path: Path, shuffled_feed: tuple[Path, int], uninterrupted: dict[str, Any]) -> None:  # noqa: F811
-    p = Shuffled(tmp_path, *shuffled_feed)
+        tmp_path: Path, shuffled_feed: tuple[Path, Path, int], uninterrupted: dict[str, Any]) -> None:  # noqa: F811
+    first, late, n_frames = shuffled_feed
+    p = Shuffled(tmp_path, first, n_frames * 4 // 5)
     try:
         p.start_all()
+        wait_for(lambda: _archived(p) >= 3, 180, "the earlier shows archived (the shop clock is on the last one)")
+        # the rest of every show's frames, late: through a second feed and consumer
+        port = server.free_port()
+        p.start("feed2", "realtime", "replay", str(late), "--port", str(port), "--speed", "2000")
+        wait_for(lambda: _listening(port), 30, "the second feed server")
+        p.start("consumer2", "realtime", "consume", "--url", f"ws://127.0.0.1:{port}", "--redis", p.url)
         wait_for(lambda: _accepted(p) >= uninterrupted["shop"]["events_applied"], 180,
                  "every event of the feed accepted")
         got = wait_for(lambda: _settled(p), 120, "lag 0")
-        assert p.alive() == ["feed", "consumer", "scorer"], p.logs()
+        assert sorted(p.alive()) == ["consumer", "consumer2", "feed", "feed2", "scorer"], p.logs()
         diff = differences(got, uninterrupted)
         assert not diff, f"{len(diff)} differences from the undisturbed run:\n" + "\n".join(diff[:30]) + p.logs()
         scorer_log = (tmp_path / "scorer.log").read_text(errors="replace")
-        assert "opened again by a late event" in scorer_log, "no show was archived before its last frames came"
+        assert "opened again by a late event" in scorer_log, p.logs()
         assert "dropped" not in scorer_log.lower(), p.logs()
     finally:
         p.close()
