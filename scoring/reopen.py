@@ -239,7 +239,8 @@ def reopen_room(r: redis.Redis, cfg: Config, shop: str, room: str) -> bool:
             log.warning("room %s of %s cannot be opened again: its archive is not readable (%s)", room, shop, e)
             return False
         data = a.redis_data()
-        if data is None or str(a.info.generation) != h.get("archive_generation"):
+        # later generations than the one archiving wrote (the follow-ups brought up to date) carry its data over
+        if data is None or a.info.generation < int(h.get("archive_generation") or 0):
             log.warning("room %s of %s cannot be opened again: its archive (generation %d) does not hold its "
                         "Redis data", room, shop, a.info.generation)
             return False
@@ -247,7 +248,7 @@ def reopen_room(r: redis.Redis, cfg: Config, shop: str, room: str) -> bool:
         vids = a.viewers().select("viewer").collect()["viewer"].to_list()
         room_ids = read.room_ids(cast("dict[bytes, bytes]", r.hgetall(keys.room_nos(shop))))
         writes = _viewer_writes(r, cfg, shop, room, no, vids, room_ids)
-        wire, names, blobs = _wire(a.info.generation, room, no, data, writes)
+        wire, names, blobs = _wire(int(h["archive_generation"]), room, no, data, writes)
         got = script(keys=[rk, keys.viewers(shop), keys.stats(shop), keys.room_nos(shop), keys.reopened(shop),
                            *names], args=[msgspec.msgpack.encode(wire), *blobs])
         verdict = got[0].decode()

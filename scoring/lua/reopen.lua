@@ -2,7 +2,7 @@
 -- KEYS[1] the room's hash, KEYS[2] the shop's viewers hash, KEYS[3] the shop's stats hash,
 -- KEYS[4] keys.room_nos, KEYS[5] keys.reopened, KEYS[6..] the keys the wire's restores and
 -- sorted-set entries name (by index into KEYS).
--- ARGV[1] msgpack map: gen (the archive generation read), room, no, now (wall ms),
+-- ARGV[1] msgpack map: gen (the room's archive_generation as read), room, no, now (wall ms),
 --   viewers: {{vid, old blob, new blob}, ...}  (compare-and-set: old must still be there),
 --   restore: {{key index, DUMP payload}, ...}, zadd: {{key index, score, member}, ...},
 --   where vid, the blobs, the payloads and the members are indexes into ARGV (binary values).

@@ -316,3 +316,28 @@ def test_a_running_scorer_archives_earlier_shows_soon_after_applying_them(cfg, r
         w.stop()
         th.join(10)
         w.r.close()
+
+
+def test_a_show_whose_follow_ups_were_brought_up_to_date_in_its_archive_still_reopens(cfg, r):
+    """refresh_followups writes a later generation of the archive (follow-ups only); the room's
+    Redis data it carries over still opens the show for a late event."""
+    from fanops import queue
+
+    ingest_frames(cfg, read_lines(SAMPLES / "weeks-small.jsonl"))
+    drain(r, cfg)
+    Worker(r, cfg, name="w1").archive_idle()
+    gen = archive_files.read_room(cfg, "default", "show-1-0").info.generation
+    (t,) = queue.list_tasks(r, "default", room="show-1-0", limit=1)
+    clock = status(r, "default")["clock"]
+    ingest_frames(cfg, [json.dumps({"id": "no-dm", "room": "show-1-7", "ts": clock, "type": "consent",
+                                    "dm": False, "viewer": {"id": t.viewer}})])
+    drain(r, cfg)
+    assert archive.refresh_followups(r, cfg, "default", ["show-1-0"]) == ["show-1-0"]
+    assert archive_files.read_room(cfg, "default", "show-1-0").info.generation > gen
+    late = {"id": "late-after-refresh", "room": "show-1-0", "ts": clock - 10**9, "type": "comment",
+            "text": "hello again", "viewer": {"id": "v-after-refresh"}}
+    before = status(r, "default", "show-1-0")["room"]["unique_viewers"]
+    ingest_frames(cfg, [json.dumps(late)])
+    drain(r, cfg)
+    assert int(r.hget(keys.stats("default"), "dropped_archived") or 0) == 0
+    assert status(r, "default", "show-1-0")["room"]["unique_viewers"] == before + 1
