@@ -61,6 +61,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("archive_idle_min", "FANOPS_ARCHIVE_IDLE_MIN", "30",
             "a room with no event for this many minutes of shop clock is archived under data_dir/archive "
             "and its raw events leave Redis"),
+    Setting("tiktok_diamonds_per_usd", "FANOPS_TIKTOK_DIAMONDS_PER_USD", "200",
+            "TikTok LIVE: diamonds that make one US dollar of a gift's value (200: a diamond is half a cent)"),
+    Setting("tiktok_offline_poll_s", "FANOPS_TIKTOK_OFFLINE_POLL_S", "60",
+            "TikTok LIVE: seconds between checks while the creator is not live (or after the live ended)"),
 )
 
 
@@ -101,6 +105,8 @@ class Config:
     heartbeat_ttl_s: int = _int("heartbeat_ttl_s")
     archive_idle_min: int = _int("archive_idle_min")
     board_refresh_ms: int = _int("board_refresh_ms")
+    tiktok_diamonds_per_usd: int = _int("tiktok_diamonds_per_usd")
+    tiktok_offline_poll_s: int = _int("tiktok_offline_poll_s")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Config:
