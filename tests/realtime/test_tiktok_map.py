@@ -156,3 +156,29 @@ def test_live_end_and_what_is_not_ours() -> None:
     assert map_event(ControlEvent(common=common(), action=ControlAction.STREAM_SUSPENDED), CTX).reason == "suspended"
     assert map_event(LivePauseEvent(common=common(), action=ControlAction.STREAM_PAUSED), CTX) is None
     assert map_event(SocialEvent(common=common(), user=ANNA), CTX) is None
+
+
+def _limited(headers: dict[str, str]):
+    import httpx
+    from TikTokLive.client.errors import SignatureRateLimitError
+
+    resp = httpx.Response(429, headers=headers, request=httpx.Request("GET", "http://127.0.0.1/webcast/fetch"))
+    return SignatureRateLimitError("busy", "Too many connections started, try again in %s seconds.", response=resp)
+
+
+def test_the_wait_after_each_way_a_connection_ends() -> None:
+    from TikTokLive.client.errors import SignAPIError, UserOfflineError, WebcastBlockedError
+
+    from fanops.retry import Backoff
+    from realtime.tiktok import retry_delay
+
+    b = Backoff(initial=1, cap=1)
+    assert retry_delay(_limited({"RateLimit-Remaining": "30"}), False, b, 60) == ("rate_limited", 30.0)
+    assert retry_delay(_limited({"RateLimit-Remaining": "999999"}), False, b, 60) == ("rate_limited", 3600.0)
+    assert retry_delay(UserOfflineError(), False, b, 60) == ("offline", 60)
+    assert retry_delay(None, True, b, 60) == ("ended", 60)
+    state, wait = retry_delay(SignAPIError(SignAPIError.ErrorReason.EMPTY_PAYLOAD, "x"), False, b, 60)
+    assert state == "sign_error" and 0.5 <= wait <= 1
+    assert retry_delay(WebcastBlockedError("400"), False, b, 60)[0] == "blocked"
+    assert retry_delay(None, False, b, 60)[0] == "dropped"
+    assert retry_delay(OSError("refused"), False, b, 60)[0] == "error"
