@@ -38,6 +38,7 @@ from fanops.retry import Backoff
 from fanops.schema import Comment, Follow, Join, Like, Share, unpack_events
 from fanops.schema import Gift as GiftEv
 from realtime.tiktok import CONNECTED, ENDED, RATE_LIMITED, SIGN_ERROR, TikTokSource
+from screens.reads import board
 from tests.conftest import await_for, stream_entries
 
 ROOM = 7_301_234_567_890
@@ -237,6 +238,8 @@ def test_a_recorded_show_with_a_drop_and_a_resend_lands_once_through_the_consume
     lines = [rec.getMessage() for rec in caplog.records if rec.name == "realtime.tiktok"]
     assert sum("connected" in x for x in lines) == 2 and sum("connection closed" in x for x in lines) == 1
     assert any("the live ended" in x for x in lines)
+    [tile] = board.read_board(r, "s1", f"tiktok-{ROOM}").tiktok  # the board's tile, from the last beat
+    assert (tile.unique_id, tile.state, tile.viewers, tile.last_error) == ("creator", "stopped", 120, None)
 
 
 def test_sign_server_errors_and_an_offline_creator_are_waited_out_logged_and_shown(
@@ -258,3 +261,16 @@ def test_sign_server_errors_and_an_offline_creator_are_waited_out_logged_and_sho
     assert src.last_error is not None and "500" in src.last_error
     b = beat(r)
     assert "500" in b["last_error"] and b["state"] == "stopped" and b["viewers"] == 120
+
+
+def test_dev_py_up_with_tiktok_runs_the_tiktok_source_instead_of_the_simulated_room() -> None:
+    import argparse
+
+    from fanops.runtime import launcher
+
+    args = argparse.Namespace(tiktok="@creator", feed=None, shop="s1", workers=1, app_port=8599)
+    plan = {c.name: c.args for c in launcher.plan(args)}
+    assert "simulator" not in plan and "consumer" not in plan
+    assert plan["tiktok"][-6:] == ["realtime", "tiktok", "--unique-id", "@creator", "--shop", "s1"]
+    both = {c.name for c in launcher.plan(argparse.Namespace(**{**vars(args), "feed": "ws://127.0.0.1:1"}))}
+    assert {"tiktok", "consumer"} <= both and "simulator" not in both
