@@ -166,7 +166,7 @@ class TikTokSource(Consumer):
     async def _read_loop(self) -> None:
         """Connect, read until the connection ends, wait as ``retry_delay`` says; until stopped."""
         while not self._stopping.is_set():
-            error = await self._session()
+            error = await self._connect_once()
             if self._stopping.is_set():
                 return
             self.state, delay = retry_delay(error, self.live_ended, self.backoff, self.cfg.tiktok_offline_poll_s)
@@ -190,7 +190,7 @@ class TikTokSource(Consumer):
         else:
             log.warning("TikTok LIVE @%s: %s (%s); retrying in %.1f s", u, s, self.last_error, delay)
 
-    async def _session(self) -> BaseException | None:
+    async def _connect_once(self) -> BaseException | None:
         """One connection with a new client, read to its end: what ended it (None: closed, or stopping)."""
         frames: asyncio.Queue[object] = asyncio.Queue()
         self._queue = frames
@@ -215,7 +215,8 @@ class TikTokSource(Consumer):
                     task.cancel()  # still in its handshake: nothing was read yet
             if task.cancelled():
                 return None
-            return task.exception()
+            ended: BaseException | None = task.exception()
+            return ended
         finally:
             self.connected = False
             self._queue = None
