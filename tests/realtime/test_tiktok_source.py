@@ -14,6 +14,7 @@ from http import HTTPStatus
 from typing import Any
 
 import pytest
+import redis
 import redis.asyncio as aredis
 from TikTokLive.client.web.web_settings import WebDefaults
 from TikTokLive.events import CommentEvent, ControlEvent, GiftEvent, JoinEvent, LikeEvent, RoomUserSeqEvent
@@ -35,6 +36,7 @@ from websockets.http11 import Request, Response
 from fanops import keys
 from fanops.config import Config
 from fanops.retry import Backoff
+from fanops.runtime import server
 from fanops.schema import Comment, Follow, Join, Like, Share, unpack_events
 from fanops.schema import Gift as GiftEv
 from realtime.tiktok import CONNECTED, ENDED, RATE_LIMITED, SIGN_ERROR, TikTokSource
@@ -104,6 +106,7 @@ class FakeTikTok:
         self.fetches = self.pages = self.connections = 0
         self.port = 0
         self.first: list[Envelope] = FIRST
+        self.gate: asyncio.Event | None = None  # set: the frames after the first go on
 
     def _answer(self, script: list[str], n: int) -> str:
         return script[min(n, len(script) - 1)]
@@ -147,7 +150,9 @@ class FakeTikTok:
         frames = self.sessions[min(n, len(self.sessions)) - 1]
         acked = asyncio.Queue[int]()
         reader = asyncio.create_task(self._read(ws, acked))  # acks, enter-room and heartbeat frames
-        for f in frames:
+        for i, f in enumerate(frames):
+            if i == 1 and self.gate is not None:
+                await self.gate.wait()
             await ws.send(f)
             await acked.get()  # as TikTok does: the next push once the client has taken this one
         if n < len(self.sessions):
@@ -182,7 +187,7 @@ def fake_tiktok(monkeypatch: pytest.MonkeyPatch) -> Callable[[FakeTikTok], Any]:
 
 
 async def run_source(cfg: Config, fake: FakeTikTok, serve_fake: Any, until: Callable[[TikTokSource], object],
-                     timeout: float = 20.0) -> TikTokSource:
+                     timeout: float = 20.0, meanwhile: Callable[[TikTokSource], Any] | None = None) -> TikTokSource:
     async with serve_fake(fake) as server:
         fake.port = server.sockets[0].getsockname()[1]
         serve_fake.point(fake.port)
@@ -190,6 +195,8 @@ async def run_source(cfg: Config, fake: FakeTikTok, serve_fake: Any, until: Call
         src = TikTokSource("@creator", "s1", ar, cfg, backoff=Backoff(initial=0.01, cap=0.05))
         task = asyncio.create_task(src.run())
         try:
+            if meanwhile is not None:
+                await meanwhile(src)
             await await_for(lambda: until(src) or task.done(), timeout, "the TikTok source to get there")
             src.stop()
             await asyncio.wait_for(task, 10)
@@ -274,3 +281,31 @@ def test_dev_py_up_with_tiktok_runs_the_tiktok_source_instead_of_the_simulated_r
     assert plan["tiktok"][-6:] == ["realtime", "tiktok", "--unique-id", "@creator", "--shop", "s1"]
     both = {c.name for c in launcher.plan(argparse.Namespace(**{**vars(args), "feed": "ws://127.0.0.1:1"}))}
     assert {"tiktok", "consumer"} <= both and "simulator" not in both
+
+
+def test_events_read_while_redis_is_down_are_held_and_written_when_it_is_back(cfg, tmp_path, fake_tiktok,
+                                                                              caplog) -> None:
+    own = tmp_path / "own-redis"  # a server of this test alone, stopped mid-show
+    port = server.free_port()
+    cfg = dataclasses.replace(cfg, redis_url=server.ensure_running(own, port=port).url, tiktok_offline_poll_s=3600)
+    caplog.set_level(logging.INFO, logger="realtime")
+    fake = FakeTikTok(sessions=[[push(f) for f in FRAMES]])
+    fake.gate = asyncio.Event()
+    sync = redis.Redis.from_url(cfg.redis_url)
+
+    async def outage(src: TikTokSource) -> None:
+        await await_for(lambda: src.counters.accepted == 3, 20, "the first frame written")
+        await asyncio.to_thread(server.stop, own)
+        fake.gate.set()  # the rest of the show arrives while Redis is away
+        await await_for(lambda: any("holding" in rec.getMessage() for rec in caplog.records), 20,
+                        "the consumer's path to hold the events")
+        await asyncio.to_thread(server.ensure_running, own, port)
+
+    try:
+        src = asyncio.run(run_source(cfg, fake, fake_tiktok, lambda s: s.state == ENDED and s.counters.accepted == 6,
+                                     meanwhile=outage))
+        assert [e.id for e in events_in(sync)] == ["tt-1", "tt-2", "tt-3", "tt-7", "tt-8", "tt-9"]
+        assert int(sync.hget(keys.dead_stats(), "dead_letters")) == 1 and src.counters.bad == 1
+    finally:
+        sync.close()
+        server.stop(own)
