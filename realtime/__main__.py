@@ -35,9 +35,10 @@ async def _consume(args: argparse.Namespace) -> int:
 
 
 async def _tiktok(args: argparse.Namespace) -> int:
-    from realtime.tiktok import TikTokSource
+    from realtime.tiktok import TikTokSource, checked_unique_id
 
     cfg = Config.from_env()
+    checked_unique_id(args.unique_id, cfg)  # before anything starts
     r = await db.connect_async(cfg, args.redis)
     try:
         src = TikTokSource(args.unique_id, args.shop, r, cfg)

@@ -87,6 +87,19 @@ def retry_delay(e: BaseException | None, ended: bool, backoff: Backoff, offline_
     return ERROR, backoff.next()
 
 
+def checked_unique_id(unique_id: str, cfg: Config) -> str:
+    """The creator's username as the library wants it (no ``@``); BadSettings for what cannot work."""
+    problems = []
+    if cfg.tiktok_diamonds_per_usd <= 0:
+        problems.append(f"FANOPS_TIKTOK_DIAMONDS_PER_USD={cfg.tiktok_diamonds_per_usd}: it must be above 0")
+    name = str(TikTokLiveClient.parse_unique_id(unique_id))
+    if not name or any(ch.isspace() for ch in name):
+        problems.append(f"--unique-id {unique_id!r}: a TikTok username is needed, e.g. @creator")
+    if problems:
+        raise BadSettings(problems)
+    return name
+
+
 def one_line(e: BaseException) -> str:
     """An error as one log line: the library's messages span lines (a framed sign-server notice)."""
     text = " ".join(str(e).split()) or type(e).__name__
@@ -99,11 +112,7 @@ class TikTokSource(Consumer):
     def __init__(self, unique_id: str, shop: str, r: aredis.Redis, cfg: Config, backoff: Backoff | None = None,
                  name: str | None = None, clock: Callable[[], float] = time.time,
                  client_factory: ClientFactory = default_client) -> None:
-        if cfg.tiktok_diamonds_per_usd <= 0:
-            raise BadSettings([f"FANOPS_TIKTOK_DIAMONDS_PER_USD={cfg.tiktok_diamonds_per_usd}: it must be above 0"])
-        self.unique_id = TikTokLiveClient.parse_unique_id(unique_id)
-        if not self.unique_id:
-            raise BadSettings([f"--unique-id {unique_id!r}: a TikTok username is needed, e.g. @creator"])
+        self.unique_id = checked_unique_id(unique_id, cfg)
         super().__init__(f"tiktok:@{self.unique_id}", r, cfg, backoff=backoff, name=name, clock=clock)
         self.shop = shop
         self.client_factory = client_factory

@@ -9,6 +9,7 @@ import dataclasses
 import gzip
 import json
 import logging
+import re
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -35,11 +36,12 @@ from websockets.http11 import Request, Response
 
 from fanops import keys
 from fanops.config import Config
+from fanops.errors import BadSettings
 from fanops.retry import Backoff
 from fanops.runtime import server
 from fanops.schema import Comment, Follow, Join, Like, Share, unpack_events
 from fanops.schema import Gift as GiftEv
-from realtime.tiktok import CONNECTED, ENDED, RATE_LIMITED, SIGN_ERROR, TikTokSource
+from realtime.tiktok import CONNECTED, ENDED, RATE_LIMITED, SIGN_ERROR, TikTokSource, checked_unique_id
 from screens.reads import board
 from tests.conftest import await_for, stream_entries
 
@@ -309,3 +311,29 @@ def test_events_read_while_redis_is_down_are_held_and_written_when_it_is_back(cf
     finally:
         sync.close()
         server.stop(own)
+
+
+@pytest.mark.parametrize("unique_id,diamonds,says", [
+    ("@", 200, "--unique-id '@': a TikTok username is needed"),
+    ("@two words", 200, "a TikTok username is needed"),
+    ("@creator", 0, "FANOPS_TIKTOK_DIAMONDS_PER_USD=0: it must be above 0"),
+])
+def test_settings_that_cannot_work_are_refused_with_the_reason(unique_id, diamonds, says) -> None:
+    with pytest.raises(BadSettings, match=re.escape(says)):
+        checked_unique_id(unique_id, Config(tiktok_diamonds_per_usd=diamonds))
+    assert checked_unique_id("https://www.tiktok.com/@creator/live", Config()) == "creator"
+
+
+def test_the_command_refuses_a_missing_username_in_one_line_before_anything_starts() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "realtime", "tiktok", "--unique-id", "@",
+                           "--redis", "redis://127.0.0.1:1"],  # never reached: the check comes first
+                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True,
+                          text=True, timeout=120)
+    err = [x for x in done.stderr.splitlines() if x.startswith("error:")]
+    assert done.returncode == 1 and len(err) == 1 and "a TikTok username is needed" in err[0], done.stderr
