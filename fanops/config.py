@@ -64,6 +64,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("archive_every_s", "FANOPS_ARCHIVE_EVERY_S", "60",
             "how often a running scorer looks for idle rooms to archive (a late event of an archived room "
             "opens it again; the next look archives it again)"),
+    Setting("tiktok_diamonds_per_usd", "FANOPS_TIKTOK_DIAMONDS_PER_USD", "200",
+            "TikTok LIVE: diamonds that make one US dollar of a gift's value (200: a diamond is half a cent)"),
+    Setting("tiktok_offline_poll_s", "FANOPS_TIKTOK_OFFLINE_POLL_S", "60",
+            "TikTok LIVE: seconds between checks while the creator is not live (or after the live ended)"),
 )
 
 
@@ -105,6 +109,8 @@ class Config:
     archive_idle_min: int = _int("archive_idle_min")
     archive_every_s: int = _int("archive_every_s")
     board_refresh_ms: int = _int("board_refresh_ms")
+    tiktok_diamonds_per_usd: int = _int("tiktok_diamonds_per_usd")
+    tiktok_offline_poll_s: int = _int("tiktok_offline_poll_s")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Config:

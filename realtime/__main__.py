@@ -1,4 +1,4 @@
-"""``python -m realtime consume|simulate|replay`` (see spec/cli.md)."""
+"""``python -m realtime consume|simulate|replay|tiktok`` (see spec/cli.md)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,21 @@ async def _consume(args: argparse.Namespace) -> int:
     _install_stop(asyncio.get_running_loop(), c.stop)
     try:
         await c.run()
+    finally:
+        await r.aclose()
+    return 0
+
+
+async def _tiktok(args: argparse.Namespace) -> int:
+    from realtime.tiktok import TikTokSource, checked_unique_id
+
+    cfg = Config.from_env()
+    checked_unique_id(args.unique_id, cfg)  # before anything starts
+    r = await db.connect_async(cfg, args.redis)
+    try:
+        src = TikTokSource(args.unique_id, args.shop, r, cfg)
+        _install_stop(asyncio.get_running_loop(), src.stop)
+        await src.run()
     finally:
         await r.aclose()
     return 0
@@ -71,6 +86,14 @@ def main() -> int:
     c.add_argument("--max-frame-bytes", type=int, default=None, help=cli_help("max_frame_bytes"))
     add_common(c)
 
+    tk = sub.add_parser("tiktok", help="read a TikTok LIVE room into Redis until stopped; reconnects",
+                        description="Reads the creator's TikTok LIVE room with the TikTokLive library. Its sign "
+                                    "server: $SIGN_API_KEY (an Euler Stream API key; empty: the free community "
+                                    "limits) and $SIGN_API_URL (empty: Euler Stream).")
+    tk.add_argument("--unique-id", required=True, help="the creator's TikTok username, e.g. @creator")
+    tk.add_argument("--shop", default="default", help="the shop the room's viewers belong to")
+    add_common(tk)
+
     s = sub.add_parser("simulate", help="serve a simulated live room over WebSocket")
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--host", default="127.0.0.1")
@@ -94,7 +117,7 @@ def main() -> int:
 
     args = p.parse_args()
     setup_logging(args.verbose)
-    fn = {"consume": _consume, "simulate": _simulate, "replay": _replay}[args.cmd]
+    fn = {"consume": _consume, "simulate": _simulate, "replay": _replay, "tiktok": _tiktok}[args.cmd]
     return asyncio.run(fn(args))
 
 

@@ -8,6 +8,7 @@ operator typed is lost on a refresh.
 from __future__ import annotations
 
 import functools
+import re
 from datetime import UTC, datetime, timedelta, tzinfo
 
 import plotly.graph_objects as go
@@ -19,6 +20,7 @@ from fanops.templates import clean_text
 from screens import _ui
 from screens.reads import board, rooms
 from screens.reads.health import Health
+from screens.reads.tiktok import TikTokTile
 
 tr = _ui.translator()
 r = _ui.client()
@@ -135,6 +137,21 @@ def health(h: Health) -> None:
         st.caption(tr("health.ok"))
 
 
+def tiktok(tiles: list[TikTokTile]) -> None:
+    """A small tile per TikTok LIVE source: its connection, the room's viewers, its last error."""
+    for tile in tiles:
+        key = "tiktok-" + re.sub(r"[^A-Za-z0-9_-]", "-", tile.unique_id)
+        with st.container(key=key, border=True):
+            c = st.columns([2, 1, 1])
+            c[0].metric(tr("tiktok.title", user=clean_text(tile.unique_id, 40)), tr(f"tiktok.state.{tile.state}"))
+            c[1].metric(tr("tiktok.viewers"), _ui.number(tile.viewers))
+            c[2].metric(tr("tiktok.viewers_total"), _ui.number(tile.viewers_total))
+            if tile.last_error:
+                when = _ui.ago(rooms.wall_clock() * 1000 - tile.last_error_at * 1000) if tile.last_error_at else "?"
+                st.caption(tr("tiktok.last_error", ago=when))
+                _ui.text(tile.last_error, key=key + "-error")
+
+
 @st.fragment(run_every=_ui.refresh_s())
 def live_board() -> None:
     with _ui.redis_guard():
@@ -167,6 +184,7 @@ def live_board() -> None:
         with right:
             transitions(ref.id)
         health(b.health)
+        tiktok(b.tiktok)
 
 
 live_board()

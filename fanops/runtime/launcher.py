@@ -4,7 +4,7 @@ Starts (or finds) the embedded Redis, then the simulated room, the consumer,
 the scorer and the Streamlit app as child processes, each with its own log
 under ``<data_dir>/logs``.  A child that exits is restarted with a back-off;
 Ctrl-C (or SIGTERM) stops them all, newest first, then the embedded server.
-With ``--feed URL`` it reads a real feed instead of the simulator.
+With ``--feed URL`` it reads a real feed instead of the simulator, with ``--tiktok @creator`` a TikTok LIVE room.
 """
 
 from __future__ import annotations
@@ -50,12 +50,16 @@ def plan(args: argparse.Namespace) -> list[Child]:
     py = sys.executable
     children: list[Child] = []
     feed = args.feed
-    if not feed:
+    if getattr(args, "tiktok", None):
+        children.append(Child("tiktok", [py, "-m", "realtime", "tiktok", "--unique-id", args.tiktok,
+                                         "--shop", args.shop]))
+    elif not feed:
         children.append(Child("simulator", [py, "-m", "realtime", "simulate", "--port", str(args.sim_port),
                                             "--rate", str(args.rate), "--viewers", str(args.viewers),
                                             "--seed", str(args.seed), "--shop", args.shop]))
         feed = f"ws://127.0.0.1:{args.sim_port}"
-    children.append(Child("consumer", [py, "-m", "realtime", "consume", "--url", feed]))
+    if feed:
+        children.append(Child("consumer", [py, "-m", "realtime", "consume", "--url", feed]))
     if _module_exists("scoring.__main__"):
         for i in range(args.workers):
             children.append(Child(f"scorer-{i + 1}", [py, "-m", "scoring", "run"]))
@@ -70,6 +74,8 @@ def plan(args: argparse.Namespace) -> list[Child]:
 def main() -> int:
     p = argparse.ArgumentParser(prog="python3 dev.py up", description=__doc__)
     p.add_argument("--feed", help="read this WebSocket feed instead of the simulated room")
+    p.add_argument("--tiktok", metavar="@CREATOR", help="read this creator's TikTok LIVE room instead of the "
+                   "simulated room (with --feed: both)")
     p.add_argument("--rate", type=float, default=300.0, help="simulated events per second")
     p.add_argument("--viewers", type=int, default=3000, help="simulated viewers in the live show")
     p.add_argument("--seed", type=int, default=int(time.time()) // 86400)

@@ -25,6 +25,7 @@ from fanops.state import TASK_STATES, TIERS
 from fanops.templates import clean_text
 from screens.reads import history, rooms
 from screens.reads.health import Health, assess, beats
+from screens.reads.tiktok import TikTokTile, tiles
 
 TRANSITIONS_READ = 200
 TRANSITIONS_KEEP = 12
@@ -115,6 +116,7 @@ class Board:
     health: Health = field(default_factory=Health)
     rules_version: int = 0
     known: bool = True  # False: the room has no counters at all
+    tiktok: list[TikTokTile] = field(default_factory=list)  # the shop's TikTok LIVE sources
 
 
 def _read_counters(r: redis.Redis, shop: str, room: str, minute: int) -> tuple[list[Any], list[Any], list[Any]]:
@@ -177,7 +179,9 @@ def read_board(r: redis.Redis, shop: str, room: str, now: float | None = None) -
     b.events_per_s = rate if rate is not None else (to_int(res[8]) / 60 if b.live else 0.0)
     b.accepted, b.applied = to_int(st.get("accepted")), to_int(st.get("applied"))
     dead = (to_int(res[7][0]), to_int(res[7][1]))
-    b.health = assess(beats(consumers), beats(scorers), b.accepted, b.applied, dead, shop_snaps, now)
+    feeds = beats(consumers)
+    b.health = assess(feeds, beats(scorers), b.accepted, b.applied, dead, shop_snaps, now)
+    b.tiktok = tiles(feeds, shop)
     return b
 
 
