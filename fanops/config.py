@@ -64,6 +64,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("archive_every_s", "FANOPS_ARCHIVE_EVERY_S", "60",
             "how often a running scorer looks for idle rooms to archive (a late event of an archived room "
             "opens it again; the next look archives it again)"),
+    Setting("retention_days", "FANOPS_RETENTION_DAYS", "90",
+            "a scorer drops the comment text and contact details of viewers with no event for this many days "
+            "of shop clock (their other records stay; `python -m scoring forget` erases a viewer)"),
 )
 
 
@@ -105,6 +108,7 @@ class Config:
     archive_idle_min: int = _int("archive_idle_min")
     archive_every_s: int = _int("archive_every_s")
     board_refresh_ms: int = _int("board_refresh_ms")
+    retention_days: int = _int("retention_days")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Config:

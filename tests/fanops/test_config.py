@@ -14,7 +14,8 @@ from fanops.errors import FanopsError
 DEFAULTS = {"redis_url": "", "data_dir": PROJECT_ROOT / "data", "max_frame_bytes": 1 << 20, "stream_maxlen": 200_000,
             "flush_events": 500, "flush_ms": 20, "future_skew_ms": 24 * 3600 * 1000, "dedupe_ttl_s": 7 * 24 * 3600,
             "worker_batch": 50, "worker_batch_events": 20_000, "latency_window_s": 60, "claim_idle_ms": 30_000,
-            "heartbeat_ttl_s": 10, "archive_idle_min": 30, "archive_every_s": 60, "board_refresh_ms": 1000}
+            "heartbeat_ttl_s": 10, "archive_idle_min": 30, "archive_every_s": 60, "board_refresh_ms": 1000,
+            "retention_days": 90}
 
 
 def test_every_field_has_one_row_and_every_row_one_field() -> None:
