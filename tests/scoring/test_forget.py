@@ -4,6 +4,7 @@ Redis, the applied-event log, every archive and the server's files; the shop's n
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -132,9 +133,10 @@ def hits(r: redis.Redis, folders: list[Path], needles: tuple[str, ...] = NEEDLES
 
 
 @pytest.fixture
-def fed(cfg, r, redis_server):
+def fed(cfg, r, redis_server, caplog):
     """The sample feed with the viewer in it applied; the idle shows archived (show-1-0 among them);
     show-1-7 still open."""
+    caplog.set_level(logging.INFO)
     ingest_frames(cfg, _feed(cfg))
     drain(r, cfg)
     Worker(r, cfg, name="w1").archive_idle()
@@ -142,7 +144,7 @@ def fed(cfg, r, redis_server):
     return [Path(cfg.data_dir), Path(redis_server.data_dir)]
 
 
-def test_forget_erases_the_viewer_everywhere_and_leaves_the_shops_numbers(cfg, r, fed):
+def test_forget_erases_the_viewer_everywhere_and_leaves_the_shops_numbers(cfg, r, fed, caplog):
     folders = fed
     before = _all_status(r)
     found = hits(r, folders)
@@ -176,6 +178,10 @@ def test_forget_erases_the_viewer_everywhere_and_leaves_the_shops_numbers(cfg, r
     Worker(r, cfg, name="w1").archive_idle()
     b = archive_files.read_room(cfg, SHOP, "show-1-7")
     assert b.info.complete and hits(r, folders) == []
+    # no log line at INFO or above named them, from the feed to the forget
+    logged = [rec.getMessage() for rec in (*caplog.get_records("setup"), *caplog.records)
+              if rec.levelno >= logging.INFO]
+    assert logged and [m for m in logged if any(n in m for n in NEEDLES)] == []
 
 
 def test_forget_waits_for_the_viewers_unapplied_events_and_removes_nothing_meanwhile(cfg, r):
