@@ -179,7 +179,7 @@ def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
 def _wait_info(r: redis.Redis, done: Any, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if done(cast("dict[str, Any]", r.info("persistence"))):
+        if done(r.info("persistence")):
             return True
         time.sleep(0.05)
     return False
@@ -191,7 +191,7 @@ def rewrite_server_files(r: redis.Redis, timeout: float = DISK_TIMEOUT_S) -> dic
     append-only file, or refuses the command: a managed Redis; the reason is logged)."""
     out = {"aof_rewritten": False, "rdb_saved": False}
     try:
-        info = cast("dict[str, Any]", r.info("persistence"))
+        info = r.info("persistence")
         if int(info.get("aof_enabled", 0)):
             # a rewrite already running forked before our changes: ours is scheduled after it
             before = int(info.get("aof_rewrites", 0)) + int(info.get("aof_rewrite_in_progress", 0))
@@ -199,7 +199,7 @@ def rewrite_server_files(r: redis.Redis, timeout: float = DISK_TIMEOUT_S) -> dic
             out["aof_rewritten"] = _wait_info(r, lambda i: int(i.get("aof_rewrites", 0)) > before and not int(
                 i.get("aof_rewrite_in_progress", 0)) and not int(i.get("aof_rewrite_scheduled", 0))
                 and i.get("aof_last_bgrewrite_status") == "ok", timeout)
-        info = cast("dict[str, Any]", r.info("persistence"))
+        info = r.info("persistence")
         before = int(info.get("rdb_saves", 0)) + int(info.get("rdb_bgsave_in_progress", 0))
         r.bgsave(schedule=True)
         out["rdb_saved"] = _wait_info(r, lambda i: int(i.get("rdb_saves", 0)) > before and not int(

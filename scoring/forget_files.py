@@ -170,7 +170,7 @@ def _scrub_key(r: redis.Redis, scratch: str, kind: str, s: Scrub) -> int:
     n = 0
     for entry in cast("list[bytes]", r.lrange(scratch, 0, -1)):
         if feed_viewer(entry) in s.viewers:
-            n += int(r.lrem(scratch, 0, entry))
+            n += int(r.lrem(scratch, 0, entry))  # type: ignore[arg-type]  # bytes as read
     return n
 
 
@@ -202,7 +202,7 @@ def scrub_dumps(r: redis.Redis, shop: str, room: str, df: pl.DataFrame, s: Scrub
                 k = _scrub_key(r, scratch, kind, s)
                 if k:
                     n += k
-                    payload = cast("bytes | None", r.dump(scratch))
+                    payload = r.dump(scratch)
                     if payload is None:
                         continue  # the key held only the viewer
                     row = {**row, "payload": payload}
