@@ -68,6 +68,9 @@ SETTINGS: tuple[Setting, ...] = (
             "TikTok LIVE: diamonds that make one US dollar of a gift's value (200: a diamond is half a cent)"),
     Setting("tiktok_offline_poll_s", "FANOPS_TIKTOK_OFFLINE_POLL_S", "60",
             "TikTok LIVE: seconds between checks while the creator is not live (or after the live ended)"),
+    Setting("retention_days", "FANOPS_RETENTION_DAYS", "90",
+            "a scorer drops the comment text and contact details of viewers with no event for this many days "
+            "of shop clock (their other records stay; `python -m scoring forget` erases a viewer)"),
 )
 
 
@@ -111,6 +114,7 @@ class Config:
     board_refresh_ms: int = _int("board_refresh_ms")
     tiktok_diamonds_per_usd: int = _int("tiktok_diamonds_per_usd")
     tiktok_offline_poll_s: int = _int("tiktok_offline_poll_s")
+    retention_days: int = _int("retention_days")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Config:

@@ -331,3 +331,9 @@ def board_guard(shop: str, room_id: str | None = None) -> str:
     """STRING set with NX and a short expiry: the shop's (or a room's) board snapshot was
     written this recently, so no other page writes one."""
     return f"{tag(shop)}:board:guard" + (f":{esc(room_id)}" if room_id is not None else "")
+
+
+def scratch(shop: str, token: str) -> str:
+    """STRING/any, short-lived (an expiry): a key ``scoring.forget`` restores an archived DUMP into to
+    take a forgotten viewer out of it, then dumps and deletes again (in the shop's slot)."""
+    return f"{tag(shop)}:scratch:{esc(token)}"

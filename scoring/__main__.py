@@ -1,4 +1,4 @@
-"""``python -m scoring run|status|viewer|close-room|report`` (see spec/cli.md)."""
+"""``python -m scoring run|status|viewer|close-room|report|forget`` (see spec/cli.md)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from review.archive_files import list_archived, read_room
 from review.report import render_html
 from scoring.archive import archive_room, refresh_followups
 from scoring.explain import viewer_report
+from scoring.forget import forget_viewer
 from scoring.worker import Worker
 
 log = logging.getLogger("scoring")
@@ -78,6 +79,14 @@ def _report(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _forget(args: argparse.Namespace, cfg: Config) -> int:
+    # an unknown viewer is not an error: there is nothing of them to erase, which is what was asked
+    # (and a repeat of a forget, a retry after a crash, succeeds)
+    r = db.connect(cfg, args.redis)
+    print(json.dumps(forget_viewer(r, cfg, args.shop, args.viewer, wait_s=args.wait), ensure_ascii=False))
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m scoring", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -110,10 +119,18 @@ def main() -> int:
     rp.add_argument("--offline", action="store_true",
                     help="use the follow-up outcomes as archived (do not read the live tasks from Redis)")
     add_common(rp)
+    fg = sub.add_parser("forget", help="erase one viewer from Redis, the applied-event log and every archive; "
+                                       "prints what it removed, as JSON")
+    fg.add_argument("--shop", required=True)
+    fg.add_argument("--viewer", required=True, metavar="ID")
+    fg.add_argument("--wait", type=float, default=10.0,
+                    help="wait up to this many s for a scorer to apply the viewer's last events (default 10)")
+    add_common(fg)
     args = p.parse_args()
     setup_logging(args.verbose)
     cfg = Config.from_env()
-    cmds = {"run": _run, "status": _status, "viewer": _viewer, "close-room": _close_room, "report": _report}
+    cmds = {"run": _run, "status": _status, "viewer": _viewer, "close-room": _close_room, "report": _report,
+            "forget": _forget}
     return cmds[args.cmd](args, cfg)
 
 

@@ -28,7 +28,7 @@ import secrets
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -183,6 +183,42 @@ class LogReader:
                 yield path, Record(part, (ms, seq), data[pos + HEADER.size:end])
                 pos = end
             self.offsets[path] = start + pos
+
+
+def rewrite_in_place(path: Path, change: Callable[[Record], bytes | None]) -> int:
+    """Write over the payload of each complete record of ``path`` for which ``change`` returns new
+    bytes, of the same length (``ValueError`` otherwise); returns the records changed, fsynced.
+
+    In place, not a new file swapped in: the file's writer may still be appending to it, and its
+    appends would go to the replaced file and be lost. Bytes are only written over, never moved,
+    so every record keeps its place and length: a reader, or a crash part-way, meets each record
+    whole, old or new (a page torn by a crash inside one string may leave both halves: a repeat
+    of the same rewrite finishes it)."""
+    n = 0
+    try:
+        f = open(path, "r+b")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return 0  # deleted meanwhile: every room in it was archived
+    with f:
+        data = f.read()
+        pos = 0
+        while pos + HEADER.size <= len(data):
+            size, part, ms, seq = HEADER.unpack_from(data, pos)
+            end = pos + HEADER.size + size
+            if end > len(data):
+                break  # a torn tail, or a record being written: not applied yet
+            new = change(Record(part, (ms, seq), data[pos + HEADER.size:end]))
+            if new is not None:
+                if len(new) != size:
+                    raise ValueError(f"a rewritten record of {path} must keep its length ({size} bytes)")
+                f.seek(pos + HEADER.size)
+                f.write(new)
+                n += 1
+            pos = end
+        if n:
+            f.flush()
+            os.fsync(f.fileno())
+    return n
 
 
 def created_ms(path: Path) -> int:

@@ -35,7 +35,7 @@ from fanops.rules_settings import RuleSettings
 from fanops.runtime.gcpause import gc_paused
 from fanops.schema import Event, unpack_events
 from fanops.scripts import script_source
-from scoring import archive, eventlog, intake, migrate, recompute
+from scoring import archive, eventlog, intake, migrate, recompute, retention
 from scoring.batch_reads import (
     ArchivedRooms,
     Head,
@@ -438,7 +438,7 @@ class Worker:
         """Archive the rooms that have been idle long enough (safe from every worker: each room
         is archived once; archiving trims the clock index below the oldest room still open), and,
         every ``PRUNE_EVERY_S`` on the worker's ``monotonic`` clock, prune the settled tasks of
-        archived rooms from Redis."""
+        archived rooms from Redis and apply retention (``scoring.retention``)."""
         done = []
         for shop in self.shops():
             try:
@@ -449,6 +449,7 @@ class Worker:
                 if self.monotonic() - self._last_prune > PRUNE_EVERY_S:
                     n = archive.prune_followups(self.r, self.cfg, shop)
                     log.info("%d settled tasks of archived rooms of %s left Redis (kept in the archive)", n, shop)
+                    retention.retention_pass(self.r, self.cfg, shop)  # FANOPS_RETENTION_DAYS
             except (archive.ArchiveError, OSError, redis.ResponseError) as e:
                 log.warning("archiving the idle rooms of %s failed: %s", shop, e)
         if self.monotonic() - self._last_prune > PRUNE_EVERY_S:

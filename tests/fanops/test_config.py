@@ -16,6 +16,7 @@ DEFAULTS = {"redis_url": "", "data_dir": PROJECT_ROOT / "data", "max_frame_bytes
             "worker_batch": 50, "worker_batch_events": 20_000, "latency_window_s": 60, "claim_idle_ms": 30_000,
             "heartbeat_ttl_s": 10, "archive_idle_min": 30, "archive_every_s": 60, "board_refresh_ms": 1000}
 DEFAULTS |= {"tiktok_diamonds_per_usd": 200, "tiktok_offline_poll_s": 60}  # issue 15: TikTok LIVE
+DEFAULTS |= {"retention_days": 90}  # issue 17: forget and retention
 
 
 def test_every_field_has_one_row_and_every_row_one_field() -> None:
