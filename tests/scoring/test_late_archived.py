@@ -16,7 +16,7 @@ from review import archive_files
 from scoring import archive
 from scoring.worker import Worker
 from tests.conftest import SAMPLES
-from tests.pipeline import differences, drain, ingest_frames, lag, read_lines
+from tests.pipeline import differences, ingest_frames, lag, read_lines
 from tests.reference import Reference
 
 SHOP = "default"
