@@ -8,6 +8,7 @@ does not spoil the good ones beside it.  Pure: no I/O, the clock is passed in.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, Union
 
 import msgspec
@@ -126,12 +127,16 @@ def _first_char(data: bytes) -> int:
 
 def parse_event(raw: bytes, now_ms: int, future_skew_ms: int) -> Event | BadInput:
     """Validate one event object's JSON text."""
+    if not raw.strip():
+        return BadInput("bad JSON: an empty element (a stray comma in the array?)", b"")
     try:
         ev = _event_decoder.decode(raw)
     except msgspec.ValidationError as e:
         return BadInput(str(e), _cut(raw))
     except msgspec.DecodeError as e:
         return BadInput(f"bad JSON: {e}", _cut(raw))
+    except (RecursionError, UnicodeDecodeError) as e:
+        return BadInput(_unreadable(e), _cut(raw))
     if ev.ts > now_ms + future_skew_ms:
         return BadInput(
             f"ts {ev.ts} is more than {future_skew_ms // 3_600_000} h ahead of the consumer's clock",
@@ -140,29 +145,75 @@ def parse_event(raw: bytes, now_ms: int, future_skew_ms: int) -> Event | BadInpu
     return ev
 
 
+def _unreadable(e: RecursionError | UnicodeDecodeError) -> str:
+    # msgspec raises these two outside its own error types
+    if isinstance(e, RecursionError):
+        return "bad JSON: nested too deeply (arrays or objects inside each other past the decoder's depth limit)"
+    return f"bad JSON: not valid UTF-8 ({e.reason} at byte {e.start})"
+
+
+# a JSON string (closed or running to the end), a run of opening or of closing brackets, a comma
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[{]+|[\]}]+|,', re.DOTALL)
+
+
+def split_array(data: bytes) -> list[bytes]:
+    """The top-level elements of a JSON array that is not valid JSON as a whole, as slices of ``data``.
+
+    So that one broken element (a ``NaN``, a truncated object) does not spoil the good ones
+    beside it.  The cut is made at the commas outside strings and brackets; what follows the
+    array's closing bracket, if anything, is one more piece; an array cut short ends with the
+    piece it was cut in.  Each piece is then read as an event on its own.
+    """
+    start = data.index(b"[") + 1
+    pieces: list[bytes] = []
+    depth = 0
+    for m in _TOKEN.finditer(data, start):
+        c, n = data[m.start()], m.end() - m.start()
+        if c in b"[{":
+            depth += n
+        elif c in b"]}" and depth >= n:
+            depth -= n
+        elif c in b"]}":  # the array's own closing bracket is in this run
+            end = m.start() + depth
+            last, rest = data[start:end].strip(), data[end + 1:].strip()
+            if pieces or last:  # not an empty array
+                pieces.append(last)
+            if rest:
+                pieces.append(rest)
+            return pieces
+        elif c == ord(",") and depth == 0:
+            pieces.append(data[start:m.start()].strip())
+            start = m.end()
+    pieces.append(data[start:].strip())
+    return pieces
+
+
 def parse_frame(
     data: bytes | str, now_ms: int, future_skew_ms: int = 24 * 3600 * 1000
 ) -> list[Event | BadInput]:
     """One text frame -> its events in order, a ``BadInput`` in place of each bad one.
 
     A frame that is not JSON, or JSON that is neither an object nor an array,
-    counts as one bad event.
+    counts as one bad event; an array that is not valid JSON as a whole is cut
+    into its elements (``split_array``) and each is read on its own.
     """
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogatepass")
     first = _first_char(data)
     if first == ord("["):
         try:
-            items = _batch_decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            return [BadInput(f"bad JSON: {e}", _cut(data))]
-        return [parse_event(bytes(item), now_ms, future_skew_ms) for item in items]
+            items: list[bytes] = [bytes(item) for item in _batch_decoder.decode(data)]
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeDecodeError):
+            items = split_array(data)
+        return [parse_event(item, now_ms, future_skew_ms) for item in items]
     if first == ord("{"):
         return [parse_event(data, now_ms, future_skew_ms)]
     try:
         msgspec.json.decode(data)
     except msgspec.DecodeError as e:
         return [BadInput(f"bad JSON: {e}", _cut(data))]
+    except (RecursionError, UnicodeDecodeError) as e:
+        return [BadInput(_unreadable(e), _cut(data))]
     return [BadInput("a frame must hold an event object or an array of them", _cut(data))]
 
 

@@ -31,6 +31,7 @@ from realtime.writer import IngestWriter
 log = logging.getLogger(__name__)
 
 CLOSE_TOO_BIG = 1009
+CLOSE_NOT_UTF8 = 1007  # websockets closes with it on a text frame that is not UTF-8
 
 
 @dataclass
@@ -140,16 +141,22 @@ class Consumer:
             return False
 
     def _dropped(self, e: ConnectionClosed) -> None:
-        """Count a dropped feed; a frame over the size limit (close code 1009) is also bad input."""
+        """Count a dropped feed; a frame over the size limit (close code 1009) or a text frame that is
+        not UTF-8 (1007) ended the connection, and is also bad input."""
         self.counters.drops += 1
-        rcvd = e.rcvd
-        if (rcvd and rcvd.code == CLOSE_TOO_BIG) or (e.sent and e.sent.code == CLOSE_TOO_BIG):
-            self.counters.bad += 1
-            self._bad.append(BadInput(f"frame over the size limit of {self.cfg.max_frame_bytes} bytes", b""))
-            log.warning("feed sent a frame over %d bytes: counted as bad input; reconnecting",
-                        self.cfg.max_frame_bytes)
+        codes = {c.code for c in (e.rcvd, e.sent) if c is not None}
+        if CLOSE_TOO_BIG in codes:
+            reason = f"frame over the size limit of {self.cfg.max_frame_bytes} bytes"
+        elif e.sent is not None and e.sent.code == CLOSE_NOT_UTF8:
+            reason = f"text frame that is not valid UTF-8 ({e.sent.reason or 'invalid frame payload data'})"
         else:
             log.warning("feed dropped (%s): reconnecting", e)
+            return
+        self.counters.frames += 1
+        self.counters.events += 1
+        self.counters.bad += 1
+        self._bad.append(BadInput(reason, b""))
+        log.warning("feed sent a %s: counted as bad input; reconnecting", reason)
 
     async def _receive(self, ws: ClientConnection) -> None:
         limit = self.cfg.flush_events

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import Any
 
 import msgspec
@@ -27,6 +27,10 @@ _encoder = msgspec.msgpack.Encoder()
 
 DEAD_MAXLEN = 100_000
 DEAD_MINUTE_TTL_S = 3600
+# rooms and shops the writer remembers having set up; past this many it forgets the oldest
+# (a forgotten one is only set up again: both steps are idempotent), so that a feed naming
+# ever new rooms or shops cannot grow the consumer's memory without end
+KNOWN_CAP = 1024
 
 
 def dedupe_record(event_id: str) -> bytes:
@@ -38,14 +42,15 @@ def dedupe_record(event_id: str) -> bytes:
 class IngestWriter:
     """Async writer bound to one client; registers its scripts once."""
 
-    def __init__(self, r: aredis.Redis, cfg: Config) -> None:
+    def __init__(self, r: aredis.Redis, cfg: Config, dead_maxlen: int = DEAD_MAXLEN) -> None:
         self.r = r
         self.cfg = cfg
+        self.dead_maxlen = dead_maxlen
         dedupe = script_source("realtime", "dedupe")
         self._ingest = r.register_script(dedupe + script_source("realtime", "ingest"))
         self._migrate = r.register_script(dedupe + script_source("realtime", "dedupe_migrate"))
-        self._known_shops: set[str] = set()
-        self._known_rooms: set[tuple[str, str]] = set()
+        self._known_shops: OrderedDict[str, None] = OrderedDict()
+        self._known_rooms: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     async def write_events(self, events: list[Event], receipt_ms: int | None = None) -> tuple[int, int]:
         """Append ``events`` (any shops) to their streams; returns (accepted, duplicates)."""
@@ -57,7 +62,7 @@ class IngestWriter:
         new_shops = [s for s in by_shop if s not in self._known_shops]
         if new_shops:
             await self.r.sadd(keys.shops(), *new_shops)
-            self._known_shops.update(new_shops)
+            _remember(self._known_shops, new_shops)
         for shop, evs in by_shop.items():
             await self._migrate_rooms(shop, evs)
             room_index: dict[str, int] = {}
@@ -89,7 +94,7 @@ class IngestWriter:
                                             args=[self.cfg.dedupe_ttl_s]))
             if moved:
                 log.info("moved %d seen event ids of room %s of %s into its dedupe hash", moved, room, shop)
-            self._known_rooms.add((shop, room))
+            _remember(self._known_rooms, [(shop, room)])
 
     async def write_dead(self, bad: list[BadInput], source: str = "") -> None:
         """Record rejected events with their reason and raw text, and count them."""
@@ -101,7 +106,7 @@ class IngestWriter:
             pipe.xadd(
                 keys.dead_stream(),
                 {"reason": b.reason[:500], "raw": b.raw, "at": int(now * 1000), "source": source},
-                maxlen=DEAD_MAXLEN,
+                maxlen=self.dead_maxlen,
                 approximate=True,
             )
         pipe.hincrby(keys.dead_stats(), "dead_letters", len(bad))
@@ -109,3 +114,9 @@ class IngestWriter:
         pipe.incrby(minute_key, len(bad))
         pipe.expire(minute_key, DEAD_MINUTE_TTL_S)
         await pipe.execute()
+
+
+def _remember(known: OrderedDict[Any, None], new: list[Any]) -> None:
+    known.update(dict.fromkeys(new))
+    while len(known) > KNOWN_CAP:
+        known.popitem(last=False)
