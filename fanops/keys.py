@@ -129,7 +129,7 @@ def stats(shop: str) -> str:
 
 def seen(shop: str, room: str) -> str:
     """STRING "L s n r" naming the buckets (``seen_bucket``) that hold the event ids already accepted
-    in a room (dedupe), as records of a linear-hashing table (``realtime/lua/dedupe.lua``)."""
+    in a room (dedupe), as records of a linear-hashing table (``fanops/lua/dedupe.lua``)."""
     return f"{tag(shop)}:dedupe:{esc(room)}"
 
 
