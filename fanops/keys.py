@@ -193,6 +193,13 @@ def viewers(shop: str) -> str:
 
 
 @lru_cache(maxsize=4096)
+def imported(shop: str) -> str:
+    """HASH viewer id -> what a customer history import said of the viewer beyond orders: name,
+    addresses, channel consents (packed fanops.state.Imported); read beside the viewer's state."""
+    return f"{tag(shop)}:imported"
+
+
+@lru_cache(maxsize=4096)
 def tiers(shop: str) -> str:
     """HASH tier -> number of the shop's viewers in it."""
     return f"{tag(shop)}:tiers"

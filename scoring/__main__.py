@@ -1,8 +1,9 @@
-"""``python -m scoring run|status|viewer|close-room|report`` (see spec/cli.md)."""
+"""``python -m scoring run|status|viewer|close-room|report|import`` (see spec/cli.md)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -78,6 +79,16 @@ def _report(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace, cfg: Config) -> int:
+    from scoring.importer_run import import_file  # tqdm and the writer only for this command
+
+    if not args.dry_run:
+        db.connect(cfg, args.redis).close()  # reachable, or one line on stderr
+        cfg = dataclasses.replace(cfg, redis_url=db.resolve_url(cfg, args.redis))
+    print(json.dumps(import_file(cfg, Path(args.file), args.shop, args.format, args.dry_run), ensure_ascii=False))
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m scoring", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -110,10 +121,20 @@ def main() -> int:
     rp.add_argument("--offline", action="store_true",
                     help="use the follow-up outcomes as archived (do not read the live tasks from Redis)")
     add_common(rp)
+    im = sub.add_parser("import", help="seed customer history from a CSV file (spec/tiers.md v1.1); "
+                                       "prints {rows, imported, skipped}")
+    im.add_argument("file", metavar="FILE.csv")
+    im.add_argument("--shop", required=True)
+    im.add_argument("--format", choices=("generic", "shopify"), default="generic",
+                    help="generic (spec/cli.md columns) or shopify (its customers export, with the "
+                         "orders_export*.csv beside it)")
+    im.add_argument("--dry-run", action="store_true", help="check every row, write nothing")
+    add_common(im)
     args = p.parse_args()
     setup_logging(args.verbose)
     cfg = Config.from_env()
-    cmds = {"run": _run, "status": _status, "viewer": _viewer, "close-room": _close_room, "report": _report}
+    cmds = {"run": _run, "status": _status, "viewer": _viewer, "close-room": _close_room, "report": _report,
+            "import": _import}
     return cmds[args.cmd](args, cfg)
 
 
