@@ -189,8 +189,11 @@ def row_events(f: dict[str, str], shop: str) -> tuple[list[dict[str, Any]], Impo
 def parse_rows(rows: list[tuple[int, dict[str, str]]], shop: str, now_ms: int, seen: dict[str, int]) -> Parsed:
     """Rows (number, fields) -> valid rows with their validated events, and the skipped ones with
     their reasons. ``seen``: viewer id -> the row that first named it (kept across calls): a
-    repeated viewer id keeps its first row."""
+    repeated viewer id keeps its first row. The rows' events are checked as one frame (the
+    feed's ``parse_frame``): a row with an event it rejects is skipped."""
     out = Parsed(rows=len(rows))
+    ok: list[tuple[int, str, int, Imported]] = []  # (row, viewer, its events' count, imported)
+    events: list[dict[str, Any]] = []
     for no, f in rows:
         vid = f.get("viewer_id", "").strip()
         if vid in seen:
@@ -203,11 +206,18 @@ def parse_rows(rows: list[tuple[int, dict[str, str]]], shop: str, now_ms: int, s
         except RowError as e:
             out.skipped.append({"row": no, "reason": str(e)})
             continue
-        checked = parse_frame(_json.encode(evs), now_ms) if evs else []
-        bad = [x for x in checked if isinstance(x, BadInput)]
+        ok.append((no, vid, len(evs), imported))
+        events += evs
+    checked = parse_frame(_json.encode(events), now_ms) if events else []
+    at = 0
+    for no, vid, n, imported in ok:
+        mine = checked[at:at + n]
+        at += n
+        bad = [x for x in mine if isinstance(x, BadInput)]
         if bad:
             out.skipped.append({"row": no, "reason": f"event rejected: {bad[0].reason}"})
             out.dead += bad
-            continue
-        out.good.append(Row(no, vid, checked, imported))  # type: ignore[arg-type]  # no BadInput left
+        else:
+            out.good.append(Row(no, vid, mine, imported))  # type: ignore[arg-type]  # no BadInput in it
+    out.skipped.sort(key=lambda x: x["row"])
     return out

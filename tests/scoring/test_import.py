@@ -193,3 +193,13 @@ def test_the_command_prints_one_json_summary_and_refuses_a_file_it_cannot_read(t
                           "--dry-run"], capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and out.stdout == "" and "no viewer_id column" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_row_whose_event_the_feed_would_reject_is_skipped_and_dead_lettered(r, cfg, tmp_path):
+    rows = ["f1,,,,,,,1,5,USD,2099-01-01T00:00:00Z,,,,", "f2,,,,,,,1,5,USD,2025-01-01T00:00:00Z,,,,"]
+    got = import_file(cfg, _csv(tmp_path, rows), SHOP, progress=False)
+    assert got["imported"] == 1 and [s["row"] for s in got["skipped"]] == [1]
+    assert got["skipped"][0]["reason"].startswith("event rejected: ts ") and "ahead" in got["skipped"][0]["reason"]
+    _apply(r, cfg)
+    st = status(r, SHOP)
+    assert st["dead_letters"] == 1 and st["events_applied"] == 1
