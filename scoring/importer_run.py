@@ -36,7 +36,7 @@ from scoring.importer import Parsed, parse_rows
 from scoring.importer_files import generic_rows, shopify_rows
 
 CHUNK_ROWS = 2000
-WRITE_EVENTS = 1000  # events per writer call, as the consumer's flushes
+WRITE_EVENTS = 10_000  # events per writer call (a chunk's, usually): one script call, a few ms of Redis
 
 
 def file_digest(path: Path) -> str:
@@ -87,23 +87,37 @@ async def _run(cfg: Config, path: Path, shop: str, fmt: str, dry_run: bool, bar:
     seen: dict[str, int] = {}
     now = int(time.time() * 1000)
     r = None if dry_run else await db.connect_async(cfg)
+    pending: asyncio.Future[None] | None = None
     try:
         w = IngestWriter(r, cfg) if r is not None else None
         for chunk in _chunks(rows):
             parsed = parse_rows(chunk, shop, now, seen)
             last = chunk[-1][0]
             if r is not None and w is not None and cp is not None and last > cp.done:
-                await _write(r, w, shop, parsed)
-                cp.note(last)
+                if pending is not None:
+                    await pending  # chunks are written in order: the note after each says so
+                # written while the next chunk is read and checked (Redis and this process overlap)
+                pending = asyncio.ensure_future(_write_noted(r, w, shop, parsed, cp, last))
+                await asyncio.sleep(0)  # the write's first request goes out now
             out["rows"] += parsed.rows
             out["imported"] += len(parsed.good)
             out["skipped"] += parsed.skipped
             if bar is not None:
                 bar.update(parsed.rows)
+        if pending is not None:
+            await pending
     finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
         if r is not None:
             await r.aclose()
     return out
+
+
+async def _write_noted(r: aredis.Redis, w: IngestWriter, shop: str, parsed: Parsed, cp: Checkpoint,
+                       last: int) -> None:
+    await _write(r, w, shop, parsed)
+    cp.note(last)
 
 
 def import_file(cfg: Config, path: Path, shop: str, fmt: str = "generic", dry_run: bool = False,
