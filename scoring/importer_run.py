@@ -74,7 +74,7 @@ async def _write(r: aredis.Redis, w: IngestWriter, shop: str, parsed: Parsed) ->
     await w.write_dead(parsed.dead, source="import")
     events = [ev for row in parsed.good for ev in row.events]
     for i in range(0, len(events), WRITE_EVENTS):
-        await w.write_events(events[i:i + WRITE_EVENTS])  # type: ignore[arg-type]  # validated events
+        await w.write_events(events[i:i + WRITE_EVENTS])
     if parsed.good:
         await r.hset(keys.imported(shop), mapping={row.viewer_id: pack_imported(row.imported)
                                                    for row in parsed.good})
