@@ -23,7 +23,7 @@ from fanops.state import Imported, Mark
 
 COLUMNS = ("viewer_id", "name", "email", "phone", "country", "lang", "tz", "orders", "spend", "currency",
            "first_order_at", "last_order_at", "accepts_email", "accepts_sms", "accepts_whatsapp")
-CONSENT_COLUMNS = (("accepts_email", "email"), ("accepts_whatsapp", "whatsapp"), ("accepts_sms", "sms"))
+CONSENT_COLUMNS = (("accepts_email", "email"), ("accepts_sms", "sms"), ("accepts_whatsapp", "whatsapp"))
 MAX_ORDERS = 100_000  # more in one row is a typo, not a customer
 
 _EMAIL = re.compile(r"^[^@]{1,253}@[^@]{1,253}$")
@@ -59,7 +59,9 @@ class Parsed:
 
 def parse_time(text: str, column: str) -> int:
     """ISO 8601 -> ms since the epoch; UTC where no offset is given."""
-    s = _OFFSET_SPACE.sub(r"\1:\2", text.strip())
+    s = text.strip()
+    if " +" in s or " -" in s:
+        s = _OFFSET_SPACE.sub(r"\1:\2", s)
     try:
         d = datetime.fromisoformat(s)
     except ValueError:
@@ -132,6 +134,10 @@ def _profile(f: dict[str, str]) -> dict[str, str]:
 
 def _reach(f: dict[str, str], ts: int, mid: str) -> list[Mark]:
     marks: list[Mark] = []
+    for col, channel in CONSENT_COLUMNS:
+        flag = _bool(f.get(col, ""), col)
+        if flag is not None:
+            marks.append(Mark("c:" + channel, ts, mid, flag))
     email = f.get("email", "").strip()
     if email:
         if not (3 <= len(email) <= 254 and _EMAIL.match(email)):
@@ -144,11 +150,7 @@ def _reach(f: dict[str, str], ts: int, mid: str) -> list[Mark]:
         if not _PHONE.match(phone):
             raise RowError(f"phone: {f.get('phone', '')[:30]!r} is not E.164 (+ and 8-15 digits)")
         marks.append(Mark("phone", ts, mid, phone))
-    for col, channel in CONSENT_COLUMNS:
-        flag = _bool(f.get(col, ""), col)
-        if flag is not None:
-            marks.append(Mark("c:" + channel, ts, mid, flag))
-    return sorted(marks, key=lambda m: m.what)
+    return marks  # in the order of their names (CONSENT_COLUMNS first)
 
 
 def row_events(f: dict[str, str], shop: str) -> tuple[list[dict[str, Any]], Imported]:
@@ -209,15 +211,17 @@ def parse_rows(rows: list[tuple[int, dict[str, str]]], shop: str, now_ms: int, s
         ok.append((no, vid, len(evs), imported))
         events += evs
     checked = parse_frame(_json.encode(events), now_ms) if events else []
+    bad_at = [i for i, x in enumerate(checked) if type(x) is BadInput]  # rare: one pass, then by index
     at = 0
     for no, vid, n, imported in ok:
         mine = checked[at:at + n]
-        at += n
-        bad = [x for x in mine if isinstance(x, BadInput)]
-        if bad:
+        if bad_at and bad_at[0] < at + n:
+            bad = [x for x in mine if isinstance(x, BadInput)]
+            bad_at = [i for i in bad_at if i >= at + n]
             out.skipped.append({"row": no, "reason": f"event rejected: {bad[0].reason}"})
             out.dead += bad
         else:
             out.good.append(Row(no, vid, mine, imported))  # type: ignore[arg-type]  # no BadInput in it
+        at += n
     out.skipped.sort(key=lambda x: x["row"])
     return out

@@ -196,10 +196,12 @@ def test_the_command_prints_one_json_summary_and_refuses_a_file_it_cannot_read(t
 
 
 def test_a_row_whose_event_the_feed_would_reject_is_skipped_and_dead_lettered(r, cfg, tmp_path):
-    rows = ["f1,,,,,,,1,5,USD,2099-01-01T00:00:00Z,,,,", "f2,,,,,,,1,5,USD,2025-01-01T00:00:00Z,,,,"]
+    rows = ["f0,,,,,,,2,5,USD,2025-01-01T00:00:00Z,2025-01-02,,,", "f1,,,,,,,2,5,USD,2025-01-01,2099-01-01,,,",
+            "f2,,,,,,,3,5,USD,2025-01-01T00:00:00Z,2025-01-03,,,"]
     got = import_file(cfg, _csv(tmp_path, rows), SHOP, progress=False)
-    assert got["imported"] == 1 and [s["row"] for s in got["skipped"]] == [1]
+    assert got["imported"] == 2 and [s["row"] for s in got["skipped"]] == [2]
     assert got["skipped"][0]["reason"].startswith("event rejected: ts ") and "ahead" in got["skipped"][0]["reason"]
     _apply(r, cfg)
     st = status(r, SHOP)
-    assert st["dead_letters"] == 1 and st["events_applied"] == 1
+    assert st["dead_letters"] == 1 and st["events_applied"] == 5  # f0's 2 and f2's 3; none of f1's
+    assert viewer_state(r, SHOP, "f1") is None
