@@ -14,6 +14,7 @@
     |   +-- RoomNotReady         the room's events are not all applied, or another process archives it
     |   +-- ArchiveCorrupt       a manifest is unreadable, or a file it names is missing or altered
     +-- LogWriteError            the applied-event log cannot be written (also an OSError)
+    +-- ImportFileError          a customer file cannot be imported at all (its rows' faults are skipped)
 
 Errors are converted to output only at the edges: one line on stderr and a
 non-zero exit code in a CLI, ``st.error`` on a page.
@@ -69,6 +70,11 @@ class ArchiveCorrupt(ArchiveError):
 class LogWriteError(FanopsError, OSError):
     """The applied-event log cannot be written (disk full, folder not writable); an ``OSError``
     too, so that whoever catches the disk's errors catches this one."""
+
+
+class ImportFileError(FanopsError):
+    """A customer history file that cannot be read as a whole (missing, not UTF-8, no header or
+    no ``viewer_id`` column); a bad row is not this: it is skipped with its reason."""
 
 
 class TaskError(FanopsError):

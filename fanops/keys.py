@@ -129,7 +129,7 @@ def stats(shop: str) -> str:
 
 def seen(shop: str, room: str) -> str:
     """STRING "L s n r" naming the buckets (``seen_bucket``) that hold the event ids already accepted
-    in a room (dedupe), as records of a linear-hashing table (``realtime/lua/dedupe.lua``)."""
+    in a room (dedupe), as records of a linear-hashing table (``fanops/lua/dedupe.lua``)."""
     return f"{tag(shop)}:dedupe:{esc(room)}"
 
 
@@ -197,6 +197,13 @@ def room_viewers(shop: str, room_id: str) -> str:
 def viewers(shop: str) -> str:
     """HASH viewer id -> the viewer's packed shop-wide state (fanops.state.ViewerState)."""
     return f"{tag(shop)}:viewers"
+
+
+@lru_cache(maxsize=4096)
+def imported(shop: str) -> str:
+    """HASH viewer id -> what a customer history import said of the viewer beyond orders: name,
+    addresses, channel consents (packed fanops.state.Imported); read beside the viewer's state."""
+    return f"{tag(shop)}:imported"
 
 
 @lru_cache(maxsize=4096)

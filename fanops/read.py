@@ -10,7 +10,7 @@ import redis
 
 from fanops import keys, replies, rules_store
 from fanops.replies import str_keys, to_int, to_str
-from fanops.state import TASK_STATES, TIERS, TaskRec, ViewerState, unpack_viewer
+from fanops.state import TASK_STATES, TIERS, TaskRec, ViewerState, reach_of, unpack_imported, unpack_viewer
 
 PROFILE_CHUNK = 2000
 
@@ -57,6 +57,36 @@ def status(r: redis.Redis, shop: str, room: str | None = None) -> dict[str, Any]
 def viewer_state(r: redis.Redis, shop: str, viewer_id: str) -> ViewerState | None:
     b = cast("bytes | None", r.hget(keys.viewers(shop), viewer_id))
     return unpack_viewer(b) if b else None
+
+
+def viewer_reach(r: redis.Redis, shop: str, viewer_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Each known viewer's addresses and channel consents (spec/events.md v1.1), by viewer id:
+    ``{"email": str | None, "phone": str | None, "consent": {"dm", "email", "whatsapp", "sms":
+    True | False | None}}`` (None: unknown), what a history import said included
+    (``keys.imported``). A message may go out on email, WhatsApp or SMS only where its consent is
+    True, on dm where it is not False (``can_send``). Two HMGETs a chunk."""
+    out: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(viewer_ids), PROFILE_CHUNK):
+        chunk = viewer_ids[i:i + PROFILE_CHUNK]
+        p = r.pipeline(transaction=False)
+        p.hmget(keys.viewers(shop), chunk)
+        p.hmget(keys.imported(shop), chunk)
+        got, seeds = cast("list[list[bytes | None]]", p.execute())
+        for vid, b, seed in zip(chunk, got, seeds, strict=True):
+            if b:
+                out[vid] = reach_of(unpack_viewer(b), unpack_imported(seed) if seed else None)
+    return out
+
+
+def can_send(reach: dict[str, Any], channel: str) -> bool:
+    """Whether ``channel`` (dm, email, whatsapp, sms) may carry a message to a viewer with this
+    ``viewer_reach`` entry: consent True and an address (email: the email, whatsapp and sms: the
+    phone), or for dm consent not False."""
+    consent = reach["consent"].get(channel)
+    if channel == "dm":
+        return consent is not False
+    address = reach["email"] if channel == "email" else reach["phone"]
+    return consent is True and bool(address)
 
 
 def shops(r: redis.Redis) -> list[str]:

@@ -1,4 +1,4 @@
-"""The live-room event feed, wire format v1 (``spec/events.md``), as msgspec structs.
+"""The live-room event feed, wire format v1.1 (``spec/events.md``), as msgspec structs.
 
 ``parse_frame(data, now_ms)`` is the single implementation of the spec's
 validation: it turns one WebSocket frame into the events it holds and a
@@ -22,6 +22,12 @@ Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
 Ts = Annotated[int, Meta(ge=0)]
 NonNeg = Annotated[float, Meta(ge=0)]
 Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
+Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@]*@[^@]*$")]  # one @
+Phone = Annotated[str, Meta(pattern=r"^\+[0-9]{8,15}$")]  # E.164
+# spec/tiers.md v1.1: the room of imported customer history. Its events count for the viewer's
+# state and the shop clock, but it is never a show: no room facts, no attendance, no task
+HISTORY_ROOM = "history"
+CHANNELS: tuple[str, ...] = ("dm", "email", "whatsapp", "sms")  # the channels a consent may name
 
 
 class Viewer(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -89,15 +95,27 @@ class Order(_Base, tag="order", frozen=True):
 
 
 class Consent(_Base, tag="consent", frozen=True):
-    dm: bool
+    # v1: dm; v1.1 adds a flag per channel. A consent names at least one channel (``parse_event``);
+    # one made by a source that knows no DM answer (an import, a shop order) leaves dm out
+    dm: bool | UnsetType = UNSET
+    email: bool | UnsetType = UNSET
+    whatsapp: bool | UnsetType = UNSET
+    sms: bool | UnsetType = UNSET
+
+
+class Contact(_Base, tag="contact", frozen=True):
+    """v1.1: the viewer's address on a channel (personal data); at least one of the two."""
+
+    email: Email | UnsetType = UNSET
+    phone: Phone | UnsetType = UNSET
 
 
 Event = Union[  # noqa: UP007 (msgspec needs a runtime Union for its tagged decoder)
-    Join, Leave, Comment, Like, Share, Follow, Gift, ProductView, CartAdd, Order, Consent
+    Join, Leave, Comment, Like, Share, Follow, Gift, ProductView, CartAdd, Order, Consent, Contact
 ]
 EVENT_TYPES: tuple[str, ...] = (
     "join", "leave", "comment", "like", "share", "follow", "gift",
-    "product_view", "cart_add", "order", "consent",
+    "product_view", "cart_add", "order", "consent", "contact",
 )
 
 
@@ -125,6 +143,20 @@ def _first_char(data: bytes) -> int:
     return 0
 
 
+def _empty(ev: Event) -> str:
+    """Why a v1.1 event that names nothing is bad input ("" if it is not)."""
+    if type(ev) is Contact and ev.email is UNSET and ev.phone is UNSET:
+        return "a contact event needs an email or a phone - at `$`"
+    if type(ev) is Consent and all(getattr(ev, c) is UNSET for c in CHANNELS):
+        return "a consent event needs dm or a channel flag (email, whatsapp, sms) - at `$`"
+    return ""
+
+
+def consent_flags(ev: Consent) -> dict[str, bool]:
+    """The channels a consent event names, with its flag for each."""
+    return {c: f for c in CHANNELS if (f := getattr(ev, c)) is not UNSET}
+
+
 def parse_event(raw: bytes, now_ms: int, future_skew_ms: int) -> Event | BadInput:
     """Validate one event object's JSON text."""
     if not raw.strip():
@@ -137,6 +169,9 @@ def parse_event(raw: bytes, now_ms: int, future_skew_ms: int) -> Event | BadInpu
         return BadInput(f"bad JSON: {e}", _cut(raw))
     except (RecursionError, UnicodeDecodeError) as e:
         return BadInput(_unreadable(e), _cut(raw))
+    empty = _empty(ev)
+    if empty:
+        return BadInput(empty, _cut(raw))
     if ev.ts > now_ms + future_skew_ms:
         return BadInput(
             f"ts {ev.ts} is more than {future_skew_ms // 3_600_000} h ahead of the consumer's clock",

@@ -24,6 +24,21 @@ class Consent(msgspec.Struct, array_like=True, frozen=True):
     dm: bool
 
 
+class Mark(msgspec.Struct, array_like=True, frozen=True):
+    """One thing a viewer said about a channel (spec/events.md v1.1): ``what`` is ``email`` or
+    ``phone`` (an address, from a contact event) or ``c:email``, ``c:whatsapp``, ``c:sms`` (a
+    consent flag); ``value`` is from the event with the largest (ts, id) that names it."""
+
+    what: str
+    ts: int
+    id: str
+    value: str | bool
+
+
+REACH_ADDRESSES: tuple[str, ...] = ("email", "phone")
+REACH_CHANNELS: tuple[str, ...] = ("email", "whatsapp", "sms")  # the consent flags kept as marks
+
+
 class ViewerState(msgspec.Struct, array_like=True):
     first_seen: int
     last_active: int
@@ -46,6 +61,64 @@ class ViewerState(msgspec.Struct, array_like=True):
     past_nos: list[int] = []
     rel: int = 0  # 1 in the packed form only: its ts are relative to first_seen (see ``pack``)
     due_day: int = -1  # the day whose far-due list holds the viewer (keys.due_far), -1 none
+    # v1.1: the viewer's addresses and channel consents (``Mark``); packed only when there are
+    # some, so a viewer who never sent one costs no byte more
+    reach: list[Mark] = []
+
+
+def mark(v: ViewerState, what: str, ts: int, event_id: str, value: str | bool) -> None:
+    """Keep ``value`` for ``what`` if its event is the latest that names it (largest ts, then id):
+    the same state whatever order the events come in."""
+    for i, m in enumerate(v.reach):
+        if m.what == what:
+            if (ts, event_id) > (m.ts, m.id):
+                v.reach[i] = Mark(what, ts, event_id, value)
+            return
+    v.reach.append(Mark(what, ts, event_id, value))
+    v.reach.sort(key=lambda m: m.what)
+
+
+class Imported(msgspec.Struct, array_like=True, omit_defaults=True):
+    """What a customer history row says of a viewer beyond its orders (spec/tiers.md v1.1: kept
+    "for when they first appear"), in ``keys.imported``. Its addresses and consents count as an
+    event at ``ts`` (the row's last order, -1 with none) with id ``hist:<viewer>``: a later event
+    of the viewer's own wins (``reach_of``)."""
+
+    ts: int
+    id: str
+    name: str | None = None
+    country: str | None = None
+    lang: str | None = None
+    tz: str | None = None
+    reach: list[Mark] = []
+
+
+_dec_imported = msgspec.msgpack.Decoder(Imported)
+
+
+def pack_imported(x: Imported) -> bytes:
+    return _enc.encode(x)
+
+
+def unpack_imported(b: bytes) -> Imported:
+    return _dec_imported.decode(b)
+
+
+def reach_of(v: ViewerState, imported: Imported | None = None) -> dict[str, object]:
+    """The viewer's addresses and consents: ``{"email", "phone", "consent": {channel: flag}}``,
+    None where unknown; ``dm`` is the dm consent at the latest event (``consents``). What an
+    import said (``imported``) counts as one more event naming its fields."""
+    marks = {m.what: m for m in v.reach}
+    for m in imported.reach if imported is not None else []:
+        have = marks.get(m.what)
+        if have is None or (m.ts, m.id) > (have.ts, have.id):
+            marks[m.what] = m
+    got = {w: m.value for w, m in marks.items()}
+    consent: dict[str, bool | None] = {"dm": v.consents[-1].dm if v.consents else None}
+    for c in REACH_CHANNELS:
+        f = got.get("c:" + c)
+        consent[c] = f if isinstance(f, bool) else None
+    return {"email": got.get("email"), "phone": got.get("phone"), "consent": consent}
 
 
 # The most rooms "active" may ask for (``fanops.rules_settings``: ``active_rooms`` is at most this):
@@ -244,7 +317,7 @@ _TASK_NAME = {c: t for t, c in _TASK_CODE.items()}
 
 
 # _viewer_out and _rv_out build the packed arrays field by field: they must follow the structs
-if ViewerState.__struct_fields__[-2:] != ("rel", "due_day") or len(ViewerState.__struct_fields__) != 18 \
+if ViewerState.__struct_fields__[-3:] != ("rel", "due_day", "reach") or len(ViewerState.__struct_fields__) != 19 \
         or RoomViewer.__struct_fields__[-1] != "rel" or len(RoomViewer.__struct_fields__) != 22:
     raise ImportError("fanops.state: a struct's fields changed: update _viewer_out/_rv_out")
 
@@ -271,9 +344,10 @@ def _viewer_out(v: ViewerState) -> tuple[object, ...] | ViewerState:
         if past[0] < b:
             return v
         past = [past[0] - d, *past[1:]]
-    return (b, la - d, rooms, v.orders, v.spend, consents, v.name, v.country, v.lang, v.tz,
-            0 if pt == -1 else pt - d, _TIER_CODE.get(v.tier, v.tier), v.seq, past, 0 if pl == -1 else pl - d,
-            v.past_nos, 1, v.due_day)
+    out = (b, la - d, rooms, v.orders, v.spend, consents, v.name, v.country, v.lang, v.tz,
+           0 if pt == -1 else pt - d, _TIER_CODE.get(v.tier, v.tier), v.seq, past, 0 if pl == -1 else pl - d,
+           v.past_nos, 1, v.due_day)
+    return (*out, v.reach) if v.reach else out
 
 
 def _viewer_in(v: ViewerState) -> ViewerState:

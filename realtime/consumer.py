@@ -24,9 +24,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from fanops import heartbeat
 from fanops.config import Config
+from fanops.ingest import IngestWriter
 from fanops.retry import Backoff, is_retryable
 from fanops.schema import BadInput, Event, parse_frame
-from realtime.writer import IngestWriter
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
-"""``python -m scoring run|status|viewer|close-room|report|forget`` (see spec/cli.md)."""
+"""``python -m scoring run|status|viewer|close-room|report|forget|import`` (see spec/cli.md)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -87,6 +88,16 @@ def _forget(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace, cfg: Config) -> int:
+    from scoring.importer_run import import_file  # tqdm and the writer only for this command
+
+    if not args.dry_run:
+        db.connect(cfg, args.redis).close()  # reachable, or one line on stderr
+        cfg = dataclasses.replace(cfg, redis_url=db.resolve_url(cfg, args.redis))
+    print(json.dumps(import_file(cfg, Path(args.file), args.shop, args.format, args.dry_run), ensure_ascii=False))
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m scoring", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -126,11 +137,20 @@ def main() -> int:
     fg.add_argument("--wait", type=float, default=10.0,
                     help="wait up to this many s for a scorer to apply the viewer's last events (default 10)")
     add_common(fg)
+    im = sub.add_parser("import", help="seed customer history from a CSV file (spec/tiers.md v1.1); "
+                                       "prints {rows, imported, skipped}")
+    im.add_argument("file", metavar="FILE.csv")
+    im.add_argument("--shop", required=True)
+    im.add_argument("--format", choices=("generic", "shopify"), default="generic",
+                    help="generic (spec/cli.md columns) or shopify (its customers export, with the "
+                         "orders_export*.csv beside it)")
+    im.add_argument("--dry-run", action="store_true", help="check every row, write nothing")
+    add_common(im)
     args = p.parse_args()
     setup_logging(args.verbose)
     cfg = Config.from_env()
     cmds = {"run": _run, "status": _status, "viewer": _viewer, "close-room": _close_room, "report": _report,
-            "forget": _forget}
+            "forget": _forget, "import": _import}
     return cmds[args.cmd](args, cfg)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from fanops.rules_settings import RuleSettings
-from fanops.schema import Event, event_type
+from fanops.schema import HISTORY_ROOM, Event, event_type
 from fanops.state import (
     RoomViewer,
     TaskRec,
@@ -187,6 +187,8 @@ def _batch_facts(fx: Effects, inp: Inputs, events: list[Event]) -> tuple[dict[st
         ts, room = ev.ts, ev.room
         ts_set.add(ts)
         by_viewer[ev.viewer.id].append(ev)
+        if room == HISTORY_ROOM:
+            continue  # it moves the clock, but it is never a show: no room facts
         rl = room_last.get(room)
         if rl is None or ts > rl:
             room_last[room] = ts
@@ -225,6 +227,8 @@ def _touched(inp: Inputs, by_viewer: dict[str, list[Event]]) -> dict[str, set[st
         rooms_touched.setdefault(vid, set())
     for (room, vid) in inp.room_viewers:
         rooms_touched[vid].add(room)  # e.g. every room of a viewer whose consent changed
+    for rooms in rooms_touched.values():
+        rooms.discard(HISTORY_ROOM)  # no record there: the history room is never a show
     return rooms_touched
 
 
@@ -251,7 +255,7 @@ class _Batch:
         # consents in place, and fold reassigns the rest, so a copy of those containers does
         old = None if new is None else msgspec.structs.replace(
             new, rooms={rm: [f, last] for rm, (f, last) in new.rooms.items()}, orders=list(new.orders),
-            spend=dict(new.spend), consents=list(new.consents))
+            spend=dict(new.spend), consents=list(new.consents), reach=list(new.reach))
         evs = self.by_viewer.get(vid, [])
         if len(evs) > 1:
             evs.sort(key=lambda e: (e.ts, e.id))
@@ -264,18 +268,19 @@ class _Batch:
         old_rvs, new_rvs = self._records(vid, rooms_here)
         for ev in evs:
             new = merge_viewer(new, ev)
-            new_rvs[ev.room] = merge_room_viewer(new_rvs.get(ev.room), ev, s)
+            if ev.room != HISTORY_ROOM:
+                new_rvs[ev.room] = merge_room_viewer(new_rvs.get(ev.room), ev, s)
         if new is None:
             return  # a due/lurk entry for a viewer that is gone
         tier_new = self._tier(vid, old, new, evs)
         for ev in evs:
-            if ev.__struct_config__.tag in _NOTABLE:
+            if ev.__struct_config__.tag in _NOTABLE and ev.room != HISTORY_ROOM:
                 _count_event(fx, ev, new, tier_new)
         lurked = self.lurked
         for room, rv in new_rvs.items():
             _room_viewer_effects(fx, room, vid, old_rvs.get(room), rv, new, old, tier_new, clock, s,
                                  self.clock_values, (room, vid) in lurked)
-        refusals = [ev.ts for ev in evs if ev.__struct_config__.tag == "consent" and not ev.dm]  # type: ignore[union-attr]
+        refusals = [ev.ts for ev in evs if ev.__struct_config__.tag == "consent" and ev.dm is False]  # type: ignore[union-attr]
         if refusals:
             # rooms whose records are gone (archived): their open task is withdrawn all the same
             for room in [*(new.rooms.keys() - new_rvs.keys()), *_archived_ids(new, inp.room_ids)]:

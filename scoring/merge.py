@@ -9,8 +9,8 @@ from __future__ import annotations
 from msgspec import UNSET
 
 from fanops.rules_settings import RuleSettings
-from fanops.schema import Event, Viewer, event_type
-from fanops.state import Consent, RoomViewer, ViewerState
+from fanops.schema import HISTORY_ROOM, Event, Viewer, consent_flags, event_type
+from fanops.state import REACH_ADDRESSES, Consent, RoomViewer, ViewerState, mark
 from scoring.followups import EARLY_CAP
 
 SKU_KEEP = 5
@@ -55,13 +55,14 @@ def merge_viewer(v: ViewerState | None, ev: Event) -> ViewerState:
     """A viewer's shop-wide state with one more event (commutative up to profile fields)."""
     ts, room = ev.ts, ev.room
     if v is None:
-        v = ViewerState(first_seen=ts, last_active=ts, rooms={room: [ts, ts]})
+        # the history room is never a room attended (spec/tiers.md v1.1)
+        v = ViewerState(first_seen=ts, last_active=ts, rooms={} if room == HISTORY_ROOM else {room: [ts, ts]})
     else:
         if ts < v.first_seen:
             v.first_seen = ts
         if ts > v.last_active:
             v.last_active = ts
-        r = v.rooms.get(room)
+        r = v.rooms.get(room) if room != HISTORY_ROOM else [ts, ts]
         if r is None:
             v.rooms[room] = [ts, ts]
         else:
@@ -76,12 +77,12 @@ def merge_viewer(v: ViewerState | None, ev: Event) -> ViewerState:
             v.orders.append(oid)
             v.spend[ev.currency] = v.spend.get(ev.currency, 0.0) + ev.amount  # type: ignore[union-attr]
     elif t == "consent":
-        c = Consent(ts, ev.id, ev.dm)  # type: ignore[union-attr]
-        if c not in v.consents:
-            v.consents.append(c)
-            v.consents.sort(key=lambda x: (x.ts, x.id))
-            if len(v.consents) > CONSENT_KEEP:
-                del v.consents[: len(v.consents) - CONSENT_KEEP]
+        _merge_consent(v, ev)
+    elif t == "contact":
+        for what in REACH_ADDRESSES:
+            value = getattr(ev, what)
+            if value is not UNSET:
+                mark(v, what, ts, ev.id, value)
     vw: Viewer = ev.viewer
     if ts >= v.profile_ts and (vw.name is not UNSET or vw.country or vw.lang or vw.tz):
         v.profile_ts = ts
@@ -94,6 +95,22 @@ def merge_viewer(v: ViewerState | None, ev: Event) -> ViewerState:
         if vw.tz:
             v.tz = vw.tz
     return v
+
+
+def _merge_consent(v: ViewerState, ev: Event) -> None:
+    """A consent event: its dm (if it names it) joins the viewer's consents, each channel flag it
+    names is kept if it is the latest to name that channel (spec/events.md v1.1)."""
+    flags = consent_flags(ev)  # type: ignore[arg-type]
+    dm = flags.pop("dm", None)
+    if dm is not None:
+        c = Consent(ev.ts, ev.id, dm)
+        if c not in v.consents:
+            v.consents.append(c)
+            v.consents.sort(key=lambda x: (x.ts, x.id))
+            if len(v.consents) > CONSENT_KEEP:
+                del v.consents[: len(v.consents) - CONSENT_KEEP]
+    for channel, flag in flags.items():
+        mark(v, "c:" + channel, ev.ts, ev.id, flag)
 
 
 def merge_room_viewer(rv: RoomViewer | None, ev: Event, s: RuleSettings) -> RoomViewer:

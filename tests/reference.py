@@ -77,6 +77,16 @@ Follow-up tasks (event-time, over the set; S unless marked)
     c and (no w or c <= w): converted; else w: withdrawn; else pending.
     Converting/withdrawing is decided by time order (not by final consent).
   - c == w tie: converted (sample silent).
+
+v1.1 (spec/events.md contact and channel consent; spec/tiers.md customer history)
+  - consent: optional bool dm, email, whatsapp, sms, at least one of them; contact:
+    optional email (3-254 chars, exactly one @) and phone ("+" and 8-15 digits), at
+    least one.  dm_consent reads only the consents that name dm.
+  - each channel's consent and each address: the value of the event with the largest
+    (ts, id) among those that name it; None until one does.
+  - room "history" is never a show: not a room attended (tiers by rooms), never the
+    earlier room of reactivated, no task; its events count for first_seen,
+    last_active, orders, spend, the clock and events_applied.
   - claimed/sent/skipped are operator actions, not events: always 0 here, and so
     the "no follow-up sent in the last 7 days" condition is never in play.
 """
@@ -98,7 +108,9 @@ FUTURE_SLACK = DAY
 MAX_FRAME = 1 << 20
 
 TYPES = {"join", "leave", "comment", "like", "share", "follow", "gift",
-         "product_view", "cart_add", "order", "consent"}
+         "product_view", "cart_add", "order", "consent", "contact"}
+HISTORY = "history"
+CHANNELS = ("dm", "email", "whatsapp", "sms")
 TIERS = ("new_fan", "first_buyer", "active", "dormant")
 
 
@@ -187,9 +199,39 @@ def validate(e: Any, now_ms: int) -> dict | None:
             return None
         out.update(order_id=e["order_id"], amount=a, currency=e["currency"])
     elif t == "consent":
-        if not isinstance(e.get("dm"), bool):
+        named = [c for c in CHANNELS if c in e]
+        if not named or not all(isinstance(e[c], bool) for c in named):
             return None
-        out["dm"] = e["dm"]
+        out.update((c, e[c]) for c in named)
+    elif t == "contact":
+        return _contact(e, out)
+    return out
+
+
+def _contact(e: dict, out: dict) -> dict | None:
+    if "email" not in e and "phone" not in e:
+        return None
+    if "email" in e:
+        m = e["email"]
+        if not _is_str(m, 3, 254) or m.count("@") != 1:
+            return None
+        out["email"] = m
+    if "phone" in e:
+        p = e["phone"]
+        if not _is_str(p) or p[:1] != "+" or not 8 <= len(p) - 1 <= 15 or not all("0" <= c <= "9" for c in p[1:]):
+            return None
+        out["phone"] = p
+    return out
+
+
+def reach(evs: list[dict]) -> dict:
+    """Addresses and channel consents: each from the event with the largest (ts, id) naming it."""
+    out: dict = {"email": None, "phone": None, "consent": {c: None for c in CHANNELS}}
+    for e in sorted(evs, key=lambda e: (e["ts"], e["id"])):
+        if e["type"] == "contact":
+            out.update((k, e[k]) for k in ("email", "phone") if k in e)
+        elif e["type"] == "consent":
+            out["consent"].update((c, e[c]) for c in CHANNELS if c in e)
     return out
 
 
@@ -254,7 +296,7 @@ class _Consent:
     """One viewer's consent timeline: dm of the consent with the largest (ts, id) at or before t."""
 
     def __init__(self, evs: list[dict]) -> None:
-        cs = sorted((e["ts"], e["id"], e["dm"]) for e in evs if e["type"] == "consent")
+        cs = sorted((e["ts"], e["id"], e["dm"]) for e in evs if e["type"] == "consent" and "dm" in e)
         self.ts = [c[0] for c in cs]
         self.dm = [c[2] for c in cs]
 
@@ -317,7 +359,8 @@ class Reference:
                 spend[e["currency"]] = spend.get(e["currency"], 0) + e["amount"]
         rooms: dict[str, int] = {}
         for e in evs:
-            rooms[e["room"]] = min(rooms.get(e["room"], e["ts"]), e["ts"])
+            if e["room"] != HISTORY:
+                rooms[e["room"]] = min(rooms.get(e["room"], e["ts"]), e["ts"])
         last_active = max(e["ts"] for e in evs)
         recent_rooms = sum(1 for t in rooms.values() if t >= now - ACTIVE_WINDOW)
         if now - last_active >= DORMANT_AFTER:
@@ -333,7 +376,7 @@ class Reference:
         return {"id": evs[0]["viewer"]["id"],
                 "first_seen": min(e["ts"] for e in evs), "last_active": last_active,
                 "orders": len(seen_orders), "spend": spend, "rooms": rooms,
-                "dm_consent": _Consent(evs).at(now), "tier": tier, "rule": rule}
+                "dm_consent": _Consent(evs).at(now), "tier": tier, "rule": rule, "reach": reach(evs)}
 
     def viewer(self, shop: str, viewer_id: str) -> dict | None:
         evs = self._by_viewer(shop).get(viewer_id)
@@ -357,7 +400,8 @@ class Reference:
             consent = _Consent(evs)
             per_room: dict[str, list[dict]] = {}
             for e in evs:
-                per_room.setdefault(e["room"], []).append(e)
+                if e["room"] != HISTORY:
+                    per_room.setdefault(e["room"], []).append(e)
             for room, revs in per_room.items():
                 att = _Attendance(revs)
                 t0 = None
@@ -399,7 +443,7 @@ class Reference:
             att = _Attendance(revs)
             present += att.present(now)
             new += att.first == vstate[v]["first_seen"]
-            before = [e["ts"] for e in by_viewer[v] if e["room"] != room and e["ts"] < att.first]
+            before = [e["ts"] for e in by_viewer[v] if e["room"] not in (room, HISTORY) and e["ts"] < att.first]
             reactivated += bool(before) and att.first - max(before) >= REACTIVATE_GAP
             buyers += bool(att.orders)
         fstates = [t["state"] for (r, _), t in self.followups(shop).items() if r == room]

@@ -20,3 +20,6 @@ class SimSettings:
     start_ms: int | None = None  # ts of the live show's start; None = the wall clock
     bad_ratio: float = 0.002  # fraction of frames that carry a malformed/invalid event
     dup_ratio: float = 0.002  # fraction of events resent
+    # events.md v1.1: the fraction of orders followed (same ts) by the buyer's ``contact`` and a channel
+    # ``consent`` (as a shop order brings them); drawn apart from the rest, so that 0 gives the v1 timeline
+    contacts: float = 0.8

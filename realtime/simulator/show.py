@@ -32,6 +32,7 @@ class Show:
         self.recent: deque[dict[str, Any]] = deque(maxlen=512)
         self.cast, self.n_order, self.n_bad, self.n_dep, self.wave = cast, 0, 0, 0, 0
         self.bad_from = rng.randrange(64)
+        self.rng_reach = random.Random(f"{s.seed}/{prefix}/reach")  # v1.1 events: the v1 timeline stays as it is
 
     def _ev(self, ts: int, typ: str, viewer: dict[str, Any], k: int) -> dict[str, Any]:
         return {"id": f"{self.prefix}{k}", "room": self.room, "shop": self.s.shop, "ts": ts, "type": typ,
@@ -156,6 +157,21 @@ class Show:
         return self._ev(ts, "order", v.full, k) | {"order_id": f"o-{self.prefix}{self.n_order}-{self.s.seed}",
                                                    "amount": amount, "currency": v.cur}
 
+    def _reach(self, order: dict[str, Any]) -> list[dict[str, Any]]:
+        """v1.1: the buyer's addresses and channel consents, as a shop order brings them, at the order's ts."""
+        rng, vid = self.rng_reach, order["viewer"]["id"]
+        base = {"room": order["room"], "shop": order["shop"], "ts": order["ts"], "viewer": {"id": vid}}
+        contact: dict[str, Any] = {}
+        if rng.random() < .85:
+            contact["email"] = f"{vid.replace('@', '')[:60]}@example.com"
+        if not contact or rng.random() < .4:
+            contact["phone"] = f"+1555{rng.randrange(10 ** 7):07d}"
+        flags = {c: rng.random() < p for c, p in (("email", .6), ("whatsapp", .4), ("sms", .3)) if rng.random() < .8}
+        out = [base | {"id": order["id"] + "-c", "type": "contact"} | contact]
+        if flags:
+            out.append(base | {"id": order["id"] + "-k", "type": "consent"} | flags)
+        return out
+
     def _bad(self, ts: int) -> Bad:
         """A deliberately invalid event, each time for the next reason on events.md's bad-input list."""
         self.n_bad += 1
@@ -180,6 +196,8 @@ class Show:
                     frame.append(rng.choice(self.recent))
                 frame.append(e)
                 self.recent.append(e)
+                if s.contacts and e["type"] == "order" and self.rng_reach.random() < s.contacts:
+                    frame += self._reach(e)
             extra: list[dict[str, Any]] | None = None
             if s.bad_ratio and rng.random() < s.bad_ratio:
                 bad = self._bad(ts)

@@ -90,4 +90,4 @@ def test_modules_and_functions_stay_small(name: str) -> None:
 def test_the_checks_see_the_whole_product() -> None:
     assert {"app", "fanops.keys", "realtime.consumer", "scoring.worker", "review.analysis"} <= set(MODULES)
     assert "fanops.config" in _imports("realtime.consumer")  # "from fanops.config import Config"
-    assert "fanops.keys" in _imports("realtime.writer")  # "from fanops import keys"
+    assert "fanops.keys" in _imports("fanops.ingest")  # "from fanops import keys"

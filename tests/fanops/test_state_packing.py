@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from fanops.state import (
     Consent,
+    Mark,
     RoomViewer,
     ViewerState,
     pack,
@@ -30,7 +31,9 @@ viewers = st.builds(
     name=st.one_of(st.none(), st.text(max_size=10)), profile_ts=maybe,
     tier=st.sampled_from(["", "new_fan", "first_buyer", "active", "dormant"]),
     seq=st.integers(0, 10**6), past=st.lists(st.integers(0, 10**10), max_size=4), past_last=maybe,
-    past_nos=st.lists(st.integers(0, 50), max_size=4))
+    past_nos=st.lists(st.integers(0, 50), max_size=4),
+    reach=st.lists(st.builds(Mark, what=st.sampled_from(["email", "phone", "c:sms"]), ts=ts, id=st.text(max_size=5),
+                             value=st.one_of(st.booleans(), st.text(max_size=8))), max_size=3))
 room_viewers = st.builds(
     RoomViewer, first=ts, last=ts, last_other=maybe, last_leave=maybe, comments=st.integers(0, 99),
     first_order=maybe, early=st.lists(st.tuples(ts, st.integers(0, 1)).map(list), max_size=5), after=maybe,
@@ -51,7 +54,8 @@ def test_every_state_reads_back_as_it_was_packed(v: ViewerState, rv: RoomViewer)
 def test_states_packed_by_earlier_versions_still_read(v: ViewerState, rv: RoomViewer) -> None:
     # earlier versions wrote every ts as it is, with no trailing ``rel`` field
     enc = msgspec.msgpack.Encoder()
-    old_v = enc.encode(msgspec.structs.astuple(v)[:-1])
+    v = msgspec.structs.replace(v, reach=[])  # nor addresses or channel consents (v1.1)
+    old_v = enc.encode(msgspec.structs.astuple(v)[:-2])
     old_rv = enc.encode(msgspec.structs.astuple(rv)[:-1])
     assert unpack_viewer(old_v) == v
     assert unpack_room_viewer(old_rv) == rv
@@ -65,3 +69,11 @@ def test_a_live_shows_records_pack_in_fewer_bytes() -> None:
     enc = msgspec.msgpack.Encoder()
     assert len(pack(rv)) <= 0.7 * len(enc.encode(rv))
     assert len(pack(v)) <= 0.85 * len(enc.encode(v))
+
+
+def test_a_viewer_who_never_sent_contact_or_consent_costs_no_byte_more() -> None:
+    v = ViewerState(T0, T0 + 90_000, {"r-2026-11-22-a": [T0, T0 + 90_000]}, name="Anna K", tier="new_fan", seq=3)
+    packed = pack(v)
+    assert len(msgspec.msgpack.decode(packed)) == 18  # the v1 fields, none for v1.1
+    v.reach = [Mark("email", T0 + 1, "e-9", "anna@example.com")]
+    assert unpack_viewer(pack(v)) == v and len(pack(v)) > len(packed)

@@ -1,5 +1,5 @@
 """Dedupe by (room, id) through the real consumer: a room's seen ids in its dedupe hash
-(``realtime/lua/dedupe.lua``), however big the room grows, and ids kept by an earlier version."""
+(``fanops/lua/dedupe.lua``), however big the room grows, and ids kept by an earlier version."""
 
 from __future__ import annotations
 

@@ -91,7 +91,8 @@ def test_the_room_is_believable(small: list[list[dict[str, Any]]]) -> None:
     # ts: the live show in time order, ts = start + elapsed
     firsts = {}
     for e in live:
-        firsts.setdefault(e["id"], e["ts"])
+        if _live_id(e) is not None:  # a slot's event (not the contact and consent an order brings)
+            firsts.setdefault(e["id"], e["ts"])
     ts = [firsts[f"e-{i}"] for i in range(1, len(firsts) + 1)]
     assert ts == sorted(ts) and START <= ts[0] and ts[-1] <= START + 2000
     # returning fans after a 30+ day gap, with the same ids
@@ -114,7 +115,7 @@ def test_the_room_is_believable(small: list[list[dict[str, Any]]]) -> None:
     orders = [e for e in evs if e["type"] == "order"]
     assert len({e["currency"] for e in orders}) >= 3 and all(e["amount"] > 0 for e in orders)
     assert Counter(e["viewer"]["id"] for e in orders).most_common(1)[0][1] >= 2  # someone orders twice
-    assert {e["dm"] for e in evs if e["type"] == "consent"} == {True, False}
+    assert {e["dm"] for e in evs if e["type"] == "consent" and "dm" in e} == {True, False}
     assert {"like", "share", "follow", "gift", "product_view", "cart_add"} <= {e["type"] for e in evs}
     assert max(e["count"] for e in evs if e["type"] == "like") > 1
     # profiles: countries with lang and tz, some with none; hostile names
@@ -125,6 +126,22 @@ def test_the_room_is_believable(small: list[list[dict[str, Any]]]) -> None:
     assert {"<script>alert(1)</script>", "{name}", "\u202eevil\u202c name"} <= names
     assert any(n and len(n) == 256 for n in names) and set(HOSTILE_NAMES) <= names
     assert any(n and any("\u0600" <= c <= "\u06ff" for c in n) for n in names)
+
+
+def test_orders_bring_contacts_and_channel_consents_and_without_them_the_v1_timeline_stays(
+        small: list[list[dict[str, Any]]]) -> None:
+    evs = _good(small)
+    orders = {e["id"]: e for e in evs if e["type"] == "order"}
+    contacts = [e for e in evs if e["type"] == "contact"]
+    channel = [e for e in evs if e["type"] == "consent" and "dm" not in e]
+    assert len(orders) / 2 < len(contacts) <= len(orders) and channel
+    for e in contacts + channel:  # each follows an order of the same viewer at the same ts
+        o = orders[e["id"][:-2]]
+        assert (o["viewer"]["id"], o["ts"], o["room"]) == (e["viewer"]["id"], e["ts"], e["room"])
+    assert any("email" in e for e in contacts) and any("phone" in e for e in contacts)
+    assert {e.get("sms") for e in channel} >= {True, False}
+    v1 = _good(list(generate(SimSettings(**{**SMALL.__dict__, "contacts": 0.0}))))
+    assert v1 == [e for e in evs if not (e["type"] == "contact" or e["type"] == "consent" and "dm" not in e)]
 
 
 def test_served_stream_equals_generate() -> None:

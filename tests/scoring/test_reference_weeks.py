@@ -110,7 +110,9 @@ def test_the_feed_has_what_the_rules_are_about(weeks, strict_currency):
     assert st["duplicates"] > 0 and st["dead_letters"] > 0
     assert st["tiers"]["dormant"] > 0 and st["tiers"]["first_buyer"] > 0 and st["tiers"]["active"] > 0
     evs = list(ref.events.values())
-    assert {e["dm"] for e in evs if e["type"] == "consent"} == {True, False}
+    assert {e["dm"] for e in evs if e["type"] == "consent" and "dm" in e} == {True, False}
+    assert {e.get("email") for e in evs if e["type"] == "consent"} == {True, False, None}  # v1.1 channels
+    assert any(e["type"] == "contact" for e in evs)
     assert any(e["type"] == "leave" for e in evs)
     rooms = {e["room"] for e in evs}
     assert len(rooms) == 6

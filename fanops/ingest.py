@@ -1,0 +1,127 @@
+"""Writes of the ingest side: accepted events to the shop streams, bad ones to the dead letters.
+
+Every source of events writes through this one writer (the WebSocket consumer, the customer
+history import of ``python -m scoring import``, and the sources to come): the same dedupe and
+dead-letter path for all. It lives in the shared package so that a side other than ``realtime``
+can use it without importing ``realtime`` (``realtime.writer`` re-exports it).
+
+One script call per shop per flush (``lua/ingest.lua``): dedupe by
+``(room, id)`` and append the new events as one stream entry per partition of
+the viewers (``fanops.keys.part_of``), atomically, so a crash can never mark an
+event seen without writing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import OrderedDict, defaultdict
+from typing import Any
+
+import msgspec
+import redis.asyncio as aredis
+
+from fanops import keys
+from fanops.config import Config
+from fanops.schema import BadInput, Event
+from fanops.scripts import script_source
+
+log = logging.getLogger(__name__)
+_encoder = msgspec.msgpack.Encoder()
+
+DEAD_MAXLEN = 100_000
+DEAD_MINUTE_TTL_S = 3600
+# rooms and shops the writer remembers having set up; past this many it forgets the oldest
+# (a forgotten one is only set up again: both steps are idempotent), so that a feed naming
+# ever new rooms or shops cannot grow the consumer's memory without end
+KNOWN_CAP = 1024
+
+
+def dedupe_record(event_id: str) -> bytes:
+    """What a room's dedupe table keeps of an event id: the first 10 bytes of its SHA-1
+    (``lua/dedupe.lua`` makes the same from an id with ``redis.sha1hex``)."""
+    return hashlib.sha1(event_id.encode("utf-8", "surrogatepass")).digest()[:10]
+
+
+class IngestWriter:
+    """Async writer bound to one client; registers its scripts once."""
+
+    def __init__(self, r: aredis.Redis, cfg: Config, dead_maxlen: int = DEAD_MAXLEN) -> None:
+        self.r = r
+        self.cfg = cfg
+        self.dead_maxlen = dead_maxlen
+        dedupe = script_source("fanops", "dedupe")
+        self._ingest = r.register_script(dedupe + script_source("fanops", "ingest"))
+        self._migrate = r.register_script(dedupe + script_source("fanops", "dedupe_migrate"))
+        self._known_shops: OrderedDict[str, None] = OrderedDict()
+        self._known_rooms: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    async def write_events(self, events: list[Event], receipt_ms: int | None = None) -> tuple[int, int]:
+        """Append ``events`` (any shops) to their streams; returns (accepted, duplicates)."""
+        by_shop: dict[str, list[Event]] = defaultdict(list)
+        for ev in events:
+            by_shop[ev.shop].append(ev)
+        t = receipt_ms if receipt_ms is not None else int(time.time() * 1000)
+        accepted = dups = 0
+        new_shops = [s for s in by_shop if s not in self._known_shops]
+        if new_shops:
+            await self.r.sadd(keys.shops(), *new_shops)
+            _remember(self._known_shops, new_shops)
+        for shop, evs in by_shop.items():
+            await self._migrate_rooms(shop, evs)
+            room_index: dict[str, int] = {}
+            part_index: dict[int, int] = {}
+            body: list[Any] = []
+            for ev in evs:
+                idx = room_index.get(ev.room)
+                if idx is None:
+                    idx = room_index[ev.room] = len(room_index) + 1
+                part = keys.part_of(ev.viewer.id)
+                pidx = part_index.get(part)
+                if pidx is None:
+                    pidx = part_index[part] = len(part_index) + 1
+                body += (pidx, idx, dedupe_record(ev.id), _encoder.encode(ev))
+            args: list[Any] = [self.cfg.stream_maxlen, self.cfg.dedupe_ttl_s, t, len(part_index), *body]
+            ks = ([keys.stats(shop)] + [keys.stream(shop, p) for p in part_index]
+                  + [keys.seen(shop, rm) for rm in room_index])
+            n, d = await self._ingest(keys=ks, args=args)
+            accepted += int(n)
+            dups += int(d)
+        return accepted, dups
+
+    async def _migrate_rooms(self, shop: str, evs: list[Event]) -> None:
+        """Rooms this process meets for the first time: ids an earlier version kept as a set move
+        into the room's dedupe hash (once; nothing to do for a room started by this version)."""
+        new = {ev.room for ev in evs if (shop, ev.room) not in self._known_rooms}
+        for room in sorted(new):
+            moved = int(await self._migrate(keys=[keys.seen_v1(shop, room), keys.seen(shop, room)],
+                                            args=[self.cfg.dedupe_ttl_s]))
+            if moved:
+                log.info("moved %d seen event ids of room %s of %s into its dedupe hash", moved, room, shop)
+            _remember(self._known_rooms, [(shop, room)])
+
+    async def write_dead(self, bad: list[BadInput], source: str = "") -> None:
+        """Record rejected events with their reason and raw text, and count them."""
+        if not bad:
+            return
+        now = time.time()
+        pipe = self.r.pipeline(transaction=False)
+        for b in bad:
+            pipe.xadd(
+                keys.dead_stream(),
+                {"reason": b.reason[:500], "raw": b.raw, "at": int(now * 1000), "source": source},
+                maxlen=self.dead_maxlen,
+                approximate=True,
+            )
+        pipe.hincrby(keys.dead_stats(), "dead_letters", len(bad))
+        minute_key = keys.dead_minute(int(now // 60))
+        pipe.incrby(minute_key, len(bad))
+        pipe.expire(minute_key, DEAD_MINUTE_TTL_S)
+        await pipe.execute()
+
+
+def _remember(known: OrderedDict[Any, None], new: list[Any]) -> None:
+    known.update(dict.fromkeys(new))
+    while len(known) > KNOWN_CAP:
+        known.popitem(last=False)
