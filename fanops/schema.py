@@ -95,9 +95,9 @@ class Order(_Base, tag="order", frozen=True):
 
 
 class Consent(_Base, tag="consent", frozen=True):
-    # v1: dm; v1.1 adds a flag per channel. A consent names at least one channel (``parse_event``);
-    # one made by a source that knows no DM answer (an import, a shop order) leaves dm out
-    dm: bool | UnsetType = UNSET
+    # v1: dm (required, spec/events.md); v1.1 adds an optional flag per channel. A source that knows
+    # no DM answer (an import, a shop order's marketing flags) does not make a consent event
+    dm: bool
     email: bool | UnsetType = UNSET
     whatsapp: bool | UnsetType = UNSET
     sms: bool | UnsetType = UNSET
@@ -147,8 +147,6 @@ def _empty(ev: Event) -> str:
     """Why a v1.1 event that names nothing is bad input ("" if it is not)."""
     if type(ev) is Contact and ev.email is UNSET and ev.phone is UNSET:
         return "a contact event needs an email or a phone - at `$`"
-    if type(ev) is Consent and all(getattr(ev, c) is UNSET for c in CHANNELS):
-        return "a consent event needs dm or a channel flag (email, whatsapp, sms) - at `$`"
     return ""
 
 

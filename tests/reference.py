@@ -200,8 +200,8 @@ def validate(e: Any, now_ms: int) -> dict | None:
         out.update(order_id=e["order_id"], amount=a, currency=e["currency"])
     elif t == "consent":
         named = [c for c in CHANNELS if c in e]
-        if not named or not all(isinstance(e[c], bool) for c in named):
-            return None
+        if not isinstance(e.get("dm"), bool) or not all(isinstance(e[c], bool) for c in named):
+            return None  # spec/events.md: dm is required, the channel flags optional
         out.update((c, e[c]) for c in named)
     elif t == "contact":
         return _contact(e, out)

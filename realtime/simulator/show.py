@@ -168,8 +168,12 @@ class Show:
             contact["phone"] = f"+1555{rng.randrange(10 ** 7):07d}"
         flags = {c: rng.random() < p for c, p in (("email", .6), ("whatsapp", .4), ("sms", .3)) if rng.random() < .8}
         out = [base | {"id": order["id"] + "-c", "type": "contact"} | contact]
-        if flags:
-            out.append(base | {"id": order["id"] + "-k", "type": "consent"} | flags)
+        # a consent event names dm (spec/events.md: required): the buyer's DM answer as it stands,
+        # or, for a buyer who has not given one, the checkout's yes (DMs were allowed anyway: not false)
+        buyer = next((v for v in self.cast if v.vid == vid), None)
+        if flags and buyer is not None:
+            dm = buyer.consent if buyer.consent is not None else True
+            out.append(base | {"id": order["id"] + "-k", "type": "consent", "dm": dm} | flags)
         return out
 
     def _bad(self, ts: int) -> Bad:

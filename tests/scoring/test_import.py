@@ -137,13 +137,13 @@ def test_what_a_row_says_beyond_orders_reaches_the_viewer_when_they_appear(r, cf
     assert status(r, SHOP)["events_applied"] == 4  # u2 has 0 orders: no event, not a known viewer yet
     assert viewer_reach(r, SHOP, ["u2"]) == {}
     later = {"id": "k1", "room": "live-1", "shop": SHOP, "ts": JUN1 + 86_400_000, "type": "consent",
-             "viewer": {"id": "u1"}, "sms": True}
+             "viewer": {"id": "u1"}, "dm": True, "sms": True}
     ingest(cfg, [json.dumps(e) for e in SHOW] + [json.dumps(later)])
     _apply(r, cfg)
     reach = viewer_reach(r, SHOP, ["u1", "u2", "u6"])
     assert reach["u2"] == {"email": "bo@example.com", "phone": None,
                            "consent": {"dm": None, "email": True, "whatsapp": None, "sms": None}}
-    assert reach["u1"]["consent"] == {"dm": None, "email": True, "whatsapp": None, "sms": True}  # the later event wins
+    assert reach["u1"]["consent"] == {"dm": True, "email": True, "whatsapp": None, "sms": True}  # the later event wins
     assert reach["u6"]["phone"] == "+12025550143" and reach["u6"]["consent"]["whatsapp"] is True
 
 

@@ -53,8 +53,9 @@ def build11(starts: list[int], specs: list[Spec]) -> list[dict[str, Any]]:
             if k % 4 == 0:
                 e["phone"] = PHONES[(k + 1) % 2]
         elif s.type == "chan":
-            e.update(type="consent", **{c: (k + j) % 3 == 0 for j, c in enumerate(("email", "whatsapp", "sms"))
-                                        if (k >> j) & 1 or j == 0})
+            e.update(type="consent", dm=k % 2 == 0,  # dm is required (spec/events.md)
+                     **{c: (k + j) % 3 == 0 for j, c in enumerate(("email", "whatsapp", "sms"))
+                        if (k >> j) & 1 or j == 0})
         elif s.type in ("hist", "hist_consent"):
             # customer history: in the history room, up to 90 days before the first show
             e.update(room="history", ts=T0 - (1 + k * 9) * DAY + s.minute * MIN)
@@ -62,7 +63,7 @@ def build11(starts: list[int], specs: list[Spec]) -> list[dict[str, Any]]:
                 e.update(type="order", id=f"hist:v{s.viewer}:{k % 3 + 1}", order_id=f"hist:v{s.viewer}:{k % 3 + 1}",
                          amount=10.0 + k, currency="USD")
             else:
-                e.update(type="consent", id=f"hist:v{s.viewer}:consent", email=k % 2 == 0, sms=k % 3 == 0)
+                e.update(type="consent", id=f"hist:v{s.viewer}:consent", dm=True, email=k % 2 == 0, sms=k % 3 == 0)
         e.setdefault("id", f"e{i}")
     return out
 
@@ -120,9 +121,9 @@ STORY = [  # one viewer's v1.1 story, in event time
     _ev(1, T0, "join"),
     _ev(2, T0 + 1000, "contact", email="anna@example.com"),
     _ev(3, T0 + 2000, "consent", dm=True, email=True),
-    _ev(4, T0 + 3000, "consent", sms=True),
+    _ev(4, T0 + 3000, "consent", dm=True, sms=True),
     _ev(5, T0 + 4000, "contact", phone="+4915123456789"),
-    _ev(6, T0 + 5000, "consent", email=False),  # the latest to name email: refused
+    _ev(6, T0 + 5000, "consent", dm=True, email=False),  # the latest to name email: refused
     _ev(7, T0 + 5000, "contact", email="anna.k@example.com"),
 ]
 
@@ -137,7 +138,7 @@ def test_a_viewers_addresses_and_consents_follow_the_latest_event_naming_each(r,
 
 
 def test_a_tie_in_ts_goes_to_the_larger_event_id(r, redis_url, tmp_path):
-    evs = [_ev(1, T0, "consent", whatsapp=True), _ev(2, T0, "consent", whatsapp=False),
+    evs = [_ev(1, T0, "consent", dm=True, whatsapp=True), _ev(2, T0, "consent", dm=True, whatsapp=False),
            _ev(3, T0, "contact", phone="+12025550143"), _ev(4, T0, "contact", phone="+4915123456789")]
     for order in ([0, 1, 2, 3], [3, 2, 1, 0]):
         run(r, redis_url, tmp_path, [json.dumps(evs[i]) for i in order])
