@@ -61,6 +61,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("archive_idle_min", "FANOPS_ARCHIVE_IDLE_MIN", "30",
             "a room with no event for this many minutes of shop clock is archived under data_dir/archive "
             "and its raw events leave Redis"),
+    Setting("password_operator", "FANOPS_PASSWORD_OPERATOR", "",
+            "once this or the admin password is set, every screen asks for a password first; this one opens "
+            "the live board, host screen, queue and review (also `password_operator` in .streamlit/secrets.toml "
+            "[fanops])"),
+    Setting("password_admin", "FANOPS_PASSWORD_ADMIN", "",
+            "the admin password: every screen, the settings included (also `password_admin` in secrets.toml)"),
+    Setting("host_token", "FANOPS_HOST_TOKEN", "",
+            "`/host?token=...` with this token opens the host screen alone, read-only, with no password "
+            "(also `host_token` in secrets.toml)"),
+    Setting("session_hours", "FANOPS_SESSION_HOURS", "12",
+            "a browser stays signed in this long (across reloads), or until Sign out"),
+    Setting("oidc_admins", "FANOPS_OIDC_ADMINS", "",
+            "with st.login (an [auth] section in secrets.toml): e-mail addresses given the admin role"),
+    Setting("oidc_operators", "FANOPS_OIDC_OPERATORS", "",
+            "with st.login: e-mail addresses given the operator role; anyone else is turned away"),
 )
 
 
@@ -101,6 +116,13 @@ class Config:
     heartbeat_ttl_s: int = _int("heartbeat_ttl_s")
     archive_idle_min: int = _int("archive_idle_min")
     board_refresh_ms: int = _int("board_refresh_ms")
+    # secrets: never in a repr (a logged Config)
+    password_operator: str = field(default=_BY_NAME["password_operator"].default, repr=False)
+    password_admin: str = field(default=_BY_NAME["password_admin"].default, repr=False)
+    host_token: str = field(default=_BY_NAME["host_token"].default, repr=False)
+    session_hours: int = _int("session_hours")
+    oidc_admins: str = _BY_NAME["oidc_admins"].default
+    oidc_operators: str = _BY_NAME["oidc_operators"].default
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Config:

@@ -324,3 +324,17 @@ def board_guard(shop: str, room_id: str | None = None) -> str:
     """STRING set with NX and a short expiry: the shop's (or a room's) board snapshot was
     written this recently, so no other page writes one."""
     return f"{tag(shop)}:board:guard" + (f":{esc(room_id)}" if room_id is not None else "")
+
+
+# --- the app's sign-in (``fanops.access``, ``screens.access``) -------------------
+ACCESS_TAG = "{!access}"  # shop ids are escaped, so no shop can collide with this tag
+
+
+def access_failures(client: str) -> str:
+    """HASH ``n`` (failed sign-ins in a row), ``last`` (ms) of one client (its address); expires."""
+    return f"{PREFIX}{ACCESS_TAG}:fail:{esc(client)}"
+
+
+def access_session(token_hash: str) -> str:
+    """HASH ``role``, ``name``, ``since`` of a signed-in browser, by the hash of its cookie's token; expires."""
+    return f"{PREFIX}{ACCESS_TAG}:session:{esc(token_hash)}"

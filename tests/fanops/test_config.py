@@ -14,7 +14,10 @@ from fanops.errors import FanopsError
 DEFAULTS = {"redis_url": "", "data_dir": PROJECT_ROOT / "data", "max_frame_bytes": 1 << 20, "stream_maxlen": 200_000,
             "flush_events": 500, "flush_ms": 20, "future_skew_ms": 24 * 3600 * 1000, "dedupe_ttl_s": 7 * 24 * 3600,
             "worker_batch": 50, "worker_batch_events": 20_000, "latency_window_s": 60, "claim_idle_ms": 30_000,
-            "heartbeat_ttl_s": 10, "archive_idle_min": 30, "board_refresh_ms": 1000}
+            "heartbeat_ttl_s": 10, "archive_idle_min": 30, "board_refresh_ms": 1000,
+            "password_operator": "", "password_admin": "", "host_token": "", "session_hours": 12,
+            "oidc_admins": "", "oidc_operators": ""}
+TEXT = {f.name for f in dataclasses.fields(Config) if f.type in ("str", str)} - {"redis_url"}
 
 
 def test_every_field_has_one_row_and_every_row_one_field() -> None:
@@ -34,7 +37,8 @@ def test_each_variable_sets_its_field() -> None:
            for s in SETTINGS}
     cfg = Config.from_env(env)
     for s in SETTINGS:
-        want = Path("/tmp/x") if s.name == "data_dir" else "redis://h:1" if s.name == "redis_url" else 7
+        want = (Path("/tmp/x") if s.name == "data_dir" else "redis://h:1" if s.name == "redis_url"
+                else "7" if s.name in TEXT else 7)
         assert getattr(cfg, s.name) == want, s.env
 
 
@@ -52,3 +56,10 @@ def test_cli_help_is_the_tables() -> None:
     s = setting("max_frame_bytes")
     assert cli_help("max_frame_bytes") == f"{s.help} (default: $FANOPS_MAX_FRAME_BYTES, else {1 << 20})"
     assert cli_help("redis_url").endswith("(default: $REDIS_URL)")
+
+
+def test_a_config_never_shows_its_secrets() -> None:
+    cfg = Config.from_env({"FANOPS_PASSWORD_OPERATOR": "op-secret", "FANOPS_PASSWORD_ADMIN": "ad-secret",
+                           "FANOPS_HOST_TOKEN": "tok-secret"})
+    assert (cfg.password_operator, cfg.password_admin, cfg.host_token) == ("op-secret", "ad-secret", "tok-secret")
+    assert "secret" not in repr(cfg)
