@@ -123,7 +123,7 @@ def role_for_email(email: str | None, s: AccessSettings) -> str | None:
 
 def clean_name(name: str) -> str:
     """An operator's name as given at sign-in: trimmed, control characters dropped, at most NAME_CHARS."""
-    kept = "".join(c for c in name if c.isprintable())
+    kept = "".join(c if c.isprintable() else " " if c.isspace() else "" for c in name)
     return " ".join(kept.split())[:NAME_CHARS]
 
 
