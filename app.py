@@ -38,20 +38,18 @@ r = _ui.client()
 with _ui.redis_guard(stop=True):
     who = access_ui.door(r)  # the sign-in form and a stop, when a password is set and nobody has signed in
 
-HOST = st.Page("screens/host.py", title=tr("nav.host"), icon=":material/campaign:", url_path="host",
-               default=who.host_only)
+SCREENS = [("live", ":material/monitoring:"), ("host", ":material/campaign:"), ("queue", ":material/forum:"),
+           ("settings", ":material/tune:"), ("review", ":material/analytics:")]
 PAGES = [
-    st.Page("screens/live.py", title=tr("nav.live"), icon=":material/monitoring:", url_path="live", default=True),
-    HOST,
-    st.Page("screens/queue.py", title=tr("nav.queue"), icon=":material/forum:", url_path="queue"),
-    st.Page("screens/settings.py", title=tr("nav.settings"), icon=":material/tune:", url_path="settings"),
-    st.Page("screens/review.py", title=tr("nav.review"), icon=":material/analytics:", url_path="review"),
+    st.Page(f"screens/{name}.py", title=tr(f"nav.{name}"), icon=icon, url_path=name, default=name == "live")
+    # a screen this session may not open is a hidden page that says so (an unknown path would be an error)
+    if (name == "host" if who.host_only else access.allowed(who.role, name))
+    else st.Page(access_ui.closed_page(name), title=tr(f"nav.{name}"), url_path=name, visibility="hidden",
+                 default=name == "live")  # the default page answers "/" (its url_path does not): /host stays /host
+    for name, icon in SCREENS
 ]
-if who.host_only:
-    # /host?token=...: the host screen alone; any other path shows it too, and nothing links elsewhere
-    page = st.navigation([HOST], position="hidden")
-else:
-    page = st.navigation([p for p in PAGES if access.allowed(who.role, p.url_path)])
+# /host?token=...: the host screen alone, with no navigation; every other path ("/" too) says it is closed
+page = st.navigation(PAGES, position="hidden" if who.host_only else "sidebar")
 
 # A static style block, no data in it: st.text (how viewer text is shown) in the app's font, a
 # tighter top margin, and the queue's names a little heavier.

@@ -44,6 +44,7 @@ TABLE: dict[str, dict[str, str]] = {
     "access.as": {"en": "Signed in as {role}:", "zh-Hans": "已登录（{role}）："},
     "access.role.operator": {"en": "operator", "zh-Hans": "运营"},
     "access.role.admin": {"en": "admin", "zh-Hans": "管理员"},
+    "access.closed": {"en": "This screen is not open to you.", "zh-Hans": "你无权打开此页面。"},
     "access.oidc": {"en": "Sign in with your company account", "zh-Hans": "使用公司账号登录"},
     "access.not_listed": {"en": "This account is not on the allow-list of this app.",
                           "zh-Hans": "此账号不在本应用的允许名单中。"},

@@ -22,6 +22,7 @@ import logging
 import math
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,13 +114,13 @@ def _session(r: redis.Redis) -> Who | None:
 
 
 def _cookie_script(r: redis.Redis) -> None:
-    """Once after a sign-in, hand the browser its cookie (the token is URL-safe base64: nothing to escape)."""
-    if not st.session_state.pop("_set_cookie", False):
-        return
-    ttl = max(60, int(r.ttl(keys.access_session(access.token_hash(st.session_state["_token"])))))
+    """Hand the browser its cookie, on every full run of a signed-in session (a run that is replaced
+    before the browser draws it never runs its script).  The token is URL-safe base64: nothing to escape."""
+    token = st.session_state["_token"]
+    ttl = max(60, int(r.ttl(keys.access_session(access.token_hash(token)))))
     secure = "; Secure" if str(getattr(st.context, "url", "") or "").startswith("https:") else ""
-    st.html(f"<script>document.cookie='{COOKIE}={st.session_state['_token']}; path=/; max-age={ttl}; "
-            f"SameSite=Strict{secure}'</script>", unsafe_allow_javascript=True)
+    st.sidebar.html(f"<script>document.cookie='{COOKIE}={token}; path=/; max-age={ttl}; SameSite=Strict{secure}'"
+                    "</script>", unsafe_allow_javascript=True)
 
 
 def _failures(r: redis.Redis, client: str) -> tuple[int, int]:
@@ -164,7 +165,7 @@ def _attempt(r: redis.Redis, s: access.AccessSettings) -> None:
         p.expire(k, max(1, Config.from_env().session_hours) * 3600)
         p.delete(keys.access_failures(client))
         p.execute()
-    st.session_state.update({"_token": token, "_set_cookie": True, "operator": name})
+    st.session_state.update({"_token": token, "operator": name})
     st.session_state.pop("_signin_msg", None)
     log.info("signed in as %s from client %s", role, client)
 
@@ -185,6 +186,16 @@ def _sign_in_form(r: redis.Redis, s: access.AccessSettings) -> None:
         msg = st.session_state.get("_signin_msg")
         if msg:
             st.error(msg)
+
+
+def closed_page(screen: str) -> Callable[[], None]:
+    """The page standing in for a screen this session may not open (no data, one line)."""
+
+    def closed() -> None:
+        st.warning(_ui.tr("access.closed"), icon=":material/lock:")
+
+    closed.__name__ = f"closed_{screen}"  # Streamlit names a callable page by its function
+    return closed
 
 
 def sign_out(r: redis.Redis) -> None:
