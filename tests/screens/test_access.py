@@ -4,6 +4,7 @@ is ``test_access_browser.py``."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 
@@ -11,6 +12,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fanops import access, keys
+from fanops.config import Config
+from fanops.errors import FanopsError
+from fanops.runtime import launcher
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
@@ -115,3 +119,36 @@ def test_sign_out_ends_the_session_everywhere(app, r) -> None:  # type: ignore[n
     at.sidebar.button(key="sign-out").click().run()
     assert at.subheader[0].value == "Sign in"
     assert not r.exists(keys.access_session(access.token_hash(token)))
+
+
+# --- safe defaults: the launcher's --public -----------------------------------------------------
+
+def test_public_is_refused_without_a_password_in_one_line_before_anything_starts(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FANOPS_PASSWORD") and k != "REDIS_URL"}
+    env.update(FANOPS_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
+    res = subprocess.run([sys.executable, "-m", "fanops.runtime.launcher", "--public"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines() == [launcher.PUBLIC_REFUSED]
+    assert not (tmp_path / "data").exists()  # no server, no child, no log
+
+
+def test_public_binds_every_interface_only_with_a_password(tmp_path: Path) -> None:
+    args = argparse.Namespace(feed="ws://127.0.0.1:1", workers=1, app_port=8599, public=True)
+    (app_child,) = [c for c in launcher.plan(args) if c.name == "app"]
+    assert app_child.args[app_child.args.index("--server.address") + 1] == "0.0.0.0"
+    none = tmp_path / "absent.toml"
+    assert launcher.listening_note(args, Config.from_env({})) is None  # (no secrets file in the repo)
+    assert launcher.access_settings(Config.from_env({}), none).sign_in is False
+    with_pw = Config.from_env({"FANOPS_PASSWORD_ADMIN": "x"})
+    assert launcher.access_settings(with_pw, none).sign_in
+    secrets_file = tmp_path / "secrets.toml"
+    secrets_file.write_text('[fanops]\npassword_operator = "from-file"\n')
+    assert launcher.access_settings(Config.from_env({}), secrets_file).password_operator == "from-file"
+    secrets_file.write_text("[fanops\n")
+    with pytest.raises(FanopsError, match="cannot read .*secrets.toml"):
+        launcher.access_settings(Config.from_env({}), secrets_file)
