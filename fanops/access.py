@@ -105,7 +105,7 @@ def lockout_s(failures: int) -> int:
     """How long a client waits before its next attempt, after ``failures`` failed ones in a row."""
     if failures < FREE_FAILURES:
         return 0
-    return min(MAX_LOCKOUT_S, FIRST_LOCKOUT_S * 2 ** min(failures - FREE_FAILURES, 20))
+    return int(min(MAX_LOCKOUT_S, FIRST_LOCKOUT_S * 2 ** min(failures - FREE_FAILURES, 20)))
 
 
 def wait_s(failures: int, last_failure_ms: int, now_ms: int) -> float:

@@ -99,18 +99,22 @@ def door(r: redis.Redis) -> Who:
     raise AssertionError("unreachable: st.stop raises")
 
 
+def _str(v: object) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else "" if v is None else str(v)
+
+
 def _session(r: redis.Redis) -> Who | None:
     """The signed-in user of this browser: the session's token, else the cookie's, if Redis still has it."""
     token = st.session_state.get("_token") or st.context.cookies.get(COOKIE)
     if not token:
         return None
     rec = r.hgetall(keys.access_session(access.token_hash(str(token))))
-    role = rec.get(b"role", b"").decode()
+    role = _str(rec.get(b"role"))
     if role not in access.ROLES:
         st.session_state.pop("_token", None)
         return None
     st.session_state["_token"] = token
-    return Who(role, rec.get(b"name", b"").decode("utf-8", "replace"))
+    return Who(role, _str(rec.get(b"name")))
 
 
 def _cookie_script(r: redis.Redis) -> None:
@@ -131,7 +135,9 @@ def _failures(r: redis.Redis, client: str) -> tuple[int, int]:
 def _failed(r: redis.Redis, client: str, now_ms: int) -> int:
     k = keys.access_failures(client)
     with r.pipeline() as p:
-        p.hincrby(k, "n", 1).hset(k, "last", now_ms).expire(k, access.FAILURE_MEMORY_S)
+        p.hincrby(k, "n", 1)
+        p.hset(k, "last", now_ms)
+        p.expire(k, access.FAILURE_MEMORY_S)
         n = int(p.execute()[0])
     log.warning("sign-in refused for client %s: wrong password (%d in a row)", client, n)
     return n

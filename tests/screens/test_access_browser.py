@@ -25,13 +25,27 @@ from fanops.runtime import server
 from tests.conftest import wait_for
 from tests.feeds import ev, frame
 from tests.pipeline import drain, ingest_frames
-from tests.screens.test_browser import BAD_LOG, _health, _tail, new_context, open_screen
-from tests.screens.test_browser import browser as _browser  # noqa: F401  (the fixture "browser", one Chromium a module)
+from tests.screens.test_browser import BAD_LOG, CHROMIUM, LAUNCH_ARGS, _health, _tail, new_context, open_screen
 
 ROOT = Path(__file__).resolve().parents[2]
 OP_PW, ADMIN_PW, TOKEN = "op-browser-pw", "admin-browser-pw", "host-token-abc123"
 ROOM = "room-private-7"  # shown on every screen once signed in: never before
-SCREENS = ("", "live", "host", "queue", "settings", "review")
+SCREENS = ("", "host", "queue", "settings")  # the door runs before any screen: a few paths stand for all
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Chromium for the module, launched as test_browser's."""
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is needed for this test: apt-get install -y chromium chromium-driver")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
 
 
 @dataclass
@@ -155,7 +169,7 @@ def test_the_host_token_opens_the_host_screen_alone(app: App, browser: Any) -> N
         open_screen(page, f"{app.url}/host?token={TOKEN}", "Viewers now", "Orders this show", "Say hi to")
         assert page.locator('[data-testid="stSidebar"]').is_hidden() and nav_links(page) == []
         assert page.locator("button:visible").count() == 0  # read-only: nothing to press
-        for other in ("settings", "queue", "review", ""):  # the token's session reaches no other screen
+        for other in ("settings", ""):  # the token's session reaches no other screen
             open_screen(page, f"{app.url}/{other}?token={TOKEN}", "This screen is not open to you.")
             body = page.inner_text("body")
             assert ROOM not in body and "Follow-up priority" not in body and nav_links(page) == [], (other, body[:300])
