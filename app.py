@@ -8,6 +8,11 @@ what every screen shares: the language, the shop and room, and the
 operator's name; they live in ``st.session_state`` and so survive refreshes
 and page switches.  A URL such as ``/host?room=ROOM&lang=zh-Hans`` points a
 side screen at one room.
+
+Access (``screens/access.py``, rules in ``fanops.access``) comes first, before any shop data is
+read: with a password set, a session that has not signed in sees the sign-in form only, and a
+signed-in one the screens of its role (the operator's name is the one given at sign-in);
+``/host?token=...`` (``FANOPS_HOST_TOKEN``) opens the host screen alone, with no navigation.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from fanops import read
+from fanops import access, read
 from fanops.i18n import LANG_NAMES, LANGS
 from fanops.templates import clean_text
 from screens import _ui
+from screens import access as access_ui
 from screens.reads import rooms
 
 # the page icon is a file of the repo: a ":material/...:" icon is fetched from a font CDN by every browser
@@ -28,14 +34,22 @@ st.set_page_config(page_title="LiveFans", page_icon=str(Path(__file__).resolve()
 _ui.init_from_query()
 tr = _ui.translator()
 
+r = _ui.client()
+with _ui.redis_guard(stop=True):
+    who = access_ui.door(r)  # the sign-in form and a stop, when a password is set and nobody has signed in
+
+SCREENS = [("live", ":material/monitoring:"), ("host", ":material/campaign:"), ("queue", ":material/forum:"),
+           ("settings", ":material/tune:"), ("review", ":material/analytics:")]
 PAGES = [
-    st.Page("screens/live.py", title=tr("nav.live"), icon=":material/monitoring:", url_path="live", default=True),
-    st.Page("screens/host.py", title=tr("nav.host"), icon=":material/campaign:", url_path="host"),
-    st.Page("screens/queue.py", title=tr("nav.queue"), icon=":material/forum:", url_path="queue"),
-    st.Page("screens/settings.py", title=tr("nav.settings"), icon=":material/tune:", url_path="settings"),
-    st.Page("screens/review.py", title=tr("nav.review"), icon=":material/analytics:", url_path="review"),
+    st.Page(f"screens/{name}.py", title=tr(f"nav.{name}"), icon=icon, url_path=name, default=name == "live")
+    # a screen this session may not open is a hidden page that says so (an unknown path would be an error)
+    if (name == "host" if who.host_only else access.allowed(who.role, name))
+    else st.Page(access_ui.closed_page(name), title=tr(f"nav.{name}"), url_path=name, visibility="hidden",
+                 default=name == "live")  # the default page answers "/" (its url_path does not): /host stays /host
+    for name, icon in SCREENS
 ]
-page = st.navigation(PAGES)
+# /host?token=...: the host screen alone, with no navigation; every other path ("/" too) says it is closed
+page = st.navigation(PAGES, position="hidden" if who.host_only else "sidebar")
 
 # A static style block, no data in it: st.text (how viewer text is shown) in the app's font, a
 # tighter top margin, and the queue's names a little heavier.
@@ -46,7 +60,15 @@ st.markdown(
     unsafe_allow_html=True,
 )
 
-r = _ui.client()
+if page.url_path == "host":
+    # The host screen is glanced at from metres away: no sidebar, no toolbar.
+    st.markdown("<style>[data-testid='stSidebar'],[data-testid='stSidebarCollapsedControl'],"
+                "[data-testid='stHeader']{display:none}</style>", unsafe_allow_html=True)
+
+if who.host_only:
+    page.run()  # read-only and alone: no sidebar, nothing to pick (shop, room and language come from the URL)
+    st.stop()
+
 with st.sidebar, _ui.redis_guard(stop=True):
     _ui.sticky("radio", "Language / 语言", list(LANGS), "lang", format_func=LANG_NAMES.__getitem__,
                translated=False, horizontal=True)
@@ -67,12 +89,10 @@ with st.sidebar, _ui.redis_guard(stop=True):
     labels: dict[str | None, str] = {_ui.AUTO: tr("sidebar.room_auto")}
     labels.update((i, clean_text(i, 48)) for i in ids)
     _ui.sticky("select", tr("sidebar.room"), [_ui.AUTO, *ids], "room", format_func=labels.__getitem__)
-    _ui.sticky("text", tr("sidebar.operator"), None, "operator", translated=False, max_chars=64,
-               placeholder=tr("sidebar.operator_hint"))
-
-if page.url_path == "host":
-    # The host screen is glanced at from metres away: no sidebar, no toolbar.
-    st.markdown("<style>[data-testid='stSidebar'],[data-testid='stSidebarCollapsedControl'],"
-                "[data-testid='stHeader']{display:none}</style>", unsafe_allow_html=True)
+    if who.role is None:  # no sign-in set up (this machine only): the name is asked here
+        _ui.sticky("text", tr("sidebar.operator"), None, "operator", translated=False, max_chars=64,
+                   placeholder=tr("sidebar.operator_hint"))
+    else:  # the name given at sign-in
+        access_ui.sidebar(r, who)
 
 page.run()

@@ -71,6 +71,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("retention_days", "FANOPS_RETENTION_DAYS", "90",
             "a scorer drops the comment text and contact details of viewers with no event for this many days "
             "of shop clock (their other records stay; `python -m scoring forget` erases a viewer)"),
+    Setting("password_operator", "FANOPS_PASSWORD_OPERATOR", "",
+            "once this or the admin password is set, every screen asks for a password first; this one opens "
+            "the live board, host screen, queue and review (also `password_operator` in .streamlit/secrets.toml "
+            "[fanops])"),
+    Setting("password_admin", "FANOPS_PASSWORD_ADMIN", "",
+            "the admin password: every screen, the settings included (also `password_admin` in secrets.toml)"),
+    Setting("host_token", "FANOPS_HOST_TOKEN", "",
+            "`/host?token=...` with this token opens the host screen alone, read-only, with no password "
+            "(also `host_token` in secrets.toml)"),
+    Setting("session_hours", "FANOPS_SESSION_HOURS", "12",
+            "a browser stays signed in this long (across reloads), or until Sign out"),
+    Setting("oidc_admins", "FANOPS_OIDC_ADMINS", "",
+            "with st.login (an [auth] section in secrets.toml): e-mail addresses given the admin role"),
+    Setting("oidc_operators", "FANOPS_OIDC_OPERATORS", "",
+            "with st.login: e-mail addresses given the operator role; anyone else is turned away"),
 )
 
 
@@ -115,6 +130,13 @@ class Config:
     tiktok_diamonds_per_usd: int = _int("tiktok_diamonds_per_usd")
     tiktok_offline_poll_s: int = _int("tiktok_offline_poll_s")
     retention_days: int = _int("retention_days")
+    # secrets: never in a repr (a logged Config)
+    password_operator: str = field(default=_BY_NAME["password_operator"].default, repr=False)
+    password_admin: str = field(default=_BY_NAME["password_admin"].default, repr=False)
+    host_token: str = field(default=_BY_NAME["host_token"].default, repr=False)
+    session_hours: int = _int("session_hours")
+    oidc_admins: str = _BY_NAME["oidc_admins"].default
+    oidc_operators: str = _BY_NAME["oidc_operators"].default
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Config:

@@ -2,6 +2,7 @@
 
     FanopsError                  base: carries a message that says what to do
     +-- RedisUnavailable         cannot reach (or start) the Redis server
+    |   +-- RedisAuthFailed      it answered, and refused the password (no wait fixes it)
     +-- EmbeddedServerError      the embedded server binary failed to start
     +-- BadSettings              a settings value or template was rejected
     +-- TaskError                a follow-up action cannot be done
@@ -35,6 +36,15 @@ class RedisUnavailable(FanopsError):
             f"cannot reach Redis at {url} ({reason}): is the server running? "
             "set REDIS_URL or --redis, or leave both unset to use the embedded server"
         )
+
+
+class RedisAuthFailed(RedisUnavailable):
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        FanopsError.__init__(
+            self, f"Redis at {url} refused the password ({reason}): put the right one in REDIS_URL or --redis "
+            "(redis://:PASSWORD@HOST:PORT/0, rediss:// for TLS)")
 
 
 class EmbeddedServerError(FanopsError):

@@ -344,3 +344,15 @@ def scratch(shop: str, token: str) -> str:
     """STRING/any, short-lived (an expiry): a key ``scoring.forget`` restores an archived DUMP into to
     take a forgotten viewer out of it, then dumps and deletes again (in the shop's slot)."""
     return f"{tag(shop)}:scratch:{esc(token)}"
+# --- the app's sign-in (``fanops.access``, ``screens.access``) -------------------
+ACCESS_TAG = "{!access}"  # shop ids are escaped, so no shop can collide with this tag
+
+
+def access_failures(client: str) -> str:
+    """HASH ``n`` (failed sign-ins in a row), ``last`` (ms) of one client (its address); expires."""
+    return f"{PREFIX}{ACCESS_TAG}:fail:{esc(client)}"
+
+
+def access_session(token_hash: str) -> str:
+    """HASH ``role``, ``name``, ``since`` of a signed-in browser, by the hash of its cookie's token; expires."""
+    return f"{PREFIX}{ACCESS_TAG}:session:{esc(token_hash)}"

@@ -6,7 +6,7 @@ import redis
 import redis.asyncio as aredis
 
 from fanops.config import Config
-from fanops.errors import RedisUnavailable
+from fanops.errors import RedisAuthFailed, RedisUnavailable
 from fanops.runtime import server
 
 # redis-py 8 times out socket reads after 5 s by default; blocking stream reads
@@ -30,6 +30,12 @@ def _redact(url: str) -> str:
     return url
 
 
+def _failed(url: str, e: Exception) -> RedisUnavailable:
+    """The one-line error for a failed connection; a refused password is said as such (no retry fixes it)."""
+    kind = RedisAuthFailed if isinstance(e, redis.AuthenticationError) else RedisUnavailable
+    return kind(_redact(url), str(e) or type(e).__name__)
+
+
 def connect(cfg: Config, url: str | None = None, check: bool = True) -> redis.Redis:
     """A synchronous client; raises RedisUnavailable with a one-line reason."""
     u = resolve_url(cfg, url)
@@ -39,7 +45,7 @@ def connect(cfg: Config, url: str | None = None, check: bool = True) -> redis.Re
         if check:
             r.ping()
     except (redis.RedisError, ValueError, OSError) as e:
-        raise RedisUnavailable(_redact(u), str(e) or type(e).__name__) from e
+        raise _failed(u, e) from e
     return r
 
 
@@ -50,5 +56,5 @@ async def connect_async(cfg: Config, url: str | None = None) -> aredis.Redis:
                                   health_check_interval=30)
         await r.ping()
     except (redis.RedisError, ValueError, OSError) as e:
-        raise RedisUnavailable(_redact(u), str(e) or type(e).__name__) from e
+        raise _failed(u, e) from e
     return r

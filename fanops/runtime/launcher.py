@@ -16,19 +16,52 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 
+from fanops import access
 from fanops.config import PROJECT_ROOT, Config
+from fanops.errors import FanopsError
 from fanops.runtime import server
-from fanops.runtime.cli import setup_logging
+from fanops.runtime.cli import run, setup_logging
 
 log = logging.getLogger("fanops.runtime.launcher")
 
 
-# The app has no sign-in yet (issue 17): it listens on loopback only, whatever the network.
+# Without a password the app listens on loopback only; `--public` (every interface) needs one (issue 17).
 APP_ADDRESS = "127.0.0.1"
+PUBLIC_ADDRESS = "0.0.0.0"
+SECRETS = PROJECT_ROOT / ".streamlit" / "secrets.toml"
+
+
+def access_settings(cfg: Config, secrets_file: Path = SECRETS) -> access.AccessSettings:
+    """The app's access settings as the app will see them: the environment, else secrets.toml [fanops]."""
+    section: dict[str, object] = {}
+    if secrets_file.is_file():
+        try:
+            found = tomllib.loads(secrets_file.read_text(encoding="utf-8")).get("fanops", {})
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            raise FanopsError(f"cannot read {secrets_file}: {e}") from e
+        section = found if isinstance(found, dict) else {}
+    return access.settings_from({n: getattr(cfg, n) for n in access.SECRET_NAMES}, section)
+
+
+PUBLIC_REFUSED = ("error: --public needs a password first: set FANOPS_PASSWORD_OPERATOR or FANOPS_PASSWORD_ADMIN "
+                  "(or [fanops] in .streamlit/secrets.toml); without one the app stays on 127.0.0.1")
+
+
+def listening_note(args: argparse.Namespace, cfg: Config) -> str | None:
+    """How the app will listen, for the start line; None when ``--public`` is asked with no password set."""
+    signed = access_settings(cfg).sign_in
+    if getattr(args, "public", False):
+        return "listening on every interface, with sign-in" if signed else None
+    return "listening on this machine only" + ("" if signed else ": no sign-in is set up")
+
+
+def app_address(args: argparse.Namespace) -> str:
+    return PUBLIC_ADDRESS if getattr(args, "public", False) else APP_ADDRESS
 
 
 @dataclass
@@ -65,7 +98,7 @@ def plan(args: argparse.Namespace) -> list[Child]:
             children.append(Child(f"scorer-{i + 1}", [py, "-m", "scoring", "run"]))
     if (PROJECT_ROOT / "app.py").exists():
         children.append(Child("app", [py, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
-                                      "--server.port", str(args.app_port), "--server.address", APP_ADDRESS,
+                                      "--server.port", str(args.app_port), "--server.address", app_address(args),
                                       "--server.headless", "true",
                                       "--browser.gatherUsageStats", "false"]))
     return children
@@ -84,9 +117,14 @@ def main() -> int:
     p.add_argument("--app-port", type=int, default=8501)
     p.add_argument("--workers", type=int, default=1, help="scorer workers")
     p.add_argument("--keep-server", action="store_true", help="leave the embedded Redis running on exit")
+    p.add_argument("--public", action="store_true", help="listen on 0.0.0.0 (other machines); needs a password")
     args = p.parse_args()
     setup_logging()
     cfg = Config.from_env()
+    where = listening_note(args, cfg)
+    if where is None:
+        print(PUBLIC_REFUSED, file=sys.stderr)
+        return 2
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     embedded = not cfg.redis_url
     if embedded:
@@ -117,8 +155,7 @@ def main() -> int:
         start(c)
         if c.name == "simulator":
             time.sleep(0.5)
-    log.info("live board: http://%s:%d  (listening on this machine only: no sign-in is set up; "
-             "Ctrl-C stops everything)", APP_ADDRESS, args.app_port)
+    log.info("live board: http://%s:%d  (%s; Ctrl-C stops everything)", APP_ADDRESS, args.app_port, where)
     try:
         while not stopping:
             time.sleep(0.5)
@@ -151,4 +188,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

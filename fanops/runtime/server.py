@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 
@@ -51,6 +52,11 @@ def binary_path() -> Path:
     if not os.access(path, os.X_OK):
         path.chmod(0o755)
     return path
+
+
+def _conf_quote(value: str) -> str:
+    """A value for a double-quoted string of valkey.conf."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _port_free(port: int) -> bool:
@@ -96,8 +102,10 @@ def running(data_dir: Path) -> ServerInfo | None:
     return None
 
 
-def ensure_running(data_dir: Path, port: int | None = None, timeout: float = 15.0) -> ServerInfo:
-    """Return the running embedded server for ``data_dir``, starting it if needed."""
+def ensure_running(data_dir: Path, port: int | None = None, timeout: float = 15.0,
+                   password: str | None = None) -> ServerInfo:
+    """Return the running embedded server for ``data_dir``, starting it if needed (with
+    ``password``: a server that asks for it, ``requirepass``; its URL carries it)."""
     root = Path(data_dir) / "redis"
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "start.lock", "w") as lock:
@@ -105,10 +113,10 @@ def ensure_running(data_dir: Path, port: int | None = None, timeout: float = 15.
         info = _read_info(root)
         if info and _alive(info.url):
             return info
-        return _start(root, port, timeout)
+        return _start(root, port, timeout, password)
 
 
-def _start(root: Path, port: int | None, timeout: float) -> ServerInfo:
+def _start(root: Path, port: int | None, timeout: float, password: str | None = None) -> ServerInfo:
     if port is None:
         info = _read_info(root)
         if info and _port_free(info.port):
@@ -135,10 +143,13 @@ def _start(root: Path, port: int | None, timeout: float) -> ServerInfo:
                 "save 3600 1 300 100 60 10000",
                 "maxclients 1000",
                 "tcp-keepalive 60",
+                *([f'requirepass "{_conf_quote(password)}"'] if password else []),
                 "",
             ]
         )
     )
+    if password:
+        conf.chmod(0o600)
     log.info("starting the embedded server on 127.0.0.1:%d with its data in %s", port, root)
     proc = subprocess.run([str(binary_path()), str(conf)], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -146,7 +157,8 @@ def _start(root: Path, port: int | None, timeout: float) -> ServerInfo:
             f"the embedded server did not start: {proc.stderr.strip() or proc.stdout.strip()}"
             f" (see {root / 'valkey.log'})"
         )
-    url = f"redis://127.0.0.1:{port}/0"
+    auth = f":{quote(password, safe='')}@" if password else ""
+    url = f"redis://{auth}127.0.0.1:{port}/0"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if _alive(url):
@@ -165,6 +177,7 @@ def _start(root: Path, port: int | None, timeout: float) -> ServerInfo:
         pid = 0
     info = ServerInfo(url, port, pid, root)
     tmp = root / "server.json.tmp"
+    tmp.touch(mode=0o600)  # the URL may carry the password
     tmp.write_text(json.dumps({"url": url, "port": port, "pid": pid}))
     tmp.replace(root / "server.json")
     return info

@@ -17,6 +17,9 @@ DEFAULTS = {"redis_url": "", "data_dir": PROJECT_ROOT / "data", "max_frame_bytes
             "heartbeat_ttl_s": 10, "archive_idle_min": 30, "archive_every_s": 60, "board_refresh_ms": 1000}
 DEFAULTS |= {"tiktok_diamonds_per_usd": 200, "tiktok_offline_poll_s": 60}  # issue 15: TikTok LIVE
 DEFAULTS |= {"retention_days": 90}  # issue 17: forget and retention
+DEFAULTS |= {"password_operator": "", "password_admin": "", "host_token": "", "session_hours": 12,
+             "oidc_admins": "", "oidc_operators": ""}  # issue 17: access
+TEXT = {f.name for f in dataclasses.fields(Config) if f.type in ("str", str)} - {"redis_url"}
 
 
 def test_every_field_has_one_row_and_every_row_one_field() -> None:
@@ -36,7 +39,8 @@ def test_each_variable_sets_its_field() -> None:
            for s in SETTINGS}
     cfg = Config.from_env(env)
     for s in SETTINGS:
-        want = Path("/tmp/x") if s.name == "data_dir" else "redis://h:1" if s.name == "redis_url" else 7
+        want = (Path("/tmp/x") if s.name == "data_dir" else "redis://h:1" if s.name == "redis_url"
+                else "7" if s.name in TEXT else 7)
         assert getattr(cfg, s.name) == want, s.env
 
 
@@ -54,3 +58,10 @@ def test_cli_help_is_the_tables() -> None:
     s = setting("max_frame_bytes")
     assert cli_help("max_frame_bytes") == f"{s.help} (default: $FANOPS_MAX_FRAME_BYTES, else {1 << 20})"
     assert cli_help("redis_url").endswith("(default: $REDIS_URL)")
+
+
+def test_a_config_never_shows_its_secrets() -> None:
+    cfg = Config.from_env({"FANOPS_PASSWORD_OPERATOR": "op-secret", "FANOPS_PASSWORD_ADMIN": "ad-secret",
+                           "FANOPS_HOST_TOKEN": "tok-secret"})
+    assert (cfg.password_operator, cfg.password_admin, cfg.host_token) == ("op-secret", "ad-secret", "tok-secret")
+    assert "secret" not in repr(cfg)
