@@ -104,7 +104,7 @@ def plan(args: argparse.Namespace) -> list[Child]:
     return children
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python3 dev.py up", description=__doc__)
     p.add_argument("--feed", help="read this WebSocket feed instead of the simulated room")
     p.add_argument("--tiktok", metavar="@CREATOR", help="read this creator's TikTok LIVE room instead of the "
@@ -118,7 +118,25 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=1, help="scorer workers")
     p.add_argument("--keep-server", action="store_true", help="leave the embedded Redis running on exit")
     p.add_argument("--public", action="store_true", help="listen on 0.0.0.0 (other machines); needs a password")
-    args = p.parse_args()
+    return p.parse_args(argv)
+
+
+def _stop(children: list[Child]) -> None:
+    """SIGTERM to every child, the last started first, then wait for each (SIGKILL after 10 s)."""
+    for c in reversed(children):
+        if c.proc is not None and c.proc.poll() is None:
+            c.proc.send_signal(signal.SIGTERM)
+    for c in reversed(children):
+        if c.proc is not None:
+            try:
+                c.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                c.proc.kill()
+            log.info("%s stopped", c.name)
+
+
+def main() -> int:
+    args = parse_args()
     setup_logging()
     cfg = Config.from_env()
     where = listening_note(args, cfg)
@@ -171,16 +189,7 @@ def main() -> int:
                 elif c.proc is None and time.monotonic() >= c.next_start:
                     start(c)
     finally:
-        for c in reversed(children):
-            if c.proc is not None and c.proc.poll() is None:
-                c.proc.send_signal(signal.SIGTERM)
-        for c in reversed(children):
-            if c.proc is not None:
-                try:
-                    c.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    c.proc.kill()
-                log.info("%s stopped", c.name)
+        _stop(children)
         if embedded and not args.keep_server:
             server.stop(cfg.data_dir)
             log.info("embedded Redis stopped; its data stays in %s", cfg.data_dir / "redis")
