@@ -146,6 +146,7 @@ def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
         getattr(p, name)(*args)
 
     cmd("viewer_state", "hdel", keys.viewers(shop), viewer)
+    cmd("imported_record", "hdel", keys.imported(shop), viewer)  # a customer history import's name and addresses
     for rm in rooms:
         pair = keys.pair(rm, viewer)
         cmd("room_records", "hdel", keys.room_viewers(shop, rm), viewer)

@@ -27,7 +27,7 @@ import redis
 from fanops import keys
 from fanops.config import Config
 from fanops.scripts import script_source
-from fanops.state import ViewerState, pack, pack_task, unpack_room_viewer, unpack_task, unpack_viewer
+from fanops.state import REACH_ADDRESSES, ViewerState, pack, pack_task, unpack_room_viewer, unpack_task, unpack_viewer
 from review.archive_files import list_archived
 from scoring.forget_files import CONTACT_FIELDS, Scrub, feed_viewer, scrub_archives, scrub_eventlog
 
@@ -47,6 +47,12 @@ def clear_contact(v: ViewerState) -> bool:
         if f in _DEFAULTS and getattr(v, f) != _DEFAULTS[f]:
             setattr(v, f, _DEFAULTS[f])
             changed = True
+    # the addresses a contact event gave (``ViewerState.reach``: one mark per address or channel flag);
+    # the channel consents stay (they are the viewer's answer, not a way to reach them)
+    kept = [m for m in v.reach if m.what not in REACH_ADDRESSES]
+    if len(kept) != len(v.reach):
+        v.reach = kept
+        changed = True
     return changed
 
 

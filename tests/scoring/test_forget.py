@@ -28,9 +28,8 @@ SHOP = "default"
 VID = "vq-Forget-7Q"
 NAME = "Frida Forgetme"
 SAID = "Frida asks: is the crimson scarf in stock?"
-# Extension point: once the ``contact`` event type (email, phone) is in fanops/schema.py, send one
-# for VID here and add its email and phone to NEEDLES; the search below then covers them too.
-NEEDLES = (VID, NAME, "crimson scarf")
+EMAIL, PHONE = "frida.forgetme@example.com", "+4915799912345"
+NEEDLES = (VID, NAME, "crimson scarf", EMAIL, PHONE)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -44,6 +43,10 @@ def _viewer_frames() -> tuple[str, str, str]:
              {"id": "fg-3", "room": "show-1-0", "ts": t0 + 120_000, "type": "cart_add", "sku": "SKU-9",
               "viewer": {"id": VID}},
              {"id": "fg-4", "room": "show-1-0", "ts": t0 + 300_000, "type": "product_view", "sku": "SKU-9",
+              "viewer": {"id": VID}},
+             {"id": "fg-4c", "room": "show-1-0", "ts": t0 + 310_000, "type": "contact", "email": EMAIL,
+              "phone": PHONE, "viewer": {"id": VID}},
+             {"id": "fg-4k", "room": "show-1-0", "ts": t0 + 310_000, "type": "consent", "dm": True, "email": True,
               "viewer": {"id": VID}}]
     show7 = [{"id": "fg-5", "room": "show-1-7", "ts": t7, "type": "join", "viewer": v},
              {"id": "fg-6", "room": "show-1-7", "ts": t7 + 30_000, "type": "comment", "text": SAID + " again?",
@@ -162,8 +165,8 @@ def test_forget_erases_the_viewer_everywhere_and_leaves_the_shops_numbers(cfg, r
     removed = got["removed"]
     assert got["aof_rewritten"] and got["rdb_saved"]
     assert removed["viewer_state"] == 1 and removed["room_records"] == 1 and removed["tasks"] == 1
-    assert removed["archive_rooms"] == 1 and removed["archive_events"] == 4 and removed["archive_viewers"] == 1
-    assert removed["eventlog_events"] == 7 and removed["dead_letters"] == 1
+    assert removed["archive_rooms"] == 1 and removed["archive_events"] == 6 and removed["archive_viewers"] == 1
+    assert removed["eventlog_events"] == 9 and removed["dead_letters"] == 1
     assert removed["feed_entries"] == in_feeds
     # the archived show keeps its totals: every event, the viewer's anonymous
     a = archive_files.read_room(cfg, SHOP, "show-1-0")

@@ -3,13 +3,12 @@ the applied-event log and the archives, by the scorer's periodic pass; what they
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 from fanops import keys, queue
 from fanops.read import status
-from fanops.state import ViewerState
+from fanops.state import Mark, ViewerState
 from review import archive_files
 from scoring import retention
 from scoring import worker as worker_mod
@@ -72,15 +71,12 @@ def test_comment_text_of_viewers_inactive_past_retention_goes_on_the_scorers_pas
     assert retention.retention_pass(r, cfg, SHOP) == {}
 
 
-def test_retention_clears_the_contact_fields_a_viewer_state_has():
-    """The extension point: contact fields named in CONTACT_FIELDS are emptied where the state has them
-    (this branch's state has none: nothing changes, nothing fails)."""
-    v = ViewerState(first_seen=1, last_active=2, rooms={}, name="Ann")
-    assert retention.clear_contact(v) is False and v.name == "Ann"
-    Contact = dataclasses.make_dataclass("Contact", [("email", str | None, None), ("phone", str | None, None)])
-    retention._DEFAULTS.update(email=None, phone=None)
-    try:
-        c = Contact(email="ann@example.com", phone="+33 6 12 34 56 78")
-        assert retention.clear_contact(c) is True and (c.email, c.phone) == (None, None)  # type: ignore[arg-type]
-    finally:
-        del retention._DEFAULTS["email"], retention._DEFAULTS["phone"]
+def test_retention_clears_the_addresses_a_viewer_state_has_and_keeps_their_answers():
+    """A contact event's email and phone go; the channel consents (the viewer's answer, no way to
+    reach them) and the name stay."""
+    v = ViewerState(first_seen=1, last_active=2, rooms={}, name="Ann",
+                    reach=[Mark("email", 5, "c1", "ann@example.com"), Mark("phone", 5, "c1", "+33612345678"),
+                           Mark("c:sms", 6, "k1", True)])
+    assert retention.clear_contact(v) is True
+    assert [m.what for m in v.reach] == ["c:sms"] and v.name == "Ann"
+    assert retention.clear_contact(v) is False  # nothing left to clear
