@@ -6,7 +6,10 @@ Each action is one atomic script call (``lua/task.lua``): two operators
 claiming one task get one winner, and the other a ``TaskClaimedByOther``
 naming the holder.  A claim lapses back to ``pending`` after the lease
 (``claim_lease_minutes`` of wall time): a lapsed claim is treated as pending by
-every action and swept back by ``release_expired``.
+every action and swept back by ``release_expired``.  A task still pending
+``followup_expire_hours`` of wall time after it was made becomes ``expired``
+(spec/tiers.md v1.1), a final state: ``expire_old``, called by the scorer's
+periodic pass.
 """
 
 from __future__ import annotations
@@ -258,3 +261,39 @@ def release_expired(r: redis.Redis, shop: str, now_ms: int | None = None) -> int
         if res[0] in (b"ok", "ok") and res[1] in (b"pending", "pending"):
             n += 1
     return n
+
+
+EXPIRE_BATCH = 500  # tasks looked at per script pipeline in ``expire_old``
+
+
+def expire_old(r: redis.Redis, shop: str, now_ms: int | None = None) -> int:
+    """Expire the tasks still pending ``followup_expire_hours`` of wall time (``now_ms``, default
+    this machine's clock) after they were made; returns how many expired.  Reads only the tasks
+    old enough (``keys.task_made``, oldest first); settled ones leave that index, claims still
+    held stay in it for a later pass."""
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    settings, _ = rules_store.load(r, shop)
+    cutoff = now - settings.expire_ms
+    script = r.register_script(script_source("fanops", "task"))
+    made, n, start = keys.task_made(shop), 0, 0
+    while True:
+        got = cast(replies.Members, r.zrangebyscore(made, "-inf", cutoff, start=start, num=EXPIRE_BATCH))
+        if not got:
+            return n
+        p = r.pipeline(transaction=False)
+        for m in got:
+            tid = replies.to_str(m)
+            try:
+                room, viewer = split_task_id(tid)
+            except ValueError:
+                p.zrem(made, m)
+                continue
+            script(keys=[keys.tasks(shop, room), keys.room(shop, room), keys.sent_log(shop), made],
+                   args=["age_out", "", now, settings.expire_ms, keys.queue(shop, ""), tid, "", 0, viewer],
+                   client=p)
+        res = [replies.to_str(x[1]) for x in p.execute() if isinstance(x, list) and x[0] in (b"ok", "ok")]
+        n += res.count("expired")
+        held = res.count("claimed") + res.count("pending")
+        start += held  # held claims stay in the index: look past them
+        if len(got) < EXPIRE_BATCH:
+            return n
