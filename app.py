@@ -32,6 +32,7 @@ PAGES = [
     st.Page("screens/live.py", title=tr("nav.live"), icon=":material/monitoring:", url_path="live", default=True),
     st.Page("screens/host.py", title=tr("nav.host"), icon=":material/campaign:", url_path="host"),
     st.Page("screens/queue.py", title=tr("nav.queue"), icon=":material/forum:", url_path="queue"),
+    st.Page("screens/fans.py", title=tr("nav.fans"), icon=":material/groups:", url_path="fans"),
     st.Page("screens/settings.py", title=tr("nav.settings"), icon=":material/tune:", url_path="settings"),
     st.Page("screens/review.py", title=tr("nav.review"), icon=":material/analytics:", url_path="review"),
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fanops.i18n_fans import FANS
 from fanops.rules_settings import RULES
 
 LANGS: tuple[str, ...] = ("en", "zh-Hans")
@@ -372,6 +373,9 @@ for _rule in RULES:
     TABLE[f"rule.{_rule.name}"] = {"en": _en, "zh-Hans": _zh}
     TABLE[f"rule_help.{_rule.name}"] = {"en": _rule.help[0].upper() + _rule.help[1:] + ".",
                                         "zh-Hans": _zh_help + "。"}
+
+
+TABLE.update(FANS)
 
 
 # Template languages, each named in its own language (an operator may not read the UI's).
