@@ -64,6 +64,26 @@ CHANNELS: dict[str, Callable[[_Fan], bool]] = {
     "dm": lambda f: dm_consent(f.consents) is not False,
 }
 
+def channels_of(packed: bytes | None) -> list[str]:
+    """The channels a viewer (their packed state; None: unknown viewer) can be reached on."""
+    if not packed:
+        return []
+    f = _dec.decode(packed)
+    return [c for c, fn in CHANNELS.items() if fn(f)]
+
+
+def write_export(df: pl.DataFrame, fmt: str, out: io.TextIOBase | Any) -> int:
+    """Write the export of ``df`` as ``csv`` or ``jsonl`` to a text stream; returns the rows."""
+    if fmt == "csv":
+        out.write(guard_formulas(export_frame(df)).write_csv())
+    elif fmt == "jsonl":
+        for line in jsonl_lines(df):
+            out.write(line + "\n")
+    else:
+        raise ValueError(f"unknown export format {fmt!r} (csv or jsonl)")
+    return df.height
+
+
 # the columns of ``python -m scoring fans`` (spec/cli.md v1.1), in order
 EXPORT_COLUMNS: tuple[str, ...] = ("viewer_id", "name", "tier", "country", "lang", "tz", "first_seen",
                                    "last_active", "orders", "spend", "dm_consent", "channels")

@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import redis
 
-from fanops import keys, read, replies, rules_store
+from fanops import fans, keys, read, replies, rules_store
 from fanops.errors import TaskClaimedByOther, TaskError, TaskNotFound, TaskStateError
 from fanops.geo import is_decent_hour, local_time
 from fanops.scripts import script_source
@@ -297,3 +297,31 @@ def expire_old(r: redis.Redis, shop: str, now_ms: int | None = None) -> int:
         start += held  # held claims stay in the index: look past them
         if len(got) < EXPIRE_BATCH:
             return n
+
+
+# the kinds of spec/tiers.md v1.1; every task is "lingered" today
+KINDS = ("lingered", "thank_first_order", "after_sales", "win_back")
+
+
+def task_rows(r: redis.Redis, shop: str, state: str = OPEN, kind: str | None = None, limit: int = 100,
+              now_ms: int | None = None) -> list[dict[str, Any]]:
+    """``python -m scoring tasks``: the tasks in ``state`` by priority as JSON-ready objects with
+    spec/cli.md's fields (id, kind, state, viewer_id, room, tier, priority, lang, channels) and
+    what an operator reads (name, country, dwell, local time, suggested message)."""
+    if kind is not None and kind not in KINDS:
+        raise TaskError(f"unknown task kind {kind!r} (one of: {', '.join(KINDS)})")
+    if state != OPEN and state not in TASK_STATES:
+        raise TaskError(f"unknown task state {state!r} (one of: {OPEN}, {', '.join(TASK_STATES)})")
+    if limit < 1:
+        raise TaskError(f"--limit must be at least 1, not {limit}")
+    if kind not in (None, "lingered"):
+        return []
+    got = list_tasks(r, shop, state, limit=limit, now_ms=now_ms, scan=max(limit, SCAN_LIMIT))
+    viewers = list(dict.fromkeys(t.viewer for t in got))
+    states = dict(zip(viewers, cast("list[bytes | None]", r.hmget(keys.viewers(shop), viewers)), strict=True)) \
+        if viewers else {}
+    return [{"id": t.id, "kind": "lingered", "state": t.state, "viewer_id": t.viewer, "room": t.room,
+             "tier": t.tier, "priority": t.priority, "lang": t.lang,
+             "channels": fans.channels_of(states.get(t.viewer)) if t.state in ("pending", "claimed") else [],
+             "name": t.name, "country": t.country, "dwell_ms": t.dwell_ms, "holder": t.holder,
+             "local": t.local, "decent_hour": t.decent_hour, "message": t.message} for t in got]
