@@ -115,8 +115,8 @@ def _scan(r: redis.Redis, shop: str) -> Iterator[dict[bytes, bytes]]:
 
 def frame_from(items: Iterable[tuple[bytes | str, bytes]]) -> pl.DataFrame:
     """The fans frame of (viewer id, packed state) pairs: one row per viewer, the export's columns
-    plus ``spend_total`` (all currencies added up, for filtering and sorting), ``rooms`` (shows
-    attended) and one boolean column per channel ``ch_<name>``."""
+    plus ``spend_total`` (all currencies added up, for filtering and sorting), one boolean column
+    per channel ``ch_<name>`` and ``search`` (id and name in lower case, for the text filter)."""
     cols: dict[str, list[Any]] = {c: [] for c in ("viewer_id", "name", "tier", "country", "lang", "tz",
                                                   "first_seen", "last_active", "orders", "spend",
                                                   "spend_total", "dm_consent")}
@@ -145,7 +145,9 @@ def frame_from(items: Iterable[tuple[bytes | str, bytes]]) -> pl.DataFrame:
     df = pl.DataFrame({**cols, **{f"ch_{c}": v for c, v in chans.items()}}, schema_overrides={
         "first_seen": pl.Int64, "last_active": pl.Int64, "orders": pl.Int32, "spend_total": pl.Float64,
         "dm_consent": pl.Boolean, "name": pl.String, "country": pl.String, "lang": pl.String, "tz": pl.String})
-    return df.with_columns(pl.col("tier").cast(pl.Enum(TIERS)))
+    return df.with_columns(pl.col("tier").cast(pl.Enum(TIERS)),
+                           search=pl.concat_str([pl.col("viewer_id"), pl.col("name").fill_null("")],
+                                                separator="\n").str.to_lowercase())
 
 
 def fans_frame(r: redis.Redis, shop: str) -> pl.DataFrame:
@@ -190,9 +192,7 @@ class FanFilter:
         if self.seen_before is not None:
             conds.append(pl.col("last_active") < self.seen_before)
         if self.text:
-            t = self.text.lower()
-            conds.append(pl.col("viewer_id").str.to_lowercase().str.contains(t, literal=True)
-                         | pl.col("name").str.to_lowercase().str.contains(t, literal=True).fill_null(False))
+            conds.append(pl.col("search").str.contains(self.text.lower().replace("\n", " "), literal=True))
         return pl.all_horizontal(conds) if conds else pl.lit(True)
 
 
