@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import msgspec
@@ -113,10 +113,7 @@ def _scan(r: redis.Redis, shop: str) -> Iterator[dict[bytes, bytes]]:
             return
 
 
-def frame_from(items: Iterable[tuple[bytes | str, bytes]]) -> pl.DataFrame:
-    """The fans frame of (viewer id, packed state) pairs: one row per viewer, the export's columns
-    plus ``spend_total`` (all currencies added up, for filtering and sorting), one boolean column
-    per channel ``ch_<name>`` and ``search`` (id and name in lower case, for the text filter)."""
+def _raw_frame(items: Iterable[tuple[bytes | str, bytes]]) -> pl.DataFrame:
     cols: dict[str, list[Any]] = {c: [] for c in ("viewer_id", "name", "tier", "country", "lang", "tz",
                                                   "first_seen", "last_active", "orders", "spend",
                                                   "spend_total", "dm_consent")}
@@ -142,18 +139,36 @@ def frame_from(items: Iterable[tuple[bytes | str, bytes]]) -> pl.DataFrame:
         dm(dm_consent(f.consents))
         for append, fn in checks:
             append(fn(f))
-    df = pl.DataFrame({**cols, **{f"ch_{c}": v for c, v in chans.items()}}, schema_overrides={
+    return pl.DataFrame({**cols, **{f"ch_{c}": v for c, v in chans.items()}}, schema_overrides={
         "first_seen": pl.Int64, "last_active": pl.Int64, "orders": pl.Int32, "spend_total": pl.Float64,
-        "dm_consent": pl.Boolean, "name": pl.String, "country": pl.String, "lang": pl.String, "tz": pl.String})
-    return df.with_columns(pl.col("tier").cast(pl.Enum(TIERS)),
-                           search=pl.concat_str([pl.col("viewer_id"), pl.col("name").fill_null("")],
-                                                separator="\n").str.to_lowercase())
+        "dm_consent": pl.Boolean, "name": pl.String, "country": pl.String, "lang": pl.String, "tz": pl.String,
+        "tier": pl.String})
+
+
+def _finish(df: pl.DataFrame) -> pl.DataFrame:
+    """Tier, country and language as enums (a filter on them compares integers), ``search``, and
+    the rows in the list's default order: last seen first (ties: viewer id), marked sorted so that
+    a page in that order is a slice."""
+    enums = {c: pl.Enum(df[c].drop_nulls().unique().sort()) for c in ("country", "lang")}
+    df = df.with_columns(pl.col("tier").cast(pl.Enum(TIERS)), *(pl.col(c).cast(e) for c, e in enums.items()),
+                         search=pl.concat_str([pl.col("viewer_id"), pl.col("name").fill_null("")],
+                                              separator="\n").str.to_lowercase())
+    return df.sort(["last_active", "viewer_id"], descending=[True, False]).with_columns(
+        pl.col("last_active").set_sorted(descending=True))
+
+
+def frame_from(items: Iterable[tuple[bytes | str, bytes]]) -> pl.DataFrame:
+    """The fans frame of (viewer id, packed state) pairs: one row per viewer, the export's columns
+    plus ``spend_total`` (all currencies added up, for filtering and sorting), one boolean column
+    per channel ``ch_<name>`` and ``search`` (id and name in lower case, for the text filter);
+    sorted by last seen, most recent first."""
+    return _finish(_raw_frame(items))
 
 
 def fans_frame(r: redis.Redis, shop: str) -> pl.DataFrame:
     """Every known viewer of ``shop`` (see ``frame_from``), read in chunks."""
-    parts = [frame_from(chunk.items()) for chunk in _scan(r, shop) if chunk]
-    return pl.concat(parts, rechunk=True) if parts else frame_from([])
+    parts = [_raw_frame(chunk.items()) for chunk in _scan(r, shop) if chunk]
+    return _finish(pl.concat(parts, rechunk=True) if parts else _raw_frame([]))
 
 
 @dataclass(frozen=True)
@@ -171,14 +186,18 @@ class FanFilter:
     text: str = ""  # a part of the viewer id or name
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def expr(self) -> pl.Expr:
+    def expr(self, langs: list[str] | None = None) -> pl.Expr:
+        """The filter as one expression; ``langs``: the language values the prefix matches (else
+        compared row by row)."""
         conds: list[pl.Expr] = []
         if self.tiers:
             conds.append(pl.col("tier").is_in(list(self.tiers)))
         if self.countries:
-            conds.append(pl.col("country").is_in(list(self.countries)))
+            conds.append(pl.col("country").cast(pl.String).is_in(list(self.countries)) if langs is None
+                         else pl.col("country").is_in(list(self.countries)))
         if self.lang:
-            conds.append(pl.col("lang").str.to_lowercase().str.starts_with(self.lang.lower()))
+            conds.append(pl.col("lang").cast(pl.String).str.to_lowercase().str.starts_with(self.lang.lower())
+                         if langs is None else pl.col("lang").is_in(langs))
         for c in self.channels:
             if c not in CHANNELS:
                 raise ValueError(f"unknown channel {c!r} (known: {', '.join(CHANNELS)})")
@@ -197,23 +216,36 @@ class FanFilter:
 
 
 def filtered(df: pl.DataFrame, flt: FanFilter) -> pl.DataFrame:
-    return df.filter(flt.expr())
+    """The rows of a fans frame that ``flt`` keeps, in the frame's order.  On enum columns
+    (``fans_frame``) the language prefix and the countries are matched against the column's few
+    values once, not row by row."""
+    lang_t, country_t = df.schema.get("lang"), df.schema.get("country")
+    if not isinstance(lang_t, pl.Enum) or not isinstance(country_t, pl.Enum):
+        return df.filter(flt.expr())
+    known = set(country_t.categories.to_list())
+    countries = tuple(c for c in flt.countries if c in known)
+    if flt.countries and not countries:
+        return df.clear()
+    want = flt.lang.lower()
+    langs = [x for x in lang_t.categories.to_list() if x.lower().startswith(want)]
+    if flt.lang and not langs:
+        return df.clear()
+    return df.filter(replace(flt, countries=countries).expr(langs))
 
 
 def page(df: pl.DataFrame, sort: str = "last_active", descending: bool = True, offset: int = 0,
          limit: int = 50) -> pl.DataFrame:
-    """One page of ``df`` sorted by ``sort`` (ties: viewer id); only the page's rows are sorted
-    fully (top-k), so a page of a million rows costs one partial sort."""
+    """One page of ``df`` sorted by ``sort`` (ties: viewer id).  A frame marked sorted by last
+    seen (``fans_frame``) gives that order's pages as slices; any other order costs one partial
+    sort (top-k) of the rows up to the page."""
     if sort not in SORTABLE:
         raise ValueError(f"cannot sort fans by {sort!r} (one of: {', '.join(SORTABLE)})")
-    k = offset + limit
-    if sort == "viewer_id":
-        top = df.top_k(k, by="viewer_id", reverse=not descending) if k < df.height else df
-    else:
-        top = df.top_k(k, by=[sort, "viewer_id"], reverse=[not descending, True]) if k < df.height else df
+    if sort == "last_active" and descending and df["last_active"].flags["SORTED_DESC"]:
+        return df.slice(offset, limit)
     by = [sort] if sort == "viewer_id" else [sort, "viewer_id"]
-    return top.sort(by, descending=[descending] + ([False] if len(by) > 1 else []),
-                    nulls_last=True).slice(offset, limit)
+    k = offset + limit
+    top = df.top_k(k, by=by, reverse=[not descending] + [True] * (len(by) - 1)) if k < df.height else df
+    return top.sort(by, descending=[descending] + [False] * (len(by) - 1), nulls_last=True).slice(offset, limit)
 
 
 # --- exports ------------------------------------------------------------------
@@ -225,7 +257,8 @@ def export_frame(df: pl.DataFrame) -> pl.DataFrame:
     chan = [pl.when(pl.col(f"ch_{c}")).then(pl.lit(c)).otherwise(pl.lit(None)) for c in CHANNELS]
     return df.with_columns(
         channels=pl.concat_list(chan).list.drop_nulls().list.join(";") if chan else pl.lit(""),
-        tier=pl.col("tier").cast(pl.String),
+        tier=pl.col("tier").cast(pl.String), country=pl.col("country").cast(pl.String),
+        lang=pl.col("lang").cast(pl.String),
     ).select(EXPORT_COLUMNS)
 
 

@@ -50,25 +50,44 @@ def _mark(r: redis.Redis, shop: str) -> tuple[int, int, int, int]:
 
 @dataclass
 class FanCache:
-    """The fans frame per shop, for every session of one app process."""
+    """The fans frame per shop, for every session of one app process.  A frame of a shop that
+    changed is built again in a thread while the sessions keep the one they have (``background``);
+    only the first frame of a shop is waited for."""
 
     max_age_s: float = MAX_AGE_S
+    background: bool = True
     shops: dict[str, Cached] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    building: dict[str, threading.Thread] = field(default_factory=dict)
+
+    def _build(self, r: redis.Redis, shop: str, now: float) -> Cached:
+        mark = _mark(r, shop)
+        t0 = time.perf_counter()
+        df = fans_frame(r, shop)
+        c = Cached(df, now, time.perf_counter() - t0, mark)
+        with self.lock:
+            self.shops[shop] = c
+            self.building.pop(shop, None)
+        return c
 
     def get(self, r: redis.Redis, shop: str, *, fresh: bool = False, now: float | None = None) -> Cached:
-        """The shop's frame: as cached while the shop is unchanged or the frame is young, else built now."""
+        """The shop's frame: as cached while the shop is unchanged or the frame is young; else built
+        again (in a thread while a frame is there to show, unless ``fresh``)."""
         now = time.time() if now is None else now
-        with self.lock:  # one build at a time: two sessions asking at once share it
+        with self.lock:
             c = self.shops.get(shop)
-            if c is not None and not fresh and (now - c.built_at < self.max_age_s or _mark(r, shop) == c.mark):
-                return c
-            mark = _mark(r, shop)
-            t0 = time.perf_counter()
-            df = fans_frame(r, shop)
-            c = Cached(df, now, time.perf_counter() - t0, mark)
-            self.shops[shop] = c
+            busy = shop in self.building
+        if c is not None and not fresh and (busy or now - c.built_at < self.max_age_s or _mark(r, shop) == c.mark):
             return c
+        if c is None or fresh or not self.background:
+            return self._build(r, shop, now)
+        th = threading.Thread(target=self._build, args=(r, shop, now), name=f"fans-{shop}", daemon=True)
+        with self.lock:
+            if shop in self.building:
+                return c
+            self.building[shop] = th
+        th.start()
+        return c
 
 
 # --- one fan ------------------------------------------------------------------
@@ -126,18 +145,19 @@ def fan_record(r: redis.Redis, cfg: Config, shop: str, vid: str) -> dict[str, An
     if rep is None:
         return None
     v = read.viewer_state(r, shop, vid)
-    open_rooms = sorted(v.rooms) if v is not None else []
+    archived = set(read.archived_room_ids(r, shop).values())  # the state names some until it folds them
+    open_rooms = sorted(rm for rm in (v.rooms if v is not None else {}) if rm not in archived)
     live = _open_rooms(r, shop, vid, open_rooms)
     changes = _stream_transitions(r, shop, vid)
     shows = []
     for x in rep["rooms"]:
         rm = x["room"]
-        if x.get("archived"):
+        if x.get("archived") or rm in archived:
             a = _archived_rows(cfg, shop, rm, vid)
             changes += [{**t, "room": t.get("event_room") or rm} for t in a["transitions"]]
             tb = cast("bytes | None", r.hget(keys.tasks(shop, rm), vid))  # tasks stay until pruned
             task = record_fields(unpack_task(tb)) if tb else a["task"]
-            shows.append({**x, "orders": a["orders"], "spend": a["spend"], "task": task})
+            shows.append({**x, "archived": True, "orders": a["orders"], "spend": a["spend"], "task": task})
         else:
             o = live.get(rm, {})
             shows.append({**x, "archived": False, "orders": len(o.get("orders", [])),

@@ -11,8 +11,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fanops import fans, keys
+from fanops.read import status
 from fanops.state import Consent, ViewerState, pack
 from screens.reads import fans as fan_reads
+from tests.conftest import wait_for
 from tests.scoring.test_scoring_scenarios import SHOP, Story, at
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +61,7 @@ def test_the_list_shows_every_known_viewer_and_filters_by_tier_and_channel(shop,
     t = app()
     table = t.dataframe[0].value
     assert sorted(table["viewer_id"]) == ["anna", "bo", "dee", "evil", "someone-else"]
+    assert list(table["viewer_id"])[-4:] != [] and t.get("plotly_chart")  # the tiers over time
     t.multiselect(key="f_tier").select("first_buyer").run()
     assert list(t.dataframe[0].value["viewer_id"]) == ["anna"]
     assert t.metric[0].value == "1"
@@ -144,7 +147,7 @@ def test_a_page_is_the_sorted_slice(r):
 
 
 def test_the_cache_keeps_the_frame_while_the_shop_is_unchanged(shop, r):
-    c = fan_reads.FanCache(max_age_s=0)
+    c = fan_reads.FanCache(max_age_s=0, background=False)
     first = c.get(r, SHOP, now=1000.0)
     assert c.get(r, SHOP, now=2000.0) is first  # old, but nothing changed
     shop.event("newcomer", "join", "r-1", at(minutes=5))
@@ -152,8 +155,42 @@ def test_the_cache_keeps_the_frame_while_the_shop_is_unchanged(shop, r):
     assert again is not first and "newcomer" in again.frame["viewer_id"].to_list()
 
 
-def test_the_tier_history_ends_at_todays_counts(shop, r, cfg):
+def test_a_changed_shop_is_read_again_in_the_background_while_the_old_list_shows(shop, r):
+    c = fan_reads.FanCache(max_age_s=0)
+    first = c.get(r, SHOP, now=1000.0)
+    shop.event("newcomer", "join", "r-1", at(minutes=5))
+    assert c.get(r, SHOP, now=2000.0) is first  # the list as it was, while the new one is built
+    newer = wait_for(lambda: c.shops[SHOP] if c.shops[SHOP] is not first else None, what="the new frame")
+    assert "newcomer" in newer.frame["viewer_id"].to_list() and c.get(r, SHOP, now=2001.0) is newer
+
+
+def test_the_tier_history_walks_back_from_todays_counts(shop, r, cfg):
+    shop.advance(at(days=31))  # a month on: everyone but someone-else falls dormant that day
+    h = fan_reads.tier_history(r, cfg, SHOP)
+    days = sorted(h["day"].unique().to_list())
+    assert len(days) == 2
+    by_day = {d: dict(zip(g["tier"], g["viewers"], strict=True)) for (d,), g in h.group_by("day")}
+    assert by_day[days[1]] == status(r, SHOP)["tiers"] == {"new_fan": 1, "first_buyer": 0, "active": 0,
+                                                             "dormant": 4}
+    assert by_day[days[0]] == {"new_fan": 4, "first_buyer": 1, "active": 0, "dormant": 0}
+
+
+def test_a_fans_page_reads_an_archived_show_from_its_archive(shop, r, cfg):
+    from fanops import queue
+    from scoring.archive import archive_room
+
+    queue.Operator(r, SHOP, "ana").claim(queue.task_id("r-1", "dee"))
+    queue.Operator(r, SHOP, "ana").mark_sent(queue.task_id("r-1", "dee"))
+    shop.event("anna", "join", "r-2", at(days=1))  # the shop clock moves a day on: r-1 is over
+    archive_room(r, cfg, SHOP, "r-1")
+    anna = fan_reads.fan_record(r, cfg, SHOP, "anna")
+    first = anna["shows"][0]
+    assert (first["room"], first["archived"], first["orders"]) == ("r-1", True, 1)
+    assert [s["room"] for s in anna["shows"]] == ["r-1", "r-2"]
+    assert [c["to"] for c in anna["tier_changes"]][-1] == "first_buyer"
+    dee = fan_reads.fan_record(r, cfg, SHOP, "dee")
+    assert [(t["room"], t["state"], t["sent_by"]) for t in dee["sent"]] == [("r-1", "sent", "ana")]
     h = fan_reads.tier_history(r, cfg, SHOP)
     last = h.filter(pl.col("day") == h["day"].max())
-    got = dict(zip(last["tier"], last["viewers"], strict=True))
-    assert got == {"new_fan": 4, "first_buyer": 1, "active": 0, "dormant": 0}
+    assert dict(zip(last["tier"], last["viewers"], strict=True)) == status(r, SHOP)["tiers"]  # today's counts
+    assert h["day"].n_unique() == 1  # every change on one day (the shop clock's): one point
