@@ -61,7 +61,7 @@ def test_the_list_shows_every_known_viewer_and_filters_by_tier_and_channel(shop,
     t = app()
     table = t.dataframe[0].value
     assert sorted(table["viewer_id"]) == ["anna", "bo", "dee", "evil", "someone-else"]
-    assert list(table["viewer_id"])[-4:] != [] and t.get("plotly_chart")  # the tiers over time
+    assert t.get("plotly_chart")  # the tiers over time
     t.multiselect(key="f_tier").select("first_buyer").run()
     assert list(t.dataframe[0].value["viewer_id"]) == ["anna"]
     assert t.metric[0].value == "1"
