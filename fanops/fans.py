@@ -150,11 +150,12 @@ def _finish(df: pl.DataFrame) -> pl.DataFrame:
     the rows in the list's default order: last seen first (ties: viewer id), marked sorted so that
     a page in that order is a slice."""
     enums = {c: pl.Enum(df[c].drop_nulls().unique().sort()) for c in ("country", "lang")}
-    df = df.with_columns(pl.col("tier").cast(pl.Enum(TIERS)), *(pl.col(c).cast(e) for c, e in enums.items()),
-                         search=pl.concat_str([pl.col("viewer_id"), pl.col("name").fill_null("")],
-                                              separator="\n").str.to_lowercase())
+    df = df.with_columns(pl.col("tier").cast(pl.Enum(TIERS)), *(pl.col(c).cast(e) for c, e in enums.items()))
+    # ``search`` is made after the sort: a sorted string column points into its old buffers in the old
+    # order, and a scan of it reads memory at random (5x slower)
     return df.sort(["last_active", "viewer_id"], descending=[True, False]).with_columns(
-        pl.col("last_active").set_sorted(descending=True))
+        pl.col("last_active").set_sorted(descending=True),
+        search=pl.concat_str([pl.col("viewer_id"), pl.col("name").fill_null("")], separator="\n").str.to_lowercase())
 
 
 def frame_from(items: Iterable[tuple[bytes | str, bytes]]) -> pl.DataFrame:

@@ -266,12 +266,25 @@ def release_expired(r: redis.Redis, shop: str, now_ms: int | None = None) -> int
 EXPIRE_BATCH = 500  # tasks looked at per script pipeline in ``expire_old``
 
 
+def _backfill_made(r: redis.Redis, shop: str, now: int) -> None:
+    """Once per shop: open tasks made before tasks had a making time (``keys.task_made``) count as
+    made ``now``, so that they expire too, a full ``followup_expire_hours`` after the upgrade."""
+    if not r.hsetnx(keys.stats(shop), "task_made_since", now):
+        return
+    made = keys.task_made(shop)
+    for s in ("pending", "claimed"):
+        members = cast(replies.Members, r.zrange(keys.queue(shop, s), 0, -1))
+        for i in range(0, len(members), EXPIRE_BATCH):
+            r.zadd(made, dict.fromkeys(members[i:i + EXPIRE_BATCH], now), nx=True)
+
+
 def expire_old(r: redis.Redis, shop: str, now_ms: int | None = None) -> int:
     """Expire the tasks still pending ``followup_expire_hours`` of wall time (``now_ms``, default
     this machine's clock) after they were made; returns how many expired.  Reads only the tasks
     old enough (``keys.task_made``, oldest first); settled ones leave that index, claims still
     held stay in it for a later pass."""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
+    _backfill_made(r, shop, now)
     settings, _ = rules_store.load(r, shop)
     cutoff = now - settings.expire_ms
     script = r.register_script(script_source("fanops", "task"))

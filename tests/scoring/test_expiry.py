@@ -97,3 +97,14 @@ def test_sent_and_skipped_tasks_do_not_expire(story):
     _pass(story, time.time() + 100 * HOUR_S)
     assert (story.task_state("r-1", "a"), story.task_state("r-1", "b")) == ("sent", "skipped")
     assert status(story.r, SHOP)["tasks"]["lingered"]["expired"] == 0
+
+
+def test_open_tasks_made_before_tasks_had_a_making_time_expire_72_hours_after_the_upgrade(story):
+    made = _lurk(story)
+    story.r.delete(keys.task_made(SHOP))  # as a task of the previous version: no making time
+    upgrade = made + 10 * HOUR_S
+    _pass(story, upgrade)  # the first pass counts it as made now
+    _pass(story, upgrade + 71 * HOUR_S)
+    assert story.task_state("r-1", "lurker") == "pending"
+    _pass(story, upgrade + 72 * HOUR_S + 1)
+    assert story.task_state("r-1", "lurker") == "expired"
