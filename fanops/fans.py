@@ -234,6 +234,14 @@ def filtered(df: pl.DataFrame, flt: FanFilter) -> pl.DataFrame:
     return df.filter(replace(flt, countries=countries).expr(langs))
 
 
+def values(df: pl.DataFrame, col: str) -> list[str]:
+    """The distinct values of a text column, sorted (an enum column's: its categories, no scan)."""
+    dt = df.schema[col]
+    if isinstance(dt, pl.Enum):
+        return dt.categories.to_list()
+    return sorted(df[col].drop_nulls().unique().to_list())
+
+
 def page(df: pl.DataFrame, sort: str = "last_active", descending: bool = True, offset: int = 0,
          limit: int = 50) -> pl.DataFrame:
     """One page of ``df`` sorted by ``sort`` (ties: viewer id).  A frame marked sorted by last

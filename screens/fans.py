@@ -84,8 +84,7 @@ def fan_page(vid: str) -> None:
 def filters(df: pl.DataFrame) -> fans.FanFilter:
     a = st.columns(4)
     tiers = a[0].multiselect(tr("fans.tier"), list(TIERS), key="f_tier", format_func=lambda x: tr(f"tier.{x}"))
-    countries = a[1].multiselect(tr("fans.country"), sorted(df["country"].drop_nulls().unique().to_list()),
-                                 key="f_country")
+    countries = a[1].multiselect(tr("fans.country"), fans.values(df, "country"), key="f_country")
     chans = a[2].multiselect(tr("fans.channel"), list(fans.CHANNELS), key="f_channel",
                              format_func=lambda c: tr(f"channel.{c}"))
     lang = a[3].text_input(tr("fans.lang"), key="f_lang", max_chars=16)
