@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import msgspec
@@ -185,7 +185,6 @@ class FanFilter:
     seen_since: int | None = None  # last_active at or after (ms)
     seen_before: int | None = None  # last_active before (ms)
     text: str = ""  # a part of the viewer id or name
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def expr(self, langs: list[str] | None = None) -> pl.Expr:
         """The filter as one expression; ``langs``: the language values the prefix matches (else

@@ -2,7 +2,8 @@
 -- KEYS[1] the room's task hash, KEYS[2] room hash, KEYS[3] sent log (zset viewer -> shop clock),
 -- KEYS[4] (age_out only) the tasks' wall time when made (zset member -> wall ms, keys.task_made)
 -- ARGV[1] action (claim|sent|skip|release|expire|age_out), ARGV[2] operator, ARGV[3] now (wall ms),
--- ARGV[4] lease ms (age_out: followup_expire_hours in ms), ARGV[5] queue key prefix, ARGV[6] task member, ARGV[7] reason, ARGV[8] shop clock,
+-- ARGV[4] lease ms (age_out: followup_expire_hours in ms), ARGV[5] queue key prefix, ARGV[6] task member,
+-- ARGV[7] reason, ARGV[8] shop clock,
 -- ARGV[9] the viewer (the task's field in KEYS[1])
 -- The task is a msgpack array (fanops.state.TaskRec): [1] state, [22] holder, [23] lease_until,
 -- [24] claimed_at, [25] updated_at, [26] sent_by, [27] sent_at, [28] sent_clock, [29] skipped_by,

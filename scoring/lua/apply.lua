@@ -18,7 +18,7 @@
 --     madekey (keys.task_made): the task's wall time when made, from Redis's clock, for expiry
 --   task_move {{TK, V, qprefix, roomkey, member, to, from1, from2, ...}}
 --   task_prio {{TK, V, qprefix, member, prio, SHOWN}}   SHOWN: ARGV index of [task_at, fields 4..21]
---   task_del {{TK, V, qprefix, roomkey, member}}   (only a task no operator has sent or skipped)
+--   task_del {{TK, V, qprefix, roomkey, member}}   (only a task no operator has sent or skipped, not expired)
 --   task_withdraw {{TK, V, qprefix, roomkey, member, consent_ts}}   an open task made before a
 --       refusal of DMs is withdrawn (rooms whose records are archived)
 --   zremrange {{key, below}}   drop members scored below a value
