@@ -77,7 +77,8 @@ class FanCache:
         with self.lock:
             c = self.shops.get(shop)
             busy = shop in self.building
-        if c is not None and not fresh and (busy or now - c.built_at < self.max_age_s or _mark(r, shop) == c.mark):
+        young = c is not None and c.frame.height > 0 and now - c.built_at < self.max_age_s  # empty: look now
+        if c is not None and not fresh and (busy or young or _mark(r, shop) == c.mark):
             return c
         if c is None or fresh or not self.background:
             return self._build(r, shop, now)

@@ -42,9 +42,10 @@ def beat(r, kind: str, name: str, body: dict) -> None:
 
 
 @pytest.fixture
-def app(redis_url, monkeypatch):
+def app(redis_url, monkeypatch, tmp_path):
     """``app(page, **session_state)``: a fresh browser session, run once, on ``page``."""
     monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("FANOPS_DATA_DIR", str(tmp_path / "data"))  # the fans page reads archives
     monkeypatch.setattr(rooms, "wall_clock", lambda: NOW)
 
     def make(page: str | None = None, **state) -> AppTest:
@@ -78,7 +79,7 @@ def deltas(node) -> dict[str, str]:
 
 
 # --- smoke --------------------------------------------------------------------
-PAGES = ["live", "host", "queue", "settings"]
+PAGES = ["live", "host", "queue", "fans", "settings"]
 
 
 @pytest.mark.parametrize("lang", ["en", "zh-Hans"])

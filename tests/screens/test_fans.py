@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from fanops import fans, keys
@@ -42,6 +43,8 @@ def shop(r, cfg) -> Story:
 
 @pytest.fixture
 def app(redis_url, cfg, monkeypatch):
+    st.cache_resource.clear()  # the fans frame and the tier history are kept per process: not from another test
+    st.cache_data.clear()
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("FANOPS_DATA_DIR", str(cfg.data_dir))
 
@@ -97,6 +100,7 @@ def test_a_fans_page_has_the_show_the_order_the_tier_change_and_the_task(shop, a
 
 
 def test_the_page_reads_in_simplified_chinese(shop, redis_url, cfg, monkeypatch):
+    st.cache_resource.clear()
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("FANOPS_DATA_DIR", str(cfg.data_dir))
     t = AppTest.from_file(APP, default_timeout=30)
