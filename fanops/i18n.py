@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fanops.i18n_fans import FANS
 from fanops.rules_settings import RULES
 
 LANGS: tuple[str, ...] = ("en", "zh-Hans")
@@ -73,6 +74,7 @@ TABLE: dict[str, dict[str, str]] = {
     "state.skipped": {"en": "Skipped", "zh-Hans": "已跳过"},
     "state.converted": {"en": "Converted", "zh-Hans": "已自然成交"},
     "state.withdrawn": {"en": "Withdrawn", "zh-Hans": "已撤回"},
+    "state.expired": {"en": "Expired", "zh-Hans": "已过期"},
     "change.first_order": {"en": "New fan → first buyer", "zh-Hans": "新粉 → 首单客"},
     "change.back": {"en": "Dormant → back", "zh-Hans": "沉睡粉 → 回归"},
     "change.active": {"en": "→ Active", "zh-Hans": "→ 活跃粉"},
@@ -387,6 +389,7 @@ _RULE_WORDS: dict[str, tuple[str, str, str]] = {
     "followup_dwell_minutes": ("Follow-up after dwell", "跟进停留时长", "停留这么久（且未下单）就生成跟进任务"),
     "followup_cooldown_days": ("Follow-up cooldown", "跟进冷却期", "这段时间内已发过私信的观众不再生成新任务"),
     "claim_lease_minutes": ("Claim lasts", "认领有效期", "运营认领任务后，超过这么久未处理就自动放回队列"),
+    "followup_expire_hours": ("Task expires after", "任务过期时间", "任务生成后这么久仍未处理就过期"),
     "decent_hour_start": ("DMs from", "最早发送时间", "对方当地时间最早几点可以发私信"),
     "decent_hour_end": ("DMs until", "最晚发送时间", "对方当地时间从几点起不再发私信，等到第二天"),
     "w_comment": ("Per comment", "每条评论", "每条评论增加的优先级"),
@@ -406,6 +409,9 @@ for _rule in RULES:
     TABLE[f"rule.{_rule.name}"] = {"en": _en, "zh-Hans": _zh}
     TABLE[f"rule_help.{_rule.name}"] = {"en": _rule.help[0].upper() + _rule.help[1:] + ".",
                                         "zh-Hans": _zh_help + "。"}
+
+
+TABLE.update(FANS)
 
 
 # Template languages, each named in its own language (an operator may not read the UI's).

@@ -306,6 +306,12 @@ def queue(shop: str, state: str) -> str:
     return f"{tag(shop)}:queue:{state}"
 
 
+def task_made(shop: str) -> str:
+    """ZSET task id (room\\0viewer) -> wall ms when the task was made (Redis's clock): the open
+    tasks by age, for expiry (``followup_expire_hours``); a task leaves it once settled."""
+    return f"{tag(shop)}:task_made"
+
+
 @lru_cache(maxsize=4096)
 def sent_log(shop: str) -> str:
     """ZSET viewer -> shop clock of their last follow-up marked sent."""

@@ -6,7 +6,10 @@ Each action is one atomic script call (``lua/task.lua``): two operators
 claiming one task get one winner, and the other a ``TaskClaimedByOther``
 naming the holder.  A claim lapses back to ``pending`` after the lease
 (``claim_lease_minutes`` of wall time): a lapsed claim is treated as pending by
-every action and swept back by ``release_expired``.
+every action and swept back by ``release_expired``.  A task still pending
+``followup_expire_hours`` of wall time after it was made becomes ``expired``
+(spec/tiers.md v1.1), a final state: ``expire_old``, called by the scorer's
+periodic pass.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any, cast
 
 import redis
 
-from fanops import keys, read, replies, rules_store
+from fanops import fans, keys, read, replies, rules_store
 from fanops.errors import TaskClaimedByOther, TaskError, TaskNotFound, TaskStateError
 from fanops.geo import is_decent_hour, local_time
 from fanops.scripts import script_source
@@ -258,3 +261,80 @@ def release_expired(r: redis.Redis, shop: str, now_ms: int | None = None) -> int
         if res[0] in (b"ok", "ok") and res[1] in (b"pending", "pending"):
             n += 1
     return n
+
+
+EXPIRE_BATCH = 500  # tasks looked at per script pipeline in ``expire_old``
+
+
+def _backfill_made(r: redis.Redis, shop: str, now: int) -> None:
+    """Once per shop: open tasks made before tasks had a making time (``keys.task_made``) count as
+    made ``now``, so that they expire too, a full ``followup_expire_hours`` after the upgrade."""
+    if not r.hsetnx(keys.stats(shop), "task_made_since", now):
+        return
+    made = keys.task_made(shop)
+    for s in ("pending", "claimed"):
+        members = cast(replies.Members, r.zrange(keys.queue(shop, s), 0, -1))
+        for i in range(0, len(members), EXPIRE_BATCH):
+            r.zadd(made, dict.fromkeys(members[i:i + EXPIRE_BATCH], now), nx=True)
+
+
+def expire_old(r: redis.Redis, shop: str, now_ms: int | None = None) -> int:
+    """Expire the tasks still pending ``followup_expire_hours`` of wall time (``now_ms``, default
+    this machine's clock) after they were made; returns how many expired.  Reads only the tasks
+    old enough (``keys.task_made``, oldest first); settled ones leave that index, claims still
+    held stay in it for a later pass."""
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    _backfill_made(r, shop, now)
+    settings, _ = rules_store.load(r, shop)
+    cutoff = now - settings.expire_ms
+    script = r.register_script(script_source("fanops", "task"))
+    made, n, start = keys.task_made(shop), 0, 0
+    while True:
+        got = cast(replies.Members, r.zrangebyscore(made, "-inf", cutoff, start=start, num=EXPIRE_BATCH))
+        if not got:
+            return n
+        p = r.pipeline(transaction=False)
+        for m in got:
+            tid = replies.to_str(m)
+            try:
+                room, viewer = split_task_id(tid)
+            except ValueError:
+                p.zrem(made, m)
+                continue
+            script(keys=[keys.tasks(shop, room), keys.room(shop, room), keys.sent_log(shop), made],
+                   args=["age_out", "", now, settings.expire_ms, keys.queue(shop, ""), tid, "", 0, viewer],
+                   client=p)
+        res = [replies.to_str(x[1]) for x in p.execute() if isinstance(x, list) and x[0] in (b"ok", "ok")]
+        n += res.count("expired")
+        held = res.count("claimed") + res.count("pending")
+        start += held  # held claims stay in the index: look past them
+        if len(got) < EXPIRE_BATCH:
+            return n
+
+
+# the kinds of spec/tiers.md v1.1; every task is "lingered" today
+KINDS = ("lingered", "thank_first_order", "after_sales", "win_back")
+
+
+def task_rows(r: redis.Redis, shop: str, state: str = OPEN, kind: str | None = None, limit: int = 100,
+              now_ms: int | None = None) -> list[dict[str, Any]]:
+    """``python -m scoring tasks``: the tasks in ``state`` by priority as JSON-ready objects with
+    spec/cli.md's fields (id, kind, state, viewer_id, room, tier, priority, lang, channels) and
+    what an operator reads (name, country, dwell, local time, suggested message)."""
+    if kind is not None and kind not in KINDS:
+        raise TaskError(f"unknown task kind {kind!r} (one of: {', '.join(KINDS)})")
+    if state != OPEN and state not in TASK_STATES:
+        raise TaskError(f"unknown task state {state!r} (one of: {OPEN}, {', '.join(TASK_STATES)})")
+    if limit < 1:
+        raise TaskError(f"--limit must be at least 1, not {limit}")
+    if kind not in (None, "lingered"):
+        return []
+    got = list_tasks(r, shop, state, limit=limit, now_ms=now_ms, scan=max(limit, SCAN_LIMIT))
+    viewers = list(dict.fromkeys(t.viewer for t in got))
+    states = dict(zip(viewers, cast("list[bytes | None]", r.hmget(keys.viewers(shop), viewers)), strict=True)) \
+        if viewers else {}
+    return [{"id": t.id, "kind": "lingered", "state": t.state, "viewer_id": t.viewer, "room": t.room,
+             "tier": t.tier, "priority": t.priority, "lang": t.lang,
+             "channels": fans.channels_of(states.get(t.viewer)) if t.state in ("pending", "claimed") else [],
+             "name": t.name, "country": t.country, "dwell_ms": t.dwell_ms, "holder": t.holder,
+             "local": t.local, "decent_hour": t.decent_hour, "message": t.message} for t in got]

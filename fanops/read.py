@@ -16,12 +16,14 @@ PROFILE_CHUNK = 2000
 
 
 def status(r: redis.Redis, shop: str, room: str | None = None) -> dict[str, Any]:
-    """The ``status`` object of spec/cli.md."""
+    """The ``status`` object of spec/cli.md (v1.1: with ``tasks``, {kind: {state: count}} over the
+    shop, from the queues' sizes)."""
     settings, _ = rules_store.load(r, shop)
     pipe = r.pipeline(transaction=False)
     pipe.hgetall(keys.stats(shop))
     pipe.hget(keys.dead_stats(), "dead_letters")
     pipe.hgetall(keys.tiers(shop))
+    pipe.zrange(keys.rooms(shop), 0, -1)
     if room is not None:
         pipe.hgetall(keys.room(shop, room))
     res = pipe.execute()
@@ -36,9 +38,11 @@ def status(r: redis.Redis, shop: str, room: str | None = None) -> dict[str, Any]
         "duplicates": to_int(st.get("duplicates")),
         "dead_letters": to_int(dead),
         "tiers": {t: to_int(tiers.get(t)) for t in TIERS},
+        # every task is of kind "lingered" today (spec/tiers.md v1.1 "Follow-up kinds")
+        "tasks": {"lingered": task_counts(r, shop, [to_str(m) for m in res[3]])},
     }
     if room is not None:
-        rh = str_keys(res[3])
+        rh = str_keys(res[-1])
         present = r.zcount(keys.present(shop, room), clock - settings.present_ms, "+inf") if rh else 0
         out["room"] = {
             "id": room,
@@ -51,6 +55,19 @@ def status(r: redis.Redis, shop: str, room: str | None = None) -> dict[str, Any]
             "tiers": {t: to_int(rh.get(f"t:{t}")) for t in TIERS},
             "followups": {s: to_int(rh.get(f"f:{s}")) for s in TASK_STATES},
         }
+    return out
+
+
+def task_counts(r: redis.Redis, shop: str, rooms: list[str]) -> dict[str, int]:
+    """Tasks per state over ``rooms``, from their counters (which stay when settled tasks of
+    archived rooms leave Redis)."""
+    p = r.pipeline(transaction=False)
+    for rm in rooms:
+        p.hmget(keys.room(shop, rm), [f"f:{s}" for s in TASK_STATES])
+    out = dict.fromkeys(TASK_STATES, 0)
+    for got in p.execute() if rooms else []:
+        for s, v in zip(TASK_STATES, got, strict=True):
+            out[s] += to_int(v)
     return out
 
 

@@ -47,6 +47,8 @@ RULES: tuple[Rule, ...] = (
          "no new task for a viewer who was sent a follow-up this recently"),
     Rule("claim_lease_minutes", "followups", 5, 1, 240, "minutes (wall time)",
          "an operator's claim on a task lapses after this"),
+    Rule("followup_expire_hours", "followups", 72, 1, 8760, "hours (wall time)",
+         "a task still pending this long after it was made expires (a final state, like skipped)"),
     Rule("decent_hour_start", "followups", 9, 0, 23, "hour", "earliest local hour to send a DM"),
     Rule("decent_hour_end", "followups", 21, 1, 24, "hour", "local hour from which a DM waits for the next day"),
     Rule("w_comment", "priority", 3, 0, 100, "points", "priority per comment in the room", False),
@@ -90,6 +92,7 @@ class RuleSettings:
     followup_dwell_minutes: float = 3
     followup_cooldown_days: float = 7
     claim_lease_minutes: float = 5
+    followup_expire_hours: float = 72
     decent_hour_start: float = 9
     decent_hour_end: float = 21
     w_comment: float = 3
@@ -128,6 +131,10 @@ class RuleSettings:
     @property
     def cooldown_ms(self) -> int:
         return int(self.followup_cooldown_days * DAY)
+
+    @property
+    def expire_ms(self) -> int:
+        return int(self.followup_expire_hours * 3_600_000)
 
     def to_mapping(self) -> dict[str, float]:
         return asdict(self)

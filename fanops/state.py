@@ -14,8 +14,8 @@ import msgspec
 
 # The vocabulary of spec/tiers.md, in its order: every side names tiers and task states from here.
 TIERS: tuple[str, ...] = ("new_fan", "first_buyer", "active", "dormant")
-TASK_STATES: tuple[str, ...] = ("pending", "claimed", "sent", "skipped", "converted", "withdrawn")
-FINAL_TASK_STATES: tuple[str, ...] = ("sent", "skipped", "converted", "withdrawn")
+TASK_STATES: tuple[str, ...] = ("pending", "claimed", "sent", "skipped", "converted", "withdrawn", "expired")
+FINAL_TASK_STATES: tuple[str, ...] = ("sent", "skipped", "converted", "withdrawn", "expired")
 
 
 class Consent(msgspec.Struct, array_like=True, frozen=True):

@@ -1,4 +1,4 @@
-"""``python -m scoring run|status|viewer|close-room|report|forget|import`` (see spec/cli.md)."""
+"""``python -m scoring run|status|viewer|close-room|report|forget|import|fans|tasks`` (see spec/cli.md)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import signal
 import sys
 from pathlib import Path
 
+from fanops import fans, queue
 from fanops.config import Config
 from fanops.errors import FanopsError, NotFound
 from fanops.read import status
 from fanops.runtime import db
 from fanops.runtime.cli import add_common, run, setup_logging
+from fanops.state import TASK_STATES, TIERS
 from review import analysis
 from review.archive_files import list_archived, read_room
 from review.report import render_html
@@ -98,6 +100,44 @@ def _import(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _fans(args: argparse.Namespace, cfg: Config) -> int:
+    df = fans.fans_frame(db.connect(cfg, args.redis), args.shop)
+    if args.tier:
+        df = fans.filtered(df, fans.FanFilter(tiers=(args.tier,)))
+    if args.out is None:
+        fans.write_export(df, args.format, sys.stdout)
+        return 0
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as f:
+        fans.write_export(df, args.format, f)
+    tmp.replace(out)
+    return 0
+
+
+def _tasks(args: argparse.Namespace, cfg: Config) -> int:
+    rows = queue.task_rows(db.connect(cfg, args.redis), args.shop, args.state, args.kind, args.limit)
+    for row in rows:
+        print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
+def _add_lists(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    f = sub.add_parser("fans", help="export the shop's viewers (CSV or JSON lines)")
+    f.add_argument("--shop", required=True)
+    f.add_argument("--tier", choices=TIERS, default=None, help="only the viewers of this tier")
+    f.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    f.add_argument("--out", default=None, metavar="FILE", help="write here (default: standard output)")
+    add_common(f)
+    t = sub.add_parser("tasks", help="the follow-up queue as JSON lines, by priority")
+    t.add_argument("--shop", required=True)
+    t.add_argument("--state", choices=(queue.OPEN, *TASK_STATES), default=queue.OPEN,
+                   help="open (pending and claimed, the default) or one state")
+    t.add_argument("--kind", choices=queue.KINDS, default=None)
+    t.add_argument("--limit", type=int, default=100)
+    add_common(t)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m scoring", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -146,11 +186,12 @@ def main() -> int:
                          "orders_export*.csv beside it)")
     im.add_argument("--dry-run", action="store_true", help="check every row, write nothing")
     add_common(im)
+    _add_lists(sub)
     args = p.parse_args()
     setup_logging(args.verbose)
     cfg = Config.from_env()
     cmds = {"run": _run, "status": _status, "viewer": _viewer, "close-room": _close_room, "report": _report,
-            "forget": _forget, "import": _import}
+            "forget": _forget, "import": _import, "fans": _fans, "tasks": _tasks}
     return cmds[args.cmd](args, cfg)
 
 

@@ -30,6 +30,7 @@ from typing import Any, cast
 import redis
 
 from fanops import heartbeat, keys, replies, retry, rules_store
+from fanops import queue as fqueue
 from fanops.config import Config
 from fanops.rules_settings import RuleSettings
 from fanops.runtime.gcpause import gc_paused
@@ -436,7 +437,8 @@ class Worker:
     # -- housekeeping ----------------------------------------------------------
     def archive_idle(self) -> list[tuple[str, str]]:
         """Archive the rooms that have been idle long enough (safe from every worker: each room
-        is archived once; archiving trims the clock index below the oldest room still open), and,
+        is archived once; archiving trims the clock index below the oldest room still open), expire the
+        tasks pending too long (on the worker's wall ``clock``), and,
         every ``PRUNE_EVERY_S`` on the worker's ``monotonic`` clock, prune the settled tasks of
         archived rooms from Redis and apply retention (``scoring.retention``)."""
         done = []
@@ -446,6 +448,8 @@ class Worker:
                                                      idle_ms=self.cfg.archive_idle_min * 60_000):
                     log.info("archived room %s of %s", room, shop)
                     done.append((shop, room))
+                if n := fqueue.expire_old(self.r, shop, now_ms=int(self.clock() * 1000)):
+                    log.info("%d follow-up tasks of %s expired (pending too long)", n, shop)
                 if self.monotonic() - self._last_prune > PRUNE_EVERY_S:
                     n = archive.prune_followups(self.r, self.cfg, shop)
                     log.info("%d settled tasks of archived rooms of %s left Redis (kept in the archive)", n, shop)

@@ -174,11 +174,11 @@ def _indexes(w: _Wire, fx: Effects, shop: str) -> None:
 
 def _tasks(w: _Wire, fx: Effects, shop: str) -> None:
     """The (room, viewer) tasks' changes, as apply.lua's task arrays (keys.tasks, keys.queue)."""
-    qp, sent = keys.queue(shop, ""), keys.sent_log(shop)
+    qp, sent, made = keys.queue(shop, ""), keys.sent_log(shop), keys.task_made(shop)
     out = w.out
     for room, vid, target, score, min_sent, rec in fx.task_new:
         out["task_new"].append([keys.tasks(shop, room), vid, qp + target, keys.room(shop, room), sent,
-                                keys.pair(room, vid), vid, score, min_sent, target, w.ref(rec)])
+                                keys.pair(room, vid), vid, score, min_sent, target, w.ref(rec), made])
     for room, vid, target in fx.task_move:
         out["task_move"].append([keys.tasks(shop, room), vid, qp, keys.room(shop, room), keys.pair(room, vid),
                                  target, *MOVABLE])

@@ -3,6 +3,7 @@
 Every action is one atomic call in ``fanops.queue`` (two operators never hold
 one task); it runs in a button callback, so the list drawn after it is fresh.
 Filters sit outside the refreshing fragment and survive refreshes and page switches.
+During a show the queue opens on the live room's tasks; a toggle shows every room's.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ PAGE_SIZES = [10, 20, 50]  # cards a page; every card is redrawn at each refresh
 st.title(tr("queue.title"))
 state = _ui.sticky("segmented", tr("queue.state"), list(task_reads.STATE_FILTERS), "q_state",
                    format_func=lambda s: tr(f"state.{s}"))
-f = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
+f = st.columns([2, 2, 2, 2, 1], vertical_alignment="bottom")
 tier = _ui.sticky("select", tr("queue.tier"), ["", *TIERS], "q_tier", where=f[0],
                   format_func=lambda x: tr(f"tier.{x}") if x else tr("all"))
 lang = _ui.sticky("select", tr("queue.lang"), ["", *LANGUAGES], "q_lang", where=f[1],
                   format_func=lambda x: language_name(x) if x else tr("all"))
-page = _ui.sticky("select", tr("queue.page"), PAGE_SIZES, "q_page", where=f[3], translated=False)
+page = _ui.sticky("select", tr("queue.page"), PAGE_SIZES, "q_page", where=f[4], translated=False)
+live_first = f[3].toggle(tr("queue.live_first"), value=True, key="q_live_first", help=tr("queue.live_first_help"),
+                         persist_state="session")
 sendable = f[2].toggle(tr("queue.sendable"), key="q_sendable", help=tr("queue.sendable_help"),
                        persist_state="session")
 me = _ui.operator()
@@ -143,8 +146,12 @@ def tasks() -> None:
         for col, s in zip(cols, TASK_STATES, strict=True):
             col.metric(tr(f"state.{s}"), _ui.number(counts[s]))
         _ui.show_flash()
+        live = task_reads.live_room(r, shop) if live_first else None
+        if live is not None:
+            st.caption(tr("queue.live_room"))
+            _ui.text(clean_text(live, 60), key="q-live-room")
         rows = task_reads.task_page(r, shop, state or queue.OPEN, tier=tier or None, lang=lang or None,
-                                    sendable_now=sendable, limit=page)
+                                    sendable_now=sendable, limit=page, room=live)
         if not rows:
             st.info(tr("queue.empty" if sum(counts.values()) == 0 else "queue.empty_filtered"))
             return

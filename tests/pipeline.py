@@ -64,3 +64,11 @@ def differences(got: Any, want: Any, path: str = "") -> list[str]:
             out += differences(got.get(k), want.get(k), f"{path}.{k}" if path else str(k))
         return out
     return [] if got == want else [f"{path}: {got!r} != {want!r}"]
+
+
+def project(got: Any, want: Any) -> Any:
+    """``got`` cut down to the keys ``want`` has, at every level: a v1 expectation checked against
+    output that has v1.1's added fields (spec/cli.md: fields are added, never renamed or dropped)."""
+    if isinstance(got, dict) and isinstance(want, dict):
+        return {k: project(got[k], want[k]) if k in got else got.get(k) for k in want}
+    return got

@@ -434,6 +434,9 @@ class Reference:
                "duplicates": self.duplicates.get(shop, 0),
                "dead_letters": self.dead_letters,
                "tiers": _tier_counts(s["tier"] for s in vstate.values())}
+        # v1.1: every task is kind lingered; expiry is by wall time, which a feed alone never moves
+        every = [t["state"] for t in self.followups(shop).values()]
+        out["tasks"] = {"lingered": {k: every.count(k) for k in FOLLOWUP_STATES}}
         if room is None:
             return out
         viewers = {v: [e for e in evs if e["room"] == room] for v, evs in by_viewer.items()}
@@ -453,9 +456,11 @@ class Reference:
             "orders": len({e["order_id"] for revs in viewers.values() for e in revs
                            if e["type"] == "order"}),
             "tiers": _tier_counts(vstate[v]["tier"] for v in viewers),
-            "followups": {k: fstates.count(k) for k in
-                          ("pending", "claimed", "sent", "skipped", "converted", "withdrawn")}}
+            "followups": {k: fstates.count(k) for k in FOLLOWUP_STATES}}
         return out
+
+
+FOLLOWUP_STATES = ("pending", "claimed", "sent", "skipped", "converted", "withdrawn", "expired")
 
 
 def _tier_counts(tiers) -> dict[str, int]:

@@ -1,7 +1,9 @@
--- task v2: one operator action on a follow-up task, atomically.
--- KEYS[1] the room's task hash, KEYS[2] room hash, KEYS[3] sent log (zset viewer -> shop clock)
--- ARGV[1] action (claim|sent|skip|release|expire), ARGV[2] operator, ARGV[3] now (wall ms),
--- ARGV[4] lease ms, ARGV[5] queue key prefix, ARGV[6] task member, ARGV[7] reason, ARGV[8] shop clock,
+-- task v3: one operator action on a follow-up task, atomically.
+-- KEYS[1] the room's task hash, KEYS[2] room hash, KEYS[3] sent log (zset viewer -> shop clock),
+-- KEYS[4] (age_out only) the tasks' wall time when made (zset member -> wall ms, keys.task_made)
+-- ARGV[1] action (claim|sent|skip|release|expire|age_out), ARGV[2] operator, ARGV[3] now (wall ms),
+-- ARGV[4] lease ms (age_out: followup_expire_hours in ms), ARGV[5] queue key prefix, ARGV[6] task member,
+-- ARGV[7] reason, ARGV[8] shop clock,
 -- ARGV[9] the viewer (the task's field in KEYS[1])
 -- The task is a msgpack array (fanops.state.TaskRec): [1] state, [22] holder, [23] lease_until,
 -- [24] claimed_at, [25] updated_at, [26] sent_by, [27] sent_at, [28] sent_clock, [29] skipped_by,
@@ -9,7 +11,10 @@
 -- Returns {"ok", state} or {"err", code, state, holder}.
 local action, op, now, viewer = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[9]
 local b = redis.call('HGET', KEYS[1], viewer)
-if not b then return {'err', 'not_found', '', ''} end
+if not b then
+  if action == 'age_out' then redis.call('ZREM', KEYS[4], ARGV[6]) end
+  return {'err', 'not_found', '', ''}
+end
 local t = cmsgpack.unpack(b)
 local stored, holder, lease = t[1], t[22], tonumber(t[23]) or 0
 local state = stored
@@ -46,6 +51,19 @@ if action == 'expire' then
     return {'ok', 'pending'}
   end
   return {'ok', stored}
+end
+if action == 'age_out' then
+  -- a task still pending (a lapsed claim is pending) that long after it was made expires; a
+  -- settled one leaves the age index; a claim still held stays there for the next pass
+  local made = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[6]) or '-1')
+  if made < 0 or made > now - tonumber(ARGV[4]) then return {'ok', stored} end
+  if state == 'pending' then
+    move('expired')
+    t[22] = ''; t[23] = 0
+    save()
+  end
+  if state ~= 'claimed' then redis.call('ZREM', KEYS[4], ARGV[6]) end
+  return {'ok', t[1]}
 end
 if state ~= 'pending' and state ~= 'claimed' then
   return {'err', 'state', state, t[22] or ''}

@@ -14,10 +14,11 @@
 --   nested arrays (few a batch), with key names:
 --   xadd  {{key, maxlen, f1, v1, ...}}
 --   tasks (TK: the room's task hash, V: the viewer, its field there; REC: ARGV index of a packed task)
---   task_new {{TK, V, queue, roomkey, sentkey, member, viewer, prio, min_sent, state, REC}}
+--   task_new {{TK, V, queue, roomkey, sentkey, member, viewer, prio, min_sent, state, REC, madekey}}
+--     madekey (keys.task_made): the task's wall time when made, from Redis's clock, for expiry
 --   task_move {{TK, V, qprefix, roomkey, member, to, from1, from2, ...}}
 --   task_prio {{TK, V, qprefix, member, prio, SHOWN}}   SHOWN: ARGV index of [task_at, fields 4..21]
---   task_del {{TK, V, qprefix, roomkey, member}}   (only a task no operator has sent or skipped)
+--   task_del {{TK, V, qprefix, roomkey, member}}   (only a task no operator has sent or skipped, not expired)
 --   task_withdraw {{TK, V, qprefix, roomkey, member, consent_ts}}   an open task made before a
 --       refusal of DMs is withdrawn (rooms whose records are archived)
 --   zremrange {{key, below}}   drop members scored below a value
@@ -197,6 +198,7 @@ end
 -- a task is a msgpack array in a field of the room's task hash (fanops.state.TaskRec):
 -- [1] state, [3] task_at, [4..21] what the operator sees, [22] holder, [23] lease_until
 local made = 0
+local wall = nil
 for _, t in ipairs(w.task_new or {}) do
   if redis.call('HEXISTS', t[1], t[2]) == 0 then
     local sent = tonumber(redis.call('ZSCORE', t[5], t[7]) or '-1e300')
@@ -204,6 +206,13 @@ for _, t in ipairs(w.task_new or {}) do
       redis.call('HSET', t[1], t[2], ARGV[t[11]])
       redis.call('ZADD', t[3], t[8], t[6])
       redis.call('HINCRBY', t[4], 'f:' .. t[10], 1)
+      if t[12] and (t[10] == 'pending' or t[10] == 'claimed') then
+        if not wall then
+          local tm = redis.call('TIME')
+          wall = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+        end
+        redis.call('ZADD', t[12], 'NX', wall, t[6])
+      end
       made = made + 1
     end
   end
@@ -257,7 +266,7 @@ for _, t in ipairs(w.task_del or {}) do
   local b = redis.call('HGET', t[1], t[2])
   if b then
     local st = cmsgpack.unpack(b)[1]
-    if st ~= 'sent' and st ~= 'skipped' then
+    if st ~= 'sent' and st ~= 'skipped' and st ~= 'expired' then
       redis.call('ZREM', t[3] .. st, t[5])
       redis.call('HDEL', t[1], t[2])
       redis.call('HINCRBY', t[4], 'f:' .. st, -1)

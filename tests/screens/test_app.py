@@ -42,9 +42,10 @@ def beat(r, kind: str, name: str, body: dict) -> None:
 
 
 @pytest.fixture
-def app(redis_url, monkeypatch):
+def app(redis_url, monkeypatch, tmp_path):
     """``app(page, **session_state)``: a fresh browser session, run once, on ``page``."""
     monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("FANOPS_DATA_DIR", str(tmp_path / "data"))  # the fans page reads archives
     monkeypatch.setattr(rooms, "wall_clock", lambda: NOW)
 
     def make(page: str | None = None, **state) -> AppTest:
@@ -78,7 +79,7 @@ def deltas(node) -> dict[str, str]:
 
 
 # --- smoke --------------------------------------------------------------------
-PAGES = ["live", "host", "queue", "settings"]
+PAGES = ["live", "host", "queue", "fans", "settings"]
 
 
 @pytest.mark.parametrize("lang", ["en", "zh-Hans"])
@@ -332,7 +333,7 @@ def card_names(at) -> list[str]:
 def test_queue_lists_open_tasks_by_priority_with_what_the_operator_needs(app, r, tasks):
     at = app("queue", operator="Mei")
     assert metrics(at.main) == {"Pending": "2", "Claimed": "0", "Sent": "0", "Skipped": "0", "Converted": "1",
-                                "Withdrawn": "1"}
+                                "Withdrawn": "1", "Expired": "0"}
     assert card_names(at) == ["Ana", EVIL]  # converted and withdrawn are not in the open list
     card = at.get_by_key(f"task-{k('v1')}")
     local = datetime.fromtimestamp(NOW, UTC).astimezone(ZoneInfo("America/Mexico_City"))
@@ -395,7 +396,7 @@ def test_claim_sent_skip_release_and_two_operators(app, r, tasks):
     h = task_hash(r, "v2")
     assert (h["state"], h["skip_reason"], h["skipped_by"]) == ("skipped", "spam account", "Mei")
     assert metrics(mei.main) == {"Pending": "0", "Claimed": "0", "Sent": "1", "Skipped": "1",
-                                 "Converted": "1", "Withdrawn": "1"}
+                                 "Converted": "1", "Withdrawn": "1", "Expired": "0"}
     assert mei.info[0].value == "No task matches these filters."
 
 

@@ -1,0 +1,95 @@
+"""``python -m scoring fans`` and ``python -m scoring tasks`` (spec/cli.md v1.1), run as commands
+against a real Redis filled by the real consumer and scorer."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fanops import queue
+from tests.scoring.test_scoring_scenarios import SHOP, Story, at
+
+ROOT = Path(__file__).resolve().parents[2]
+FANS_COLUMNS = ["viewer_id", "name", "tier", "country", "lang", "tz", "first_seen", "last_active", "orders",
+                "spend", "dm_consent", "channels"]  # spec/cli.md v1.1, as written there
+TASK_FIELDS = {"id", "kind", "state", "viewer_id", "room", "tier", "priority", "lang", "channels"}
+
+
+def cli(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "scoring", *args, "--redis", redis_url], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=60)
+
+
+@pytest.fixture
+def shop(r, cfg) -> Story:
+    s = Story(r, cfg)
+    anna = s.say("anna", "join", "r-1", at(minutes=0))
+    anna["viewer"].update(name="=HYPERLINK(\"x\")", country="US", lang="en", tz="America/Chicago")
+    s.submit(anna, s.say("bo", "join", "r-1", at(minutes=0)), s.say("cy", "join", "r-1", at(minutes=0)),
+             s.say("dee", "join", "r-1", at(minutes=0)), s.say("cy", "comment", "r-1", at(minutes=1), text="blue?"))
+    s.submit(s.say("anna", "order", "r-1", at(minutes=1), order_id="o-1", amount=12.5, currency="USD"),
+             s.say("bo", "consent", "r-1", at(minutes=1), dm=False))
+    s.advance(at(minutes=4))  # cy (who commented) and dee lingered: tasks; bo refused DMs: none
+    return s
+
+
+def test_fans_csv_has_exactly_the_columns_of_the_contract(shop, redis_url, tmp_path):
+    out = tmp_path / "fans.csv"
+    p = cli(redis_url, "fans", "--shop", SHOP, "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert list(rows[0]) == FANS_COLUMNS
+    by = {x["viewer_id"]: x for x in rows}
+    assert set(by) == {"anna", "bo", "cy", "dee", "someone-else"}
+    assert by["anna"]["name"] == "'=HYPERLINK(\"x\")"  # read as text by a spreadsheet
+    assert (by["anna"]["tier"], by["anna"]["orders"], by["anna"]["spend"]) == ("first_buyer", "1", "12.50 USD")
+    assert (by["anna"]["country"], by["anna"]["tz"]) == ("US", "America/Chicago")
+    assert (by["bo"]["dm_consent"], by["bo"]["channels"]) == ("false", "")
+    assert (by["cy"]["dm_consent"], by["cy"]["channels"]) == ("", "dm")
+
+
+def test_fans_jsonl_filtered_by_tier(shop, redis_url):
+    p = cli(redis_url, "fans", "--shop", SHOP, "--tier", "first_buyer", "--format", "jsonl")
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(x) for x in p.stdout.splitlines()]
+    assert [list(x) for x in rows] == [FANS_COLUMNS]
+    assert rows[0]["viewer_id"] == "anna" and rows[0]["spend"] == {"USD": 12.5} and rows[0]["channels"] == ["dm"]
+    assert rows[0]["first_seen"] == at(minutes=0) and rows[0]["last_active"] == at(minutes=1)
+
+
+def test_fans_refuses_an_unknown_tier_with_a_reason(shop, redis_url):
+    p = cli(redis_url, "fans", "--shop", SHOP, "--tier", "vip")
+    assert p.returncode != 0 and "invalid choice: 'vip'" in p.stderr and p.stdout == ""
+
+
+def test_tasks_lists_the_queue_by_priority_as_json_lines(shop, redis_url, r):
+    p = cli(redis_url, "tasks", "--shop", SHOP)
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(x) for x in p.stdout.splitlines()]
+    assert {x["viewer_id"] for x in rows} == {"cy", "dee"}
+    assert all(TASK_FIELDS <= set(x) for x in rows)
+    assert [x["priority"] for x in rows] == sorted((x["priority"] for x in rows), reverse=True)
+    cy = next(x for x in rows if x["viewer_id"] == "cy")
+    assert (cy["kind"], cy["state"], cy["room"], cy["tier"], cy["channels"]) == ("lingered", "pending", "r-1",
+                                                                                 "new_fan", ["dm"])
+    assert rows[0]["viewer_id"] == "cy"  # a comment: the higher priority
+    queue.Operator(r, SHOP, "ana").skip(cy["id"], "spam")
+    skipped = [json.loads(x) for x in cli(redis_url, "tasks", "--shop", SHOP, "--state", "skipped").stdout.splitlines()]
+    assert [x["viewer_id"] for x in skipped] == ["cy"] and skipped[0]["channels"] == []
+    one = cli(redis_url, "tasks", "--shop", SHOP, "--limit", "1", "--kind", "lingered").stdout.splitlines()
+    assert [json.loads(x)["viewer_id"] for x in one] == ["dee"]
+    assert cli(redis_url, "tasks", "--shop", SHOP, "--kind", "win_back").stdout == ""  # no such task yet
+
+
+def test_tasks_refuses_bad_input_with_one_line(shop, redis_url):
+    p = cli(redis_url, "tasks", "--shop", SHOP, "--limit", "0")
+    assert p.returncode == 1 and p.stderr.strip() == "error: --limit must be at least 1, not 0"
+    p = cli(redis_url, "tasks", "--shop", SHOP, "--state", "lost")
+    assert p.returncode != 0 and "invalid choice: 'lost'" in p.stderr
