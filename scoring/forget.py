@@ -154,6 +154,7 @@ def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
         cmd("tasks", "hdel", keys.tasks(shop, rm), viewer)
         for st in TASK_STATES:
             cmd("queue_entries", "zrem", keys.queue(shop, st), pair)
+        cmd("queue_entries", "zrem", keys.task_made(shop), pair)  # the open tasks' making times (expiry)
         cmd("index_entries", "zrem", keys.lurk(shop, part), pair)
         cmd("index_entries", "zrem", keys.late_window(shop, part), pair)
     cmd("index_entries", "zrem", keys.due(shop, part), viewer)
