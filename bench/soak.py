@@ -354,6 +354,18 @@ def report(samples: list[Sample], extra: dict[str, Any], args: argparse.Namespac
     rep.blocks.append("exit codes after SIGTERM: " + ", ".join(f"{k} {v}" for k, v in extra.get("exit", {}).items()))
 
 
+def reprint(args: argparse.Namespace) -> int:
+    saved = json.loads(Path(args.report).read_text())
+    for k in ("minutes", "rate", "viewers", "show_s", "sample_s"):
+        setattr(args, k, saved["args"][k])
+    rep = Report()
+    report([Sample(**x) for x in saved["samples"]], saved["extra"], args, rep)
+    for block in rep.blocks:
+        print(block, end="\n\n")
+    print(table(["target", "measured", "goal", "measured/goal", ""], rep.targets, "Targets"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -371,7 +383,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window-min", type=float, default=5.0, help="minutes averaged after the warm-up and at the end")
     p.add_argument("--print-every-min", type=float, default=2.5, help="minutes between the rows of the printed table")
     p.add_argument("--json", help="also write every sample to this file")
+    p.add_argument("--report", metavar="JSON", help="run nothing: print the report of a run saved with --json "
+                                                    "(with this command's --warmup-min, --window-min)")
     args = p.parse_args(argv)
+    if args.report:
+        return reprint(args)
     if args.minutes < args.warmup_min + 2 * args.window_min:  # a short run: scale the windows down
         args.warmup_min = args.window_min = args.minutes / 3
         args.print_every_min = min(args.print_every_min, args.sample_s / 60)
