@@ -3,7 +3,8 @@
 Every action is one atomic call in ``fanops.queue`` (two operators never hold
 one task); it runs in a button callback, so the list drawn after it is fresh.
 Filters sit outside the refreshing fragment and survive refreshes and page switches.
-During a show the queue opens on the live room's tasks; a toggle shows every room's.
+During a show the queue opens on the live room's tasks, then the other rooms'; a toggle drops the
+live room's precedence.
 """
 
 from __future__ import annotations
@@ -150,12 +151,15 @@ def tasks() -> None:
         if live is not None:
             st.caption(tr("queue.live_room"))
             _ui.text(clean_text(live, 60), key="q-live-room")
-        rows = task_reads.task_page(r, shop, state or queue.OPEN, tier=tier or None, lang=lang or None,
-                                    sendable_now=sendable, limit=page, room=live)
+        want = {"tier": tier or None, "lang": lang or None, "sendable_now": sendable, "limit": page}
+        rows = task_reads.task_page(r, shop, state or queue.OPEN, **want, room=live)  # type: ignore[arg-type]
+        if live is not None and len(rows) < page:  # the live room's first, then the other rooms'
+            rows += [t for t in task_reads.task_page(r, shop, state or queue.OPEN, **want)  # type: ignore[arg-type]
+                     if t.room != live][:page - len(rows)]
         if not rows:
             st.info(tr("queue.empty" if sum(counts.values()) == 0 else "queue.empty_filtered"))
             return
-        rows.sort(key=lambda t: not (t.state == "claimed" and t.holder == me))  # mine first, stable
+        rows.sort(key=lambda t: not (t.state == "claimed" and t.holder == me))  # mine first, stable (live room next)
         for t in rows:
             task_card(t)
         if len(rows) == page:
