@@ -39,7 +39,7 @@ with _ui.redis_guard(stop=True):
     who = access_ui.door(r)  # the sign-in form and a stop, when a password is set and nobody has signed in
 
 SCREENS = [("live", ":material/monitoring:"), ("host", ":material/campaign:"), ("queue", ":material/forum:"),
-           ("settings", ":material/tune:"), ("review", ":material/analytics:")]
+           ("settings", ":material/tune:"), ("review", ":material/analytics:"), ("orders", ":material/receipt_long:")]
 PAGES = [
     st.Page(f"screens/{name}.py", title=tr(f"nav.{name}"), icon=icon, url_path=name, default=name == "live")
     # a screen this session may not open is a hidden page that says so (an unknown path would be an error)
