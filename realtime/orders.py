@@ -28,6 +28,7 @@ import uvicorn
 
 from fanops import keys
 from fanops.config import Config
+from fanops.errors import BadSettings
 from realtime.orders_map import ShopOrder, parse_generic, parse_shopify, signature_ok
 from realtime.orders_store import APPLIED, KEPT, Orders, OrdersSource
 
@@ -130,7 +131,12 @@ class OrdersServer:
         """Listen on ``host:port`` (0: a free port); returns the port."""
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            sock.close()
+            raise BadSettings([f"--host {host} --port {port}: cannot listen there ({e.strerror or e}): "
+                               "is another process on that port? pick another"]) from e
         self.port = sock.getsockname()[1]
         conf = uvicorn.Config(OrdersApp(self.orders, self.cfg), lifespan="off", log_config=None,
                               access_log=False, backlog=2048, timeout_keep_alive=30)
