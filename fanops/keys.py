@@ -366,8 +366,9 @@ def orders_waiting(shop: str) -> str:
 
 
 def orders_done(shop: str) -> str:
-    """HASH order event id -> JSON ``[viewer, room, how]`` of a kept order once applied: a replayed body
-    goes to the same viewer and room (a repeat, not a second order)."""
+    """HASH order event id -> JSON ``[viewer, room, how]`` of an order applied to a viewer or room it did
+    not name itself (kept, then linked or matched): a replayed body goes to the same viewer and room
+    (a repeat, not a second order)."""
     return f"{tag(shop)}:orders:done"
 
 

@@ -148,7 +148,10 @@ class Orders:
         if marks:
             await self._merge_consents(o.shop, viewer, marks, o)
         p = self.r.pipeline(transaction=True)
-        p.hset(keys.orders_done(o.shop), o.event_id, json.dumps([viewer, room, how]))
+        if (viewer, room) != (o.viewer, o.room):
+            # chosen here, not named by the order: remembered, so that a replay goes the same way (an
+            # order that names both needs no record: its replay names them again)
+            p.hset(keys.orders_done(o.shop), o.event_id, json.dumps([viewer, room, how]))
         p.hdel(keys.orders_waiting(o.shop), o.event_id)
         await p.execute()
         return None

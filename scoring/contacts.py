@@ -4,6 +4,7 @@ can be matched when exactly one viewer has named its address (``realtime.orders`
 
 from __future__ import annotations
 
+import json
 from typing import cast
 
 import redis
@@ -33,3 +34,22 @@ def note_contacts(r: redis.Redis, shop: str, events: list[Event]) -> None:
     many = [f for (f, vid), owner in zip(pairs, got, strict=True) if owner not in (vid.encode(), MANY.encode())]
     if many:
         r.hset(k, mapping=dict.fromkeys(many, MANY))
+
+
+def order_records(r: redis.Redis, shop: str, viewer: str) -> list[tuple[str, str, bytes]]:
+    """``(kind, key, field)`` of every record of the order webhooks that names ``viewer``: the addresses
+    it owns in ``keys.contact_owners``, its kept, linked and matched orders (for ``scoring.forget``).
+    Scans those hashes: forgetting is rare, and a viewer's old addresses are found too."""
+    out: list[tuple[str, str, bytes]] = []
+    want = viewer.encode()
+    for f, v in r.hscan_iter(keys.contact_owners(shop), count=1000):
+        if v == want:
+            out.append(("address_owners", keys.contact_owners(shop), f))
+    for kind, k in (("webhook_orders", keys.orders_waiting(shop)), ("webhook_orders", keys.orders_done(shop)),
+                    ("webhook_orders", keys.orders_links(shop))):
+        for f, v in r.hscan_iter(k, count=1000):
+            rec = json.loads(v)
+            named = rec[0] if isinstance(rec, list) else rec.get("viewer") or (rec.get("order") or {}).get("viewer")
+            if named == viewer:
+                out.append((kind, k, f))
+    return out

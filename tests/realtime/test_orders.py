@@ -23,6 +23,7 @@ import redis.asyncio as aredis
 from fanops import keys, read
 from fanops.config import Config
 from realtime.orders import OrdersServer
+from scoring.forget import forget_in_redis
 from screens.reads import orders as kept_reads
 from tests.conftest import stream_entries, wait_for
 from tests.pipeline import drain, ingest_frames
@@ -245,6 +246,11 @@ def test_an_unmatched_order_is_kept_then_applied_when_a_contact_makes_the_match_
     assert orders.shopify(anon)[0] == 200
     drain(r, cfg)
     assert orders_of(r, "u-5") == ["820982911946154508"] and kept_reads.kept_orders(r, "default") == []
+    # forgetting the viewer takes them out of the webhooks' records too (whose address, which order)
+    assert r.hvals(keys.contact_owners("default")) == [b"u-5"] and r.hlen(keys.orders_done("default")) == 1
+    removed = forget_in_redis(r, "default", "u-5")
+    assert (removed["address_owners"], removed["webhook_orders"]) == (1, 1)
+    assert r.hlen(keys.contact_owners("default")) == 0 and r.hlen(keys.orders_done("default")) == 0
 
 
 def test_an_address_two_viewers_gave_is_no_match_and_an_operator_link_applies_the_order(orders: Running, r,
