@@ -103,6 +103,9 @@ class Orders:
 
     async def take(self, o: ShopOrder) -> tuple[str, str | None]:
         """A new (or replayed) order: (APPLIED, None), (KEPT, why), or ("bad", reason)."""
+        if o.viewer is not None and o.room is not None:  # the usual case: no read, writes held while Redis is away
+            bad = await self.apply(o, o.viewer, o.room, "webhook")
+            return (APPLIED, None) if bad is None else ("bad", bad)
         done = await self.r.hget(keys.orders_done(o.shop), o.event_id)
         if done:
             viewer, room, _how = json.loads(done)
@@ -147,13 +150,13 @@ class Orders:
         marks = consent_marks(o)
         if marks:
             await self._merge_consents(o.shop, viewer, marks, o)
-        p = self.r.pipeline(transaction=True)
         if (viewer, room) != (o.viewer, o.room):
-            # chosen here, not named by the order: remembered, so that a replay goes the same way (an
-            # order that names both needs no record: its replay names them again)
+            # chosen here, not named by the order (so it was kept): remembered, so that a replay goes the
+            # same way; an order that names both was never kept, and its replay names them again
+            p = self.r.pipeline(transaction=True)
             p.hset(keys.orders_done(o.shop), o.event_id, json.dumps([viewer, room, how]))
-        p.hdel(keys.orders_waiting(o.shop), o.event_id)
-        await p.execute()
+            p.hdel(keys.orders_waiting(o.shop), o.event_id)
+            await p.execute()
         return None
 
     async def _merge_consents(self, shop: str, viewer: str, marks: list[Mark], o: ShopOrder) -> None:

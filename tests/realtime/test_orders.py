@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -22,6 +23,7 @@ import redis.asyncio as aredis
 
 from fanops import keys, read
 from fanops.config import Config
+from fanops.runtime import server
 from realtime.orders import OrdersServer
 from scoring.forget import forget_in_redis
 from screens.reads import orders as kept_reads
@@ -102,6 +104,10 @@ class Running:
 @pytest.fixture
 def orders(cfg: Config) -> Iterator[Running]:
     """The orders server in a thread of its own (its own event loop), on a free loopback port."""
+    yield from running(cfg)
+
+
+def running(cfg: Config) -> Iterator[Running]:
     c = dataclasses.replace(cfg, webhook_secret=GENERIC_SECRET, shopify_webhook_secret=SHOPIFY_SECRET,
                             orders_poll_ms=20)
     loop = asyncio.new_event_loop()
@@ -271,3 +277,31 @@ def test_an_address_two_viewers_gave_is_no_match_and_an_operator_link_applies_th
     assert read.viewer_reach(r, "default", ["u-b"])["u-b"]["consent"]["whatsapp"] is True
     assert json.loads(r.hget(keys.orders_done("default"), k.event_id)) == ["u-b", "r-5", "operator:Mia"]
     assert kept_reads.link(r, "default", k.event_id, "u-b", "r-5", "Mia") == "gone"
+
+
+def test_an_order_taken_while_redis_is_away_is_held_and_written_when_it_is_back(cfg, tmp_path, caplog) -> None:
+    own = tmp_path / "own-redis"  # a server of this test alone, stopped mid-way
+    port = server.free_port()
+    cfg = dataclasses.replace(cfg, redis_url=server.ensure_running(own, port=port).url)
+    sync = redis.Redis.from_url(cfg.redis_url)
+    caplog.set_level(logging.WARNING, logger="realtime")
+    gen = running(cfg)
+    srv = next(gen)
+    try:
+        assert srv.generic(generic())[0] == 200
+        server.stop(own)
+        answer: list[int] = []
+        t = threading.Thread(target=lambda: answer.append(srv.generic(generic(order_id="o-10"))[0]))
+        t.start()  # the request waits while its order is held
+        wait_for(lambda: any("holding 1 events" in m for m in caplog.messages), 20, "the order to be held")
+        assert answer == []
+        server.ensure_running(own, port)
+        t.join(30)
+        assert answer == [200]
+        drain(sync, cfg)
+        assert sorted(orders_of(sync, "u-1")) == ["o-10", "o-9"]  # the first, and the one held
+    finally:
+        with contextlib.suppress(StopIteration):
+            next(gen)
+        sync.close()
+        server.stop(own)
