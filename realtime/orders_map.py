@@ -178,7 +178,7 @@ def _attributes(d: dict[str, Any]) -> dict[str, str]:
 
 
 def _shopify_flags(d: dict[str, Any]) -> dict[str, bool]:
-    cust = d.get("customer") if isinstance(d.get("customer"), dict) else {}
+    cust: dict[str, Any] = d["customer"] if isinstance(d.get("customer"), dict) else {}
     flags: dict[str, bool] = {}
     for channel in ("email", "sms"):
         c = cust.get(f"{channel}_marketing_consent")
@@ -200,10 +200,11 @@ def parse_shopify(body: bytes, shop: str, viewer_attr: str = "viewer_id",
         oid = _id(d.get("id"), "id")
         if oid is None:
             raise ValueError("id: missing (the order's id)")
-        cust = d.get("customer") if isinstance(d.get("customer"), dict) else {}
+        cust: dict[str, Any] = d["customer"] if isinstance(d.get("customer"), dict) else {}
+        bill: dict[str, Any] = d["billing_address"] if isinstance(d.get("billing_address"), dict) else {}
         attrs = _attributes(d)
         email = d.get("email") or d.get("contact_email") or cust.get("email")
-        phone = d.get("phone") or cust.get("phone") or (d.get("billing_address") or {}).get("phone")
+        phone = d.get("phone") or cust.get("phone") or bill.get("phone")
         return ShopOrder("shopify", f"shopify:{oid}", shop, oid, _amount(d.get("total_price")),
                          _currency(d.get("currency")), _iso_ms(d.get("created_at")),
                          _id(attrs.get(viewer_attr), viewer_attr), _id(attrs.get(room_attr), room_attr),

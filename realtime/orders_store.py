@@ -115,9 +115,9 @@ class Orders:
         if viewer is not None and room is not None:
             bad = await self.apply(o, viewer, room, "webhook" if o.viewer else "contact")
             return (APPLIED, None) if bad is None else ("bad", bad)
-        bad = await self.source.submit(order_events(o, "?", "?"), dry=True)  # a kept order is a good one
-        if bad is not None:
-            return "bad", bad.reason
+        rejected = await self.source.submit(order_events(o, "?", "?"), dry=True)  # a kept order is a good one
+        if rejected is not None:
+            return "bad", rejected.reason
         await self.keep(o, why)
         return KEPT, why
 
@@ -138,7 +138,7 @@ class Orders:
                        if wants else "no viewer: the order names none, and has no email or phone")
         room = o.room
         if viewer is not None and room is None:
-            room = _room_at(await self.r.hget(keys.viewers(o.shop), viewer), o.ts)
+            room = _room_at(cast("bytes | None", await self.r.hget(keys.viewers(o.shop), viewer)), o.ts)
             why = why or f"no room: the order names none, and viewer {viewer!r} was in no show by then"
         return viewer, room, why
 
@@ -165,8 +165,8 @@ class Orders:
             while True:
                 try:
                     await p.watch(k)
-                    cur = await p.hget(k, viewer)
-                    p.multi()
+                    cur = cast("bytes | None", await p.hget(k, viewer))
+                    p.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
                     p.hset(k, viewer, merge_marks(cur, marks, o.ts, o.event_id))
                     await p.execute()
                     return
