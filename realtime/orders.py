@@ -147,6 +147,7 @@ class OrdersServer:
             if self._tasks[1].done():
                 self._tasks[1].result()  # raises why it could not start
             await asyncio.sleep(0.01)
+        self.source.connected = True  # listening: the board's health counts it as a connected source
         log.info("order webhooks on http://%s:%d%s and %s", host, self.port, GENERIC, SHOPIFY)
         return self.port
 
@@ -166,6 +167,7 @@ class OrdersServer:
         if self.http is not None:
             self.http.should_exit = True
             await self._tasks[1]
+        self.source.connected = False
         self._tasks[2].cancel()
         self.source.stop()
         await self._tasks[0]

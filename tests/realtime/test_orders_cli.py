@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fanops import read
 from fanops.runtime import launcher
 from fanops.runtime.server import free_port
 from tests.conftest import stream_entries, wait_for
@@ -51,6 +52,9 @@ def test_the_command_takes_a_signed_order_and_stops_cleanly_on_sigterm(redis_url
                            "ts": 1_763_856_000_000}).encode()
         assert wait_for(lambda: _post(port, body, "s3") == 200, 30, "the server to take the order")
         assert len(stream_entries(r, "default")) == 1
+        # its heartbeat: a connected source for the board's health, with what it took
+        beat = wait_for(lambda: [b for b in read.heartbeats(r, "consumer") if b.get("accepted") == 1], 10, "beat")
+        assert beat[0]["connected"] is True and beat[0]["url"] == "webhook:orders"
         p.send_signal(signal.SIGTERM)
         assert p.wait(20) == 0
         assert "consumer stopped" in p.stderr.read()  # its one summary line
