@@ -384,10 +384,10 @@ def contact_owners(shop: str) -> str:
     return f"{tag(shop)}:contact:owners"
 
 
-def contact_owner_field(what: str, value: str) -> str:
-    """A field of ``contact_owners``: the address's kind and its SHA-256 (the table holds no address;
-    an email compared without regard to case)."""
+def contact_owner_field(what: str, value: str) -> bytes:
+    """A field of ``contact_owners``: the address's kind and the first 12 bytes of its SHA-256 (the
+    table holds no address, in 13 bytes; an email compared without regard to case)."""
     import hashlib
 
     v = value.strip().lower() if what == "email" else value.strip()
-    return what[0] + ":" + hashlib.sha256(v.encode()).hexdigest()[:32]
+    return what[0].encode() + hashlib.sha256(v.encode()).digest()[:12]

@@ -20,9 +20,9 @@ MANY = "*"  # two viewers named the address: no certain match
 def note_contacts(r: redis.Redis, shop: str, events: list[Event]) -> None:
     """Record the owners of the addresses of ``events``' contact events (two round trips; none
     without a contact event). Idempotent and order-independent: a second viewer makes it ``*``."""
-    pairs = {(keys.contact_owner_field(what, getattr(ev, what)), ev.viewer.id)
-             for ev in events if type(ev) is Contact for what in REACH_ADDRESSES
-             if getattr(ev, what) is not UNSET}
+    pairs = sorted({(keys.contact_owner_field(what, getattr(ev, what)), ev.viewer.id)
+                    for ev in events if type(ev) is Contact for what in REACH_ADDRESSES
+                    if getattr(ev, what) is not UNSET})
     if not pairs:
         return
     k = keys.contact_owners(shop)
