@@ -185,7 +185,7 @@ def _shopify_flags(d: dict[str, Any]) -> dict[str, bool]:
         state = c.get("state") if isinstance(c, dict) else None
         if state in _SHOPIFY_STATES:
             flags[channel] = _SHOPIFY_STATES[state]
-    if "email" not in flags and isinstance(d.get("buyer_accepts_marketing"), bool):
+    if not isinstance(cust.get("email_marketing_consent"), dict) and isinstance(d.get("buyer_accepts_marketing"), bool):
         flags["email"] = d["buyer_accepts_marketing"]  # older payloads: the checkout's email box
     return flags
 
