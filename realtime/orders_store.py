@@ -174,9 +174,10 @@ class Orders:
                     continue
 
     async def keep(self, o: ShopOrder, why: str) -> None:
+        """Keep ``o`` until linked or matched; a replay of a kept order keeps the first (its time)."""
         self.shops.add(o.shop)
         rec = {"order": json.loads(to_record(o)), "why": why, "received": int(time.time() * 1000)}
-        await self.r.hset(keys.orders_waiting(o.shop), o.event_id, json.dumps(rec))
+        await self.r.hsetnx(keys.orders_waiting(o.shop), o.event_id, json.dumps(rec))
 
     async def rematch(self, shop: str) -> int:
         """Apply the shop's kept orders an operator linked or a contact now matches; returns how many."""
