@@ -1,6 +1,6 @@
 """The fanops app: ``streamlit run app.py`` (or ``python3 dev.py up`` for the whole product).
 
-Six screens (``screens/``): the live board, the host screen, the follow-up
+Seven screens (``screens/``): the live board, the host screen, the follow-up
 queue, the settings and the post-show review.  The folder is not named
 ``pages/``: Streamlit would take a ``pages/`` folder next to this file for a
 legacy multipage app and run a deep-linked screen alone.  The sidebar holds
@@ -39,7 +39,8 @@ with _ui.redis_guard(stop=True):
     who = access_ui.door(r)  # the sign-in form and a stop, when a password is set and nobody has signed in
 
 SCREENS = [("live", ":material/monitoring:"), ("host", ":material/campaign:"), ("queue", ":material/forum:"),
-           ("fans", ":material/groups:"), ("settings", ":material/tune:"), ("review", ":material/analytics:")]
+           ("fans", ":material/groups:"), ("settings", ":material/tune:"), ("review", ":material/analytics:"),
+           ("orders", ":material/receipt_long:")]
 PAGES = [
     st.Page(f"screens/{name}.py", title=tr(f"nav.{name}"), icon=icon, url_path=name, default=name == "live")
     # a screen this session may not open is a hidden page that says so (an unknown path would be an error)

@@ -23,8 +23,8 @@ OPERATOR, ADMIN = "operator", "admin"
 ROLES: tuple[str, ...] = (OPERATOR, ADMIN)
 HOST = "host"
 # every screen's url path; "fans" is listed before it exists, so that it is an operator's screen on arrival
-SCREENS: tuple[str, ...] = ("live", HOST, "queue", "fans", "settings", "review")
-_OPERATOR_SCREENS = frozenset({"live", HOST, "queue", "fans", "review"})
+SCREENS: tuple[str, ...] = ("live", HOST, "queue", "fans", "settings", "review", "orders")
+_OPERATOR_SCREENS = frozenset({"live", HOST, "queue", "fans", "review", "orders"})
 _BY_ROLE: dict[str, frozenset[str]] = {OPERATOR: _OPERATOR_SCREENS, ADMIN: frozenset(SCREENS)}
 
 FREE_FAILURES = 5  # failed attempts from one client before any wait

@@ -86,6 +86,17 @@ SETTINGS: tuple[Setting, ...] = (
             "with st.login (an [auth] section in secrets.toml): e-mail addresses given the admin role"),
     Setting("oidc_operators", "FANOPS_OIDC_OPERATORS", "",
             "with st.login: e-mail addresses given the operator role; anyone else is turned away"),
+    Setting("webhook_secret", "FANOPS_WEBHOOK_SECRET", "",
+            "order webhooks: the secret of the generic form's X-Signature (HMAC-SHA256); empty: refused (401)"),
+    Setting("shopify_webhook_secret", "SHOPIFY_WEBHOOK_SECRET", "",
+            "order webhooks: the Shopify app's client secret, which signs X-Shopify-Hmac-Sha256; empty: refused"),
+    Setting("shop", "FANOPS_SHOP", "default", "order webhooks: the shop a Shopify order belongs to"),
+    Setting("shopify_viewer_attr", "FANOPS_SHOPIFY_VIEWER_ATTR", "viewer_id",
+            "order webhooks: the Shopify order's note attribute that names the viewer"),
+    Setting("shopify_room_attr", "FANOPS_SHOPIFY_ROOM_ATTR", "room",
+            "order webhooks: the Shopify order's note attribute that names the room (the show)"),
+    Setting("orders_poll_ms", "FANOPS_ORDERS_POLL_MS", "1000",
+            "order webhooks: how often kept orders are matched again (an operator's link, a new contact)"),
 )
 
 
@@ -137,6 +148,12 @@ class Config:
     session_hours: int = _int("session_hours")
     oidc_admins: str = _BY_NAME["oidc_admins"].default
     oidc_operators: str = _BY_NAME["oidc_operators"].default
+    webhook_secret: str = field(default=_BY_NAME["webhook_secret"].default, repr=False)
+    shopify_webhook_secret: str = field(default=_BY_NAME["shopify_webhook_secret"].default, repr=False)
+    shop: str = _BY_NAME["shop"].default
+    shopify_viewer_attr: str = _BY_NAME["shopify_viewer_attr"].default
+    shopify_room_attr: str = _BY_NAME["shopify_room_attr"].default
+    orders_poll_ms: int = _int("orders_poll_ms")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Config:

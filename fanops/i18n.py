@@ -376,6 +376,28 @@ TABLE: dict[str, dict[str, str]] = {
     "review.c.cart_adds": {"en": "cart adds", "zh-Hans": "加购"},
     "review.c.carters_ordered": {"en": "carters who ordered", "zh-Hans": "加购后下单"},
     "review.c.trends": {"en": "Across shows", "zh-Hans": "历场趋势"},
+    # kept webhook orders (screens/orders.py)
+    "nav.orders": {"en": "Kept orders", "zh-Hans": "待匹配订单"},
+    "orders.title": {"en": "Kept shop orders", "zh-Hans": "待匹配的店铺订单"},
+    "orders.caption": {"en": "Orders from the shop's webhooks that named no viewer or room. Each is kept until "
+                                "applied: link it here, or it is applied once exactly one viewer has given its email "
+                                "or phone.",
+                       "zh-Hans": "来自店铺 Webhook、未能对应观众或直播间的订单。订单会一直保留：可在此关联，"
+                                  "或当恰好一位观众提供了相同的邮箱或电话时自动计入。"},
+    "orders.none": {"en": "No kept orders: every order matched a viewer and a room.",
+                    "zh-Hans": "没有待匹配订单：所有订单都已对应观众和直播间。"},
+    "orders.why": {"en": "Kept because:", "zh-Hans": "保留原因："},
+    "orders.viewer": {"en": "Viewer id", "zh-Hans": "观众 ID"},
+    "orders.room": {"en": "Room", "zh-Hans": "直播间"},
+    "orders.link": {"en": "Link", "zh-Hans": "关联"},
+    "orders.pending": {"en": "Linked: the orders server applies it within a second.",
+                       "zh-Hans": "已关联：订单服务将在一秒内计入。"},
+    "orders.linked": {"en": "Linked. The order is applied on the orders server's next round.",
+                      "zh-Hans": "已关联，订单服务下一轮即计入。"},
+    "orders.err_viewer": {"en": "Give a viewer id (1-128 characters).", "zh-Hans": "请填写观众 ID（1-128 个字符）。"},
+    "orders.err_room": {"en": "Give a room (1-128 characters).", "zh-Hans": "请填写直播间（1-128 个字符）。"},
+    "orders.err_gone": {"en": "That order is no longer kept: it was applied meanwhile.",
+                        "zh-Hans": "该订单已不在待匹配列表：已被计入。"},
 }
 
 _RULE_WORDS: dict[str, tuple[str, str, str]] = {

@@ -362,3 +362,38 @@ def access_failures(client: str) -> str:
 def access_session(token_hash: str) -> str:
     """HASH ``role``, ``name``, ``since`` of a signed-in browser, by the hash of its cookie's token; expires."""
     return f"{PREFIX}{ACCESS_TAG}:session:{esc(token_hash)}"
+
+
+# --- order webhooks (``realtime.orders``, ``screens.orders``) --------------------
+def orders_waiting(shop: str) -> str:
+    """HASH order event id -> a webhook order signed and well formed but matched to no viewer or room
+    yet (JSON ``realtime.orders_map.ShopOrder``, with why): kept until applied, never dropped."""
+    return f"{tag(shop)}:orders:waiting"
+
+
+def orders_done(shop: str) -> str:
+    """HASH order event id -> JSON ``[viewer, room, how]`` of an order applied to a viewer or room it did
+    not name itself (kept, then linked or matched): a replayed body goes to the same viewer and room
+    (a repeat, not a second order)."""
+    return f"{tag(shop)}:orders:done"
+
+
+def orders_links(shop: str) -> str:
+    """HASH order event id -> JSON ``{"viewer", "room", "operator"}``: an operator's link of a kept order,
+    written by the app, applied (and removed) by ``python -m realtime orders``."""
+    return f"{tag(shop)}:orders:links"
+
+
+def contact_owners(shop: str) -> str:
+    """HASH ``contact_owner_field`` -> the viewer id whose ``contact`` event named that address, or
+    ``*`` once two viewers did (no certain match). Written by the scorer (``scoring.contacts``)."""
+    return f"{tag(shop)}:contact:owners"
+
+
+def contact_owner_field(what: str, value: str) -> bytes:
+    """A field of ``contact_owners``: the address's kind and the first 12 bytes of its SHA-256 (the
+    table holds no address, in 13 bytes; an email compared without regard to case)."""
+    import hashlib
+
+    v = value.strip().lower() if what == "email" else value.strip()
+    return what[0].encode() + hashlib.sha256(v.encode()).digest()[:12]

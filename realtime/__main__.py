@@ -1,4 +1,4 @@
-"""``python -m realtime consume|simulate|replay|tiktok`` (see spec/cli.md)."""
+"""``python -m realtime consume|simulate|replay|tiktok|orders`` (see spec/cli.md)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,26 @@ async def _tiktok(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _orders(args: argparse.Namespace) -> int:
+    from realtime.orders import OrdersServer
+
+    cfg = Config.from_env()
+    if not (cfg.webhook_secret or cfg.shopify_webhook_secret):
+        log.warning("neither FANOPS_WEBHOOK_SECRET nor SHOPIFY_WEBHOOK_SECRET is set: "
+                    "every order will be refused (401)")
+    r = await db.connect_async(cfg, args.redis)
+    srv = OrdersServer(r, cfg)
+    try:
+        await srv.start(args.host, args.port)
+        stop = asyncio.Event()
+        _install_stop(asyncio.get_running_loop(), stop.set)
+        await stop.wait()
+        await srv.stop()
+    finally:
+        await r.aclose()
+    return 0
+
+
 async def _simulate(args: argparse.Namespace) -> int:
     from realtime.simulator import SimSettings, serve_simulation
 
@@ -94,6 +114,14 @@ def main() -> int:
     tk.add_argument("--shop", default="default", help="the shop the room's viewers belong to")
     add_common(tk)
 
+    o = sub.add_parser("orders", help="serve the shop's order webhooks (generic and Shopify) until stopped",
+                       description="POST /webhooks/orders (X-Signature under $FANOPS_WEBHOOK_SECRET) and "
+                                   "POST /webhooks/shopify (orders/create, X-Shopify-Hmac-Sha256 under "
+                                   "$SHOPIFY_WEBHOOK_SECRET; shop: $FANOPS_SHOP).")
+    o.add_argument("--port", type=int, required=True)
+    o.add_argument("--host", default="127.0.0.1")
+    add_common(o)
+
     s = sub.add_parser("simulate", help="serve a simulated live room over WebSocket")
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--host", default="127.0.0.1")
@@ -117,7 +145,8 @@ def main() -> int:
 
     args = p.parse_args()
     setup_logging(args.verbose)
-    fn = {"consume": _consume, "simulate": _simulate, "replay": _replay, "tiktok": _tiktok}[args.cmd]
+    fn = {"consume": _consume, "simulate": _simulate, "replay": _replay, "tiktok": _tiktok,
+          "orders": _orders}[args.cmd]
     return asyncio.run(fn(args))
 
 

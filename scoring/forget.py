@@ -39,6 +39,7 @@ from fanops.scripts import script_source
 from fanops.state import TASK_STATES
 from review.archive_files import list_archived
 from scoring import eventlog
+from scoring.contacts import order_records
 from scoring.forget_files import FEEDS, Scrub, feed_viewer, scrub_archives, scrub_eventlog
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,8 @@ def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
 
     cmd("viewer_state", "hdel", keys.viewers(shop), viewer)
     cmd("imported_record", "hdel", keys.imported(shop), viewer)  # a customer history import's name and addresses
+    for kind, k, f in order_records(r, shop, viewer):  # the order webhooks' records naming the viewer
+        cmd(kind, "hdel", k, f)
     for rm in rooms:
         pair = keys.pair(rm, viewer)
         cmd("room_records", "hdel", keys.room_viewers(shop, rm), viewer)

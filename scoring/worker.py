@@ -46,6 +46,7 @@ from scoring.batch_reads import (
     read_time_indexes,
     read_viewers,
 )
+from scoring.contacts import note_contacts
 from scoring.engine import Inputs, score_batch
 from scoring.intake import Entry
 from scoring.late import take_late
@@ -304,6 +305,7 @@ class Worker:
         batch = self._score_and_write(shop, events, [[stream, *ids] for stream, ids in acks.items()])
         if batch is None:
             return 0
+        note_contacts(self.r, shop, events)  # who named which address (a kept webhook order's match)
         if batch.time_full:
             self.apply_time(shop)
         now_ms = self.clock() * 1000

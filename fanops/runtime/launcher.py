@@ -93,6 +93,8 @@ def plan(args: argparse.Namespace) -> list[Child]:
         feed = f"ws://127.0.0.1:{args.sim_port}"
     if feed:
         children.append(Child("consumer", [py, "-m", "realtime", "consume", "--url", feed]))
+    if getattr(args, "orders_port", None):
+        children.append(Child("orders", [py, "-m", "realtime", "orders", "--port", str(args.orders_port)]))
     if _module_exists("scoring.__main__"):
         for i in range(args.workers):
             children.append(Child(f"scorer-{i + 1}", [py, "-m", "scoring", "run"]))
@@ -109,6 +111,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--feed", help="read this WebSocket feed instead of the simulated room")
     p.add_argument("--tiktok", metavar="@CREATOR", help="read this creator's TikTok LIVE room instead of the "
                    "simulated room (with --feed: both)")
+    p.add_argument("--orders-port", type=int, default=None, metavar="P",
+                   help="also serve the shop's order webhooks on this port (python -m realtime orders)")
     p.add_argument("--rate", type=float, default=300.0, help="simulated events per second")
     p.add_argument("--viewers", type=int, default=3000, help="simulated viewers in the live show")
     p.add_argument("--seed", type=int, default=int(time.time()) // 86400)

@@ -19,6 +19,8 @@ DEFAULTS |= {"tiktok_diamonds_per_usd": 200, "tiktok_offline_poll_s": 60}  # iss
 DEFAULTS |= {"retention_days": 90}  # issue 17: forget and retention
 DEFAULTS |= {"password_operator": "", "password_admin": "", "host_token": "", "session_hours": 12,
              "oidc_admins": "", "oidc_operators": ""}  # issue 17: access
+DEFAULTS |= {"webhook_secret": "", "shopify_webhook_secret": "", "shop": "default", "shopify_viewer_attr": "viewer_id",
+             "shopify_room_attr": "room", "orders_poll_ms": 1000}  # issue 15: order webhooks
 TEXT = {f.name for f in dataclasses.fields(Config) if f.type in ("str", str)} - {"redis_url"}
 
 

@@ -131,7 +131,8 @@ def test_an_operator_stays_signed_in_across_a_reload_cannot_open_settings_and_si
         open_screen(page, app.url + "/", "Sign in")
         sign_in(page, "Mei (A)", OP_PW)
         page.get_by_text(f"Room: {ROOM}").wait_for(timeout=30_000)  # the live board, with the room's data
-        assert nav_links(page) == ["Live board", "Host screen", "Follow-up queue", "Fans", "Post-show review"]
+        assert nav_links(page) == ["Live board", "Host screen", "Follow-up queue", "Fans", "Post-show review",
+                                   "Kept orders"]
         wait_for(lambda: has_cookie(ctx), 15, "the session cookie")
         page.reload()
         page.get_by_text(f"Room: {ROOM}").wait_for(timeout=30_000)  # a new session, still signed in

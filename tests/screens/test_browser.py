@@ -374,7 +374,7 @@ def test_deep_link_as_first_visit_runs_the_app(first_visit: FirstVisit) -> None:
     assert "在线观众" in first_visit.text, first_visit.text[:300]  # lang=zh-Hans taken from the URL
     assert first_visit.sidebar_hidden  # the host screen hides the sidebar (app.py does)
     # The app's screens by their names (st.navigation), not the folder's files.
-    names = [i18n.t(f"nav.{s}", "zh-Hans") for s in ("live", "host", "queue", "fans", "settings", "review")]
+    names = [i18n.t(f"nav.{s}", "zh-Hans") for s in ("live", "host", "queue", "fans", "settings", "review", "orders")]
     assert len(first_visit.nav) == len(names), first_visit.nav
     assert all(a.endswith(n) for a, n in zip(first_visit.nav, names, strict=True)), first_visit.nav
 
