@@ -1,4 +1,4 @@
-"""``python -m scoring run|status|viewer|close-room|report|forget|import`` (see spec/cli.md)."""
+"""``python -m scoring run|status|viewer|close-room|report|forget|import|tasks send`` (see spec/cli.md)."""
 
 from __future__ import annotations
 
@@ -98,6 +98,31 @@ def _import(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _tasks(args: argparse.Namespace, cfg: Config) -> int:
+    if args.tasks_cmd != "send":
+        raise FanopsError("say what to do with tasks: python -m scoring tasks send --shop S --id TASK "
+                          "--operator NAME [--channel dm|email|whatsapp|sms]")
+    from fanops.channels import send_task  # smtplib and httpx only for this command
+
+    r = db.connect(cfg, args.redis)
+    print(json.dumps(send_task(r, cfg, args.shop, args.id, args.operator, args.channel).to_json(),
+                     ensure_ascii=False))
+    return 0
+
+
+def _add_tasks(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    t = sub.add_parser("tasks", help="the follow-up queue")
+    tsub = t.add_subparsers(dest="tasks_cmd")
+    sd = tsub.add_parser("send", help="claim and send one task on a channel; prints {id, channel, message_id}")
+    sd.add_argument("--shop", required=True)
+    sd.add_argument("--id", required=True, metavar="TASK", help="the task id, room/viewer as the queue lists it")
+    sd.add_argument("--operator", required=True, metavar="NAME", help="who sends it (recorded on the task)")
+    sd.add_argument("--channel", choices=("dm", "email", "whatsapp", "sms"), default="dm",
+                    help="dm (sent by hand on the platform, recorded) or a provider's channel (default dm)")
+    add_common(sd)
+    add_common(t)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m scoring", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -146,11 +171,12 @@ def main() -> int:
                          "orders_export*.csv beside it)")
     im.add_argument("--dry-run", action="store_true", help="check every row, write nothing")
     add_common(im)
+    _add_tasks(sub)
     args = p.parse_args()
     setup_logging(args.verbose)
     cfg = Config.from_env()
     cmds = {"run": _run, "status": _status, "viewer": _viewer, "close-room": _close_room, "report": _report,
-            "forget": _forget, "import": _import}
+            "forget": _forget, "import": _import, "tasks": _tasks}
     return cmds[args.cmd](args, cfg)
 
 
