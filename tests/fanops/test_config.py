@@ -19,6 +19,10 @@ DEFAULTS |= {"tiktok_diamonds_per_usd": 200, "tiktok_offline_poll_s": 60}  # iss
 DEFAULTS |= {"retention_days": 90}  # issue 17: forget and retention
 DEFAULTS |= {"password_operator": "", "password_admin": "", "host_token": "", "session_hours": 12,
              "oidc_admins": "", "oidc_operators": ""}  # issue 17: access
+DEFAULTS |= {"smtp_url": "", "smtp_from": "", "unsubscribe_mailto": "", "unsubscribe_url": "", "unsubscribe_secret": "",
+             "whatsapp_token": "", "whatsapp_phone_id": "", "whatsapp_api": "https://graph.facebook.com/v21.0",
+             "whatsapp_template": "fanops_followup", "twilio_sid": "", "twilio_token": "", "twilio_from": "",
+             "twilio_api": "https://api.twilio.com", "send_timeout_s": 15}  # issue 16: channels
 TEXT = {f.name for f in dataclasses.fields(Config) if f.type in ("str", str)} - {"redis_url"}
 
 
