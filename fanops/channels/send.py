@@ -49,7 +49,7 @@ class Sent:
 def with_secrets(cfg: Config, secrets: Mapping[str, object] | None) -> Config:
     """``cfg`` with each provider setting left empty in the environment taken from ``secrets`` (the
     ``[fanops]`` section of ``.streamlit/secrets.toml``, lower-case names without the prefix)."""
-    extra = {f: str(secrets[f]) for f in PROVIDER_FIELDS
+    extra: dict[str, Any] = {f: str(secrets[f]) for f in PROVIDER_FIELDS
              if secrets and secrets.get(f) and not getattr(cfg, f)}
     return dataclasses.replace(cfg, **extra) if extra else cfg
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from typing import Any
 
 import redis
 
@@ -41,7 +42,7 @@ def consent_event(shop: str, viewer: str, channel: str, dm_now: bool | None, now
     if channel not in SEND_CHANNELS:
         raise FanopsError(f"unknown channel {channel!r}: one of {', '.join(SEND_CHANNELS)}")
     dm = False if channel == "dm" else dm_now is not False
-    flags = {} if channel == "dm" else {channel: False}
+    flags: dict[str, Any] = {} if channel == "dm" else {channel: False}
     return Consent(id=f"unsub:{channel}:{viewer}:{now_ms}", room=HISTORY_ROOM, ts=now_ms, viewer=Viewer(id=viewer),
                    shop=shop, dm=dm, **flags)
 

@@ -254,3 +254,18 @@ def test_the_command_refuses_without_consent_and_records_a_dm_sent_by_hand(story
     assert (task(r, "v3")["state"], task(r, "v3")["sent_by"], task(r, "v3")["channel"]) == ("sent", "Mei", "dm")
     p = cli(redis_url, "--id", "not-a-task")
     assert p.returncode == 1 and "is not a task id" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_retry_after_in_seconds_or_as_a_date_and_the_service_window():
+    assert compose.retry_after_s("120", 0) == 120
+    assert compose.retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT", 1445412450.0) == 30
+    assert compose.retry_after_s("soon", 0) == compose.retry_after_s(None, 0) == 60
+    day = 24 * 3600 * 1000
+    assert [compose.in_service_window(t, day) for t in (1, 0, -1)] == [True, False, False]
+
+
+def test_an_unsubscribe_token_names_what_it_was_made_for_and_nothing_else():
+    t = compose.make_token("k", "shop", "v:1", "email")
+    assert compose.read_token("k", t) == ("shop", "v:1", "email")
+    assert compose.read_token("other", t) is None and compose.read_token("k", t + "x") is None
+    assert compose.make_token("", "shop", "v", "email") == "" and compose.read_token("", t) is None
