@@ -97,6 +97,36 @@ SETTINGS: tuple[Setting, ...] = (
             "order webhooks: the Shopify order's note attribute that names the room (the show)"),
     Setting("orders_poll_ms", "FANOPS_ORDERS_POLL_MS", "1000",
             "order webhooks: how often kept orders are matched again (an operator's link, a new contact)"),
+    # providers (fanops.channels); each also read from .streamlit/secrets.toml [fanops] by its name
+    Setting("smtp_url", "FANOPS_SMTP_URL", "",
+            "email: the SMTP server, smtp://user:pass@host:port (STARTTLS where the server offers it) or "
+            "smtps://... (TLS from the start); empty: email is not set up"),
+    Setting("smtp_from", "FANOPS_SMTP_FROM", "",
+            "email: the From address, e.g. Shop <hello@shop.example>"),
+    Setting("unsubscribe_mailto", "FANOPS_UNSUBSCRIBE_MAILTO", "",
+            "email: the address of the List-Unsubscribe mailto link (empty: the From address)"),
+    Setting("unsubscribe_url", "FANOPS_UNSUBSCRIBE_URL", "",
+            "email: the https page of the List-Unsubscribe link (one-click, RFC 8058), given ?t=TOKEN; "
+            "needs unsubscribe_secret; empty: the mailto link only"),
+    Setting("unsubscribe_secret", "FANOPS_UNSUBSCRIBE_SECRET", "",
+            "email: the key that signs unsubscribe links' tokens (HMAC-SHA256)"),
+    Setting("whatsapp_token", "FANOPS_WHATSAPP_TOKEN", "",
+            "WhatsApp Cloud API: the access token; empty: WhatsApp is not set up"),
+    Setting("whatsapp_phone_id", "FANOPS_WHATSAPP_PHONE_ID", "",
+            "WhatsApp Cloud API: the sending phone number's id"),
+    Setting("whatsapp_api", "FANOPS_WHATSAPP_API", "https://graph.facebook.com/v21.0",
+            "WhatsApp Cloud API: base URL"),
+    Setting("whatsapp_template", "FANOPS_WHATSAPP_TEMPLATE", "fanops_followup",
+            "WhatsApp: the approved template sent outside the 24-hour service window (its one body "
+            "parameter: the viewer's name), in the viewer's language"),
+    Setting("twilio_sid", "FANOPS_TWILIO_SID", "",
+            "SMS (Twilio): the account SID; empty: SMS is not set up"),
+    Setting("twilio_token", "FANOPS_TWILIO_TOKEN", "", "SMS (Twilio): the auth token"),
+    Setting("twilio_from", "FANOPS_TWILIO_FROM", "",
+            "SMS (Twilio): the sending number (E.164) or messaging service SID (MG...)"),
+    Setting("twilio_api", "FANOPS_TWILIO_API", "https://api.twilio.com", "SMS (Twilio): base URL"),
+    Setting("send_timeout_s", "FANOPS_SEND_TIMEOUT_S", "15",
+            "a provider that has not answered a send in this many seconds has failed it"),
 )
 
 
@@ -154,6 +184,20 @@ class Config:
     shopify_viewer_attr: str = _BY_NAME["shopify_viewer_attr"].default
     shopify_room_attr: str = _BY_NAME["shopify_room_attr"].default
     orders_poll_ms: int = _int("orders_poll_ms")
+    smtp_url: str = field(default=_BY_NAME["smtp_url"].default, repr=False)  # may hold a password
+    smtp_from: str = _BY_NAME["smtp_from"].default
+    unsubscribe_mailto: str = _BY_NAME["unsubscribe_mailto"].default
+    unsubscribe_url: str = _BY_NAME["unsubscribe_url"].default
+    unsubscribe_secret: str = field(default=_BY_NAME["unsubscribe_secret"].default, repr=False)
+    whatsapp_token: str = field(default=_BY_NAME["whatsapp_token"].default, repr=False)
+    whatsapp_phone_id: str = _BY_NAME["whatsapp_phone_id"].default
+    whatsapp_api: str = _BY_NAME["whatsapp_api"].default
+    whatsapp_template: str = _BY_NAME["whatsapp_template"].default
+    twilio_sid: str = _BY_NAME["twilio_sid"].default
+    twilio_token: str = field(default=_BY_NAME["twilio_token"].default, repr=False)
+    twilio_from: str = _BY_NAME["twilio_from"].default
+    twilio_api: str = _BY_NAME["twilio_api"].default
+    send_timeout_s: int = _int("send_timeout_s")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Config:

@@ -9,6 +9,10 @@
     |   +-- TaskNotFound
     |   +-- TaskClaimedByOther   another operator holds the task
     |   +-- TaskStateError       the task is not in a state that allows the action
+    |   +-- SendError            a message could not go out on a channel (fanops.channels)
+    |       +-- ChannelRefused   no consent or no address on it, or the provider is not set up
+    |       +-- ProviderError    the provider refused or failed: its reason; the task stays claimed
+    |           +-- ProviderRateLimited  it asked to wait: ``retry_after_s``
     +-- NotFound                 an unknown shop, room or viewer
     |   +-- NotArchived          the show has no archive (yet)
     +-- ArchiveError             an archived show's files cannot be written or read
@@ -108,3 +112,34 @@ class TaskStateError(TaskError):
         self.state = state
         self.action = action
         super().__init__(f"cannot {action} task {task}: it is {state}")
+
+
+class SendError(TaskError):
+    """A message could not go out on ``channel``; the task is left as it was (claimed, if it was)."""
+
+    def __init__(self, channel: str, reason: str) -> None:
+        self.channel = channel
+        self.reason = reason
+        super().__init__(f"cannot send on {channel}: {reason}")
+
+
+class ChannelRefused(SendError):
+    """Nothing was sent: the viewer gave no consent or no address on the channel, or its provider
+    is not set up. Nothing was claimed either."""
+
+
+class ProviderError(SendError):
+    """The provider answered with a refusal or could not be reached; ``status`` is its HTTP or SMTP
+    code (0: no answer), ``reason`` its own words."""
+
+    def __init__(self, channel: str, status: int, reason: str) -> None:
+        self.status = status
+        super().__init__(channel, f"{reason} (status {status})" if status else reason)
+
+
+class ProviderRateLimited(ProviderError):
+    """The provider asked to slow down: nothing was sent; try again after ``retry_after_s`` seconds."""
+
+    def __init__(self, channel: str, status: int, reason: str, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(channel, status, f"{reason}: try again in {retry_after_s:g} s")

@@ -68,6 +68,10 @@ class Task:
     local: str = ""  # the viewer's local time, "HH:MM (Zone)"
     decent_hour: bool | None = None
     message: str = ""
+    sent_by: str = ""
+    sent_at: int = 0  # wall ms
+    channel: str = ""  # the channel it was sent on (fanops.channels), "" before v1.1
+    message_id: str = ""  # the provider's message id ("" for dm)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -103,6 +107,7 @@ def _task_from_rec(tid: str, h: TaskRec, now_ms: int, settings: Any, templates: 
         reactivated=bool(h.reactivated), comments=h.comments, likes=h.likes, views=h.views, carts=h.carts,
         said=list(h.said), skus_viewed=list(h.skus_viewed), skus_carted=list(h.skus_carted), product=h.product,
         holder=h.holder if state == "claimed" else "", lease_until=lease, skip_reason=h.skip_reason,
+        sent_by=h.sent_by, sent_at=int(h.sent_at), channel=h.channel, message_id=h.message_id,
     )
     return finish(t, now_ms, settings, templates, local=local, message=message)
 
@@ -210,7 +215,8 @@ class Operator:
         self.name = name.strip()[:64]
         self._script = r.register_script(script_source("fanops", "task"))
 
-    def _do(self, action: str, tid: str, reason: str = "", now_ms: int | None = None) -> str:
+    def _do(self, action: str, tid: str, reason: str = "", now_ms: int | None = None,
+            sent: tuple[str, str] = ("", "")) -> str:
         room, viewer = split_task_id(tid)
         settings, _ = rules_store.load(self.r, self.shop)
         now = now_ms if now_ms is not None else int(time.time() * 1000)
@@ -218,7 +224,7 @@ class Operator:
         res = self._script(
             keys=[keys.tasks(self.shop, room), keys.room(self.shop, room), keys.sent_log(self.shop)],
             args=[action, self.name, now, int(settings.claim_lease_minutes * 60_000),
-                  keys.queue(self.shop, ""), tid, reason, clock, viewer])
+                  keys.queue(self.shop, ""), tid, reason, clock, viewer, *sent])
         res = [x.decode() if isinstance(x, bytes) else x for x in res]
         if res[0] == "ok":
             return str(res[1])
@@ -236,8 +242,10 @@ class Operator:
     def claim(self, tid: str, now_ms: int | None = None) -> str:
         return self._do("claim", tid, now_ms=now_ms)
 
-    def mark_sent(self, tid: str, now_ms: int | None = None) -> str:
-        return self._do("sent", tid, now_ms=now_ms)
+    def mark_sent(self, tid: str, now_ms: int | None = None, *, channel: str = "dm", message_id: str = "") -> str:
+        """Record the task as sent by this operator on ``channel`` (``dm``: by hand on the platform),
+        with the provider's ``message_id`` where a provider sent it (``fanops.channels``)."""
+        return self._do("sent", tid, now_ms=now_ms, sent=(channel, message_id[:200]))
 
     def skip(self, tid: str, reason: str, now_ms: int | None = None) -> str:
         if not reason.strip():

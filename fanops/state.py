@@ -291,6 +291,10 @@ class TaskRec(msgspec.Struct, array_like=True):
     skipped_by: str = ""
     skip_reason: str = ""
     skipped_at: int = 0
+    # v1.1 (fanops.channels): the channel a sent task went out on and the provider's message id
+    # ("" for dm, sent by hand on the platform)
+    channel: str = ""
+    message_id: str = ""
 
 
 TASK_FIELDS = {name: i + 1 for i, name in enumerate(TaskRec.__struct_fields__)}

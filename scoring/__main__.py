@@ -1,4 +1,4 @@
-"""``python -m scoring run|status|viewer|close-room|report|forget|import|fans|tasks`` (see spec/cli.md)."""
+"""``python -m scoring run|status|viewer|close-room|report|forget|import|fans|tasks [send]`` (see spec/cli.md)."""
 
 from __future__ import annotations
 
@@ -116,6 +116,15 @@ def _fans(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _tasks(args: argparse.Namespace, cfg: Config) -> int:
+    if args.tasks_cmd == "send":
+        from fanops.channels import send_task  # smtplib and httpx only for this command
+
+        r = db.connect(cfg, args.redis)
+        print(json.dumps(send_task(r, cfg, args.send_shop, args.id, args.operator, args.channel).to_json(),
+                         ensure_ascii=False))
+        return 0
+    if not args.shop:
+        raise FanopsError("tasks needs --shop S (or: tasks send --shop S --id TASK --operator NAME)")
     rows = queue.task_rows(db.connect(cfg, args.redis), args.shop, args.state, args.kind, args.limit)
     for row in rows:
         print(json.dumps(row, ensure_ascii=False))
@@ -129,13 +138,21 @@ def _add_lists(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     f.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     f.add_argument("--out", default=None, metavar="FILE", help="write here (default: standard output)")
     add_common(f)
-    t = sub.add_parser("tasks", help="the follow-up queue as JSON lines, by priority")
-    t.add_argument("--shop", required=True)
+    t = sub.add_parser("tasks", help="the follow-up queue as JSON lines, by priority; `tasks send` sends one")
+    t.add_argument("--shop", default=None)
     t.add_argument("--state", choices=(queue.OPEN, *TASK_STATES), default=queue.OPEN,
                    help="open (pending and claimed, the default) or one state")
     t.add_argument("--kind", choices=queue.KINDS, default=None)
     t.add_argument("--limit", type=int, default=100)
     add_common(t)
+    tsub = t.add_subparsers(dest="tasks_cmd")
+    sd = tsub.add_parser("send", help="claim and send one task on a channel; prints {id, channel, message_id}")
+    sd.add_argument("--shop", dest="send_shop", required=True)
+    sd.add_argument("--id", required=True, metavar="TASK", help="the task id, room/viewer as the queue lists it")
+    sd.add_argument("--operator", required=True, metavar="NAME", help="who sends it (recorded on the task)")
+    sd.add_argument("--channel", choices=("dm", "email", "whatsapp", "sms"), default="dm",
+                    help="dm (sent by hand on the platform, recorded) or a provider's channel (default dm)")
+    add_common(sd)
 
 
 def main() -> int:

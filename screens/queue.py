@@ -9,14 +9,18 @@ live room's precedence.
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
-from fanops import queue
-from fanops.errors import TaskClaimedByOther, TaskError, TaskStateError
+from fanops import channels, queue, read
+from fanops.config import Config
+from fanops.errors import ChannelRefused, SendError, TaskClaimedByOther, TaskError, TaskStateError
 from fanops.i18n import language_name
 from fanops.state import TASK_STATES, TIERS
 from fanops.templates import LANGUAGES, clean_text
 from screens import _ui
+from screens.access import SECRETS_FILES
 from screens.reads import tasks as task_reads
 
 tr = _ui.translator()
@@ -40,6 +44,35 @@ sendable = f[2].toggle(tr("queue.sendable"), key="q_sendable", help=tr("queue.se
 me = _ui.operator()
 if not me:
     st.info(tr("queue.need_name"), icon=":material/badge:")
+
+
+SEND_ON = ("email", "whatsapp", "sms")  # the providers' channels; dm is "Mark sent"
+
+
+def providers() -> Config:
+    """The provider settings: the environment, else ``[fanops]`` of secrets.toml (read at each use,
+    so a changed setting needs no restart)."""
+    section: dict[str, Any] = {}
+    if any(f.is_file() for f in SECRETS_FILES):
+        try:
+            section = dict(st.secrets.get("fanops", {}))
+        except (FileNotFoundError, ValueError):
+            section = {}
+    return channels.with_secrets(Config.from_env(), section)
+
+
+def send(tid: str, channel: str) -> None:
+    """A send button's callback: send the task on ``channel`` through its provider, record it."""
+    name = tr(f"send.channel.{channel}")
+    try:
+        done = channels.send_task(r, providers(), shop, tid, _ui.operator(), channel)
+        _ui.flash("success", tr("send.done", channel=name), done.message_id or "")
+    except ChannelRefused as e:
+        _ui.flash("error", tr("send.refused", channel=name), e.reason)
+    except SendError as e:
+        _ui.flash("error", tr("send.failed", channel=name), e.reason)
+    except TaskError as e:
+        _ui.flash("error", tr("queue.err_other"), str(e))
 
 
 def act(action: str, tid: str, key: str) -> None:
@@ -109,10 +142,23 @@ def details(t: queue.Task, mine: bool) -> str:
         lines.append(tr("queue.held_by") + " " + clean_text(t.holder, 64))
     if t.state == "skipped" and t.skip_reason:
         lines.append(tr("queue.skip_reason") + " " + clean_text(t.skip_reason, 200))
+    if t.state == "sent" and t.sent_by:
+        how = tr(f"send.channel.{t.channel}") if t.channel in channels.compose.SEND_CHANNELS else "—"
+        lines.append(tr("send.sent_line", who=clean_text(t.sent_by, 64), channel=how)
+                     + (f" · {tr('send.message_id')} {clean_text(t.message_id, 200)}" if t.message_id else ""))
     return "\n".join(lines)
 
 
-def task_card(t: queue.Task) -> None:
+def send_buttons(row: Any, t: queue.Task, k: str, reach: dict[str, Any] | None, cfg: Config) -> None:
+    """A send button per provider's channel; one the fan cannot be reached on is disabled, its
+    reason in the button's help."""
+    for ch in SEND_ON:
+        why = channels.why_not(cfg, reach, ch)
+        row.button(tr(f"send.{ch}"), key=f"send-{ch}-{k}", disabled=bool(why),
+                   help=f"{tr('send.unavailable')} {why}" if why else None, on_click=send, args=(t.id, ch))
+
+
+def task_card(t: queue.Task, reach: dict[str, Any] | None = None, cfg: Config | None = None) -> None:
     """One task. A refresh redraws every card, and each element is a message to the browser, so a
     card is kept to a few elements: the name, one line of badges, one text block, the message,
     and the buttons its state allows."""
@@ -132,6 +178,7 @@ def task_card(t: queue.Task) -> None:
             row.button(tr("queue.claim"), key=f"claim-{k}", type="primary", disabled=no_op,
                        on_click=act, args=("claim", t.id, k))
         else:
+            send_buttons(row, t, k, reach, cfg or providers())
             row.button(tr("queue.sent"), key=f"sent-{k}", type="primary", on_click=act, args=("sent", t.id, k))
             row.button(tr("queue.release"), key=f"release-{k}", on_click=act, args=("release", t.id, k))
         row.text_input(tr("queue.reason"), key=f"reason-{k}", max_chars=200, disabled=no_op,
@@ -160,8 +207,11 @@ def tasks() -> None:
             st.info(tr("queue.empty" if sum(counts.values()) == 0 else "queue.empty_filtered"))
             return
         rows.sort(key=lambda t: not (t.state == "claimed" and t.holder == me))  # mine first, stable (live room next)
+        mine = [t.viewer for t in rows if t.state == "claimed" and t.holder == me]
+        reach = read.viewer_reach(r, shop, mine) if mine else {}
+        cfg = providers()
         for t in rows:
-            task_card(t)
+            task_card(t, reach.get(t.viewer), cfg)
         if len(rows) == page:
             st.caption(tr("queue.more", n=page))
 

@@ -4,10 +4,10 @@
 -- ARGV[1] action (claim|sent|skip|release|expire|age_out), ARGV[2] operator, ARGV[3] now (wall ms),
 -- ARGV[4] lease ms (age_out: followup_expire_hours in ms), ARGV[5] queue key prefix, ARGV[6] task member,
 -- ARGV[7] reason, ARGV[8] shop clock,
--- ARGV[9] the viewer (the task's field in KEYS[1])
+-- ARGV[9] the viewer (the task's field in KEYS[1]), ARGV[10] channel and ARGV[11] message id (sent)
 -- The task is a msgpack array (fanops.state.TaskRec): [1] state, [22] holder, [23] lease_until,
 -- [24] claimed_at, [25] updated_at, [26] sent_by, [27] sent_at, [28] sent_clock, [29] skipped_by,
--- [30] skip_reason, [31] skipped_at.
+-- [30] skip_reason, [31] skipped_at, [32] channel, [33] message_id.
 -- Returns {"ok", state} or {"err", code, state, holder}.
 local action, op, now, viewer = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[9]
 local b = redis.call('HGET', KEYS[1], viewer)
@@ -35,9 +35,9 @@ end
 -- fields left out at their default (TaskRec omits trailing defaults) are filled back in, so that
 -- the array has no holes (cmsgpack would pack a table with holes as a map)
 local DEFAULTS = {[22] = '', [23] = 0, [24] = 0, [25] = 0, [26] = '', [27] = 0, [28] = 0, [29] = '', [30] = '',
-                  [31] = 0}
+                  [31] = 0, [32] = '', [33] = ''}
 local function save()
-  for i = 22, 31 do
+  for i = 22, 33 do
     if t[i] == nil then t[i] = DEFAULTS[i] end
   end
   redis.call('HSET', KEYS[1], viewer, cmsgpack.pack(t))
@@ -86,6 +86,7 @@ elseif action == 'sent' then
   if state ~= 'claimed' then return {'err', 'not_claimed', state, ''} end
   move('sent')
   t[26] = op; t[27] = now; t[28] = tonumber(ARGV[8]); t[23] = 0
+  t[32] = ARGV[10] or ''; t[33] = ARGV[11] or ''
   save()
   redis.call('ZADD', KEYS[3], 'GT', tonumber(ARGV[8]), viewer)
   return {'ok', 'sent'}
