@@ -62,5 +62,5 @@ FANS: dict[str, dict[str, str]] = {
     "queue.live_first": {"en": "Live room first", "zh-Hans": "正在直播的场次优先"},
     "queue.live_first_help": {"en": "During a show, list the live room's tasks only; off: every room's.",
                               "zh-Hans": "直播期间只列出正在直播场次的任务；关闭后显示所有场次。"},
-    "queue.live_room": {"en": "Showing the live room's tasks only:", "zh-Hans": "只显示正在直播场次的任务："},
+    "queue.live_room": {"en": "The live room's tasks first:", "zh-Hans": "正在直播场次的任务排在前面："},
 }

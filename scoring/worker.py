@@ -438,11 +438,9 @@ class Worker:
 
     # -- housekeeping ----------------------------------------------------------
     def archive_idle(self) -> list[tuple[str, str]]:
-        """Archive the rooms that have been idle long enough (safe from every worker: each room
-        is archived once; archiving trims the clock index below the oldest room still open), expire the
-        tasks pending too long (on the worker's wall ``clock``), and,
-        every ``PRUNE_EVERY_S`` on the worker's ``monotonic`` clock, prune the settled tasks of
-        archived rooms from Redis and apply retention (``scoring.retention``)."""
+        """Archive the rooms idle long enough (safe from every worker), expire the tasks pending too
+        long (on the wall ``clock``), and every ``PRUNE_EVERY_S`` (``monotonic``) prune the settled
+        tasks of archived rooms from Redis and apply retention (``scoring.retention``)."""
         done = []
         for shop in self.shops():
             try:

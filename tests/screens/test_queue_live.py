@@ -52,10 +52,17 @@ def rooms_shown(t: AppTest) -> set[str]:
     return out
 
 
-def test_during_a_show_the_queue_opens_on_the_live_rooms_tasks_and_a_toggle_shows_all(two_rooms, queue_page):
+def rooms_in_order(t: AppTest) -> list[str]:
+    """The rooms of the task cards, top to bottom."""
+    return [rm for x in t.text for rm in ("r-old", "r-live") if f"room {rm}" in x.value]
+
+
+def test_during_a_show_the_queue_opens_on_the_live_rooms_tasks_first_then_the_others(two_rooms, queue_page):
     t = queue_page()
-    assert rooms_shown(t) == {"r-live"}
-    assert "Showing the live room's tasks only:" in [c.value for c in t.caption]
+    order = rooms_in_order(t)
+    assert set(order) == {"r-old", "r-live"}  # nothing hidden
+    assert order == sorted(order, key=lambda rm: rm != "r-live")  # every live-room card before the others
+    assert "The live room's tasks first:" in [c.value for c in t.caption]
     t.toggle(key="q_live_first").set_value(False).run()
     assert rooms_shown(t) == {"r-old", "r-live"}
 
