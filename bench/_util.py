@@ -305,3 +305,11 @@ class Report:
     def target(self, what: str, measured: float, goal: float, ok: bool,
                fmt: Callable[[float], object] = lambda x: x) -> None:
         self.targets.append([what, fmt(measured), fmt(goal), ratio(measured, goal), verdict(ok)])
+
+    def print(self) -> None:
+        """Every table, then the targets."""
+        print()
+        for block in self.blocks:
+            print(block)
+            print()
+        print(table(["target", "measured", "goal", "measured/goal", ""], self.targets, "Targets"))

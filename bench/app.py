@@ -1132,11 +1132,7 @@ def main(argv: list[str] | None = None) -> int:
         part_a(args, rep)
     if "b" in args.only:
         part_b(args, rep)
-    print()
-    for block in rep.blocks:
-        print(block)
-        print()
-    print(table(["target", "measured", "goal", "measured/goal", ""], rep.targets, "Targets"))
+    rep.print()
     print(f"\n{time.perf_counter() - started:.0f} s in all; python {sys.version.split()[0]}; {machine_note()}")
     return 0
 

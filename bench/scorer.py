@@ -662,11 +662,7 @@ def main(argv: list[str] | None = None) -> int:
         if "c" in args.only:
             part_c(args, info, d, tmp, rep)
 
-    print()
-    for block in rep.blocks:
-        print(block)
-        print()
-    print(table(["target", "measured", "goal", "measured/goal", ""], rep.targets, "Targets"))
+    rep.print()
     if REDIS_TIME:
         print("\nRedis server time in the end-to-end runs (INFO commandstats):")
         print("\n".join(REDIS_TIME))

@@ -400,11 +400,7 @@ def main(argv: list[str] | None = None) -> int:
                                                "extra": extra}, default=str))
     if len(samples) >= 2:
         report(samples, extra, args, rep)
-    print()
-    for block in rep.blocks:
-        print(block)
-        print()
-    print(table(["target", "measured", "goal", "measured/goal", ""], rep.targets, "Targets"))
+    rep.print()
     print(f"\n{time.perf_counter() - started:.0f} s in all; python {sys.version.split()[0]}; {machine_note()}")
     return 0
 
