@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from fanops.config import PROJECT_ROOT, Config
 from screens import _ui
 
 COOKIE = "fanops_session"
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]{16,128}")  # secrets.token_urlsafe
 SECRETS_FILES = (PROJECT_ROOT / ".streamlit" / "secrets.toml", Path.home() / ".streamlit" / "secrets.toml")
 
 log = logging.getLogger("fanops.access")
@@ -121,6 +123,8 @@ def _cookie_script(r: redis.Redis) -> None:
     """Hand the browser its cookie, on every full run of a signed-in session (a run that is replaced
     before the browser draws it never runs its script).  The token is URL-safe base64: nothing to escape."""
     token = st.session_state["_token"]
+    if not _TOKEN_CHARS.fullmatch(token):  # it goes into a script: never anything but the token's alphabet
+        return
     ttl = max(60, int(r.ttl(keys.access_session(access.token_hash(token)))))
     secure = "; Secure" if str(getattr(st.context, "url", "") or "").startswith("https:") else ""
     st.sidebar.html(f"<script>document.cookie='{COOKIE}={token}; path=/; max-age={ttl}; SameSite=Strict{secure}'"

@@ -25,27 +25,12 @@ from fanops.runtime import server
 from tests.conftest import wait_for
 from tests.feeds import ev, frame
 from tests.pipeline import drain, ingest_frames
-from tests.screens.test_browser import BAD_LOG, CHROMIUM, LAUNCH_ARGS, _health, _tail, new_context, open_screen
+from tests.screens.test_browser import BAD_LOG, _health, _tail, new_context, open_screen
 
 ROOT = Path(__file__).resolve().parents[2]
 OP_PW, ADMIN_PW, TOKEN = "op-browser-pw", "admin-browser-pw", "host-token-abc123"
 ROOM = "room-private-7"  # shown on every screen once signed in: never before
 SCREENS = ("", "host", "queue", "settings")  # the door runs before any screen: a few paths stand for all
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One Chromium for the module, launched as test_browser's."""
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is needed for this test: apt-get install -y chromium chromium-driver")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @dataclass

@@ -44,12 +44,9 @@ from screens.reads import tasks
 from tests.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = ROOT / "artifacts" / "browser"
 SHOP = "default"
 OP_A, OP_B = "Mei (A)", "Lin (B)"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1400, "height": 1000}
 START_TIMEOUT = 60.0
 # A line of the app's log that means something went wrong in the app (Python tracebacks, logged
@@ -180,20 +177,6 @@ def assert_app_log_clean(p: Product) -> None:
 
 
 # --- the browser ------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is needed for this test: apt-get install -y chromium chromium-driver")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
 
 @dataclass
 class Watch:
