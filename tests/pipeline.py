@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +19,19 @@ from tests.conftest import await_for
 from tests.feeds import Feed, send_all
 
 
-def ingest_frames(cfg: Config, frames: list[str | bytes], timeout: float = 60.0) -> Consumer:
-    """Serve ``frames`` on a real WebSocket server and run the real consumer until all are read."""
+def run_consumer(cfg: Config, script: Callable[[Any, int], Awaitable[None]], until: Callable[[Consumer], Any],
+                 timeout: float = 60.0, what: str = "the consumer to read every frame",
+                 connect: Callable[[], Awaitable[aredis.Redis]] | None = None) -> Consumer:
+    """Serve ``script`` (websocket, connection number) on a real WebSocket server and run the real
+    consumer until ``until(consumer)`` holds (or it stops); ``connect`` makes its Redis client."""
 
     async def main() -> Consumer:
-        feed = await Feed(lambda ws, n: send_all(ws, frames)).start()
-        ar = aredis.Redis.from_url(cfg.redis_url)
+        feed = await Feed(script).start()
+        ar = await connect() if connect is not None else aredis.Redis.from_url(cfg.redis_url)
         c = Consumer(feed.url, ar, cfg, backoff=Backoff(initial=0.01, cap=0.05))
         task = asyncio.create_task(c.run())
         try:
-            await await_for(lambda: c.counters.frames >= len(frames) or task.done(), timeout,
-                            "the consumer to read every frame")
+            await await_for(lambda: until(c) or task.done(), timeout, what)
             c.stop()
             await asyncio.wait_for(task, 20)
         finally:
@@ -39,6 +42,11 @@ def ingest_frames(cfg: Config, frames: list[str | bytes], timeout: float = 60.0)
         return c
 
     return asyncio.run(main())
+
+
+def ingest_frames(cfg: Config, frames: list[str | bytes], timeout: float = 60.0) -> Consumer:
+    """Serve ``frames`` on a real WebSocket server and run the real consumer until all are read."""
+    return run_consumer(cfg, lambda ws, n: send_all(ws, frames), lambda c: c.counters.frames >= len(frames), timeout)
 
 
 def read_lines(path: Path) -> list[str]:

@@ -9,7 +9,6 @@ tested is our side, the clients' ``rediss://`` with a CA file, the certificate a
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import socket
 import ssl
@@ -26,11 +25,10 @@ import redis
 from fanops.config import Config
 from fanops.errors import RedisAuthFailed
 from fanops.read import status
-from fanops.retry import Backoff, is_retryable
+from fanops.retry import is_retryable
 from fanops.runtime import db, server
-from realtime.consumer import Consumer
-from tests.conftest import await_for
-from tests.feeds import Feed, ev, frame, send_all
+from tests.feeds import ev, frame, send_all
+from tests.pipeline import run_consumer
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cret pass/with:odd@chars"
@@ -141,21 +139,9 @@ def test_the_app_client_the_consumer_and_the_scorer_work_over_tls_with_a_passwor
     # the consumer, connected as `python -m realtime consume` connects (db.connect_async)
     frames = [frame(*[ev(i, room="tls-room", viewer=f"u-{i % 3}", shop="tls") for i in range(6)])]
 
-    async def consume() -> int:
-        feed = await Feed(lambda ws, n: send_all(ws, frames)).start()
-        ar = await db.connect_async(cfg)
-        c = Consumer(feed.url, ar, cfg, backoff=Backoff(initial=0.01, cap=0.05))
-        task = asyncio.create_task(c.run())
-        try:
-            await await_for(lambda: c.counters.accepted >= 6 or task.done(), 30, "the consumer to write")
-            c.stop()
-            await asyncio.wait_for(task, 20)
-        finally:
-            await feed.stop()
-            await ar.aclose()
-        return c.counters.accepted
-
-    assert asyncio.run(consume()) == 6
+    c = run_consumer(cfg, lambda ws, n: send_all(ws, frames), lambda c: c.counters.accepted >= 6, 30,
+                     "the consumer to write", connect=lambda: db.connect_async(cfg))
+    assert c.counters.accepted == 6
     # the scorer, as the CLI runs it
     res = subprocess.run([sys.executable, "-m", "scoring", "run", "--burst", "--timeout", "60", "--redis", url],
                          cwd=ROOT, capture_output=True, text=True, timeout=120,

@@ -29,7 +29,8 @@ from fanops.schema import RAW_LIMIT, BadInput, parse_frame, unpack_events
 from realtime import writer
 from realtime.consumer import Consumer
 from tests.conftest import SAMPLES, await_for
-from tests.feeds import Feed, ev, frame
+from tests.feeds import ev, frame
+from tests.pipeline import run_consumer
 
 NOW = int(time.time() * 1000)
 
@@ -255,24 +256,8 @@ def test_a_text_frame_that_is_not_utf8_is_bad_input_and_the_consumer_reconnects(
         else:
             await ws.send(frame(ev(2)))
 
-    async def main() -> Consumer:
-        feed = await Feed(script).start()
-        ar = aredis.Redis.from_url(cfg.redis_url)
-        c = Consumer(feed.url, ar, cfg, backoff=Backoff(initial=0.01, cap=0.05))
-        task = asyncio.create_task(c.run())
-        try:
-            await await_for(lambda: c.counters.accepted == 2 and r.hget(keys.dead_stats(), "dead_letters"),
-                            15, "both events and the dead letter")
-            c.stop()
-            await asyncio.wait_for(task, 10)
-        finally:
-            if not task.done():
-                task.cancel()
-            await feed.stop()
-            await ar.aclose()
-        return c
-
-    c = asyncio.run(main())
+    c = run_consumer(cfg, script, lambda c: c.counters.accepted == 2 and r.hget(keys.dead_stats(), "dead_letters"),
+                     15, "both events and the dead letter")
     assert c.counters.connects == 2 and c.counters.bad == 1
     ((_id, d),) = r.xrange(keys.dead_stream())
     assert b"not valid UTF-8" in d[b"reason"]
