@@ -55,16 +55,20 @@ class Who:
     host_only: bool = False
 
 
+def secrets_section() -> dict[str, Any]:
+    """``[fanops]`` of .streamlit/secrets.toml ({} with no file: st.secrets without one complains in the log)."""
+    if not any(f.is_file() for f in SECRETS_FILES):
+        return {}
+    try:
+        return dict(st.secrets.get("fanops", {}))
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
 def settings() -> access.AccessSettings:
     """The access settings: the environment, else ``[fanops]`` of secrets.toml."""
     cfg = Config.from_env()
-    section: dict[str, Any] = {}
-    if any(f.is_file() for f in SECRETS_FILES):  # st.secrets without a file complains in the log
-        try:
-            section = dict(st.secrets.get("fanops", {}))
-        except (FileNotFoundError, ValueError):
-            section = {}
-    return access.settings_from({n: getattr(cfg, n) for n in access.SECRET_NAMES}, section)
+    return access.settings_from({n: getattr(cfg, n) for n in access.SECRET_NAMES}, secrets_section())
 
 
 def _oidc_ready() -> bool:

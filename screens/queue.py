@@ -20,7 +20,7 @@ from fanops.i18n import language_name
 from fanops.state import TASK_STATES, TIERS
 from fanops.templates import LANGUAGES, clean_text
 from screens import _ui
-from screens.access import SECRETS_FILES
+from screens.access import secrets_section
 from screens.reads import tasks as task_reads
 
 tr = _ui.translator()
@@ -50,15 +50,9 @@ SEND_ON = ("email", "whatsapp", "sms")  # the providers' channels; dm is "Mark s
 
 
 def providers() -> Config:
-    """The provider settings: the environment, else ``[fanops]`` of secrets.toml (read at each use,
+    """The provider settings: the environment, else ``[fanops]`` of secrets.toml (read at each send,
     so a changed setting needs no restart)."""
-    section: dict[str, Any] = {}
-    if any(f.is_file() for f in SECRETS_FILES):
-        try:
-            section = dict(st.secrets.get("fanops", {}))
-        except (FileNotFoundError, ValueError):
-            section = {}
-    return channels.with_secrets(Config.from_env(), section)
+    return channels.with_secrets(Config.from_env(), secrets_section())
 
 
 def send(tid: str, channel: str) -> None:
@@ -209,7 +203,7 @@ def tasks() -> None:
         rows.sort(key=lambda t: not (t.state == "claimed" and t.holder == me))  # mine first, stable (live room next)
         mine = [t.viewer for t in rows if t.state == "claimed" and t.holder == me]
         reach = read.viewer_reach(r, shop, mine) if mine else {}
-        cfg = providers()
+        cfg = providers() if mine else None  # the send buttons are on my claimed tasks only
         for t in rows:
             task_card(t, reach.get(t.viewer), cfg)
         if len(rows) == page:
