@@ -12,7 +12,7 @@ from msgspec import UNSET
 
 from fanops import keys
 from fanops.schema import Contact, Event
-from fanops.state import REACH_ADDRESSES
+from fanops.state import REACH_ADDRESSES, unpack_imported, unpack_viewer
 
 MANY = "*"  # two viewers named the address: no certain match
 
@@ -52,4 +52,34 @@ def order_records(r: redis.Redis, shop: str, viewer: str) -> list[tuple[str, str
             named = rec[0] if isinstance(rec, list) else rec.get("viewer") or (rec.get("order") or {}).get("viewer")
             if named == viewer:
                 out.append((kind, k, f))
+    return out
+
+
+def viewer_addresses(r: redis.Redis, shop: str, viewer: str) -> set[bytes]:
+    """The ``contact_owner_field``\\ s of every address known for ``viewer``: the ones it owns in
+    ``keys.contact_owners``, and those its state and its imported record hold (an address two viewers
+    named is in neither's ownership, but still theirs to erase)."""
+    want = viewer.encode()
+    out = {f for f, v in r.hscan_iter(keys.contact_owners(shop), count=1000) if v == want}
+    state, imported = cast("list[bytes | None]", r.hmget(keys.viewers(shop), [viewer]) +
+                           r.hmget(keys.imported(shop), [viewer]))
+    marks = [*(unpack_viewer(state).reach if state else []), *(unpack_imported(imported).reach if imported else [])]
+    out.update(keys.contact_owner_field(m.what, m.value) for m in marks
+               if m.what in REACH_ADDRESSES and isinstance(m.value, str) and m.value)
+    return out
+
+
+def kept_order_scrubs(r: redis.Redis, shop: str, addresses: set[bytes]) -> list[tuple[bytes, bytes, bytes]]:
+    """``(field, read, rewritten)`` of the kept (unmatched) webhook orders that carry one of
+    ``addresses``: the order stays kept (a sale is never dropped) with its email and phone cleared,
+    so an operator can still link it by hand."""
+    out = []
+    for f, raw in r.hscan_iter(keys.orders_waiting(shop), count=1000):
+        rec = json.loads(raw)
+        order = rec.get("order") or {}
+        named = [w for w in REACH_ADDRESSES if isinstance(order.get(w), str)
+                 and keys.contact_owner_field(w, order[w]) in addresses]
+        if named:
+            rec["order"] = {**order, **dict.fromkeys(named)}
+            out.append((f, raw, json.dumps(rec).encode()))
     return out

@@ -5,7 +5,10 @@ What goes (spec/cli.md v1.1: "it removes the viewer from every record that names
 - Redis, in one MULTI: the viewer's state; in every room of the shop, open or archived, their
   room record, presence, follow-up task and its queue entry, and the host-screen entries that name
   them; their entries in the lurk, late-window and due indexes (and the far-due day lists), in the
-  sent log, in the tier-transitions stream; the dead letters whose raw text names their id.
+  sent log, in the tier-transitions stream; the dead letters whose raw text names their id; the
+  order webhooks' records of them (addresses owned, orders linked or matched to them). A kept order
+  (matched to no viewer yet) that carries one of their addresses stays kept, with its email and phone
+  cleared: the sale is not dropped, an operator can still link it.
 - The applied-event log and the archives: ``scoring.forget_files`` (the viewer's events stay,
   anonymous, so that a show's totals and the repeat check of a resent event stay as they were).
 - The disk: the server rewrites its append-only file (BGREWRITEAOF) and its snapshot (BGSAVE),
@@ -39,7 +42,7 @@ from fanops.scripts import script_source
 from fanops.state import TASK_STATES
 from review.archive_files import list_archived
 from scoring import eventlog
-from scoring.contacts import order_records
+from scoring.contacts import kept_order_scrubs, order_records, viewer_addresses
 from scoring.forget_files import FEEDS, Scrub, feed_viewer, scrub_archives, scrub_eventlog
 
 log = logging.getLogger(__name__)
@@ -49,7 +52,8 @@ DISK_TIMEOUT_S = 120.0
 # the kinds ``forget`` reports, in its JSON's order (each 0 when nothing of the kind named the viewer)
 KINDS = ("viewer_state", "room_records", "presence", "tasks", "queue_entries", "index_entries", "feed_entries",
          "sent_log", "transitions", "dead_letters", "eventlog_events", "eventlog_files", "archive_rooms",
-         "archive_events", "archive_viewers", "archive_transitions", "archive_followups", "archive_redis_records")
+         "archive_events", "archive_viewers", "archive_transitions", "archive_followups", "archive_redis_records",
+         "imported_record", "address_owners", "webhook_orders", "kept_order_addresses")
 
 
 def forget_viewer(r: redis.Redis, cfg: Config, shop: str, viewer: str, wait_s: float = 10.0,
@@ -139,6 +143,7 @@ def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
     trans = _stream_ids(r, keys.transitions(shop), lambda f: f.get(b"viewer", b"").decode("utf-8", "replace")
                         == viewer)
     dead = _stream_ids(r, keys.dead_stream(), _dead_names(shop, viewer))
+    kept = kept_order_scrubs(r, shop, viewer_addresses(r, shop, viewer))  # read before the state goes
     kinds: list[str] = []
     p = r.pipeline(transaction=True)
 
@@ -177,6 +182,9 @@ def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
     for key, ids in ((keys.transitions(shop), trans), (keys.dead_stream(), dead)):
         if ids:
             restream(keys=[key])  # the deleted entries' bytes leave the stream's nodes too
+    hcas = r.register_script(script_source("scoring", "hcas"))
+    for f, old, new in kept:  # compare-and-set: one the orders server applied meanwhile is gone already
+        out["kept_order_addresses"] += int(hcas(keys=[keys.orders_waiting(shop)], args=[f, old, new]))
     return out
 
 

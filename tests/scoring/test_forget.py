@@ -18,6 +18,7 @@ import redis
 from fanops import keys
 from fanops.errors import RoomNotReady
 from fanops.read import status
+from realtime.orders_map import ShopOrder, to_record
 from review import archive_files
 from scoring import eventlog, forget
 from scoring.worker import Worker
@@ -147,8 +148,18 @@ def fed(cfg, r, redis_server, caplog):
     return [Path(cfg.data_dir), Path(redis_server.data_dir)]
 
 
+def _keep_order(r: redis.Redis, eid: str, email: str | None, phone: str | None) -> None:
+    """A webhook order kept for want of a viewer (as ``realtime.orders`` keeps one), with addresses."""
+    o = ShopOrder("shopify", eid, SHOP, f"#{eid}", 49.0, "EUR", 1765447100000, email=email, phone=phone)
+    rec = {"order": json.loads(to_record(o)), "why": "two viewers named its email", "received": 1}
+    r.hset(keys.orders_waiting(SHOP), eid, json.dumps(rec))
+
+
 def test_forget_erases_the_viewer_everywhere_and_leaves_the_shops_numbers(cfg, r, fed, caplog):
     folders = fed
+    _keep_order(r, "wh-1", EMAIL, PHONE)
+    _keep_order(r, "wh-2", "someone.else@example.com", "+4915700000001")
+    _keep_order(r, "wh-3", EMAIL.upper(), None)  # the address as the shop typed it
     before = _all_status(r)
     found = hits(r, folders)
     # the search finds them before: in Redis, the archive, the event log and the server's files
@@ -168,6 +179,12 @@ def test_forget_erases_the_viewer_everywhere_and_leaves_the_shops_numbers(cfg, r
     assert removed["archive_rooms"] == 1 and removed["archive_events"] == 6 and removed["archive_viewers"] == 1
     assert removed["eventlog_events"] == 9 and removed["dead_letters"] == 1
     assert removed["feed_entries"] == in_feeds
+    # the kept orders stay kept (no sale dropped), the one with their address without it
+    kept = {k.decode(): json.loads(v)["order"] for k, v in r.hgetall(keys.orders_waiting(SHOP)).items()}
+    assert removed["kept_order_addresses"] == 2 and set(kept) == {"wh-1", "wh-2", "wh-3"}
+    cleared = [(kept[e]["email"], kept[e]["phone"], kept[e]["amount"]) for e in ("wh-1", "wh-3")]
+    assert cleared == [(None, None, 49.0)] * 2
+    assert (kept["wh-2"]["email"], kept["wh-2"]["phone"]) == ("someone.else@example.com", "+4915700000001")
     # the archived show keeps its totals: every event, the viewer's anonymous
     a = archive_files.read_room(cfg, SHOP, "show-1-0")
     assert a.info.events == a.events().collect().height and a.info.complete
