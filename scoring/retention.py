@@ -8,7 +8,10 @@ by a scorer's periodic pass (``Worker.archive_idle``, on the prune schedule):
   ``text`` of their comments in the applied-event log and in every archive (``events.parquet``;
   ``redis.parquet``'s room records and questions lists);
 - their contact details: ``clear_contact`` below is the one place that empties them in the
-  viewer's state, and ``scoring.forget_files.CONTACT_FIELDS`` names them in the files.
+  viewer's state, and ``scoring.forget_files.CONTACT_FIELDS`` names them in the files; the
+  addresses their customer-history row gave and their entries in the address owners' table go too.
+  (A history row with no order makes no event and no state: it is the seller's own list, kept
+  until the viewer appears or is forgotten.)
 
 Their name, tier, history and counts stay (a returning fan is still greeted by name); their
 comments still count. ``python -m scoring forget`` erases a viewer entirely. Records are written
@@ -27,7 +30,17 @@ import redis
 from fanops import keys
 from fanops.config import Config
 from fanops.scripts import script_source
-from fanops.state import REACH_ADDRESSES, ViewerState, pack, pack_task, unpack_room_viewer, unpack_task, unpack_viewer
+from fanops.state import (
+    REACH_ADDRESSES,
+    ViewerState,
+    pack,
+    pack_imported,
+    pack_task,
+    unpack_imported,
+    unpack_room_viewer,
+    unpack_task,
+    unpack_viewer,
+)
 from review.archive_files import list_archived
 from scoring.forget_files import CONTACT_FIELDS, Scrub, feed_viewer, scrub_archives, scrub_eventlog
 
@@ -56,8 +69,29 @@ def clear_contact(v: ViewerState) -> bool:
     return changed
 
 
-def _cas(r: redis.Redis, key: str, field: str, old: bytes, new: bytes) -> int:
-    return int(r.register_script(script_source("scoring", "hcas"))(keys=[key], args=[field, old, new]))
+def _cas(r: redis.Redis, key: str, field: str | bytes, old: bytes, new: bytes | None) -> int:
+    """Set (``new`` None: delete) ``field`` if it still holds ``old``; 1 if done."""
+    args = [field, old] if new is None else [field, old, new]
+    return int(r.register_script(script_source("scoring", "hcas"))(keys=[key], args=args))
+
+
+def _addresses_elsewhere(r: redis.Redis, shop: str, vids: set[str], out: Counter[str]) -> None:
+    """The addresses of ``vids`` outside their state: the ones their customer-history row gave
+    (``keys.imported``: the consents stay) and their entries in ``keys.contact_owners`` (an order
+    kept for want of a viewer is no longer matched to them by address)."""
+    k, ordered = keys.imported(shop), sorted(vids)
+    for i in range(0, len(ordered), CHUNK):
+        chunk = ordered[i:i + CHUNK]
+        for vid, b in zip(chunk, cast("list[bytes | None]", r.hmget(k, chunk)), strict=True):
+            rec = unpack_imported(b) if b else None
+            if rec is not None and any(m.what in REACH_ADDRESSES for m in rec.reach):
+                rec.reach = [m for m in rec.reach if m.what not in REACH_ADDRESSES]
+                out["contact_details"] += _cas(r, k, vid, cast("bytes", b), pack_imported(rec))
+    owners = keys.contact_owners(shop)
+    want = {v.encode("utf-8", "surrogateescape") for v in vids}
+    for f, owner in r.hscan_iter(owners, count=CHUNK):
+        if owner in want:
+            out["address_owners"] += _cas(r, owners, f, owner, None)
 
 
 def _expired(r: redis.Redis, shop: str, cutoff: int, out: Counter[str]) -> set[str]:
@@ -110,6 +144,7 @@ def retention_pass(r: redis.Redis, cfg: Config, shop: str, clock: int | None = N
     out: Counter[str] = Counter()
     vids = _expired(r, shop, clock - cfg.retention_days * keys.DAY_MS, out)
     if vids:
+        _addresses_elsewhere(r, shop, vids, out)
         out.update(_in_redis(r, shop, vids))
         s = Scrub(frozenset(vids), forget=False)
         out.update(scrub_eventlog(cfg, shop, s))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fanops import keys, queue
 from fanops.read import status
-from fanops.state import Mark, ViewerState
+from fanops.state import Imported, Mark, ViewerState, pack, pack_imported, unpack_imported
 from review import archive_files
 from scoring import retention
 from scoring import worker as worker_mod
@@ -80,3 +80,28 @@ def test_retention_clears_the_addresses_a_viewer_state_has_and_keeps_their_answe
     assert retention.clear_contact(v) is True
     assert [m.what for m in v.reach] == ["c:sms"] and v.name == "Ann"
     assert retention.clear_contact(v) is False  # nothing left to clear
+
+
+def test_retention_also_drops_the_addresses_a_history_row_gave_and_the_address_owners_entries(cfg, r):
+    """An inactive viewer's email and phone leave their imported record (their consents stay) and the
+    table that matches kept webhook orders to viewers; an active viewer's stay."""
+    def put(vid: str, last: int, email: str) -> None:
+        r.hset(keys.viewers(SHOP), vid, pack(ViewerState(first_seen=last, last_active=last, rooms={})))
+        rec = Imported(last, f"hist:{vid}", name=vid, reach=[Mark("email", last, f"hist:{vid}", email),
+                                                             Mark("c:email", last, f"hist:{vid}", True)])
+        r.hset(keys.imported(SHOP), vid, pack_imported(rec))
+        r.hset(keys.contact_owners(SHOP), keys.contact_owner_field("email", email), vid)
+
+    put("gone-2", T0, "gone@example.com")
+    put("here-2", T0 + 95 * DAY, "here@example.com")
+    r.hset(keys.stats(SHOP), "clock", T0 + 95 * DAY)
+
+    got = retention.retention_pass(r, cfg, SHOP)
+
+    assert got == {"contact_details": 1, "address_owners": 1}
+    gone, here = (unpack_imported(r.hget(keys.imported(SHOP), v)) for v in ("gone-2", "here-2"))
+    assert [(m.what, m.value) for m in gone.reach] == [("c:email", True)] and gone.name == "gone-2"
+    assert [m.what for m in here.reach] == ["email", "c:email"]
+    assert r.hgetall(keys.contact_owners(SHOP)) == {keys.contact_owner_field("email", "here@example.com"): b"here-2"}
+    assert hits(r, [], ("gone@example.com",)) == [] and hits(r, [], ("here@example.com",)) != []
+    assert retention.retention_pass(r, cfg, SHOP) == {}
