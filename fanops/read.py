@@ -9,8 +9,9 @@ from typing import Any, cast
 import redis
 
 from fanops import keys, replies, rules_store
+from fanops.imported import reach_of, unpack_imported
 from fanops.replies import str_keys, to_int, to_str
-from fanops.state import TASK_STATES, TIERS, TaskRec, ViewerState, reach_of, unpack_imported, unpack_viewer
+from fanops.state import TASK_STATES, TIERS, TaskRec, ViewerState, unpack_viewer
 
 PROFILE_CHUNK = 2000
 

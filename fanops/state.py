@@ -78,49 +78,6 @@ def mark(v: ViewerState, what: str, ts: int, event_id: str, value: str | bool) -
     v.reach.sort(key=lambda m: m.what)
 
 
-class Imported(msgspec.Struct, array_like=True, omit_defaults=True):
-    """What a customer history row says of a viewer beyond its orders (spec/tiers.md v1.1: kept
-    "for when they first appear"), in ``keys.imported``. Its addresses and consents count as an
-    event at ``ts`` (the row's last order, -1 with none) with id ``hist:<viewer>``: a later event
-    of the viewer's own wins (``reach_of``)."""
-
-    ts: int
-    id: str
-    name: str | None = None
-    country: str | None = None
-    lang: str | None = None
-    tz: str | None = None
-    reach: list[Mark] = []
-
-
-_dec_imported = msgspec.msgpack.Decoder(Imported)
-
-
-def pack_imported(x: Imported) -> bytes:
-    return _enc.encode(x)
-
-
-def unpack_imported(b: bytes) -> Imported:
-    return _dec_imported.decode(b)
-
-
-def reach_of(v: ViewerState, imported: Imported | None = None) -> dict[str, object]:
-    """The viewer's addresses and consents: ``{"email", "phone", "consent": {channel: flag}}``,
-    None where unknown; ``dm`` is the dm consent at the latest event (``consents``). What an
-    import said (``imported``) counts as one more event naming its fields."""
-    marks = {m.what: m for m in v.reach}
-    for m in imported.reach if imported is not None else []:
-        have = marks.get(m.what)
-        if have is None or (m.ts, m.id) > (have.ts, have.id):
-            marks[m.what] = m
-    got = {w: m.value for w, m in marks.items()}
-    consent: dict[str, bool | None] = {"dm": v.consents[-1].dm if v.consents else None}
-    for c in REACH_CHANNELS:
-        f = got.get("c:" + c)
-        consent[c] = f if isinstance(f, bool) else None
-    return {"email": got.get("email"), "phone": got.get("phone"), "consent": consent}
-
-
 # The most rooms "active" may ask for (``fanops.rules_settings``: ``active_rooms`` is at most this):
 # of its archived rooms a viewer keeps this many first ts, the most recent, which is all the
 # rules can need of them under any allowed settings.

@@ -22,8 +22,9 @@ import redis.asyncio as aredis
 
 from fanops import keys
 from fanops.config import Config
+from fanops.imported import Imported, latest_marks, pack_imported, unpack_imported
 from fanops.schema import BadInput, parse_frame
-from fanops.state import Imported, Mark, pack_imported, unpack_imported, unpack_viewer
+from fanops.state import Mark, unpack_viewer
 from realtime.consumer import Consumer
 from realtime.orders_map import ShopOrder, consent_marks, from_record, order_events, to_record
 
@@ -84,12 +85,7 @@ def merge_marks(current: bytes | None, marks: list[Mark], ts: int, event_id: str
     """The viewer's ``keys.imported`` record with ``marks`` merged in (per channel, the larger
     (ts, id) wins: the same rule as the viewer's own consent events)."""
     rec = unpack_imported(current) if current else Imported(ts, event_id)
-    have = {m.what: m for m in rec.reach}
-    for m in marks:
-        old = have.get(m.what)
-        if old is None or (m.ts, m.id) > (old.ts, old.id):
-            have[m.what] = m
-    rec.reach = sorted(have.values(), key=lambda m: m.what)
+    rec.reach = latest_marks(rec.reach, marks)
     return pack_imported(rec)
 
 

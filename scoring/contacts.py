@@ -11,8 +11,9 @@ import redis
 from msgspec import UNSET
 
 from fanops import keys
+from fanops.imported import unpack_imported
 from fanops.schema import Contact, Event
-from fanops.state import REACH_ADDRESSES, unpack_imported, unpack_viewer
+from fanops.state import REACH_ADDRESSES, unpack_viewer
 
 MANY = "*"  # two viewers named the address: no certain match
 

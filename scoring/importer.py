@@ -18,8 +18,9 @@ from typing import Any
 
 import msgspec
 
+from fanops.imported import Imported
 from fanops.schema import HISTORY_ROOM, BadInput, Event, parse_frame
-from fanops.state import Imported, Mark
+from fanops.state import Mark
 
 COLUMNS = ("viewer_id", "name", "email", "phone", "country", "lang", "tz", "orders", "spend", "currency",
            "first_order_at", "last_order_at", "accepts_email", "accepts_sms", "accepts_whatsapp")

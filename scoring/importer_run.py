@@ -23,16 +23,17 @@ import time
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import redis
 import redis.asyncio as aredis
 from tqdm import tqdm
 
 from fanops import keys
 from fanops.config import Config
+from fanops.imported import Imported, merge_imported, pack_imported
 from fanops.ingest import IngestWriter
 from fanops.runtime import db
-from fanops.state import pack_imported
 from scoring.importer import Parsed, parse_rows
 from scoring.importer_files import generic_rows, shopify_rows
 
@@ -77,8 +78,25 @@ async def _write(r: aredis.Redis, w: IngestWriter, shop: str, parsed: Parsed) ->
     for i in range(0, len(events), WRITE_EVENTS):
         await w.write_events(events[i:i + WRITE_EVENTS])
     if parsed.good:
-        await r.hset(keys.imported(shop), mapping={row.viewer_id: pack_imported(row.imported)
-                                                   for row in parsed.good})
+        await _write_imported(r, keys.imported(shop), {row.viewer_id: row.imported for row in parsed.good})
+
+
+async def _write_imported(r: aredis.Redis, k: str, rows: dict[str, Imported]) -> None:
+    """The rows' records over the ones there (``merge_imported``: a consent a webhook order added
+    stays), in one optimistic transaction (again if the orders server wrote one meanwhile)."""
+    vids = list(rows)
+    async with r.pipeline(transaction=True) as p:
+        while True:
+            try:
+                await p.watch(k)
+                cur = cast("list[bytes | None]", await p.hmget(k, vids))
+                p.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                p.hset(k, mapping={v: pack_imported(merge_imported(c, rows[v]))
+                                   for v, c in zip(vids, cur, strict=True)})
+                await p.execute()
+                return
+            except redis.WatchError:
+                continue
 
 
 async def _run(cfg: Config, path: Path, shop: str, fmt: str, dry_run: bool, bar: tqdm | None) -> dict[str, Any]:

@@ -29,18 +29,9 @@ import redis
 
 from fanops import keys
 from fanops.config import Config
+from fanops.imported import pack_imported, unpack_imported
 from fanops.scripts import script_source
-from fanops.state import (
-    REACH_ADDRESSES,
-    ViewerState,
-    pack,
-    pack_imported,
-    pack_task,
-    unpack_imported,
-    unpack_room_viewer,
-    unpack_task,
-    unpack_viewer,
-)
+from fanops.state import REACH_ADDRESSES, ViewerState, pack, pack_task, unpack_room_viewer, unpack_task, unpack_viewer
 from review.archive_files import list_archived
 from scoring.forget_files import CONTACT_FIELDS, Scrub, feed_viewer, scrub_archives, scrub_eventlog
 

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 from fanops import keys, queue
+from fanops.imported import Imported, pack_imported, unpack_imported
 from fanops.read import status
-from fanops.state import Imported, Mark, ViewerState, pack, pack_imported, unpack_imported
+from fanops.state import Mark, ViewerState, pack
 from review import archive_files
 from scoring import retention
 from scoring import worker as worker_mod

@@ -17,7 +17,10 @@ from typing import Any
 
 import pytest
 
+from fanops import keys
+from fanops.imported import Imported, latest_marks, pack_imported, unpack_imported
 from fanops.read import status, viewer_reach, viewer_state
+from fanops.state import Mark
 from scoring import importer_run
 from scoring.importer_run import import_file
 from scoring.worker import Worker
@@ -205,3 +208,23 @@ def test_a_row_whose_event_the_feed_would_reject_is_skipped_and_dead_lettered(r,
     st = status(r, SHOP)
     assert st["dead_letters"] == 1 and st["events_applied"] == 5  # f0's 2 and f2's 3; none of f1's
     assert viewer_state(r, SHOP, "f1") is None
+
+
+def test_an_import_keeps_the_consents_a_webhook_order_added_to_the_viewer_since(r, cfg, tmp_path):
+    """The order webhooks merge a buyer's marketing flags into the imported record (a later consent
+    than the row's); importing a newer export must not write over them."""
+    import_file(cfg, _csv(tmp_path, ROWS), SHOP, progress=False)
+    later = [Mark("c:sms", JUN1 + 86_400_000, "wh-9", True), Mark("c:email", JUN1 + 86_400_000, "wh-9", False)]
+    k = keys.imported(SHOP)
+    rec = unpack_imported(r.hget(k, "u1"))
+    r.hset(k, "u1", pack_imported(Imported(rec.ts, rec.id, rec.name, reach=latest_marks(rec.reach, later))))
+
+    newer = [ROWS[0].replace("Anna K", "Anna Kowalski"), *ROWS[1:]]  # a newer export: another file
+    import_file(cfg, _csv(tmp_path, newer, name="newer.csv"), SHOP, progress=False)
+
+    _apply(r, cfg)
+    ingest(cfg, [json.dumps(e) for e in SHOW])
+    _apply(r, cfg)
+    reach = viewer_reach(r, SHOP, ["u1"])["u1"]
+    assert reach["consent"]["sms"] is True and reach["consent"]["email"] is False  # the order's, later than the row
+    assert reach["email"] == "anna@example.com" and unpack_imported(r.hget(k, "u1")).name == "Anna Kowalski"
