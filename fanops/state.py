@@ -169,8 +169,8 @@ def fold(v: ViewerState, archived: dict[str, int], since: int | None = None, bef
     # the last one before
     if since is not None and len(v.consents) > 1:
         cut = min([since, *(f for f, _l in v.rooms.values())])
-        before = [c for c in v.consents if c.ts < cut]
-        v.consents = before[-1:] + [c for c in v.consents if c.ts >= cut]
+        earlier = [c for c in v.consents if c.ts < cut]
+        v.consents = earlier[-1:] + [c for c in v.consents if c.ts >= cut]
     return True
 
 
