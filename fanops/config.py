@@ -125,6 +125,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("twilio_from", "FANOPS_TWILIO_FROM", "",
             "SMS (Twilio): the sending number (E.164) or messaging service SID (MG...)"),
     Setting("twilio_api", "FANOPS_TWILIO_API", "https://api.twilio.com", "SMS (Twilio): base URL"),
+    Setting("twilio_webhook_url", "FANOPS_TWILIO_WEBHOOK_URL", "",
+            "SMS (Twilio): the public URL set as the number's incoming-message webhook, which Twilio "
+            "signs (the orders server's /webhooks/twilio/sms behind your proxy); empty: STOP replies are refused"),
     Setting("send_timeout_s", "FANOPS_SEND_TIMEOUT_S", "15",
             "a provider that has not answered a send in this many seconds has failed it"),
 )
@@ -197,6 +200,7 @@ class Config:
     twilio_token: str = field(default=_BY_NAME["twilio_token"].default, repr=False)
     twilio_from: str = _BY_NAME["twilio_from"].default
     twilio_api: str = _BY_NAME["twilio_api"].default
+    twilio_webhook_url: str = _BY_NAME["twilio_webhook_url"].default
     send_timeout_s: int = _int("send_timeout_s")
 
     @classmethod

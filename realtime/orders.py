@@ -9,7 +9,8 @@ while keeping one (the sender retries; a replay is a repeat).
 
 The server is uvicorn (already in the environment as Streamlit's) with a bare ASGI app: two
 routes need no framework.  Every accepted order goes through the consumer's path
-(``OrdersSource``), and a poll applies kept orders once linked or matched.
+(``OrdersSource``), and a poll applies kept orders once linked or matched. The same server takes
+what fans send back: an unsubscribe link's page and Twilio's inbound SMS (``realtime.inbound``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import uvicorn
 from fanops import keys
 from fanops.config import Config
 from fanops.errors import BadSettings
+from realtime import inbound
+from realtime.inbound import Inbound
 from realtime.orders_map import ShopOrder, parse_generic, parse_shopify, signature_ok
 from realtime.orders_store import APPLIED, KEPT, Orders, OrdersSource
 
@@ -46,10 +49,11 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def _reply(send: Send, status: int, body: dict[str, Any]) -> None:
-    data = json.dumps(body).encode()
+async def _reply(send: Send, status: int, body: dict[str, Any] | bytes, kind: str = "application/json") -> None:
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+                "headers": [(b"content-type", f"{kind}; charset=utf-8".encode()),
+                            (b"content-length", str(len(data)).encode())]})
     await send({"type": "http.response.body", "body": data})
 
 
@@ -72,19 +76,28 @@ class OrdersApp:
     def __init__(self, orders: Orders, cfg: Config) -> None:
         self.orders = orders
         self.cfg = cfg
+        self.inbound = Inbound(orders.r, cfg, orders.source.submit)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        path = scope["path"]
-        if path not in (GENERIC, SHOPIFY):
+        path, method = scope["path"], scope["method"]
+        if path not in (GENERIC, SHOPIFY, *inbound.PATHS):
             return await _reply(send, 404, {"error": f"no such endpoint {path[:100]!r}: POST {GENERIC} or {SHOPIFY}"})
-        if scope["method"] != "POST":
+        if method != "POST" and not (path == inbound.UNSUBSCRIBE and method == "GET"):
             return await _reply(send, 405, {"error": "POST only"})
         body = await _body(receive, self.cfg.max_frame_bytes)
         if body is None:
             return await _reply(send, 413, {"error": f"body over {self.cfg.max_frame_bytes} bytes"})
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            if path == inbound.UNSUBSCRIBE:
+                return await _reply(send, *await self.inbound.unsubscribe(method, scope["query_string"].decode()))
+            if path == inbound.TWILIO_SMS:
+                return await _reply(send, *await self.inbound.twilio_sms(body, headers, scope.get("client")))
+        except redis.RedisError as e:
+            log.warning("%s not recorded: Redis unavailable (%s); the sender may retry", path, e)
+            return await _reply(send, 503, {"error": "storage unavailable, retry later"})
         status, out = await self.handle(path, body, headers, scope.get("client"))
         await _reply(send, status, out)
 

@@ -24,7 +24,8 @@ DEFAULTS |= {"webhook_secret": "", "shopify_webhook_secret": "", "shop": "defaul
 DEFAULTS |= {"smtp_url": "", "smtp_from": "", "unsubscribe_mailto": "", "unsubscribe_url": "", "unsubscribe_secret": "",
              "whatsapp_token": "", "whatsapp_phone_id": "", "whatsapp_api": "https://graph.facebook.com/v21.0",
              "whatsapp_template": "fanops_followup", "twilio_sid": "", "twilio_token": "", "twilio_from": "",
-             "twilio_api": "https://api.twilio.com", "send_timeout_s": 15}  # issue 16: channels
+             "twilio_api": "https://api.twilio.com", "twilio_webhook_url": "",
+             "send_timeout_s": 15}  # issue 16: channels
 TEXT = {f.name for f in dataclasses.fields(Config) if f.type in ("str", str)} - {"redis_url"}
 
 

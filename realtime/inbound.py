@@ -1,0 +1,128 @@
+"""What fans send back, served beside the order webhooks (``python -m realtime orders``): an
+unsubscribe link's page and Twilio's inbound SMS webhook. Each becomes a ``consent`` event
+(``fanops.channels.unsubscribe.consent_event``) written through the same path as an order.
+
+- ``GET /unsubscribe?t=TOKEN`` (the ``List-Unsubscribe`` https link, FANOPS_UNSUBSCRIBE_URL): a page
+  that asks to confirm, so that a mail scanner following links unsubscribes nobody;
+  ``POST /unsubscribe?t=TOKEN`` (that page's button, or a mail client's one-click POST, RFC 8058):
+  the consent event, and a page saying it is done. A token this shop did not sign: 400.
+- ``POST /webhooks/twilio/sms`` (the number's "A message comes in" webhook): checked against
+  ``X-Twilio-Signature`` (HMAC-SHA1 under FANOPS_TWILIO_TOKEN of FANOPS_TWILIO_WEBHOOK_URL and the
+  sorted form fields, as Twilio documents it); a reply that is one of Twilio's opt-out words
+  (STOP, UNSUBSCRIBE ...) from a number one viewer named in a ``contact`` event: ``sms`` false for
+  that viewer. Answered with an empty TwiML response (no reply is sent; Twilio's own opt-out
+  answer stands). A bad signature: 401, logged, nothing written.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import logging
+import time
+from typing import Any, cast
+from urllib.parse import parse_qsl
+
+import msgspec
+import redis.asyncio as aredis
+
+from fanops import keys
+from fanops.channels.compose import read_token
+from fanops.channels.unsubscribe import consent_event, is_stop
+from fanops.config import Config
+from fanops.imported import reach_of, unpack_imported
+from fanops.state import unpack_viewer
+
+log = logging.getLogger(__name__)
+UNSUBSCRIBE, TWILIO_SMS = "/unsubscribe", "/webhooks/twilio/sms"
+PATHS = (UNSUBSCRIBE, TWILIO_SMS)
+EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+CHANNEL_WORDS = {"email": "emails", "sms": "text messages", "whatsapp": "WhatsApp messages", "dm": "messages"}
+
+
+def twilio_signature_ok(token: str, url: str, form: list[tuple[str, str]], header: str | None) -> bool:
+    """Whether ``header`` is Twilio's signature of a POST to ``url`` with ``form``: base64 of the
+    HMAC-SHA1, under the account's auth token, of the URL followed by each field's name and value,
+    sorted by name. False with no token or URL configured: nothing unsigned is ever taken."""
+    if not token or not url or not header:
+        return False
+    data = url + "".join(k + v for k, v in sorted(form))
+    want = base64.b64encode(hmac.new(token.encode(), data.encode(), hashlib.sha1).digest())
+    return hmac.compare_digest(want, header.strip().encode("utf-8", "replace"))
+
+
+def page(title: str, text: str, form_action: str | None = None) -> bytes:
+    """A small HTML page, every string escaped; with a confirm button posting to ``form_action``."""
+    button = (f'<form method="post" action="{html.escape(form_action, quote=True)}">'
+              '<button type="submit">Unsubscribe</button></form>') if form_action else ""
+    return (f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            '<meta name="viewport" content="width=device-width"></head><body style="font-family:sans-serif;'
+            f'max-width:32em;margin:3em auto"><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>{button}'
+            '</body></html>').encode()
+
+
+async def dm_answer(r: aredis.Redis, shop: str, viewer: str) -> bool | None:
+    """The viewer's current dm consent (None: unknown), which an unsubscribe event carries on."""
+    state = cast("bytes | None", await r.hget(keys.viewers(shop), viewer))
+    seed = cast("bytes | None", await r.hget(keys.imported(shop), viewer))
+    if not state:
+        return None
+    got = reach_of(unpack_viewer(state), unpack_imported(seed) if seed else None)["consent"]
+    return got["dm"]  # type: ignore[index, no-any-return]
+
+
+async def consent_dict(r: aredis.Redis, shop: str, viewer: str, channel: str) -> dict[str, Any]:
+    """The consent event (events.md JSON) of ``viewer``'s refusal of ``channel``, now."""
+    ev = consent_event(shop, viewer, channel, await dm_answer(r, shop, viewer), int(time.time() * 1000))
+    return msgspec.to_builtins(ev)  # type: ignore[no-any-return]
+
+
+class Inbound:
+    """The two endpoints; ``submit`` writes events the way the order webhooks do (None: written)."""
+
+    def __init__(self, r: aredis.Redis, cfg: Config, submit: Any) -> None:
+        self.r, self.cfg, self.submit = r, cfg, submit
+
+    async def unsubscribe(self, method: str, query: str) -> tuple[int, bytes, str]:
+        token = dict(parse_qsl(query)).get("t", "")
+        got = read_token(self.cfg.unsubscribe_secret, token)
+        if got is None:
+            return 400, page("This link does not work", "This unsubscribe link is not one of ours, "
+                             "or it has changed. Reply to the message to ask us to stop."), "text/html"
+        shop, viewer, channel = got
+        what = CHANNEL_WORDS[channel]
+        if method == "GET":
+            return 200, page(f"Unsubscribe from {shop}", f"Stop receiving {what} from {shop}?",
+                             f"{UNSUBSCRIBE}?{query}"), "text/html"
+        bad = await self.submit([await consent_dict(self.r, shop, viewer, channel)])
+        if bad is not None:
+            log.warning("an unsubscribe of %s was refused: %s", shop, bad.reason)
+            return 500, page("Something went wrong", "Please try again in a minute."), "text/html"
+        log.info("a viewer of %s unsubscribed from %s by link", shop, channel)
+        return 200, page("You are unsubscribed", f"You will get no more {what} from {shop}."), "text/html"
+
+    async def twilio_sms(self, body: bytes, headers: dict[str, str], client: Any) -> tuple[int, bytes, str]:
+        form = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        cfg = self.cfg
+        if not twilio_signature_ok(cfg.twilio_token, cfg.twilio_webhook_url, form, headers.get("x-twilio-signature")):
+            log.warning("Twilio SMS webhook from %s refused: bad or missing signature (%d bytes)",
+                        client[0] if client else "?", len(body))
+            return 401, b'{"error": "bad or missing signature"}', "application/json"
+        fields = dict(form)
+        if not is_stop(fields.get("Body", "")):
+            return 200, EMPTY_TWIML, "text/xml"  # a reply that is no opt-out: nothing to record
+        number = keys.contact_owner_field("phone", fields.get("From", ""))
+        owner = cast("bytes | None", await self.r.hget(keys.contact_owners(cfg.shop), number))
+        if owner is None or owner == b"*":
+            log.warning("an SMS opt-out of %s came from a number no one viewer named (%s): not recorded",
+                        cfg.shop, "several viewers" if owner else "unknown")
+            return 200, EMPTY_TWIML, "text/xml"
+        viewer = owner.decode("utf-8", "surrogateescape")
+        bad = await self.submit([await consent_dict(self.r, cfg.shop, viewer, "sms")])
+        if bad is not None:
+            log.warning("an SMS opt-out of %s was refused: %s", cfg.shop, bad.reason)
+            return 500, b'{"error": "not recorded, retry"}', "application/json"
+        log.info("a viewer of %s opted out of SMS by a STOP reply", cfg.shop)
+        return 200, EMPTY_TWIML, "text/xml"
