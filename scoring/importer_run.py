@@ -110,7 +110,9 @@ async def _run(cfg: Config, path: Path, shop: str, fmt: str, dry_run: bool, bar:
     try:
         w = IngestWriter(r, cfg) if r is not None else None
         for chunk in _chunks(rows):
-            parsed = parse_rows(chunk, shop, now, seen)
+            # read and checked in a thread while the loop writes the chunk before (Redis, the
+            # writer's requests and this thread overlap; the checks hold the GIL only between I/O)
+            parsed = await asyncio.to_thread(parse_rows, chunk, shop, now, seen)
             last = chunk[-1][0]
             if r is not None and w is not None and cp is not None and last > cp.done:
                 if pending is not None:
