@@ -76,8 +76,8 @@ def fan_page(vid: str) -> None:
     tasks = [{k: t.get(k, "") for k in ("room", "state", "priority", "sent_by", "skip_reason")} for t in rec["tasks"]]
     st.dataframe(pl.DataFrame(tasks) if tasks else None, hide_index=True, key="fan-tasks")
     st.subheader(tr("fan.sent"))
-    sent = [{"room": t["room"], "by": t.get("sent_by", ""), "at": when(int(t.get("sent_at") or 0))}
-            for t in rec["sent"]]
+    sent = [{"room": t["room"], "by": t.get("sent_by", ""), "at": when(int(t.get("sent_at") or 0)),
+             "channel": t.get("channel") or "dm", "message_id": t.get("message_id", "")} for t in rec["sent"]]
     st.dataframe(pl.DataFrame(sent) if sent else None, hide_index=True, key="fan-sent")
 
 

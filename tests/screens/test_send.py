@@ -68,6 +68,12 @@ def test_claim_send_by_email_and_see_it_sent_with_the_message_id(queue_app, r, m
     at.segmented_control(key="q_state__en").set_value("sent").run()
     assert f"Sent by Mei · email · message id {message_id}" in card_lines(at, "v1")
     assert any("Sent" in m.value for m in at.get_by_key(f"task-{k('v1')}").markdown)
+    # the fan's page lists the message sent, with its channel and the provider's id
+    at.query_params["fan"] = "v1"
+    at.switch_page("screens/fans.py").run()
+    assert not at.exception, at.exception
+    sent = at.dataframe[3].value  # shows, tier changes, tasks, messages sent
+    assert (list(sent["by"]), list(sent["channel"]), list(sent["message_id"])) == (["Mei"], ["email"], [message_id])
 
 
 def test_a_refusal_of_the_mail_server_is_shown_and_the_task_stays_claimed(queue_app, r, mailbox):  # noqa: F811
