@@ -195,7 +195,7 @@ def _is_local(url: str) -> bool:
     return u.scheme in ("data", "blob", "about") or u.hostname in ("127.0.0.1", "localhost")
 
 
-_PROBE = re.compile(r"http://127\.0\.0\.1:\d+/(?:live|host|queue|settings|review)/_stcore/(?:health|host-config)")
+_PROBE = re.compile(r"http://127\.0\.0\.1:\d+/(?:live|host|queue|settings|review|fans|orders)/_stcore/(?:health|host-config)")
 
 
 def new_context(browser: Any) -> tuple[Any, Any, Watch]:
