@@ -198,13 +198,18 @@ class Consumer:
                 return
             self._events, self._bad = [], []
             receipt = int(self.clock() * 1000)
+            shops: dict[str, list[Event]] = {}
+            for ev in events:
+                shops.setdefault(ev.shop, []).append(ev)
             while True:
                 try:
-                    if events:
-                        a, d = await self.writer.write_events(events, receipt)
+                    # shop by shop, each dropped once written: a retry after a failure half-way
+                    # writes only the shops not yet written (their repeats are not counted twice)
+                    for shop in list(shops):
+                        a, d = await self.writer.write_events(shops[shop], receipt)
                         self.counters.accepted += a
                         self.counters.duplicates += d
-                        events = []
+                        del shops[shop]
                     if bad:
                         await self.writer.write_dead(bad, self.url)
                         bad = []
@@ -215,7 +220,7 @@ class Consumer:
                         raise  # a real error of ours: not to be retried blindly
                     delay = self.redis_backoff.next()
                     log.warning("cannot write to Redis (%s): holding %d events, retrying in %.1f s",
-                                e, len(events) + len(bad), delay)
+                                e, sum(map(len, shops.values())) + len(bad), delay)
                     await asyncio.sleep(delay)
 
     # -- health ------------------------------------------------------------

@@ -347,3 +347,47 @@ def test_redis_busy_with_another_script_holds_the_events_and_writes_them_after(c
         blocker.close()
         r.config_set("busy-reply-threshold", old)
     assert sorted(e.id for e in stream_events(r)) == ["e-1", "e-2"]
+
+
+def test_a_flush_that_fails_after_one_shop_is_written_writes_only_the_rest_and_counts_no_repeat(cfg, r):
+    """A frame of two shops; Redis drops the connection after the first shop's events are in. The
+    retry writes the second shop's only: every event once, and none counted as a repeat."""
+    from fanops import keys as fkeys
+    from fanops.ingest import IngestWriter
+
+    class DropsOnce(IngestWriter):
+        """The writer, with its ingest script's call for shop "b" failing once as a dropped connection."""
+        failed = False
+
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            script = self._ingest
+
+            async def ingest(keys, args):
+                if keys[0] == fkeys.stats("b") and not DropsOnce.failed:
+                    DropsOnce.failed = True
+                    raise redis.ConnectionError("Connection closed by server.")
+                return await script(keys=keys, args=args)
+            self._ingest = ingest
+
+    frames = [frame(ev(1, shop="a"), ev(2, shop="b", viewer="u-2"), ev(3, shop="a", viewer="u-3"))]
+
+    async def main():
+        feed = await Feed(lambda ws, n: send_all(ws, frames)).start()
+        ar = aredis.Redis.from_url(cfg.redis_url)
+        c = Consumer(feed.url, ar, cfg, backoff=Backoff(**FAST))
+        c.writer = DropsOnce(ar, cfg)
+        c.redis_backoff = Backoff(**FAST)
+        task = asyncio.create_task(c.run())
+        try:
+            await await_for(lambda: c.counters.accepted == 3, 15, "every event written")
+        finally:
+            c.stop()
+            await asyncio.wait_for(task, 10)
+            await ar.aclose()
+            await feed.stop()
+        return c
+
+    c = asyncio.run(main())
+    assert DropsOnce.failed and (c.counters.accepted, c.counters.duplicates) == (3, 0)
+    assert [e.id for e in stream_events(r, "a")] == ["e-1", "e-3"] and [e.id for e in stream_events(r, "b")] == ["e-2"]
