@@ -61,6 +61,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("archive_idle_min", "FANOPS_ARCHIVE_IDLE_MIN", "30",
             "a room with no event for this many minutes of shop clock is archived under data_dir/archive "
             "and its raw events leave Redis"),
+    Setting("archive_idle_wall_h", "FANOPS_ARCHIVE_IDLE_WALL_H", "24",
+            "a room that has received no event for this many hours of wall time is archived too (its shop "
+            "clock may never move on: a shop's only show); keep it under dedupe_ttl_s, so that a resend "
+            "of the room is still known as one"),
     Setting("archive_every_s", "FANOPS_ARCHIVE_EVERY_S", "60",
             "how often a running scorer looks for idle rooms to archive (a late event of an archived room "
             "opens it again; the next look archives it again)"),
@@ -169,6 +173,7 @@ class Config:
     claim_idle_ms: int = _int("claim_idle_ms")
     heartbeat_ttl_s: int = _int("heartbeat_ttl_s")
     archive_idle_min: int = _int("archive_idle_min")
+    archive_idle_wall_h: int = _int("archive_idle_wall_h")
     archive_every_s: int = _int("archive_every_s")
     board_refresh_ms: int = _int("board_refresh_ms")
     tiktok_diamonds_per_usd: int = _int("tiktok_diamonds_per_usd")

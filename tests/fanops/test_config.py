@@ -14,7 +14,8 @@ from fanops.errors import FanopsError
 DEFAULTS = {"redis_url": "", "data_dir": PROJECT_ROOT / "data", "max_frame_bytes": 1 << 20, "stream_maxlen": 200_000,
             "flush_events": 500, "flush_ms": 20, "future_skew_ms": 24 * 3600 * 1000, "dedupe_ttl_s": 7 * 24 * 3600,
             "worker_batch": 50, "worker_batch_events": 20_000, "latency_window_s": 60, "claim_idle_ms": 30_000,
-            "heartbeat_ttl_s": 10, "archive_idle_min": 30, "archive_every_s": 60, "board_refresh_ms": 1000}
+            "heartbeat_ttl_s": 10, "archive_idle_min": 30, "archive_idle_wall_h": 24, "archive_every_s": 60,
+            "board_refresh_ms": 1000}
 DEFAULTS |= {"tiktok_diamonds_per_usd": 200, "tiktok_offline_poll_s": 60}  # issue 15: TikTok LIVE
 DEFAULTS |= {"retention_days": 90}  # issue 17: forget and retention
 DEFAULTS |= {"password_operator": "", "password_admin": "", "host_token": "", "session_hours": 12,

@@ -264,6 +264,26 @@ def test_idle_rooms_follow_the_shop_clock(cfg: Config, r: redis.Redis) -> None:
     assert archive.close_idle_rooms(r, SHOP, cfg) == []
 
 
+def test_a_room_whose_feed_stopped_a_day_ago_is_archived_though_its_shop_clock_never_moves(
+        cfg: Config, r: redis.Redis) -> None:
+    """A shop's only show: no later event moves its clock past the show, so the shop clock never
+    archives it, and the consumer's dedupe table of it would expire (FANOPS_DEDUPE_TTL_S) and a
+    resend then count twice. A day of wall time with no event archives it; a resend is a repeat."""
+    frames = [frame(ev(1, room="only", ts=BASE), ev(2, room="only", ts=BASE + 60_000, viewer="v2"))]
+    ingest_frames(cfg, frames)
+    drain(r, cfg)
+    before = status(r, SHOP, "only")
+    assert archive.close_idle_rooms(r, SHOP, cfg) == []  # 0 minutes of wall time: open
+    # the consumer's last write of the room, 24 h and a second ago (the table's time left says so)
+    r.pexpire(keys.seen(SHOP, "only"), (cfg.dedupe_ttl_s - cfg.archive_idle_wall_h * 3600 - 1) * 1000)
+    assert archive.close_idle_rooms(r, SHOP, cfg) == ["only"]
+    ingest_frames(cfg, frames)  # the feed resent, days later
+    drain(r, cfg)
+    after = status(r, SHOP, "only")
+    assert after["events_applied"] == before["events_applied"] == 2
+    assert after["duplicates"] == before["duplicates"] + 2
+
+
 def test_tier_transitions_of_archived_shows_leave_the_stream_for_their_archive(cfg: Config, r: redis.Redis) -> None:
     """The shop's transitions stream keeps what the open rooms' boards read; older ones, of shows
     archived since, are in those shows' archives."""
