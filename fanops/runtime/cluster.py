@@ -54,6 +54,45 @@ class LocalCluster:
                 c.close()
         raise EmbeddedServerError(f"no live node knows the slot of {key}")
 
+    def replicas_of(self, port: int) -> list[int]:
+        """The ports of the replicas of the primary on ``port``."""
+        c = self.node(port)
+        try:
+            me = c.execute_command("CLUSTER MYID")
+            me = me.decode() if isinstance(me, bytes) else str(me)
+            raw = c.execute_command("CLUSTER REPLICAS", me)  # redis-py: {"host:port": {...}}
+        finally:
+            c.close()
+        return [int(str(addr).rsplit(":", 1)[1]) for addr in raw]
+
+    def replica_read(self, port: int, command: str, *args: object) -> object:
+        """A read on the replica on ``port`` itself (READONLY), of what it holds now."""
+        c = self.node(port)
+        try:
+            c.execute_command("READONLY")
+            return getattr(c, command)(*args)
+        finally:
+            c.close()
+
+    def pause(self, port: int) -> None:
+        """SIGSTOP one node: it takes no replication stream until ``resume``."""
+        self.procs[port].send_signal(signal.SIGSTOP)
+
+    def resume(self, port: int) -> None:
+        self.procs[port].send_signal(signal.SIGCONT)
+
+    def wait_primary(self, key: str, port: int, timeout: float = 30.0) -> None:
+        """Until the node on ``port`` serves ``key``'s slot as primary and the cluster is ok."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.primary_of(key) == port and self._state() == "ok":
+                    return
+            except EmbeddedServerError:
+                pass
+            time.sleep(0.1)
+        raise EmbeddedServerError(f"node {port} did not take over {key}'s slot within {timeout:.0f} s")
+
     def kill(self, port: int) -> None:
         """SIGKILL one node: no shutdown, no last write to disk."""
         proc = self.procs[port]
@@ -92,6 +131,7 @@ class LocalCluster:
     def stop(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)  # a paused node ends too
                 proc.terminate()
         for proc in self.procs.values():
             try:

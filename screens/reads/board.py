@@ -134,11 +134,11 @@ def _read_counters(r: redis.Redis, shop: str, room: str, minute: int) -> tuple[l
     p.mget([keys.dead_minute(minute), keys.dead_minute(minute - 1)])
     p.hget(keys.room_minutes(shop, room), f"e:{minute - 1}")  # events/s before the board has history
     for ks in beat_keys:
-        if ks:
-            p.mget(ks)
+        for k in ks:
+            p.get(k)  # not MGET: heartbeats sit in different slots of a Redis Cluster
     res = p.execute()
     got = iter(res[9:])
-    consumers, scorers = ([] if not ks else next(got) for ks in beat_keys)
+    consumers, scorers = ([next(got) for _ in ks] for ks in beat_keys)
     return res[:9], consumers, scorers
 
 
