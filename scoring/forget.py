@@ -31,6 +31,7 @@ from typing import Any, cast
 
 import msgspec
 import redis
+from redis.cluster import RedisCluster
 
 from fanops import keys
 from fanops.config import Config
@@ -193,7 +194,15 @@ def _wait_info(r: redis.Redis, done: Any, timeout: float) -> bool:
 def rewrite_server_files(r: redis.Redis, timeout: float = DISK_TIMEOUT_S) -> dict[str, Any]:
     """Have the server rewrite its append-only file and its snapshot from what it holds now, and
     wait for both: ``{"aof_rewritten": bool, "rdb_saved": bool}`` (false where the server has no
-    append-only file, or refuses the command: a managed Redis; the reason is logged)."""
+    append-only file, or refuses the command: a managed Redis; the reason is logged).  On a Redis
+    Cluster every node does, primaries and replicas (each holds a copy of its slots): true where all did."""
+    if isinstance(r, RedisCluster):
+        outs = [_rewrite_node(n.redis_connection, timeout) for n in r.get_nodes() if n.redis_connection]
+        return {k: bool(outs) and all(o[k] for o in outs) for k in ("aof_rewritten", "rdb_saved")}
+    return _rewrite_node(r, timeout)
+
+
+def _rewrite_node(r: redis.Redis, timeout: float) -> dict[str, Any]:
     out = {"aof_rewritten": False, "rdb_saved": False}
     try:
         info = r.info("persistence")

@@ -150,7 +150,7 @@ def _conf(d: Path, port: int, node_timeout_ms: int) -> Path:
         f"cluster-port {server.free_port()}",  # not port + 10000: a free port may be above 55535
         f"cluster-node-timeout {node_timeout_ms}",
         "cluster-replica-validity-factor 0",  # a replica always may take over (its lag is the test's point)
-        "appendonly no", 'save ""', f'logfile "{d / "valkey.log"}"', "",
+        "appendonly yes", "appendfsync everysec", 'save ""', f'logfile "{d / "valkey.log"}"', "",
     ]))
     return conf
 

@@ -15,6 +15,7 @@ import redis
 import redis.asyncio as aredis
 import redis.asyncio.cluster as acluster
 import redis.cluster as cluster
+from redis.exceptions import RedisClusterException
 
 from fanops.config import Config
 from fanops.errors import RedisAuthFailed, RedisUnavailable
@@ -55,7 +56,10 @@ def _redact(url: str) -> str:
 def _failed(url: str, e: Exception) -> RedisUnavailable:
     """The one-line error for a failed connection; a refused password is said as such (no retry fixes it)."""
     kind = RedisAuthFailed if isinstance(e, redis.AuthenticationError) else RedisUnavailable
-    return kind(_redact(url), str(e) or type(e).__name__)
+    why = str(e) or type(e).__name__
+    if "Cluster mode is not enabled" in why:
+        why += ": the server is no cluster, use redis:// (or rediss://)"
+    return kind(_redact(url), why)
 
 
 def client(url: str, socket_timeout: float | None = SOCKET_TIMEOUT, **kw: Any) -> redis.Redis:
@@ -80,7 +84,7 @@ def connect(cfg: Config, url: str | None = None, check: bool = True) -> redis.Re
         r = client(u, socket_connect_timeout=5, health_check_interval=30)
         if check:
             r.ping()
-    except (redis.RedisError, ValueError, OSError) as e:
+    except (redis.RedisError, RedisClusterException, ValueError, OSError) as e:
         raise _failed(u, e) from e
     return r
 
@@ -90,6 +94,6 @@ async def connect_async(cfg: Config, url: str | None = None) -> aredis.Redis:
     try:
         r = async_client(u, socket_connect_timeout=5, health_check_interval=30)
         await r.ping()
-    except (redis.RedisError, ValueError, OSError) as e:
+    except (redis.RedisError, RedisClusterException, ValueError, OSError) as e:
         raise _failed(u, e) from e
     return r
