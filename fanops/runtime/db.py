@@ -77,6 +77,17 @@ def async_client(url: str, socket_timeout: float | None = SOCKET_TIMEOUT, **kw: 
     return aredis.Redis.from_url(url, socket_timeout=socket_timeout, **kw)
 
 
+def slot_pipeline(r: redis.Redis, key: str) -> redis.client.Pipeline:
+    """A pipeline (no transaction) for commands on ``key``'s slot only, scripts among them: on a
+    Redis Cluster, the pipeline of the node that serves the slot (redis-py's cluster pipeline takes
+    no script call); else ``r``'s own."""
+    if isinstance(r, cluster.RedisCluster):
+        node = r.get_node_from_key(key)
+        if node is not None and node.redis_connection is not None:
+            return node.redis_connection.pipeline(transaction=False)
+    return r.pipeline(transaction=False)
+
+
 def connect(cfg: Config, url: str | None = None, check: bool = True) -> redis.Redis:
     """A synchronous client; raises RedisUnavailable with a one-line reason."""
     u = resolve_url(cfg, url)

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
 import redis.cluster
 
-from fanops import heartbeat, keys, read, rules_store
+from fanops import heartbeat, keys, queue, read, rules_store
 from fanops.config import Config
 from fanops.errors import RedisUnavailable
+from fanops.read import status
 from fanops.runtime import db, server
 from scoring import forget
 from tests.pipeline import drain, ingest_frames
+from tests.scoring.test_expiry import HOUR_S, _lurk, _pass
 from tests.scoring.test_forget import SHOP, VID, _viewer_frames, hits
+from tests.scoring.test_scoring_scenarios import Story
 
 
 def _shops_on_every_primary(cluster) -> list[str]:
@@ -70,3 +74,16 @@ def test_forget_on_a_cluster_leaves_the_viewer_on_no_node_and_in_no_nodes_files(
     assert got["removed"]["viewer_state"] == 1 and got["removed"]["dead_letters"] == 1, json.dumps(got)
     assert got["aof_rewritten"] and got["rdb_saved"]  # on every node: primaries and replicas
     assert hits(cr, folders) == []
+
+
+def test_a_task_on_a_cluster_is_claimed_released_and_expires(cr, ccfg):
+    story = Story(cr, ccfg)
+    _lurk(story)
+    tid = queue.task_id("r-1", "lurker")
+    op = queue.Operator(cr, SHOP, "ana")
+    op.claim(tid)
+    assert story.task_state("r-1", "lurker") == "claimed"
+    op.release(tid)
+    _pass(story, time.time() + 73 * HOUR_S)  # expiry: the task script pipelined on the shop's node
+    assert story.task_state("r-1", "lurker") == "expired"
+    assert status(cr, SHOP, "r-1")["room"]["followups"]["expired"] == 1
