@@ -9,6 +9,7 @@ starts a cluster: it connects to one with ``REDIS_URL=redis+cluster://host:port`
 
 from __future__ import annotations
 
+import ctypes
 import shutil
 import signal
 import subprocess
@@ -155,6 +156,15 @@ def _conf(d: Path, port: int, node_timeout_ms: int) -> Path:
     return conf
 
 
+def _die_with_parent() -> None:
+    """In the node's process before it starts (Linux): SIGKILL when the process that started it
+    ends, so that a test run killed half-way leaves no node behind."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _cli() -> Path:
     cli = server.binary_path().with_name("valkey-cli")
     if not cli.is_file():
@@ -172,7 +182,8 @@ def start_cluster(root: Path, primaries: int = 3, replicas: int = 1, node_timeou
             d = root / str(port)
             d.mkdir()
             lc.procs[port] = subprocess.Popen([str(server.binary_path()), str(_conf(d, port, node_timeout_ms))],
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                              preexec_fn=_die_with_parent)
         for port in lc.ports:
             _wait_ping(lc, port, timeout)
         out = subprocess.run([str(_cli()), "--cluster", "create", *(f"127.0.0.1:{p}" for p in lc.ports),
