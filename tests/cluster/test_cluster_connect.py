@@ -87,3 +87,9 @@ def test_a_task_on_a_cluster_is_claimed_released_and_expires(cr, ccfg):
     _pass(story, time.time() + 73 * HOUR_S)  # expiry: the task script pipelined on the shop's node
     assert story.task_state("r-1", "lurker") == "expired"
     assert status(cr, SHOP, "r-1")["room"]["followups"]["expired"] == 1
+
+
+def test_a_cluster_url_with_a_database_number_says_a_cluster_has_only_db_0(tmp_path):
+    cfg = Config.from_env({}, redis_url=f"redis+cluster://127.0.0.1:{server.free_port()}/1", data_dir=tmp_path)
+    with pytest.raises(RedisUnavailable, match="can only be 0 in cluster mode"):
+        db.connect(cfg)
