@@ -28,7 +28,8 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("redis_url", "REDIS_URL", "",
-            "Redis server to use (redis://, rediss://, with password); empty: the embedded server"),
+            "Redis server to use (redis://, rediss://, with password; a Redis Cluster: redis+cluster://, "
+            "rediss+cluster://); empty: the embedded server"),
     Setting("data_dir", "FANOPS_DATA_DIR", str(PROJECT_ROOT / "data"),
             "where the embedded server keeps its data, the applied-event log and the archived shows"),
     Setting("max_frame_bytes", "FANOPS_MAX_FRAME_BYTES", str(1 << 20),

@@ -23,6 +23,7 @@ import redis
 from fanops import fans, keys, read, replies, rules_store
 from fanops.errors import TaskClaimedByOther, TaskError, TaskNotFound, TaskStateError
 from fanops.geo import is_decent_hour, local_time
+from fanops.runtime import db
 from fanops.scripts import script_source
 from fanops.state import TASK_STATES, TaskRec, unpack_task
 from fanops.templates import suggest
@@ -301,7 +302,7 @@ def expire_old(r: redis.Redis, shop: str, now_ms: int | None = None) -> int:
         got = cast(replies.Members, r.zrangebyscore(made, "-inf", cutoff, start=start, num=EXPIRE_BATCH))
         if not got:
             return n
-        p = r.pipeline(transaction=False)
+        p = db.slot_pipeline(r, made)  # one node: the shop's keys share its slot
         for m in got:
             tid = replies.to_str(m)
             try:

@@ -127,8 +127,16 @@ def heartbeat_keys(r: redis.Redis, kind: str) -> list[str]:
 
 def heartbeats(r: redis.Redis, kind: str) -> list[dict[str, Any]]:
     """The processes of one kind (consumer, scorer) whose heartbeat has not expired."""
-    ks = heartbeat_keys(r, kind)
-    return [json.loads(v) for v in (r.mget(ks) if ks else []) if v]
+    return [json.loads(v) for v in get_each(r, heartbeat_keys(r, kind)) if v]
+
+
+def get_each(r: redis.Redis, ks: list[str]) -> list[Any]:
+    """GET of each key in one round trip: keys of different slots (a Redis Cluster's client sends
+    each node its own), where MGET needs one slot."""
+    p = r.pipeline(transaction=False)
+    for k in ks:
+        p.get(k)
+    return cast("list[Any]", p.execute()) if ks else []
 
 
 def room_ids(raw: dict[bytes, bytes]) -> dict[int, str]:

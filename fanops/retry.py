@@ -21,17 +21,23 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import redis
+import redis.exceptions as rexc
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _TRANSIENT_REPLIES = ("BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY")
+# A Redis Cluster client's errors in a failover: no node serves the slot yet, or its retries ran out.
+_FAILOVER = (rexc.ClusterDownError, rexc.TryAgainError, rexc.ReadOnlyError, rexc.SlotNotCoveredError,
+             rexc.ClusterError)
 
 
 def is_retryable(e: BaseException) -> bool:
     """True when waiting and trying again is the fix: the server is away, busy or starting."""
     if isinstance(e, redis.AuthenticationError):
         return False  # a wrong password: no wait fixes it, say so at once
+    if isinstance(e, _FAILOVER):
+        return True  # redis-py's classes of those replies (their text no longer starts with the code)
     if isinstance(e, redis.ResponseError):
         return str(e).startswith(_TRANSIENT_REPLIES) and not str(e).startswith("BUSYGROUP")
     return isinstance(e, redis.ConnectionError | redis.TimeoutError | ConnectionError | TimeoutError)

@@ -67,7 +67,7 @@ def save(r: redis.Redis, shop: str, changes: dict[str, Any], *, templates: dict[
         if problems:
             raise BadSettings(problems)
     key = keys.rules(shop)
-    with r.pipeline() as pipe:
+    with r.pipeline(transaction=True) as pipe:  # a cluster client's default is no transaction
         while True:
             try:
                 pipe.watch(key)

@@ -215,7 +215,7 @@ class Consumer:
                         bad = []
                     self.redis_backoff.reset()
                     return
-                except (redis.ConnectionError, redis.TimeoutError, OSError, redis.ResponseError) as e:
+                except Exception as e:  # a cluster's failover raises some that are no RedisError
                     if not is_retryable(e):
                         raise  # a real error of ours: not to be retried blindly
                     delay = self.redis_backoff.next()

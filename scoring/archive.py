@@ -122,7 +122,7 @@ def _lock(r: redis.Redis, shop: str, room: str, token: str, now_ms: int) -> None
     rk = keys.room(shop, room)
     if r.hsetnx(rk, "archiving", f"{token}:{now_ms}"):
         return
-    with r.pipeline() as p:
+    with r.pipeline(transaction=True) as p:  # a cluster client's default is no transaction
         try:
             p.watch(rk)
             cur: Any = p.hget(rk, "archiving")
@@ -138,7 +138,7 @@ def _lock(r: redis.Redis, shop: str, room: str, token: str, now_ms: int) -> None
 
 def _unlock(r: redis.Redis, shop: str, room: str, token: str) -> None:
     rk = keys.room(shop, room)
-    with r.pipeline() as p, contextlib.suppress(redis.WatchError):
+    with r.pipeline(transaction=True) as p, contextlib.suppress(redis.WatchError):
         p.watch(rk)
         cur: Any = p.hget(rk, "archiving")
         if cur and cur.decode().startswith(token + ":"):

@@ -34,6 +34,7 @@ from typing import Any, cast
 
 import msgspec
 import redis
+from redis.cluster import RedisCluster
 
 from fanops import keys
 from fanops.config import Config
@@ -173,11 +174,11 @@ def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
     cmd("sent_log", "zrem", keys.sent_log(shop), viewer)
     if trans:
         cmd("transitions", "xdel", keys.transitions(shop), *trans)
-    if dead:
-        cmd("dead_letters", "xdel", keys.dead_stream(), *dead)
     out: Counter[str] = Counter()
     for kind, n in zip(kinds, p.execute(), strict=True):
         out[kind] += int(n)
+    if dead:  # the dead letters have their own slot: on a Redis Cluster no transaction spans both
+        out["dead_letters"] += int(r.xdel(keys.dead_stream(), *dead))
     restream = r.register_script(script_source("scoring", "restream"))
     for key, ids in ((keys.transitions(shop), trans), (keys.dead_stream(), dead)):
         if ids:
@@ -201,7 +202,15 @@ def _wait_info(r: redis.Redis, done: Any, timeout: float) -> bool:
 def rewrite_server_files(r: redis.Redis, timeout: float = DISK_TIMEOUT_S) -> dict[str, Any]:
     """Have the server rewrite its append-only file and its snapshot from what it holds now, and
     wait for both: ``{"aof_rewritten": bool, "rdb_saved": bool}`` (false where the server has no
-    append-only file, or refuses the command: a managed Redis; the reason is logged)."""
+    append-only file, or refuses the command: a managed Redis; the reason is logged).  On a Redis
+    Cluster every node does, primaries and replicas (each holds a copy of its slots): true where all did."""
+    if isinstance(r, RedisCluster):
+        outs = [_rewrite_node(n.redis_connection, timeout) for n in r.get_nodes() if n.redis_connection]
+        return {k: bool(outs) and all(o[k] for o in outs) for k in ("aof_rewritten", "rdb_saved")}
+    return _rewrite_node(r, timeout)
+
+
+def _rewrite_node(r: redis.Redis, timeout: float) -> dict[str, Any]:
     out = {"aof_rewritten": False, "rdb_saved": False}
     try:
         info = r.info("persistence")

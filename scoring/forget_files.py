@@ -253,7 +253,7 @@ def _follow_generation(r: redis.Redis, shop: str, room: str, old: int, new: int)
     """The room hash names the generation whose ``redis.parquet`` a late event reopens the room from
     (``scoring.reopen``): the new one, where it named the one replaced."""
     rk = keys.room(shop, room)
-    with r.pipeline() as p:
+    with r.pipeline(transaction=True) as p:  # a cluster client's default is no transaction
         try:
             p.watch(rk)
             if p.hget(rk, "archive_generation") == str(old).encode():

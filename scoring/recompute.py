@@ -193,8 +193,8 @@ def _queue_time_index(p: Pipeline, r: redis.Redis, shop: str, rc: _Recount, fron
     lists; every partition's due front set to ``front``."""
     for part in range(keys.PARTITIONS):
         days = cast(replies.Members, r.zrange(keys.due_days(shop, part), 0, -1))
-        p.delete(keys.due(shop, part), keys.due_days(shop, part),
-                 *(keys.due_far(shop, part, int(d)) for d in days))
+        for k in (keys.due(shop, part), keys.due_days(shop, part), *(keys.due_far(shop, part, int(d)) for d in days)):
+            p.delete(k)  # one key a DEL: a cluster client's pipeline takes no DEL of several
         p.hset(keys.stats(shop), keys.due_front_field(part), front)
     for i in range(0, len(rc.dues), CHUNK):
         by_part: dict[int, dict[str, int]] = {}

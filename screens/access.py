@@ -142,7 +142,7 @@ def _failures(r: redis.Redis, client: str) -> tuple[int, int]:
 
 def _failed(r: redis.Redis, client: str, now_ms: int) -> int:
     k = keys.access_failures(client)
-    with r.pipeline() as p:
+    with r.pipeline(transaction=True) as p:
         p.hincrby(k, "n", 1)
         p.hset(k, "last", now_ms)
         p.expire(k, access.FAILURE_MEMORY_S)
@@ -174,7 +174,7 @@ def _attempt(r: redis.Redis, s: access.AccessSettings) -> None:
         return
     token = secrets.token_urlsafe(32)
     k = keys.access_session(access.token_hash(token))
-    with r.pipeline() as p:
+    with r.pipeline(transaction=True) as p:
         p.hset(k, mapping={"role": role, "name": name, "since": now_ms})
         p.expire(k, max(1, Config.from_env().session_hours) * 3600)
         p.delete(keys.access_failures(client))

@@ -23,7 +23,7 @@ from fanops.config import Config
 from fanops.runtime import server
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
-REDIS_FIXTURES = frozenset({"redis_server", "redis_url", "r", "cfg"})
+REDIS_FIXTURES = frozenset({"redis_server", "redis_url", "r", "cfg", "cluster", "cr", "ccfg"})
 _SPAWNS = ("subprocess", "Popen")
 
 

@@ -13,6 +13,7 @@ import redis.asyncio as aredis
 from fanops import keys
 from fanops.config import Config
 from fanops.retry import Backoff
+from fanops.runtime import db
 from realtime.consumer import Consumer
 from scoring.worker import Worker
 from tests.conftest import await_for
@@ -27,7 +28,7 @@ def run_consumer(cfg: Config, script: Callable[[Any, int], Awaitable[None]], unt
 
     async def main() -> Consumer:
         feed = await Feed(script).start()
-        ar = await connect() if connect is not None else aredis.Redis.from_url(cfg.redis_url)
+        ar = await connect() if connect is not None else db.async_client(cfg.redis_url)
         c = Consumer(feed.url, ar, cfg, backoff=Backoff(initial=0.01, cap=0.05))
         task = asyncio.create_task(c.run())
         try:

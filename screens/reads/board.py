@@ -131,15 +131,16 @@ def _read_counters(r: redis.Redis, shop: str, room: str, minute: int) -> tuple[l
     p.zscore(keys.rooms(shop), room)
     p.lrange(keys.board_snaps(shop), 0, history.SNAP_KEEP - 1)
     p.lrange(keys.board_room_snaps(shop, room), 0, history.SNAP_KEEP - 1)
-    p.mget([keys.dead_minute(minute), keys.dead_minute(minute - 1)])
+    p.get(keys.dead_minute(minute))  # GETs, not MGET: a cluster client's pipeline takes no MGET
+    p.get(keys.dead_minute(minute - 1))
     p.hget(keys.room_minutes(shop, room), f"e:{minute - 1}")  # events/s before the board has history
     for ks in beat_keys:
-        if ks:
-            p.mget(ks)
+        for k in ks:
+            p.get(k)  # not MGET: heartbeats sit in different slots of a Redis Cluster
     res = p.execute()
-    got = iter(res[9:])
-    consumers, scorers = ([] if not ks else next(got) for ks in beat_keys)
-    return res[:9], consumers, scorers
+    got = iter(res[10:])
+    consumers, scorers = ([next(got) for _ in ks] for ks in beat_keys)
+    return [*res[:7], res[7:9], res[9]], consumers, scorers
 
 
 def _room_counters(b: Board, rh: dict[str, bytes]) -> None:

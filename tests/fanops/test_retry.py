@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.exceptions as rexc
+from redis._parsers.base import BaseParser
 
 from fanops import retry
 from fanops.runtime import server
@@ -27,6 +29,16 @@ from fanops.runtime import server
     (redis.ResponseError("CLUSTERDOWN The cluster is down"), True),
     (redis.ResponseError("READONLY You can't write against a read only replica."), True),
     (ConnectionResetError("Connection reset by peer"), True),
+    # as redis-py parses the server's replies: a class of its own, the code cut off the text
+    *((BaseParser.parse_error(reply), True) for reply in (
+        "CLUSTERDOWN The cluster is down", "MASTERDOWN Link with MASTER is down",
+        "TRYAGAIN Multiple keys request during rehashing of slot",
+        "READONLY You can't write against a read only replica.", "LOADING Redis is loading the dataset")),
+    (rexc.SlotNotCoveredError("Command # 1 (GET) of pipeline caused error: slot 5 not covered"), True),
+    (rexc.ClusterError("Cluster error: TTL exhausted."), True),
+    (BaseParser.parse_error("CROSSSLOT Keys in request don't hash to the same slot"), False),
+    (rexc.CrossSlotTransactionError("All keys involved in a cluster transaction must map to the same slot"),
+     False),
     (redis.ResponseError("BUSYGROUP Consumer Group name already exists"), False),
     (redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
     (redis.ResponseError("NOSCRIPT No matching script"), False),

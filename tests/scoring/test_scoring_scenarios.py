@@ -17,13 +17,12 @@ from typing import Any
 
 import pytest
 import redis
-import redis.asyncio as aredis
 
 from fanops import keys
 from fanops.config import Config
 from fanops.queue import Operator, list_tasks
 from fanops.read import status, viewer_state
-from fanops.runtime import server
+from fanops.runtime import db, server
 from fanops.schema import BadInput, parse_frame
 from fanops.state import unpack_task
 from realtime.writer import IngestWriter
@@ -60,7 +59,7 @@ class Story:
         frame = json.dumps(list(events) if len(events) > 1 else events[0])
 
         async def write() -> None:
-            ar = aredis.Redis.from_url(self.cfg.redis_url)
+            ar = db.async_client(self.cfg.redis_url)
             try:
                 items = parse_frame(frame, int(time.time() * 1000))
                 assert not any(isinstance(x, BadInput) for x in items), items
