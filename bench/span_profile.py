@@ -5,7 +5,8 @@
 The same events of one room (seeded: joins, comments, likes, views, carts, shares, leaves of
 ``V`` viewers) are ingested three times into an empty private server, all at one ts, spread over
 5 minutes and over an hour, and each time drained by one scorer in this process. Printed: the
-drain's wall and CPU time, events/s, the ratio to the one-ts run, the tasks made, and Redis's
+Redis time of the ingest (the consumer's writer, with its dedupe), the drain's wall and CPU time,
+its Redis time, events/s, the ratio to the one-ts run, the tasks made, and Redis's
 time per command (``INFO commandstats``). ``--prof``: a cProfile of the 1-hour drain (top 30 by
 cumulative time; the profiler slows Python ~2x, so read it for shares, not speeds).
 """
@@ -48,7 +49,9 @@ def run(n: int, viewers: int, span_ms: int, prof: bool) -> dict:
     with private_server() as (info, d):
         r = fresh(info.url)
         cfg = Config.from_env({}, redis_url=info.url, data_dir=d / "data")
+        r.config_resetstat()
         ingest_frames(cfg, frames, timeout=600)
+        ingest_s = sum(v["usec"] for v in r.info("commandstats").values()) / 1e6
         r.config_resetstat()
         w = Worker(r, cfg, name="w1")
         pr = cProfile.Profile() if prof else None
@@ -62,7 +65,9 @@ def run(n: int, viewers: int, span_ms: int, prof: bool) -> dict:
         wall, cpu = time.perf_counter() - t, time.process_time() - c0
         stats = r.info("commandstats")
         top = sorted(((v["usec"], k.removeprefix("cmdstat_"), v["calls"]) for k, v in stats.items()), reverse=True)
-        return {"wall": wall, "cpu": cpu, "redis": sum(u for u, _k, _c in top) / 1e6,
+        log_bytes = sum(f.stat().st_size for f in (d / "data").rglob("*.log") if "eventlog" in f.parts)
+        return {"log_b": log_bytes / n, "wall": wall, "cpu": cpu, "redis": sum(u for u, _k, _c in top) / 1e6,
+                "ingest": ingest_s,
                 "tasks": sum(queue.counts(r, "default").values()),
                 "top": ", ".join(f"{k} {u / 1e6:.2f} s ({c:,} calls)" for u, k, c in top[:4])}
 
@@ -78,10 +83,12 @@ def main() -> None:
         got = run(a.events, a.viewers, span, a.prof and span == SPANS["1 hour"])
         rate = a.events / got["wall"]
         base = base or rate
-        rows.append([name, f"{got['wall']:.2f}", f"{got['cpu']:.2f}", f"{got['redis']:.2f}", f"{rate:,.0f}",
-                     f"{base / rate:.2f}x", f"{got['tasks']:,}", got["top"]])
+        rows.append([name, f"{got['ingest']:.2f}", f"{got['wall']:.2f}", f"{got['cpu']:.2f}", f"{got['redis']:.2f}",
+                     f"{rate:,.0f}",
+                     f"{base / rate:.2f}x", f"{got['tasks']:,}", f"{got['log_b']:.0f}", got["top"]])
     print(machine_note())
-    print(table(["span", "wall s", "scorer CPU s", "Redis s", "events/s", "cost vs one ts", "tasks", "Redis top"],
+    print(table(["span", "Redis s (ingest)", "wall s", "scorer CPU s", "Redis s", "events/s", "cost vs one ts", "tasks",
+                 "log B/event", "Redis top"],
                 rows))
 
 
