@@ -27,7 +27,7 @@ from scoring.worker import Worker
 from tests.pipeline import ingest_frames
 
 T0 = 1_764_000_000_000
-TYPES = ("join", "comment", "like", "product_view", "share", "add_to_cart", "leave")
+TYPES = ("join", "comment", "like", "product_view", "share", "cart_add", "leave")
 SPANS = {"one ts": 0, "5 minutes": 300_000, "1 hour": 3_600_000}
 
 
@@ -38,7 +38,7 @@ def events(n: int, viewers: int, span_ms: int) -> list[dict]:
         v, t = f"v{rng.randrange(viewers)}", rng.choice(TYPES)
         e = {"id": f"e{i}", "room": "r1", "ts": T0 + i * span_ms // n, "type": t, "viewer": {"id": v, "name": v}}
         extra = {"comment": {"text": "hi"}, "like": {"count": 3}, "product_view": {"sku": f"s{i % 50}"},
-                 "add_to_cart": {"sku": f"s{i % 50}"}}.get(t, {})
+                 "cart_add": {"sku": f"s{i % 50}"}}.get(t, {})
         out.append({**e, **extra})
     return out
 
