@@ -22,10 +22,12 @@ def _install_stop(loop: asyncio.AbstractEventLoop, on_stop: Callable[[], object]
 
 async def _consume(args: argparse.Namespace) -> int:
     from realtime.consumer import Consumer
+    from realtime.mapping import load
 
     cfg = Config.from_env(max_frame_bytes=args.max_frame_bytes or None)
+    mapping = load(args.mapping) if args.mapping else None  # a bad file: one line, before anything starts
     r = await db.connect_async(cfg, args.redis)
-    c = Consumer(args.url, r, cfg)
+    c = Consumer(args.url, r, cfg, mapping=mapping)
     _install_stop(asyncio.get_running_loop(), c.stop)
     try:
         await c.run()
@@ -104,6 +106,8 @@ def main() -> int:
     c = sub.add_parser("consume", help="read a feed into Redis until stopped")
     c.add_argument("--url", required=True, help="the feed's WebSocket URL (ws:// or wss://)")
     c.add_argument("--max-frame-bytes", type=int, default=None, help=cli_help("max_frame_bytes"))
+    c.add_argument("--mapping", default=None, metavar="FILE",
+                   help="another platform's feed: a TOML mapping of its fields to ours (realtime/mappings/)")
     add_common(c)
 
     tk = sub.add_parser("tiktok", help="read a TikTok LIVE room into Redis until stopped; reconnects",

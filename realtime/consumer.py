@@ -27,6 +27,7 @@ from fanops.config import Config
 from fanops.ingest import IngestWriter
 from fanops.retry import Backoff, is_retryable
 from fanops.schema import BadInput, Event, parse_frame
+from realtime.mapping import Mapping
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Counters:
     bad: int = 0
     connects: int = 0
     drops: int = 0
+    ignored: int = 0  # platform events a mapping says are none of ours (``realtime.mapping``)
     started: float = field(default_factory=time.time)
 
 
@@ -57,8 +59,10 @@ class Consumer:
         backoff: Backoff | None = None,
         name: str | None = None,
         clock: Callable[[], float] = time.time,
+        mapping: Mapping | None = None,
     ) -> None:
         self.url = url
+        self.mapping = mapping  # another platform's frames, translated (``realtime.mapping``)
         self.r = r
         self.cfg = cfg
         self.writer = IngestWriter(r, cfg)
@@ -95,8 +99,9 @@ class Consumer:
             c = self.counters
             log.info(
                 "consumer stopped: %d frames, %d events, %d accepted, %d duplicates, "
-                "%d bad, %d connects, %d drops",
+                "%d bad, %d connects, %d drops%s",
                 c.frames, c.events, c.accepted, c.duplicates, c.bad, c.connects, c.drops,
+                f", {c.ignored} platform events ignored by the mapping" if self.mapping else "",
             )
         return self.counters
 
@@ -166,6 +171,9 @@ class Consumer:
             now_ms = int(self.clock() * 1000)
             if isinstance(msg, bytes):
                 items: list[Event | BadInput] = [BadInput("binary frame: the feed sends text frames", msg[:4096])]
+            elif self.mapping is not None:
+                items, ignored = self.mapping.parse(msg, now_ms, self.cfg.future_skew_ms)
+                c.ignored += ignored
             else:
                 items = parse_frame(msg.encode("utf-8", "surrogatepass"), now_ms, self.cfg.future_skew_ms)
             if not self._events and not self._bad:
@@ -228,7 +236,7 @@ class Consumer:
         c = self.counters
         body = {"name": self.name, "url": self.url, "connected": self.connected and not final,
                 "frames": c.frames, "events": c.events, "accepted": c.accepted,
-                "duplicates": c.duplicates, "bad": c.bad, "drops": c.drops}
+                "duplicates": c.duplicates, "bad": c.bad, "drops": c.drops, "ignored": c.ignored}
         try:
             p = self.r.pipeline(transaction=False)
             heartbeat.queue_beat(p, "consumer", self.name, body, self.cfg.heartbeat_ttl_s, final)

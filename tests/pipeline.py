@@ -22,14 +22,15 @@ from tests.feeds import Feed, send_all
 
 def run_consumer(cfg: Config, script: Callable[[Any, int], Awaitable[None]], until: Callable[[Consumer], Any],
                  timeout: float = 60.0, what: str = "the consumer to read every frame",
-                 connect: Callable[[], Awaitable[aredis.Redis]] | None = None) -> Consumer:
+                 connect: Callable[[], Awaitable[aredis.Redis]] | None = None, mapping: Any = None) -> Consumer:
     """Serve ``script`` (websocket, connection number) on a real WebSocket server and run the real
-    consumer until ``until(consumer)`` holds (or it stops); ``connect`` makes its Redis client."""
+    consumer until ``until(consumer)`` holds (or it stops); ``connect`` makes its Redis client;
+    ``mapping``: the consumer reads another platform's frames through it (``realtime.mapping``)."""
 
     async def main() -> Consumer:
         feed = await Feed(script).start()
         ar = await connect() if connect is not None else db.async_client(cfg.redis_url)
-        c = Consumer(feed.url, ar, cfg, backoff=Backoff(initial=0.01, cap=0.05))
+        c = Consumer(feed.url, ar, cfg, backoff=Backoff(initial=0.01, cap=0.05), mapping=mapping)
         task = asyncio.create_task(c.run())
         try:
             await await_for(lambda: until(c) or task.done(), timeout, what)

@@ -92,7 +92,8 @@ def plan(args: argparse.Namespace) -> list[Child]:
                                             "--seed", str(args.seed), "--shop", args.shop]))
         feed = f"ws://127.0.0.1:{args.sim_port}"
     if feed:
-        children.append(Child("consumer", [py, "-m", "realtime", "consume", "--url", feed]))
+        mapping = ["--mapping", args.mapping] if getattr(args, "mapping", None) and args.feed else []
+        children.append(Child("consumer", [py, "-m", "realtime", "consume", "--url", feed, *mapping]))
     if getattr(args, "orders_port", None):
         children.append(Child("orders", [py, "-m", "realtime", "orders", "--port", str(args.orders_port)]))
     if _module_exists("scoring.__main__"):
@@ -109,6 +110,8 @@ def plan(args: argparse.Namespace) -> list[Child]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python3 dev.py up", description=__doc__)
     p.add_argument("--feed", help="read this WebSocket feed instead of the simulated room")
+    p.add_argument("--mapping", metavar="FILE", help="with --feed: another platform's feed, read through this "
+                   "mapping (realtime/mappings/)")
     p.add_argument("--tiktok", metavar="@CREATOR", help="read this creator's TikTok LIVE room instead of the "
                    "simulated room (with --feed: both)")
     p.add_argument("--orders-port", type=int, default=None, metavar="P",
