@@ -173,3 +173,17 @@ def _consume(cfg, frames, m):
     """The real consumer reading ``frames`` from a real WebSocket server through mapping ``m``."""
     return run_consumer(cfg, lambda ws, n: send_all(ws, frames), lambda c: c.counters.frames >= len(frames),
                         mapping=m)
+
+
+def test_a_platform_without_event_ids_gets_one_from_a_hash_so_a_resend_is_a_repeat(tmp_path):
+    p = tmp_path / "m.toml"
+    p.write_text('[frame]\nevents = "msgs"\n[type]\npath = "kind"\n[type.map]\nchat = "comment"\n'
+                 '[event]\nid = { hash = ["user.uid", "sent_at", "body"] }\nroom = { const = "live-1" }\n'
+                 'ts = { path = "sent_at", as = "s" }\n"viewer.id" = { path = "user.uid", as = "str" }\n[types.comment]\ntext = "body"\n')
+    m = mapping.load(p)
+    frame = {"msgs": [{"kind": "chat", "user": {"uid": 7}, "sent_at": 1763841605.5, "body": "hi"},
+                      {"kind": "chat", "user": {"uid": 7}, "sent_at": 1763841605.5, "body": "hello"}]}
+    first, _ = m.parse(json.dumps(frame), 1_800_000_000_000, 86_400_000)
+    again, _ = m.parse(json.dumps(frame), 1_800_000_000_000, 86_400_000)
+    assert [e.id for e in first] == [e.id for e in again] and first[0].id != first[1].id
+    assert first[0].id.startswith("h:") and (first[0].ts, first[0].viewer.id) == (1763841605500, "7")
