@@ -179,7 +179,8 @@ def test_a_platform_without_event_ids_gets_one_from_a_hash_so_a_resend_is_a_repe
     p = tmp_path / "m.toml"
     p.write_text('[frame]\nevents = "msgs"\n[type]\npath = "kind"\n[type.map]\nchat = "comment"\n'
                  '[event]\nid = { hash = ["user.uid", "sent_at", "body"] }\nroom = { const = "live-1" }\n'
-                 'ts = { path = "sent_at", as = "s" }\n"viewer.id" = { path = "user.uid", as = "str" }\n[types.comment]\ntext = "body"\n')
+                 'ts = { path = "sent_at", as = "s" }\n"viewer.id" = { path = "user.uid", as = "str" }\n'
+                 '[types.comment]\ntext = "body"\n')
     m = mapping.load(p)
     frame = {"msgs": [{"kind": "chat", "user": {"uid": 7}, "sent_at": 1763841605.5, "body": "hi"},
                       {"kind": "chat", "user": {"uid": 7}, "sent_at": 1763841605.5, "body": "hello"}]}
