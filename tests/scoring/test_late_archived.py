@@ -80,3 +80,32 @@ def test_a_resent_feed_after_every_show_is_archived_changes_nothing_but_duplicat
     sent = sum(1 for (shop, _rm, _id) in ref.events if shop == SHOP) + ref.status(SHOP, rooms[0])["duplicates"]
     assert after["duplicates"] - before[rooms[0]]["duplicates"] == sent, "every resent event is a repeat"
     assert json.dumps(after["tiers"]) == json.dumps(ref.status(SHOP, rooms[0])["tiers"])
+
+
+def test_a_late_refusal_earlier_than_a_task_of_an_archived_show_takes_the_task_back(cfg, r) -> None:
+    """A viewer refused DMs in show A; the refusal arrives late, after a later show B made them a
+    task (their consent then looked unknown) and both shows were archived. Had the refusal come in
+    order, B would have made no task (spec/tiers.md: `dm_consent` is not `false` when it is made):
+    B is opened again and its task taken back, as the reference gives. (Found by a shuffled
+    simulated feed through the whole product, tests/scoring/test_late_processes.py.)"""
+    day, m, t = 86_400_000, 60_000, 1_760_000_000_000
+    v, w = {"id": "v"}, {"id": "w"}
+    refusal = {"id": "a2", "room": "A", "ts": t + 10_000, "type": "consent", "dm": False, "viewer": v}
+    feed = [{"id": "a1", "room": "A", "ts": t, "type": "join", "viewer": v},
+            {"id": "a3", "room": "A", "ts": t + 5 * m, "type": "comment", "text": "hi", "viewer": v},
+            {"id": "b1", "room": "B", "ts": t + 10 * day, "type": "join", "viewer": v},
+            {"id": "b2", "room": "B", "ts": t + 10 * day + 5 * m, "type": "like", "viewer": v},
+            {"id": "b3", "room": "B", "ts": t + 10 * day + 6 * m, "type": "join", "viewer": w},
+            {"id": "c1", "room": "C", "ts": t + 20 * day, "type": "join", "viewer": w}]
+    w_ = _run_in_chunks(cfg, r, [[json.dumps(feed)]])
+    assert archive.is_archived(r, SHOP, ["A", "B"]) == {"A", "B"}
+    assert status(r, SHOP, "B")["room"]["followups"]["pending"] == 1  # made: no refusal known yet
+    ingest_frames(cfg, [json.dumps([refusal])])
+    w_.drain(timeout=120)
+    w_.archive_idle()
+    ref = Reference()
+    ref.feed([json.dumps(feed + [refusal])], int(time.time() * 1000))
+    assert ("B", "v") not in ref.followups(SHOP)
+    for rm in ("A", "B", "C"):
+        diff = differences(status(r, SHOP, rm), ref.status(SHOP, rm))
+        assert not diff, f"room {rm}: {diff}"
