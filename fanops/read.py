@@ -136,7 +136,7 @@ def get_each(r: redis.Redis, ks: list[str]) -> list[Any]:
     p = r.pipeline(transaction=False)
     for k in ks:
         p.get(k)
-    return cast("list[Any]", p.execute()) if ks else []
+    return p.execute() if ks else []
 
 
 def room_ids(raw: dict[bytes, bytes]) -> dict[int, str]:

@@ -64,7 +64,7 @@ def snapshot(r: redis.Redis, shop: str, room: str, viewers: list[str], first_ts:
             rows[k].append(x)
 
     for key in dumped_keys(shop, room):
-        got = cast("bytes | None", r.dump(key))
+        got = r.dump(key)
         if got is not None:
             add("dump", key, payload=got)
     by_part: dict[int, list[str]] = {}
@@ -74,12 +74,12 @@ def snapshot(r: redis.Redis, shop: str, room: str, viewers: list[str], first_ts:
         for zkey in (keys.lurk(shop, part), keys.late_window(shop, part)):
             for i in range(0, len(members), CHUNK):
                 chunk = members[i:i + CHUNK]
-                for m, sc in zip(chunk, cast("list[float | None]", r.zmscore(zkey, chunk)), strict=True):
+                for m, sc in zip(chunk, r.zmscore(zkey, chunk), strict=True):
                     if sc is not None:
                         add("zset", zkey, member=m.encode(), score=sc)
     for zkey in (keys.clock_min(shop), keys.clock_max(shop)):
-        for m, sc in cast("list[tuple[bytes, float]]", r.zrangebyscore(zkey, first_ts, clock, withscores=True)):
-            add("zset", zkey, member=m, score=sc)
+        for mb, sc in cast("list[tuple[bytes, float]]", r.zrangebyscore(zkey, first_ts, clock, withscores=True)):
+            add("zset", zkey, member=mb, score=sc)
     return pl.DataFrame(rows, schema=REDIS_SCHEMA)
 
 

@@ -45,8 +45,8 @@ class LocalCluster:
         for p in self.alive():
             c = self.node(p)
             try:
-                slot = int(c.execute_command("CLUSTER KEYSLOT", key))
-                for start, end, primary, *_ in c.execute_command("CLUSTER SLOTS"):
+                slot = int(c.execute_command("CLUSTER KEYSLOT", key))  # type: ignore[no-untyped-call]
+                for start, end, primary, *_ in c.execute_command("CLUSTER SLOTS"):  # type: ignore[no-untyped-call]
                     if start <= slot <= end:
                         return int(primary[1])
             except redis.RedisError:
@@ -59,9 +59,9 @@ class LocalCluster:
         """The ports of the replicas of the primary on ``port``."""
         c = self.node(port)
         try:
-            me = c.execute_command("CLUSTER MYID")
+            me = c.execute_command("CLUSTER MYID")  # type: ignore[no-untyped-call]
             me = me.decode() if isinstance(me, bytes) else str(me)
-            raw = c.execute_command("CLUSTER REPLICAS", me)  # redis-py: {"host:port": {...}}
+            raw = c.execute_command("CLUSTER REPLICAS", me)  # type: ignore[no-untyped-call]  # redis-py: {"host:port": {...}}
         finally:
             c.close()
         return [int(str(addr).rsplit(":", 1)[1]) for addr in raw]
@@ -70,7 +70,7 @@ class LocalCluster:
         """A read on the replica on ``port`` itself (READONLY), of what it holds now."""
         c = self.node(port)
         try:
-            c.execute_command("READONLY")
+            c.execute_command("READONLY")  # type: ignore[no-untyped-call]
             return getattr(c, command)(*args)
         finally:
             c.close()
@@ -116,10 +116,10 @@ class LocalCluster:
         for p in self.alive():
             c = self.node(p)
             try:
-                info = c.execute_command("CLUSTER INFO")  # redis-py parses it into a dict
+                info = c.execute_command("CLUSTER INFO")  # type: ignore[no-untyped-call]  # redis-py parses it into a dict
                 if info.get("cluster_state") != "ok":
                     return f"node {p} not ok"
-                slots = c.execute_command("CLUSTER SLOTS")
+                slots = c.execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
                 layouts.add(tuple(sorted((int(s[0]), int(s[1]), int(s[2][1])) for s in slots)))
             except redis.RedisError as e:
                 return f"node {p}: {e}"
