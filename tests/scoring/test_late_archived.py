@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from fanops import keys
 from fanops.read import status
 from review import archive_files
 from scoring import archive
@@ -80,3 +81,45 @@ def test_a_resent_feed_after_every_show_is_archived_changes_nothing_but_duplicat
     sent = sum(1 for (shop, _rm, _id) in ref.events if shop == SHOP) + ref.status(SHOP, rooms[0])["duplicates"]
     assert after["duplicates"] - before[rooms[0]]["duplicates"] == sent, "every resent event is a repeat"
     assert json.dumps(after["tiers"]) == json.dumps(ref.status(SHOP, rooms[0])["tiers"])
+
+
+# --- a late consent of a viewer whose later show is archived ----------------------------------
+T0 = 1_760_000_000_000  # the first show; the second is two days later
+T1 = T0 + 2 * 86_400_000
+
+
+def _ev(i: str, room: str, ts: int, kind: str, viewer: str, **kw: object) -> dict[str, object]:
+    return {"id": i, "room": room, "shop": SHOP, "ts": ts, "type": kind, "viewer": {"id": viewer}, **kw}
+
+
+@pytest.mark.parametrize("dm, first_consent", [(False, []), (True, [False])], ids=["refusal", "grant"])
+def test_a_late_consent_before_an_archived_show_changes_its_follow_up_as_in_order(
+        cfg, r, dm: bool, first_consent: list[bool]) -> None:
+    """A viewer lingers in show B without buying; their DM consent from an earlier show A arrives
+    only once B is archived (the clock went past B's idle time on show C). In order, B's task
+    follows that consent: none after a refusal, pending after a grant that undoes an older refusal.
+    Late, the task must be the same (it was: pending after the refusal, none after the grant)."""
+    early = [_ev("a-0", "show-a", T0, "consent", "v1", dm=False) for _ in first_consent]
+    show_b = [_ev("b-1", "show-b", T1, "join", "v1"), _ev("b-2", "show-b", T1 + 240_000, "comment", "v1", text="hi"),
+              _ev("b-3", "show-b", T1 + 300_000, "like", "v1", count=2)]
+    show_c = [_ev("c-1", "show-c", T1 + 7_200_000, "join", "v2")]
+    late = [_ev("a-1", "show-a", T0 + 60_000, "consent", "v1", dm=dm)]
+    chunks = [[json.dumps(early + show_b + show_c)], [json.dumps(late)]]
+    w = Worker(r, cfg, name="w1")
+    ingest_frames(cfg, chunks[0])
+    w.drain(timeout=60)
+    assert ("default", "show-b") in w.archive_idle(), "show B is archived before the consent comes"
+    ingest_frames(cfg, chunks[1])
+    w.drain(timeout=60)
+    ref = Reference()
+    ref.feed([ln for ch in chunks for ln in ch], int(time.time() * 1000))
+    want = {pair: t["state"] for pair, t in ref.followups(SHOP).items()}
+    assert want.get(("show-b", "v1")) == (None if dm is False else "pending"), "the reference says so"
+    got = {}
+    for state in ("pending", "claimed", "converted", "withdrawn"):
+        for m in r.zrange(keys.queue(SHOP, state), 0, -1):
+            got[tuple(keys.split_pair(m.decode()))] = state
+    assert got == want
+    for rm in ("show-a", "show-b", "show-c"):
+        diff = differences(status(r, SHOP, rm), ref.status(SHOP, rm))
+        assert not diff, f"room {rm}: {diff}"
