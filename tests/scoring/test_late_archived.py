@@ -12,6 +12,7 @@ import time
 import pytest
 
 from fanops import keys
+from fanops import queue as fqueue
 from fanops.read import status
 from review import archive_files
 from scoring import archive
@@ -123,3 +124,44 @@ def test_a_late_consent_before_an_archived_show_changes_its_follow_up_as_in_orde
     for rm in ("show-a", "show-b", "show-c"):
         diff = differences(status(r, SHOP, rm), ref.status(SHOP, rm))
         assert not diff, f"room {rm}: {diff}"
+
+
+def test_a_show_whose_settled_tasks_were_pruned_opened_again_makes_no_task_twice(cfg, r) -> None:
+    """Show B is archived; the operators send one of its follow-ups and skip another; the settled
+    tasks are pruned from Redis (``prune_followups``). Late events of B then open it again: one of
+    the sent task's viewer, one of a new viewer who lingers. The sent and skipped tasks are not made
+    again (they stay settled, counted once), the new viewer gets their task, and the next
+    generation of B's archive holds all three, once each."""
+    show_b = [_ev("b-1", "show-b", T1, "join", "v1"), _ev("b-2", "show-b", T1 + 240_000, "comment", "v1", text="hi"),
+              _ev("b-3", "show-b", T1 + 10_000, "join", "v3"),
+              _ev("b-4", "show-b", T1 + 250_000, "like", "v3", count=1)]
+    show_c = [_ev("c-1", "show-c", T1 + 7_200_000, "join", "v2")]
+    w = Worker(r, cfg, name="w1")
+    ingest_frames(cfg, [json.dumps(show_b + show_c)])
+    w.drain(timeout=60)
+    assert ("default", "show-b") in w.archive_idle()
+    gen = archive_files.read_room(cfg, SHOP, "show-b").info.generation
+    op = fqueue.Operator(r, SHOP, "bo")
+    op.claim(keys.pair("show-b", "v1"))
+    op.mark_sent(keys.pair("show-b", "v1"))
+    op.claim(keys.pair("show-b", "v3"))
+    op.skip(keys.pair("show-b", "v3"), "asked not to")
+    assert archive.prune_followups(r, cfg, SHOP) == 2
+    assert not r.hlen(keys.tasks(SHOP, "show-b")), "the settled tasks left Redis"
+
+    late = [_ev("b-5", "show-b", T1 + 200_000, "comment", "v1", text="again"),
+            _ev("b-6", "show-b", T1 + 20_000, "join", "v4"), _ev("b-7", "show-b", T1 + 260_000, "like", "v4", count=3)]
+    ingest_frames(cfg, [json.dumps(late)])
+    w.drain(timeout=60)
+    assert "show-b" not in archive.is_archived(r, SHOP, ["show-b"]), "the late events opened show B again"
+    queued = {s: sorted(m.decode() for m in r.zrange(keys.queue(SHOP, s), 0, -1)) for s in ("pending", "claimed")}
+    assert queued == {"pending": [keys.pair("show-b", "v4")], "claimed": []}
+    followups = status(r, SHOP, "show-b")["room"]["followups"]
+    assert (followups["pending"], followups["sent"], followups["skipped"]) == (1, 1, 1), followups
+
+    assert ("default", "show-b") in w.archive_idle()
+    a = archive_files.read_room(cfg, SHOP, "show-b")
+    assert a.info.generation > gen
+    rows = a.followups().select("viewer", "state").sort("viewer").collect().rows()
+    assert rows == [("v1", "sent"), ("v3", "skipped"), ("v4", "pending")]
+    assert a.info.events == 7
