@@ -44,10 +44,6 @@ def shuffled_feed(tmp_path: Path, feed_file: tuple[Path, int]) -> tuple[Path, Pa
     return first, late, len(lines)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "issue 14, open: since the simulator sends contact and channel-consent events with orders (v1.1), two "
-    "follow-up tasks of a show opened again a dozen times are made that the in-order run does not make; "
-    "it passed before that feed change (the in-process shuffled tests still pass)"))
 def test_an_out_of_order_feed_with_archiving_every_second_equals_the_undisturbed_run(
         tmp_path: Path, shuffled_feed: tuple[Path, Path, int], uninterrupted: dict[str, Any]) -> None:  # noqa: F811
     first, late, n_frames = shuffled_feed
