@@ -1,9 +1,11 @@
 """A batch's events of shows that were archived (spec/events.md: no accepted event is ever dropped
-for arriving late): repeats of what an archive holds are known by its ids, whether the show is
-archived or open again; a late event the archive does not hold opens its show again
-(``scoring.reopen``), and so does a late consent event of a viewer who attended it (their task
-there may change: see ``consent_rooms``); and a viewer whose event is earlier than the end of an
-archived room they attended gets that room back in their state, so that the rules see it whole."""
+for arriving late): repeats of what an archive holds are known by its ids while the show is
+archived, and while it is open again until the stream entries accepted before it opened are
+applied (from then on the consumer knows them: ``still_checked``); a late event the archive
+does not hold opens its show again (``scoring.reopen``), and so does a late consent event of a
+viewer who attended it (their task there may change: ``consent_rooms``); and a viewer whose
+event is earlier than the end of an archived room they attended gets that room back in their
+state, so that the rules see it whole."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from fanops.schema import Event, event_type
 from fanops.state import past_numbers, unpack_viewer
 from scoring.archive import archived_repeats
 from scoring.batch_reads import Archived, ArchivedRooms, Head, read_head
+from scoring.eventlog import applied_below, group_progress, stream_id
 from scoring.reopen import reopen_room, unfold_for_events
 
 
@@ -32,7 +35,8 @@ class Late:
 def take_late(r: redis.Redis, cfg: Config, shop: str, events: list[Event], head: Head,
               rooms: ArchivedRooms) -> Late:
     archived = rooms.get(shop, (head.room_no_seq, head.archive_epoch), head.clock)
-    had = [ev for ev in events if ev.room in archived.by_room or ev.room in archived.reopened]
+    checking = still_checked(r, shop, {ev.room for ev in events if ev.room in archived.reopened})
+    had = [ev for ev in events if ev.room in archived.by_room or ev.room in checking]
     repeats = archived_repeats(cfg, shop, had) if had else set()
     if repeats:
         events = [ev for ev in events if (ev.room, ev.id) not in repeats]
@@ -45,6 +49,33 @@ def take_late(r: redis.Redis, cfg: Config, shop: str, events: list[Event], head:
     early = [ev for ev in kept if ev.ts <= archived.last]  # the others cannot predate an archived room
     unfolded = unfold_for_events(cfg, shop, head.viewers, early, archived.ids) if early else {}
     return Late(head, archived, events, repeats, unfolded)
+
+
+def still_checked(r: redis.Redis, shop: str, rooms: set[str]) -> set[str]:
+    """Of ``rooms`` (opened again), those whose events must still be checked against their archive
+    for repeats: opening a room gives its dedupe table its archive's ids back, so the consumer knows
+    a resend accepted after that; one accepted before (while the room was archived) may lie in a
+    stream entry up to the room's ``reopen_marks`` (each stream's last entry then) that no scorer
+    has applied yet.  A room opened by a version that kept no marks is always checked."""
+    if not rooms:
+        return set()
+    order = sorted(rooms)
+    p = r.pipeline(transaction=False)
+    for rm in order:
+        p.hget(keys.room(shop, rm), "reopen_marks")
+    marks = p.execute()
+    progress = group_progress(r, keys.streams(shop))
+    out = set()
+    for rm, m in zip(order, marks, strict=True):
+        if not m:
+            out.add(rm)
+            continue
+        for mark, prog in zip(m.split(), progress, strict=True):
+            at = stream_id(mark)
+            if at != (0, 0) and (prog is None or applied_below(prog) <= at):
+                out.add(rm)  # an entry up to the mark may be unapplied
+                break
+    return out
 
 
 def consent_rooms(r: redis.Redis, cfg: Config, shop: str, events: list[Event], head: Head,

@@ -13,6 +13,7 @@ import pytest
 
 from fanops import keys
 from fanops import queue as fqueue
+from fanops.config import Config
 from fanops.read import status
 from review import archive_files
 from scoring import archive
@@ -165,3 +166,41 @@ def test_a_show_whose_settled_tasks_were_pruned_opened_again_makes_no_task_twice
     rows = a.followups().select("viewer", "state").sort("viewer").collect().rows()
     assert rows == [("v1", "sent"), ("v3", "skipped"), ("v4", "pending")]
     assert a.info.events == 7
+
+
+def test_resends_of_a_show_opened_again_are_repeats_whether_accepted_before_or_after_it_opened(
+        r, redis_url: str, tmp_path) -> None:
+    """Show B is archived (its dedupe table goes with its raw data). A new late event of it is
+    accepted, then a resend of one of its archived events; a scorer applying one stream entry a
+    batch opens B again with the first, and must still know the second (accepted before B opened)
+    for a repeat. Once B is open, the consumer itself knows B's archived events and the late one:
+    their resends never reach the stream."""
+    cfg = Config.from_env({}, redis_url=redis_url, data_dir=tmp_path / "data", flush_ms=5, worker_batch=1)
+    show_b = [_ev("b-1", "show-b", T1, "join", "v1"), _ev("b-2", "show-b", T1 + 240_000, "comment", "v1", text="hi"),
+              _ev("b-3", "show-b", T1 + 300_000, "like", "v1", count=2)]
+    show_c = [_ev("c-1", "show-c", T1 + 7_200_000, "join", "v2")]
+    w = Worker(r, cfg, name="w1")
+    ingest_frames(cfg, [json.dumps(show_b + show_c)])
+    w.drain(timeout=60)
+    assert ("default", "show-b") in w.archive_idle()
+    late = _ev("b-9", "show-b", T1 + 100_000, "comment", "v1", text="late")
+    ingest_frames(cfg, [json.dumps([late])])  # one stream entry each, both accepted while B is archived
+    ingest_frames(cfg, [json.dumps([show_b[1]])])
+    w.drain(timeout=60)
+    assert "show-b" not in archive.is_archived(r, SHOP, ["show-b"]), "the late event opened B again"
+    assert _counted(r, "show-b") == {"join": 1, "comment": 2, "like": 1}, "the resend accepted before B opened"
+    assert status(r, SHOP)["duplicates"] == 1
+
+    accepted = int(r.hget(keys.stats(SHOP), "accepted"))
+    c = ingest_frames(cfg, [json.dumps([show_b[0], late, show_b[2]])])
+    assert c.counters.duplicates == 3 and int(r.hget(keys.stats(SHOP), "accepted")) == accepted, \
+        "the consumer knows B's events again"
+    w.drain(timeout=60)
+    assert _counted(r, "show-b") == {"join": 1, "comment": 2, "like": 1}
+    assert (status(r, SHOP)["duplicates"], lag(r, SHOP)) == (4, 0)
+
+
+def _counted(r, room: str) -> dict[str, int]:
+    """The room's applied events by type, as its counters hold them."""
+    h = r.hgetall(keys.room(SHOP, room))
+    return {k.decode()[2:]: int(v) for k, v in h.items() if k.startswith(b"n:") and int(v)}
