@@ -18,7 +18,8 @@ The archive also keeps the room's raw Redis data (``redis.parquet``, ``scoring.r
 so that a late event opens the room again (``scoring.reopen``); the next archiving of it writes a
 new generation merging the earlier one's events, transitions and settled tasks.  With its dedupe
 set gone, a resent event of an archived room passes the consumer: the scorer knows it as a repeat
-by the archive's ids (``archived_repeats``).  A room is archived only once every
+by the archive's ids (``archived_repeats``); opening the room again gives the dedupe set those ids
+back (``scoring.late.still_checked`` says until when the scorer still checks).  A room is archived only once every
 stream entry holding its events is applied; the ``archiving`` field of the room hash keeps two
 processes from archiving one room at once (a dead holder's mark is taken over).  Several
 machines archiving one shop need one shared data folder.
@@ -318,7 +319,7 @@ def _drop_raw(r: redis.Redis, p: Any, shop: str, room: str, token: str, sc: Scan
     p.hset(rk, mapping={"archived": manifest["summary"]["clock"], "archived_at": int(time.time() * 1000),
                         "archive_generation": manifest["generation"], "no": no})
     p.hset(keys.room_nos(shop), str(no), room)
-    p.hdel(rk, "archiving", "reopened_at")
+    p.hdel(rk, "archiving", "reopened_at", "reopen_marks")
     p.hdel(keys.reopened(shop), room)
     p.hincrby(keys.stats(shop), "archive_epoch", 1)  # the scorers read the archived rooms again
     p.delete(*raw_keys(shop, room), *read.seen_keys(r, shop, room))

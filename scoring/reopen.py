@@ -12,9 +12,12 @@ ts recomputed from their archives, and the consent events the fold had cut), and
 room's ``archived`` mark.  The event is then applied like any other; the idle pass archives the
 room again, a new generation merging the previous one's events with the new ones.
 
-While a room is open again its number stays in ``keys.reopened`` and its events are still
-checked against its archive's ids, so that a resend of an event applied before archiving stays a
-repeat, whatever the consumer's dedupe table (gone with the raw data) lets through.
+Opening it also gives the room's dedupe table (gone with its raw data) its archive's event ids
+back, so that the consumer knows a resend of them again, and keeps in the room hash
+(``reopen_marks``) each stream's last entry at that moment: while an entry up to it is unapplied
+(accepted while the room was archived), the room's events are still checked against its
+archive's ids (``scoring.late.still_checked``), so that a resend applied before archiving stays a
+repeat.  The room's number stays in ``keys.reopened`` until it is archived again.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import redis
 from fanops import keys, read
 from fanops.config import Config
 from fanops.errors import ArchiveError
+from fanops.ingest import dedupe_record
 from fanops.replies import str_keys, to_str
 from fanops.schema import Event
 from fanops.scripts import script_source
@@ -199,12 +203,12 @@ def _viewer_writes(r: redis.Redis, cfg: Config, shop: str, room: str, no: int, v
     return [[v, old[v], pack(states[v])] for v in changed]
 
 
-def _wire(gen: int, room: str, no: int, data: pl.DataFrame,
-          writes: list[list[Any]]) -> tuple[dict[str, Any], list[str], list[bytes]]:
-    """``reopen.lua``'s ARGV[1] map, the keys it names (KEYS[6] on) and its binary arguments
+def _wire(gen: int, room: str, no: int, data: pl.DataFrame, writes: list[list[Any]], ids: list[str],
+          ttl: int) -> tuple[dict[str, Any], list[str], list[bytes]]:
+    """``reopen.lua``'s ARGV[1] map, the keys it names (KEYS[7 + S] on) and its binary arguments
     (ARGV[2] on: the script's msgpack reader takes no bin type)."""
     names = list(dict.fromkeys(data["key"].to_list()))
-    index = {k: i + 6 for i, k in enumerate(names)}
+    index = {k: i + 7 + keys.PARTITIONS for i, k in enumerate(names)}
     blobs: list[bytes] = []
 
     def arg(b: bytes) -> int:
@@ -219,7 +223,8 @@ def _wire(gen: int, room: str, no: int, data: pl.DataFrame,
             zadd.append([index[k], sc, arg(member)])
     wire = {"gen": gen, "room": room, "no": no, "now": int(time.time() * 1000),
             "viewers": [[arg(v.encode()), arg(old), arg(new)] for v, old, new in writes],
-            "restore": restore, "zadd": zadd}
+            "restore": restore, "zadd": zadd, "ids": [arg(dedupe_record(i)) for i in ids], "ttl": ttl,
+            "streams": keys.PARTITIONS}
     return wire, names, blobs
 
 
@@ -227,7 +232,7 @@ def reopen_room(r: redis.Redis, cfg: Config, shop: str, room: str) -> bool:
     """Open the archived ``room`` again (see the module doc).  Returns False where it cannot be
     done: its archive unreadable or written before it kept the room's Redis data (the late events
     are then dropped and counted, as before); True once the room is open (by this call or another)."""
-    script = r.register_script(script_source("scoring", "reopen"))
+    script = r.register_script(script_source("fanops", "dedupe") + script_source("scoring", "reopen"))
     rk = keys.room(shop, room)
     for attempt in itertools.count(1):
         h = {k: to_str(x) for k, x in str_keys(cast("dict[bytes, bytes]", r.hgetall(rk))).items()}
@@ -248,9 +253,11 @@ def reopen_room(r: redis.Redis, cfg: Config, shop: str, room: str) -> bool:
         vids = a.viewers().select("viewer").collect()["viewer"].to_list()
         room_ids = read.room_ids(cast("dict[bytes, bytes]", r.hgetall(keys.room_nos(shop))))
         writes = _viewer_writes(r, cfg, shop, room, no, vids, room_ids)
-        wire, names, blobs = _wire(int(h["archive_generation"]), room, no, data, writes)
+        ids = a.events().select("id").collect()["id"].to_list()
+        wire, names, blobs = _wire(int(h["archive_generation"]), room, no, data, writes, ids, cfg.dedupe_ttl_s)
         got = script(keys=[rk, keys.viewers(shop), keys.stats(shop), keys.room_nos(shop), keys.reopened(shop),
-                           *names], args=[msgspec.msgpack.encode(wire), *blobs])
+                           keys.seen(shop, room), *keys.streams(shop), *names],
+                     args=[msgspec.msgpack.encode(wire), *blobs])
         verdict = got[0].decode()
         if verdict == "ok":
             log.info("room %s of %s opened again by a late event (archive generation %d; %d viewers' states "

@@ -11,6 +11,9 @@ import time
 
 import pytest
 
+from fanops import keys
+from fanops import queue as fqueue
+from fanops.config import Config
 from fanops.read import status
 from review import archive_files
 from scoring import archive
@@ -109,3 +112,122 @@ def test_a_late_refusal_earlier_than_a_task_of_an_archived_show_takes_the_task_b
     for rm in ("A", "B", "C"):
         diff = differences(status(r, SHOP, rm), ref.status(SHOP, rm))
         assert not diff, f"room {rm}: {diff}"
+# --- a late consent of a viewer whose later show is archived ----------------------------------
+T0 = 1_760_000_000_000  # the first show; the second is two days later
+T1 = T0 + 2 * 86_400_000
+
+
+def _ev(i: str, room: str, ts: int, kind: str, viewer: str, **kw: object) -> dict[str, object]:
+    return {"id": i, "room": room, "shop": SHOP, "ts": ts, "type": kind, "viewer": {"id": viewer}, **kw}
+
+
+@pytest.mark.parametrize("dm, first_consent", [(False, []), (True, [False])], ids=["refusal", "grant"])
+def test_a_late_consent_before_an_archived_show_changes_its_follow_up_as_in_order(
+        cfg, r, dm: bool, first_consent: list[bool]) -> None:
+    """A viewer lingers in show B without buying; their DM consent from an earlier show A arrives
+    only once B is archived (the clock went past B's idle time on show C). In order, B's task
+    follows that consent: none after a refusal, pending after a grant that undoes an older refusal.
+    Late, the task must be the same (it was: pending after the refusal, none after the grant)."""
+    early = [_ev("a-0", "show-a", T0, "consent", "v1", dm=False) for _ in first_consent]
+    show_b = [_ev("b-1", "show-b", T1, "join", "v1"), _ev("b-2", "show-b", T1 + 240_000, "comment", "v1", text="hi"),
+              _ev("b-3", "show-b", T1 + 300_000, "like", "v1", count=2)]
+    show_c = [_ev("c-1", "show-c", T1 + 7_200_000, "join", "v2")]
+    late = [_ev("a-1", "show-a", T0 + 60_000, "consent", "v1", dm=dm)]
+    chunks = [[json.dumps(early + show_b + show_c)], [json.dumps(late)]]
+    w = Worker(r, cfg, name="w1")
+    ingest_frames(cfg, chunks[0])
+    w.drain(timeout=60)
+    assert ("default", "show-b") in w.archive_idle(), "show B is archived before the consent comes"
+    ingest_frames(cfg, chunks[1])
+    w.drain(timeout=60)
+    ref = Reference()
+    ref.feed([ln for ch in chunks for ln in ch], int(time.time() * 1000))
+    want = {pair: t["state"] for pair, t in ref.followups(SHOP).items()}
+    assert want.get(("show-b", "v1")) == (None if dm is False else "pending"), "the reference says so"
+    got = {}
+    for state in ("pending", "claimed", "converted", "withdrawn"):
+        for m in r.zrange(keys.queue(SHOP, state), 0, -1):
+            got[tuple(keys.split_pair(m.decode()))] = state
+    assert got == want
+    for rm in ("show-a", "show-b", "show-c"):
+        diff = differences(status(r, SHOP, rm), ref.status(SHOP, rm))
+        assert not diff, f"room {rm}: {diff}"
+
+
+def test_a_show_whose_settled_tasks_were_pruned_opened_again_makes_no_task_twice(cfg, r) -> None:
+    """Show B is archived; the operators send one of its follow-ups and skip another; the settled
+    tasks are pruned from Redis (``prune_followups``). Late events of B then open it again: one of
+    the sent task's viewer, one of a new viewer who lingers. The sent and skipped tasks are not made
+    again (they stay settled, counted once), the new viewer gets their task, and the next
+    generation of B's archive holds all three, once each."""
+    show_b = [_ev("b-1", "show-b", T1, "join", "v1"), _ev("b-2", "show-b", T1 + 240_000, "comment", "v1", text="hi"),
+              _ev("b-3", "show-b", T1 + 10_000, "join", "v3"),
+              _ev("b-4", "show-b", T1 + 250_000, "like", "v3", count=1)]
+    show_c = [_ev("c-1", "show-c", T1 + 7_200_000, "join", "v2")]
+    w = Worker(r, cfg, name="w1")
+    ingest_frames(cfg, [json.dumps(show_b + show_c)])
+    w.drain(timeout=60)
+    assert ("default", "show-b") in w.archive_idle()
+    gen = archive_files.read_room(cfg, SHOP, "show-b").info.generation
+    op = fqueue.Operator(r, SHOP, "bo")
+    op.claim(keys.pair("show-b", "v1"))
+    op.mark_sent(keys.pair("show-b", "v1"))
+    op.claim(keys.pair("show-b", "v3"))
+    op.skip(keys.pair("show-b", "v3"), "asked not to")
+    assert archive.prune_followups(r, cfg, SHOP) == 2
+    assert not r.hlen(keys.tasks(SHOP, "show-b")), "the settled tasks left Redis"
+
+    late = [_ev("b-5", "show-b", T1 + 200_000, "comment", "v1", text="again"),
+            _ev("b-6", "show-b", T1 + 20_000, "join", "v4"), _ev("b-7", "show-b", T1 + 260_000, "like", "v4", count=3)]
+    ingest_frames(cfg, [json.dumps(late)])
+    w.drain(timeout=60)
+    assert "show-b" not in archive.is_archived(r, SHOP, ["show-b"]), "the late events opened show B again"
+    queued = {s: sorted(m.decode() for m in r.zrange(keys.queue(SHOP, s), 0, -1)) for s in ("pending", "claimed")}
+    assert queued == {"pending": [keys.pair("show-b", "v4")], "claimed": []}
+    followups = status(r, SHOP, "show-b")["room"]["followups"]
+    assert (followups["pending"], followups["sent"], followups["skipped"]) == (1, 1, 1), followups
+
+    assert ("default", "show-b") in w.archive_idle()
+    a = archive_files.read_room(cfg, SHOP, "show-b")
+    assert a.info.generation > gen
+    rows = a.followups().select("viewer", "state").sort("viewer").collect().rows()
+    assert rows == [("v1", "sent"), ("v3", "skipped"), ("v4", "pending")]
+    assert a.info.events == 7
+
+
+def test_resends_of_a_show_opened_again_are_repeats_whether_accepted_before_or_after_it_opened(
+        r, redis_url: str, tmp_path) -> None:
+    """Show B is archived (its dedupe table goes with its raw data). A new late event of it is
+    accepted, then a resend of one of its archived events; a scorer applying one stream entry a
+    batch opens B again with the first, and must still know the second (accepted before B opened)
+    for a repeat. Once B is open, the consumer itself knows B's archived events and the late one:
+    their resends never reach the stream."""
+    cfg = Config.from_env({}, redis_url=redis_url, data_dir=tmp_path / "data", flush_ms=5, worker_batch=1)
+    show_b = [_ev("b-1", "show-b", T1, "join", "v1"), _ev("b-2", "show-b", T1 + 240_000, "comment", "v1", text="hi"),
+              _ev("b-3", "show-b", T1 + 300_000, "like", "v1", count=2)]
+    show_c = [_ev("c-1", "show-c", T1 + 7_200_000, "join", "v2")]
+    w = Worker(r, cfg, name="w1")
+    ingest_frames(cfg, [json.dumps(show_b + show_c)])
+    w.drain(timeout=60)
+    assert ("default", "show-b") in w.archive_idle()
+    late = _ev("b-9", "show-b", T1 + 100_000, "comment", "v1", text="late")
+    ingest_frames(cfg, [json.dumps([late])])  # one stream entry each, both accepted while B is archived
+    ingest_frames(cfg, [json.dumps([show_b[1]])])
+    w.drain(timeout=60)
+    assert "show-b" not in archive.is_archived(r, SHOP, ["show-b"]), "the late event opened B again"
+    assert _counted(r, "show-b") == {"join": 1, "comment": 2, "like": 1}, "the resend accepted before B opened"
+    assert status(r, SHOP)["duplicates"] == 1
+
+    accepted = int(r.hget(keys.stats(SHOP), "accepted"))
+    c = ingest_frames(cfg, [json.dumps([show_b[0], late, show_b[2]])])
+    assert c.counters.duplicates == 3 and int(r.hget(keys.stats(SHOP), "accepted")) == accepted, \
+        "the consumer knows B's events again"
+    w.drain(timeout=60)
+    assert _counted(r, "show-b") == {"join": 1, "comment": 2, "like": 1}
+    assert (status(r, SHOP)["duplicates"], lag(r, SHOP)) == (4, 0)
+
+
+def _counted(r, room: str) -> dict[str, int]:
+    """The room's applied events by type, as its counters hold them."""
+    h = r.hgetall(keys.room(SHOP, room))
+    return {k.decode()[2:]: int(v) for k, v in h.items() if k.startswith(b"n:") and int(v)}
