@@ -10,7 +10,7 @@ import redis
 
 from fanops import keys, replies, rules_store
 from fanops.replies import str_keys, to_int, to_str
-from fanops.state import TASK_STATES, TIERS, TaskRec, ViewerState, reach_of, unpack_imported, unpack_viewer
+from fanops.state import TASK_KINDS, TASK_STATES, TIERS, TaskRec, ViewerState, reach_of, unpack_imported, unpack_viewer
 
 PROFILE_CHUNK = 2000
 
@@ -38,8 +38,9 @@ def status(r: redis.Redis, shop: str, room: str | None = None) -> dict[str, Any]
         "duplicates": to_int(st.get("duplicates")),
         "dead_letters": to_int(dead),
         "tiers": {t: to_int(tiers.get(t)) for t in TIERS},
-        # every task is of kind "lingered" today (spec/tiers.md v1.1 "Follow-up kinds")
-        "tasks": {"lingered": task_counts(r, shop, [to_str(m) for m in res[3]])},
+        # spec/tiers.md v1.1 "Follow-up kinds": lingered from the rooms' counters, the others
+        # from their own (keys.kind_counts)
+        "tasks": {"lingered": task_counts(r, shop, [to_str(m) for m in res[3]]), **kind_counts(r, shop)},
     }
     if room is not None:
         rh = str_keys(res[-1])
@@ -69,6 +70,15 @@ def task_counts(r: redis.Redis, shop: str, rooms: list[str]) -> dict[str, int]:
         for s, v in zip(TASK_STATES, got, strict=True):
             out[s] += to_int(v)
     return out
+
+
+def kind_counts(r: redis.Redis, shop: str) -> dict[str, dict[str, int]]:
+    """Tasks per state of each kind besides lingered, over the whole shop."""
+    p = r.pipeline(transaction=False)
+    for k in TASK_KINDS[1:]:
+        p.hmget(keys.kind_counts(shop, k), [f"f:{s}" for s in TASK_STATES])
+    return {k: {s: to_int(v) for s, v in zip(TASK_STATES, got, strict=True)}
+            for k, got in zip(TASK_KINDS[1:], p.execute(), strict=True)}
 
 
 def viewer_state(r: redis.Redis, shop: str, viewer_id: str) -> ViewerState | None:
