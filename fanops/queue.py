@@ -152,7 +152,7 @@ def finish(t: Task, now_ms: int, settings: Any, templates: dict[str, Any], *, lo
             t.decent_hour = is_decent_hour(lt, int(settings.decent_hour_start), int(settings.decent_hour_end))
     if message:
         t.message = suggest(templates, t.tier, t.lang or None, t.name, t.product or None,
-                            reactivated=t.reactivated)
+                            reactivated=t.reactivated, kind=t.kind)
     return t
 
 
