@@ -10,7 +10,17 @@ import redis
 
 from fanops import keys, replies, rules_store
 from fanops.replies import str_keys, to_int, to_str
-from fanops.state import TASK_KINDS, TASK_STATES, TIERS, TaskRec, ViewerState, reach_of, unpack_imported, unpack_viewer
+from fanops.state import (
+    TASK_KINDS,
+    TASK_STATES,
+    TIERS,
+    TaskRec,
+    ViewerState,
+    reach_of,
+    unpack_imported,
+    unpack_task,
+    unpack_viewer,
+)
 
 PROFILE_CHUNK = 2000
 
@@ -79,6 +89,16 @@ def kind_counts(r: redis.Redis, shop: str) -> dict[str, dict[str, int]]:
         p.hmget(keys.kind_counts(shop, k), [f"f:{s}" for s in TASK_STATES])
     return {k: {s: to_int(v) for s, v in zip(TASK_STATES, got, strict=True)}
             for k, got in zip(TASK_KINDS[1:], p.execute(), strict=True)}
+
+
+def viewer_kind_tasks(r: redis.Redis, shop: str, vid: str, v: ViewerState | None) -> list[tuple[str, TaskRec]]:
+    """The viewer's tasks of the kinds besides lingered (the ones their state names), as (id, task)."""
+    named = [(k, int(occ)) for k, occ, _st in (v.fol[2] if v is not None and v.fol else [])]
+    p = r.pipeline(transaction=False)
+    for k, occ in named:
+        p.hget(keys.kind_tasks(shop, k), f"{occ}:{vid}")
+    return [(keys.kind_task_id(k, occ, vid), unpack_task(b))
+            for (k, occ), b in zip(named, p.execute() if named else [], strict=True) if b]
 
 
 def viewer_state(r: redis.Redis, shop: str, viewer_id: str) -> ViewerState | None:
