@@ -546,6 +546,21 @@ def test_a_template_edit_is_saved_and_used_for_suggestions(app, r, tasks):
     assert [c.value for c in at.get_by_key(f"task-{k('v1')}").code] == ["Hola Ana, ¿te paso el link de hoodie-m?"]
 
 
+def test_a_coupon_code_for_a_kind_and_tier_is_saved_and_offered_in_that_kinds_message(app, r, tasks):
+    from screens._ui import task_key
+
+    at = app("settings", operator="Mei")
+    at.selectbox(key="tpl_key__en").set_value("thank_first_order").run()
+    at.text_input(key="coupon-thank_first_order-first_buyer-0").input("THANKS10").run()
+    at.button(key="save_btn").click().run()
+    saved = json.loads(r.hget(keys.rules(SHOP), "templates"))
+    assert saved["coupons"] == {"thank_first_order": {"first_buyer": "THANKS10"}}
+    at.switch_page("screens/queue.py").run()
+    cy = at.get_by_key(f"task-{task_key('thank_first_order:0:v4')}")  # Cy, a first buyer
+    assert [c.value for c in cy.code][0].endswith("A little thank-you for next time: code THANKS10 🎁")
+    assert "THANKS10" not in at.get_by_key(f"task-{k('v1')}").code[0].value  # a lingered task has none
+
+
 def test_a_stale_editor_cannot_save_over_a_newer_save(app, r):
     at = app("settings")
     from fanops import rules_store
