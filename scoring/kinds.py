@@ -38,6 +38,10 @@ Target = dict[tuple[str, int], tuple[str, str, int]]  # (kind, occasion) -> (sta
 
 def _parts(v: ViewerState) -> tuple[list[Any], list[Any], list[Any]]:
     fol = v.fol or [[], [], []]
+    if v.orders and not fol[0]:
+        # a state from before the kinds, with orders: its first order is unknown and past (no
+        # thank_first_order or after_sales for a later one), at the latest when first seen
+        return [[v.first_seen, "", "", HISTORY_ROOM]], fol[1], fol[2]
     return fol[0], fol[1], fol[2]
 
 
@@ -48,26 +52,22 @@ def _is_hist_at(v: ViewerState, t: int) -> bool:
     return not (v.past_last == t)
 
 
-def before(v: ViewerState | None, ev: Event, s: RuleSettings) -> tuple[int, int, int] | None:
+def before(v: ViewerState | None, ev: Event, s: RuleSettings) -> tuple[int, int, int, list[Any]] | None:
     """What ``track`` needs of the viewer's state before ``ev`` is merged (whether their latest
-    events were in the history room only when ``ev`` opens a gap after them).  A state from before
-    the kinds with orders gets its first order noted as unknown and past: no thank_first_order or
-    after_sales for a later one."""
+    events were in the history room only when ``ev`` opens a gap after them)."""
     if v is None:
         return None
-    if v.orders and not (v.fol and v.fol[0]):
-        v.fol = [[[v.first_seen, "", "", HISTORY_ROOM]], *(_parts(v)[1:])]
     la = v.last_active
-    return v.first_seen, la, 1 if ev.ts - la > s.dormant_ms and _is_hist_at(v, la) else 0
+    return v.first_seen, la, 1 if ev.ts - la > s.dormant_ms and _is_hist_at(v, la) else 0, _parts(v)[0]
 
 
-def track(v: ViewerState, before: tuple[int, int, int] | None, ev: Event, s: RuleSettings) -> None:
+def track(v: ViewerState, before: tuple[int, int, int, list[Any]] | None, ev: Event, s: RuleSettings) -> None:
     """Note ``ev`` (already merged into ``v``) in ``v.fol``: its order among the two earliest,
     and the gaps between the viewer's events that it opens or closes.  ``before``: the viewer's
-    (first_seen, last_active, whether the events at last_active were all in the history room)
-    before it (None: a new viewer)."""
-    firsts, gaps, tasks = _parts(v)
-    firsts = [list(x) for x in firsts]
+    (first_seen, last_active, whether the events at last_active were all in the history room, its
+    two earliest orders) before it (None: a new viewer)."""
+    _f, gaps, tasks = _parts(v)
+    firsts = [list(x) for x in (before[3] if before is not None else [])]
     gaps = [list(g) for g in gaps]
     x, hist = ev.ts, 1 if ev.room == HISTORY_ROOM else 0
     if ev.__struct_config__.tag == "order":
@@ -81,7 +81,7 @@ def track(v: ViewerState, before: tuple[int, int, int] | None, ev: Event, s: Rul
         firsts = sorted(firsts, key=lambda f: (f[0], f[1]))[:2]
     dormant = s.dormant_ms
     if before is not None:
-        fs, la, hist_la = before
+        fs, la, hist_la, _ = before
         if x > la:
             if x - la > dormant:
                 gaps.append([la, x, hist_la])

@@ -78,3 +78,18 @@ def test_a_viewer_with_no_order_and_no_long_gap_costs_no_byte_more():
     assert v.fol == []
     v = merged([event(0, 0, "r1", 3, 0), event(1, 45, "r1", 3, 0)], 0)
     assert v.fol == [[], [[T0, T0 + 45 * DAY, 0]], []]  # the gap is kept: an order may arrive late
+
+
+def test_a_buyer_scored_before_the_kinds_gets_no_thank_you_for_a_later_order_but_a_win_back():
+    from fanops.state import ViewerState
+
+    old = ViewerState(first_seen=T0, last_active=T0, rooms={"r1": [T0, T0]}, orders=["o-old"])  # no ``fol``
+    later = parse_frame(json.dumps(event(1, 1, "r2", 0, 0)).encode(), T0 + 400 * DAY)[0]
+    b4 = kinds.before(old, later, S)
+    v = merge_viewer(old, later)
+    kinds.track(v, b4, later, S)
+    assert kinds.targets(v, T0 + 10 * DAY, S) == {}  # neither a thank-you nor an after-sales check
+    assert [k for k, _occ in kinds.targets(v, T0 + 40 * DAY, S)] == ["win_back"]
+    fresh = merge_viewer(None, later)
+    kinds.track(fresh, None, later, S)
+    assert ("thank_first_order", 0) in kinds.targets(fresh, T0 + 2 * DAY, S)  # a new viewer's first order
