@@ -66,10 +66,15 @@ def track(v: ViewerState, before: tuple[int, int, int, list[Any]] | None, ev: Ev
     and the gaps between the viewer's events that it opens or closes.  ``before``: the viewer's
     (first_seen, last_active, whether the events at last_active were all in the history room, its
     two earliest orders) before it (None: a new viewer)."""
+    x = ev.ts
+    if before is not None and ev.__struct_config__.tag != "order":
+        fs, la = before[0], before[1]
+        if la < x <= la + s.dormant_ms or (fs <= x <= la and not (v.fol and v.fol[1])):
+            return  # most events: no order, no gap opened or closed
     _f, gaps, tasks = _parts(v)
     firsts = [list(x) for x in (before[3] if before is not None else [])]
     gaps = [list(g) for g in gaps]
-    x, hist = ev.ts, 1 if ev.room == HISTORY_ROOM else 0
+    hist = 1 if ev.room == HISTORY_ROOM else 0
     if ev.__struct_config__.tag == "order":
         oid = ev.order_id  # type: ignore[union-attr]
         mine = [ev.ts, ev.id, oid, ev.room]
@@ -190,6 +195,8 @@ def changes(old: ViewerState | None, new: ViewerState, clock: int, s: RuleSettin
     queue score, no task if one was sent since, packed task), ("move", kind, occasion, state) or
     ("del", kind, occasion); notes the new targets in ``new``.  Like lingered's, a move leaves a
     task an operator sent or skipped as it is (apply.lua); a switched-off kind's tasks stay."""
+    if not new.fol and not new.orders and (old is None or not old.fol):
+        return []  # most viewers: never ordered, no kind task
     was = stored(old)
     got = targets(new, clock, s)
     for k, occ in was:
