@@ -132,8 +132,8 @@ def details(t: queue.Task, mine: bool) -> str:
     where = " · ".join(x for x in (clean_text(t.country, 8), clean_text(t.lang, 16)) if x) or "—"
     local = tr("queue.local", time=clean_text(t.local, 60)) if t.local else tr("queue.local_unknown")
     lines = [f"{where} · {local}",
-             tr("queue.dwell", d=_ui.ago(t.dwell_ms)) + " · " + tr("queue.priority", p=f"{t.priority:g}")
-             + " · " + tr("queue.room") + " " + clean_text(t.room, 40),
+             (tr("queue.dwell", d=_ui.ago(t.dwell_ms)) + " · " if t.kind == "lingered" else "")  # kinds: no dwell
+             + tr("queue.priority", p=f"{t.priority:g}") + " · " + tr("queue.room") + " " + clean_text(t.room, 40),
              activity(t)]
     lines += ["“" + clean_text(x, task_reads.TEXT_CHARS) + "”" for x in t.said]
     if t.state == "claimed" and not mine:

@@ -340,6 +340,7 @@ def test_queue_lists_open_tasks_by_priority_with_what_the_operator_needs(app, r,
 
     cy = at.get_by_key(f"task-{task_key('thank_first_order:0:v4')}")
     assert "Thank-you, first order" in " ".join(m.value for m in cy.markdown)
+    assert lines(cy)[2] == "priority 0 · room r1"  # no dwell: the order is the occasion, not a stay
     assert [c.value for c in cy.code] == [
         "Hi Cy! Thank you so much for your first order with us 💛 If you have any question about it, just message me."]
     card = at.get_by_key(f"task-{k('v1')}")
