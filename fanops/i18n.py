@@ -252,6 +252,7 @@ TABLE: dict[str, dict[str, str]] = {
     "settings.reload": {"en": "Reload", "zh-Hans": "重新载入"},
     "settings.group_tiers": {"en": "Tiers", "zh-Hans": "粉丝层级"},
     "settings.group_followups": {"en": "Follow-ups", "zh-Hans": "私信跟进"},
+    "settings.group_kinds": {"en": "Follow-up kinds", "zh-Hans": "跟进类型"},
     "settings.group_priority": {"en": "Follow-up priority", "zh-Hans": "跟进优先级"},
     "settings.rule_range": {"en": "Default {default} {unit}; allowed {lo} to {hi}.",
                             "zh-Hans": "默认 {default} {unit}；允许范围 {lo} 到 {hi}。"},

@@ -306,6 +306,37 @@ def queue(shop: str, state: str) -> str:
     return f"{tag(shop)}:queue:{state}"
 
 
+@lru_cache(maxsize=64)
+def kind_tasks(shop: str, kind: str) -> str:
+    """HASH "<occasion>:<viewer>" -> the viewer's follow-up task of a kind other than lingered
+    (spec/tiers.md v1.1: thank_first_order, after_sales, win_back), packed (fanops.state.TaskRec)."""
+    return f"{tag(shop)}:ktasks:{kind}"
+
+
+@lru_cache(maxsize=64)
+def kind_counts(shop: str, kind: str) -> str:
+    """HASH "f:<state>" -> the shop's tasks of that kind in that state (a room hash has these for
+    its lingered tasks)."""
+    return f"{tag(shop)}:kcounts:{kind}"
+
+
+def kind_task_id(kind: str, occasion: int, viewer: str) -> str:
+    """The id of a task of a kind other than lingered: ``"<kind>:<occasion>:<viewer>"`` (a lingered
+    task's id, ``pair``, starts with a digit; a kind never does)."""
+    return f"{kind}:{occasion}:{viewer}"
+
+
+def split_kind_task_id(tid: str) -> tuple[str, str, str] | None:
+    """(kind, its field in ``kind_tasks``, viewer) of a kind task's id; None for a lingered one."""
+    if tid[:1].isdigit():
+        return None
+    kind, _, rest = tid.partition(":")
+    occ, _, viewer = rest.partition(":")
+    if not kind or not occ.lstrip("-").isdigit() or not viewer:
+        raise ValueError(f"not a task id: {tid!r}")
+    return kind, f"{occ}:{viewer}", viewer
+
+
 def task_made(shop: str) -> str:
     """ZSET task id (room\\0viewer) -> wall ms when the task was made (Redis's clock): the open
     tasks by age, for expiry (``followup_expire_hours``); a task leaves it once settled."""

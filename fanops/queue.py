@@ -25,7 +25,7 @@ from fanops.errors import TaskClaimedByOther, TaskError, TaskNotFound, TaskState
 from fanops.geo import is_decent_hour, local_time
 from fanops.runtime import db
 from fanops.scripts import script_source
-from fanops.state import TASK_STATES, TaskRec, unpack_task
+from fanops.state import TASK_KINDS, TASK_STATES, TaskRec, unpack_task
 from fanops.templates import suggest
 
 SCAN_LIMIT = 500  # tasks read per state per list call, highest priority first
@@ -33,10 +33,37 @@ OPEN = "open"  # the state filter for pending and claimed tasks together
 
 
 task_id = keys.pair
-split_task_id = keys.split_pair
+
+
+def split_task_id(tid: str) -> tuple[str, str]:
+    """(room, viewer) of a lingered task's id; ("", viewer) of another kind's (its room is in
+    the task).  ValueError if ``tid`` is no task id."""
+    k = keys.split_kind_task_id(tid)
+    return keys.split_pair(tid) if k is None else ("", k[2])
+
+
+def kind_of(tid: str) -> str:
+    k = keys.split_kind_task_id(tid)
+    return "lingered" if k is None else k[0]
+
+
+def where(shop: str, tid: str) -> tuple[str, str, str, str]:
+    """Where a task lives: (its hash, its counters' hash, its field there, the viewer).  Lingered
+    tasks are per room (``keys.tasks``, the room's hash); the other kinds per kind."""
+    k = keys.split_kind_task_id(tid)
+    if k is None:
+        room, viewer = keys.split_pair(tid)
+        return keys.tasks(shop, room), keys.room(shop, room), viewer, viewer
+    kind, fld, viewer = k
+    if kind not in TASK_KINDS:
+        raise ValueError(f"not a task id: {tid!r}")
+    return keys.kind_tasks(shop, kind), keys.kind_counts(shop, kind), fld, viewer
 
 
 def _label(tid: str) -> str:
+    k = keys.split_kind_task_id(tid)
+    if k is not None:
+        return f"{k[0]}/{k[2]}"
     room, viewer = split_task_id(tid)
     return f"{room}/{viewer}"
 
@@ -73,6 +100,7 @@ class Task:
     sent_at: int = 0  # wall ms
     channel: str = ""  # the channel it was sent on (fanops.channels), "" before v1.1
     message_id: str = ""  # the provider's message id ("" for dm)
+    kind: str = "lingered"  # spec/tiers.md v1.1 "Follow-up kinds"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -86,8 +114,8 @@ def read_tasks(r: redis.Redis, shop: str, tids: list[str]) -> list[TaskRec | Non
         return []
     p = r.pipeline(transaction=False)
     for tid in tids:
-        room, viewer = split_task_id(tid)
-        p.hget(keys.tasks(shop, room), viewer)
+        hk, _ck, fld, _v = where(shop, tid)
+        p.hget(hk, fld)
     recs = [unpack_task(b) if b else None for b in p.execute()]
     read.fill_profiles(r, shop, [(split_task_id(tid)[1], h) for tid, h in zip(tids, recs, strict=True) if h])
     return recs
@@ -98,6 +126,7 @@ def _task_from_rec(tid: str, h: TaskRec, now_ms: int, settings: Any, templates: 
     """A task as the operator sees it; ``local`` (the viewer's local time) and ``message`` (the
     suggested text) can be left out for tasks that may not be shown, and added by ``finish``."""
     room, viewer = split_task_id(tid)
+    room = room or h.room
     state = h.state
     lease = int(h.lease_until)
     if state == "claimed" and lease < now_ms:
@@ -109,6 +138,7 @@ def _task_from_rec(tid: str, h: TaskRec, now_ms: int, settings: Any, templates: 
         said=list(h.said), skus_viewed=list(h.skus_viewed), skus_carted=list(h.skus_carted), product=h.product,
         holder=h.holder if state == "claimed" else "", lease_until=lease, skip_reason=h.skip_reason,
         sent_by=h.sent_by, sent_at=int(h.sent_at), channel=h.channel, message_id=h.message_id,
+        kind=h.kind or "lingered",
     )
     return finish(t, now_ms, settings, templates, local=local, message=message)
 
@@ -123,7 +153,7 @@ def finish(t: Task, now_ms: int, settings: Any, templates: dict[str, Any], *, lo
             t.decent_hour = is_decent_hour(lt, int(settings.decent_hour_start), int(settings.decent_hour_end))
     if message:
         t.message = suggest(templates, t.tier, t.lang or None, t.name, t.product or None,
-                            reactivated=t.reactivated)
+                            reactivated=t.reactivated, kind=t.kind)
     return t
 
 
@@ -137,7 +167,7 @@ def _queued(r: redis.Redis, shop: str, states: tuple[str, ...], scan: int) -> li
     for m in (m for ms in p.execute() for m in ms):
         tid = replies.to_str(m)
         try:
-            split_task_id(tid)
+            where(shop, tid)
         except ValueError:
             continue
         ids.append(tid)
@@ -145,8 +175,9 @@ def _queued(r: redis.Redis, shop: str, states: tuple[str, ...], scan: int) -> li
 
 
 def _wanted(t: Task, state: str, tier: str | None, lang: str | None, country: str | None,
-            room: str | None, sendable_now: bool) -> bool:
+            room: str | None, sendable_now: bool, kind: str | None = None) -> bool:
     return ((state == OPEN or t.state == state)
+            and not (kind and t.kind != kind)
             and not (tier and t.tier != tier)
             and not (lang and not (t.lang or "").lower().startswith(lang.lower()))
             and not (country and t.country != country)
@@ -157,7 +188,7 @@ def _wanted(t: Task, state: str, tier: str | None, lang: str | None, country: st
 def list_tasks(r: redis.Redis, shop: str, state: str = "pending", *, tier: str | None = None,
                lang: str | None = None, country: str | None = None, room: str | None = None,
                sendable_now: bool = False, limit: int = 50, now_ms: int | None = None,
-               scan: int = SCAN_LIMIT) -> list[Task]:
+               scan: int = SCAN_LIMIT, kind: str | None = None) -> list[Task]:
     """Tasks in ``state`` by priority (ties: longer dwell, then viewer id), filtered.
 
     ``open`` is pending and claimed tasks together, so an operator sees the tasks others hold;
@@ -178,17 +209,19 @@ def list_tasks(r: redis.Redis, shop: str, state: str = "pending", *, tier: str |
         if h is None:
             continue
         t = _task_from_rec(tid, h, now, settings, templates, local=sendable_now, message=False)
-        if _wanted(t, state, tier, lang, country, room, sendable_now):
+        if _wanted(t, state, tier, lang, country, room, sendable_now, kind):
             out.append(t)
     out.sort(key=lambda t: (-t.priority, -t.dwell_ms, t.viewer))
     return [finish(t, now, settings, templates, local=not sendable_now) for t in out[:limit]]
 
 
 def get_task(r: redis.Redis, shop: str, tid: str, now_ms: int | None = None) -> Task:
-    room, viewer = split_task_id(tid)
-    h = read_tasks(r, shop, [tid])[0]
+    try:
+        h = read_tasks(r, shop, [tid])[0]
+    except ValueError as e:
+        raise TaskNotFound(f"{tid!r} is not a task id") from e
     if h is None:
-        raise TaskNotFound(f"no follow-up task for viewer {viewer!r} in room {room!r}")
+        raise TaskNotFound(f"no follow-up task {_label(tid)}")
     settings, _ = rules_store.load(r, shop)
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     return _task_from_rec(tid, h, now, settings, rules_store.load_templates(r, shop))
@@ -218,20 +251,23 @@ class Operator:
 
     def _do(self, action: str, tid: str, reason: str = "", now_ms: int | None = None,
             sent: tuple[str, str] = ("", "")) -> str:
-        room, viewer = split_task_id(tid)
+        try:
+            hk, ck, fld, viewer = where(self.shop, tid)
+        except ValueError as e:
+            raise TaskNotFound(f"{tid!r} is not a task id") from e
         settings, _ = rules_store.load(self.r, self.shop)
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         clock = int(self.r.hget(keys.stats(self.shop), "clock") or 0)
         res = self._script(
-            keys=[keys.tasks(self.shop, room), keys.room(self.shop, room), keys.sent_log(self.shop)],
+            keys=[hk, ck, keys.sent_log(self.shop)],
             args=[action, self.name, now, int(settings.claim_lease_minutes * 60_000),
-                  keys.queue(self.shop, ""), tid, reason, clock, viewer, *sent])
+                  keys.queue(self.shop, ""), tid, reason, clock, viewer, *sent, fld])
         res = [x.decode() if isinstance(x, bytes) else x for x in res]
         if res[0] == "ok":
             return str(res[1])
         code, state, holder = res[1], res[2], res[3]
         if code == "not_found":
-            raise TaskNotFound(f"no follow-up task for viewer {viewer!r} in room {room!r}")
+            raise TaskNotFound(f"no follow-up task {_label(tid)}")
         if code == "claimed":
             raise TaskClaimedByOther(_label(tid), holder)
         verb = {"claim": "claim", "sent": "mark as sent", "skip": "skip", "release": "release"}[action]
@@ -264,9 +300,12 @@ def release_expired(r: redis.Redis, shop: str, now_ms: int | None = None) -> int
     n = 0
     for m in cast(replies.Members, r.zrange(keys.queue(shop, "claimed"), 0, -1)):
         tid = m.decode()
-        room, viewer = split_task_id(tid)
-        res = script(keys=[keys.tasks(shop, room), keys.room(shop, room), keys.sent_log(shop)],
-                     args=["expire", "", now, 0, keys.queue(shop, ""), tid, "", 0, viewer])
+        try:
+            hk, ck, fld, viewer = where(shop, tid)
+        except ValueError:
+            continue
+        res = script(keys=[hk, ck, keys.sent_log(shop)],
+                     args=["expire", "", now, 0, keys.queue(shop, ""), tid, "", 0, viewer, "", "", fld])
         if res[0] in (b"ok", "ok") and res[1] in (b"pending", "pending"):
             n += 1
     return n
@@ -306,13 +345,13 @@ def expire_old(r: redis.Redis, shop: str, now_ms: int | None = None) -> int:
         for m in got:
             tid = replies.to_str(m)
             try:
-                room, viewer = split_task_id(tid)
+                hk, ck, fld, viewer = where(shop, tid)
             except ValueError:
                 p.zrem(made, m)
                 continue
-            script(keys=[keys.tasks(shop, room), keys.room(shop, room), keys.sent_log(shop), made],
-                   args=["age_out", "", now, settings.expire_ms, keys.queue(shop, ""), tid, "", 0, viewer],
-                   client=p)
+            script(keys=[hk, ck, keys.sent_log(shop), made],
+                   args=["age_out", "", now, settings.expire_ms, keys.queue(shop, ""), tid, "", 0, viewer, "", "",
+                         fld], client=p)
         res = [replies.to_str(x[1]) for x in p.execute() if isinstance(x, list) and x[0] in (b"ok", "ok")]
         n += res.count("expired")
         held = res.count("claimed") + res.count("pending")
@@ -321,8 +360,7 @@ def expire_old(r: redis.Redis, shop: str, now_ms: int | None = None) -> int:
             return n
 
 
-# the kinds of spec/tiers.md v1.1; every task is "lingered" today
-KINDS = ("lingered", "thank_first_order", "after_sales", "win_back")
+KINDS = TASK_KINDS
 
 
 def task_rows(r: redis.Redis, shop: str, state: str = OPEN, kind: str | None = None, limit: int = 100,
@@ -336,13 +374,11 @@ def task_rows(r: redis.Redis, shop: str, state: str = OPEN, kind: str | None = N
         raise TaskError(f"unknown task state {state!r} (one of: {OPEN}, {', '.join(TASK_STATES)})")
     if limit < 1:
         raise TaskError(f"--limit must be at least 1, not {limit}")
-    if kind not in (None, "lingered"):
-        return []
-    got = list_tasks(r, shop, state, limit=limit, now_ms=now_ms, scan=max(limit, SCAN_LIMIT))
+    got = list_tasks(r, shop, state, limit=limit, now_ms=now_ms, scan=max(limit, SCAN_LIMIT), kind=kind)
     viewers = list(dict.fromkeys(t.viewer for t in got))
     states = dict(zip(viewers, cast("list[bytes | None]", r.hmget(keys.viewers(shop), viewers)), strict=True)) \
         if viewers else {}
-    return [{"id": t.id, "kind": "lingered", "state": t.state, "viewer_id": t.viewer, "room": t.room,
+    return [{"id": t.id, "kind": t.kind, "state": t.state, "viewer_id": t.viewer, "room": t.room,
              "tier": t.tier, "priority": t.priority, "lang": t.lang,
              "channels": fans.channels_of(states.get(t.viewer)) if t.state in ("pending", "claimed") else [],
              "name": t.name, "country": t.country, "dwell_ms": t.dwell_ms, "holder": t.holder,

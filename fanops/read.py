@@ -11,7 +11,7 @@ import redis
 from fanops import keys, replies, rules_store
 from fanops.imported import reach_of, unpack_imported
 from fanops.replies import str_keys, to_int, to_str
-from fanops.state import TASK_STATES, TIERS, TaskRec, ViewerState, unpack_viewer
+from fanops.state import TASK_KINDS, TASK_STATES, TIERS, TaskRec, ViewerState, unpack_task, unpack_viewer
 
 PROFILE_CHUNK = 2000
 
@@ -39,8 +39,9 @@ def status(r: redis.Redis, shop: str, room: str | None = None) -> dict[str, Any]
         "duplicates": to_int(st.get("duplicates")),
         "dead_letters": to_int(dead),
         "tiers": {t: to_int(tiers.get(t)) for t in TIERS},
-        # every task is of kind "lingered" today (spec/tiers.md v1.1 "Follow-up kinds")
-        "tasks": {"lingered": task_counts(r, shop, [to_str(m) for m in res[3]])},
+        # spec/tiers.md v1.1 "Follow-up kinds": lingered from the rooms' counters, the others
+        # from their own (keys.kind_counts)
+        "tasks": {"lingered": task_counts(r, shop, [to_str(m) for m in res[3]]), **kind_counts(r, shop)},
     }
     if room is not None:
         rh = str_keys(res[-1])
@@ -70,6 +71,25 @@ def task_counts(r: redis.Redis, shop: str, rooms: list[str]) -> dict[str, int]:
         for s, v in zip(TASK_STATES, got, strict=True):
             out[s] += to_int(v)
     return out
+
+
+def kind_counts(r: redis.Redis, shop: str) -> dict[str, dict[str, int]]:
+    """Tasks per state of each kind besides lingered, over the whole shop."""
+    p = r.pipeline(transaction=False)
+    for k in TASK_KINDS[1:]:
+        p.hmget(keys.kind_counts(shop, k), [f"f:{s}" for s in TASK_STATES])
+    return {k: {s: to_int(v) for s, v in zip(TASK_STATES, got, strict=True)}
+            for k, got in zip(TASK_KINDS[1:], p.execute(), strict=True)}
+
+
+def viewer_kind_tasks(r: redis.Redis, shop: str, vid: str, v: ViewerState | None) -> list[tuple[str, TaskRec]]:
+    """The viewer's tasks of the kinds besides lingered (the ones their state names), as (id, task)."""
+    named = [(k, int(occ)) for k, occ, _st in (v.fol[2] if v is not None and v.fol else [])]
+    p = r.pipeline(transaction=False)
+    for k, occ in named:
+        p.hget(keys.kind_tasks(shop, k), f"{occ}:{vid}")
+    return [(keys.kind_task_id(k, occ, vid), unpack_task(b))
+            for (k, occ), b in zip(named, p.execute() if named else [], strict=True) if b]
 
 
 def viewer_state(r: redis.Redis, shop: str, viewer_id: str) -> ViewerState | None:

@@ -17,7 +17,7 @@ DAY = 86_400_000
 MINUTE = 60_000
 
 
-RULE_GROUPS = ("tiers", "followups", "priority")  # as the settings screen shows them, in order
+RULE_GROUPS = ("tiers", "followups", "kinds", "priority")  # as the settings screen shows them, in order
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,15 @@ RULES: tuple[Rule, ...] = (
          "a task still pending this long after it was made expires (a final state, like skipped)"),
     Rule("decent_hour_start", "followups", 9, 0, 23, "hour", "earliest local hour to send a DM"),
     Rule("decent_hour_end", "followups", 21, 1, 24, "hour", "local hour from which a DM waits for the next day"),
+    Rule("after_sales_days", "kinds", 7, 1, 365, "days",
+         "an after_sales task is due this long (shop clock) after a viewer's first order"),
+    Rule("on_thank_first_order", "kinds", 1, 0, 1, "on (1) / off (0)", "make thank_first_order tasks"),
+    Rule("on_after_sales", "kinds", 1, 0, 1, "on (1) / off (0)", "make after_sales tasks"),
+    Rule("on_win_back", "kinds", 1, 0, 1, "on (1) / off (0)", "make win_back tasks"),
+    Rule("prio_thank_first_order", "kinds", 0, 0, 100, "points",
+         "priority of a thank_first_order task (a lingered task with the same priority comes first)", False),
+    Rule("prio_after_sales", "kinds", 0, 0, 100, "points", "priority of an after_sales task", False),
+    Rule("prio_win_back", "kinds", 0, 0, 100, "points", "priority of a win_back task", False),
     Rule("w_comment", "priority", 3, 0, 100, "points", "priority per comment in the room", False),
     Rule("w_cart_add", "priority", 5, 0, 100, "points", "priority per cart add", False),
     Rule("w_product_view", "priority", 2, 0, 100, "points", "priority per product view", False),
@@ -95,6 +104,13 @@ class RuleSettings:
     followup_expire_hours: float = 72
     decent_hour_start: float = 9
     decent_hour_end: float = 21
+    after_sales_days: float = 7
+    on_thank_first_order: float = 1
+    on_after_sales: float = 1
+    on_win_back: float = 1
+    prio_thank_first_order: float = 0
+    prio_after_sales: float = 0
+    prio_win_back: float = 0
     w_comment: float = 3
     w_cart_add: float = 5
     w_product_view: float = 2
@@ -135,6 +151,17 @@ class RuleSettings:
     @property
     def expire_ms(self) -> int:
         return int(self.followup_expire_hours * 3_600_000)
+
+    @property
+    def after_sales_ms(self) -> int:
+        return int(self.after_sales_days * DAY)
+
+    def kind_on(self, kind: str) -> bool:
+        """Does the shop make tasks of ``kind`` (spec/tiers.md v1.1: switched off per shop)?"""
+        return kind == "lingered" or bool(getattr(self, f"on_{kind}", 0))
+
+    def kind_priority(self, kind: str) -> float:
+        return float(getattr(self, f"prio_{kind}", 0.0))
 
     def to_mapping(self) -> dict[str, float]:
         return asdict(self)

@@ -9,12 +9,15 @@ a known viewer to a few hundred bytes of Redis memory.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import msgspec
 
 # The vocabulary of spec/tiers.md, in its order: every side names tiers and task states from here.
 TIERS: tuple[str, ...] = ("new_fan", "first_buyer", "active", "dormant")
 TASK_STATES: tuple[str, ...] = ("pending", "claimed", "sent", "skipped", "converted", "withdrawn", "expired")
+# spec/tiers.md v1.1 "Follow-up kinds": lingered (v1, a task per room and viewer) and the others
+TASK_KINDS: tuple[str, ...] = ("lingered", "thank_first_order", "after_sales", "win_back")
 FINAL_TASK_STATES: tuple[str, ...] = ("sent", "skipped", "converted", "withdrawn", "expired")
 
 
@@ -64,6 +67,10 @@ class ViewerState(msgspec.Struct, array_like=True):
     # v1.1: the viewer's addresses and channel consents (``Mark``); packed only when there are
     # some, so a viewer who never sent one costs no byte more
     reach: list[Mark] = []
+    # v1.1 follow-up kinds (scoring.kinds): [the two earliest orders [ts, event id, order id, room],
+    # the gaps of more than dormant_days between the viewer's events [before, after, 1 if the one
+    # before was in the history room], the kind tasks the data gave [kind, occasion, state]]
+    fol: list[Any] = []
 
 
 def mark(v: ViewerState, what: str, ts: int, event_id: str, value: str | bool) -> None:
@@ -252,6 +259,9 @@ class TaskRec(msgspec.Struct, array_like=True):
     # ("" for dm, sent by hand on the platform)
     channel: str = ""
     message_id: str = ""
+    # v1.1 follow-up kinds: "" is lingered (its room is in its id); the others' room
+    kind: str = ""
+    room: str = ""
 
 
 TASK_FIELDS = {name: i + 1 for i, name in enumerate(TaskRec.__struct_fields__)}
@@ -278,7 +288,8 @@ _TASK_NAME = {c: t for t, c in _TASK_CODE.items()}
 
 
 # _viewer_out and _rv_out build the packed arrays field by field: they must follow the structs
-if ViewerState.__struct_fields__[-3:] != ("rel", "due_day", "reach") or len(ViewerState.__struct_fields__) != 19 \
+if ViewerState.__struct_fields__[-4:] != ("rel", "due_day", "reach", "fol") \
+        or len(ViewerState.__struct_fields__) != 20 \
         or RoomViewer.__struct_fields__[-1] != "rel" or len(RoomViewer.__struct_fields__) != 22:
     raise ImportError("fanops.state: a struct's fields changed: update _viewer_out/_rv_out")
 
@@ -308,6 +319,8 @@ def _viewer_out(v: ViewerState) -> tuple[object, ...] | ViewerState:
     out = (b, la - d, rooms, v.orders, v.spend, consents, v.name, v.country, v.lang, v.tz,
            0 if pt == -1 else pt - d, _TIER_CODE.get(v.tier, v.tier), v.seq, past, 0 if pl == -1 else pl - d,
            v.past_nos, 1, v.due_day)
+    if v.fol:
+        return (*out, v.reach, v.fol)
     return (*out, v.reach) if v.reach else out
 
 

@@ -25,7 +25,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from importlib import resources
 
-from fanops.state import TIERS
+from fanops.state import TASK_KINDS, TIERS
 
 REACTIVATED = "reactivated"
 """The template key used for a fan back after 30+ days away (a room fact, not a tier)."""
@@ -37,7 +37,18 @@ VARIANTS: tuple[str, ...] = ("with_product", "no_product")
 """The two texts of each tier and language: one naming ``{product}``, one for when there is none."""
 
 PLACEHOLDERS: tuple[str, ...] = ("name", "product")
-"""The only placeholders a template may use, written ``{name}`` and ``{product}``."""
+"""The only placeholders a tier's template may use, written ``{name}`` and ``{product}``."""
+
+KINDS: tuple[str, ...] = TASK_KINDS[1:]
+"""spec/tiers.md v1.1's follow-up kinds besides lingered: each has its own texts, under the kind's
+key (every tier) or ``<kind>/<tier>`` (one tier, preferred), with ``{coupon}`` besides the two
+placeholders, and an optional ``coupon_line`` added after the text when a coupon code is set."""
+
+KIND_TEMPLATE_KEYS: tuple[str, ...] = (*KINDS, *(f"{k}/{t}" for k in KINDS for t in TIERS))
+COUPON_LINE = "coupon_line"
+COUPONS = "coupons"
+"""The templates object's key for the coupon codes: ``{kind: {tier: code}}``."""
+MAX_COUPON_CHARS = 40
 
 LANGUAGES: tuple[str, ...] = ("en", "es", "pt", "ar", "de", "id", "ja", "zh", "fr")
 """Languages of the default templates (base BCP-47 tags); ``zh`` is Simplified Chinese."""
@@ -54,6 +65,9 @@ def _load_defaults() -> dict[str, dict[str, dict[str, str]]]:
     """The default wording, ``fanops/tables/templates.toml`` (see the notes at the top of that file)."""
     with (resources.files("fanops") / "tables" / "templates.toml").open("rb") as f:
         loaded: dict[str, dict[str, dict[str, str]]] = tomllib.load(f)
+    for kind in KINDS:  # a kind's text names no product (an order's, a dormant spell's)
+        for entry in loaded[kind].values():
+            entry.setdefault("with_product", entry["no_product"])
     return loaded
 
 
@@ -107,7 +121,7 @@ def resolve_lang(tag: str | None, available: Iterable[str]) -> str:
 
 # --- rendering --------------------------------------------------------------
 
-_PLACEHOLDER_RE = re.compile(r"\{(name|product)\}")
+_PLACEHOLDER_RE = re.compile(r"\{(name|product|coupon)\}")
 _ANY_BRACED_RE = re.compile(r"\{[^{}]*\}")
 # Dropping an empty name: the placeholder, one space before it and a Japanese
 # honorific glued after it; then a separator left dangling before another one
@@ -184,7 +198,8 @@ def clean_text(text: str | None, limit: int) -> str:
     return _truncate(cleaned, limit)
 
 
-def render(template: str, name: str | None, product: str | None, fallback_name: str = "") -> str:
+def render(template: str, name: str | None, product: str | None, fallback_name: str = "",
+           coupon: str = "") -> str:
     """Fill ``{name}`` and ``{product}`` in ``template``, treating both values as literal text.
 
     Only those two placeholders are replaced, in one pass over the template:
@@ -203,7 +218,7 @@ def render(template: str, name: str | None, product: str | None, fallback_name: 
         template = _EMPTY_NAME_RE.sub("", template)
         template = _DANGLING_SEP_RE.sub("", template)
         template = _LEADING_SEP_RE.sub("", template)
-    values = {"name": clean_name, "product": clean_product}
+    values = {"name": clean_name, "product": clean_product, "coupon": clean_text(coupon, MAX_COUPON_CHARS)}
     return _PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], template)
 
 
@@ -260,6 +275,7 @@ def suggest(
     product: str | None,
     reactivated: bool = False,
     fallback_name: str = "",
+    kind: str = "lingered",
 ) -> str:
     """Return the suggested DM for one follow-up task, rendered for the viewer.
 
@@ -274,14 +290,45 @@ def suggest(
     is missing), otherwise the ``no_product`` text.  A ``tier`` of
     ``"reactivated"`` is the same as ``reactivated=True``; an unknown tier is
     treated as ``new_fan``.  So a non-empty message is always returned.
-    The result is rendered with :func:`render`.
+    The result is rendered with :func:`render`.  ``kind`` (spec/tiers.md v1.1) other than
+    lingered takes the kind's texts (``<kind>/<tier>``, then ``<kind>``) and the shop's coupon
+    code for it (``coupon_for``): ``{coupon}``, or the kind's ``coupon_line`` added after a text
+    that does not name it.
     """
-    keys = [REACTIVATED] if reactivated or tier == REACTIVATED else []
-    keys.append(tier if tier in TIERS else "new_fan")
+    if kind in KINDS:
+        keys = [f"{kind}/{tier}", kind]
+    else:
+        keys = [REACTIVATED] if reactivated or tier == REACTIVATED else []
+        keys.append(tier if tier in TIERS else "new_fan")
     has_product = bool(clean_text(product, MAX_PRODUCT_CHARS))
     # The defaults have every key, language and variant, so a text is always found.
     text = _find([templates, DEFAULT_TEMPLATES], keys, lang_tag, has_product) or ""
-    return render(text, name, product if has_product else None, fallback_name)
+    code = coupon_for(templates, kind, tier)
+    if code and "{coupon}" not in text:
+        text += _coupon_line([templates, DEFAULT_TEMPLATES], keys, lang_tag)
+    return render(text, name, product if has_product else None, fallback_name, code)
+
+
+def coupon_for(templates: Mapping[str, object] | None, kind: str, tier: str) -> str:
+    """The shop's coupon code for a kind's tasks to a tier ("" none)."""
+    codes = templates.get(COUPONS) if isinstance(templates, Mapping) else None
+    by_tier = codes.get(kind) if isinstance(codes, Mapping) else None
+    code = by_tier.get(tier) if isinstance(by_tier, Mapping) else None
+    return code.strip() if isinstance(code, str) else ""
+
+
+def _coupon_line(sources: list[object], keys: list[str], lang_tag: str | None) -> str:
+    """The kind's ``coupon_line`` in the viewer's language, else English ("" none)."""
+    maps = [_by_lang(m) for src in sources if isinstance(src, Mapping)
+            for k in keys if isinstance(m := src.get(k), Mapping)]
+    lang = resolve_lang(lang_tag, [code for m in maps for code in m])
+    for candidate in dict.fromkeys((lang.lower().replace("_", "-"), DEFAULT_LANG)):
+        for m in maps:
+            entry = m.get(candidate)
+            line = entry.get(COUPON_LINE) if isinstance(entry, Mapping) else None
+            if isinstance(line, str) and line.strip():
+                return line
+    return ""
 
 
 # --- validation -------------------------------------------------------------
@@ -308,6 +355,12 @@ def validate_templates(obj: object) -> list[str]:
         return [f"templates must be a mapping of tier -> language -> texts, got {type(obj).__name__}"]
     problems: list[str] = []
     for key, langs in obj.items():
+        if key == COUPONS:
+            problems += _coupon_problems(langs)
+            continue
+        if key in KIND_TEMPLATE_KEYS:
+            problems += _kind_problems(key, langs)
+            continue
         if key not in TEMPLATE_KEYS:
             problems.append(f"{key!r}: unknown tier (expected one of {', '.join(TEMPLATE_KEYS)})")
             continue
@@ -335,7 +388,47 @@ def validate_templates(obj: object) -> list[str]:
     return problems
 
 
-def _text_problems(where: str, variant: str, text: object) -> list[str]:
+def _kind_problems(key: str, langs: object) -> list[str]:
+    """A kind's texts: ``no_product`` required, ``with_product`` and ``coupon_line`` optional,
+    ``{coupon}`` allowed besides ``{name}`` and ``{product}``; no English needed (the defaults
+    have it)."""
+    if not isinstance(langs, Mapping):
+        return [f"{key}: must be a mapping of language -> texts"]
+    problems: list[str] = []
+    for lang, variants in langs.items():
+        where = f"{key}/{lang}"
+        if not isinstance(lang, str) or not _LANG_KEY_RE.fullmatch(lang):
+            problems.append(f"{key}/{lang!r}: not a language tag (use a base tag such as 'es')")
+        elif not isinstance(variants, Mapping) or "no_product" not in variants:
+            problems.append(f"{where}: must be a mapping with a 'no_product' text")
+        else:
+            for variant, text in variants.items():
+                if variant not in (*VARIANTS, COUPON_LINE):
+                    problems.append(f"{where}: unknown variant {variant!r} (expected with_product, no_product, "
+                                    f"{COUPON_LINE})")
+                else:
+                    problems += _text_problems(f"{where}/{variant}", variant, text, ("coupon",))
+    return problems
+
+
+def _coupon_problems(codes: object) -> list[str]:
+    if not isinstance(codes, Mapping):
+        return [f"{COUPONS}: must be a mapping of kind -> tier -> code"]
+    problems: list[str] = []
+    for kind, by_tier in codes.items():
+        if kind not in KINDS or not isinstance(by_tier, Mapping):
+            problems.append(f"{COUPONS}/{kind}: expected one of {', '.join(KINDS)}, each a mapping of tier -> code")
+            continue
+        for tier, code in by_tier.items():
+            where = f"{COUPONS}/{kind}/{tier}"
+            if tier not in TIERS:
+                problems.append(f"{where}: unknown tier (expected one of {', '.join(TIERS)})")
+            elif not isinstance(code, str) or len(code) > MAX_COUPON_CHARS or _ANY_BRACED_RE.search(code):
+                problems.append(f"{where}: a code is text of at most {MAX_COUPON_CHARS} characters, no {{...}}")
+    return problems
+
+
+def _text_problems(where: str, variant: str, text: object, extra: tuple[str, ...] = ()) -> list[str]:
     if not isinstance(text, str):
         return [f"{where}: must be text, got {type(text).__name__}"]
     if not text.strip():
@@ -344,8 +437,9 @@ def _text_problems(where: str, variant: str, text: object) -> list[str]:
     if len(text) > MAX_TEMPLATE_CHARS:
         problems.append(f"{where}: text is {len(text)} characters, more than {MAX_TEMPLATE_CHARS}")
     for m in _ANY_BRACED_RE.finditer(text):
-        if m.group(0)[1:-1] not in PLACEHOLDERS:
-            problems.append(f"{where}: unknown placeholder {m.group(0)} (only {{name}} and {{product}} are allowed)")
+        if m.group(0)[1:-1] not in (*PLACEHOLDERS, *extra):
+            allowed = " and ".join(f"{{{p}}}" for p in (*PLACEHOLDERS, *extra))
+            problems.append(f"{where}: unknown placeholder {m.group(0)} (only {allowed} are allowed)")
     if variant == "no_product" and "{product}" in text:
         problems.append(f"{where}: {{product}} is always empty in the no_product text")
     return problems

@@ -33,7 +33,7 @@ from fanops.state import (
     unpack_room_viewer,
     unpack_viewer,
 )
-from scoring import rules
+from scoring import kinds, rules
 from scoring.followups import followup_target, late_moment, lurk_time, next_known
 from scoring.merge import merge_room_viewer, merge_viewer
 
@@ -113,6 +113,8 @@ class Effects:
     task_prio: list[tuple[str, str, float, bytes]] = field(default_factory=list)
     task_del: list[Pair] = field(default_factory=list)
     task_withdraw: list[tuple[str, str, int]] = field(default_factory=list)
+    # the other kinds' tasks (spec/tiers.md v1.1): (viewer, *scoring.kinds.changes' item)
+    kind_tasks: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 def _display(rv: RoomViewer, tier: str, reactivated: bool, dwell_ms: int, prio: float) -> list[Any]:
@@ -267,12 +269,15 @@ class _Batch:
             fold(new, inp.archived, inp.open_since, before)
         old_rvs, new_rvs = self._records(vid, rooms_here)
         for ev in evs:
+            b4 = kinds.before(new, ev, s)
             new = merge_viewer(new, ev)
+            kinds.track(new, b4, ev, s)
             if ev.room != HISTORY_ROOM:
                 new_rvs[ev.room] = merge_room_viewer(new_rvs.get(ev.room), ev, s)
         if new is None:
             return  # a due/lurk entry for a viewer that is gone
         tier_new = self._tier(vid, old, new, evs)
+        fx.kind_tasks += [(vid, *c) for c in kinds.changes(old, new, clock, s, tier_new)]
         for ev in evs:
             if ev.__struct_config__.tag in _NOTABLE and ev.room != HISTORY_ROOM:
                 _count_event(fx, ev, new, tier_new)
@@ -285,11 +290,11 @@ class _Batch:
             # rooms whose records are gone (archived): their open task is withdrawn all the same
             for room in [*(new.rooms.keys() - new_rvs.keys()), *_archived_ids(new, inp.room_ids)]:
                 fx.task_withdraw.append((room, vid, min(refusals)))
-        # the time index holds next_tier_change(state, tier) of the state last written (the rebuild
+        # the time index holds kinds.next_change(state, tier) of the state last written (the rebuild
         # keeps that true under new settings): written only when it moves, or when the viewer
         # was taken from it
-        due = rules.next_tier_change(new, clock, s, tier_new)
-        had_due = rules.next_tier_change(old, clock, s, old.tier) if old is not None and old.tier else None
+        due = kinds.next_change(new, clock, s, tier_new)
+        had_due = kinds.next_change(old, clock, s, old.tier) if old is not None and old.tier else None
         if due != had_due or vid in self.due_set:
             fx.due.append((vid, new, due, had_due, old is not None, vid in self.due_set))
         new.seq += 1

@@ -40,11 +40,12 @@ from fanops import keys
 from fanops.config import Config
 from fanops.errors import RoomNotReady
 from fanops.scripts import script_source
-from fanops.state import TASK_STATES
+from fanops.state import TASK_STATES, unpack_viewer
 from review.archive_files import list_archived
 from scoring import eventlog
 from scoring.contacts import kept_order_scrubs, order_records, viewer_addresses
 from scoring.forget_files import FEEDS, Scrub, feed_viewer, scrub_archives, scrub_eventlog
+from scoring.kinds import stored
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,8 @@ def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
                         == viewer)
     dead = _stream_ids(r, keys.dead_stream(), _dead_names(shop, viewer))
     kept = kept_order_scrubs(r, shop, viewer_addresses(r, shop, viewer))  # read before the state goes
+    vb = cast("bytes | None", r.hget(keys.viewers(shop), viewer))
+    kind_tasks = list(stored(unpack_viewer(vb) if vb else None))
     kinds: list[str] = []
     p = r.pipeline(transaction=True)
 
@@ -166,6 +169,12 @@ def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
         cmd("queue_entries", "zrem", keys.task_made(shop), pair)  # the open tasks' making times (expiry)
         cmd("index_entries", "zrem", keys.lurk(shop, part), pair)
         cmd("index_entries", "zrem", keys.late_window(shop, part), pair)
+    for kind, occ in kind_tasks:  # spec/tiers.md v1.1's other kinds: their tasks are the viewer's
+        tid = keys.kind_task_id(kind, occ, viewer)
+        cmd("tasks", "hdel", keys.kind_tasks(shop, kind), f"{occ}:{viewer}")
+        for st in TASK_STATES:
+            cmd("queue_entries", "zrem", keys.queue(shop, st), tid)
+        cmd("queue_entries", "zrem", keys.task_made(shop), tid)
     cmd("index_entries", "zrem", keys.due(shop, part), viewer)
     for day in days:
         cmd("index_entries", "lrem", keys.due_far(shop, part, int(day)), 0, viewer)

@@ -21,7 +21,7 @@ from redis.typing import EncodableT, FieldT
 from fanops import keys, read, replies, rules_store
 from fanops.rules_settings import RuleSettings
 from fanops.state import TIERS, pack, past_numbers, unpack_room_viewer, unpack_viewer
-from scoring import rules
+from scoring import kinds, rules
 from scoring.followups import late_moment, lurk_time
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def _recount(r: redis.Redis, shop: str, clock: int, s: RuleSettings, room_ids: d
         for no in past_numbers(v):  # archived rooms: their viewers' tiers are still counted
             if no in room_ids:
                 rc.room_tiers[room_ids[no]][t] += 1
-        due = rules.next_tier_change(v, clock, s)
+        due = kinds.next_change(v, clock, s, None)
         vid = vid_b.decode()
         listed = due // keys.DAY_MS if due is not None and due >= front else -1  # the day list it goes to
         if due is not None:

@@ -189,6 +189,18 @@ def _tasks(w: _Wire, fx: Effects, shop: str) -> None:
     for room, vid, ts in fx.task_withdraw:
         out["task_withdraw"].append([keys.tasks(shop, room), vid, qp, keys.room(shop, room),
                                      keys.pair(room, vid), ts])
+    # the other kinds: the same arrays, on the kind's task hash and counters (keys.kind_tasks)
+    for vid, op, kind, occ, *rest in fx.kind_tasks:
+        tk, ck, f, tid = (keys.kind_tasks(shop, kind), keys.kind_counts(shop, kind), f"{occ}:{vid}",
+                          keys.kind_task_id(kind, occ, vid))
+        if op == "new":
+            target, score, min_sent, rec = rest
+            out["task_new"].append([tk, f, qp + target, ck, sent, tid, vid, score, min_sent,
+                                    target, w.ref(rec), made])
+        elif op == "move":
+            out["task_move"].append([tk, f, qp, ck, tid, rest[0], *MOVABLE])
+        else:
+            out["task_del"].append([tk, f, qp, ck, tid])
 
 
 def _lists(w: _Wire, fx: Effects, shop: str) -> None:

@@ -73,7 +73,8 @@ def fan_page(vid: str) -> None:
     ch = [{**t, "ts": when(t["ts"])} for t in rec["tier_changes"]]
     st.dataframe(pl.DataFrame(ch) if ch else None, hide_index=True, key="fan-changes")
     st.subheader(tr("fan.tasks"))
-    tasks = [{k: t.get(k, "") for k in ("room", "state", "priority", "sent_by", "skip_reason")} for t in rec["tasks"]]
+    tasks = [{k: t.get(k, "") for k in ("kind", "room", "state", "priority", "sent_by", "skip_reason")}
+             | {"kind": tr(f"kind.{t.get('kind') or 'lingered'}")} for t in rec["tasks"]]
     st.dataframe(pl.DataFrame(tasks) if tasks else None, hide_index=True, key="fan-tasks")
     st.subheader(tr("fan.sent"))
     sent = [{"room": t["room"], "by": t.get("sent_by", ""), "at": when(int(t.get("sent_at") or 0)),

@@ -17,7 +17,7 @@ from fanops import channels, queue, read
 from fanops.config import Config
 from fanops.errors import ChannelRefused, SendError, TaskClaimedByOther, TaskError, TaskStateError
 from fanops.i18n import language_name
-from fanops.state import TASK_STATES, TIERS
+from fanops.state import TASK_KINDS, TASK_STATES, TIERS
 from fanops.templates import LANGUAGES, clean_text
 from screens import _ui
 from screens.access import secrets_section
@@ -31,12 +31,14 @@ PAGE_SIZES = [10, 20, 50]  # cards a page; every card is redrawn at each refresh
 st.title(tr("queue.title"))
 state = _ui.sticky("segmented", tr("queue.state"), list(task_reads.STATE_FILTERS), "q_state",
                    format_func=lambda s: tr(f"state.{s}"))
-f = st.columns([2, 2, 2, 2, 1], vertical_alignment="bottom")
+f = st.columns([2, 2, 2, 2, 2, 1], vertical_alignment="bottom")
 tier = _ui.sticky("select", tr("queue.tier"), ["", *TIERS], "q_tier", where=f[0],
                   format_func=lambda x: tr(f"tier.{x}") if x else tr("all"))
 lang = _ui.sticky("select", tr("queue.lang"), ["", *LANGUAGES], "q_lang", where=f[1],
                   format_func=lambda x: language_name(x) if x else tr("all"))
-page = _ui.sticky("select", tr("queue.page"), PAGE_SIZES, "q_page", where=f[4], translated=False)
+kind = _ui.sticky("select", tr("queue.kind"), ["", *TASK_KINDS], "q_kind", where=f[4],
+                  format_func=lambda x: tr(f"kind.{x}") if x else tr("all"))
+page = _ui.sticky("select", tr("queue.page"), PAGE_SIZES, "q_page", where=f[5], translated=False)
 live_first = f[3].toggle(tr("queue.live_first"), value=True, key="q_live_first", help=tr("queue.live_first_help"),
                          persist_state="session")
 sendable = f[2].toggle(tr("queue.sendable"), key="q_sendable", help=tr("queue.sendable_help"),
@@ -108,6 +110,8 @@ def badges(t: queue.Task, mine: bool) -> str:
     """The card's badges as one Markdown line. Only the app's own words go in it (tier, state, hour),
     never the viewer's text, so nothing from the feed is read as Markdown."""
     out = [f":violet-badge[{tr(f'tier.{t.tier}') if t.tier in TIERS else tr('tier.unknown')}]"]
+    if t.kind in TASK_KINDS:  # the follow-up's kind (spec/tiers.md v1.1); an unknown one is not echoed
+        out.append(f":{'gray' if t.kind == 'lingered' else 'orange'}-badge[{tr(f'kind.{t.kind}')}]")
     if t.reactivated:
         out.append(f":green-badge[{tr('queue.reactivated')}]")
     if mine:
@@ -128,8 +132,8 @@ def details(t: queue.Task, mine: bool) -> str:
     where = " · ".join(x for x in (clean_text(t.country, 8), clean_text(t.lang, 16)) if x) or "—"
     local = tr("queue.local", time=clean_text(t.local, 60)) if t.local else tr("queue.local_unknown")
     lines = [f"{where} · {local}",
-             tr("queue.dwell", d=_ui.ago(t.dwell_ms)) + " · " + tr("queue.priority", p=f"{t.priority:g}")
-             + " · " + tr("queue.room") + " " + clean_text(t.room, 40),
+             (tr("queue.dwell", d=_ui.ago(t.dwell_ms)) + " · " if t.kind == "lingered" else "")  # kinds: no dwell
+             + tr("queue.priority", p=f"{t.priority:g}") + " · " + tr("queue.room") + " " + clean_text(t.room, 40),
              activity(t)]
     lines += ["“" + clean_text(x, task_reads.TEXT_CHARS) + "”" for x in t.said]
     if t.state == "claimed" and not mine:
@@ -192,7 +196,8 @@ def tasks() -> None:
         if live is not None:
             st.caption(tr("queue.live_room"))
             _ui.text(clean_text(live, 60), key="q-live-room")
-        want = {"tier": tier or None, "lang": lang or None, "sendable_now": sendable, "limit": page}
+        want = {"tier": tier or None, "lang": lang or None, "sendable_now": sendable, "limit": page,
+                "kind": kind or None}
         rows = task_reads.task_page(r, shop, state or queue.OPEN, **want, room=live)  # type: ignore[arg-type]
         if live is not None and len(rows) < page:  # the live room's first, then the other rooms'
             rows += [t for t in task_reads.task_page(r, shop, state or queue.OPEN, **want)  # type: ignore[arg-type]

@@ -20,7 +20,19 @@ from fanops.errors import BadSettings
 from fanops.i18n import language_name
 from fanops.rules_settings import RULE_GROUPS, RULES, RuleSettings
 from fanops.state import TIERS
-from fanops.templates import DEFAULT_TEMPLATES, LANGUAGES, REACTIVATED, TEMPLATE_KEYS, VARIANTS, clean_text, suggest
+from fanops.templates import (
+    COUPON_LINE,
+    COUPONS,
+    DEFAULT_TEMPLATES,
+    KINDS,
+    LANGUAGES,
+    REACTIVATED,
+    TEMPLATE_KEYS,
+    VARIANTS,
+    clean_text,
+    coupon_for,
+    suggest,
+)
 from scoring.recompute import what_if
 from screens import _ui
 
@@ -85,8 +97,9 @@ st.subheader(tr("settings.templates"))
 st.caption(tr("settings.templates_help"))
 draft: dict[str, Any] = st.session_state["tpl_draft"]
 c1, c2 = st.columns(2)
-tkey = _ui.sticky("select", tr("settings.tpl_tier"), list(TEMPLATE_KEYS), "tpl_key", where=c1,
-                  format_func=lambda k: tr("queue.reactivated") if k == REACTIVATED else tr(f"tier.{k}"))
+tkey = _ui.sticky("select", tr("settings.tpl_tier"), [*TEMPLATE_KEYS, *KINDS], "tpl_key", where=c1,
+                  format_func=lambda k: tr("queue.reactivated") if k == REACTIVATED
+                  else tr(f"kind.{k}") if k in KINDS else tr(f"tier.{k}"))
 tlang = c2.selectbox(tr("settings.tpl_lang"), LANGUAGES, key="tpl_lang", format_func=language_name)
 
 
@@ -97,14 +110,28 @@ def keep_draft(key: str, lang: str, variant: str, widget: str) -> None:
 
 
 entry = draft.get(tkey, {}).get(tlang) or DEFAULT_TEMPLATES.get(tkey, {}).get(tlang, {})
-for variant in VARIANTS:
+for variant in (("no_product", COUPON_LINE) if tkey in KINDS else VARIANTS):
     wk = f"tpl-{tkey}-{tlang}-{variant}-{bv}"
     st.text_area(tr(f"settings.{variant}"), value=str(entry.get(variant, "")), key=wk, height=90,
                  on_change=keep_draft, args=(tkey, tlang, variant, wk))
-tier_for_preview = "new_fan" if tkey == REACTIVATED else tkey
+
+
+def keep_coupon(kind: str, tier: str, widget: str) -> None:
+    codes = st.session_state["tpl_draft"].setdefault(COUPONS, {}).setdefault(kind, {})
+    codes[tier] = st.session_state[widget].strip()
+
+
+if tkey in KINDS:  # spec/tiers.md v1.1: a coupon code per kind and tier, {coupon} in the texts
+    cc = st.columns(len(TIERS))
+    for col, t in zip(cc, TIERS, strict=True):
+        wk = f"coupon-{tkey}-{t}-{bv}"
+        col.text_input(tr("settings.coupon", tier=tr(f"tier.{t}")), value=coupon_for(draft, tkey, t), key=wk,
+                       max_chars=40, on_change=keep_coupon, args=(tkey, t, wk))
+tier_for_preview = "new_fan" if tkey == REACTIVATED else "first_buyer" if tkey in KINDS else tkey
 st.caption(tr("settings.preview"))
 for product in ("Silk Scarf", None):
-    st.text(suggest(draft, tier_for_preview, tlang, "Anna", product, reactivated=tkey == REACTIVATED))
+    st.text(suggest(draft, tier_for_preview, tlang, "Anna", product, reactivated=tkey == REACTIVATED,
+                    kind=tkey if tkey in KINDS else "lingered"))
 
 # --- what-if, save, reset ---------------------------------------------------------
 st.divider()

@@ -66,6 +66,24 @@ def lag(r: redis.Redis, shop: str) -> int:
     return int(st.get(b"accepted", 0)) - int(st.get(b"applied", 0))
 
 
+def product_tasks(r: redis.Redis, shop: str, states: tuple[str, ...]) -> dict[str, str]:
+    """Every task in the queues of ``states``: "room/viewer" (lingered) or "kind/occasion/viewer"
+    (spec/tiers.md v1.1's other kinds) -> state, as ``reference_tasks`` names them."""
+    out = {}
+    for st in states:
+        for m in r.zrange(keys.queue(shop, st), 0, -1):
+            k = keys.split_kind_task_id(m.decode())
+            out["/".join(keys.split_pair(m.decode())) if k is None else m.decode().replace(":", "/", 2)] = st
+    return out
+
+
+def reference_tasks(ref: Any, shop: str) -> dict[str, str]:
+    """The reference's tasks, named as ``product_tasks`` names them."""
+    out = {"/".join(k): t["state"] for k, t in ref.followups(shop).items()}
+    out.update({f"{k}/{occ}/{v}": st for (k, occ, v), st in ref.kind_tasks(shop).items()})
+    return out
+
+
 def differences(got: Any, want: Any, path: str = "") -> list[str]:
     """Every leaf where two nested dicts differ, as "a.b.c: got != want" (for readable failures)."""
     if isinstance(got, dict) and isinstance(want, dict):

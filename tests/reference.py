@@ -97,6 +97,8 @@ import json
 from bisect import bisect_left, bisect_right
 from typing import Any
 
+from tests.reference_kinds import kind_tasks
+
 MIN = 60_000
 DAY = 86_400_000
 ACTIVE_WINDOW = 30 * DAY
@@ -424,6 +426,12 @@ class Reference:
                 tasks[(room, vid)] = {"made": t0, "state": state}
         return tasks
 
+    def kind_tasks(self, shop: str) -> dict[tuple[str, int, str], str]:
+        """(kind, occasion, viewer) -> state of the v1.1 kinds besides lingered (reference_kinds)."""
+        now = self.clock(shop)
+        return {(k, occ, v): st for v, evs in self._by_viewer(shop).items()
+                for (k, occ), st in kind_tasks(evs, now, DORMANT_AFTER).items()}
+
     # -- the status command
     def status(self, shop: str, room: str | None = None) -> dict:
         now = self.clock(shop)
@@ -434,9 +442,13 @@ class Reference:
                "duplicates": self.duplicates.get(shop, 0),
                "dead_letters": self.dead_letters,
                "tiers": _tier_counts(s["tier"] for s in vstate.values())}
-        # v1.1: every task is kind lingered; expiry is by wall time, which a feed alone never moves
+        # v1.1: expiry is by wall time, which a feed alone never moves
         every = [t["state"] for t in self.followups(shop).values()]
         out["tasks"] = {"lingered": {k: every.count(k) for k in FOLLOWUP_STATES}}
+        kinds = self.kind_tasks(shop)
+        for kind in ("thank_first_order", "after_sales", "win_back"):
+            got = [st for (k, _o, _v), st in kinds.items() if k == kind]
+            out["tasks"][kind] = {k: got.count(k) for k in FOLLOWUP_STATES}
         if room is None:
             return out
         viewers = {v: [e for e in evs if e["room"] == room] for v, evs in by_viewer.items()}

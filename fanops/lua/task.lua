@@ -4,13 +4,16 @@
 -- ARGV[1] action (claim|sent|skip|release|expire|age_out), ARGV[2] operator, ARGV[3] now (wall ms),
 -- ARGV[4] lease ms (age_out: followup_expire_hours in ms), ARGV[5] queue key prefix, ARGV[6] task member,
 -- ARGV[7] reason, ARGV[8] shop clock,
--- ARGV[9] the viewer (the task's field in KEYS[1]), ARGV[10] channel and ARGV[11] message id (sent)
+-- ARGV[9] the viewer (the task's field in KEYS[1] unless ARGV[12]), ARGV[10] channel and ARGV[11]
+-- message id (sent), ARGV[12] the task's field in KEYS[1] if not the viewer (kinds other than
+-- lingered: keys.kind_tasks, "<occasion>:<viewer>"; KEYS[2] is then the kind's counters)
 -- The task is a msgpack array (fanops.state.TaskRec): [1] state, [22] holder, [23] lease_until,
 -- [24] claimed_at, [25] updated_at, [26] sent_by, [27] sent_at, [28] sent_clock, [29] skipped_by,
 -- [30] skip_reason, [31] skipped_at, [32] channel, [33] message_id.
 -- Returns {"ok", state} or {"err", code, state, holder}.
 local action, op, now, viewer = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[9]
-local b = redis.call('HGET', KEYS[1], viewer)
+local fld = (ARGV[12] and ARGV[12] ~= '') and ARGV[12] or viewer
+local b = redis.call('HGET', KEYS[1], fld)
 if not b then
   if action == 'age_out' then redis.call('ZREM', KEYS[4], ARGV[6]) end
   return {'err', 'not_found', '', ''}
@@ -40,7 +43,7 @@ local function save()
   for i = 22, 33 do
     if t[i] == nil then t[i] = DEFAULTS[i] end
   end
-  redis.call('HSET', KEYS[1], viewer, cmsgpack.pack(t))
+  redis.call('HSET', KEYS[1], fld, cmsgpack.pack(t))
 end
 
 if action == 'expire' then

@@ -170,7 +170,8 @@ def fan_record(r: redis.Redis, cfg: Config, shop: str, vid: str) -> dict[str, An
         if t["id"] not in seen:
             seen.add(t["id"])
             tier_changes.append({k: t.get(k) for k in ("ts", "from", "to", "cause", "room", "rules_version")})
-    tasks = [{"room": s["room"], **s["task"]} for s in shows if s.get("task")]
+    tasks = [{**s["task"], "room": s["room"], "kind": "lingered"} for s in shows if s.get("task")]
+    tasks += [{**record_fields(t), "id": tid} for tid, t in read.viewer_kind_tasks(r, shop, vid, v)]
     sent = [t for t in tasks if t.get("state") == "sent"]
     return {**rep, "shows": shows, "tier_changes": tier_changes, "tasks": tasks, "sent": sent}
 

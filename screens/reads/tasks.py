@@ -17,13 +17,13 @@ TEXT_CHARS = 200  # what a viewer said, as a card shows it
 
 def task_page(r: redis.Redis, shop: str, state: str = OPEN, *, tier: str | None = None,
               lang: str | None = None, sendable_now: bool = False, limit: int = 20,
-              scan: int = QUEUE_SCAN, room: str | None = None) -> list[Task]:
+              scan: int = QUEUE_SCAN, room: str | None = None, kind: str | None = None) -> list[Task]:
     """One page of the queue screen: ``queue.list_tasks`` on the screens' clock, reading at most
     ``scan`` tasks per state at each refresh (``LIVE_SCAN`` for one room's: a live room's tasks
     are among the shop's, and the most recent)."""
     return queue.list_tasks(r, shop, state, tier=tier, lang=lang, sendable_now=sendable_now, limit=limit,
                             now_ms=int(rooms.wall_clock() * 1000), scan=scan if room is None else LIVE_SCAN,
-                            room=room)
+                            room=room, kind=kind)
 
 
 def live_room(r: redis.Redis, shop: str) -> str | None:

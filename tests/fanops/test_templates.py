@@ -32,9 +32,10 @@ def fill(template: str, name: str, product: str = "") -> str:
 # --- the default templates --------------------------------------------------
 
 def test_defaults_cover_every_tier_and_language() -> None:
-    assert set(DEFAULT_TEMPLATES) == {"new_fan", "first_buyer", "active", "dormant", "reactivated"}
+    assert set(DEFAULT_TEMPLATES) == {"new_fan", "first_buyer", "active", "dormant", "reactivated",
+                                      "thank_first_order", "after_sales", "win_back"}  # v1.1 kinds
     assert set(LANGUAGES) == {"en", "es", "pt", "ar", "de", "id", "ja", "zh", "fr"}
-    for key in TEMPLATE_KEYS:
+    for key in (*TEMPLATE_KEYS, "thank_first_order", "after_sales", "win_back"):
         assert set(DEFAULT_TEMPLATES[key]) == set(LANGUAGES), key
 
 

@@ -73,19 +73,24 @@ def test_tasks_lists_the_queue_by_priority_as_json_lines(shop, redis_url, r):
     p = cli(redis_url, "tasks", "--shop", SHOP)
     assert p.returncode == 0, p.stderr
     rows = [json.loads(x) for x in p.stdout.splitlines()]
-    assert {x["viewer_id"] for x in rows} == {"cy", "dee"}
+    assert {x["viewer_id"] for x in rows if x["kind"] == "lingered"} == {"cy", "dee"}
+    assert [(x["viewer_id"], x["state"]) for x in rows if x["kind"] == "thank_first_order"] == [("anna", "pending")]
     assert all(TASK_FIELDS <= set(x) for x in rows)
     assert [x["priority"] for x in rows] == sorted((x["priority"] for x in rows), reverse=True)
     cy = next(x for x in rows if x["viewer_id"] == "cy")
     assert (cy["kind"], cy["state"], cy["room"], cy["tier"], cy["channels"]) == ("lingered", "pending", "r-1",
                                                                                  "new_fan", ["dm"])
     assert rows[0]["viewer_id"] == "cy"  # a comment: the higher priority
+    assert rows[-1]["kind"] == "thank_first_order"  # priority 0, no dwell: after every lingered task
     queue.Operator(r, SHOP, "ana").skip(cy["id"], "spam")
     skipped = [json.loads(x) for x in cli(redis_url, "tasks", "--shop", SHOP, "--state", "skipped").stdout.splitlines()]
     assert [x["viewer_id"] for x in skipped] == ["cy"] and skipped[0]["channels"] == []
     one = cli(redis_url, "tasks", "--shop", SHOP, "--limit", "1", "--kind", "lingered").stdout.splitlines()
     assert [json.loads(x)["viewer_id"] for x in one] == ["dee"]
     assert cli(redis_url, "tasks", "--shop", SHOP, "--kind", "win_back").stdout == ""  # no such task yet
+    thank = cli(redis_url, "tasks", "--shop", SHOP, "--kind", "thank_first_order").stdout.splitlines()
+    thank = [json.loads(x) for x in thank]
+    assert [(x["viewer_id"], x["room"]) for x in thank] == [("anna", "r-1")]
 
 
 def test_tasks_refuses_bad_input_with_one_line(shop, redis_url):

@@ -18,13 +18,12 @@ import time
 
 import pytest
 
-from fanops import keys
 from fanops.config import Config
 from fanops.read import rooms as read_rooms
 from fanops.read import status, viewer_state
 from realtime.simulator import SimSettings, encode_frame, generate
 from tests import reference
-from tests.pipeline import differences, drain, ingest_frames, lag
+from tests.pipeline import differences, drain, ingest_frames, lag, product_tasks, reference_tasks
 
 SHOP = "default"
 START_MS = 1_760_000_000_000  # 2025-10-09: the live show; the history goes back 75 days before it
@@ -71,15 +70,6 @@ def shuffled_and_resent(frames: list[str], seed: int) -> list[str]:
     return out
 
 
-def product_tasks(r, shop: str) -> dict[tuple[str, str], str]:
-    out = {}
-    for st in FOLLOWUP_STATES:
-        for m in r.zrange(keys.queue(shop, st), 0, -1):
-            room, viewer = keys.split_pair(m.decode())
-            out[(room, viewer)] = st
-    return out
-
-
 def assert_matches_reference(r, frames: list[str]) -> reference.Reference:
     """Everything the product shows for the shop equals the reference over the same frames."""
     ref = reference.Reference()
@@ -91,11 +81,11 @@ def assert_matches_reference(r, frames: list[str]) -> reference.Reference:
     got = {"shop": status(r, SHOP),
            "rooms": {room: status(r, SHOP, room)["room"] for room in ref_rooms},
            "tiers": {v: viewer_state(r, SHOP, v).tier for v in viewers},  # type: ignore[union-attr]
-           "tasks": {"/".join(k): s for k, s in product_tasks(r, SHOP).items()}}
+           "tasks": product_tasks(r, SHOP, FOLLOWUP_STATES)}
     want = {"shop": ref.status(SHOP),
             "rooms": {room: ref.status(SHOP, room)["room"] for room in ref_rooms},
             "tiers": {v: ref.viewer(SHOP, v)["tier"] for v in viewers},  # type: ignore[index]
-            "tasks": {"/".join(k): t["state"] for k, t in ref.followups(SHOP).items()}}
+            "tasks": reference_tasks(ref, SHOP)}
     diff = differences(got, want)
     assert not diff, f"{len(diff)} differences (product != reference):\n" + "\n".join(diff[:40])
     return ref
@@ -122,6 +112,9 @@ def test_the_feed_has_what_the_rules_are_about(weeks, strict_currency):
     followups = [f["followups"] for f in facts]
     for state in ("pending", "converted", "withdrawn"):
         assert sum(f[state] for f in followups) > 0, state
+    kinds = st["tasks"]  # v1.1: a first order's thank-you and after-sales check, dormant buyers
+    assert kinds["thank_first_order"]["pending"] > 0 and kinds["after_sales"]["pending"] > 0
+    assert kinds["win_back"]["pending"] > 0 and kinds["win_back"]["withdrawn"] > 0  # some came back
 
 
 def test_weeks_of_shows_in_order_give_the_reference_status(cfg, r, weeks, strict_currency):

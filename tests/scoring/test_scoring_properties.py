@@ -33,7 +33,7 @@ from fanops.schema import BadInput, parse_frame
 from realtime.writer import IngestWriter
 from scoring.explain import viewer_report
 from scoring.worker import Worker
-from tests.pipeline import differences
+from tests.pipeline import differences, product_tasks, reference_tasks
 from tests.reference import Reference
 
 SHOP = "default"
@@ -194,10 +194,7 @@ def observe(r: redis.Redis) -> dict[str, Any]:
     assert st_["lag"] == 0
     rooms = sorted(m.decode() for m in r.zrange(keys.rooms(SHOP), 0, -1))
     viewers = sorted(k.decode() for k in r.hkeys(keys.viewers(SHOP)))
-    tasks = {}
-    for s in FOLLOWUP_STATES:
-        for m in r.zrange(keys.queue(SHOP, s), 0, -1):
-            tasks["/".join(keys.split_pair(m.decode()))] = s
+    tasks = product_tasks(r, SHOP, FOLLOWUP_STATES)
     return {"shop": st_,
             "rooms": {room: status(r, SHOP, room)["room"] for room in rooms},
             # the tier counted in the counters, and the tier the viewer command explains
@@ -215,7 +212,7 @@ def expected(frames: list[str]) -> dict[str, Any]:
     return {"shop": ref.status(SHOP),
             "rooms": {room: ref.status(SHOP, room)["room"] for room in rooms},
             "tiers": tiers, "explained": dict(tiers),
-            "tasks": {"/".join(k): t["state"] for k, t in ref.followups(SHOP).items()}}
+            "tasks": reference_tasks(ref, SHOP)}
 
 
 def assert_same(got: dict[str, Any], want: dict[str, Any], what: str, events=None) -> None:

@@ -106,7 +106,8 @@ class Story:
         return unpack_task(b).state if b else None
 
     def pending(self) -> list[tuple[str, str]]:
-        return [(t.room, t.viewer) for t in list_tasks(self.r, SHOP, "pending", limit=500)]
+        """The pending lingered tasks (the other kinds: tests/scoring/test_followup_kinds.py)."""
+        return [(t.room, t.viewer) for t in list_tasks(self.r, SHOP, "pending", limit=500, kind="lingered")]
 
     def transitions(self, viewer: str) -> list[dict[str, str]]:
         out = []

@@ -332,9 +332,17 @@ def card_names(at) -> list[str]:
 
 def test_queue_lists_open_tasks_by_priority_with_what_the_operator_needs(app, r, tasks):
     at = app("queue", operator="Mei")
-    assert metrics(at.main) == {"Pending": "2", "Claimed": "0", "Sent": "0", "Skipped": "0", "Converted": "1",
+    assert metrics(at.main) == {"Pending": "3", "Claimed": "0", "Sent": "0", "Skipped": "0", "Converted": "1",
                                 "Withdrawn": "1", "Expired": "0"}
-    assert card_names(at) == ["Ana", EVIL]  # converted and withdrawn are not in the open list
+    # converted and withdrawn are not in the open list; Cy's order made a thank-you task (v1.1 kinds)
+    assert card_names(at) == ["Ana", EVIL, "Cy"]
+    from screens._ui import task_key
+
+    cy = at.get_by_key(f"task-{task_key('thank_first_order:0:v4')}")
+    assert "Thank-you, first order" in " ".join(m.value for m in cy.markdown)
+    assert lines(cy)[2] == "priority 0 · room r1"  # no dwell: the order is the occasion, not a stay
+    assert [c.value for c in cy.code] == [
+        "Hi Cy! Thank you so much for your first order with us 💛 If you have any question about it, just message me."]
     card = at.get_by_key(f"task-{k('v1')}")
     local = datetime.fromtimestamp(NOW, UTC).astimezone(ZoneInfo("America/Mexico_City"))
     assert lines(card) == [
@@ -381,7 +389,7 @@ def test_claim_sent_skip_release_and_two_operators(app, r, tasks):
     mei.button(key=f"sent-{k('v1')}").click().run()
     assert task_hash(r, "v1")["state"] == "sent"
     assert r.zscore(keys.sent_log(SHOP), "v1") is not None
-    assert card_names(mei) == [EVIL]
+    assert card_names(mei) == [EVIL, "Cy"]
     # skip needs a reason
     mei.button(key=f"skip-{k('v2')}").click().run()
     assert mei.error[0].value.startswith("Say why")
@@ -395,9 +403,9 @@ def test_claim_sent_skip_release_and_two_operators(app, r, tasks):
     mei.button(key=f"skip-{k('v2')}").click().run()
     h = task_hash(r, "v2")
     assert (h["state"], h["skip_reason"], h["skipped_by"]) == ("skipped", "spam account", "Mei")
-    assert metrics(mei.main) == {"Pending": "0", "Claimed": "0", "Sent": "1", "Skipped": "1",
+    assert metrics(mei.main) == {"Pending": "1", "Claimed": "0", "Sent": "1", "Skipped": "1",
                                  "Converted": "1", "Withdrawn": "1", "Expired": "0"}
-    assert mei.info[0].value == "No task matches these filters."
+    assert card_names(mei) == ["Cy"]  # the thank-you for Cy's order
 
 
 def test_no_operator_name_no_actions(app, r, tasks):
@@ -414,8 +422,15 @@ def test_queue_filters_survive_refreshes(app, r, tasks):
     assert card_names(at) == ["Ana"] and at.selectbox(key="q_lang__en").value == "es"
     at.selectbox(key="q_lang__en").set_value("").run()
     at.selectbox(key="q_tier__en").set_value("first_buyer").run()
+    assert card_names(at) == ["Cy"]  # the thank-you for the order that made Cy a first buyer
+    at.selectbox(key="q_tier__en").set_value("new_fan").run()
+    at.selectbox(key="q_kind__en").set_value("thank_first_order").run()
     assert card_names(at) == [] and at.info[-1].value == "No task matches these filters."
     at.selectbox(key="q_tier__en").set_value("").run()
+    assert card_names(at) == ["Cy"]
+    at.selectbox(key="q_kind__en").set_value("lingered").run()
+    assert card_names(at) == ["Ana", EVIL]
+    at.selectbox(key="q_kind__en").set_value("").run()
     at.segmented_control(key="q_state__en").set_value("withdrawn").run()
     assert card_names(at) == ["Bo"] and not at.get_by_key(f"task-{k('v3')}").button
     at.segmented_control(key="q_state__en").set_value("converted").run()
@@ -444,11 +459,15 @@ def test_queue_shows_ten_cards_a_page_by_default_and_more_on_request(app, r, cfg
 
 def test_a_task_that_converts_leaves_the_list_at_the_next_refresh(app, r, cfg, tasks):
     at = app("queue", operator="Mei")
-    assert card_names(at) == ["Ana", EVIL]
+    assert card_names(at) == ["Ana", EVIL, "Cy"]
     ingest_frames(cfg, [json.dumps(ev(99, "v2", 400 * S, "order", order_id="o2", amount=5, currency="EUR"))])
     drain(r, cfg)
     at.run()
-    assert card_names(at) == ["Ana"]
+    from screens._ui import task_key
+
+    # the lingered task converted; the order makes a thank-you task instead (v1.1), after Ana's by priority
+    assert card_names(at) == ["Ana", EVIL, "Cy"]
+    assert not keyed(at.main, f"task-{k('v2')}") and keyed(at.main, f"task-{task_key('thank_first_order:0:v2')}")
     assert metrics(at.main)["Converted"] == "2"
 
 
@@ -526,6 +545,21 @@ def test_a_template_edit_is_saved_and_used_for_suggestions(app, r, tasks):
     assert saved["new_fan"]["es"]["with_product"] == "Hola {name}, ¿te paso el link de {product}?"
     at.switch_page("screens/queue.py").run()
     assert [c.value for c in at.get_by_key(f"task-{k('v1')}").code] == ["Hola Ana, ¿te paso el link de hoodie-m?"]
+
+
+def test_a_coupon_code_for_a_kind_and_tier_is_saved_and_offered_in_that_kinds_message(app, r, tasks):
+    from screens._ui import task_key
+
+    at = app("settings", operator="Mei")
+    at.selectbox(key="tpl_key__en").set_value("thank_first_order").run()
+    at.text_input(key="coupon-thank_first_order-first_buyer-0").input("THANKS10").run()
+    at.button(key="save_btn").click().run()
+    saved = json.loads(r.hget(keys.rules(SHOP), "templates"))
+    assert saved["coupons"] == {"thank_first_order": {"first_buyer": "THANKS10"}}
+    at.switch_page("screens/queue.py").run()
+    cy = at.get_by_key(f"task-{task_key('thank_first_order:0:v4')}")  # Cy, a first buyer
+    assert [c.value for c in cy.code][0].endswith("A little thank-you for next time: code THANKS10 🎁")
+    assert "THANKS10" not in at.get_by_key(f"task-{k('v1')}").code[0].value  # a lingered task has none
 
 
 def test_a_stale_editor_cannot_save_over_a_newer_save(app, r):

@@ -92,9 +92,13 @@ def test_a_fans_page_has_the_show_the_order_the_tier_change_and_the_task(shop, a
     assert "o-1" in [x.value for x in t.text]
     changes = t.dataframe[1].value
     assert list(changes["to"])[-1] == "first_buyer"
+    tasks = t.dataframe[2].value  # anna's order made a thank-you task (v1.1 kinds)
+    assert list(zip(tasks["kind"], tasks["room"], tasks["state"], strict=True)) == [
+        ("Thank-you, first order", "r-1", "pending")]
     t2 = app(fan="dee")
     tasks = t2.dataframe[2].value
     assert list(tasks["state"]) == ["pending"] and list(tasks["room"]) == ["r-1"]
+    assert list(tasks["kind"]) == ["Lingered"]
     t3 = app(fan="nobody")
     assert t3.warning and "No such viewer" in t3.warning[0].value
 

@@ -1,0 +1,132 @@
+"""Stories of spec/tiers.md v1.1 "Follow-up kinds": thank_first_order, after_sales, win_back
+beside lingered, through the real ingest path, a real scorer and the queue's actions."""
+
+from __future__ import annotations
+
+import pytest
+
+from fanops.queue import Operator, task_rows
+from fanops.read import status
+from fanops.rules_store import save
+from tests.scoring.test_scoring_scenarios import DAY, SHOP, Story, at
+
+
+@pytest.fixture
+def story(r, cfg) -> Story:
+    return Story(r, cfg)
+
+
+def kinds(story: Story, viewer: str) -> dict[str, str]:
+    """The viewer's tasks of the new kinds: kind -> state (every state, win_back by occasion)."""
+    out = {}
+    for row in task_rows(story.r, SHOP, state="open", limit=500) + [
+            row for s in ("sent", "skipped", "withdrawn", "expired")
+            for row in task_rows(story.r, SHOP, state=s, limit=500)]:
+        if row["viewer_id"] == viewer and row["kind"] != "lingered":
+            out[row["kind"] if row["kind"] != "win_back" else f"win_back@{row['id'].split(':')[1]}"] = row["state"]
+    return out
+
+
+def order(story: Story, viewer: str, ts: int, oid: str, room: str = "r-1") -> None:
+    story.event(viewer, "order", room, ts, order_id=oid, amount=10, currency="EUR")
+
+
+def test_a_first_order_makes_a_thank_task_at_once_and_a_second_order_does_not(story):
+    order(story, "ann", at(minutes=1), "o-1")
+    assert kinds(story, "ann") == {"thank_first_order": "pending"}
+    row = next(x for x in task_rows(story.r, SHOP, kind="thank_first_order"))
+    assert row["room"] == "r-1" and row["viewer_id"] == "ann" and row["id"].startswith("thank_first_order:")
+    order(story, "ann", at(minutes=5), "o-2")
+    assert kinds(story, "ann") == {"thank_first_order": "pending"}
+    assert status(story.r, SHOP)["tasks"]["thank_first_order"]["pending"] == 1
+
+
+def test_after_sales_is_made_when_the_clock_reaches_7_days_after_the_first_order(story):
+    order(story, "ann", at(minutes=1), "o-1")
+    order(story, "bob", at(minutes=2), "o-2")
+    order(story, "bob", at(days=3), "o-3")  # bob ordered again before his after-sales moment
+    story.advance(at(days=7, minutes=1) - 1)
+    assert "after_sales" not in kinds(story, "ann")
+    story.advance(at(days=7, minutes=1))  # no event of ann's: the clock alone makes it
+    assert kinds(story, "ann")["after_sales"] == "pending"
+    story.advance(at(days=8))
+    assert "after_sales" not in kinds(story, "bob")
+    assert status(story.r, SHOP)["tasks"]["after_sales"] == {
+        "pending": 1, "claimed": 0, "sent": 0, "skipped": 0, "converted": 0, "withdrawn": 0, "expired": 0}
+
+
+def test_a_buyer_30_days_idle_gets_win_back_which_is_withdrawn_when_they_come_back(story):
+    order(story, "ann", at(minutes=1), "o-1")
+    story.event("tim", "join", "r-1", at(minutes=2))  # never ordered: no win_back
+    story.advance(at(days=30, minutes=1) - 1, room="r-2")
+    assert not any(k.startswith("win_back") for k in kinds(story, "ann"))
+    story.advance(at(days=31), room="r-2")
+    spell = f"win_back@{at(minutes=1) + 30 * DAY}"
+    assert kinds(story, "ann")[spell] == "pending"
+    assert not any(k.startswith("win_back") for k in kinds(story, "tim"))
+    story.event("ann", "join", "r-3", at(days=40))
+    assert kinds(story, "ann")[spell] == "withdrawn"
+
+
+def test_consent_turning_false_withdraws_the_open_kind_tasks_and_blocks_new_ones(story):
+    order(story, "ann", at(minutes=1), "o-1")
+    story.event("ann", "consent", "r-1", at(minutes=2), dm=False)
+    assert kinds(story, "ann") == {"thank_first_order": "withdrawn"}
+    story.advance(at(days=8))
+    assert "after_sales" not in kinds(story, "ann")  # no DM consent at its moment
+
+
+def test_a_sent_task_of_one_kind_blocks_new_tasks_of_every_kind_for_7_days(story):
+    order(story, "ann", at(minutes=1), "o-1")
+    op = Operator(story.r, SHOP, "ops")
+    tid = task_rows(story.r, SHOP, kind="thank_first_order")[0]["id"]
+    op.claim(tid)
+    op.mark_sent(tid)
+    assert kinds(story, "ann") == {"thank_first_order": "sent"}
+    story.event("ann", "join", "r-2", at(days=1))
+    story.event("bob", "join", "r-2", at(days=1))
+    story.advance(at(days=1, minutes=4), room="r-2")  # both lingered 4 minutes
+    assert ("r-2", "bob") in story.pending()  # bob was sent nothing
+    assert story.task_state("r-2", "ann") is None  # ann was sent a thank-you a day ago
+
+
+def test_a_lingered_task_blocks_a_thank_task_after_it_is_sent_and_stays_as_it_is(story):
+    story.event("ann", "join", "r-1", at())
+    story.advance(at(minutes=4))
+    tid = task_rows(story.r, SHOP, kind="lingered")[0]["id"]
+    op = Operator(story.r, SHOP, "ops")
+    op.claim(tid)
+    op.mark_sent(tid)
+    order(story, "ann", at(days=1), "o-1", room="r-2")
+    assert kinds(story, "ann") == {}  # sent 1 day ago: the thank-you waits for no one
+    assert story.task_state("r-1", "ann") == "sent"
+
+
+def test_a_switched_off_kind_makes_no_task_and_priority_orders_the_kinds(story):
+    save(story.r, SHOP, {"on_thank_first_order": 0, "prio_win_back": 9})
+    order(story, "ann", at(minutes=1), "o-1")
+    assert kinds(story, "ann") == {}
+    story.advance(at(days=31))
+    rows = task_rows(story.r, SHOP)
+    assert rows[0]["kind"] == "win_back" and rows[0]["priority"] == 9
+    assert [r["kind"] for r in rows] == ["win_back", "after_sales"]
+
+
+def test_an_imported_first_order_in_the_history_room_makes_no_thank_or_after_sales_task(story):
+    order(story, "imp", at(minutes=1), "hist:imp:1", room="history")
+    story.advance(at(days=8))
+    assert kinds(story, "imp") == {}
+    order(story, "imp", at(days=9), "o-2")  # not their first order: no thank-you either
+    assert kinds(story, "imp") == {}
+
+
+def test_a_kind_task_is_claimed_sent_and_expires_like_a_lingered_one(story):
+    from fanops.queue import expire_old
+    order(story, "ann", at(minutes=1), "o-1")
+    order(story, "bob", at(minutes=2), "o-2")
+    ids = {r["viewer_id"]: r["id"] for r in task_rows(story.r, SHOP, kind="thank_first_order")}
+    Operator(story.r, SHOP, "ops").skip(ids["bob"], "no need")
+    import time
+    assert expire_old(story.r, SHOP, now_ms=int(time.time() * 1000) + 73 * 3_600_000) == 1
+    assert kinds(story, "ann") == {"thank_first_order": "expired"}
+    assert kinds(story, "bob") == {"thank_first_order": "skipped"}
