@@ -72,7 +72,7 @@ def track(v: ViewerState, before: tuple[int, int, int, list[Any]] | None, ev: Ev
         if la < x <= la + s.dormant_ms or (fs <= x <= la and not (v.fol and v.fol[1])):
             return  # most events: no order, no gap opened or closed
     _f, gaps, tasks = _parts(v)
-    firsts = [list(x) for x in (before[3] if before is not None else [])]
+    firsts = [list(f) for f in (before[3] if before is not None else [])]
     gaps = [list(g) for g in gaps]
     hist = 1 if ev.room == HISTORY_ROOM else 0
     if ev.__struct_config__.tag == "order":
