@@ -302,7 +302,7 @@ def tasks(shop: str, room_id: str) -> str:
 
 @lru_cache(maxsize=4096)
 def queue(shop: str, state: str) -> str:
-    """ZSET task id (room\\0viewer) -> priority score, one per task state."""
+    """ZSET task id (``pair(room, viewer)``, or ``kind_task_id``) -> priority score, one per task state."""
     return f"{tag(shop)}:queue:{state}"
 
 

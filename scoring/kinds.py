@@ -72,7 +72,7 @@ def track(v: ViewerState, before: tuple[int, int, int, list[Any]] | None, ev: Ev
         if la < x <= la + s.dormant_ms or (fs <= x <= la and not (v.fol and v.fol[1])):
             return  # most events: no order, no gap opened or closed
     _f, gaps, tasks = _parts(v)
-    firsts = [list(x) for x in (before[3] if before is not None else [])]
+    firsts = [list(f) for f in (before[3] if before is not None else [])]
     gaps = [list(g) for g in gaps]
     hist = 1 if ev.room == HISTORY_ROOM else 0
     if ev.__struct_config__.tag == "order":
@@ -153,7 +153,9 @@ def targets(v: ViewerState, clock: int, s: RuleSettings) -> Target:
         if s.kind_on("after_sales") and clock >= due and not again:
             _add(out, v, "after_sales", 0, due, room1, False)
     if s.kind_on("win_back"):
-        spells = [(g[0], g[2], True) for g in gaps]
+        # gaps are noted under the dormant_days of their time: a longer setting since drops the shorter
+        # ones (a shorter one cannot bring back past gaps it never saw; the open spell is exact)
+        spells = [(g[0], g[2], True) for g in gaps if g[1] - g[0] > s.dormant_ms]
         if clock - v.last_active >= s.dormant_ms:
             spells.append((v.last_active, 1 if _is_hist_at(v, v.last_active) else 0, False))
         for prev, hist, ended in spells:

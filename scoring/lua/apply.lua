@@ -13,7 +13,9 @@
 --   rpush listK, value, daysK, day   append to a day's list of due viewers (keys.due_far), note the day
 --   nested arrays (few a batch), with key names:
 --   xadd  {{key, maxlen, f1, v1, ...}}
---   tasks (TK: the room's task hash, V: the viewer, its field there; REC: ARGV index of a packed task)
+--   tasks (TK: the room's task hash, V: the viewer, its field there; REC: ARGV index of a packed task;
+--     the other follow-up kinds use the same arrays with TK the kind's hash, V "<occasion>:<viewer>"
+--     and roomkey the kind's counters: keys.kind_tasks, keys.kind_counts)
 --   task_new {{TK, V, queue, roomkey, sentkey, member, viewer, prio, min_sent, state, REC, madekey}}
 --     madekey (keys.task_made): the task's wall time when made, from Redis's clock, for expiry
 --   task_move {{TK, V, qprefix, roomkey, member, to, from1, from2, ...}}

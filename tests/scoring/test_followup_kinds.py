@@ -130,3 +130,34 @@ def test_a_kind_task_is_claimed_sent_and_expires_like_a_lingered_one(story):
     assert expire_old(story.r, SHOP, now_ms=int(time.time() * 1000) + 73 * 3_600_000) == 1
     assert kinds(story, "ann") == {"thank_first_order": "expired"}
     assert kinds(story, "bob") == {"thank_first_order": "skipped"}
+
+
+def test_tasks_send_on_the_command_line_takes_a_kind_tasks_id(story, redis_url):
+    import json
+
+    from tests.scoring.test_cli_lists import cli
+
+    order(story, "ann", at(minutes=1), "o-1")
+    tid = task_rows(story.r, SHOP, kind="thank_first_order")[0]["id"]
+    p = cli(redis_url, "tasks", "send", "--shop", SHOP, "--id", tid, "--operator", "ops")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == {"id": tid, "channel": "dm", "message_id": None}
+    assert kinds(story, "ann") == {"thank_first_order": "sent"}
+    bad = cli(redis_url, "tasks", "send", "--shop", SHOP, "--id", "win_back:x:ann", "--operator", "ops")
+    assert bad.returncode == 1 and "not a task id" in bad.stderr and bad.stdout == ""
+
+
+def test_bad_kind_settings_and_an_unknown_kind_are_refused_and_change_nothing(story):
+    from fanops.errors import BadSettings, TaskError
+    from fanops.rules_store import load
+
+    with pytest.raises(BadSettings) as e:
+        save(story.r, SHOP, {"on_win_back": 2, "after_sales_days": 0, "prio_after_sales": "high"})
+    assert sorted(e.value.problems) == [
+        "after_sales_days: 0 is out of range (1 to 365 days)",
+        "on_win_back: 2 is out of range (0 to 1 on (1) / off (0))",
+        "prio_after_sales: 'high' is not a number"]
+    settings, _ = load(story.r, SHOP)
+    assert (settings.on_win_back, settings.after_sales_days, settings.prio_after_sales) == (1, 7, 0)
+    with pytest.raises(TaskError, match="unknown task kind 'vip'"):
+        task_rows(story.r, SHOP, kind="vip")

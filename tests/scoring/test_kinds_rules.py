@@ -93,3 +93,10 @@ def test_a_buyer_scored_before_the_kinds_gets_no_thank_you_for_a_later_order_but
     fresh = merge_viewer(None, later)
     kinds.track(fresh, None, later, S)
     assert ("thank_first_order", 0) in kinds.targets(fresh, T0 + 2 * DAY, S)  # a new viewer's first order
+
+
+def test_a_longer_dormant_setting_drops_the_shorter_past_spells():
+    v = merged([event(0, 0, "r1", 0, 0), event(1, 45, "r1", 3, 0), event(2, 50, "r1", 3, 0)], 0)
+    assert [k for k in kinds.targets(v, T0 + 60 * DAY, S) if k[0] == "win_back"] == [("win_back", T0 + 30 * DAY)]
+    longer = RuleSettings(dormant_days=60)
+    assert [k for k in kinds.targets(v, T0 + 60 * DAY, longer) if k[0] == "win_back"] == []
