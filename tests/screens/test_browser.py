@@ -393,8 +393,16 @@ def _claimable(page: Any) -> str:
     return m.group(1)
 
 
+def _screen_order(r: redis.Redis, limit: int = 200) -> list[Any]:
+    """The pending tasks in the queue screen's order: the live room's first (issue 16: during a show
+    the queue opens on its tasks; a first order there makes a thank-you at once), then the others."""
+    live = tasks.live_room(r, SHOP)
+    first = tasks.task_page(r, SHOP, "pending", limit=limit, room=live) if live else []
+    return first + [t for t in tasks.task_page(r, SHOP, "pending", limit=limit) if t.room != live or not live]
+
+
 def _task_by_key(r: redis.Redis, k: str) -> str:
-    for t in tasks.task_page(r, SHOP, "pending", limit=200):
+    for t in _screen_order(r):
         if task_key(t.id) == k:
             return t.id
     raise AssertionError(f"no pending task with widget key {k}")
@@ -414,7 +422,7 @@ def claim_top(page: Any, r: redis.Redis, operator: str) -> tuple[str, str]:
         settle(page)
         k = _claimable(page)
         tid = _task_by_key(r, k)
-        assert tid == tasks.task_page(r, SHOP, "pending", limit=1)[0].id, "the first Claim is not the top task"
+        assert tid == _screen_order(r, limit=1)[0].id, "the first Claim is not the top task"
         page.locator(f'.st-key-claim-{k} button').click()
         page.locator(f'.st-key-sent-{k} button').or_(page.get_by_text("Not possible any more")).first.wait_for(
             timeout=15_000)
