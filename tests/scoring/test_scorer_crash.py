@@ -60,7 +60,8 @@ def snapshot(r: redis.Redis) -> dict[str, Any]:
     tasks = {}
     for s in FOLLOWUP_STATES:
         for m in r.zrange(keys.queue(SHOP, s), 0, -1):
-            tasks["/".join(keys.split_pair(m.decode()))] = s
+            tid = m.decode()  # a lingered task's id is a (room, viewer) pair; another kind's says its kind
+            tasks["/".join(keys.split_pair(tid)) if tid[:1].isdigit() else tid.replace(":", "/", 2)] = s
     return {"shop": status(r, SHOP),
             "rooms": {room: status(r, SHOP, room)["room"] for room in rooms},
             "tiers": {k.decode(): unpack_viewer(v).tier for k, v in r.hgetall(keys.viewers(SHOP)).items()},
