@@ -188,19 +188,32 @@ def inproc_table(runs: list[Inproc]) -> str:
 
 
 # -- end to end, the product's processes -------------------------------------
-def run_e2e(url: str, redis_pid: int, d: Path, tmp: Path, shape: str,
-            frames: list[list[dict[str, Any]]]) -> list[list[object]]:
+def per_event(cpu: str, seconds: float, events: int) -> str:
+    """A ``CpuMeter.describe`` text (cores used by each process) as CPU us an event of each."""
+    out = []
+    for part in cpu.split(", "):
+        name, _, cores = part.rpartition(" ")
+        out.append(f"{name} {float(cores) * seconds / events * 1e6:.1f}")
+    return ", ".join(out)
 
+
+def run_e2e(url: str, redis_pid: int, d: Path, tmp: Path, shape: str, frames: list[list[dict[str, Any]]],
+            scorers: list[int]) -> list[list[object]]:
+    """The consumer alone (the ceiling), then feed -> consumer -> n scorers for each n of ``scorers``."""
     ff = write_file(tmp / f"{shape}.jsonl", frames)
     feed, feed_url = replay_server(ff.path, d, f"feed-{shape}")
     try:
         ceiling = run_ingest_only(url, redis_pid, feed_url, feed.pid, ff, d)
-        one = run_end_to_end(url, redis_pid, feed_url, feed.pid, ff, 1, d)
+        runs = [run_end_to_end(url, redis_pid, feed_url, feed.pid, ff, n, d) for n in scorers]
     finally:
         feed.stop()
-    return [[shape, "consumer alone (ceiling)", ff.events, f"{ceiling.seconds:.2f}", ceiling.rate, "", ceiling.cpu],
-            [shape, "feed -> consumer -> 1 scorer", ff.events, f"{one.seconds:.2f}", one.rate,
-             f"{one.rate / ceiling.rate:.2f}x", one.cpu]]
+    rows: list[list[object]] = [[shape, "consumer alone (ceiling)", ff.events, f"{ceiling.seconds:.2f}",
+                                 ceiling.rate, "", per_event(ceiling.cpu, ceiling.seconds, ff.events)]]
+    for n, x in zip(scorers, runs, strict=True):
+        rows.append([shape, f"feed -> consumer -> {n} scorer{'s' if n > 1 else ''}", ff.events,
+                     f"{x.seconds:.2f}", x.rate, f"{x.rate / ceiling.rate:.2f}x",
+                     per_event(x.cpu, x.seconds, ff.events)])
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shapes", default="one,5m,1h,real")
     p.add_argument("--inproc", action="store_true", help="only the scorer alone in this process")
     p.add_argument("--e2e", action="store_true", help="only the end-to-end runs")
+    p.add_argument("--workers", default="1", help="end to end: the scorer counts to run, e.g. 1,2")
     args = p.parse_args(argv)
     names = [s for s in args.shapes.split(",") if s]
     if bad := [s for s in names if s not in SPAN_MS]:
@@ -230,16 +244,19 @@ def main(argv: list[str] | None = None) -> int:
             blocks.append(inproc_table(runs))
         if args.e2e or both:
             rows: list[list[object]] = []
+            scorers = [int(x) for x in args.workers.split(",")]
             for name, frames in shapes.items():
-                rows += run_e2e(info.url, info.pid, d, Path(tmp), name, frames)
+                rows += run_e2e(info.url, info.pid, d, Path(tmp), name, frames, scorers)
                 print(f"  e2e {name}: {rows[-1][4]:,.0f} events/s", flush=True)
-            e2e = {row[0]: float(row[4]) for row in rows if "scorer" in str(row[1])}  # type: ignore[arg-type]
-            blocks.append(table(["shape", "path", "events", "s", "events/s", "of ceiling", "CPU cores used"], rows,
-                                "End to end, 50-event frames, 1 scorer (timed from the first event accepted "
-                                "to lag 0)"))
-            if "one" in e2e:
-                blocks.append("end to end, events/s of each shape / of one ts: " + ", ".join(
-                    f"{k} {v / e2e['one']:.2f}x" for k, v in e2e.items()))
+            blocks.append(table(["shape", "path", "events", "s", "events/s", "of ceiling",
+                                 "CPU us an event, by process"], rows,
+                                "End to end, 50-event frames (timed from the first event accepted to lag 0)"))
+            for n in scorers:
+                e2e = {str(row[0]): float(row[4]) for row in rows  # type: ignore[arg-type]
+                       if str(row[1]).endswith(f"> {n} scorer{'s' if n > 1 else ''}")}
+                if "one" in e2e:
+                    blocks.append(f"{n} scorer(s), end to end, events/s of one ts / of each shape: " + ", ".join(
+                        f"{k} {e2e['one'] / v:.2f}x" for k, v in e2e.items()))
     print("\n\n".join(blocks))
     print(f"\n{time.perf_counter() - started:.0f} s in all; {machine_note()}")
     return 0

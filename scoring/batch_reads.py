@@ -17,8 +17,8 @@ import redis
 
 from fanops import keys, read
 from fanops.rules_settings import RuleSettings
-from fanops.scripts import script_source
 from fanops.schema import Event, event_type
+from fanops.scripts import script_source
 from fanops.state import room_viewer_first, unpack_viewer
 
 TIME_INDEX_LIMIT = 5000  # due / lurk entries taken per batch
