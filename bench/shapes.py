@@ -1,6 +1,7 @@
 """The scorer on the shapes of real shows: the same events at one ts, over 5 minutes, over 1 hour.
 
-``python -m bench.shapes [--events 300000] [--viewers 20000] [--shapes one,5m,1h,real] [--e2e] [--inproc]``
+``python -m bench.shapes [--events 300000] [--viewers 20000] [--shapes one,5m,1h,real] [--inproc]
+[--e2e] [--workers 1,2]``
 
 issue 18 measured that the time-driven work (presence, dwell, tier changes as the clock moves,
 follow-up moments, the time indexes) grows with the span of the events' ts, not with the events.
