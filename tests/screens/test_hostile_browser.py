@@ -1,0 +1,299 @@
+"""Hostile input on every screen, in headless Chromium (issue 17 item 5): one app, started once.
+
+A shop, two rooms, viewers, comments, SKUs, order ids and an operator, all named with markup,
+script, Markdown and Streamlit-Markdown syntax, RTL overrides, zero-width characters and
+10,000-character strings (``tests.hostile``, with the simulator's hostile names), go through the
+real consumer and scorer; one room is archived (the review), one order is kept by the webhooks'
+store (kept orders).  An admin signs in under a hostile name and opens every screen: no dialog,
+no console or page error, no request off 127.0.0.1, no element made from the data (no ``<img>``,
+``<script>``, ``<iframe>``, link, bold or formula from it, no event handler attribute, no
+``javascript:`` URL), and the hostile text readable as text where the data is shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import pytest
+import redis
+import redis.asyncio as aredis
+
+from fanops.config import Config
+from fanops.heartbeat import queue_beat
+from fanops.runtime import server
+from realtime.orders_map import parse_generic
+from realtime.orders_store import Orders, OrdersSource
+from review import archive_files
+from scoring.archive import archive_room
+from tests import hostile as H
+from tests.conftest import wait_for
+from tests.feeds import ev, frame
+from tests.pipeline import drain, ingest_frames
+from tests.screens.test_browser import BAD_LOG, VIEWPORT, _health, _is_local, _tail, open_screen
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_PW = "admin-hostile-pw"
+SHOP = f"<i>{H.MARK}shop</i> **s** :blue[s]"
+LIVE = f"<b>{H.MARK}room</b> :red[live] [x](javascript:alert(5))"
+OLD = f"![{H.MARK}old](http://{H.OUTSIDE}/r.png) $old$ \u202eend"
+FAN = f"<img src=x onerror=alert(9) alt={H.MARK}vid>"  # a viewer id (the fan's page)
+OPERATOR = f"<img src=x onerror=alert(7) alt={H.MARK}op> **{H.MARK}me**"
+GREETED = (H.BOLD, H.ST_MARKDOWN[:21], "\u200b" + H.MARK + "zw")  # recent joiners: the host screen greets them
+ORDER_ID = f'<a href="javascript:alert(8)">{H.MARK}order</a>'
+TIKTOK = f":red[{H.MARK}tt] **b** ![x](http://{H.OUTSIDE}/t.png) _it_"  # a TikTok source's name in its beat
+SHOP2 = f"![{H.MARK}s2](http://{H.OUTSIDE}/s.png)"  # a shop whose one archive was tampered with
+TAMPERED = f"../![{H.MARK}tampered](http://{H.OUTSIDE}/m.png) $x$"  # a file path in its manifest
+MIN = 60_000
+PROBE = re.compile(r"http://127\.0\.0\.1:\d+/[a-z]+/_stcore/(?:health|host-config)")
+
+# What the page made of the data: an element built from it, an event handler, a javascript: URL,
+# a fetch from outside, Markdown or LaTeX output.  [] when all is inert.
+INJECTED_JS = """(mark) => {
+  const out = [];
+  for (const e of document.querySelectorAll('*')) {
+    for (const a of e.attributes) {
+      if (a.name.startsWith('on')) out.push(`${e.tagName} ${a.name}=${a.value.slice(0, 60)}`);
+      if (/^\\s*javascript:/i.test(a.value)) out.push(`${e.tagName} ${a.name}=${a.value.slice(0, 60)}`);
+    }
+  }
+  for (const e of document.querySelectorAll('img, script, iframe, object, embed, a, .katex, svg image')) {
+    if ((e.outerHTML || '').includes(mark)) out.push(`made from the data: ${e.outerHTML.slice(0, 120)}`);
+  }
+  for (const e of document.querySelectorAll('strong, em, b, i, mark, span[style*="color"], span[class*="Colored"], ' +
+      'tspan[style*="bold"], tspan[style*="italic"], tspan[style*="fill"]')) {
+    if ((e.textContent || '').includes(mark)) out.push(`styled from the data: ${e.outerHTML.slice(0, 120)}`);
+  }
+  if (window.__pwned) out.push('window.__pwned set');
+  return out;
+}"""
+
+
+@dataclass
+class App:
+    url: str
+    log: Path
+
+
+@dataclass
+class Watch:
+    """What the one browser context reported."""
+
+    dialogs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+    def assert_clean(self) -> None:
+        assert not self.dialogs, "dialogs:\n" + "\n".join(self.dialogs)
+        assert not self.errors, "browser errors:\n" + "\n".join(self.errors)
+        outside = [u for u in self.requests
+                   if urlsplit(u).scheme not in ("data", "blob", "about") and urlsplit(u).hostname != "127.0.0.1"]
+        assert not outside, "requests that left 127.0.0.1:\n" + "\n".join(outside)
+        assert self.requests, "no request logged"
+
+
+def _events(room: str, base: int, now: int) -> list[dict[str, Any]]:
+    """A show: every hostile name joins, comments a question, views and carts a hostile SKU and
+    lingers (a follow-up task); a few order; three more join a minute before ``now``."""
+    out: list[dict[str, Any]] = []
+    n = 0
+
+    def add(viewer: str, ts: int, typ: str, info: dict[str, Any] | None = None, **kw: Any) -> None:
+        nonlocal n
+        n += 1
+        e = ev(n, room=room, ts=ts, type=typ, viewer=viewer, shop=SHOP, **kw)
+        e["viewer"].update(info or {})
+        out.append(e)
+
+    for i, name in enumerate((*H.NAMES, H.ST_MARKDOWN)):
+        vid = FAN if i == len(H.NAMES) else f"{H.MARK}-v{i}-<b>{i}</b>"
+        info = {"name": name, "country": "US", "lang": H.LONG if i == 0 else f"<b>{H.MARK}</b>"}
+        add(vid, base + i, "join", info)
+        add(vid, base + MIN + i, "comment", text=f"{H.OWN[i % len(H.OWN)]} ?")
+        add(vid, base + 2 * MIN + i, "product_view", sku=H.LONG if i == 1 else H.OWN[(i + 1) % len(H.OWN)])
+        add(vid, base + 3 * MIN + i, "cart_add", sku=H.OWN[(i + 2) % len(H.OWN)])
+        add(vid, base + 6 * MIN + i, "like")
+        if i % 4 == 0:
+            add(vid, now - 8 * MIN + i, "order", order_id=f"{H.OWN[i % len(H.OWN)]}-{i}", amount=12.5,
+                currency="USD")
+        add(vid, base + 6 * MIN + 10 + i, "gift", gift=H.LONG if i == 2 else H.IMG, value=1.0)
+    for i, name in enumerate(GREETED):
+        add(f"{H.MARK}-late-{i}", now - MIN + i, "join", {"name": name})
+    return out
+
+
+def _keep_order(cfg: Config) -> None:
+    """A webhook order naming no viewer: the orders' store keeps it (the kept orders screen)."""
+    body = (f'{{"shop": {_json(SHOP)}, "order_id": {_json(ORDER_ID)}, "amount": 9.5, "currency": "USD", '
+            f'"ts": {int(time.time() * 1000) - MIN}}}').encode()
+    o = parse_generic(body, SHOP)
+    assert not hasattr(o, "reason"), o
+
+    async def main() -> None:
+        ar = aredis.Redis.from_url(cfg.redis_url)
+        try:
+            got = await Orders(ar, OrdersSource(ar, cfg)).take(o)  # type: ignore[arg-type]
+            assert got[0] == "kept", got
+        finally:
+            await ar.aclose()
+
+    asyncio.run(main())
+
+
+def _tamper(room_dir: Path) -> None:
+    """Point one file of the archive's manifest outside its folder, under a hostile name."""
+    m = json.loads((room_dir / "manifest.json").read_text(encoding="utf-8"))
+    m["files"]["facts.json"]["path"] = TAMPERED
+    (room_dir / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+
+
+def _json(s: str) -> str:
+    return json.dumps(s)
+
+
+@pytest.fixture(scope="module")
+def app(redis_server: server.ServerInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    d = tmp_path_factory.mktemp("hostile-browser")
+    r = redis.Redis.from_url(redis_server.url)
+    r.flushall()
+    cfg = Config.from_env({}, redis_url=redis_server.url, data_dir=d / "data", flush_ms=5)
+    now = int(time.time() * 1000)
+    ingest_frames(cfg, [frame(*_events(OLD, now - 2 * 24 * 60 * MIN, now - 2 * 24 * 60 * MIN + 20 * MIN)),
+                        frame(*_events(LIVE, now - 11 * MIN, now))])
+    ingest_frames(cfg, [frame(*[ev(i, room=OLD, ts=now - 60 * MIN + i, shop=SHOP2) for i in range(3)])])
+    drain(r, cfg)
+    archive_room(r, cfg, SHOP, OLD)
+    assert [i.room for i in archive_files.list_archived(cfg, SHOP)] == [OLD]
+    archive_room(r, cfg, SHOP2, OLD)
+    _tamper(archive_files.room_dir(cfg, SHOP2, OLD))
+    _keep_order(cfg)
+    with r.pipeline() as p:  # a TikTok LIVE source of the shop, failing (the live board's tile)
+        queue_beat(p, "consumer", "tiktok-hostile", {"source": "tiktok", "shop": SHOP, "unique_id": TIKTOK,
+                                                   "state": "error", "last_error": H.ST_MARKDOWN,
+                                                   "last_error_at": time.time()}, ttl_s=3600)
+        p.execute()
+    port = server.free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FANOPS_")}
+    env.update(REDIS_URL=redis_server.url, FANOPS_DATA_DIR=str(d / "data"), PYTHONPATH=str(ROOT),
+               FANOPS_PASSWORD_ADMIN=ADMIN_PW)
+    log = d / "app.log"
+    with open(log, "wb") as out:
+        p = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
+                              str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
+                             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    a = App(f"http://127.0.0.1:{port}", log)
+    try:
+        wait_for(lambda: p.poll() is not None or _health(a.url), 60, "the app's /_stcore/health", poll=0.25)
+        assert p.poll() is None, _tail(log)
+        yield a
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+        r.close()
+    bad = [ln for ln in log.read_text(errors="replace").splitlines() if BAD_LOG.search(ln)]
+    assert not bad, _tail(log)
+
+
+def _context(browser: Any) -> tuple[Any, Any, Watch]:
+    ctx = browser.new_context(viewport=VIEWPORT, locale="en-US")
+    w = Watch()
+
+    def route(rt: Any) -> None:
+        (rt.continue_ if _is_local(rt.request.url) else rt.abort)()
+
+    ctx.route("**/*", route)
+    page = ctx.new_page()
+    page.on("request", lambda req: w.requests.append(req.url))
+
+    def dialog(dl: Any) -> None:
+        w.dialogs.append(f"{dl.type}: {dl.message}")
+        dl.dismiss()
+
+    page.on("dialog", dialog)
+
+    def console(msg: Any) -> None:
+        # forgiven: Streamlit's probe of /<page>/_stcore/... (see tests/screens/test_browser.py); the
+        # failed load of a refused outside request is not: it is a failure in itself
+        url = msg.location.get("url", "")
+        if msg.type == "error" and not PROBE.fullmatch(url):
+            w.errors.append(f"console: {msg.text} ({url})")
+
+    page.on("console", console)
+    page.on("pageerror", lambda e: w.errors.append(f"pageerror: {e}"))
+    return ctx, page, w
+
+
+def _url(app: App, screen: str, shop: str = SHOP, **q: str) -> str:
+    return f"{app.url}/{screen}?" + urlencode({"shop": shop, **q}, quote_via=quote)
+
+
+def _idle(page: Any) -> None:
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=30_000)
+    page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')", timeout=15_000)
+
+
+def _inert(page: Any, screen: str, *shown: str) -> None:
+    """Nothing made from the data on ``screen``, and each of ``shown`` readable in the page's text."""
+    _idle(page)
+    made = page.evaluate(INJECTED_JS, H.MARK)
+    assert not made, (screen, made)
+    body = page.inner_text("body")
+    missing = [s for s in shown if s not in body]
+    assert not missing, (screen, missing, body[:1500])
+
+
+def test_hostile_text_is_inert_on_every_screen(app: App, browser: Any) -> None:
+    ctx, page, w = _context(browser)
+    try:
+        # access: the sign-in, under a hostile name, shown back as text in the sidebar
+        open_screen(page, _url(app, "", room=LIVE), "Sign in")
+        page.get_by_label("Your name (shown to other operators)").fill(OPERATOR)
+        page.get_by_label("Password", exact=True).fill(ADMIN_PW)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_text(f"{H.MARK}room", exact=False).first.wait_for(timeout=30_000)
+        # the TikTok tile's label (Markdown) keeps a username's characters only, its "_" as typed
+        tiktok = f"TikTok LIVE @red{H.MARK}ttbxhttp{H.OUTSIDE}t.png_it_"
+        page.get_by_text(tiktok).wait_for(timeout=15_000)
+        _inert(page, "live board", OPERATOR, f"<b>{H.MARK}room</b> :red[live]", tiktok, H.ST_MARKDOWN)
+
+        open_screen(page, _url(app, "host", room=LIVE), "Viewers now", "Say hi to")
+        _inert(page, "host screen", H.BOLD, f"{H.MARK}zw")
+
+        open_screen(page, _url(app, "queue"), "Follow-up queue")
+        page.locator('[class*="st-key-task-"]').first.wait_for(timeout=30_000)
+        _inert(page, "queue", f"<b>{H.MARK}b</b> <i>it</i>", f"{H.MARK}rtl", f"[{H.MARK} link](javascript:alert(3))")
+
+        open_screen(page, _url(app, "fans"), "Fans")
+        page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
+        _inert(page, "fans")
+        open_screen(page, _url(app, "fans", fan=FAN), FAN)
+        _inert(page, "a fan's page", FAN, f":red[{H.MARK}red]")
+
+        open_screen(page, _url(app, "orders"), "Kept orders")
+        _inert(page, "kept orders", ORDER_ID)
+
+        open_screen(page, _url(app, "review"), "Post-show review", "Top fans", "Downloads")
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 8",
+                               timeout=30_000)
+        _inert(page, "review")
+
+        # an archive tampered with: the error quotes the manifest, as text
+        open_screen(page, _url(app, "review", shop=SHOP2),
+                    "The archived shows cannot be read:")
+        _inert(page, "review of a tampered archive", TAMPERED[:40])
+
+        open_screen(page, _url(app, "settings"), "Settings", "Message templates", "What if?")
+        _inert(page, "settings")
+        w.assert_clean()
+    finally:
+        ctx.close()
