@@ -102,36 +102,6 @@ class Watch:
         assert self.requests, "no request logged"
 
 
-def _events(room: str, base: int, now: int) -> list[dict[str, Any]]:
-    """A show: every hostile name joins, comments a question, views and carts a hostile SKU and
-    lingers (a follow-up task); a few order; three more join a minute before ``now``."""
-    out: list[dict[str, Any]] = []
-    n = 0
-
-    def add(viewer: str, ts: int, typ: str, info: dict[str, Any] | None = None, **kw: Any) -> None:
-        nonlocal n
-        n += 1
-        e = ev(n, room=room, ts=ts, type=typ, viewer=viewer, shop=SHOP, **kw)
-        e["viewer"].update(info or {})
-        out.append(e)
-
-    for i, name in enumerate((*H.NAMES, H.ST_MARKDOWN)):
-        vid = FAN if i == len(H.NAMES) else f"{H.MARK}-v{i}-<b>{i}</b>"
-        info = {"name": name, "country": "US", "lang": H.LONG if i == 0 else f"<b>{H.MARK}</b>"}
-        add(vid, base + i, "join", info)
-        add(vid, base + MIN + i, "comment", text=f"{H.OWN[i % len(H.OWN)]} ?")
-        add(vid, base + 2 * MIN + i, "product_view", sku=H.LONG if i == 1 else H.OWN[(i + 1) % len(H.OWN)])
-        add(vid, base + 3 * MIN + i, "cart_add", sku=H.OWN[(i + 2) % len(H.OWN)])
-        add(vid, base + 6 * MIN + i, "like")
-        if i % 4 == 0:
-            add(vid, now - 8 * MIN + i, "order", order_id=f"{H.OWN[i % len(H.OWN)]}-{i}", amount=12.5,
-                currency="USD")
-        add(vid, base + 6 * MIN + 10 + i, "gift", gift=H.LONG if i == 2 else H.IMG, value=1.0)
-    for i, name in enumerate(GREETED):
-        add(f"{H.MARK}-late-{i}", now - MIN + i, "join", {"name": name})
-    return out
-
-
 def _keep_order(cfg: Config) -> None:
     """A webhook order naming no viewer: the orders' store keeps it (the kept orders screen)."""
     body = (f'{{"shop": {_json(SHOP)}, "order_id": {_json(ORDER_ID)}, "amount": 9.5, "currency": "USD", '
@@ -168,8 +138,9 @@ def app(redis_server: server.ServerInfo, tmp_path_factory: pytest.TempPathFactor
     r.flushall()
     cfg = Config.from_env({}, redis_url=redis_server.url, data_dir=d / "data", flush_ms=5)
     now = int(time.time() * 1000)
-    ingest_frames(cfg, [frame(*_events(OLD, now - 2 * 24 * 60 * MIN, now - 2 * 24 * 60 * MIN + 20 * MIN)),
-                        frame(*_events(LIVE, now - 11 * MIN, now))])
+    before = now - 2 * 24 * 60 * MIN  # an earlier show, archived
+    ingest_frames(cfg, [frame(*H.show(OLD, SHOP, before, before + 20 * MIN, FAN, GREETED)),
+                        frame(*H.show(LIVE, SHOP, now - 11 * MIN, now, FAN, GREETED))])
     ingest_frames(cfg, [frame(*[ev(i, room=OLD, ts=now - 60 * MIN + i, shop=SHOP2) for i in range(3)])])
     drain(r, cfg)
     archive_room(r, cfg, SHOP, OLD)
