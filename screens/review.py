@@ -26,6 +26,7 @@ from fanops.config import Config  # noqa: E402
 from fanops.errors import ArchiveError, FanopsError  # noqa: E402
 from fanops.paths import fs_name  # noqa: E402
 from fanops.state import TIERS  # noqa: E402
+from fanops.templates import clean_text  # noqa: E402
 from review import analysis, archive_files, report  # noqa: E402
 from scoring.archive import refresh_followups  # noqa: E402
 from screens import _ui  # noqa: E402
@@ -48,7 +49,7 @@ def _review(_cfg: Config, shop: str, generations: tuple[tuple[str, int], ...]) -
 
 def _label(info: archive_files.ArchiveInfo) -> str:
     when = datetime.fromtimestamp(info.first_ts / 1000, UTC).strftime("%Y-%m-%d %H:%M")
-    return f"{when} · {info.room[:60]}"
+    return f"{when} · {clean_text(info.room, 60)}"  # no bidi override of the feed's reorders the label
 
 
 def _metrics(rv: analysis.Review, room: str, compare: str | None) -> None:

@@ -28,14 +28,18 @@ from urllib.parse import quote, urlencode, urlsplit
 import pytest
 import redis
 import redis.asyncio as aredis
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from fanops import queue, rules_store
 from fanops.config import Config
 from fanops.heartbeat import queue_beat
 from fanops.runtime import server
+from fanops.templates import TEMPLATE_KEYS
 from realtime.orders_map import parse_generic
 from realtime.orders_store import Orders, OrdersSource
 from review import archive_files
 from scoring.archive import archive_room
+from screens.reads import tasks
 from tests import hostile as H
 from tests.conftest import wait_for
 from tests.feeds import ev, frame
@@ -51,6 +55,8 @@ FAN = f"<img src=x onerror=alert(9) alt={H.MARK}vid>"  # a viewer id (the fan's 
 OPERATOR = f"<img src=x onerror=alert(7) alt={H.MARK}op> **{H.MARK}me**"
 GREETED = (H.BOLD, H.ST_MARKDOWN[:21], "\u200b" + H.MARK + "zw")  # recent joiners: the host screen greets them
 ORDER_ID = f'<a href="javascript:alert(8)">{H.MARK}order</a>'
+OTHER = f"<iframe src=javascript:alert(10) name={H.MARK}other> :red[{H.MARK}]"  # another operator
+TEMPLATE = f"Hi {{name}}! {H.IMG} :red[{H.MARK}tpl] [{H.MARK}](javascript:alert(6))"  # an admin's template
 TIKTOK = f":red[{H.MARK}tt] **b** ![x](http://{H.OUTSIDE}/t.png) _it_"  # a TikTok source's name in its beat
 SHOP2 = f"![{H.MARK}s2](http://{H.OUTSIDE}/s.png)"  # a shop whose one archive was tampered with
 TAMPERED = f"../![{H.MARK}tampered](http://{H.OUTSIDE}/m.png) $x$"  # a file path in its manifest
@@ -137,12 +143,15 @@ def app(redis_server: server.ServerInfo, tmp_path_factory: pytest.TempPathFactor
     r = redis.Redis.from_url(redis_server.url)
     r.flushall()
     cfg = Config.from_env({}, redis_url=redis_server.url, data_dir=d / "data", flush_ms=5)
+    tpl = {k: {"en": {"with_product": TEMPLATE + " {product}", "no_product": TEMPLATE}} for k in TEMPLATE_KEYS}
+    rules_store.save(r, SHOP, {}, templates=tpl, by=OTHER)
     now = int(time.time() * 1000)
     before = now - 2 * 24 * 60 * MIN  # an earlier show, archived
     ingest_frames(cfg, [frame(*H.show(OLD, SHOP, before, before + 20 * MIN, FAN, GREETED)),
                         frame(*H.show(LIVE, SHOP, now - 11 * MIN, now, FAN, GREETED))])
     ingest_frames(cfg, [frame(*[ev(i, room=OLD, ts=now - 60 * MIN + i, shop=SHOP2) for i in range(3)])])
     drain(r, cfg)
+    queue.Operator(r, SHOP, OTHER).claim(tasks.task_page(r, SHOP, queue.OPEN, room=LIVE, limit=1)[0].id)
     archive_room(r, cfg, SHOP, OLD)
     assert [i.room for i in archive_files.list_archived(cfg, SHOP)] == [OLD]
     archive_room(r, cfg, SHOP2, OLD)
@@ -214,13 +223,26 @@ def _idle(page: Any) -> None:
 
 
 def _inert(page: Any, screen: str, *shown: str) -> None:
-    """Nothing made from the data on ``screen``, and each of ``shown`` readable in the page's text."""
+    """Each of ``shown`` readable in the page's text (waited for: a screen's elements arrive over a
+    moment), then nothing made from the data on ``screen``."""
+    for s in shown:
+        try:
+            page.wait_for_function("s => document.body.innerText.includes(s)", arg=s, timeout=15_000)
+        except PlaywrightTimeout:
+            raise AssertionError(f"{screen}: not shown as text: {s!r}\n{page.inner_text('body')[:1500]}") from None
     _idle(page)
     made = page.evaluate(INJECTED_JS, H.MARK)
     assert not made, (screen, made)
-    body = page.inner_text("body")
-    missing = [s for s in shown if s not in body]
-    assert not missing, (screen, missing, body[:1500])
+
+
+def _in_grid(page: Any, screen: str, *texts: str) -> None:
+    """Each of ``texts`` in a data grid (drawn on a canvas; its cells are also in the DOM, as text)."""
+    js = """ts => { const all = [...document.querySelectorAll('[data-testid="stDataFrame"]')].map(e => e.textContent)
+                                .join('\\n'); return ts.every(t => all.includes(t)); }"""
+    try:
+        page.wait_for_function(js, arg=list(texts), timeout=15_000)
+    except PlaywrightTimeout:
+        raise AssertionError(f"{screen}: not in a grid as text: {texts!r}") from None
 
 
 def test_hostile_text_is_inert_on_every_screen(app: App, browser: Any) -> None:
@@ -242,10 +264,13 @@ def test_hostile_text_is_inert_on_every_screen(app: App, browser: Any) -> None:
 
         open_screen(page, _url(app, "queue"), "Follow-up queue")
         page.locator('[class*="st-key-task-"]').first.wait_for(timeout=30_000)
-        _inert(page, "queue", f"<b>{H.MARK}b</b> <i>it</i>", f"{H.MARK}rtl", f"[{H.MARK} link](javascript:alert(3))")
+        page.get_by_text(f"Claimed by {OTHER}", exact=False).first.wait_for(timeout=15_000)
+        _inert(page, "queue", OTHER, f"! {H.IMG} :red[{H.MARK}tpl] [{H.MARK}](javascript:alert(6))",
+               f"<b>{H.MARK}b</b> <i>it</i>", f"{H.MARK}rtl", f"[{H.MARK} link](javascript:alert(3))")
 
         open_screen(page, _url(app, "fans"), "Fans")
         page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
+        _in_grid(page, "fans", FAN, H.BOLD, f"\u200b{H.MARK}zw")
         _inert(page, "fans")
         open_screen(page, _url(app, "fans", fan=FAN), FAN)
         _inert(page, "a fan's page", FAN, f":red[{H.MARK}red]")
@@ -256,6 +281,7 @@ def test_hostile_text_is_inert_on_every_screen(app: App, browser: Any) -> None:
         open_screen(page, _url(app, "review"), "Post-show review", "Top fans", "Downloads")
         page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 8",
                                timeout=30_000)
+        _in_grid(page, "review", H.IMG, H.LONG[:100])
         _inert(page, "review")
 
         # an archive tampered with: the error quotes the manifest, as text
@@ -264,7 +290,7 @@ def test_hostile_text_is_inert_on_every_screen(app: App, browser: Any) -> None:
         _inert(page, "review of a tampered archive", TAMPERED[:40])
 
         open_screen(page, _url(app, "settings"), "Settings", "Message templates", "What if?")
-        _inert(page, "settings")
+        _inert(page, "settings", OTHER, f"Hi Anna! {H.IMG} :red[{H.MARK}tpl]")
         w.assert_clean()
     finally:
         ctx.close()
