@@ -13,6 +13,8 @@ no console or page error, no request off 127.0.0.1, no element made from the dat
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import os
 import re
@@ -185,7 +187,7 @@ def app(redis_server: server.ServerInfo, tmp_path_factory: pytest.TempPathFactor
 
 
 def _context(browser: Any) -> tuple[Any, Any, Watch]:
-    ctx = browser.new_context(viewport=VIEWPORT, locale="en-US")
+    ctx = browser.new_context(viewport=VIEWPORT, locale="en-US", accept_downloads=True)
     w = Watch()
 
     def route(rt: Any) -> None:
@@ -245,6 +247,14 @@ def _in_grid(page: Any, screen: str, *texts: str) -> None:
         raise AssertionError(f"{screen}: not in a grid as text: {texts!r}") from None
 
 
+def _download(page: Any, button: str) -> tuple[str, str]:
+    """Click a download button: the file's suggested name (the browser makes any name safe) and its text."""
+    with page.expect_download(timeout=30_000) as dl:
+        page.locator(button).click()
+    path = dl.value.path()
+    return dl.value.suggested_filename, Path(path).read_text(encoding="utf-8")
+
+
 def test_hostile_text_is_inert_on_every_screen(app: App, browser: Any) -> None:
     ctx, page, w = _context(browser)
     try:
@@ -272,6 +282,9 @@ def test_hostile_text_is_inert_on_every_screen(app: App, browser: Any) -> None:
         page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
         _in_grid(page, "fans", FAN, H.BOLD, f"\u200b{H.MARK}zw")
         _inert(page, "fans")
+        _, csv_text = _download(page, ".st-key-f_csv button")  # the fans export, formulas guarded
+        cells = [c for row in csv.reader(io.StringIO(csv_text, newline="")) for c in row]
+        assert f"'{H.FORMULA}" in cells and not [c for c in cells if c.startswith(H.FORMULA_STARTS)]
         open_screen(page, _url(app, "fans", fan=FAN), FAN)
         _inert(page, "a fan's page", FAN, f":red[{H.MARK}red]")
 
@@ -283,6 +296,10 @@ def test_hostile_text_is_inert_on_every_screen(app: App, browser: Any) -> None:
                                timeout=30_000)
         _in_grid(page, "review", H.IMG, H.LONG[:100])
         _inert(page, "review")
+        _, html_text = _download(page, ".st-key-dl_html button")
+        assert H.MARK in html_text
+        for raw in (H.IMG, H.SCRIPT, H.IFRAME, H.HTML_LINK, OPERATOR):
+            assert raw not in html_text, raw  # the report escapes the data (tests/review/test_hostile_exports.py)
 
         # an archive tampered with: the error quotes the manifest, as text
         open_screen(page, _url(app, "review", shop=SHOP2),
