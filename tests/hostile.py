@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from realtime.simulator import HOSTILE_NAMES
+from realtime.simulator.tables import HOSTILE_TEXT
 from tests.feeds import ev
 
 MARK = "xq7"
@@ -33,6 +34,7 @@ OWN: tuple[str, ...] = (IMG, SCRIPT, IFRAME, MD_LINK, MD_IMAGE, ST_MARKDOWN, HTM
 FORMULA_STARTS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 FORMULAS: tuple[str, ...] = tuple(f"{c}1+2*{MARK}" if c != "@" else f"@SUM(1,{MARK})" for c in FORMULA_STARTS)
 NAMES: tuple[str, ...] = OWN + FORMULAS + tuple(HOSTILE_NAMES)  # display names (at most 256 characters)
+COMMENTS: tuple[str, ...] = OWN + FORMULAS + tuple(HOSTILE_TEXT)  # chat (at most 2,000 characters)
 MIN = 60_000
 
 
@@ -43,9 +45,10 @@ def short_id(s: str) -> str:
 
 def show(room: str, shop: str, base: int, now: int, fan: str, late: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """A show of ``shop`` starting at ``base``: every hostile name joins (the last one, as ``fan``,
-    named with ST_MARKDOWN), comments a question, views and carts a hostile SKU (one 10,000
-    characters long), gives a gift and lingers (a follow-up task); every fourth orders, with a
-    hostile order id, 8 minutes before ``now``; the names ``late`` join a minute before ``now``."""
+    named with ST_MARKDOWN), asks a question (the simulator's hostile chat among them), views and
+    carts a hostile SKU (one 10,000 characters long), gives a gift and lingers (a follow-up task);
+    every fourth orders, with a hostile order id, 8 minutes before ``now``; the names ``late`` join
+    a minute before ``now``."""
     out: list[dict[str, Any]] = []
 
     def add(viewer: str, ts: int, typ: str, info: dict[str, Any] | None = None, **kw: Any) -> None:
@@ -57,7 +60,7 @@ def show(room: str, shop: str, base: int, now: int, fan: str, late: tuple[str, .
         vid = fan if i == len(NAMES) else f"{MARK}-v{i}-<b>{i}</b>"
         info = {"name": name, "country": "US", "lang": LONG if i == 0 else f"<b>{MARK}</b>"}
         add(vid, base + i, "join", info)
-        add(vid, base + MIN + i, "comment", text=f"{OWN[i % len(OWN)]} ?")
+        add(vid, base + MIN + i, "comment", text=f"{COMMENTS[i % len(COMMENTS)]} ?")
         add(vid, base + 2 * MIN + i, "product_view", sku=LONG if i == 1 else OWN[(i + 1) % len(OWN)])
         add(vid, base + 3 * MIN + i, "cart_add", sku=FORMULAS[i % len(FORMULAS)] if i % 3 else OWN[(i + 2) % len(OWN)])
         add(vid, base + 6 * MIN + i, "like")
