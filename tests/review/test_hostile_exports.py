@@ -10,6 +10,7 @@ operator works its tasks, the show is archived and analysed.
 from __future__ import annotations
 
 import csv
+import html
 import io
 from html.parser import HTMLParser
 
@@ -134,3 +135,12 @@ def test_the_html_report_makes_no_element_from_the_data(shown) -> None:
     assert H.BOLD in text or H.BOLD[:20] in text
     for s in (H.IMG, H.SCRIPT, H.IFRAME, H.HTML_LINK):
         assert s not in page  # never raw, anywhere (plotly's JSON escapes "<" too)
+
+
+def test_chart_labels_use_only_entities_plotly_reads(shown) -> None:
+    """plotly shows a label's ``&quot;`` as typed (it reads &lt; &gt; &amp; and numeric ones)."""
+    rv, _ = shown
+    skus = list(report.figures(rv, ROOM)["products"].data[0].y)
+    assert any(H.MARK in s for s in skus)
+    assert not [s for s in skus if "&quot;" in s or "<" in s], skus
+    assert any(html.unescape(s).startswith('=HYPERLINK("http') for s in skus), skus

@@ -247,6 +247,17 @@ def _in_grid(page: Any, screen: str, *texts: str) -> None:
         raise AssertionError(f"{screen}: not in a grid as text: {texts!r}") from None
 
 
+def _hover_bars(page: Any, chart: str, n: int) -> list[str]:
+    """Hover the first ``n`` bars of a plotly chart; the hover labels' text."""
+    out = []
+    bars = page.locator(f".st-key-{chart} .js-plotly-plot .bars path")
+    for i in range(min(n, bars.count())):
+        bars.nth(i).hover(force=True)
+        page.wait_for_timeout(150)
+        out.append(page.locator(f".st-key-{chart} .hoverlayer").text_content() or "")
+    return out
+
+
 def _download(page: Any, button: str) -> tuple[str, str]:
     """Click a download button: the file's suggested name (the browser makes any name safe) and its text."""
     with page.expect_download(timeout=30_000) as dl:
@@ -296,6 +307,13 @@ def test_hostile_text_is_inert_on_every_screen(app: App, browser: Any) -> None:
                                timeout=30_000)
         _in_grid(page, "review", H.IMG, H.LONG[:100])
         _inert(page, "review")
+        hovered = _hover_bars(page, "fig_products", 4)  # plotly draws hover labels from the same (escaped) text
+        assert any(H.MARK in h for h in hovered), hovered
+        # ... and shows it as it came, not as the entities it was escaped into
+        labels = hovered + page.evaluate("() => [...document.querySelectorAll('svg text')].map(t => t.textContent)")
+        assert not [x for x in labels if re.search(r"&(quot|amp|lt|gt|#x?[0-9a-f]+);", x)], labels
+        assert any('=HYPERLINK("http' in x for x in labels), labels
+        _inert(page, "review, hovered")
         _, html_text = _download(page, ".st-key-dl_html button")
         assert H.MARK in html_text
         for raw in (H.IMG, H.SCRIPT, H.IFRAME, H.HTML_LINK, OPERATOR):
