@@ -297,6 +297,7 @@ def test_hostile_text_is_inert_on_every_screen(app: App, browser: Any) -> None:
         cells = [c for row in csv.reader(io.StringIO(csv_text, newline="")) for c in row]
         assert f"'{H.FORMULA}" in cells and not [c for c in cells if c.startswith(H.FORMULA_STARTS)]
         open_screen(page, _url(app, "fans", fan=FAN), FAN)
+        _in_grid(page, "a fan's page", LIVE, OLD)  # the fan's shows
         _inert(page, "a fan's page", FAN, f":red[{H.MARK}red]")
 
         open_screen(page, _url(app, "orders"), "Kept orders")
