@@ -36,7 +36,7 @@ from fanops import queue, rules_store
 from fanops.config import Config
 from fanops.heartbeat import queue_beat
 from fanops.runtime import server
-from fanops.templates import TEMPLATE_KEYS
+from fanops.templates import TEMPLATE_KEYS, clean_text
 from realtime.orders_map import parse_generic
 from realtime.orders_store import Orders, OrdersSource
 from review import archive_files
@@ -279,6 +279,12 @@ def test_hostile_text_is_inert_on_every_screen(app: App, browser: Any) -> None:
         tiktok = f"TikTok LIVE @red{H.MARK}ttbxhttp{H.OUTSIDE}t.png_it_"
         page.get_by_text(tiktok).wait_for(timeout=15_000)
         _inert(page, "live board", OPERATOR, f"<b>{H.MARK}room</b> :red[live]", tiktok, H.ST_MARKDOWN)
+
+        # the sidebar's room list, open: the rooms' ids as options (plain text)
+        page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(has_text="Room").click()
+        page.get_by_role("option").first.wait_for(timeout=10_000)
+        _inert(page, "the room list", clean_text(LIVE, 48))
+        page.keyboard.press("Escape")
 
         open_screen(page, _url(app, "host", room=LIVE), "Viewers now", "Say hi to")
         _inert(page, "host screen", H.BOLD, f"{H.MARK}zw")
