@@ -308,6 +308,7 @@ TABLE: dict[str, dict[str, str]] = {
                             "zh-Hans": "下播后运营仍在发私信：从 Redis 读取它们的最新结果"},
     "review.refreshed": {"en": "Follow-up outcomes updated for {n} show(s).",
                          "zh-Hans": "已更新 {n} 场直播的跟进结果。"},
+    "review.unreadable": {"en": "The archived shows cannot be read:", "zh-Hans": "无法读取已归档的直播："},
     "review.partial": {"en": "Some of this show's events had left Redis before it was archived: event counts are "
                              "partial.",
                        "zh-Hans": "本场有部分事件在归档前已离开 Redis：事件计数不完整。"},

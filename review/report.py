@@ -32,8 +32,9 @@ TOP_CATEGORIES = 12
 
 
 def esc(s: Any) -> str:
-    """A value as text safe in HTML and in plotly labels."""
-    return html.escape("" if s is None else str(s), quote=True)
+    """A value as text safe in HTML and in plotly labels.  A double quote becomes ``&#34;``, not
+    ``&quot;``: plotly reads numeric entities but not that name, and would show it as typed."""
+    return html.escape("" if s is None else str(s), quote=True).replace("&quot;", "&#34;")
 
 
 def _short(s: str, n: int = 40) -> str:

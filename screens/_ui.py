@@ -50,7 +50,7 @@ def client() -> redis.Redis:
     try:
         return _client(os.environ.get("REDIS_URL", ""))
     except FanopsError as e:
-        st.error(str(e))
+        problem("error", "Redis:", str(e))
         st.stop()
         raise  # unreachable: st.stop raises
 
@@ -200,6 +200,15 @@ def text(body: str, key: str | None = None, where: Any = None) -> None:
         target.text(body)
 
 
+def problem(kind: str, lead: str, detail: str) -> None:
+    """A message box (``st.error``, ``st.warning``...) holding only the app's own words (``lead``),
+    then ``detail`` as text: an error's message quotes shop, room and viewer ids, which are
+    anyone's text and must not be read as Markdown (a ``![..](http://..)`` would fetch an image)."""
+    getattr(st, kind)(lead)
+    if detail:
+        st.text(detail)
+
+
 def task_key(task_id: str) -> str:
     """A widget key for a task (task ids hold NUL and any characters the feed sent)."""
     return hashlib.sha1(task_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
@@ -245,9 +254,7 @@ def show_flash() -> None:
     live = [f for f in st.session_state.get("_flash", []) if f[3] > time.monotonic()]
     st.session_state["_flash"] = live
     for kind, message, detail, _ in live:
-        getattr(st, kind)(message)
-        if detail:
-            st.text(detail)
+        problem(kind, message, detail)
 
 
 def number(n: float | int | None, digits: int = 0) -> str:

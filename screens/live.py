@@ -137,13 +137,19 @@ def health(h: Health) -> None:
         st.caption(tr("health.ok"))
 
 
+def tiktok_user(unique_id: str) -> str:
+    """A TikTok username for a metric's label, which reads Markdown: only the characters TikTok allows
+    in one (letters, digits, ``_`` and ``.``), ``_`` escaped; the beat that carries it is anyone's JSON."""
+    return re.sub(r"[^\w.]", "", unique_id)[:40].replace("_", "\\_") or "?"
+
+
 def tiktok(tiles: list[TikTokTile]) -> None:
     """A small tile per TikTok LIVE source: its connection, the room's viewers, its last error."""
     for tile in tiles:
         key = "tiktok-" + re.sub(r"[^A-Za-z0-9_-]", "-", tile.unique_id)
         with st.container(key=key, border=True):
             c = st.columns([2, 1, 1])
-            c[0].metric(tr("tiktok.title", user=clean_text(tile.unique_id, 40)), tr(f"tiktok.state.{tile.state}"))
+            c[0].metric(tr("tiktok.title", user=tiktok_user(tile.unique_id)), tr(f"tiktok.state.{tile.state}"))
             c[1].metric(tr("tiktok.viewers"), _ui.number(tile.viewers))
             c[2].metric(tr("tiktok.viewers_total"), _ui.number(tile.viewers_total))
             if tile.last_error:

@@ -26,6 +26,7 @@ from fanops.config import Config  # noqa: E402
 from fanops.errors import ArchiveError, FanopsError  # noqa: E402
 from fanops.paths import fs_name  # noqa: E402
 from fanops.state import TIERS  # noqa: E402
+from fanops.templates import clean_text  # noqa: E402
 from review import analysis, archive_files, report  # noqa: E402
 from scoring.archive import refresh_followups  # noqa: E402
 from screens import _ui  # noqa: E402
@@ -48,7 +49,7 @@ def _review(_cfg: Config, shop: str, generations: tuple[tuple[str, int], ...]) -
 
 def _label(info: archive_files.ArchiveInfo) -> str:
     when = datetime.fromtimestamp(info.first_ts / 1000, UTC).strftime("%Y-%m-%d %H:%M")
-    return f"{when} · {info.room[:60]}"
+    return f"{when} · {clean_text(info.room, 60)}"  # no bidi override of the feed's reorders the label
 
 
 def _metrics(rv: analysis.Review, room: str, compare: str | None) -> None:
@@ -129,11 +130,11 @@ def _downloads(rv: analysis.Review, shows: dict[str, archive_files.RoomArchive],
 def _refresh(cfg: Config, shop: str) -> None:
     try:
         changed = refresh_followups(_ui.client(), cfg, shop)
-    except FanopsError as e:
-        st.session_state["review_msg"] = ("error", str(e))
+    except FanopsError as e:  # its message names rooms: text, never Markdown
+        st.session_state["review_msg"] = ("error", tr("queue.err_other"), str(e))
         return
     _review.clear()
-    st.session_state["review_msg"] = ("success", tr("review.refreshed", n=len(changed)))
+    st.session_state["review_msg"] = ("success", tr("review.refreshed", n=len(changed)), "")
 
 
 def _charts(rv: analysis.Review, room: str, compare: str | None) -> None:
@@ -168,15 +169,15 @@ def main() -> None:
                               format_func=lambda rm: rm if rm == NONE else _label(by_room[rm]), key="review_cmp")
     compare = None if compare in (None, NONE) else compare
     btn.button(tr("review.refresh"), on_click=_refresh, args=(cfg, shop), help=tr("review.refresh_help"))
-    kind, msg = st.session_state.pop("review_msg", (None, None))
+    kind, msg, detail = st.session_state.pop("review_msg", (None, None, None))
     if kind:
-        getattr(st, kind)(msg)
+        _ui.problem(kind, msg, detail)
     try:
         with st.spinner(tr("review.reading")):
             rv = _review(cfg, shop, tuple((i.room, i.generation) for i in infos))
         shows = {i.room: archive_files.read_room(cfg, shop, i.room, verify=False) for i in infos}
     except ArchiveError as e:
-        st.error(str(e))
+        _ui.problem("error", tr("review.unreadable"), str(e))
         return
     if not by_room[room].complete:
         st.warning(tr("review.partial"))

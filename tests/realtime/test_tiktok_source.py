@@ -257,7 +257,9 @@ def test_sign_server_errors_and_an_offline_creator_are_waited_out_logged_and_sho
     caplog.set_level(logging.INFO, logger="realtime")
     fake = FakeTikTok(sessions=[[push(FRAMES[0])]], sign=["429", "500", "ok"], live=["offline", "live"])
 
-    src = asyncio.run(run_source(cfg, fake, fake_tiktok, lambda s: s.state == CONNECTED and s.viewers == 120))
+    # (the room's viewer count can come before the last of the frame's events is handed in: wait for both)
+    src = asyncio.run(run_source(cfg, fake, fake_tiktok,
+                                 lambda s: s.state == CONNECTED and s.viewers == 120 and s.counters.events >= 3))
 
     lines = [rec.getMessage() for rec in caplog.records if rec.name == "realtime.tiktok"]
     order = [next(i for i, x in enumerate(lines) if what in x)
