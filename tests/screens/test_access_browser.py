@@ -8,9 +8,6 @@ leaves 127.0.0.1 (``Watch.assert_clean``).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +22,8 @@ from fanops.runtime import server
 from tests.conftest import wait_for
 from tests.feeds import ev, frame
 from tests.pipeline import drain, ingest_frames
-from tests.screens.test_browser import BAD_LOG, _health, _tail, new_context, open_screen
+from tests.screens.app_process import app_process
+from tests.screens.test_browser import new_context, open_screen
 
 ROOT = Path(__file__).resolve().parents[2]
 OP_PW, ADMIN_PW, TOKEN = "op-browser-pw", "admin-browser-pw", "host-token-abc123"
@@ -48,26 +46,13 @@ def app(redis_server: server.ServerInfo, tmp_path_factory: pytest.TempPathFactor
     now = int(time.time() * 1000)
     ingest_frames(cfg, [frame(*[ev(i, room=ROOM, ts=now - 60_000 + i, viewer=f"v{i % 4}") for i in range(12)])])
     drain(r, cfg)
-    port = server.free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FANOPS_")}
-    env.update(REDIS_URL=redis_server.url, FANOPS_DATA_DIR=str(d / "data"), PYTHONPATH=str(ROOT),
-               FANOPS_PASSWORD_OPERATOR=OP_PW, FANOPS_PASSWORD_ADMIN=ADMIN_PW, FANOPS_HOST_TOKEN=TOKEN)
     log = d / "app.log"
-    with open(log, "wb") as out:
-        p = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
-                              str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
-                             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    a = App(f"http://127.0.0.1:{port}", log)
     try:
-        wait_for(lambda: p.poll() is not None or _health(a.url), 60, "the app's /_stcore/health", poll=0.25)
-        assert p.poll() is None, _tail(log)
-        yield a
+        with app_process(redis_server.url, d / "data", log, FANOPS_PASSWORD_OPERATOR=OP_PW,
+                         FANOPS_PASSWORD_ADMIN=ADMIN_PW, FANOPS_HOST_TOKEN=TOKEN) as url:
+            yield App(url, log)
     finally:
-        p.terminate()
-        p.wait(timeout=30)
         r.close()
-    bad = [ln for ln in log.read_text(errors="replace").splitlines() if BAD_LOG.search(ln)]
-    assert not bad, _tail(log)
     assert OP_PW not in log.read_text() and "wrong-pw" not in log.read_text()  # failures logged, passwords not
 
 

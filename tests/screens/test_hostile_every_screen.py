@@ -16,10 +16,7 @@ import asyncio
 import csv
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,10 +40,10 @@ from review import archive_files
 from scoring.archive import archive_room
 from screens.reads import tasks
 from tests import hostile as H
-from tests.conftest import wait_for
 from tests.feeds import ev, frame
 from tests.pipeline import drain, ingest_frames
-from tests.screens.test_browser import BAD_LOG, VIEWPORT, _health, _is_local, _tail, open_screen
+from tests.screens.app_process import app_process
+from tests.screens.test_browser import VIEWPORT, _is_local, open_screen
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_PW = "admin-hostile-pw"
@@ -164,26 +161,12 @@ def app(redis_server: server.ServerInfo, tmp_path_factory: pytest.TempPathFactor
                                                    "state": "error", "last_error": H.ST_MARKDOWN,
                                                    "last_error_at": time.time()}, ttl_s=3600)
         p.execute()
-    port = server.free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FANOPS_")}
-    env.update(REDIS_URL=redis_server.url, FANOPS_DATA_DIR=str(d / "data"), PYTHONPATH=str(ROOT),
-               FANOPS_PASSWORD_ADMIN=ADMIN_PW)
     log = d / "app.log"
-    with open(log, "wb") as out:
-        p = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
-                              str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
-                             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    a = App(f"http://127.0.0.1:{port}", log)
     try:
-        wait_for(lambda: p.poll() is not None or _health(a.url), 60, "the app's /_stcore/health", poll=0.25)
-        assert p.poll() is None, _tail(log)
-        yield a
+        with app_process(redis_server.url, d / "data", log, FANOPS_PASSWORD_ADMIN=ADMIN_PW) as url:
+            yield App(url, log)
     finally:
-        p.terminate()
-        p.wait(timeout=30)
         r.close()
-    bad = [ln for ln in log.read_text(errors="replace").splitlines() if BAD_LOG.search(ln)]
-    assert not bad, _tail(log)
 
 
 def _context(browser: Any) -> tuple[Any, Any, Watch]:

@@ -5,9 +5,6 @@ on the fan's page; a fan who has not agreed to email has the button disabled, wi
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +19,10 @@ from fanops.config import Config
 from fanops.runtime import server
 from fanops.state import task_fields
 from screens._ui import task_key
-from tests.conftest import wait_for
 from tests.pipeline import drain, ingest_frames
 from tests.scoring.test_channels import STORY, Mailbox, tid
-from tests.screens.test_browser import BAD_LOG, _health, _tail, new_context, open_screen, set_operator, settle
+from tests.screens.app_process import app_process
+from tests.screens.test_browser import new_context, open_screen, set_operator, settle
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOP = "default"
@@ -49,27 +46,13 @@ def app(redis_server: server.ServerInfo, tmp_path_factory: pytest.TempPathFactor
     box, smtp_port = Mailbox(), server.free_port()
     smtp = Controller(box, hostname="127.0.0.1", port=smtp_port)
     smtp.start()
-    port = server.free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FANOPS_")}
-    env.update(REDIS_URL=redis_server.url, FANOPS_DATA_DIR=str(d / "data"), PYTHONPATH=str(ROOT),
-               FANOPS_SMTP_URL=f"smtp://127.0.0.1:{smtp_port}", FANOPS_SMTP_FROM="Tienda Luz <hola@luz.example>")
-    log = d / "app.log"
-    with open(log, "wb") as out:
-        p = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
-                              str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
-                             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    a = App(f"http://127.0.0.1:{port}", box, r)
     try:
-        wait_for(lambda: p.poll() is not None or _health(a.url), 60, "the app's /_stcore/health", poll=0.25)
-        assert p.poll() is None, _tail(log)
-        yield a
+        with app_process(redis_server.url, d / "data", d / "app.log", FANOPS_SMTP_URL=f"smtp://127.0.0.1:{smtp_port}",
+                         FANOPS_SMTP_FROM="Tienda Luz <hola@luz.example>") as url:
+            yield App(url, box, r)
     finally:
-        p.terminate()
-        p.wait(timeout=30)
         smtp.stop()
         r.close()
-    bad = [ln for ln in log.read_text(errors="replace").splitlines() if BAD_LOG.search(ln)]
-    assert not bad, _tail(log)
 
 
 def claim(page: Any, viewer: str) -> str:
