@@ -66,6 +66,16 @@ class Head:
     viewers: dict[str, bytes | None]
 
 
+def clock_and_rules(r: redis.Redis, shop: str) -> tuple[int, int, int]:
+    """The shop clock, the rules version its state was last rebuilt under, and the version saved."""
+    p = Pipe(r)
+    st = p("hmget", keys.stats(shop), ["clock", "rules_applied"])
+    version = p("hget", keys.rules(shop), "version")
+    p.run()
+    clock, applied = st.value
+    return int(clock or 0), int(applied or 0), int(version.value or 0)
+
+
 def read_head(r: redis.Redis, shop: str, vids: list[str]) -> Head:
     p = Pipe(r)
     st = p("hmget", keys.stats(shop), ["clock", "rules_applied", "room_no_seq", "archive_epoch",

@@ -196,14 +196,12 @@ def changes(old: ViewerState | None, new: ViewerState, clock: int, s: RuleSettin
     """The viewer's kind tasks that the batch makes, moves or drops: ("new", kind, occasion, state,
     queue score, no task if one was sent since, packed task), ("move", kind, occasion, state) or
     ("del", kind, occasion); notes the new targets in ``new``.  Like lingered's, a move leaves a
-    task an operator sent or skipped as it is (apply.lua); a switched-off kind's tasks stay."""
+    task an operator sent or skipped as it is (apply.lua), and so does a drop: the open tasks of a
+    kind switched off go (switched on again, the data makes them again), its sent ones stay."""
     if not new.fol and not new.orders and (old is None or not old.fol):
         return []  # most viewers: never ordered, no kind task
     was = stored(old)
     got = targets(new, clock, s)
-    for k, occ in was:
-        if not s.kind_on(k) and (k, occ) not in got:
-            got[(k, occ)] = (was[(k, occ)], "", -1)
     out: list[tuple[Any, ...]] = []
     for (k, occ), (st, room, at) in got.items():
         prev = was.get((k, occ))
@@ -216,6 +214,14 @@ def changes(old: ViewerState | None, new: ViewerState, clock: int, s: RuleSettin
     out += [("del", k, occ) for (k, occ) in was if (k, occ) not in got]
     keep(new, {key: st for key, (st, _r, _a) in got.items()})
     return out
+
+
+def stale(v: ViewerState, clock: int, s: RuleSettings) -> bool:
+    """Do the kind tasks the viewer's state last gave differ from those its data gives under ``s`` at
+    ``clock``?  (Settings changed: a kind switched on or off, ``after_sales_days``, ``dormant_days``.)"""
+    if not v.fol and not v.orders:
+        return False
+    return {key: st for key, (st, _r, _a) in targets(v, clock, s).items()} != stored(v)
 
 
 def stored(v: ViewerState | None) -> dict[tuple[str, int], str]:

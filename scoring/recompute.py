@@ -14,13 +14,24 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import cast
 
+import msgspec
 import redis
 from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
 from fanops import keys, read, replies, rules_store
 from fanops.rules_settings import RuleSettings
-from fanops.state import TIERS, pack, past_numbers, unpack_room_viewer, unpack_viewer
+from fanops.scripts import script_source
+from fanops.state import (
+    TASK_KINDS,
+    TIERS,
+    pack,
+    pack_task,
+    past_numbers,
+    unpack_room_viewer,
+    unpack_task,
+    unpack_viewer,
+)
 from scoring import kinds, rules
 from scoring.followups import late_moment, lurk_time
 
@@ -132,6 +143,24 @@ def _rebuild_present(r: redis.Redis, shop: str, clock: int, s: RuleSettings, arc
             r.zadd(pk, batch)
 
 
+def _rescore_kinds(r: redis.Redis, shop: str, s: RuleSettings) -> int:
+    """Give the open tasks of the kinds besides ``lingered`` their kind's priority under ``s`` (a
+    ``prio_<kind>`` setting changed): the queue's order follows at once.  Returns the tasks moved."""
+    script = r.register_script(script_source("scoring", "task_prio"))
+    n = 0
+    for kind in TASK_KINDS[1:]:
+        prio, tk = s.kind_priority(kind), keys.kind_tasks(shop, kind)
+        for f, b in r.hscan_iter(tk, count=CHUNK):
+            rec = unpack_task(b)
+            if rec.state not in ("pending", "claimed") or rec.priority == prio:
+                continue
+            occ, vid = f.decode().split(":", 1)
+            new = pack_task(msgspec.structs.replace(rec, priority=prio))
+            n += int(script(keys=[tk, keys.queue(shop, rec.state)], args=[
+                f, b, new, rules.queue_score(prio, 0), keys.kind_task_id(kind, int(occ), vid)]))
+    return n
+
+
 @dataclass
 class _Recount:
     """The shop's viewers counted again under the current settings."""
@@ -162,6 +191,8 @@ def _recount(r: redis.Redis, shop: str, clock: int, s: RuleSettings, room_ids: d
             if no in room_ids:
                 rc.room_tiers[room_ids[no]][t] += 1
         due = kinds.next_change(v, clock, s, None)
+        if kinds.stale(v, clock, s):
+            due = clock  # its follow-up kinds are redone under the new settings by the next time pass
         vid = vid_b.decode()
         listed = due // keys.DAY_MS if due is not None and due >= front else -1  # the day list it goes to
         if due is not None:
@@ -235,6 +266,7 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
         _rebuild_lurk(r, shop, clock, s)
         _rebuild_late_window(r, shop, s)
         _rebuild_present(r, shop, clock, s, archived)
+        _rescore_kinds(r, shop, s)
         log.info("rebuilt %s under rules version %d: %d viewers in %.1f s",
                  shop, version, rc.n, time.monotonic() - started)
         return True

@@ -24,7 +24,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
@@ -40,6 +39,7 @@ from scoring import archive, eventlog, intake, migrate, recompute, retention
 from scoring.batch_reads import (
     ArchivedRooms,
     Head,
+    clock_and_rules,
     past_clock,
     read_head,
     read_records,
@@ -52,7 +52,7 @@ from scoring.intake import Entry
 from scoring.late import take_late
 from scoring.partitions import MEMBERS_UNSETTLED_S, Share
 from scoring.worker_stats import WorkerStats
-from scoring.writeset import encode_wire, to_wire
+from scoring.writeset import ScoredBatch, encode_wire, to_wire
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +62,6 @@ MAX_RETRIES = 50
 LOG_RETRY_S = 5.0  # pause after the applied-event log could not be written (disk full, folder gone)
 TRIM_EVERY_S = 0.5  # how often a busy worker removes applied entries from the streams it reads
 TIME_PASSES = 10_000  # time passes in a row at most, while more viewers are due than one batch takes
-
-
-@dataclass
-class ScoredBatch:
-    """A batch read and scored, not written yet: what ``Worker.write`` sends to apply.lua."""
-
-    wire: dict[str, Any]  # the write set as apply.lua takes it, but for the entries it acknowledges
-    blobs: list[bytes]  # the packed states the wire names by index
-    dropped: int  # events of archived rooms not scored: the repeats, and late ones counted as applied
-    clock: int  # the shop clock the time indexes were read up to (what a time pass has moved to)
-    time_full: bool  # more viewers were due than one batch takes: another time pass follows
-    repeats: int = 0  # of ``dropped``: repeats of archived shows' events, counted as duplicates
 
 
 class Worker:
@@ -110,6 +98,7 @@ class Worker:
         self._redis_backoff = retry.Backoff(initial=0.2, cap=5.0)
         self._last_prune = monotonic()
         self._time_clock: dict[str, int] = {}  # the shop clock of this worker's last time pass
+        self._time_rules: dict[str, int] = {}  # the rules version of this worker's last idle time pass
         # every entry is written to the applied-event log before it is applied; applied entries
         # then leave the stream (scoring.eventlog)
         self._log = eventlog.EventLogWriter(cfg.data_dir, self.name)
@@ -423,9 +412,12 @@ class Worker:
         if not self._share.mine:
             return  # no partition of its own (more scorers than partitions): no viewers to move
         for shop in self.shops():
-            clock = int(self.r.hget(keys.stats(shop), "clock") or 0)
-            if clock > self._time_clock.get(shop, 0):
+            clock, applied, version = clock_and_rules(self.r, shop)
+            # also with the clock still: settings saved that no rebuild applied yet (the pass rebuilds),
+            # or a rebuild since this worker's last pass (it left viewers due now)
+            if clock > self._time_clock.get(shop, 0) or not applied == version == self._time_rules.get(shop):
                 self.apply_time(shop)
+                self._time_rules[shop] = version
 
     def apply_time(self, shop: str) -> None:
         """Apply the time-driven changes of this worker's viewers up to the shop clock, with no

@@ -14,6 +14,7 @@ viewer's state records (``ViewerState.due_day``) before it is packed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -25,6 +26,19 @@ from scoring.engine import MOVABLE, Effects
 
 TRANSITIONS_MAXLEN = 100_000  # the tier-transition stream keeps about this many entries
 FEED_KEEP = 20  # entries a room's host-screen list keeps
+
+
+@dataclass
+class ScoredBatch:
+    """A batch read and scored, not written yet: what ``Worker.write`` sends to apply.lua."""
+
+    wire: dict[str, Any]  # the write set as apply.lua takes it, but for the entries it acknowledges
+    blobs: list[bytes]  # the packed states the wire names by index
+    dropped: int  # events of archived rooms not scored: the repeats, and late ones counted as applied
+    clock: int  # the shop clock the time indexes were read up to (what a time pass has moved to)
+    time_full: bool  # more viewers were due than one batch takes: another time pass follows
+    repeats: int = 0  # of ``dropped``: repeats of archived shows' events, counted as duplicates
+
 
 class _Wire:
     """The map being built: its key table, its packed states and its arrays by kind."""

@@ -8,7 +8,8 @@ from typing import Any
 from fanops import keys
 from fanops.read import status, viewer_state
 from fanops.state import ViewerState, pack
-from scoring.worker import ScoredBatch, Worker
+from scoring.worker import Worker
+from scoring.writeset import ScoredBatch
 from tests.feeds import ev, frame
 from tests.pipeline import ingest_frames
 from tests.scoring.test_scoring_properties import dump

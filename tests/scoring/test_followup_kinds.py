@@ -161,3 +161,47 @@ def test_bad_kind_settings_and_an_unknown_kind_are_refused_and_change_nothing(st
     assert (settings.on_win_back, settings.after_sales_days, settings.prio_after_sales) == (1, 7, 0)
     with pytest.raises(TaskError, match="unknown task kind 'vip'"):
         task_rows(story.r, SHOP, kind="vip")
+
+
+def test_a_settings_change_redoes_the_kind_tasks_at_once_with_no_event(story):
+    """tiers.md: a change applies to every viewer at once. The running scorer's next round (its idle
+    time pass: no event comes, the clock stays) rebuilds and redoes every viewer's kind tasks."""
+    order(story, "ann", at(minutes=1), "o-1")
+    order(story, "bob", at(minutes=2), "o-2")
+    story.advance(at(days=8))
+    ids = {r["viewer_id"]: r["id"] for r in task_rows(story.r, SHOP, kind="after_sales")}
+    op = Operator(story.r, SHOP, "ops")
+    op.claim(ids["bob"])
+    op.mark_sent(ids["bob"])
+    assert kinds(story, "ann") == {"thank_first_order": "pending", "after_sales": "pending"}
+
+    save(story.r, SHOP, {"on_after_sales": 0})
+    story.worker.time_pass()
+    assert kinds(story, "ann") == {"thank_first_order": "pending"}  # switched off: its open task goes
+    assert kinds(story, "bob")["after_sales"] == "sent"  # what an operator sent stays
+    assert status(story.r, SHOP)["tasks"]["after_sales"]["pending"] == 0
+
+    save(story.r, SHOP, {"on_after_sales": 1, "after_sales_days": 10})
+    story.worker.time_pass()
+    assert "after_sales" not in kinds(story, "ann")  # due at day 10 now: not yet
+    story.advance(at(days=10, minutes=1))
+    assert kinds(story, "ann")["after_sales"] == "pending"
+    assert status(story.r, SHOP)["tasks"]["after_sales"]["pending"] == 1
+
+    save(story.r, SHOP, {"on_after_sales": 1, "after_sales_days": 10, "dormant_days": 5})
+    story.worker.time_pass()  # ann and bob idle for 10 days: dormant under 5
+    assert kinds(story, "ann")["win_back@" + str(at(minutes=1) + 5 * DAY)] == "pending"
+    assert not any(k.startswith("win_back") for k in kinds(story, "bob"))  # sent to 2 days ago: the 7 days
+    assert status(story.r, SHOP)["tasks"]["win_back"]["pending"] == 1
+
+
+def test_a_kinds_new_priority_reorders_its_open_tasks_in_the_queue_at_once(story):
+    story.event("cat", "comment", "r-1", at(minutes=0), text="hi")
+    order(story, "ann", at(minutes=1), "o-1")
+    story.advance(at(minutes=5))  # cat lingered 5 minutes with a comment: priority 3
+    assert [r["kind"] for r in task_rows(story.r, SHOP)] == ["lingered", "thank_first_order"]
+
+    save(story.r, SHOP, {"prio_thank_first_order": 20})
+    story.worker.time_pass()
+    rows = task_rows(story.r, SHOP)
+    assert [(r["kind"], r["priority"]) for r in rows] == [("thank_first_order", 20), ("lingered", 3)]

@@ -28,7 +28,8 @@ import redis
 
 from fanops import keys
 from fanops.config import Config
-from scoring.worker import ScoredBatch, Worker
+from scoring.worker import Worker
+from scoring.writeset import ScoredBatch
 from tests.pipeline import differences
 from tests.scoring.test_scoring_properties import SHOP, expected, ingest, observe
 

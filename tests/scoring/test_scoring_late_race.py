@@ -17,7 +17,8 @@ import pytest
 from fanops import keys
 from fanops.read import status
 from fanops.state import unpack_task
-from scoring.worker import ScoredBatch, Worker
+from scoring.worker import Worker
+from scoring.writeset import ScoredBatch
 from tests.scoring.test_scoring_properties import ingest
 from tests.scoring.test_scoring_scenarios import SHOP, Story, at
 
