@@ -3,8 +3,9 @@ settings rebuild, heartbeats, the app's reads).
 
 ``is_retryable`` is the one place that decides what a wait fixes: the server unreachable or
 timing out, ``BUSY`` (another client's script is running), ``LOADING`` (a restarted server reads
-its data), and the moments of a failover (``MASTERDOWN``, ``TRYAGAIN``, ``CLUSTERDOWN``,
-``READONLY`` from a primary turned replica).  Anything else is a real error of ours and is raised.
+its data), a shop's backlog full (``BACKLOG``: the scorers catch up), and the moments of a
+failover (``MASTERDOWN``, ``TRYAGAIN``, ``CLUSTERDOWN``, ``READONLY`` from a primary turned replica).
+Anything else is a real error of ours and is raised.
 
 ``Outage`` remembers since when Redis has been unreachable, for a process's log and heartbeat
 and for the live board's plain "Redis unreachable since ..." line.  ``Backoff`` gives the waits.
@@ -26,7 +27,8 @@ import redis.exceptions as rexc
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-_TRANSIENT_REPLIES = ("BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY")
+# BACKLOG: fanops/lua/ingest.lua's, a shop's stream holds FANOPS_STREAM_MAXLEN entries not yet applied
+_TRANSIENT_REPLIES = ("BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "BACKLOG")
 # A Redis Cluster client's errors in a failover: no node serves the slot yet, or its retries ran out.
 _FAILOVER = (rexc.ClusterDownError, rexc.TryAgainError, rexc.ReadOnlyError, rexc.SlotNotCoveredError,
              rexc.ClusterError)
@@ -100,7 +102,9 @@ def _wait_for(e: Exception, what: str, outage: Outage, backoff: Backoff, stoppin
         raise e
     delay = backoff.next()
     if outage.failed(e):
-        log.warning("%s: Redis unreachable (%s); retrying with back-off", what, e)
+        why = ("Redis takes no more events until the scorers apply the backlog (is a scorer running?)"
+               if str(e).startswith("BACKLOG") else "Redis unreachable")
+        log.warning("%s: %s (%s); retrying with back-off", what, why, e)
     else:
         log.debug("%s: still failing (%s); next try in %.1f s", what, e, delay)
     if stopping():

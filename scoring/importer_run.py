@@ -29,7 +29,7 @@ import redis
 import redis.asyncio as aredis
 from tqdm import tqdm
 
-from fanops import keys
+from fanops import keys, retry
 from fanops.config import Config
 from fanops.imported import Imported, merge_imported, pack_imported
 from fanops.ingest import IngestWriter
@@ -75,8 +75,11 @@ def _chunks(rows: Iterator[tuple[int, dict[str, str]]]) -> Iterator[list[tuple[i
 async def _write(r: aredis.Redis, w: IngestWriter, shop: str, parsed: Parsed) -> None:
     await w.write_dead(parsed.dead, source="import")
     events = [ev for row in parsed.good for ev in row.events]
+    outage, backoff = retry.Outage(), retry.Backoff(initial=0.2, cap=5.0)
     for i in range(0, len(events), WRITE_EVENTS):
-        await w.write_events(events[i:i + WRITE_EVENTS])
+        part = events[i:i + WRITE_EVENTS]
+        # Redis away, or the shop's backlog full (the scorers catch up): the import waits
+        await retry.acall(lambda: w.write_events(part), "import", outage=outage, backoff=backoff)  # noqa: B023
     if parsed.good:
         await _write_imported(r, keys.imported(shop), {row.viewer_id: row.imported for row in parsed.good})
 

@@ -391,3 +391,46 @@ def test_a_flush_that_fails_after_one_shop_is_written_writes_only_the_rest_and_c
     c = asyncio.run(main())
     assert DropsOnce.failed and (c.counters.accepted, c.counters.duplicates) == (3, 0)
     assert [e.id for e in stream_events(r, "a")] == ["e-1", "e-3"] and [e.id for e in stream_events(r, "b")] == ["e-2"]
+
+
+def test_a_full_backlog_holds_the_feed_until_the_scorer_catches_up_and_loses_nothing(cfg, r, caplog):
+    """FANOPS_STREAM_MAXLEN caps what a shop's stream holds not yet applied. At the cap the
+    consumer holds its events (and reads no more of the feed) instead of the stream trimming
+    entries no scorer has applied; once a scorer applies them, every event is in, once."""
+    import dataclasses
+    import logging
+
+    from fanops.read import status
+    from scoring.worker import Worker
+
+    small = dataclasses.replace(cfg, stream_maxlen=2, flush_events=1)
+    frames = [frame(ev(i, viewer="u-1", type="like", count=1)) for i in range(1, 7)]
+    caplog.set_level(logging.WARNING, logger="realtime.consumer")
+
+    async def main():
+        feed = await Feed(lambda ws, n: send_all(ws, frames)).start()
+        ar = aredis.Redis.from_url(cfg.redis_url)
+        c = Consumer(feed.url, ar, small, backoff=Backoff(**FAST))
+        c.redis_backoff = Backoff(**FAST)
+        task = asyncio.create_task(c.run())
+        try:
+            await await_for(lambda: "BACKLOG" in caplog.text, 15, "the consumer to meet the full backlog")
+            assert c.counters.accepted == 2 and len(stream_events(r)) == 2  # held, nothing trimmed away
+            worker = Worker(r, small)
+            for _ in range(100):  # the scorer applies (and trims) what is there; the consumer goes on
+                await asyncio.to_thread(worker.drain, 10)
+                if c.counters.accepted == 6:
+                    break
+            await await_for(lambda: c.counters.accepted == 6, 15, "every event written")
+            await asyncio.to_thread(worker.drain, 10)
+        finally:
+            c.stop()
+            await asyncio.wait_for(task, 10)
+            await ar.aclose()
+            await feed.stop()
+        return c
+
+    c = asyncio.run(main())
+    st = status(r, "default")
+    assert (c.counters.accepted, c.counters.duplicates) == (6, 0)
+    assert (st["events_applied"], st["duplicates"], st["lag"]) == (6, 0, 0)
