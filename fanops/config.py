@@ -36,8 +36,8 @@ SETTINGS: tuple[Setting, ...] = (
             "largest WebSocket frame the consumer accepts; a larger one is bad input"),
     Setting("stream_maxlen", "FANOPS_STREAM_MAXLEN", "200000",
             "the most entries each of a shop's event streams holds not yet applied (applied ones leave at "
-            "once): at the cap the consumer holds its events and stops reading the feed, webhooks answer 503 "
-            "and an import waits, until the scorers catch up; nothing is dropped"),
+            "once): at the cap the consumer holds its events and stops reading the feed, an order webhook "
+            "and an import wait, until the scorers catch up; nothing is dropped"),
     Setting("flush_events", "FANOPS_FLUSH_EVENTS", "500",
             "the consumer writes to Redis once it holds this many events"),
     Setting("flush_ms", "FANOPS_FLUSH_MS", "20",
