@@ -65,7 +65,7 @@ SETTINGS: tuple[Setting, ...] = (
             "and its raw events leave Redis"),
     Setting("archive_idle_wall_h", "FANOPS_ARCHIVE_IDLE_WALL_H", "24",
             "a room that has received no event for this many hours of wall time is archived too (its shop "
-            "clock may never move on: a shop's only show); keep it under dedupe_ttl_s, so that a resend "
+            "clock may never move on: a shop's only show); must stay under dedupe_ttl_s, so that a resend "
             "of the room is still known as one"),
     Setting("archive_every_s", "FANOPS_ARCHIVE_EVERY_S", "60",
             "how often a running scorer looks for idle rooms to archive (a late event of an archived room "
@@ -229,4 +229,10 @@ class Config:
             except ValueError as e:
                 raise FanopsError(f"{s.env}={raw!r} is not a valid value: {s.help}") from e
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]  # values were converted per field type above
+        cfg = cls(**values)  # type: ignore[arg-type]  # values were converted per field type above
+        if cfg.archive_idle_wall_h * 3600 >= cfg.dedupe_ttl_s:
+            # a room idle that long would forget its event ids before it is archived: a resend applied twice
+            raise FanopsError(f"FANOPS_ARCHIVE_IDLE_WALL_H={cfg.archive_idle_wall_h} must stay under "
+                              f"FANOPS_DEDUPE_TTL_S={cfg.dedupe_ttl_s} ({cfg.dedupe_ttl_s / 3600:g} h): a room "
+                              "must be archived before the consumer forgets its event ids")
+        return cfg

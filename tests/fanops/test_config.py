@@ -43,12 +43,13 @@ def test_the_defaults_are_the_tables_and_unchanged() -> None:
 
 
 def test_each_variable_sets_its_field() -> None:
-    env = {s.env: "/tmp/x" if s.name == "data_dir" else "redis://h:1" if s.name == "redis_url" else "7"
-           for s in SETTINGS}
+    big = {"dedupe_ttl_s": 70_000}  # over archive_idle_wall_h's 7 hours (checked together)
+    env = {s.env: "/tmp/x" if s.name == "data_dir" else "redis://h:1" if s.name == "redis_url"
+           else str(big.get(s.name, 7)) for s in SETTINGS}
     cfg = Config.from_env(env)
     for s in SETTINGS:
         want = (Path("/tmp/x") if s.name == "data_dir" else "redis://h:1" if s.name == "redis_url"
-                else "7" if s.name in TEXT else 7)
+                else "7" if s.name in TEXT else big.get(s.name, 7))
         assert getattr(cfg, s.name) == want, s.env
 
 
@@ -60,6 +61,13 @@ def test_overrides_win_and_none_means_not_given() -> None:
 def test_a_bad_value_names_the_variable() -> None:
     with pytest.raises(FanopsError, match="FANOPS_FLUSH_MS='soon'"):
         Config.from_env({"FANOPS_FLUSH_MS": "soon"})
+
+
+def test_a_room_must_be_archived_before_the_consumer_forgets_its_ids() -> None:
+    """Else a resend of a room idle past the dedupe TTL and not archived yet would be applied twice."""
+    with pytest.raises(FanopsError, match="FANOPS_ARCHIVE_IDLE_WALL_H=48 must stay under FANOPS_DEDUPE_TTL_S"):
+        Config.from_env({"FANOPS_ARCHIVE_IDLE_WALL_H": "48", "FANOPS_DEDUPE_TTL_S": str(24 * 3600)})
+    assert Config.from_env({"FANOPS_ARCHIVE_IDLE_WALL_H": "23", "FANOPS_DEDUPE_TTL_S": str(24 * 3600)})
 
 
 def test_cli_help_is_the_tables() -> None:
