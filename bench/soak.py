@@ -27,7 +27,9 @@ of the machine (``others``).
 
 Verdict: for each process, and for Redis memory without the dedupe table, the mean of the last
 ``--window-min`` minutes is within 10% of the mean of the ``--window-min`` minutes after
-``--warmup-min`` minutes of warm-up; the dedupe table is judged per event it holds; no ``ERROR`` or
+``--warmup-min`` minutes of warm-up; the dedupe table is judged per event it holds, and the follow-up
+tasks (they grow with the audience's follow-ups, at most one per viewer, room and kind occasion) per
+task, with Redis memory and the server's RSS judged without them too; no ``ERROR`` or
 ``Traceback`` in any process's log and no page error in the browser.  Exit 0 whatever the figures.
 """
 
@@ -64,6 +66,7 @@ from bench._util import (
 from fanops import keys
 from fanops.read import status
 from fanops.runtime import server
+from fanops.state import TASK_KINDS, TASK_STATES
 
 SHOP = "default"
 TARGET_GROWTH = 0.10
@@ -91,11 +94,23 @@ class Sample:
     p99_ms: float
     refreshes: int
     cores: dict[str, float] = field(default_factory=dict)  # since the previous sample
+    tasks: int = 0  # bytes of the follow-up tasks: their hashes, queues and made index (MEMORY USAGE)
+    task_n: int = 0  # follow-up tasks in Redis (every kind and state)
 
     @property
     def state(self) -> int:
         """Redis memory without the dedupe table and the backlog."""
         return self.used - self.dedupe - self.backlog
+
+    @property
+    def state_less_tasks(self) -> int:
+        """... and without the follow-up tasks (one at most per viewer, room and kind occasion)."""
+        return self.state - self.tasks
+
+    @property
+    def redis_rest_rss(self) -> int:
+        """The Redis server's RSS less what grows by design: the dedupe table, backlog and tasks."""
+        return self.rss.get("redis", 0) - self.dedupe - self.backlog - self.tasks
 
 
 # -- processes -------------------------------------------------------------------------------
@@ -176,6 +191,19 @@ def dedupe_bytes(r: redis.Redis, room: str) -> tuple[int, int]:
     return total, ids
 
 
+def task_bytes(r: redis.Redis, room: str) -> tuple[int, int]:
+    """(bytes, tasks) of the shop's follow-up tasks: the room's and each kind's task hash, the queue of
+    every state, the made-time index."""
+    hashes = [keys.tasks(SHOP, room), *(keys.kind_tasks(SHOP, k) for k in TASK_KINDS[1:])]
+    p = r.pipeline(transaction=False)
+    for k in [*hashes, keys.task_made(SHOP), *(keys.queue(SHOP, st) for st in TASK_STATES)]:
+        p.memory_usage(k, samples=0)
+    for k in hashes:
+        p.hlen(k)
+    got = p.execute()
+    return sum(int(x or 0) for x in got[:-len(hashes)]), sum(int(x or 0) for x in got[-len(hashes):])
+
+
 def breakdown(r: redis.Redis) -> dict[str, int]:
     from bench.scorer import breakdown as by_kind
 
@@ -188,6 +216,7 @@ def take(r: redis.Redis, t0: float, pids: dict[str, int], room: str, refreshes: 
     dd, ids = dedupe_bytes(r, room) if room else (0, 0)
     hb = json.loads(r.get(keys.heartbeat("scorer", "w1")) or "{}")
     backlog = sum(int(r.memory_usage(k, samples=0) or 0) for k in keys.streams(SHOP))
+    tb, tn = task_bytes(r, room) if room else (0, 0)
     return Sample(minute=(time.monotonic() - t0) / 60, rss={k: _rss(p) for k, p in pids.items()},
                   cpu={k: cpu_seconds(p) or 0.0 for k, p in pids.items()} | {"machine": machine_busy_seconds(),
                                                                               "wall": time.monotonic()},
@@ -195,7 +224,7 @@ def take(r: redis.Redis, t0: float, pids: dict[str, int], room: str, refreshes: 
                   dedupe_ids=ids, backlog=backlog, viewers=int(r.hlen(keys.viewers(SHOP))),
                   applied=int(st["events_applied"]),
                   lag=int(st["lag"]), dead=int(st["dead_letters"]), p99_ms=float(hb.get("p99_ms", float("nan"))),
-                  refreshes=refreshes)
+                  refreshes=refreshes, tasks=tb, task_n=tn)
 
 
 def cores_between(a: Sample, b: Sample) -> dict[str, float]:
@@ -306,10 +335,11 @@ def report(samples: list[Sample], extra: dict[str, Any], args: argparse.Namespac
     for s in shown:
         rows.append([f"{s.minute:.1f}", f"{s.applied:,}", f"{s.lag:,}", f"{s.viewers:,}",
                      *(f"{s.rss[k] / mib:.0f}" for k in procs), f"{s.used / mib:.1f}", f"{s.dataset / mib:.1f}",
-                     f"{s.dedupe / mib:.1f}", f"{s.backlog / mib:.1f}", f"{s.state / mib:.1f}", f"{s.p99_ms:.0f}",
+                     f"{s.dedupe / mib:.1f}", f"{s.backlog / mib:.1f}", f"{s.state / mib:.1f}",
+                     f"{s.tasks / mib:.1f} ({s.task_n:,})", f"{s.p99_ms:.0f}",
                      f"{s.cores.get('others', float('nan')):.2f}"])
     rep.blocks.append(table(["min", "applied", "lag", "viewers", *(f"{k} MiB" for k in procs), "used MiB",
-                             "dataset", "dedupe", "backlog", "rest", "p99 ms", "others"], rows,
+                             "dataset", "dedupe", "backlog", "rest", "of it tasks (n)", "p99 ms", "others"], rows,
                             f"Samples (every {every * args.sample_s:g} s shown of every {args.sample_s:g} s; "
                             "RSS and Redis memory in MiB; p99: the scorer's receipt -> applied; "
                             "others: cores the rest of the machine used)"))
@@ -323,6 +353,9 @@ def report(samples: list[Sample], extra: dict[str, Any], args: argparse.Namespac
             ["board refreshes in the browser", f"{samples[-1].refreshes - samples[0].refreshes:,} "
                                                f"(full page runs {extra.get('full_runs', 0)})"],
             ["CPU cores over the run", ", ".join(f"{k} {v:.2f}" for k, v in cores.items())],
+            ["follow-up tasks in Redis: min 10 / at the end (at most one per viewer, room and kind occasion)",
+             f"{next((s.task_n for s in samples if s.minute >= args.warmup_min), 0):,} / {samples[-1].task_n:,} "
+             f"({samples[-1].tasks / mib:.1f} MiB at the end)"],
             ["dedupe bytes per event id at the end",
              f"{samples[-1].dedupe / max(1, samples[-1].dedupe_ids):.1f} ({samples[-1].dedupe_ids:,} ids)"],
             ["Redis memory by key kind at the end (MiB)",
@@ -335,6 +368,10 @@ def report(samples: list[Sample], extra: dict[str, Any], args: argparse.Namespac
                ("Redis used_memory without dedupe and backlog, per known viewer",
                 lambda s: s.state / max(1, s.viewers)),
                ("Redis dedupe table, bytes per event id", lambda s: s.dedupe / max(1, s.dedupe_ids))]
+    if samples[-1].task_n:  # runs saved before the tasks were sampled have none
+        judged += [("Redis used_memory without dedupe, backlog and follow-up tasks", lambda s: s.state_less_tasks),
+                   ("Redis follow-up tasks, bytes per task", lambda s: s.tasks / max(1, s.task_n)),
+                   ("Redis server RSS less dedupe, backlog and follow-up tasks", lambda s: s.redis_rest_rss)]
     for what, fn in judged:
         first, last = window_means(samples, args, fn)
         rep.target(f"{what}: last {win:g} min / min {args.warmup_min:g}-{args.warmup_min + win:g}",
