@@ -103,14 +103,16 @@ class Sample:
         return self.used - self.dedupe - self.backlog
 
     @property
-    def state_less_tasks(self) -> int:
-        """... and without the follow-up tasks (one at most per viewer, room and kind occasion)."""
-        return self.state - self.tasks
+    def data(self) -> int:
+        """Redis's dataset (``used_memory_dataset``: the keys' values, without the server's own overhead)
+        without the dedupe table and the backlog: the viewers, rooms, tasks and indexes."""
+        return self.dataset - self.dedupe - self.backlog
 
     @property
-    def redis_rest_rss(self) -> int:
-        """The Redis server's RSS less what grows by design: the dedupe table, backlog and tasks."""
-        return self.rss.get("redis", 0) - self.dedupe - self.backlog - self.tasks
+    def overhead(self) -> int:
+        """``used_memory`` - dataset: the keyspace's own tables (they grow with the number of keys, i.e.
+        with the dedupe table's buckets), client buffers, scripts."""
+        return self.used - self.dataset
 
 
 # -- processes -------------------------------------------------------------------------------
@@ -364,22 +366,27 @@ def report(samples: list[Sample], extra: dict[str, Any], args: argparse.Namespac
     rep.blocks.append(table(["run", "value"], rows, f"Soak: {span:.1f} min; {tree_note()}"))
     win = args.window_min
     judged: list[tuple[str, Any]] = [(f"{k} RSS", lambda s, k=k: s.rss[k]) for k in procs]
-    judged += [("Redis used_memory without dedupe and backlog", lambda s: s.state),
-               ("Redis used_memory without dedupe and backlog, per known viewer",
-                lambda s: s.state / max(1, s.viewers)),
-               ("Redis dedupe table, bytes per event id", lambda s: s.dedupe / max(1, s.dedupe_ids))]
+    judged = [j for j in judged if j[0] != "redis RSS"]  # it follows used_memory, judged in parts below
+    judged += [("Redis server RSS per byte of used_memory (the allocator's share)",
+                lambda s: s.rss["redis"] / max(1, s.used)),
+               ("Redis dataset without dedupe and backlog", lambda s: s.data),
+               ("Redis dataset without dedupe and backlog, per known viewer", lambda s: s.data / max(1, s.viewers)),
+               ("Redis dedupe table, bytes per event id", lambda s: s.dedupe / max(1, s.dedupe_ids)),
+               ("Redis overhead (used_memory - dataset), bytes per event id",
+                lambda s: s.overhead / max(1, s.dedupe_ids))]
     if samples[-1].task_n:  # runs saved before the tasks were sampled have none
-        judged += [("Redis used_memory without dedupe, backlog and follow-up tasks", lambda s: s.state_less_tasks),
-                   ("Redis follow-up tasks, bytes per task", lambda s: s.tasks / max(1, s.task_n)),
-                   ("Redis server RSS less dedupe, backlog and follow-up tasks", lambda s: s.redis_rest_rss)]
+        judged += [("Redis follow-up tasks, bytes per task", lambda s: s.tasks / max(1, s.task_n))]
     for what, fn in judged:
         first, last = window_means(samples, args, fn)
         rep.target(f"{what}: last {win:g} min / min {args.warmup_min:g}-{args.warmup_min + win:g}",
                    last / first if first else float("nan"), 1 + TARGET_GROWTH,
                    bool(first) and last / first <= 1 + TARGET_GROWTH, lambda x: f"{x:.3f}")
-    first, last = window_means(samples, args, lambda s: s.used)
-    rep.blocks.append(f"Redis used_memory with the dedupe table (not judged: it grows with the room's events): "
-                      f"{first / mib:.1f} -> {last / mib:.1f} MiB, last/first {last / first:.3f}")
+    for what, fn in (("Redis used_memory", lambda s: s.used), ("Redis server RSS", lambda s: s.rss["redis"]),
+                     ("Redis used_memory without dedupe and backlog", lambda s: s.state)):
+        first, last = window_means(samples, args, fn)
+        rep.blocks.append(f"{what} (not judged as a whole: the dedupe table and the keyspace's tables grow with "
+                          f"the room's events): {first / mib:.1f} -> {last / mib:.1f} MiB, "
+                          f"last/first {last / first:.3f}")
     errors = extra.get("errors", {})
     n_err = sum(len(v) for v in errors.values()) + len(extra.get("page_errors", []))
     rep.target("ERROR/Traceback lines in the logs + browser page errors", n_err, 0, n_err == 0)
