@@ -28,12 +28,10 @@ from urllib.parse import parse_qsl
 import msgspec
 import redis.asyncio as aredis
 
-from fanops import keys
+from fanops import keys, read
 from fanops.channels.compose import read_token
 from fanops.channels.unsubscribe import consent_event, is_stop
 from fanops.config import Config
-from fanops.imported import reach_of, unpack_imported
-from fanops.state import unpack_viewer
 
 log = logging.getLogger(__name__)
 UNSUBSCRIBE, TWILIO_SMS = "/unsubscribe", "/webhooks/twilio/sms"
@@ -64,13 +62,12 @@ def page(title: str, text: str, form_action: str | None = None) -> bytes:
 
 
 async def dm_answer(r: aredis.Redis, shop: str, viewer: str) -> bool | None:
-    """The viewer's current dm consent (None: unknown), which an unsubscribe event carries on."""
+    """The viewer's current dm consent (None: unknown), which an unsubscribe event carries on:
+    ``fanops.read.reach_from`` of the two records ``fanops.read.viewer_reach`` reads."""
     state = cast("bytes | None", await r.hget(keys.viewers(shop), viewer))
     seed = cast("bytes | None", await r.hget(keys.imported(shop), viewer))
-    if not state:
-        return None
-    got = reach_of(unpack_viewer(state), unpack_imported(seed) if seed else None)["consent"]
-    return got["dm"]  # type: ignore[index, no-any-return]
+    reach = read.reach_from(state, seed)
+    return reach["consent"]["dm"] if reach is not None else None
 
 
 async def consent_dict(r: aredis.Redis, shop: str, viewer: str, channel: str) -> dict[str, Any]:
