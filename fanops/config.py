@@ -125,6 +125,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("whatsapp_template", "FANOPS_WHATSAPP_TEMPLATE", "fanops_followup",
             "WhatsApp: the approved template sent outside the 24-hour service window (its one body "
             "parameter: the viewer's name), in the viewer's language"),
+    Setting("whatsapp_verify_token", "FANOPS_WHATSAPP_VERIFY_TOKEN", "",
+            "WhatsApp webhook: the verify token typed in the Meta app dashboard beside the callback URL (the "
+            "orders server's /webhooks/whatsapp); empty: the dashboard's verification is refused"),
+    Setting("whatsapp_app_secret", "FANOPS_WHATSAPP_APP_SECRET", "",
+            "WhatsApp webhook: the Meta app's secret, which signs X-Hub-Signature-256 (HMAC-SHA256 of the body); "
+            "empty: every POST is refused (401)"),
     Setting("twilio_sid", "FANOPS_TWILIO_SID", "",
             "SMS (Twilio): the account SID; empty: SMS is not set up"),
     Setting("twilio_token", "FANOPS_TWILIO_TOKEN", "", "SMS (Twilio): the auth token"),
@@ -203,6 +209,8 @@ class Config:
     whatsapp_phone_id: str = _BY_NAME["whatsapp_phone_id"].default
     whatsapp_api: str = _BY_NAME["whatsapp_api"].default
     whatsapp_template: str = _BY_NAME["whatsapp_template"].default
+    whatsapp_verify_token: str = field(default=_BY_NAME["whatsapp_verify_token"].default, repr=False)
+    whatsapp_app_secret: str = field(default=_BY_NAME["whatsapp_app_secret"].default, repr=False)
     twilio_sid: str = _BY_NAME["twilio_sid"].default
     twilio_token: str = field(default=_BY_NAME["twilio_token"].default, repr=False)
     twilio_from: str = _BY_NAME["twilio_from"].default

@@ -111,9 +111,16 @@ def viewer_reach(r: redis.Redis, shop: str, viewer_ids: list[str]) -> dict[str, 
         p.hmget(keys.imported(shop), chunk)
         got, seeds = cast("list[list[bytes | None]]", p.execute())
         for vid, b, seed in zip(chunk, got, seeds, strict=True):
-            if b:
-                out[vid] = reach_of(unpack_viewer(b), unpack_imported(seed) if seed else None)
+            reach = reach_from(b, seed)
+            if reach is not None:
+                out[vid] = reach
     return out
+
+
+def reach_from(state: bytes | None, seed: bytes | None) -> dict[str, Any] | None:
+    """One viewer's ``viewer_reach`` entry from its two records as stored (``keys.viewers``,
+    ``keys.imported``; an async reader fetches them its own way); None without a state."""
+    return reach_of(unpack_viewer(state), unpack_imported(seed) if seed else None) if state else None
 
 
 def can_send(reach: dict[str, Any], channel: str) -> bool:

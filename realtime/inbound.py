@@ -1,6 +1,7 @@
 """What fans send back, served beside the order webhooks (``python -m realtime orders``): an
-unsubscribe link's page and Twilio's inbound SMS webhook. Each becomes a ``consent`` event
-(``fanops.channels.unsubscribe.consent_event``) written through the same path as an order.
+unsubscribe link's page, Twilio's inbound SMS webhook and WhatsApp's. Each opt-out becomes a
+``consent`` event (``fanops.channels.unsubscribe.consent_event``) written through the same path as
+an order.
 
 - ``GET /unsubscribe?t=TOKEN`` (the ``List-Unsubscribe`` https link, FANOPS_UNSUBSCRIBE_URL): a page
   that asks to confirm, so that a mail scanner following links unsubscribes nobody;
@@ -12,6 +13,14 @@ unsubscribe link's page and Twilio's inbound SMS webhook. Each becomes a ``conse
   (STOP, UNSUBSCRIBE ...) from a number one viewer named in a ``contact`` event: ``sms`` false for
   that viewer. Answered with an empty TwiML response (no reply is sent; Twilio's own opt-out
   answer stands). A bad signature: 401, logged, nothing written.
+- ``GET /webhooks/whatsapp`` (the Meta app dashboard's verification: the challenge back, with
+  FANOPS_WHATSAPP_VERIFY_TOKEN; else 403) and ``POST /webhooks/whatsapp`` (WhatsApp Cloud API's
+  ``messages`` notifications, checked against ``X-Hub-Signature-256`` under
+  FANOPS_WHATSAPP_APP_SECRET): an opt-out (``realtime.inbound_whatsapp``) from a number one viewer
+  named: ``whatsapp`` false for that viewer, the event's id made of the message's wamid, so that a
+  resent notification is a duplicate. Statuses (sent, delivered, read, failed) are acknowledged and
+  not kept: nothing here records deliveries. 200 to every signed notification, 401 a bad signature,
+  400 a body that is no JSON notification (a dead letter), 503 Redis away (Meta sends it again).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import base64
 import hashlib
 import hmac
 import html
+import json
 import logging
 import time
 from typing import Any, cast
@@ -28,16 +38,18 @@ from urllib.parse import parse_qsl
 import msgspec
 import redis.asyncio as aredis
 
-from fanops import keys
+from fanops import keys, read
 from fanops.channels.compose import read_token
 from fanops.channels.unsubscribe import consent_event, is_stop
 from fanops.config import Config
-from fanops.imported import reach_of, unpack_imported
-from fanops.state import unpack_viewer
+from fanops.schema import RAW_LIMIT, BadInput
+from realtime import inbound_whatsapp as wa
+from realtime.inbound_whatsapp import WHATSAPP
 
 log = logging.getLogger(__name__)
 UNSUBSCRIBE, TWILIO_SMS = "/unsubscribe", "/webhooks/twilio/sms"
-PATHS = (UNSUBSCRIBE, TWILIO_SMS)
+PATHS = (UNSUBSCRIBE, TWILIO_SMS, WHATSAPP)
+GET_PATHS = (UNSUBSCRIBE, WHATSAPP)  # the others are POST only
 EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 CHANNEL_WORDS = {"email": "emails", "sms": "text messages", "whatsapp": "WhatsApp messages", "dm": "messages"}
 
@@ -64,26 +76,57 @@ def page(title: str, text: str, form_action: str | None = None) -> bytes:
 
 
 async def dm_answer(r: aredis.Redis, shop: str, viewer: str) -> bool | None:
-    """The viewer's current dm consent (None: unknown), which an unsubscribe event carries on."""
+    """The viewer's current dm consent (None: unknown), which an unsubscribe event carries on:
+    ``fanops.read.reach_from`` of the two records ``fanops.read.viewer_reach`` reads."""
     state = cast("bytes | None", await r.hget(keys.viewers(shop), viewer))
     seed = cast("bytes | None", await r.hget(keys.imported(shop), viewer))
-    if not state:
-        return None
-    got = reach_of(unpack_viewer(state), unpack_imported(seed) if seed else None)["consent"]
-    return got["dm"]  # type: ignore[index, no-any-return]
+    reach = read.reach_from(state, seed)
+    return reach["consent"]["dm"] if reach is not None else None
 
 
-async def consent_dict(r: aredis.Redis, shop: str, viewer: str, channel: str) -> dict[str, Any]:
-    """The consent event (events.md JSON) of ``viewer``'s refusal of ``channel``, now."""
+async def consent_dict(r: aredis.Redis, shop: str, viewer: str, channel: str,
+                       event_id: str | None = None) -> dict[str, Any]:
+    """The consent event (events.md JSON) of ``viewer``'s refusal of ``channel``, now; with
+    ``event_id`` as its id (a provider's message id: a resent webhook is a duplicate)."""
     ev = consent_event(shop, viewer, channel, await dm_answer(r, shop, viewer), int(time.time() * 1000))
+    if event_id is not None:
+        ev = msgspec.structs.replace(ev, id=event_id)
     return msgspec.to_builtins(ev)  # type: ignore[no-any-return]
 
 
-class Inbound:
-    """The two endpoints; ``submit`` writes events the way the order webhooks do (None: written)."""
+def _json(status: int, body: dict[str, Any]) -> tuple[int, bytes, str]:
+    return status, json.dumps(body).encode(), "application/json"
 
-    def __init__(self, r: aredis.Redis, cfg: Config, submit: Any) -> None:
-        self.r, self.cfg, self.submit = r, cfg, submit
+
+class Inbound:
+    """The endpoints; ``source`` writes events the way the order webhooks do (its ``submit``: None
+    when written, ``submit_bad``: a dead letter)."""
+
+    def __init__(self, r: aredis.Redis, cfg: Config, source: Any) -> None:
+        self.r, self.cfg, self.source = r, cfg, source
+
+    async def handle(self, path: str, method: str, query: str, body: bytes, headers: dict[str, str],
+                     client: Any) -> tuple[int, bytes, str]:
+        """The answer (status, body, content type) to a request on one of ``PATHS``; a Redis error
+        is the caller's (503)."""
+        if path == UNSUBSCRIBE:
+            return await self.unsubscribe(method, query)
+        if path == TWILIO_SMS:
+            return await self.twilio_sms(body, headers, client)
+        if method == "GET":
+            return self.whatsapp_verify(query, client)
+        return await self.whatsapp(body, headers, client)
+
+    async def phone_owner(self, number: str, what: str) -> str | None:
+        """The viewer whose ``contact`` event named the phone ``number`` (E.164), if exactly one did;
+        else None, logged (an opt-out from it is recorded nowhere)."""
+        field = keys.contact_owner_field("phone", number)
+        owner = cast("bytes | None", await self.r.hget(keys.contact_owners(self.cfg.shop), field))
+        if owner is None or owner == b"*":
+            log.warning("an opt-out by %s of %s came from a number no one viewer named (%s): not recorded",
+                        what, self.cfg.shop, "several viewers" if owner else "unknown")
+            return None
+        return owner.decode("utf-8", "surrogateescape")
 
     async def unsubscribe(self, method: str, query: str) -> tuple[int, bytes, str]:
         token = dict(parse_qsl(query)).get("t", "")
@@ -96,7 +139,7 @@ class Inbound:
         if method == "GET":
             return 200, page(f"Unsubscribe from {shop}", f"Stop receiving {what} from {shop}?",
                              f"{UNSUBSCRIBE}?{query}"), "text/html"
-        bad = await self.submit([await consent_dict(self.r, shop, viewer, channel)])
+        bad = await self.source.submit([await consent_dict(self.r, shop, viewer, channel)])
         if bad is not None:
             log.warning("an unsubscribe of %s was refused: %s", shop, bad.reason)
             return 500, page("Something went wrong", "Please try again in a minute."), "text/html"
@@ -113,16 +156,48 @@ class Inbound:
         fields = dict(form)
         if not is_stop(fields.get("Body", "")):
             return 200, EMPTY_TWIML, "text/xml"  # a reply that is no opt-out: nothing to record
-        number = keys.contact_owner_field("phone", fields.get("From", ""))
-        owner = cast("bytes | None", await self.r.hget(keys.contact_owners(cfg.shop), number))
-        if owner is None or owner == b"*":
-            log.warning("an SMS opt-out of %s came from a number no one viewer named (%s): not recorded",
-                        cfg.shop, "several viewers" if owner else "unknown")
+        viewer = await self.phone_owner(fields.get("From", ""), "SMS")
+        if viewer is None:
             return 200, EMPTY_TWIML, "text/xml"
-        viewer = owner.decode("utf-8", "surrogateescape")
-        bad = await self.submit([await consent_dict(self.r, cfg.shop, viewer, "sms")])
+        bad = await self.source.submit([await consent_dict(self.r, cfg.shop, viewer, "sms")])
         if bad is not None:
             log.warning("an SMS opt-out of %s was refused: %s", cfg.shop, bad.reason)
             return 500, b'{"error": "not recorded, retry"}', "application/json"
         log.info("a viewer of %s opted out of SMS by a STOP reply", cfg.shop)
         return 200, EMPTY_TWIML, "text/xml"
+
+    def whatsapp_verify(self, query: str, client: Any) -> tuple[int, bytes, str]:
+        status, text = wa.verify(query, self.cfg.whatsapp_verify_token)
+        if status == 200:
+            log.info("the WhatsApp webhook was verified (the Meta app dashboard's subscription)")
+        else:
+            log.warning("a WhatsApp webhook verification from %s was refused: wrong hub.mode or hub.verify_token%s",
+                        client[0] if client else "?", "" if self.cfg.whatsapp_verify_token else
+                        " (FANOPS_WHATSAPP_VERIFY_TOKEN is not set)")
+        return status, text, "text/plain"
+
+    async def whatsapp(self, body: bytes, headers: dict[str, str], client: Any) -> tuple[int, bytes, str]:
+        cfg = self.cfg
+        if not wa.signature_ok(cfg.whatsapp_app_secret, body, headers.get("x-hub-signature-256")):
+            log.warning("WhatsApp webhook from %s refused: bad or missing signature (%d bytes)",
+                        client[0] if client else "?", len(body))
+            return _json(401, {"error": "bad or missing signature"})
+        got = wa.read_webhook(body)
+        if isinstance(got, str):
+            log.warning("a signed WhatsApp webhook of %s refused: %s", cfg.shop, got)
+            await self.source.submit_bad(BadInput(f"WhatsApp webhook: {got}", body[:RAW_LIMIT]))
+            return _json(400, {"error": got})
+        for why in got.skipped:
+            log.warning("a WhatsApp webhook of %s: skipped %s", cfg.shop, why)
+        events = []
+        for opt in got.opt_outs:
+            viewer = await self.phone_owner(opt.number, "WhatsApp")
+            if viewer is not None:
+                events.append(await consent_dict(self.r, cfg.shop, viewer, "whatsapp", wa.event_id(opt.message_id)))
+        if events:
+            bad = await self.source.submit(events)
+            if bad is not None:
+                log.warning("a WhatsApp opt-out of %s was refused: %s", cfg.shop, bad.reason)
+                return _json(500, {"error": "not recorded, retry"})
+            log.info("%d viewer(s) of %s opted out of WhatsApp", len(events), cfg.shop)
+        return _json(200, {"opt_outs": len(events), "messages": got.messages, "statuses": got.statuses})

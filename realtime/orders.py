@@ -10,7 +10,8 @@ while keeping one (the sender retries; a replay is a repeat).
 The server is uvicorn (already in the environment as Streamlit's) with a bare ASGI app: two
 routes need no framework.  Every accepted order goes through the consumer's path
 (``OrdersSource``), and a poll applies kept orders once linked or matched. The same server takes
-what fans send back: an unsubscribe link's page and Twilio's inbound SMS (``realtime.inbound``).
+what fans send back: an unsubscribe link's page, Twilio's inbound SMS and WhatsApp's webhook
+(``realtime.inbound``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class OrdersApp:
     def __init__(self, orders: Orders, cfg: Config) -> None:
         self.orders = orders
         self.cfg = cfg
-        self.inbound = Inbound(orders.r, cfg, orders.source.submit)
+        self.inbound = Inbound(orders.r, cfg, orders.source)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,20 +85,19 @@ class OrdersApp:
         path, method = scope["path"], scope["method"]
         if path not in (GENERIC, SHOPIFY, *inbound.PATHS):
             return await _reply(send, 404, {"error": f"no such endpoint {path[:100]!r}: POST {GENERIC} or {SHOPIFY}"})
-        if method != "POST" and not (path == inbound.UNSUBSCRIBE and method == "GET"):
-            return await _reply(send, 405, {"error": "POST only"})
+        if method != "POST" and not (path in inbound.GET_PATHS and method == "GET"):
+            return await _reply(send, 405, {"error": "GET or POST only" if path in inbound.GET_PATHS else "POST only"})
         body = await _body(receive, self.cfg.max_frame_bytes)
         if body is None:
             return await _reply(send, 413, {"error": f"body over {self.cfg.max_frame_bytes} bytes"})
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        try:
-            if path == inbound.UNSUBSCRIBE:
-                return await _reply(send, *await self.inbound.unsubscribe(method, scope["query_string"].decode()))
-            if path == inbound.TWILIO_SMS:
-                return await _reply(send, *await self.inbound.twilio_sms(body, headers, scope.get("client")))
-        except redis.RedisError as e:
-            log.warning("%s not recorded: Redis unavailable (%s); the sender may retry", path, e)
-            return await _reply(send, 503, {"error": "storage unavailable, retry later"})
+        if path in inbound.PATHS:
+            try:
+                return await _reply(send, *await self.inbound.handle(
+                    path, method, scope["query_string"].decode("latin-1"), body, headers, scope.get("client")))
+            except redis.RedisError as e:
+                log.warning("%s not recorded: Redis unavailable (%s); the sender may retry", path, e)
+                return await _reply(send, 503, {"error": "storage unavailable, retry later"})
         status, out = await self.handle(path, body, headers, scope.get("client"))
         await _reply(send, status, out)
 

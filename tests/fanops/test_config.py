@@ -27,6 +27,7 @@ DEFAULTS |= {"smtp_url": "", "smtp_from": "", "unsubscribe_mailto": "", "unsubsc
              "whatsapp_template": "fanops_followup", "twilio_sid": "", "twilio_token": "", "twilio_from": "",
              "twilio_api": "https://api.twilio.com", "twilio_webhook_url": "",
              "send_timeout_s": 15}  # issue 16: channels
+DEFAULTS |= {"whatsapp_verify_token": "", "whatsapp_app_secret": ""}  # issue 16: WhatsApp opt-outs webhook
 TEXT = {f.name for f in dataclasses.fields(Config) if f.type in ("str", str)} - {"redis_url"}
 
 
