@@ -415,6 +415,12 @@ def orders_links(shop: str) -> str:
     return f"{tag(shop)}:orders:links"
 
 
+def wa_inbound(shop: str) -> str:
+    """ZSET viewer id -> wall ms of the viewer's latest WhatsApp message to the shop (the Cloud API's
+    inbound webhook, ``realtime.inbound``): it opens WhatsApp's 24-hour service window."""
+    return f"{tag(shop)}:wa_inbound"
+
+
 def contact_owners(shop: str) -> str:
     """HASH ``contact_owner_field`` -> the viewer id whose ``contact`` event named that address, or
     ``*`` once two viewers did (no certain match). Written by the scorer (``scoring.contacts``)."""

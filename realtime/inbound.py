@@ -117,16 +117,29 @@ class Inbound:
             return self.whatsapp_verify(query, client)
         return await self.whatsapp(body, headers, client)
 
-    async def phone_owner(self, number: str, what: str) -> str | None:
+    async def phone_owner(self, number: str, what: str, quiet: bool = False) -> str | None:
         """The viewer whose ``contact`` event named the phone ``number`` (E.164), if exactly one did;
-        else None, logged (an opt-out from it is recorded nowhere)."""
+        else None, logged unless ``quiet`` (an opt-out from it is recorded nowhere)."""
         field = keys.contact_owner_field("phone", number)
         owner = cast("bytes | None", await self.r.hget(keys.contact_owners(self.cfg.shop), field))
         if owner is None or owner == b"*":
-            log.warning("an opt-out by %s of %s came from a number no one viewer named (%s): not recorded",
-                        what, self.cfg.shop, "several viewers" if owner else "unknown")
+            if not quiet:
+                log.warning("an opt-out by %s of %s came from a number no one viewer named (%s): not recorded",
+                            what, self.cfg.shop, "several viewers" if owner else "unknown")
             return None
         return owner.decode("utf-8", "surrogateescape")
+
+    async def note_inbound(self, inbound: list[tuple[str, int]]) -> None:
+        """Note, for each viewer who wrote on WhatsApp, when they last did (it opens the 24-hour service
+        window in which a session message may go: ``fanops.channels.send``); never later than now."""
+        latest: dict[str, int] = {}
+        for number, at in inbound:
+            latest[number] = max(at, latest.get(number, 0))
+        now = int(time.time() * 1000)
+        for number, at in latest.items():
+            viewer = await self.phone_owner(number, "WhatsApp", quiet=True)
+            if viewer is not None:
+                await self.r.zadd(keys.wa_inbound(self.cfg.shop), {viewer: min(at, now)}, gt=True)
 
     async def unsubscribe(self, method: str, query: str) -> tuple[int, bytes, str]:
         token = dict(parse_qsl(query)).get("t", "")
@@ -190,6 +203,7 @@ class Inbound:
         for why in got.skipped:
             log.warning("a WhatsApp webhook of %s: skipped %s", cfg.shop, why)
         events = []
+        await self.note_inbound(got.inbound)
         for opt in got.opt_outs:
             viewer = await self.phone_owner(opt.number, "WhatsApp")
             if viewer is not None:

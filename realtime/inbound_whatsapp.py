@@ -46,6 +46,7 @@ class Webhook:
     """What one notification holds: the opt-outs, and how many other messages and statuses."""
 
     opt_outs: list[OptOut] = field(default_factory=list)
+    inbound: list[tuple[str, int]] = field(default_factory=list)  # (sender E.164, sent at ms) of each message
     messages: int = 0
     statuses: int = 0
     skipped: list[str] = field(default_factory=list)  # why an item could not be read
@@ -107,9 +108,11 @@ def _dicts(x: Any) -> list[dict[str, Any]]:
 
 def _read_message(msg: dict[str, Any], out: Webhook) -> None:
     out.messages += 1
+    sender, wamid, ts = msg.get("from"), msg.get("id"), msg.get("timestamp")
+    if isinstance(sender, str) and sender.isdigit() and isinstance(ts, str | int) and str(ts).isdigit():
+        out.inbound.append(("+" + sender, int(ts) * 1000))  # the Cloud API's timestamp: unix seconds
     if not is_opt_out(msg):
         return
-    sender, wamid = msg.get("from"), msg.get("id")
     if not (isinstance(sender, str) and sender.isdigit() and isinstance(wamid, str) and wamid):
         out.skipped.append("an opt-out message without a sender number or a message id")
         return

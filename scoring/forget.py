@@ -55,7 +55,7 @@ DISK_TIMEOUT_S = 120.0
 KINDS = ("viewer_state", "room_records", "presence", "tasks", "queue_entries", "index_entries", "feed_entries",
          "sent_log", "transitions", "dead_letters", "eventlog_events", "eventlog_files", "archive_rooms",
          "archive_events", "archive_viewers", "archive_transitions", "archive_followups", "archive_redis_records",
-         "imported_record", "address_owners", "webhook_orders", "kept_order_addresses")
+         "imported_record", "address_owners", "webhook_orders", "kept_order_addresses", "whatsapp_inbound")
 
 
 def forget_viewer(r: redis.Redis, cfg: Config, shop: str, viewer: str, wait_s: float = 10.0,
@@ -181,6 +181,7 @@ def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
     for k, entry in feeds:
         cmd("feed_entries", "lrem", k, 0, entry)
     cmd("sent_log", "zrem", keys.sent_log(shop), viewer)
+    cmd("whatsapp_inbound", "zrem", keys.wa_inbound(shop), viewer)  # when they last wrote on WhatsApp
     if trans:
         cmd("transitions", "xdel", keys.transitions(shop), *trans)
     out: Counter[str] = Counter()

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import redis
 
-from fanops import read
+from fanops import keys, read
 from fanops.channels import compose, smtp, web
 from fanops.config import Config
 from fanops.errors import ChannelRefused, TaskError, TaskNotFound
@@ -92,6 +92,18 @@ def send_task(r: redis.Redis, cfg: Config, shop: str, tid: str, operator: str, c
     return Sent(tid, channel, message_id)
 
 
+def last_inbound(r: redis.Redis, cfg: Config, shop: str, viewer: str) -> int:
+    """When the viewer last wrote to the shop on WhatsApp (wall ms; -1: never): with the inbound webhook
+    set up (``FANOPS_WHATSAPP_APP_SECRET``) exactly that; without it, the viewer's latest event (a
+    comment, a join...) stands in. A session message the API finds outside its window goes again as
+    the template all the same."""
+    if cfg.whatsapp_app_secret:
+        got = r.zscore(keys.wa_inbound(shop), viewer)
+        return int(got) if got is not None else -1
+    v = read.viewer_state(r, shop, viewer)
+    return v.last_active if v else -1
+
+
 def deliver(r: redis.Redis, cfg: Config, shop: str, task: Task, reach: dict[str, Any], channel: str,
             now_ms: int, http: httpx.Client | None = None) -> str:
     """Put the task's message on the wire; the provider's message id."""
@@ -104,10 +116,7 @@ def deliver(r: redis.Redis, cfg: Config, shop: str, task: Task, reach: dict[str,
     client = http or httpx.Client(timeout=cfg.send_timeout_s)
     try:
         if channel == "whatsapp":
-            v = read.viewer_state(r, shop, task.viewer)
-            # the last inbound we know of is the viewer's latest event (a comment, a join, ...); a
-            # session message the API finds outside its window goes again as the template
-            session = compose.in_service_window(v.last_active if v else -1, now_ms)
+            session = compose.in_service_window(last_inbound(r, cfg, shop, task.viewer), now_ms)
             return web.send_whatsapp(client, cfg.whatsapp_api, cfg.whatsapp_phone_id, cfg.whatsapp_token,
                                      str(reach["phone"]), task.message, task.name, task.lang or None,
                                      cfg.whatsapp_template, session)

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import pytest
 import redis
 
-from fanops import read
+from fanops import keys, read
 from fanops.config import Config
 from fanops.runtime import server
 from realtime.inbound_whatsapp import event_id, is_opt_out, read_webhook, signature_ok, verify
@@ -170,6 +170,23 @@ def test_metas_text_example_changes_nothing_and_a_stop_turns_whatsapp_off(hook, 
     drain(r, cfg)
     assert consent(r, fan) == {"dm": True, "email": None, "whatsapp": False, "sms": True}
     assert not read.can_send(read.viewer_reach(r, "default", [fan])[fan], "whatsapp")
+
+
+def test_a_message_notes_when_its_viewer_last_wrote_which_opens_the_service_window(hook, fan, r, cfg):
+    """Any message of a known number (not only an opt-out) says when the viewer last wrote: the send
+    path's 24-hour service window (fanops.channels.send.last_inbound). An older one never moves it back."""
+    sent_at = 1749416383 * 1000  # Meta's example's timestamp
+    assert post(hook, TEXT_EXAMPLE)[0] == 200
+    assert r.zscore(keys.wa_inbound("default"), fan) == sent_at
+    older = text("and in blue?", "wamid.older", sender="16505551234")
+    older["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = str(sent_at // 1000 - 60)
+    assert post(hook, older)[0] == 200
+    assert r.zscore(keys.wa_inbound("default"), fan) == sent_at
+    assert post(hook, text("hi", "wamid.stranger", sender="4915112345678"))[0] == 200
+    assert r.zcard(keys.wa_inbound("default")) == 1  # a number no viewer named: nothing noted
+    from fanops.channels.send import last_inbound
+    assert last_inbound(r, configured(cfg), "default", fan) == sent_at
+    assert last_inbound(r, configured(cfg), "default", "u-who-never-wrote") == -1
 
 
 def test_a_resent_stop_is_counted_once(hook, fan, r, cfg):

@@ -237,6 +237,25 @@ def test_whatsapp_through_send_task_records_the_wamid_or_leaves_the_task_claimed
     assert (task(r, "v1")["channel"], task(r, "v1")["message_id"]) == ("whatsapp", WAMID)
 
 
+def test_with_the_inbound_webhook_set_up_only_a_whatsapp_message_of_the_viewer_opens_the_session_window(
+        story, r, provider):  # noqa: F811
+    """WhatsApp opens its 24-hour window when the customer writes to the business, not when they comment
+    in a live room: once the inbound webhook tells us who wrote (FANOPS_WHATSAPP_APP_SECRET), a viewer
+    who never wrote gets the template at once (no refused session message first)."""
+    cfg = dataclasses.replace(story_cfg(story, api=provider.url), whatsapp_app_secret="app-secret")
+    provider.answers.append((200, WA_OK, {}))
+    send_task(r, cfg, SHOP, tid("v1"), "Mei", "whatsapp")  # Ana's last event is minutes old, but she never wrote
+    assert [json.loads(g["body"])["type"] for g in provider.got] == ["template"]
+
+    r.zadd(keys.wa_inbound(SHOP), {"v2": NOW_MS - 3_600_000})  # as the webhook notes it: Bo wrote an hour ago
+    ingest_frames(cfg, [json.dumps([ev(20, "v2", 7 * S, "contact", phone="+4915112345678"),
+                                    ev(21, "v2", 8 * S, "consent", dm=True, email=True, whatsapp=True)])])
+    drain(r, cfg)
+    provider.answers.append((200, WA_OK, {}))
+    send_task(r, cfg, SHOP, tid("v2"), "Mei", "whatsapp")
+    assert [json.loads(g["body"])["type"] for g in provider.got] == ["template", "text"]
+
+
 def cli(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "scoring", "tasks", "send", "--shop", SHOP, "--operator", "Mei",
                            "--redis", redis_url, *args], capture_output=True, text=True, timeout=60)
