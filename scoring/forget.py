@@ -41,7 +41,7 @@ from fanops import keys
 from fanops.config import Config
 from fanops.errors import RoomNotReady
 from fanops.scripts import script_source
-from fanops.state import TASK_STATES, unpack_viewer
+from fanops.state import TASK_KINDS, TASK_STATES, unpack_viewer
 from review.archive_files import list_archived
 from scoring import eventlog
 from scoring.contacts import kept_order_scrubs, order_records, viewer_addresses
@@ -137,6 +137,19 @@ def _feed_entries(r: redis.Redis, shop: str, rooms: list[str], viewer: str) -> l
     return [(k, e) for k, got in zip(fkeys, p.execute(), strict=True) for e in got if feed_viewer(e) == viewer]
 
 
+def _kind_fields(r: redis.Redis, shop: str, viewer: str) -> list[tuple[str, int]]:
+    """(kind, occasion) of every task of the viewer in the kind hashes, the ones their state no
+    longer names too (a kind switched off keeps the tasks sent; ``scoring.kind_prune`` puts some back)."""
+    pat = "*:" + "".join("\\" + c if c in "*?[]\\" else c for c in viewer)
+    out = []
+    for kind in TASK_KINDS[1:]:
+        for f, _b in r.hscan_iter(keys.kind_tasks(shop, kind), match=pat, count=PAGE):
+            occ, _, vid = f.decode("utf-8", "surrogateescape").partition(":")
+            if vid == viewer:
+                out.append((kind, int(occ)))
+    return out
+
+
 def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
     """Every Redis record of the shop that names the viewer removed in one MULTI (see the module doc);
     counts by kind, from what the commands removed."""
@@ -149,7 +162,7 @@ def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
     dead = _stream_ids(r, keys.dead_stream(), _dead_names(shop, viewer))
     kept = kept_order_scrubs(r, shop, viewer_addresses(r, shop, viewer))  # read before the state goes
     vb = cast("bytes | None", r.hget(keys.viewers(shop), viewer))
-    kind_tasks = list(stored(unpack_viewer(vb) if vb else None))
+    kind_tasks = sorted(set(stored(unpack_viewer(vb) if vb else None)) | set(_kind_fields(r, shop, viewer)))
     kinds: list[str] = []
     p = r.pipeline(transaction=True)
 

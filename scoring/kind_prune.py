@@ -153,19 +153,21 @@ def _frame(due: list[Due], pruned_at: int) -> pl.DataFrame:
     return pl.DataFrame(cols, schema=LEDGER_SCHEMA)
 
 
-def _settled(r: redis.Redis, shop: str, kind: str, page: list[tuple[bytes, bytes]], now: int) -> list[Due]:
+def _settled(r: redis.Redis, shop: str, kind: str, page: list[tuple[bytes, bytes]], now: int,
+             noted: set[str]) -> list[Due]:
     """The settled tasks of one HSCAN page with the moment each was settled; the first sighting of
-    one that does not say is noted now (``keys.kind_settled``)."""
+    one that does not say is noted now (``keys.kind_settled``), and its id added to ``noted``."""
     got = [(f, b, rec) for f, b in page if (rec := unpack_task(b)).state in FINAL_TASK_STATES]
     unknown = [(f, b, rec) for f, b, rec in got if own_settle_time(rec) <= 0]
     seen: dict[bytes, int] = {}
     if unknown:
         sk = keys.kind_settled(shop)
         ids = [Due(kind, f, b, rec, 0).tid for f, b, rec in unknown]
-        scores = cast("list[float | None]", r.zmscore(sk, ids))
+        noted.update(ids)
+        scores = r.zmscore(sk, ids)
         fresh = {tid: now for tid, sc in zip(ids, scores, strict=True) if sc is None}
         if fresh:
-            r.zadd(sk, fresh, nx=True)  # type: ignore[arg-type]  # str -> int mapping
+            r.zadd(sk, fresh, nx=True)
         seen = {f: int(sc) if sc is not None else now for (f, _b, _r), sc in zip(unknown, scores, strict=True)}
     return [Due(kind, f, b, rec, own_settle_time(rec) or seen[f]) for f, b, rec in got]
 
@@ -186,9 +188,11 @@ def _given(r: redis.Redis, shop: str, due: list[Due], clock: int, s: RuleSetting
     return [d for d in due if (d.kind, d.occasion_viewer[0]) in given[d.occasion_viewer[1]]]
 
 
-def due_tasks(r: redis.Redis, cfg: Config, shop: str, now: int, keep_ms: int) -> Iterator[list[Due]]:
+def due_tasks(r: redis.Redis, cfg: Config, shop: str, now: int, keep_ms: int,
+              noted: set[str]) -> Iterator[list[Due]]:
     """The shop's kind tasks settled at least ``keep_ms`` before ``now`` that the data still gives
-    (``_given``), in lists of ``BATCH`` at most."""
+    (``_given``), in lists of ``BATCH`` at most; ``noted`` gets the ids whose settling is noted in
+    ``keys.kind_settled``."""
     s, _ = rules_store.load(r, shop)
     clock = to_int(cast("bytes | None", r.hget(keys.stats(shop), "clock")))
     batch: list[Due] = []
@@ -197,7 +201,8 @@ def due_tasks(r: redis.Redis, cfg: Config, shop: str, now: int, keep_ms: int) ->
         while True:
             cursor, page = cast("tuple[int, dict[bytes, bytes]]",
                                 r.hscan(keys.kind_tasks(shop, kind), cursor, count=SCAN))
-            old = [d for d in _settled(r, shop, kind, list(page.items()), now) if d.settled_at + keep_ms <= now]
+            old = [d for d in _settled(r, shop, kind, list(page.items()), now, noted)
+                   if d.settled_at + keep_ms <= now]
             batch += _given(r, shop, old, clock, s)
             if len(batch) >= BATCH:
                 yield batch
@@ -226,6 +231,15 @@ def _forget_in_redis(r: redis.Redis, shop: str, due: list[Due]) -> set[str]:
     return gone
 
 
+def _drop_notes(r: redis.Redis, shop: str, noted: set[str]) -> None:
+    """The notes of ``keys.kind_settled`` whose task the whole pass did not find settled any more
+    (the scorer deleted it: a kind switched off) leave."""
+    sk = keys.kind_settled(shop)
+    gone = [m for m, _ in r.zscan_iter(sk, count=SCAN) if m.decode("utf-8", "surrogateescape") not in noted]
+    for i in range(0, len(gone), CAS_CHUNK):
+        r.zrem(sk, *gone[i:i + CAS_CHUNK])
+
+
 def _ledger_add(path: Path, new: pl.DataFrame) -> None:
     old = pl.read_parquet(path) if path.exists() else None
     if old is not None:  # a task written before by a pass that stopped before Redis forgot it
@@ -248,7 +262,8 @@ def prune_kind_tasks(r: redis.Redis, cfg: Config, shop: str, now_ms: int | None 
     try:
         with _locked(d):
             path = _month_file(d, now)
-            for due in due_tasks(r, cfg, shop, now, keep_ms):
+            noted: set[str] = set()
+            for due in due_tasks(r, cfg, shop, now, keep_ms, noted):
                 rows = _frame(due, now)
                 _ledger_add(path, rows)
                 if on_ledger_written is not None:
@@ -260,6 +275,7 @@ def prune_kind_tasks(r: redis.Redis, cfg: Config, shop: str, now_ms: int | None 
                         ~(pl.col("id").is_in(stay) & (pl.col("pruned_at") == now))))
                 n += len(due) - len(stay)
                 kept += len(stay)
+            _drop_notes(r, shop, noted)
     except OSError as e:
         raise ArchiveError(f"cannot write the kind-task ledger of shop {shop!r} under {d} ({e}): no task left "
                            "Redis; check that the data folder (FANOPS_DATA_DIR) is writable") from e

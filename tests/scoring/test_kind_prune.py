@@ -5,9 +5,13 @@ Real Redis, a real scorer, the queue's real actions; the wall clock is passed in
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 import polars as pl
 import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
 
 from fanops import keys
 from fanops.errors import ArchiveError
@@ -97,6 +101,22 @@ def test_the_fans_page_still_lists_a_pruned_task_and_the_message_sent(story):
     assert (sent["id"], sent["state"], sent["message_id"], sent["channel"]) == (
         thank_id(story, "ann"), "sent", "m-1", "email")
     assert fan_record(story.r, story.cfg, SHOP, "dan")["tasks"][0]["state"] == "pending"
+
+
+def test_the_fans_screen_shows_the_pruned_task_and_its_message_id(story, redis_url, monkeypatch):
+    shop_of_four(story)
+    assert kind_prune.prune_kind_tasks(story.r, story.cfg, SHOP, now_ms=W0 + KEEP) == 2
+    st.cache_resource.clear()
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("FANOPS_DATA_DIR", str(story.cfg.data_dir))
+    t = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=30)
+    t.run()
+    t.query_params["fan"] = "ann"
+    t.switch_page("screens/fans.py").run()
+    assert not t.exception, t.exception
+    tasks, sent = t.dataframe[2].value, t.dataframe[3].value  # shows, tier changes, tasks, messages sent
+    assert list(zip(tasks["kind"], tasks["state"], strict=True)) == [("Thank-you, first order", "sent")]
+    assert list(zip(sent["channel"], sent["message_id"], sent["by"], strict=True)) == [("email", "m-1", "ops")]
 
 
 def test_a_pruned_task_is_not_made_again_by_more_events_or_a_settings_redo(story):
@@ -208,11 +228,26 @@ def test_a_kind_switched_off_and_on_again_after_the_prune_makes_no_second_task(s
     save(story.r, SHOP, {"on_thank_first_order": 0})
     story.worker.time_pass()
     assert [in_redis(story, v) for v in ("ann", "bob", "dan")] == ["sent", "skipped", None]  # back; dan's open one went
-    # the data no longer gives them: they stay
+    # the data no longer gives them: they stay; cat's withdrawn one went with the switch, and so does
+    # the note of when it was settled
+    assert story.r.zscore(keys.kind_settled(SHOP), thank_id(story, "cat")) is not None
     assert kind_prune.prune_kind_tasks(story.r, story.cfg, SHOP, now_ms=W0 + 3 * KEEP) == 0
+    assert story.r.zcard(keys.kind_settled(SHOP)) == 0
     save(story.r, SHOP, {"on_thank_first_order": 1})
     story.worker.time_pass()
     assert [in_redis(story, v) for v in ("ann", "bob", "dan")] == ["sent", "skipped", "pending"]
     assert status(story.r, SHOP)["tasks"]["thank_first_order"] == counts
     assert [t["state"] for t in fan_record(story.r, story.cfg, SHOP, "ann")["tasks"]
             if t["kind"] == "thank_first_order"] == ["sent"]
+
+
+def test_forget_erases_a_kind_task_the_viewers_state_no_longer_names(story):
+    shop_of_four(story)
+    assert kind_prune.prune_kind_tasks(story.r, story.cfg, SHOP, now_ms=W0 + KEEP) == 2
+    save(story.r, SHOP, {"on_thank_first_order": 0})
+    story.worker.time_pass()  # ann's sent task is back in Redis; her state no longer names it
+    assert in_redis(story, "ann") == "sent"
+    out = forget.forget_viewer(story.r, story.cfg, SHOP, "ann", rewrite_disk=False)
+    assert in_redis(story, "ann") is None and out["removed"]["ledger_tasks"] == 1
+    assert story.r.zscore(keys.queue(SHOP, "sent"), thank_id(story, "ann")) is None
+    assert in_redis(story, "bob") == "skipped"
