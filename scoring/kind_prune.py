@@ -279,6 +279,10 @@ def prune_kind_tasks(r: redis.Redis, cfg: Config, shop: str, now_ms: int | None 
     except OSError as e:
         raise ArchiveError(f"cannot write the kind-task ledger of shop {shop!r} under {d} ({e}): no task left "
                            "Redis; check that the data folder (FANOPS_DATA_DIR) is writable") from e
+    except pl.exceptions.PolarsError as e:
+        raise ArchiveError(f"a file of the kind-task ledger of shop {shop!r} under {d} is not readable ({e}): no "
+                           "task left Redis; move the damaged month file aside (its tasks are lost to the "
+                           "fan's page) and the next pass starts it again") from e
     if n or kept:
         log.info("%d settled follow-up tasks of kinds besides lingered of %s left Redis for the ledger "
                  "(%d changed meanwhile and stayed)", n, shop, kept)
@@ -292,12 +296,16 @@ def _task(row: dict[str, Any]) -> TaskRec:
 
 def ledger_tasks(cfg: Config, shop: str, viewer: str) -> list[tuple[str, TaskRec]]:
     """The viewer's pruned kind tasks, as (id, task), oldest pruning first (a task pruned twice:
-    its last row)."""
-    files = ledger_files(cfg, shop)
-    if not files:
+    its last row); a month file that cannot be read is logged and left out."""
+    parts = []
+    for path in ledger_files(cfg, shop):
+        try:
+            parts.append(pl.scan_parquet(path).filter(pl.col("viewer") == viewer).collect())
+        except (OSError, pl.exceptions.PolarsError) as e:  # one damaged month hides only its own tasks
+            log.warning("a file of the kind-task ledger of %s is not readable (%s): its tasks are not shown", shop, e)
+    if not parts:
         return []
-    df = pl.scan_parquet(files).filter(pl.col("viewer") == viewer).collect()
-    df = df.sort("pruned_at").unique("id", keep="last", maintain_order=True)
+    df = pl.concat(parts).sort("pruned_at").unique("id", keep="last", maintain_order=True)
     return [(row["id"], _task(row)) for row in df.iter_rows(named=True)]
 
 
@@ -309,10 +317,15 @@ def _rewrite(cfg: Config, shop: str, hit: pl.Expr, change: Callable[[pl.DataFram
     n = 0
     with _locked(d):
         for path in ledger_files(cfg, shop):
-            m = int(pl.scan_parquet(path).filter(hit).select(pl.len()).collect().item())
-            if m:
-                _write(path, change(pl.read_parquet(path)))
-                n += m
+            try:
+                m = int(pl.scan_parquet(path).filter(hit).select(pl.len()).collect().item())
+                if m:
+                    _write(path, change(pl.read_parquet(path)))
+            except pl.exceptions.PolarsError as e:
+                raise ArchiveError(f"{path} of the kind-task ledger is not readable ({e}): the viewers' rows in it "
+                                   "cannot be taken out; delete the file (its tasks leave the fans' pages) and run "
+                                   "again") from e
+            n += m
     return n
 
 

@@ -10,6 +10,7 @@ old it is and has a button to build it now.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from review.archive_files import list_archived, read_room
 from scoring import kind_prune
 from scoring.explain import viewer_report
 
+log = logging.getLogger(__name__)
 MAX_AGE_S = 60.0  # a frame of a changed shop is built again after this long
 DAY_MS = 86_400_000
 TRANSITIONS_READ = 10_000  # stream entries per XRANGE call
@@ -147,8 +149,10 @@ def kind_tasks(r: redis.Redis, cfg: Config, shop: str, vid: str, v: Any) -> list
     have = {tid for tid, _ in live}
     try:
         pruned = kind_prune.ledger_tasks(cfg, shop, vid)
-    except (OSError, pl.exceptions.PolarsError):
-        pruned = []  # an unreadable ledger: the page shows what Redis holds
+    except (OSError, pl.exceptions.PolarsError) as e:
+        log.warning("the kind-task ledger of %s is not readable (%s): a fan's page shows the tasks in Redis only",
+                    shop, e)
+        pruned = []
     return live + [(tid, t) for tid, t in pruned if tid not in have]
 
 

@@ -138,6 +138,16 @@ def test_a_pruned_task_is_not_made_again_by_more_events_or_a_settings_redo(story
     assert in_redis(story, "ann", "after_sales") is None  # she ordered again 1 day in: no after_sales
 
 
+def test_the_7_day_rule_still_counts_a_pruned_sent_task(story):
+    shop_of_four(story)  # ann's thank-you was sent at shop clock minute 9
+    assert kind_prune.prune_kind_tasks(story.r, story.cfg, SHOP, now_ms=W0 + KEEP) == 2
+    story.event("ann", "join", "r-2", at(days=1))
+    story.event("bob", "join", "r-2", at(days=1))
+    story.advance(at(days=1, minutes=4), room="r-2")  # both lingered 4 minutes
+    assert ("r-2", "bob") in story.pending()  # bob's was skipped, not sent
+    assert story.task_state("r-2", "ann") is None  # ann was sent a follow-up a day ago
+
+
 def test_a_claim_a_send_and_a_scorer_racing_the_prune_lose_nothing(story):
     op = shop_of_four(story)
     order(story, "eve", at(minutes=20), "o-eve")
@@ -251,3 +261,23 @@ def test_forget_erases_a_kind_task_the_viewers_state_no_longer_names(story):
     assert in_redis(story, "ann") is None and out["removed"]["ledger_tasks"] == 1
     assert story.r.zscore(keys.queue(SHOP, "sent"), thank_id(story, "ann")) is None
     assert in_redis(story, "bob") == "skipped"
+
+
+def test_a_damaged_ledger_file_is_a_clear_error_redis_keeps_every_task_and_the_page_still_opens(story):
+    shop_of_four(story)
+    assert kind_prune.prune_kind_tasks(story.r, story.cfg, SHOP, now_ms=W0 + KEEP) == 2
+    good = kind_prune.ledger_files(story.cfg, SHOP)[0]
+    kind_prune.prune_kind_tasks(story.r, story.cfg, SHOP, now_ms=W0 + 2 * KEEP)  # cat's, next month's file
+    assert len(kind_prune.ledger_files(story.cfg, SHOP)) == 2
+    good.write_bytes(b"PAR1 half written")  # february's file, holding ann's and bob's, damaged
+    story.advance(at(days=1))
+    op = Operator(story.r, SHOP, "ops")
+    op.claim(thank_id(story, "dan"), now_ms=W0 + KEEP)
+    op.mark_sent(thank_id(story, "dan"), now_ms=W0 + KEEP)
+    with pytest.raises(ArchiveError, match="kind-task ledger of shop 'default' .* is not readable .* no task left"):
+        kind_prune.prune_kind_tasks(story.r, story.cfg, SHOP, now_ms=W0 + KEEP + DAY, keep_days=0)  # february
+    assert in_redis(story, "dan") == "sent"
+    assert [t["state"] for t in fan_record(story.r, story.cfg, SHOP, "dan")["tasks"]] == ["sent"]
+    assert [t["state"] for t in fan_record(story.r, story.cfg, SHOP, "cat")["tasks"]] == ["withdrawn"]  # march's
+    with pytest.raises(ArchiveError, match="kind-task ledger is not readable .* delete the file"):
+        forget.forget_viewer(story.r, story.cfg, SHOP, "bob", rewrite_disk=False)
