@@ -173,10 +173,12 @@ def _settled(r: redis.Redis, shop: str, kind: str, page: list[tuple[bytes, bytes
 
 
 def _given(r: redis.Redis, shop: str, due: list[Due], clock: int, s: RuleSettings) -> list[Due]:
-    """The tasks of ``due`` that the data still gives: their viewer's state names them (``fol``) and
-    so do the current settings at ``clock``.  Only those may leave Redis: one the data no longer
-    gives (a kind switched off, a longer ``after_sales_days``) stays, as its hash field is what
-    keeps the scorer from making it again should the data give it again."""
+    """The tasks of ``due`` that the data still gives as it last gave them: their viewer's state
+    names them (``fol``), in the state the current settings at ``clock`` give too (no redo pending).
+    Only those may leave Redis: one the data no longer gives (a kind switched off, a longer
+    ``after_sales_days``) stays, as its hash field is what keeps the scorer from making it again
+    should the data give it again.  (A data state of these kinds never goes back from withdrawn:
+    their events only add a refusal or a return, never take one back; so no later move is missed.)"""
     if not due:
         return []
     vids = list(dict.fromkeys(d.occasion_viewer[1] for d in due))
@@ -184,7 +186,11 @@ def _given(r: redis.Redis, shop: str, due: list[Due], clock: int, s: RuleSetting
     given: dict[str, set[tuple[str, int]]] = {}
     for vid, b in zip(vids, raw, strict=True):
         v = unpack_viewer(b) if b else None
-        given[vid] = set() if v is None else set(kinds.stored(v)) & set(kinds.targets(v, clock, s))
+        if v is None:
+            given[vid] = set()
+            continue
+        was = kinds.stored(v)  # the data's state of each task (pending, withdrawn), not the operator's
+        given[vid] = {key for key, (st, _room, _at) in kinds.targets(v, clock, s).items() if was.get(key) == st}
     return [d for d in due if (d.kind, d.occasion_viewer[0]) in given[d.occasion_viewer[1]]]
 
 
