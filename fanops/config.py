@@ -77,6 +77,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("retention_days", "FANOPS_RETENTION_DAYS", "90",
             "a scorer drops the comment text and contact details of viewers with no event for this many days "
             "of shop clock (their other records stay; `python -m scoring forget` erases a viewer)"),
+    Setting("kind_tasks_keep_days", "FANOPS_KIND_TASKS_KEEP_DAYS", "30",
+            "a settled follow-up task of a kind besides lingered (sent, skipped, withdrawn, expired) leaves Redis "
+            "this many days of wall time after it was settled, for the shop's ledger under data_dir/kind_tasks "
+            "(the fan's page still lists it; 0: at the next pass)"),
     Setting("password_operator", "FANOPS_PASSWORD_OPERATOR", "",
             "once this or the admin password is set, every screen asks for a password first; this one opens "
             "the live board, host screen, queue and review (also `password_operator` in .streamlit/secrets.toml "
@@ -187,6 +191,7 @@ class Config:
     tiktok_diamonds_per_usd: int = _int("tiktok_diamonds_per_usd")
     tiktok_offline_poll_s: int = _int("tiktok_offline_poll_s")
     retention_days: int = _int("retention_days")
+    kind_tasks_keep_days: int = _int("kind_tasks_keep_days")
     # secrets: never in a repr (a logged Config)
     password_operator: str = field(default=_BY_NAME["password_operator"].default, repr=False)
     password_admin: str = field(default=_BY_NAME["password_admin"].default, repr=False)
@@ -243,4 +248,7 @@ class Config:
             raise FanopsError(f"FANOPS_ARCHIVE_IDLE_WALL_H={cfg.archive_idle_wall_h} must stay under "
                               f"FANOPS_DEDUPE_TTL_S={cfg.dedupe_ttl_s} ({cfg.dedupe_ttl_s / 3600:g} h): a room "
                               "must be archived before the consumer forgets its event ids")
+        if cfg.kind_tasks_keep_days < 0:
+            raise FanopsError(f"FANOPS_KIND_TASKS_KEEP_DAYS={cfg.kind_tasks_keep_days} is not a valid value: "
+                              "give 0 or more days (0: settled kind tasks leave Redis at the next pass)")
         return cfg

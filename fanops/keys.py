@@ -337,6 +337,13 @@ def split_kind_task_id(tid: str) -> tuple[str, str, str] | None:
     return kind, f"{occ}:{viewer}", viewer
 
 
+def kind_settled(shop: str) -> str:
+    """ZSET kind task id -> wall ms when a pass of ``scoring.kind_prune`` first found it settled with
+    no time of its own (withdrawn or converted: the scorer settles those and stamps no time); the
+    entry leaves with the task, for the shop's kind-task ledger."""
+    return f"{tag(shop)}:ksettled"
+
+
 def task_made(shop: str) -> str:
     """ZSET task id (room\\0viewer) -> wall ms when the task was made (Redis's clock): the open
     tasks by age, for expiry (``followup_expire_hours``); a task leaves it once settled."""

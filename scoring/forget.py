@@ -9,7 +9,8 @@ What goes (spec/cli.md v1.1: "it removes the viewer from every record that names
   order webhooks' records of them (addresses owned, orders linked or matched to them). A kept order
   (matched to no viewer yet) that carries one of their addresses stays kept, with its email and phone
   cleared: the sale is not dropped, an operator can still link it.
-- The applied-event log and the archives: ``scoring.forget_files`` (the viewer's events stay,
+- The applied-event log, the archives and the ledger of pruned kind tasks (``scoring.kind_prune``):
+  ``scoring.forget_files`` (the viewer's events stay,
   anonymous, so that a show's totals and the repeat check of a resent event stay as they were).
 - The disk: the server rewrites its append-only file (BGREWRITEAOF) and its snapshot (BGSAVE),
   and forget waits for both, so that the removed data leaves the server's files too.
@@ -40,11 +41,11 @@ from fanops import keys
 from fanops.config import Config
 from fanops.errors import RoomNotReady
 from fanops.scripts import script_source
-from fanops.state import TASK_STATES, unpack_viewer
+from fanops.state import TASK_KINDS, TASK_STATES, unpack_viewer
 from review.archive_files import list_archived
 from scoring import eventlog
 from scoring.contacts import kept_order_scrubs, order_records, viewer_addresses
-from scoring.forget_files import FEEDS, Scrub, feed_viewer, scrub_archives, scrub_eventlog
+from scoring.forget_files import FEEDS, Scrub, feed_viewer, scrub_archives, scrub_eventlog, scrub_kind_ledger
 from scoring.kinds import stored
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,8 @@ DISK_TIMEOUT_S = 120.0
 KINDS = ("viewer_state", "room_records", "presence", "tasks", "queue_entries", "index_entries", "feed_entries",
          "sent_log", "transitions", "dead_letters", "eventlog_events", "eventlog_files", "archive_rooms",
          "archive_events", "archive_viewers", "archive_transitions", "archive_followups", "archive_redis_records",
-         "imported_record", "address_owners", "webhook_orders", "kept_order_addresses", "whatsapp_inbound")
+         "imported_record", "address_owners", "webhook_orders", "kept_order_addresses", "ledger_tasks",
+         "whatsapp_inbound")
 
 
 def forget_viewer(r: redis.Redis, cfg: Config, shop: str, viewer: str, wait_s: float = 10.0,
@@ -68,6 +70,7 @@ def forget_viewer(r: redis.Redis, cfg: Config, shop: str, viewer: str, wait_s: f
     s = Scrub(frozenset([viewer]), forget=True)
     got.update(scrub_eventlog(cfg, shop, s))
     got.update(scrub_archives(r, cfg, list_archived(cfg, shop), s))
+    got.update(scrub_kind_ledger(cfg, shop, s))  # after Redis: a prune pass meanwhile drops what forget took
     disk = rewrite_server_files(r) if rewrite_disk else {}
     log.info("forgot a viewer of %s: %d records removed", shop, sum(got.values()))
     return {"shop": shop, "viewer": viewer, "removed": {k: got[k] for k in KINDS}, **disk}
@@ -135,6 +138,19 @@ def _feed_entries(r: redis.Redis, shop: str, rooms: list[str], viewer: str) -> l
     return [(k, e) for k, got in zip(fkeys, p.execute(), strict=True) for e in got if feed_viewer(e) == viewer]
 
 
+def _kind_fields(r: redis.Redis, shop: str, viewer: str) -> list[tuple[str, int]]:
+    """(kind, occasion) of every task of the viewer in the kind hashes, the ones their state no
+    longer names too (a kind switched off keeps the tasks sent; ``scoring.kind_prune`` puts some back)."""
+    pat = "*:" + "".join("\\" + c if c in "*?[]\\" else c for c in viewer)
+    out = []
+    for kind in TASK_KINDS[1:]:
+        for f, _b in r.hscan_iter(keys.kind_tasks(shop, kind), match=pat, count=PAGE):
+            occ, _, vid = f.decode("utf-8", "surrogateescape").partition(":")
+            if vid == viewer:
+                out.append((kind, int(occ)))
+    return out
+
+
 def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
     """Every Redis record of the shop that names the viewer removed in one MULTI (see the module doc);
     counts by kind, from what the commands removed."""
@@ -147,7 +163,7 @@ def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
     dead = _stream_ids(r, keys.dead_stream(), _dead_names(shop, viewer))
     kept = kept_order_scrubs(r, shop, viewer_addresses(r, shop, viewer))  # read before the state goes
     vb = cast("bytes | None", r.hget(keys.viewers(shop), viewer))
-    kind_tasks = list(stored(unpack_viewer(vb) if vb else None))
+    kind_tasks = sorted(set(stored(unpack_viewer(vb) if vb else None)) | set(_kind_fields(r, shop, viewer)))
     kinds: list[str] = []
     p = r.pipeline(transaction=True)
 
@@ -175,6 +191,7 @@ def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
         for st in TASK_STATES:
             cmd("queue_entries", "zrem", keys.queue(shop, st), tid)
         cmd("queue_entries", "zrem", keys.task_made(shop), tid)
+        cmd("index_entries", "zrem", keys.kind_settled(shop), tid)  # a prune pass's note of its settling
     cmd("index_entries", "zrem", keys.due(shop, part), viewer)
     for day in days:
         cmd("index_entries", "lrem", keys.due_far(shop, part, int(day)), 0, viewer)

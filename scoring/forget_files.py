@@ -16,6 +16,8 @@ says which of the two.
   (``scoring.reopen.snapshot``) loses the viewer's record, presence, host-screen entries and
   index entries: each DUMP is restored into a scratch key of the server, changed, dumped again.
   ``facts.json`` holds only the show's totals and stays.
+- The ledger of pruned follow-up tasks of the kinds besides lingered (``scoring.kind_prune``): the
+  viewer's rows go (forget), or their comment text (retention).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from fanops import keys
 from fanops.config import Config
 from fanops.state import pack, unpack_room_viewer
 from review.archive_files import ArchiveInfo, read_room, write_file_set
-from scoring import eventlog, msgpack_spans
+from scoring import eventlog, kind_prune, msgpack_spans
 
 # Contact details a viewer's records may carry (events, the viewer's state, the archive's viewer
 # rows). The one list that says which fields retention and forget clear as contact details: a
@@ -269,3 +271,11 @@ def scrub_archives(r: redis.Redis, cfg: Config, infos: Iterable[ArchiveInfo], s:
     for info in infos:
         out.update(scrub_room(r, cfg, info, s))
     return out
+
+
+def scrub_kind_ledger(cfg: Config, shop: str, s: Scrub) -> Counter[str]:
+    """The shop's ledger of pruned kind tasks (``scoring.kind_prune``): the viewers' rows deleted
+    (forget), or their ``said`` emptied (retention: kind tasks carry none today, so it finds none)."""
+    if s.forget:
+        return Counter(ledger_tasks=kind_prune.erase_viewers(cfg, shop, s.viewers))
+    return Counter(ledger_said=kind_prune.clear_said(cfg, shop, s.viewers))

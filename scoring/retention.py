@@ -6,7 +6,8 @@ by a scorer's periodic pass (``Worker.archive_idle``, on the prune schedule):
 - their comment text: the last comments kept in their room records (``RoomViewer.said``) and in
   their follow-up tasks (``TaskRec.said``), their entries in the host screen's questions list, the
   ``text`` of their comments in the applied-event log and in every archive (``events.parquet``;
-  ``redis.parquet``'s room records and questions lists);
+  ``redis.parquet``'s room records and questions lists), and ``said`` in the ledger of pruned kind
+  tasks (``scoring.kind_prune``: the scorer gives kind tasks no ``said`` today, so there is none);
 - their contact details: ``clear_contact`` below is the one place that empties them in the
   viewer's state, and ``scoring.forget_files.CONTACT_FIELDS`` names them in the files; the
   addresses their customer-history row gave and their entries in the address owners' table go too.
@@ -33,7 +34,7 @@ from fanops.imported import pack_imported, unpack_imported
 from fanops.scripts import script_source
 from fanops.state import REACH_ADDRESSES, ViewerState, pack, pack_task, unpack_room_viewer, unpack_task, unpack_viewer
 from review.archive_files import list_archived
-from scoring.forget_files import CONTACT_FIELDS, Scrub, feed_viewer, scrub_archives, scrub_eventlog
+from scoring.forget_files import CONTACT_FIELDS, Scrub, feed_viewer, scrub_archives, scrub_eventlog, scrub_kind_ledger
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ def retention_pass(r: redis.Redis, cfg: Config, shop: str, clock: int | None = N
         s = Scrub(frozenset(vids), forget=False)
         out.update(scrub_eventlog(cfg, shop, s))
         out.update(scrub_archives(r, cfg, list_archived(cfg, shop), s))
+        out.update(scrub_kind_ledger(cfg, shop, s))
     if sum(out.values()):
         log.info("retention: dropped the comment text or contact details of viewers of %s inactive for %d days "
                  "(%d records)", shop, cfg.retention_days, sum(out.values()))

@@ -35,7 +35,7 @@ from fanops.rules_settings import RuleSettings
 from fanops.runtime.gcpause import gc_paused
 from fanops.schema import Event, unpack_events
 from fanops.scripts import script_source
-from scoring import archive, eventlog, intake, migrate, recompute, retention
+from scoring import archive, eventlog, intake, kind_prune, migrate, recompute, retention
 from scoring.batch_reads import (
     ArchivedRooms,
     Head,
@@ -387,6 +387,7 @@ class Worker:
         if head.rules_version != known:
             settings, known = self._load_settings(shop)
         if head.rules_version != head.rules_applied:
+            kind_prune.restore_dropped(self.r, self.cfg, shop)  # before the redo drops them from fol
             if not recompute.rebuild(self.r, shop, self.name):
                 self._wait_rebuild(shop)
             settings, known = self._load_settings(shop)
@@ -432,7 +433,8 @@ class Worker:
     def archive_idle(self) -> list[tuple[str, str]]:
         """Archive the rooms idle long enough (safe from every worker), expire the tasks pending too
         long (on the wall ``clock``), and every ``PRUNE_EVERY_S`` (``monotonic``) prune the settled
-        tasks of archived rooms from Redis and apply retention (``scoring.retention``)."""
+        tasks of archived rooms and of the other kinds (``scoring.kind_prune``) from Redis and apply
+        retention (``scoring.retention``)."""
         done = []
         for shop in self.shops():
             try:
@@ -446,6 +448,7 @@ class Worker:
                     n = archive.prune_followups(self.r, self.cfg, shop)
                     log.info("%d settled tasks of archived rooms of %s left Redis (kept in the archive)", n, shop)
                     retention.retention_pass(self.r, self.cfg, shop)  # FANOPS_RETENTION_DAYS
+                    kind_prune.prune_kind_tasks(self.r, self.cfg, shop, now_ms=int(self.clock() * 1000))  # a ledger
             except (archive.ArchiveError, OSError, redis.ResponseError) as e:
                 log.warning("archiving the idle rooms of %s failed: %s", shop, e)
         if self.monotonic() - self._last_prune > PRUNE_EVERY_S:

@@ -10,6 +10,7 @@ old it is and has a button to build it now.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,10 +24,12 @@ from fanops.config import Config
 from fanops.errors import ArchiveError
 from fanops.fans import fans_frame
 from fanops.replies import to_int, to_str
-from fanops.state import TIERS, record_fields, unpack_room_viewer, unpack_task
+from fanops.state import TIERS, TaskRec, record_fields, unpack_room_viewer, unpack_task
 from review.archive_files import list_archived, read_room
+from scoring import kind_prune
 from scoring.explain import viewer_report
 
+log = logging.getLogger(__name__)
 MAX_AGE_S = 60.0  # a frame of a changed shop is built again after this long
 DAY_MS = 86_400_000
 TRANSITIONS_READ = 10_000  # stream entries per XRANGE call
@@ -139,6 +142,20 @@ def _stream_transitions(r: redis.Redis, shop: str, vid: str | None = None) -> li
         start = "(" + to_str(got[-1][0])
 
 
+def kind_tasks(r: redis.Redis, cfg: Config, shop: str, vid: str, v: Any) -> list[tuple[str, TaskRec]]:
+    """The viewer's tasks of the kinds besides lingered, as (id, task): those in Redis, then those
+    pruned to the shop's ledger (``scoring.kind_prune``) that Redis no longer holds."""
+    live = read.viewer_kind_tasks(r, shop, vid, v)
+    have = {tid for tid, _ in live}
+    try:
+        pruned = kind_prune.ledger_tasks(cfg, shop, vid)
+    except (OSError, pl.exceptions.PolarsError) as e:
+        log.warning("the kind-task ledger of %s is not readable (%s): a fan's page shows the tasks in Redis only",
+                    shop, e)
+        pruned = []
+    return live + [(tid, t) for tid, t in pruned if tid not in have]
+
+
 def fan_record(r: redis.Redis, cfg: Config, shop: str, vid: str) -> dict[str, Any] | None:
     """Everything known of one fan: the ``viewer`` report (tier and its rule, rooms attended), each
     show with its orders and task, every tier change with its cause, and the messages sent."""
@@ -171,7 +188,7 @@ def fan_record(r: redis.Redis, cfg: Config, shop: str, vid: str) -> dict[str, An
             seen.add(t["id"])
             tier_changes.append({k: t.get(k) for k in ("ts", "from", "to", "cause", "room", "rules_version")})
     tasks = [{**s["task"], "room": s["room"], "kind": "lingered"} for s in shows if s.get("task")]
-    tasks += [{**record_fields(t), "id": tid} for tid, t in read.viewer_kind_tasks(r, shop, vid, v)]
+    tasks += [{**record_fields(t), "id": tid} for tid, t in kind_tasks(r, cfg, shop, vid, v)]
     sent = [t for t in tasks if t.get("state") == "sent"]
     return {**rep, "shows": shows, "tier_changes": tier_changes, "tasks": tasks, "sent": sent}
 

@@ -18,6 +18,7 @@ DEFAULTS = {"redis_url": "", "data_dir": PROJECT_ROOT / "data", "max_frame_bytes
             "board_refresh_ms": 1000}
 DEFAULTS |= {"tiktok_diamonds_per_usd": 200, "tiktok_offline_poll_s": 60}  # issue 15: TikTok LIVE
 DEFAULTS |= {"retention_days": 90}  # issue 17: forget and retention
+DEFAULTS |= {"kind_tasks_keep_days": 30}  # issue 16 follow-up: settled kind tasks leave Redis for a ledger
 DEFAULTS |= {"password_operator": "", "password_admin": "", "host_token": "", "session_hours": 12,
              "oidc_admins": "", "oidc_operators": ""}  # issue 17: access
 DEFAULTS |= {"webhook_secret": "", "shopify_webhook_secret": "", "shop": "default", "shopify_viewer_attr": "viewer_id",
@@ -69,6 +70,12 @@ def test_a_room_must_be_archived_before_the_consumer_forgets_its_ids() -> None:
     with pytest.raises(FanopsError, match="FANOPS_ARCHIVE_IDLE_WALL_H=48 must stay under FANOPS_DEDUPE_TTL_S"):
         Config.from_env({"FANOPS_ARCHIVE_IDLE_WALL_H": "48", "FANOPS_DEDUPE_TTL_S": str(24 * 3600)})
     assert Config.from_env({"FANOPS_ARCHIVE_IDLE_WALL_H": "23", "FANOPS_DEDUPE_TTL_S": str(24 * 3600)})
+
+
+def test_a_negative_keep_time_of_settled_kind_tasks_is_refused() -> None:
+    with pytest.raises(FanopsError, match="FANOPS_KIND_TASKS_KEEP_DAYS=-1 is not a valid value: give 0 or more"):
+        Config.from_env({"FANOPS_KIND_TASKS_KEEP_DAYS": "-1"})
+    assert Config.from_env({"FANOPS_KIND_TASKS_KEEP_DAYS": "0"}).kind_tasks_keep_days == 0
 
 
 def test_cli_help_is_the_tables() -> None:
