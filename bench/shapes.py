@@ -19,7 +19,11 @@ Two ways to run each shape (both by default):
 - ``--inproc``: the scorer alone, in this process: the feed is written to the streams first (the
   consumer's own writer, ``fanops.ingest``, in flushes of ``flush_events``), then one
   ``scoring.worker.Worker`` drains it. Reported: the scorer's CPU and Redis's CPU per event (us),
-  the wall time, and each shape's cost per event against ``one``'s.  Use this to profile
+  the wall time, and each shape's cost per event against ``one``'s; for the ingest, Redis's time
+  an event in ``INFO commandstats`` (every command's usec summed, as the deployment page's figure
+  was first taken; a script's own commands are counted inside it and again on their own) and
+  Redis's CPU an event (``/proc``); the bytes an event of the scorer's applied-event log
+  (``scoring.eventlog``, its files after the drain).  Use this to profile
   (``py-spy record -o x.txt -f raw -- python -m bench.shapes --inproc --shapes 1h``).
 - ``--e2e``: the product's own processes as bench.scorer runs them (``realtime replay`` ->
   ``realtime consume`` -> one ``scoring run``), timed from the first event accepted to ``status``
@@ -40,6 +44,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import redis
 import redis.asyncio as aredis
 
 from bench._util import (
@@ -59,6 +64,7 @@ from fanops.ingest import IngestWriter
 from fanops.read import status
 from fanops.schema import BadInput, Event, parse_frame
 from realtime.simulator import encode_frame, generate
+from scoring import eventlog
 from scoring.worker import Worker
 
 SPAN_MS = {"one": 0, "5m": 300_000, "1h": 3_600_000, "real": 3_600_000}
@@ -133,6 +139,10 @@ class Inproc:
     redis_cpu_s: float
     batches: int
     commands: str = ""
+    ingest_stats_s: float = 0.0  # INFO commandstats over the ingest, every command's usec summed
+    ingest_cpu_s: float = 0.0  # the Redis server's CPU over the ingest (/proc)
+    log_bytes: int = 0  # the applied-event log's files after the drain
+    ingest_commands: str = ""
 
     def us(self, seconds: float) -> float:
         return seconds / self.events * 1e6
@@ -157,35 +167,56 @@ def ingest(url: str, cfg: Config, frames: list[list[dict[str, Any]]]) -> int:
     return asyncio.run(go())
 
 
-def run_inproc(url: str, redis_pid: int, data_dir: Path, shape: str, frames: list[list[dict[str, Any]]]) -> Inproc:
+def commandstats_seconds(r: redis.Redis) -> float:
+    """Redis's time in commands since CONFIG RESETSTAT: every ``INFO commandstats`` usec summed
+    (a command a script runs counts on its own and inside the script's call)."""
+    return float(sum(v["usec"] for v in r.info("commandstats").values())) / 1e6
 
+
+def log_bytes(data_dir: Path, shop: str) -> int:
+    """The size of the shop's applied-event log files (``scoring.eventlog``) under ``data_dir``."""
+    return sum(f.stat().st_size for f in eventlog.shop_dir(data_dir, shop).glob(f"*{eventlog.SUFFIX}"))
+
+
+def run_inproc(url: str, redis_pid: int, data_dir: Path, shape: str, frames: list[list[dict[str, Any]]]) -> Inproc:
     r = fresh(url)
     cfg = Config.from_env({}, redis_url=url, data_dir=data_dir / f"inproc-{shape}")
+    shop = frames[0][0]["shop"]
+    r.config_resetstat()
+    rc0 = cpu_seconds(redis_pid) or 0.0
     n = ingest(url, cfg, frames)
+    ingest_cpu, ingest_stats = (cpu_seconds(redis_pid) or 0.0) - rc0, commandstats_seconds(r)
+    ingest_cmds = redis_time(r, n, top=4)
     w = Worker(r, cfg, name="w1", shops=None)
     r.config_resetstat()
     rc0, c0, t0 = cpu_seconds(redis_pid) or 0.0, time.process_time(), time.perf_counter()
     w.drain(timeout=900)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     rcpu = (cpu_seconds(redis_pid) or 0.0) - rc0
-    shop = frames[0][0]["shop"]
     st = status(r, shop)
     assert st["events_applied"] == n and st["lag"] == 0, (st["events_applied"], n, st["lag"])
     cmds = redis_time(r, n, top=8)
     r.close()
-    return Inproc(shape, n, wall, cpu, rcpu, w.stats.batches, cmds)
+    return Inproc(shape, n, wall, cpu, rcpu, w.stats.batches, cmds, ingest_stats, ingest_cpu,
+                  log_bytes(cfg.data_dir, shop), ingest_cmds)
 
 
 def inproc_table(runs: list[Inproc]) -> str:
     base = next((x for x in runs if x.shape == "one"), runs[0])
-    per = lambda x: x.us(x.scorer_cpu_s + x.redis_cpu_s)  # noqa: E731
-    rows = [[x.shape, x.events, x.batches, f"{x.wall_s:.2f}", f"{x.events / x.wall_s:,.0f}",
+
+    def per(x: Inproc) -> float:
+        return x.us(x.scorer_cpu_s + x.redis_cpu_s)
+
+    rows = [[x.shape, x.events, x.batches, f"{x.us(x.ingest_stats_s):.1f}", f"{x.us(x.ingest_cpu_s):.1f}",
+             f"{x.wall_s:.2f}", f"{x.events / x.wall_s:,.0f}",
              f"{x.us(x.scorer_cpu_s):.1f}", f"{x.us(x.redis_cpu_s):.1f}", f"{per(x):.1f}",
-             f"{per(x) / per(base):.2f}x"] for x in runs]
-    return table(["shape", "events", "batches", "wall s", "events/s", "scorer us/ev", "redis us/ev",
-                  "CPU us/ev", f"of {base.shape}"], rows,
-                 "Scorer alone in this process on a pre-ingested backlog (one Worker.drain)") + "\n" + "\n".join(
-        f"  Redis {x.shape}: {x.commands}" for x in runs)
+             f"{per(x) / per(base):.2f}x", f"{x.log_bytes / x.events:.0f}"] for x in runs]
+    return table(["shape", "events", "batches", "ingest redis us/ev", "ingest redis CPU us/ev", "wall s",
+                  "events/s", "scorer us/ev", "redis us/ev", "CPU us/ev", f"of {base.shape}", "log B/ev"], rows,
+                 "The consumer's writer fills the streams (its Redis time: commandstats, then /proc CPU); then one "
+                 "Worker.drain in this process applies the backlog (scorer and Redis CPU; the applied-event log's "
+                 "bytes)") + "\n" + "\n".join(
+        f"  Redis {x.shape} (ingest): {x.ingest_commands}\n  Redis {x.shape} (drain): {x.commands}" for x in runs)
 
 
 # -- end to end, the product's processes -------------------------------------
