@@ -19,7 +19,8 @@
 --   task_new {{TK, V, queue, roomkey, sentkey, member, viewer, prio, min_sent, state, REC, madekey}}
 --     madekey (keys.task_made): the task's wall time when made, from Redis's clock, for expiry
 --   task_move {{TK, V, qprefix, roomkey, member, to, from1, from2, ...}}
---   task_prio {{TK, V, qprefix, member, prio, SHOWN}}   SHOWN: ARGV index of [task_at, fields 4..21]
+--   task_prio  flat, TK (index in k), V, member, prio, SHOWN   SHOWN: ARGV index of [task_at, fields 4..21];
+--     task_qp the queues' key prefix (keys.queue(shop, ''))
 --   task_del {{TK, V, qprefix, roomkey, member}}   (only a task no operator has sent or skipped, not expired)
 --   task_withdraw {{TK, V, qprefix, roomkey, member, consent_ts}}   an open task made before a
 --       refusal of DMs is withdrawn (rooms whose records are archived)
@@ -242,16 +243,82 @@ for _, t in ipairs(w.task_move or {}) do
     end
   end
 end
-for _, t in ipairs(w.task_prio or {}) do
-  local b = redis.call('HGET', t[1], t[2])
-  if b then
-    local rec = cmsgpack.unpack(b)
-    if rec[1] == 'pending' or rec[1] == 'claimed' then
-      redis.call('ZADD', t[3] .. rec[1], 'XX', t[5], t[4])
-      local d = cmsgpack.unpack(ARGV[t[6]])
-      for i = 1, #d do rec[2 + i] = d[i] end
-      redis.call('HSET', t[1], t[2], cmsgpack.pack(rec))
+-- a pending task's new priority and shown fields: read by key (HMGET), written by key (HSET) and by
+-- queue (ZADD XX). A record as the scorer packs it (21 items: no operator field yet) is spliced: its
+-- header, [1] state and [2] made_at kept as they are, the rest the shown fields' items as packed by
+-- the scorer; any other record (an operator's fields in it) is unpacked, changed and packed again
+local function skip_head(b, p)
+  -- the offset after the msgpack integer at p (nil if it is not one)
+  local c = string.byte(b, p)
+  if not c then return nil end
+  if c < 0x80 or c >= 0xe0 then return p + 1 end
+  local n = ({[0xcc] = 1, [0xcd] = 2, [0xce] = 4, [0xcf] = 8, [0xd0] = 1, [0xd1] = 2, [0xd2] = 4, [0xd3] = 8})[c]
+  return n and p + 1 + n or nil
+end
+local function array_body(b)
+  -- a msgpack array's item count and the offset of its first item
+  local c = string.byte(b, 1)
+  if c >= 0x90 and c <= 0x9f then return c - 0x90, 2 end
+  if c == 0xdc then return string.byte(b, 2) * 256 + string.byte(b, 3), 4 end
+  return nil, nil
+end
+local function spliced(b, shown)
+  -- the record b, packed as the scorer packs it, with the shown fields of the packed array shown,
+  -- and its state; nil if b is packed otherwise (then it is unpacked and packed again)
+  local n, p = array_body(b)
+  if n ~= 21 then return nil, nil end
+  local c = string.byte(b, p)
+  if c < 0xa0 or c > 0xbf then return nil, nil end
+  local st = string.sub(b, p + 1, p + c - 0xa0)
+  local e = skip_head(b, p + 1 + c - 0xa0)
+  local sn, sp = array_body(shown)
+  if not e or sn ~= 19 then return nil, nil end
+  return string.sub(b, 1, e - 1) .. string.sub(shown, sp), st
+end
+local function repacked(tk, v, shown)
+  local b = redis.call('HGET', tk, v)
+  local rec = cmsgpack.unpack(b)
+  local d = cmsgpack.unpack(shown)
+  for i = 1, #d do rec[2 + i] = d[i] end
+  return cmsgpack.pack(rec), rec[1]
+end
+a = w.task_prio or {}
+local prio_keys, prio_groups = by_key(a, 5)
+local requeue, requeue_order = {}, {}
+for _, k in ipairs(prio_keys) do
+  local idx = prio_groups[k]
+  for s = 1, #idx, CHUNK do
+    local e = math.min(#idx, s + CHUNK - 1)
+    local fields = {}
+    for x = s, e do fields[#fields + 1] = a[idx[x] + 1] end
+    local cur = redis.call('HMGET', K[k], unpack(fields))
+    local args = {K[k]}
+    for x = s, e do
+      local i = idx[x]
+      if cur[x - s + 1] then
+        local b, st = spliced(cur[x - s + 1], ARGV[a[i + 4]])
+        if not b then b, st = repacked(K[k], a[i + 1], ARGV[a[i + 4]]) end
+        if st == 'pending' or st == 'claimed' then
+          args[#args + 1] = a[i + 1]
+          args[#args + 1] = b
+          local q = requeue[st]
+          if not q then
+            q = {}
+            requeue[st] = q
+            requeue_order[#requeue_order + 1] = st
+          end
+          q[#q + 1] = a[i + 3]
+          q[#q + 1] = a[i + 2]
+        end
+      end
     end
+    if #args > 1 then redis.call('HSET', unpack(args)) end
+  end
+end
+for _, st in ipairs(requeue_order) do
+  local q = requeue[st]
+  for s = 1, #q, 2 * CHUNK do
+    redis.call('ZADD', w.task_qp .. st, 'XX', unpack(q, s, math.min(#q, s + 2 * CHUNK - 1)))
   end
 end
 
