@@ -198,27 +198,105 @@ for i = 1, #a, 4 do
   redis.call('HSET', K[a[i + 1]], a[i + 2], redis.call('ZCOUNT', K[a[i]], a[i + 3], '+inf'))
 end
 
+-- the writes of many tasks, gathered by key and sent as one command a key (per CHUNK pairs), in the
+-- order the keys were first met
+local function gather()
+  local order, groups = {}, {}
+  local g = {}
+  function g.add(k, x, y)
+    local a = groups[k]
+    if not a then
+      a = {}
+      groups[k] = a
+      order[#order + 1] = k
+    end
+    a[#a + 1] = x
+    a[#a + 1] = y
+  end
+  function g.send(cmd, flag)
+    for _, k in ipairs(order) do
+      local a = groups[k]
+      for s = 1, #a, 2 * CHUNK do
+        if flag then
+          redis.call(cmd, k, flag, unpack(a, s, math.min(#a, s + 2 * CHUNK - 1)))
+        else
+          redis.call(cmd, k, unpack(a, s, math.min(#a, s + 2 * CHUNK - 1)))
+        end
+      end
+    end
+  end
+  return g
+end
+local function lookup(cmd, items, key_of, field_of)
+  -- cmd (HMGET, ZMSCORE) of each item's field in its key, by key: the replies by item index
+  local order, groups = {}, {}
+  for i, t in ipairs(items) do
+    local k = key_of(t)
+    local g = groups[k]
+    if not g then
+      g = {}
+      groups[k] = g
+      order[#order + 1] = k
+    end
+    g[#g + 1] = i
+  end
+  local out = {}
+  for _, k in ipairs(order) do
+    local idx = groups[k]
+    for s = 1, #idx, CHUNK do
+      local e = math.min(#idx, s + CHUNK - 1)
+      local f = {}
+      for x = s, e do f[#f + 1] = field_of(items[idx[x]]) end
+      local got = redis.call(cmd, k, unpack(f))
+      for x = s, e do out[idx[x]] = got[x - s + 1] end
+    end
+  end
+  return out
+end
+
 -- a task is a msgpack array in a field of the room's task hash (fanops.state.TaskRec):
 -- [1] state, [3] task_at, [4..21] what the operator sees, [22] holder, [23] lease_until
+-- new tasks: a task is made if its field is free and its viewer was not sent a follow-up since
+-- min_sent; read for all at once (HMGET, ZMSCORE), written by key
 local made = 0
-local wall = nil
-for _, t in ipairs(w.task_new or {}) do
-  if redis.call('HEXISTS', t[1], t[2]) == 0 then
-    local sent = tonumber(redis.call('ZSCORE', t[5], t[7]) or '-1e300')
-    if sent < t[9] then
-      redis.call('HSET', t[1], t[2], ARGV[t[11]])
-      redis.call('ZADD', t[3], t[8], t[6])
-      redis.call('HINCRBY', t[4], 'f:' .. t[10], 1)
+local tn = w.task_new or {}
+if #tn > 0 then
+  local taken = lookup('HMGET', tn, function(t) return t[1] end, function(t) return t[2] end)
+  local sent = lookup('ZMSCORE', tn, function(t) return t[5] end, function(t) return t[7] end)
+  local recs, queues, made_at = gather(), gather(), gather()
+  local counts, count_order, seen = {}, {}, {}
+  local wall = nil
+  for i, t in ipairs(tn) do
+    local seen_k = seen[t[1]] or {}
+    seen[t[1]] = seen_k
+    if not taken[i] and not seen_k[t[2]] and tonumber(sent[i] or '-1e300') < t[9] then
+      seen_k[t[2]] = true  -- a field twice in the batch: made once, as if written in turn
+      recs.add(t[1], t[2], ARGV[t[11]])
+      queues.add(t[3], t[8], t[6])
+      local c = counts[t[4]]
+      if not c then
+        c = {}
+        counts[t[4]] = c
+      end
+      if not c[t[10]] then
+        c[t[10]] = 0
+        count_order[#count_order + 1] = {t[4], t[10]}
+      end
+      c[t[10]] = c[t[10]] + 1
       if t[12] and (t[10] == 'pending' or t[10] == 'claimed') then
         if not wall then
           local tm = redis.call('TIME')
           wall = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
         end
-        redis.call('ZADD', t[12], 'NX', wall, t[6])
+        made_at.add(t[12], wall, t[6])
       end
       made = made + 1
     end
   end
+  recs.send('HSET')
+  queues.send('ZADD')
+  for _, c in ipairs(count_order) do redis.call('HINCRBY', c[1], 'f:' .. c[2], counts[c[1]][c[2]]) end
+  made_at.send('ZADD', 'NX')
 end
 local function settle(t, rec, from, to, qprefix, member, roomkey)
   local prio = redis.call('ZSCORE', qprefix .. from, member)
@@ -284,7 +362,7 @@ local function repacked(tk, v, shown)
 end
 a = w.task_prio or {}
 local prio_keys, prio_groups = by_key(a, 5)
-local requeue, requeue_order = {}, {}
+local requeue = {pending = gather(), claimed = gather()}
 for _, k in ipairs(prio_keys) do
   local idx = prio_groups[k]
   for s = 1, #idx, CHUNK do
@@ -301,26 +379,15 @@ for _, k in ipairs(prio_keys) do
         if st == 'pending' or st == 'claimed' then
           args[#args + 1] = a[i + 1]
           args[#args + 1] = b
-          local q = requeue[st]
-          if not q then
-            q = {}
-            requeue[st] = q
-            requeue_order[#requeue_order + 1] = st
-          end
-          q[#q + 1] = a[i + 3]
-          q[#q + 1] = a[i + 2]
+          requeue[st].add(w.task_qp .. st, a[i + 3], a[i + 2])
         end
       end
     end
     if #args > 1 then redis.call('HSET', unpack(args)) end
   end
 end
-for _, st in ipairs(requeue_order) do
-  local q = requeue[st]
-  for s = 1, #q, 2 * CHUNK do
-    redis.call('ZADD', w.task_qp .. st, 'XX', unpack(q, s, math.min(#q, s + 2 * CHUNK - 1)))
-  end
-end
+requeue.pending.send('ZADD', 'XX')
+requeue.claimed.send('ZADD', 'XX')
 
 for _, t in ipairs(w.task_withdraw or {}) do
   local b = redis.call('HGET', t[1], t[2])
