@@ -83,6 +83,8 @@ def to_wire(fx: Effects, shop: str, blobs: list[bytes], fronts: dict[int, int] |
         w.out["lpop"].append([lk, len(vs), keys.due_days(shop, part), day])
     wire: dict[str, Any] = {"k": list(w.kidx), **w.out, "late_check": fx.late_check, "late_read": late_read or [],
                             "clock_keys": [keys.clock_min(shop), keys.clock_max(shop)] if fx.late_check else []}
+    if fx.task_prio:
+        wire["task_qp"] = keys.queue(shop, "")
     if rules_version is not None:
         wire["rules_version"] = rules_version
     return wire
@@ -196,8 +198,13 @@ def _tasks(w: _Wire, fx: Effects, shop: str) -> None:
     for room, vid, target in fx.task_move:
         out["task_move"].append([keys.tasks(shop, room), vid, qp, keys.room(shop, room), keys.pair(room, vid),
                                  target, *MOVABLE])
-    for room, vid, score, shown in fx.task_prio:
-        out["task_prio"].append([keys.tasks(shop, room), vid, qp, keys.pair(room, vid), score, w.ref(shown)])
+    prio = out["task_prio"]
+    hash_ref: dict[str, int] = {}  # room -> its task hash's index in the key table
+    for room, vid, score, shown in fx.task_prio:  # many a batch: flat, each room's task hash named once
+        k = hash_ref.get(room)
+        if k is None:
+            k = hash_ref[room] = w.key(keys.tasks(shop, room))
+        prio += (k, vid, keys.pair(room, vid), score, w.ref(shown))
     for room, vid in fx.task_del:
         out["task_del"].append([keys.tasks(shop, room), vid, qp, keys.room(shop, room), keys.pair(room, vid)])
     for room, vid, ts in fx.task_withdraw:

@@ -19,7 +19,8 @@
 --   task_new {{TK, V, queue, roomkey, sentkey, member, viewer, prio, min_sent, state, REC, madekey}}
 --     madekey (keys.task_made): the task's wall time when made, from Redis's clock, for expiry
 --   task_move {{TK, V, qprefix, roomkey, member, to, from1, from2, ...}}
---   task_prio {{TK, V, qprefix, member, prio, SHOWN}}   SHOWN: ARGV index of [task_at, fields 4..21]
+--   task_prio  flat, TK (index in k), V, member, prio, SHOWN   SHOWN: ARGV index of [task_at, fields 4..21];
+--     task_qp the queues' key prefix (keys.queue(shop, ''))
 --   task_del {{TK, V, qprefix, roomkey, member}}   (only a task no operator has sent or skipped, not expired)
 --   task_withdraw {{TK, V, qprefix, roomkey, member, consent_ts}}   an open task made before a
 --       refusal of DMs is withdrawn (rooms whose records are archived)
@@ -197,27 +198,105 @@ for i = 1, #a, 4 do
   redis.call('HSET', K[a[i + 1]], a[i + 2], redis.call('ZCOUNT', K[a[i]], a[i + 3], '+inf'))
 end
 
+-- the writes of many tasks, gathered by key and sent as one command a key (per CHUNK pairs), in the
+-- order the keys were first met
+local function gather()
+  local order, groups = {}, {}
+  local g = {}
+  function g.add(k, x, y)
+    local a = groups[k]
+    if not a then
+      a = {}
+      groups[k] = a
+      order[#order + 1] = k
+    end
+    a[#a + 1] = x
+    a[#a + 1] = y
+  end
+  function g.send(cmd, flag)
+    for _, k in ipairs(order) do
+      local a = groups[k]
+      for s = 1, #a, 2 * CHUNK do
+        if flag then
+          redis.call(cmd, k, flag, unpack(a, s, math.min(#a, s + 2 * CHUNK - 1)))
+        else
+          redis.call(cmd, k, unpack(a, s, math.min(#a, s + 2 * CHUNK - 1)))
+        end
+      end
+    end
+  end
+  return g
+end
+local function lookup(cmd, items, key_of, field_of)
+  -- cmd (HMGET, ZMSCORE) of each item's field in its key, by key: the replies by item index
+  local order, groups = {}, {}
+  for i, t in ipairs(items) do
+    local k = key_of(t)
+    local g = groups[k]
+    if not g then
+      g = {}
+      groups[k] = g
+      order[#order + 1] = k
+    end
+    g[#g + 1] = i
+  end
+  local out = {}
+  for _, k in ipairs(order) do
+    local idx = groups[k]
+    for s = 1, #idx, CHUNK do
+      local e = math.min(#idx, s + CHUNK - 1)
+      local f = {}
+      for x = s, e do f[#f + 1] = field_of(items[idx[x]]) end
+      local got = redis.call(cmd, k, unpack(f))
+      for x = s, e do out[idx[x]] = got[x - s + 1] end
+    end
+  end
+  return out
+end
+
 -- a task is a msgpack array in a field of the room's task hash (fanops.state.TaskRec):
 -- [1] state, [3] task_at, [4..21] what the operator sees, [22] holder, [23] lease_until
+-- new tasks: a task is made if its field is free and its viewer was not sent a follow-up since
+-- min_sent; read for all at once (HMGET, ZMSCORE), written by key
 local made = 0
-local wall = nil
-for _, t in ipairs(w.task_new or {}) do
-  if redis.call('HEXISTS', t[1], t[2]) == 0 then
-    local sent = tonumber(redis.call('ZSCORE', t[5], t[7]) or '-1e300')
-    if sent < t[9] then
-      redis.call('HSET', t[1], t[2], ARGV[t[11]])
-      redis.call('ZADD', t[3], t[8], t[6])
-      redis.call('HINCRBY', t[4], 'f:' .. t[10], 1)
+local tn = w.task_new or {}
+if #tn > 0 then
+  local taken = lookup('HMGET', tn, function(t) return t[1] end, function(t) return t[2] end)
+  local sent = lookup('ZMSCORE', tn, function(t) return t[5] end, function(t) return t[7] end)
+  local recs, queues, made_at = gather(), gather(), gather()
+  local counts, count_order, seen = {}, {}, {}
+  local wall = nil
+  for i, t in ipairs(tn) do
+    local seen_k = seen[t[1]] or {}
+    seen[t[1]] = seen_k
+    if not taken[i] and not seen_k[t[2]] and tonumber(sent[i] or '-1e300') < t[9] then
+      seen_k[t[2]] = true  -- a field twice in the batch: made once, as if written in turn
+      recs.add(t[1], t[2], ARGV[t[11]])
+      queues.add(t[3], t[8], t[6])
+      local c = counts[t[4]]
+      if not c then
+        c = {}
+        counts[t[4]] = c
+      end
+      if not c[t[10]] then
+        c[t[10]] = 0
+        count_order[#count_order + 1] = {t[4], t[10]}
+      end
+      c[t[10]] = c[t[10]] + 1
       if t[12] and (t[10] == 'pending' or t[10] == 'claimed') then
         if not wall then
           local tm = redis.call('TIME')
           wall = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
         end
-        redis.call('ZADD', t[12], 'NX', wall, t[6])
+        made_at.add(t[12], wall, t[6])
       end
       made = made + 1
     end
   end
+  recs.send('HSET')
+  queues.send('ZADD')
+  for _, c in ipairs(count_order) do redis.call('HINCRBY', c[1], 'f:' .. c[2], counts[c[1]][c[2]]) end
+  made_at.send('ZADD', 'NX')
 end
 local function settle(t, rec, from, to, qprefix, member, roomkey)
   local prio = redis.call('ZSCORE', qprefix .. from, member)
@@ -242,18 +321,73 @@ for _, t in ipairs(w.task_move or {}) do
     end
   end
 end
-for _, t in ipairs(w.task_prio or {}) do
-  local b = redis.call('HGET', t[1], t[2])
-  if b then
-    local rec = cmsgpack.unpack(b)
-    if rec[1] == 'pending' or rec[1] == 'claimed' then
-      redis.call('ZADD', t[3] .. rec[1], 'XX', t[5], t[4])
-      local d = cmsgpack.unpack(ARGV[t[6]])
-      for i = 1, #d do rec[2 + i] = d[i] end
-      redis.call('HSET', t[1], t[2], cmsgpack.pack(rec))
+-- a pending task's new priority and shown fields: read by key (HMGET), written by key (HSET) and by
+-- queue (ZADD XX). A record as the scorer packs it (21 items: no operator field yet) is spliced: its
+-- header, [1] state and [2] made_at kept as they are, the rest the shown fields' items as packed by
+-- the scorer; any other record (an operator's fields in it) is unpacked, changed and packed again
+local function skip_head(b, p)
+  -- the offset after the msgpack integer at p (nil if it is not one)
+  local c = string.byte(b, p)
+  if not c then return nil end
+  if c < 0x80 or c >= 0xe0 then return p + 1 end
+  local n = ({[0xcc] = 1, [0xcd] = 2, [0xce] = 4, [0xcf] = 8, [0xd0] = 1, [0xd1] = 2, [0xd2] = 4, [0xd3] = 8})[c]
+  return n and p + 1 + n or nil
+end
+local function array_body(b)
+  -- a msgpack array's item count and the offset of its first item
+  local c = string.byte(b, 1)
+  if c >= 0x90 and c <= 0x9f then return c - 0x90, 2 end
+  if c == 0xdc then return string.byte(b, 2) * 256 + string.byte(b, 3), 4 end
+  return nil, nil
+end
+local function spliced(b, shown)
+  -- the record b, packed as the scorer packs it, with the shown fields of the packed array shown,
+  -- and its state; nil if b is packed otherwise (then it is unpacked and packed again)
+  local n, p = array_body(b)
+  if n ~= 21 then return nil, nil end
+  local c = string.byte(b, p)
+  if c < 0xa0 or c > 0xbf then return nil, nil end
+  local st = string.sub(b, p + 1, p + c - 0xa0)
+  local e = skip_head(b, p + 1 + c - 0xa0)
+  local sn, sp = array_body(shown)
+  if not e or sn ~= 19 then return nil, nil end
+  return string.sub(b, 1, e - 1) .. string.sub(shown, sp), st
+end
+local function repacked(tk, v, shown)
+  local b = redis.call('HGET', tk, v)
+  local rec = cmsgpack.unpack(b)
+  local d = cmsgpack.unpack(shown)
+  for i = 1, #d do rec[2 + i] = d[i] end
+  return cmsgpack.pack(rec), rec[1]
+end
+a = w.task_prio or {}
+local prio_keys, prio_groups = by_key(a, 5)
+local requeue = {pending = gather(), claimed = gather()}
+for _, k in ipairs(prio_keys) do
+  local idx = prio_groups[k]
+  for s = 1, #idx, CHUNK do
+    local e = math.min(#idx, s + CHUNK - 1)
+    local fields = {}
+    for x = s, e do fields[#fields + 1] = a[idx[x] + 1] end
+    local cur = redis.call('HMGET', K[k], unpack(fields))
+    local args = {K[k]}
+    for x = s, e do
+      local i = idx[x]
+      if cur[x - s + 1] then
+        local b, st = spliced(cur[x - s + 1], ARGV[a[i + 4]])
+        if not b then b, st = repacked(K[k], a[i + 1], ARGV[a[i + 4]]) end
+        if st == 'pending' or st == 'claimed' then
+          args[#args + 1] = a[i + 1]
+          args[#args + 1] = b
+          requeue[st].add(w.task_qp .. st, a[i + 3], a[i + 2])
+        end
+      end
     end
+    if #args > 1 then redis.call('HSET', unpack(args)) end
   end
 end
+requeue.pending.send('ZADD', 'XX')
+requeue.claimed.send('ZADD', 'XX')
 
 for _, t in ipairs(w.task_withdraw or {}) do
   local b = redis.call('HGET', t[1], t[2])
