@@ -4,6 +4,7 @@ against a real Redis filled by the real consumer and scorer."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import subprocess
@@ -98,3 +99,26 @@ def test_tasks_refuses_bad_input_with_one_line(shop, redis_url):
     assert p.returncode == 1 and p.stderr.strip() == "error: --limit must be at least 1, not 0"
     p = cli(redis_url, "tasks", "--shop", SHOP, "--state", "lost")
     assert p.returncode != 0 and "invalid choice: 'lost'" in p.stderr
+
+
+def test_fans_and_tasks_list_every_channel_a_viewer_agreed_to_and_has_an_address_for(shop, redis_url, cfg, tmp_path):
+    """spec/cli.md v1.1: fans lists "the channels each can be reached on", tasks "those the viewer can
+    be sent on now": email, WhatsApp and SMS where the viewer's consent is true and the address is
+    known (spec/events.md v1.1), dm where it is not false; what a history import said counts too."""
+    from scoring.importer_run import import_file
+
+    shop.submit(shop.say("dee", "contact", "r-1", at(minutes=2), email="dee@example.com", phone="+14155550123"),
+                shop.say("dee", "consent", "r-1", at(minutes=2), dm=True, email=True, sms=False))
+    customers = tmp_path / "customers.csv"
+    customers.write_text("viewer_id,phone,orders,accepts_whatsapp\ncy,+4915123456789,0,true\n", encoding="utf-8")
+    assert import_file(cfg, customers, SHOP, progress=False)["imported"] == 1
+    p = cli(redis_url, "fans", "--shop", SHOP, "--format", "jsonl")
+    assert p.returncode == 0, p.stderr
+    fans = {x["viewer_id"]: x["channels"] for x in map(json.loads, p.stdout.splitlines())}
+    assert fans == {"anna": ["dm"], "bo": [], "cy": ["dm", "whatsapp"], "dee": ["dm", "email"], "someone-else": ["dm"]}
+    rows = {x["viewer_id"]: x["channels"] for x in csv.DictReader(io.StringIO(cli(redis_url, "fans", "--shop",
+                                                                                      SHOP).stdout))}
+    assert (rows["dee"], rows["cy"], rows["bo"]) == ("dm;email", "dm;whatsapp", "")
+    tasks = {x["viewer_id"]: x["channels"] for x in map(json.loads, cli(redis_url, "tasks", "--shop",
+                                                                         SHOP).stdout.splitlines())}
+    assert (tasks["dee"], tasks["cy"], tasks["anna"]) == (["dm", "email"], ["dm", "whatsapp"], ["dm"])
