@@ -122,3 +122,33 @@ def test_fans_and_tasks_list_every_channel_a_viewer_agreed_to_and_has_an_address
     tasks = {x["viewer_id"]: x["channels"] for x in map(json.loads, cli(redis_url, "tasks", "--shop",
                                                                          SHOP).stdout.splitlines())}
     assert (tasks["dee"], tasks["cy"], tasks["anna"]) == (["dm", "email"], ["dm", "whatsapp"], ["dm"])
+
+
+@pytest.mark.parametrize("args,says", [
+    (["scoring", "fans", "--shop", SHOP, "--tier", "vip"], "invalid choice: 'vip'"),
+    (["scoring", "status"], "the following arguments are required: --shop"),
+    (["scoring", "tasks", "send", "--shop", SHOP, "--id", "r-1/cy"], "required: --operator"),
+    (["realtime", "replay"], "required: file"),
+])
+def test_a_command_line_it_cannot_run_is_refused_in_one_line(args, says):
+    """spec/cli.md: a command that cannot do its job exits non-zero with a one-line reason on stderr
+    (argparse's usage text would make it several)."""
+    p = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 2 and p.stdout == ""
+    assert len(p.stderr.strip().splitlines()) == 1 and says in p.stderr, p.stderr
+
+
+def test_a_command_that_fails_midway_says_why_in_one_line(shop, redis_url, r, tmp_path):
+    """A file that cannot be written, or a Redis server that answers with an error mid-way: exit 1 and
+    one line on stderr, not a traceback (spec/cli.md)."""
+    from fanops import keys
+
+    (tmp_path / "a-file").write_text("x")
+    p = cli(redis_url, "fans", "--shop", SHOP, "--out", str(tmp_path / "a-file" / "fans.csv"))
+    assert p.returncode == 1 and p.stdout == ""
+    assert len(p.stderr.strip().splitlines()) == 1 and "Not a directory" in p.stderr, p.stderr
+    r.set(keys.stats("broken"), "not a hash")  # what no product code writes: the server answers WRONGTYPE
+    p = cli(redis_url, "status", "--shop", "broken")
+    assert p.returncode == 1 and p.stdout == ""
+    assert len(p.stderr.strip().splitlines()) == 1 and "WRONGTYPE" in p.stderr, p.stderr
