@@ -25,7 +25,7 @@ import polars as pl
 import redis
 
 from fanops import keys
-from fanops.imported import reach_of, unpack_imported
+from fanops.imported import Imported, reach_of, unpack_imported
 from fanops.read import can_send
 from fanops.schema import CHANNELS as CHANNEL_NAMES
 from fanops.state import TIERS, Consent, Mark
@@ -74,11 +74,11 @@ def _can(channel: str) -> Callable[[dict[str, Any]], bool]:
 CHANNELS: dict[str, Callable[[dict[str, Any]], bool]] = {c: _can(c) for c in CHANNEL_NAMES}
 
 
-def _reach(f: _Fan, seed: bytes | None) -> dict[str, Any]:
-    """The viewer's reach from the decoded state and their customer-history record (``seed``)."""
-    if not f.reach and not seed:  # most viewers: no address and no channel consent
+def _reach(f: _Fan, imported: Imported | None) -> dict[str, Any]:
+    """The viewer's reach from the decoded state and their customer-history record."""
+    if not f.reach and imported is None:  # most viewers: no address and no channel consent
         return {"email": None, "phone": None, "consent": {"dm": dm_consent(f.consents)}}
-    return reach_of(f, unpack_imported(seed) if seed else None)
+    return reach_of(f, imported)
 
 
 def channels_of(packed: bytes | None, seed: bytes | None = None) -> list[str]:
@@ -86,7 +86,7 @@ def channels_of(packed: bytes | None, seed: bytes | None = None) -> list[str]:
     ``keys.imported`` record) can be reached on."""
     if not packed:
         return []
-    reach = _reach(_dec.decode(packed), seed)
+    reach = _reach(_dec.decode(packed), unpack_imported(seed) if seed else None)
     return [c for c, fn in CHANNELS.items() if fn(reach)]
 
 
@@ -145,18 +145,22 @@ def _raw_frame(items: Iterable[tuple[bytes | str, bytes]], seeds: dict[bytes, by
         f = _dec.decode(b)
         key = vid if isinstance(vid, bytes) else vid.encode()
         vid_(vid.decode() if isinstance(vid, bytes) else vid)
-        name(f.name)
+        seed = seeds.get(key) if seeds else None
+        imp = unpack_imported(seed) if seed else None
+        # what a customer-history row said of the viewer, where their own events say nothing (spec/
+        # tiers.md v1.1: a row "keeps the viewer's name ... for when they first appear")
+        name(f.name if imp is None or f.name is not None else imp.name)
         tier(_TIER_NAME.get(f.tier, f.tier))
-        country(f.country)
-        lang(f.lang)
-        tz(f.tz)
+        country(f.country if imp is None or f.country is not None else imp.country)
+        lang(f.lang if imp is None or f.lang is not None else imp.lang)
+        tz(f.tz if imp is None or f.tz is not None else imp.tz)
         first(f.first_seen)
         last(f.last_active + f.first_seen - 1 if f.rel == 1 else f.last_active)
         orders(len(f.orders))
         spend(_spend_text(f.spend) if f.spend else "")
         total(sum(f.spend.values()) if f.spend else 0.0)
         dm(dm_consent(f.consents))
-        reach = _reach(f, seeds.get(key) if seeds else None)
+        reach = _reach(f, imp)
         for append, fn in checks:
             append(fn(reach))
     return pl.DataFrame({**cols, **{f"ch_{c}": v for c, v in chans.items()}}, schema_overrides={

@@ -152,3 +152,20 @@ def test_a_command_that_fails_midway_says_why_in_one_line(shop, redis_url, r, tm
     p = cli(redis_url, "status", "--shop", "broken")
     assert p.returncode == 1 and p.stdout == ""
     assert len(p.stderr.strip().splitlines()) == 1 and "WRONGTYPE" in p.stderr, p.stderr
+
+
+def test_fans_shows_what_an_import_said_of_a_viewer_their_own_events_leave_unsaid(shop, redis_url, cfg, tmp_path):
+    """spec/tiers.md v1.1: a row with 0 orders "keeps the viewer's name, contact and consents for when
+    they first appear"; the viewer's own events win where they say it too (anna's country)."""
+    from scoring.importer_run import import_file
+
+    customers = tmp_path / "customers.csv"
+    customers.write_text("viewer_id,name,country,lang,tz,orders\ncy,Cy Lee,SG,zh,Asia/Singapore,0\n"
+                         "anna,Anna Import,DE,,,0\nnew-1,Not Yet,US,,,0\n", encoding="utf-8")
+    assert import_file(cfg, customers, SHOP, progress=False)["imported"] == 3
+    p = cli(redis_url, "fans", "--shop", SHOP, "--format", "jsonl")
+    assert p.returncode == 0, p.stderr
+    fans = {x["viewer_id"]: x for x in map(json.loads, p.stdout.splitlines())}
+    assert [fans["cy"][k] for k in ("name", "country", "lang", "tz")] == ["Cy Lee", "SG", "zh", "Asia/Singapore"]
+    assert (fans["anna"]["name"], fans["anna"]["country"]) == ('=HYPERLINK("x")', "US")  # her own events'
+    assert "new-1" not in fans  # not known until they first appear
