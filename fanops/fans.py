@@ -5,9 +5,11 @@ One frame builder, ``fans_frame``, for every reader: the fans screen (which cach
 the viewers hash in chunks (HSCAN) and decodes only the fields a list needs.
 
 The channels a fan can be reached on are one table, ``CHANNELS``: channel -> a function of the
-viewer's state.  ``dm`` is the platform's direct message, reachable unless the viewer's latest
-consent says no; email, WhatsApp and SMS join the table once the viewer's contact data does,
-and every column, filter and export follows from it.
+viewer's reach (``fanops.read.viewer_reach``'s form: their addresses and channel consents, what a
+customer history import said included).  ``dm`` is the platform's direct message, reachable
+unless the viewer's latest consent says no; email, WhatsApp and SMS where the viewer agreed to
+them and an address is known (spec/events.md v1.1, ``fanops.read.can_send``); every column,
+filter and export follows from it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ import polars as pl
 import redis
 
 from fanops import keys
-from fanops.state import TIERS, Consent
+from fanops.imported import Imported, reach_of, unpack_imported
+from fanops.read import can_send
+from fanops.schema import CHANNELS as CHANNEL_NAMES
+from fanops.state import TIERS, Consent, Mark
 
 SCAN_COUNT = 20_000  # viewers per HSCAN call
 
@@ -48,6 +53,8 @@ class _Fan(msgspec.Struct, array_like=True):
     past_last: int = -1
     past_nos: msgspec.Raw = msgspec.Raw(b"\x90")
     rel: int = 0
+    due_day: int = -1
+    reach: list[Mark] = []
 
 
 _dec = msgspec.msgpack.Decoder(_Fan)
@@ -59,17 +66,28 @@ def dm_consent(consents: list[Consent]) -> bool | None:
     return consents[-1].dm if consents else None
 
 
-# channel -> can the fan be reached on it (from the decoded state); one place to add a channel
-CHANNELS: dict[str, Callable[[_Fan], bool]] = {
-    "dm": lambda f: dm_consent(f.consents) is not False,
-}
+def _can(channel: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda reach: can_send(reach, channel)
 
-def channels_of(packed: bytes | None) -> list[str]:
-    """The channels a viewer (their packed state; None: unknown viewer) can be reached on."""
+
+# channel -> can the fan be reached on it (from their reach); one place to add a channel
+CHANNELS: dict[str, Callable[[dict[str, Any]], bool]] = {c: _can(c) for c in CHANNEL_NAMES}
+
+
+def _reach(f: _Fan, imported: Imported | None) -> dict[str, Any]:
+    """The viewer's reach from the decoded state and their customer-history record."""
+    if not f.reach and imported is None:  # most viewers: no address and no channel consent
+        return {"email": None, "phone": None, "consent": {"dm": dm_consent(f.consents)}}
+    return reach_of(f, imported)
+
+
+def channels_of(packed: bytes | None, seed: bytes | None = None) -> list[str]:
+    """The channels a viewer (their packed state, None: unknown viewer; ``seed``: their
+    ``keys.imported`` record) can be reached on."""
     if not packed:
         return []
-    f = _dec.decode(packed)
-    return [c for c, fn in CHANNELS.items() if fn(f)]
+    reach = _reach(_dec.decode(packed), unpack_imported(seed) if seed else None)
+    return [c for c, fn in CHANNELS.items() if fn(reach)]
 
 
 def write_export(df: pl.DataFrame, fmt: str, out: io.TextIOBase | Any) -> int:
@@ -113,7 +131,7 @@ def _scan(r: redis.Redis, shop: str) -> Iterator[dict[bytes, bytes]]:
             return
 
 
-def _raw_frame(items: Iterable[tuple[bytes | str, bytes]]) -> pl.DataFrame:
+def _raw_frame(items: Iterable[tuple[bytes | str, bytes]], seeds: dict[bytes, bytes] | None = None) -> pl.DataFrame:
     cols: dict[str, list[Any]] = {c: [] for c in ("viewer_id", "name", "tier", "country", "lang", "tz",
                                                   "first_seen", "last_active", "orders", "spend",
                                                   "spend_total", "dm_consent")}
@@ -125,20 +143,26 @@ def _raw_frame(items: Iterable[tuple[bytes | str, bytes]]) -> pl.DataFrame:
     checks = [(chans[c].append, fn) for c, fn in CHANNELS.items()]
     for vid, b in items:
         f = _dec.decode(b)
+        key = vid if isinstance(vid, bytes) else vid.encode()
         vid_(vid.decode() if isinstance(vid, bytes) else vid)
-        name(f.name)
+        seed = seeds.get(key) if seeds else None
+        imp = unpack_imported(seed) if seed else None
+        # what a customer-history row said of the viewer, where their own events say nothing (spec/
+        # tiers.md v1.1: a row "keeps the viewer's name ... for when they first appear")
+        name(f.name if imp is None or f.name is not None else imp.name)
         tier(_TIER_NAME.get(f.tier, f.tier))
-        country(f.country)
-        lang(f.lang)
-        tz(f.tz)
+        country(f.country if imp is None or f.country is not None else imp.country)
+        lang(f.lang if imp is None or f.lang is not None else imp.lang)
+        tz(f.tz if imp is None or f.tz is not None else imp.tz)
         first(f.first_seen)
         last(f.last_active + f.first_seen - 1 if f.rel == 1 else f.last_active)
         orders(len(f.orders))
         spend(_spend_text(f.spend) if f.spend else "")
         total(sum(f.spend.values()) if f.spend else 0.0)
         dm(dm_consent(f.consents))
+        reach = _reach(f, imp)
         for append, fn in checks:
-            append(fn(f))
+            append(fn(reach))
     return pl.DataFrame({**cols, **{f"ch_{c}": v for c, v in chans.items()}}, schema_overrides={
         "first_seen": pl.Int64, "last_active": pl.Int64, "orders": pl.Int32, "spend_total": pl.Float64,
         "dm_consent": pl.Boolean, "name": pl.String, "country": pl.String, "lang": pl.String, "tz": pl.String,
@@ -166,9 +190,18 @@ def frame_from(items: Iterable[tuple[bytes | str, bytes]]) -> pl.DataFrame:
     return _finish(_raw_frame(items))
 
 
+def _seeds(r: redis.Redis, shop: str, vids: list[bytes]) -> dict[bytes, bytes]:
+    """The customer-history records (``keys.imported``) of these viewers that have one."""
+    got = cast("list[bytes | None]", r.hmget(keys.imported(shop), vids))
+    return {v: b for v, b in zip(vids, got, strict=True) if b}
+
+
 def fans_frame(r: redis.Redis, shop: str) -> pl.DataFrame:
-    """Every known viewer of ``shop`` (see ``frame_from``), read in chunks."""
-    parts = [_raw_frame(chunk.items()) for chunk in _scan(r, shop) if chunk]
+    """Every known viewer of ``shop`` (see ``frame_from``), read in chunks (with their
+    customer-history records, for the channels, when the shop imported any)."""
+    imported = bool(r.exists(keys.imported(shop)))
+    parts = [_raw_frame(chunk.items(), _seeds(r, shop, list(chunk)) if imported else None)
+             for chunk in _scan(r, shop) if chunk]
     return _finish(pl.concat(parts, rechunk=True) if parts else _raw_frame([]))
 
 

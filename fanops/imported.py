@@ -3,9 +3,11 @@ addresses and channel consents of their own events and of that list, merged by o
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import msgspec
 
-from fanops.state import REACH_CHANNELS, Mark, ViewerState
+from fanops.state import REACH_CHANNELS, Consent, Mark
 
 _enc = msgspec.msgpack.Encoder()
 
@@ -56,7 +58,18 @@ def merge_imported(current: bytes | None, new: Imported) -> Imported:
     return new
 
 
-def reach_of(v: ViewerState, imported: Imported | None = None) -> dict[str, object]:
+class Reachable(Protocol):
+    """What ``reach_of`` reads of a viewer: a ``fanops.state.ViewerState``, or the few fields of
+    one that the fans list decodes (``fanops.fans``)."""
+
+    @property
+    def consents(self) -> list[Consent]: ...
+
+    @property
+    def reach(self) -> list[Mark]: ...
+
+
+def reach_of(v: Reachable, imported: Imported | None = None) -> dict[str, object]:
     """The viewer's addresses and consents: ``{"email", "phone", "consent": {channel: flag}}``,
     None where unknown; ``dm`` is the dm consent at the latest event (``consents``). What an
     import said (``imported``) counts as one more event naming its fields."""

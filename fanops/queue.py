@@ -375,11 +375,11 @@ def task_rows(r: redis.Redis, shop: str, state: str = OPEN, kind: str | None = N
     if limit < 1:
         raise TaskError(f"--limit must be at least 1, not {limit}")
     got = list_tasks(r, shop, state, limit=limit, now_ms=now_ms, scan=max(limit, SCAN_LIMIT), kind=kind)
-    viewers = list(dict.fromkeys(t.viewer for t in got))
-    states = dict(zip(viewers, cast("list[bytes | None]", r.hmget(keys.viewers(shop), viewers)), strict=True)) \
-        if viewers else {}
+    # the channels each viewer can be sent on now: consent and address (what an import said included)
+    reach = read.viewer_reach(r, shop, list(dict.fromkeys(t.viewer for t in got)))
+    chans = {v: [c for c, ok in fans.CHANNELS.items() if ok(x)] for v, x in reach.items()}
     return [{"id": t.id, "kind": t.kind, "state": t.state, "viewer_id": t.viewer, "room": t.room,
              "tier": t.tier, "priority": t.priority, "lang": t.lang,
-             "channels": fans.channels_of(states.get(t.viewer)) if t.state in ("pending", "claimed") else [],
+             "channels": chans.get(t.viewer, []) if t.state in ("pending", "claimed") else [],
              "name": t.name, "country": t.country, "dwell_ms": t.dwell_ms, "holder": t.holder,
              "local": t.local, "decent_hour": t.decent_hour, "message": t.message} for t in got]

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from fanops.config import Config, cli_help
 from fanops.runtime import db
-from fanops.runtime.cli import add_common, run, setup_logging
+from fanops.runtime.cli import Parser, add_common, run, setup_logging
 
 log = logging.getLogger("realtime")
 
@@ -100,7 +100,7 @@ async def _replay(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m realtime", description=__doc__)
+    p = Parser(prog="python -m realtime", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     c = sub.add_parser("consume", help="read a feed into Redis until stopped")

@@ -15,7 +15,7 @@ from fanops.config import Config
 from fanops.errors import FanopsError, NotFound
 from fanops.read import status
 from fanops.runtime import db
-from fanops.runtime.cli import add_common, run, setup_logging
+from fanops.runtime.cli import Parser, add_common, run, setup_logging
 from fanops.state import TASK_STATES, TIERS
 from review import analysis
 from review.archive_files import list_archived, read_room
@@ -131,7 +131,7 @@ def _tasks(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-def _add_lists(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_lists(sub: argparse._SubParsersAction[Parser]) -> None:
     f = sub.add_parser("fans", help="export the shop's viewers (CSV or JSON lines)")
     f.add_argument("--shop", required=True)
     f.add_argument("--tier", choices=TIERS, default=None, help="only the viewers of this tier")
@@ -156,7 +156,7 @@ def _add_lists(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m scoring", description=__doc__)
+    p = Parser(prog="python -m scoring", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="the scorer worker (several may run at once)")
     r.add_argument("--name", default=None, help="consumer name in the group (default host:pid)")

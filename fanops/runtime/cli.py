@@ -7,9 +7,20 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import NoReturn
+
+import redis
 
 from fanops.config import cli_help
 from fanops.errors import FanopsError
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (spec/cli.md: a command that
+    cannot do its job exits non-zero with a one-line reason on standard error); exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {' '.join(message.split())} (see --help)\n")
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -23,15 +34,22 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def run(main: Callable[[], int]) -> None:
-    """Run a CLI entry point: a FanopsError is one line on stderr and exit code 1."""
+    """Run a CLI entry point: a FanopsError, a file that cannot be written or read, or a Redis
+    server that fails mid-way is one line on stderr and exit code 1 (the traceback at DEBUG)."""
     try:
         code = main()
     except FanopsError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
         code = 1
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (OSError, redis.RedisError) as e:
+        logging.getLogger(__name__).debug("failed", exc_info=True)
+        why = _one_line(str(e)) or type(e).__name__
+        print(f"error: Redis failed: {why}" if isinstance(e, redis.RedisError) else f"error: {why}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
         code = 130

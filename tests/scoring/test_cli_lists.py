@@ -4,6 +4,7 @@ against a real Redis filled by the real consumer and scorer."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import subprocess
@@ -98,3 +99,73 @@ def test_tasks_refuses_bad_input_with_one_line(shop, redis_url):
     assert p.returncode == 1 and p.stderr.strip() == "error: --limit must be at least 1, not 0"
     p = cli(redis_url, "tasks", "--shop", SHOP, "--state", "lost")
     assert p.returncode != 0 and "invalid choice: 'lost'" in p.stderr
+
+
+def test_fans_and_tasks_list_every_channel_a_viewer_agreed_to_and_has_an_address_for(shop, redis_url, cfg, tmp_path):
+    """spec/cli.md v1.1: fans lists "the channels each can be reached on", tasks "those the viewer can
+    be sent on now": email, WhatsApp and SMS where the viewer's consent is true and the address is
+    known (spec/events.md v1.1), dm where it is not false; what a history import said counts too."""
+    from scoring.importer_run import import_file
+
+    shop.submit(shop.say("dee", "contact", "r-1", at(minutes=2), email="dee@example.com", phone="+14155550123"),
+                shop.say("dee", "consent", "r-1", at(minutes=2), dm=True, email=True, sms=False))
+    customers = tmp_path / "customers.csv"
+    customers.write_text("viewer_id,phone,orders,accepts_whatsapp\ncy,+4915123456789,0,true\n", encoding="utf-8")
+    assert import_file(cfg, customers, SHOP, progress=False)["imported"] == 1
+    p = cli(redis_url, "fans", "--shop", SHOP, "--format", "jsonl")
+    assert p.returncode == 0, p.stderr
+    fans = {x["viewer_id"]: x["channels"] for x in map(json.loads, p.stdout.splitlines())}
+    assert fans == {"anna": ["dm"], "bo": [], "cy": ["dm", "whatsapp"], "dee": ["dm", "email"], "someone-else": ["dm"]}
+    rows = {x["viewer_id"]: x["channels"] for x in csv.DictReader(io.StringIO(cli(redis_url, "fans", "--shop",
+                                                                                      SHOP).stdout))}
+    assert (rows["dee"], rows["cy"], rows["bo"]) == ("dm;email", "dm;whatsapp", "")
+    tasks = {x["viewer_id"]: x["channels"] for x in map(json.loads, cli(redis_url, "tasks", "--shop",
+                                                                         SHOP).stdout.splitlines())}
+    assert (tasks["dee"], tasks["cy"], tasks["anna"]) == (["dm", "email"], ["dm", "whatsapp"], ["dm"])
+
+
+@pytest.mark.parametrize("args,says", [
+    (["scoring", "fans", "--shop", SHOP, "--tier", "vip"], "invalid choice: 'vip'"),
+    (["scoring", "status"], "the following arguments are required: --shop"),
+    (["scoring", "tasks", "send", "--shop", SHOP, "--id", "r-1/cy"], "required: --operator"),
+    (["realtime", "replay"], "required: file"),
+])
+def test_a_command_line_it_cannot_run_is_refused_in_one_line(args, says):
+    """spec/cli.md: a command that cannot do its job exits non-zero with a one-line reason on stderr
+    (argparse's usage text would make it several)."""
+    p = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 2 and p.stdout == ""
+    assert len(p.stderr.strip().splitlines()) == 1 and says in p.stderr, p.stderr
+
+
+def test_a_command_that_fails_midway_says_why_in_one_line(shop, redis_url, r, tmp_path):
+    """A file that cannot be written, or a Redis server that answers with an error mid-way: exit 1 and
+    one line on stderr, not a traceback (spec/cli.md)."""
+    from fanops import keys
+
+    (tmp_path / "a-file").write_text("x")
+    p = cli(redis_url, "fans", "--shop", SHOP, "--out", str(tmp_path / "a-file" / "fans.csv"))
+    assert p.returncode == 1 and p.stdout == ""
+    assert len(p.stderr.strip().splitlines()) == 1 and "Not a directory" in p.stderr, p.stderr
+    r.set(keys.stats("broken"), "not a hash")  # what no product code writes: the server answers WRONGTYPE
+    p = cli(redis_url, "status", "--shop", "broken")
+    assert p.returncode == 1 and p.stdout == ""
+    assert len(p.stderr.strip().splitlines()) == 1 and "WRONGTYPE" in p.stderr, p.stderr
+
+
+def test_fans_shows_what_an_import_said_of_a_viewer_their_own_events_leave_unsaid(shop, redis_url, cfg, tmp_path):
+    """spec/tiers.md v1.1: a row with 0 orders "keeps the viewer's name, contact and consents for when
+    they first appear"; the viewer's own events win where they say it too (anna's country)."""
+    from scoring.importer_run import import_file
+
+    customers = tmp_path / "customers.csv"
+    customers.write_text("viewer_id,name,country,lang,tz,orders\ncy,Cy Lee,SG,zh,Asia/Singapore,0\n"
+                         "anna,Anna Import,DE,,,0\nnew-1,Not Yet,US,,,0\n", encoding="utf-8")
+    assert import_file(cfg, customers, SHOP, progress=False)["imported"] == 3
+    p = cli(redis_url, "fans", "--shop", SHOP, "--format", "jsonl")
+    assert p.returncode == 0, p.stderr
+    fans = {x["viewer_id"]: x for x in map(json.loads, p.stdout.splitlines())}
+    assert [fans["cy"][k] for k in ("name", "country", "lang", "tz")] == ["Cy Lee", "SG", "zh", "Asia/Singapore"]
+    assert (fans["anna"]["name"], fans["anna"]["country"]) == ('=HYPERLINK("x")', "US")  # her own events'
+    assert "new-1" not in fans  # not known until they first appear
