@@ -184,15 +184,31 @@ def fill_profiles(r: redis.Redis, shop: str, tasks: list[tuple[str, TaskRec]]) -
     bare = [(vid, t) for vid, t in tasks if not (t.name or t.country or t.lang or t.tz)]
     want = list(dict.fromkeys(vid for vid, _ in bare))
     states: dict[str, bytes] = {}
+    seeds: dict[str, bytes] = {}
     for i in range(0, len(want), PROFILE_CHUNK):
         chunk = want[i:i + PROFILE_CHUNK]
-        got = cast("list[bytes | None]", r.hmget(keys.viewers(shop), chunk))
+        p = r.pipeline(transaction=False)
+        p.hmget(keys.viewers(shop), chunk)
+        p.hmget(keys.imported(shop), chunk)
+        got, imp = cast("list[list[bytes | None]]", p.execute())
         states.update((vid, b) for vid, b in zip(chunk, got, strict=True) if b)
+        seeds.update((vid, b) for vid, b in zip(chunk, imp, strict=True) if b)
     profiles = {vid: unpack_viewer(b) for vid, b in states.items()}
     for vid, t in bare:
         v = profiles.get(vid)
         if v is not None:
-            t.name, t.country, t.lang, t.tz = v.name or "", v.country or "", v.lang or "", v.tz or ""
+            # what a customer-history row said of the viewer, where their own events say nothing
+            # (spec/tiers.md v1.1: a row keeps the viewer's name ... "for when they first appear")
+            h = unpack_imported(seeds[vid]) if vid in seeds else None
+            t.name = _own_or(v.name, h.name if h else None)
+            t.country = _own_or(v.country, h.country if h else None)
+            t.lang = _own_or(v.lang, h.lang if h else None)
+            t.tz = _own_or(v.tz, h.tz if h else None)
+
+
+def _own_or(own: str | None, imported: str | None) -> str:
+    """The viewer's own value if their events gave one, else the customer-history row's, else ""."""
+    return (own if own is not None else imported) or ""
 
 
 def seen_keys(r: redis.Redis, shop: str, room: str) -> list[str]:
