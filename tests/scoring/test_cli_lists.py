@@ -171,10 +171,10 @@ def test_fans_shows_what_an_import_said_of_a_viewer_their_own_events_leave_unsai
     assert "new-1" not in fans  # not known until they first appear
 
 
-def test_tasks_name_a_viewer_as_their_customer_history_row_did_where_their_events_do_not(shop, redis_url, cfg,
-                                                                                         tmp_path):
-    """cy joined with no name: the task's card and `tasks` take the name, country and language of cy's
-    customer-history row (a row with 0 orders keeps them "for when they first appear")."""
+def test_tasks_and_viewer_name_a_viewer_as_their_customer_history_row_did_where_their_events_do_not(
+        shop, redis_url, cfg, tmp_path):
+    """cy joined with no name: the task's card, `tasks` and `viewer` take the name, country and language of
+    cy's customer-history row (a row with 0 orders keeps them "for when they first appear")."""
     from scoring.importer_run import import_file
 
     customers = tmp_path / "customers.csv"
@@ -186,3 +186,7 @@ def test_tasks_name_a_viewer_as_their_customer_history_row_did_where_their_event
     by = {x["viewer_id"]: x for x in map(json.loads, p.stdout.splitlines())}
     assert (by["cy"]["name"], by["cy"]["country"], by["cy"]["lang"]) == ("Cy Lee", "SG", "zh")
     assert (by["dee"]["name"], by["dee"]["country"]) == ("", "")  # no row, no name of their own
+    p = cli(redis_url, "viewer", "--shop", SHOP, "--id", "cy")
+    assert p.returncode == 0, p.stderr
+    assert [json.loads(p.stdout)[k] for k in ("name", "country", "lang", "tz")] == ["Cy Lee", "SG", "zh",
+                                                                                   "Asia/Singapore"]
