@@ -229,17 +229,7 @@ local function gather()
 end
 local function lookup(cmd, items, key_of, field_of)
   -- cmd (HMGET, ZMSCORE) of each item's field in its key, by key: the replies by item index
-  local order, groups = {}, {}
-  for i, t in ipairs(items) do
-    local k = key_of(t)
-    local g = groups[k]
-    if not g then
-      g = {}
-      groups[k] = g
-      order[#order + 1] = k
-    end
-    g[#g + 1] = i
-  end
+  local order, groups = by_key(items, 1, function(i) return key_of(items[i]) end)
   local out = {}
   for _, k in ipairs(order) do
     local idx = groups[k]
