@@ -27,15 +27,13 @@ imports nothing of ``scoring``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
-import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +42,7 @@ import polars as pl
 
 from fanops.config import Config
 from fanops.errors import ArchiveCorrupt, ArchiveError, NotArchived
-from fanops.paths import fs_name
+from fanops.paths import dir_lock, fs_name, fsync_dir, put_atomic
 from fanops.schema import EVENT_TYPES
 
 log = logging.getLogger(__name__)
@@ -254,36 +252,8 @@ def list_shops(cfg: Config) -> list[str]:
 
 
 # --- writing a file set -----------------------------------------------------------
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _put(path: Path, write: Callable[[Any], object]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _writer(body: bytes) -> Callable[[Any], object]:
     return lambda f: f.write(body)
-
-
-@contextlib.contextmanager
-def _dir_lock(d: Path) -> Iterator[None]:
-    d.mkdir(parents=True, exist_ok=True)
-    with open(d / ".lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def write_file_set(d: Path, shop: str, room: str, parts: dict[str, pl.DataFrame | dict[str, Any]],
@@ -295,7 +265,7 @@ def write_file_set(d: Path, shop: str, room: str, parts: dict[str, pl.DataFrame 
     ``on_file_written(name)`` is called after each file is in place and before the manifest
     (progress; the tests crash there).  Returns the new manifest.
     """
-    with _dir_lock(d):
+    with dir_lock(d):
         old = read_manifest(d)
         missing = set(FILES) - set(parts) - set(old["files"] if old else ())
         if missing:
@@ -311,21 +281,21 @@ def write_file_set(d: Path, shop: str, room: str, parts: dict[str, pl.DataFrame 
             target = gdir / name
             rows: int
             if isinstance(part, pl.DataFrame):
-                _put(target, part.write_parquet)
+                put_atomic(target, part.write_parquet)
                 rows = part.height
             else:
                 body = json.dumps(part, ensure_ascii=False, indent=1, sort_keys=True).encode()
-                _put(target, _writer(body))
+                put_atomic(target, _writer(body))
                 rows = 1
             files[name] = {"path": f"{gdir.name}/{name}", "bytes": target.stat().st_size,
                            "sha256": _sha256(target), "rows": rows}
             if on_file_written is not None:
                 on_file_written(name)
-        _fsync_dir(gdir)
+        fsync_dir(gdir)
         manifest = {"format": FORMAT, "shop": shop, "room": room, "generation": gen,
                     "written_at": int(time.time() * 1000), "summary": summary, "files": files}
-        _put(d / "manifest.json", _writer(json.dumps(manifest, ensure_ascii=False, indent=1).encode()))
-        _fsync_dir(d)
+        put_atomic(d / "manifest.json", _writer(json.dumps(manifest, ensure_ascii=False, indent=1).encode()))
+        fsync_dir(d)
         _drop_unnamed(d, {ent["path"] for ent in files.values()})
         return manifest
 

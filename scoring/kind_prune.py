@@ -28,10 +28,7 @@ scorer does not make a pruned task again.  Readers: ``ledger_tasks`` (one viewer
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -46,7 +43,7 @@ import redis
 from fanops import keys, rules_store
 from fanops.config import Config
 from fanops.errors import ArchiveError
-from fanops.paths import fs_name
+from fanops.paths import dir_lock, fs_name, fsync_dir, put_atomic
 from fanops.replies import to_int
 from fanops.rules_settings import RuleSettings
 from fanops.scripts import script_source
@@ -84,35 +81,14 @@ def _month_file(d: Path, ms: int) -> Path:
     return d / (datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m") + ".parquet")
 
 
-@contextlib.contextmanager
-def _locked(d: Path) -> Iterator[None]:
-    """The ledger folder's lock: one prune pass, forget or retention at a time changes its files."""
-    d.mkdir(parents=True, exist_ok=True)
-    with open(d / ".lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _write(path: Path, df: pl.DataFrame) -> None:
-    """Replace ``path`` by ``df`` at once: a temp file, fsync, ``os.replace``, fsync of the folder;
+    """Replace ``path`` by ``df`` at once (``fanops.paths.put_atomic``, then the folder fsynced);
     an empty frame deletes the file."""
     if df.height == 0:
         path.unlink(missing_ok=True)
     else:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            df.write_parquet(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        put_atomic(path, df.write_parquet)
+    fsync_dir(path.parent)
 
 
 def own_settle_time(rec: TaskRec) -> int:
@@ -266,7 +242,7 @@ def prune_kind_tasks(r: redis.Redis, cfg: Config, shop: str, now_ms: int | None 
     d = ledger_dir(cfg, shop)
     n = kept = 0
     try:
-        with _locked(d):
+        with dir_lock(d):
             path = _month_file(d, now)
             noted: set[str] = set()
             for due in due_tasks(r, cfg, shop, now, keep_ms, noted):
@@ -321,7 +297,7 @@ def _rewrite(cfg: Config, shop: str, hit: pl.Expr, change: Callable[[pl.DataFram
     if not d.is_dir():
         return 0
     n = 0
-    with _locked(d):
+    with dir_lock(d):
         for path in ledger_files(cfg, shop):
             try:
                 m = int(pl.scan_parquet(path).filter(hit).select(pl.len()).collect().item())
