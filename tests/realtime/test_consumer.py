@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 import redis
@@ -35,6 +37,26 @@ def dead(r: redis.Redis) -> list[dict[bytes, bytes]]:
 
 def dead_count(r: redis.Redis) -> int:
     return int(r.hget(keys.dead_stats(), "dead_letters") or 0)
+
+
+@contextlib.asynccontextmanager
+async def consumer_on(cfg: Config, frames: list[str], writer: type | None = None) -> AsyncIterator[Consumer]:
+    """A consumer running on a feed that sends ``frames`` (with ``writer``, an IngestWriter class, in
+    place of its own), with fast back-offs; stopped, and everything closed, on leaving."""
+    feed = await Feed(lambda ws, n: send_all(ws, frames)).start()
+    ar = aredis.Redis.from_url(cfg.redis_url)
+    c = Consumer(feed.url, ar, cfg, backoff=Backoff(**FAST))
+    if writer is not None:
+        c.writer = writer(ar, cfg)
+    c.redis_backoff = Backoff(**FAST)
+    task = asyncio.create_task(c.run())
+    try:
+        yield c
+    finally:
+        c.stop()
+        await asyncio.wait_for(task, 10)
+        await ar.aclose()
+        await feed.stop()
 
 
 async def run_consumer(cfg: Config, url: str, until, timeout: float = 15.0) -> Consumer:
@@ -373,19 +395,8 @@ def test_a_flush_that_fails_after_one_shop_is_written_writes_only_the_rest_and_c
     frames = [frame(ev(1, shop="a"), ev(2, shop="b", viewer="u-2"), ev(3, shop="a", viewer="u-3"))]
 
     async def main():
-        feed = await Feed(lambda ws, n: send_all(ws, frames)).start()
-        ar = aredis.Redis.from_url(cfg.redis_url)
-        c = Consumer(feed.url, ar, cfg, backoff=Backoff(**FAST))
-        c.writer = DropsOnce(ar, cfg)
-        c.redis_backoff = Backoff(**FAST)
-        task = asyncio.create_task(c.run())
-        try:
+        async with consumer_on(cfg, frames, DropsOnce) as c:
             await await_for(lambda: c.counters.accepted == 3, 15, "every event written")
-        finally:
-            c.stop()
-            await asyncio.wait_for(task, 10)
-            await ar.aclose()
-            await feed.stop()
         return c
 
     c = asyncio.run(main())
@@ -408,12 +419,7 @@ def test_a_full_backlog_holds_the_feed_until_the_scorer_catches_up_and_loses_not
     caplog.set_level(logging.WARNING, logger="realtime.consumer")
 
     async def main():
-        feed = await Feed(lambda ws, n: send_all(ws, frames)).start()
-        ar = aredis.Redis.from_url(cfg.redis_url)
-        c = Consumer(feed.url, ar, small, backoff=Backoff(**FAST))
-        c.redis_backoff = Backoff(**FAST)
-        task = asyncio.create_task(c.run())
-        try:
+        async with consumer_on(small, frames) as c:
             await await_for(lambda: "BACKLOG" in caplog.text, 15, "the consumer to meet the full backlog")
             assert c.counters.accepted == 2 and len(stream_events(r)) == 2  # held, nothing trimmed away
             worker = Worker(r, small)
@@ -423,11 +429,6 @@ def test_a_full_backlog_holds_the_feed_until_the_scorer_catches_up_and_loses_not
                     break
             await await_for(lambda: c.counters.accepted == 6, 15, "every event written")
             await asyncio.to_thread(worker.drain, 10)
-        finally:
-            c.stop()
-            await asyncio.wait_for(task, 10)
-            await ar.aclose()
-            await feed.stop()
         return c
 
     c = asyncio.run(main())
