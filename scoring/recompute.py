@@ -20,6 +20,7 @@ from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
 from fanops import keys, read, replies, rules_store
+from fanops.config import Config
 from fanops.rules_settings import RuleSettings
 from fanops.scripts import script_source
 from fanops.state import (
@@ -32,7 +33,7 @@ from fanops.state import (
     unpack_task,
     unpack_viewer,
 )
-from scoring import kinds, rules
+from scoring import kind_prune, kinds, rules
 from scoring.followups import late_moment, lurk_time
 
 log = logging.getLogger(__name__)
@@ -242,14 +243,18 @@ def _queue_time_index(p: Pipeline, r: redis.Redis, shop: str, rc: _Recount, fron
             p.zadd(keys.due_days(shop, part), {str(day): day})
 
 
-def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild") -> bool:
+def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild", cfg: Config | None = None) -> bool:
     """Recount tiers (shop and rooms), reactivated viewers and the time index under the
-    current settings.  Returns False if another process holds the lock (it is doing it)."""
+    current settings.  Returns False if another process holds the lock (it is doing it).
+    With ``cfg``, the pruned kind tasks the new settings drop are first put back from the
+    ledger (``kind_prune.restore_dropped``: once, by the one process that rebuilds)."""
     lock = rebuild_lock(shop)
     if not r.set(lock, holder, nx=True, ex=LOCK_TTL_S):
         return False
     started = time.monotonic()
     try:
+        if cfg is not None:
+            kind_prune.restore_dropped(r, cfg, shop)  # before the redo drops them from the viewers' fol
         s, version = rules_store.load(r, shop)
         clock = _clock(r, shop)
         room_ids = read.archived_room_ids(r, shop)

@@ -387,8 +387,7 @@ class Worker:
         if head.rules_version != known:
             settings, known = self._load_settings(shop)
         if head.rules_version != head.rules_applied:
-            kind_prune.restore_dropped(self.r, self.cfg, shop)  # before the redo drops them from fol
-            if not recompute.rebuild(self.r, shop, self.name):
+            if not recompute.rebuild(self.r, shop, self.name, self.cfg):
                 self._wait_rebuild(shop)
             settings, known = self._load_settings(shop)
         return settings, known
