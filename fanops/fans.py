@@ -25,7 +25,7 @@ import polars as pl
 import redis
 
 from fanops import keys
-from fanops.imported import Imported, reach_of, unpack_imported
+from fanops.imported import Imported, profile_of, reach_of, unpack_imported
 from fanops.read import can_send
 from fanops.schema import CHANNELS as CHANNEL_NAMES
 from fanops.state import TIERS, Consent, Mark
@@ -147,13 +147,12 @@ def _raw_frame(items: Iterable[tuple[bytes | str, bytes]], seeds: dict[bytes, by
         vid_(vid.decode() if isinstance(vid, bytes) else vid)
         seed = seeds.get(key) if seeds else None
         imp = unpack_imported(seed) if seed else None
-        # what a customer-history row said of the viewer, where their own events say nothing (spec/
-        # tiers.md v1.1: a row "keeps the viewer's name ... for when they first appear")
-        name(f.name if imp is None or f.name is not None else imp.name)
+        p_name, p_country, p_lang, p_tz = profile_of(f, imp)
+        name(p_name)
         tier(_TIER_NAME.get(f.tier, f.tier))
-        country(f.country if imp is None or f.country is not None else imp.country)
-        lang(f.lang if imp is None or f.lang is not None else imp.lang)
-        tz(f.tz if imp is None or f.tz is not None else imp.tz)
+        country(p_country)
+        lang(p_lang)
+        tz(p_tz)
         first(f.first_seen)
         last(f.last_active + f.first_seen - 1 if f.rel == 1 else f.last_active)
         orders(len(f.orders))

@@ -79,3 +79,28 @@ def reach_of(v: Reachable, imported: Imported | None = None) -> dict[str, object
         f = got.get("c:" + c)
         consent[c] = f if isinstance(f, bool) else None
     return {"email": got.get("email"), "phone": got.get("phone"), "consent": consent}
+
+
+class Profiled(Protocol):
+    """What ``profile_of`` reads of a viewer: a ``fanops.state.ViewerState`` or the fans list's few fields."""
+
+    @property
+    def name(self) -> str | None: ...
+
+    @property
+    def country(self) -> str | None: ...
+
+    @property
+    def lang(self) -> str | None: ...
+
+    @property
+    def tz(self) -> str | None: ...
+
+
+def profile_of(v: Profiled, imported: Imported | None) -> tuple[str | None, str | None, str | None, str | None]:
+    """The viewer's (name, country, lang, tz): each their own events' value, else what their customer
+    history row said (spec/tiers.md v1.1: a row keeps them "for when they first appear")."""
+    if imported is None:
+        return v.name, v.country, v.lang, v.tz
+    return (v.name if v.name is not None else imported.name, v.country if v.country is not None else imported.country,
+            v.lang if v.lang is not None else imported.lang, v.tz if v.tz is not None else imported.tz)

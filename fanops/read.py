@@ -9,7 +9,7 @@ from typing import Any, cast
 import redis
 
 from fanops import keys, replies, rules_store
-from fanops.imported import reach_of, unpack_imported
+from fanops.imported import profile_of, reach_of, unpack_imported
 from fanops.replies import str_keys, to_int, to_str
 from fanops.state import TASK_KINDS, TASK_STATES, TIERS, TaskRec, ViewerState, unpack_task, unpack_viewer
 
@@ -197,18 +197,8 @@ def fill_profiles(r: redis.Redis, shop: str, tasks: list[tuple[str, TaskRec]]) -
     for vid, t in bare:
         v = profiles.get(vid)
         if v is not None:
-            # what a customer-history row said of the viewer, where their own events say nothing
-            # (spec/tiers.md v1.1: a row keeps the viewer's name ... "for when they first appear")
-            h = unpack_imported(seeds[vid]) if vid in seeds else None
-            t.name = _own_or(v.name, h.name if h else None)
-            t.country = _own_or(v.country, h.country if h else None)
-            t.lang = _own_or(v.lang, h.lang if h else None)
-            t.tz = _own_or(v.tz, h.tz if h else None)
-
-
-def _own_or(own: str | None, imported: str | None) -> str:
-    """The viewer's own value if their events gave one, else the customer-history row's, else ""."""
-    return (own if own is not None else imported) or ""
+            prof = profile_of(v, unpack_imported(seeds[vid]) if vid in seeds else None)
+            t.name, t.country, t.lang, t.tz = (x or "" for x in prof)
 
 
 def seen_keys(r: redis.Redis, shop: str, room: str) -> list[str]:

@@ -10,7 +10,7 @@ import redis
 from fanops import keys, read, rules_store
 from fanops.config import Config
 from fanops.errors import ArchiveError
-from fanops.imported import unpack_imported
+from fanops.imported import profile_of, unpack_imported
 from fanops.state import past_numbers, rooms_attended
 from review.archive_files import read_room
 from scoring import rules
@@ -53,7 +53,7 @@ def viewer_report(r: redis.Redis, shop: str, viewer_id: str, cfg: Config | None 
                       "new_viewer": rules.is_new_viewer(v, room),
                       "reactivated": rules.is_reactivated(v, room, s)})
     seed = r.hget(keys.imported(shop), viewer_id)
-    h = unpack_imported(seed) if isinstance(seed, bytes) else None  # a customer-history row of theirs
+    name, country, lang, tz = profile_of(v, unpack_imported(seed) if isinstance(seed, bytes) else None)
     dm = consent_at(v, clock) if v.consents else None
     in_window = rules.recent_rooms(v, clock, s)  # the state keeps 20 archived rooms' first ts: enough for tiers
     if all(x["first_ts"] is not None for x in rooms):  # every archived room read from its archive: exact
@@ -63,11 +63,7 @@ def viewer_report(r: redis.Redis, shop: str, viewer_id: str, cfg: Config | None 
         "tier": why.tier, "rule": why.why,
         "first_seen": v.first_seen, "last_active": v.last_active,
         "orders": len(v.orders), "order_ids": v.orders, "spend": v.spend,
-        # their own events' profile, else what a customer-history row said (kept "for when they first appear")
-        "dm_consent": dm, "name": v.name if v.name is not None or h is None else h.name,
-        "country": v.country if v.country is not None or h is None else h.country,
-        "lang": v.lang if v.lang is not None or h is None else h.lang,
-        "tz": v.tz if v.tz is not None or h is None else h.tz,
+        "dm_consent": dm, "name": name, "country": country, "lang": lang, "tz": tz,
         "rooms_attended": rooms_attended(v),
         "rooms_in_window": in_window,
         "rooms": rooms,
