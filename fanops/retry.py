@@ -58,7 +58,8 @@ class Backoff:
 
     def next(self) -> float:
         base = min(self.cap, self.initial * self.factor**self.attempt)
-        self.attempt += 1
+        if base < self.cap:  # once at the cap it stays there (factor**attempt would overflow a float)
+            self.attempt += 1
         return base / 2 + self.rng.random() * base / 2
 
     def reset(self) -> None:

@@ -114,3 +114,11 @@ def test_a_call_during_a_server_restart_goes_through_once_the_server_is_back(own
     assert time.monotonic() - t0 >= 1.0
     assert outage.since is None  # over, and said so
     r.close()
+
+
+def test_backoff_waits_at_its_cap_however_long_an_outage_or_a_full_backlog_lasts() -> None:
+    """A writer held for hours (a full backlog, Redis away) retries thousands of times: each
+    wait stays at the cap, never an overflow that would stop the consumer holding the events."""
+    b = retry.Backoff(initial=0.01, cap=0.05, rng=random.Random(3))
+    delays = [b.next() for _ in range(5000)]
+    assert all(0.025 <= d <= 0.05 for d in delays[10:])
