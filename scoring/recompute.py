@@ -162,6 +162,43 @@ def _rescore_kinds(r: redis.Redis, shop: str, s: RuleSettings) -> int:
     return n
 
 
+def _rescore_lingered(r: redis.Redis, shop: str, s: RuleSettings) -> int:
+    """Give the open ``lingered`` tasks their priority under ``s`` (a weight or a bonus changed):
+    the counts their card shows, the viewer's tier now, and their room's reactivated flag (the
+    card's, once the room is archived); the dwell part of the queue score stays the one the card
+    shows.  Compare-and-set (``task_prio.lua``): a task an operator or a scorer moved since it was
+    read is left to them.  Returns the tasks moved."""
+    script = r.register_script(script_source("scoring", "task_prio"))
+    n = 0
+    for state in ("pending", "claimed"):
+        qk = keys.queue(shop, state)
+        members = [m.decode() for m in cast(replies.Members, r.zrange(qk, 0, -1))]
+        pairs = [keys.split_pair(m) for m in members if m[:1].isdigit()]  # a kind's id never starts so
+        for i in range(0, len(pairs), CHUNK):
+            chunk = pairs[i:i + CHUNK]
+            p = r.pipeline(transaction=False)
+            for room, vid in chunk:
+                p.hget(keys.tasks(shop, room), vid)
+                p.hget(keys.viewers(shop), vid)
+            got = p.execute()
+            for j, (room, vid) in enumerate(chunk):
+                b, vb = got[2 * j], got[2 * j + 1]
+                if not b or not vb:
+                    continue
+                rec, v = unpack_task(b), unpack_viewer(vb)
+                if rec.state != state:
+                    continue
+                reactivated = rules.is_reactivated(v, room, s) if room in v.rooms else rec.reactivated
+                prio = rules.priority(rec, v.tier, reactivated, s)
+                if (round(prio, 2), v.tier, reactivated) == (rec.priority, rec.tier, rec.reactivated):
+                    continue
+                new = pack_task(msgspec.structs.replace(rec, priority=round(prio, 2), tier=v.tier,
+                                                        reactivated=reactivated))
+                n += int(script(keys=[keys.tasks(shop, room), qk], args=[
+                    vid, b, new, rules.queue_score(prio, rec.dwell_ms), keys.pair(room, vid)]))
+    return n
+
+
 @dataclass
 class _Recount:
     """The shop's viewers counted again under the current settings."""
@@ -272,6 +309,7 @@ def rebuild(r: redis.Redis, shop: str, holder: str = "rebuild", cfg: Config | No
         _rebuild_late_window(r, shop, s)
         _rebuild_present(r, shop, clock, s, archived)
         _rescore_kinds(r, shop, s)
+        _rescore_lingered(r, shop, s)
         log.info("rebuilt %s under rules version %d: %d viewers in %.1f s",
                  shop, version, rc.n, time.monotonic() - started)
         return True

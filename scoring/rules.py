@@ -7,6 +7,7 @@ for the shop), passed in.  Each function says which threshold it uses.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from fanops.rules_settings import RuleSettings
 from fanops.state import RoomViewer, ViewerState, past_firsts
@@ -143,7 +144,18 @@ def dwell(rv: RoomViewer, now: int, s: RuleSettings) -> int:
     return max(0, end - rv.first)
 
 
-def priority(rv: RoomViewer, tier_name: str, reactivated: bool, s: RuleSettings) -> float:
+class Counts(Protocol):
+    """What the priority counts: a room record's (``RoomViewer``) or a task card's (``TaskRec``)."""
+
+    comments: int
+    carts: int
+    views: int
+    shares: int
+    follows: int
+    likes: int
+
+
+def priority(rv: Counts, tier_name: str, reactivated: bool, s: RuleSettings) -> float:
     """The follow-up priority of spec/tiers.md (higher first)."""
     p = (s.w_comment * rv.comments + s.w_cart_add * rv.carts + s.w_product_view * rv.views
          + s.w_share * rv.shares + s.w_follow * rv.follows

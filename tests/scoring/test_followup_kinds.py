@@ -205,3 +205,19 @@ def test_a_kinds_new_priority_reorders_its_open_tasks_in_the_queue_at_once(story
     story.worker.time_pass()
     rows = task_rows(story.r, SHOP)
     assert [(r["kind"], r["priority"]) for r in rows] == [("thank_first_order", 20), ("lingered", 3)]
+
+
+def test_new_weights_reorder_the_open_lingered_tasks_in_the_queue_at_once(story):
+    """tiers.md: a change applies to every viewer at once; a lingered task's priority is the
+    spec's formula of its card's counts under the weights of now, with no event needed."""
+    story.event("ann", "comment", "r-1", at(minutes=0), text="hi")
+    story.event("ann", "comment", "r-1", at(minutes=0.1), text="price?")
+    story.event("bob", "cart_add", "r-1", at(minutes=0.15), sku="s-1")
+    story.advance(at(minutes=5))  # both lingered: ann 2 comments (6), bob 1 cart add (5)
+    rows = task_rows(story.r, SHOP)
+    assert [(r["viewer_id"], r["priority"]) for r in rows] == [("ann", 6), ("bob", 5)]
+
+    save(story.r, SHOP, {"w_comment": 1, "bonus_new_fan": 4})
+    story.worker.time_pass()
+    rows = task_rows(story.r, SHOP)
+    assert [(r["viewer_id"], r["priority"]) for r in rows] == [("bob", 9), ("ann", 6)]
