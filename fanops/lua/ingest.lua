@@ -1,11 +1,12 @@
--- ingest v4: dedupe a batch of one shop's events by (room, id) and append the new
+-- ingest v5: dedupe a batch of one shop's events by (room, id) and append the new
 -- ones to the shop's partition streams, ONE entry (a msgpack array) per partition, atomically.
 -- Needs dedupe.lua before it (realtime.writer prepends it).
 -- KEYS[1] stats, KEYS[2 .. 1+S] the partition streams the batch touches,
 -- KEYS[2+S ..] the dedupe key of each room in the batch (dedupe.lua)
 -- ARGV[1] the most entries a stream may hold (its backlog not applied yet), ARGV[2] seen ttl (s), ARGV[3] receipt time (ms), ARGV[4] S,
--- then per event: stream index (1-based into the S streams), room index (1-based into the
--- dedupe keys), the id's 10-byte record (first 10 bytes of its SHA-1), msgpack bytes
+-- ARGV[5] the events, one after the other (v4 took four arguments an event): each a 9-byte head
+-- (struct '>BI4I4': stream index, 1-based into the S streams; room index, 1-based into the dedupe
+-- keys; the payload's length), the id's 10-byte record (first 10 bytes of its SHA-1), the msgpack payload
 local maxlen, ttl, t, s = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 -- a full backlog refuses the batch before anything is written (an error does not undo writes): the
 -- writer holds it and tries again once the scorers have applied (and trimmed) entries; a cap on the
@@ -20,21 +21,23 @@ end
 local parts, counts, n, dups = {}, {}, 0, 0
 local seen = {}
 for k = 1, s do parts[k] = {}; counts[k] = 0 end
-for i = 5, #ARGV, 4 do
-  local ri = tonumber(ARGV[i + 1])
+local body = ARGV[5]
+local pos, size = 1, #body
+while pos <= size do
+  local k, ri, plen, at = struct.unpack('>BI4I4', body, pos)
   local d = seen[ri]
   if d == nil then
     d = dd_open(KEYS[1 + s + ri], ttl)
     seen[ri] = d
   end
-  if dd_add(d, ARGV[i + 2]) then
-    local k = tonumber(ARGV[i])
+  if dd_add(d, string.sub(body, at, at + 9)) then
     counts[k] = counts[k] + 1
-    parts[k][counts[k]] = ARGV[i + 3]
+    parts[k][counts[k]] = string.sub(body, at + 10, at + 9 + plen)
     n = n + 1
   else
     dups = dups + 1
   end
+  pos = at + 10 + plen
 end
 for _, d in pairs(seen) do
   dd_save(d)
