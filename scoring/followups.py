@@ -94,6 +94,13 @@ def task_time(rv: RoomViewer, v: ViewerState, clock: int, s: RuleSettings,
         return None  # the dwell reaches the threshold at first + dwell at the earliest: not by this clock
     own = _own_clock(rv, v)
     horizon = rv.first + s.dwell_ms
+    # every candidate before the horizon fails the dwell (or, with an order at or before it, ends the
+    # search: checked here too), and the first one at or after it is the first known value there:
+    # the usual answer, found without listing and sorting them all
+    first = _next_clock(horizon, clock_values, own)
+    if first is not None and first <= clock and not 0 <= rv.first_order <= first:
+        if consent_at(v, first) is not False and dwell_reached(rv, first, s):
+            return first
     triggers = [horizon] + ([rv.after] if rv.after >= 0 else []) + [c.ts for c in v.consents if c.dm]
     cands = sorted({t for t in (_next_clock(x, clock_values, own) for x in triggers)
                     if t is not None and t <= clock})
@@ -117,13 +124,18 @@ def followup_target(rv: RoomViewer, v: ViewerState, clock: int, s: RuleSettings,
     t0 = task_time(rv, v, clock, s, clock_values)
     if t0 is None:
         return "", -1
+    return state_since(rv, v, t0), t0
+
+
+def state_since(rv: RoomViewer, v: ViewerState, t0: int) -> str:
+    """The state of a task made at ``t0``: converted, withdrawn or pending (``followup_target``)."""
     conv = rv.first_order if rv.first_order > t0 else None
     wd = next((c.ts for c in v.consents if c.ts > t0 and consent_at(v, c.ts) is False), None)
     if conv is not None and (wd is None or conv <= wd):
-        return "converted", t0
+        return "converted"
     if wd is not None:
-        return "withdrawn", t0
-    return "pending", t0
+        return "withdrawn"
+    return "pending"
 
 
 def lurk_time(rv: RoomViewer, clock: int, s: RuleSettings) -> int | None:
