@@ -9,6 +9,7 @@ that nothing is half-applied.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any
 
 from fanops.errors import BadSettings
@@ -123,36 +124,36 @@ class RuleSettings:
     bonus_active: float = 2
     bonus_new_fan: float = 0
 
-    # --- derived, in ms -------------------------------------------------
-    @property
+    # --- derived, in ms (worked out once: the scorer reads them for every record) ---
+    @cached_property
     def dormant_ms(self) -> int:
         return int(self.dormant_days * DAY)
 
-    @property
+    @cached_property
     def active_window_ms(self) -> int:
         return int(self.active_window_days * DAY)
 
-    @property
+    @cached_property
     def reactivated_ms(self) -> int:
         return int(self.reactivated_days * DAY)
 
-    @property
+    @cached_property
     def present_ms(self) -> int:
         return int(self.present_minutes * MINUTE)
 
-    @property
+    @cached_property
     def dwell_ms(self) -> int:
         return int(self.followup_dwell_minutes * MINUTE)
 
-    @property
+    @cached_property
     def cooldown_ms(self) -> int:
         return int(self.followup_cooldown_days * DAY)
 
-    @property
+    @cached_property
     def expire_ms(self) -> int:
         return int(self.followup_expire_hours * 3_600_000)
 
-    @property
+    @cached_property
     def after_sales_ms(self) -> int:
         return int(self.after_sales_days * DAY)
 

@@ -162,8 +162,12 @@ def priority(rv: Counts, tier_name: str, reactivated: bool, s: RuleSettings) -> 
          + min(rv.likes, s.likes_cap) / s.likes_per_point)
     if reactivated:
         p += s.bonus_reactivated
-    p += {"first_buyer": s.bonus_first_buyer, "active": s.bonus_active,
-          "new_fan": s.bonus_new_fan}.get(tier_name, 0.0)
+    if tier_name == "first_buyer":
+        p += s.bonus_first_buyer
+    elif tier_name == "active":
+        p += s.bonus_active
+    elif tier_name == "new_fan":
+        p += s.bonus_new_fan
     return p
 
 
