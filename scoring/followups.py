@@ -124,18 +124,13 @@ def followup_target(rv: RoomViewer, v: ViewerState, clock: int, s: RuleSettings,
     t0 = task_time(rv, v, clock, s, clock_values)
     if t0 is None:
         return "", -1
-    return state_since(rv, v, t0), t0
-
-
-def state_since(rv: RoomViewer, v: ViewerState, t0: int) -> str:
-    """The state of a task made at ``t0``: converted, withdrawn or pending (``followup_target``)."""
     conv = rv.first_order if rv.first_order > t0 else None
     wd = next((c.ts for c in v.consents if c.ts > t0 and consent_at(v, c.ts) is False), None)
     if conv is not None and (wd is None or conv <= wd):
-        return "converted"
+        return "converted", t0
     if wd is not None:
-        return "withdrawn"
-    return "pending"
+        return "withdrawn", t0
+    return "pending", t0
 
 
 def lurk_time(rv: RoomViewer, clock: int, s: RuleSettings) -> int | None:
