@@ -151,14 +151,18 @@ def _rescore_kinds(r: redis.Redis, shop: str, s: RuleSettings) -> int:
     n = 0
     for kind in TASK_KINDS[1:]:
         prio, tk = s.kind_priority(kind), keys.kind_tasks(shop, kind)
+        p = r.pipeline(transaction=False)
         for f, b in r.hscan_iter(tk, count=CHUNK):
             rec = unpack_task(b)
             if rec.state not in ("pending", "claimed") or rec.priority == prio:
                 continue
             occ, vid = f.decode().split(":", 1)
             new = pack_task(msgspec.structs.replace(rec, priority=prio))
-            n += int(script(keys=[tk, keys.queue(shop, rec.state)], args=[
-                f, b, new, rules.queue_score(prio, 0), keys.kind_task_id(kind, int(occ), vid)]))
+            script(keys=[tk, keys.queue(shop, rec.state)], client=p, args=[
+                f, b, new, rules.queue_score(prio, 0), keys.kind_task_id(kind, int(occ), vid)])
+            if len(p) >= CHUNK:
+                n += sum(int(x) for x in p.execute())
+        n += sum(int(x) for x in p.execute())
     return n
 
 
@@ -181,7 +185,7 @@ def _rescore_lingered(r: redis.Redis, shop: str, s: RuleSettings) -> int:
                 p.hget(keys.tasks(shop, room), vid)
                 p.hget(keys.viewers(shop), vid)
             got = p.execute()
-            for j, (room, vid) in enumerate(chunk):
+            for j, (room, vid) in enumerate(chunk):  # the writes go on p, executed once a chunk
                 b, vb = got[2 * j], got[2 * j + 1]
                 if not b or not vb:
                     continue
@@ -194,8 +198,9 @@ def _rescore_lingered(r: redis.Redis, shop: str, s: RuleSettings) -> int:
                     continue
                 new = pack_task(msgspec.structs.replace(rec, priority=round(prio, 2), tier=v.tier,
                                                         reactivated=reactivated))
-                n += int(script(keys=[keys.tasks(shop, room), qk], args=[
-                    vid, b, new, rules.queue_score(prio, rec.dwell_ms), keys.pair(room, vid)]))
+                script(keys=[keys.tasks(shop, room), qk], client=p, args=[
+                    vid, b, new, rules.queue_score(prio, rec.dwell_ms), keys.pair(room, vid)])
+            n += sum(int(x) for x in p.execute())
     return n
 
 
