@@ -53,3 +53,30 @@ def test_only_moments_before_the_batch_clock_are_read(r: redis.Redis) -> None:
     # the second viewer's moment is past the clock the batch starts from: no value for it
     got = read_for(r, [T0 + 50, T0 + 3_000], T0 + 2_000)
     assert got == [T0 + 100]
+
+
+def test_moments_in_one_gap_share_the_value_after_it_until_a_value_comes_between(r: redis.Redis) -> None:
+    # several moments past their seconds' values: the first ones fall before T0+5_500, the next
+    # ones after it (the answer of the first group is then before them and must not be reused)
+    values = [T0 + 100, T0 + 5_500, T0 + 5_600, T0 + 12_000]
+    index(r, values)
+    moments = [T0 + 200, T0 + 1_300, T0 + 2_400, T0 + 5_550, T0 + 5_700, T0 + 7_000, T0 + 11_999, T0 + 12_001]
+    got = read_for(r, moments, T0 + 20_000)
+    assert got == [T0 + 5_500, T0 + 5_500, T0 + 5_500, T0 + 5_600, T0 + 12_000, T0 + 12_000, T0 + 12_000]
+
+
+def test_many_moments_over_a_long_show_each_get_the_first_value_at_or_after_it(r: redis.Redis) -> None:
+    # more seconds than one ZMSCORE call reads, with gaps and seconds of one and of two values
+    import random
+    rnd = random.Random(5)
+    values = sorted({T0 + rnd.randrange(0, 3_600_000) for _ in range(1_500)})
+    # at most two values a second: the index is exact then
+    per_sec: dict[int, list[int]] = {}
+    for v in values:
+        per_sec.setdefault(v // 1000, []).append(v)
+    values = sorted(v for vs in per_sec.values() for v in vs[:2])
+    index(r, values)
+    moments = sorted({T0 + rnd.randrange(0, 3_700_000) for _ in range(2_000)})
+    got = read_for(r, moments, T0 + 4_000_000)
+    want = [next(v for v in values if v >= m) for m in moments if m <= values[-1]]
+    assert got == want
