@@ -422,6 +422,13 @@ def pack_task(t: TaskRec) -> bytes:
     return _enc.encode(vals[:n])
 
 
+def pack_scored_task(state: str, made_at: int, shown: list[Any]) -> bytes:
+    """A task as the scorer makes it: ``pack_task(TaskRec(state, made_at, *shown))`` with ``shown``
+    the fields from ``task_at`` to ``product`` as packed (the tier as its letter) and no operator
+    field yet, packed without building the record (it is made for every new task of a batch)."""
+    return _enc.encode([state, made_at, *shown])
+
+
 def unpack_task(b: bytes) -> TaskRec:
     t = _dec_task.decode(b)
     t.tier = _TIER_NAME.get(t.tier, t.tier)

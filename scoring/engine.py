@@ -22,11 +22,10 @@ from fanops.rules_settings import RuleSettings
 from fanops.schema import HISTORY_ROOM, Event, event_type
 from fanops.state import (
     RoomViewer,
-    TaskRec,
     ViewerState,
     fold,
     pack,
-    pack_task,
+    pack_scored_task,
     past_numbers,
     rooms_attended,
     tier_code,
@@ -125,7 +124,7 @@ def _display(rv: RoomViewer, tier: str, reactivated: bool, dwell_ms: int, prio: 
     product = (rv.skus_carted or rv.skus_viewed or [""])[0]
     return ["", tier_code(tier), "", "", "", dwell_ms, round(prio, 2),
             reactivated, rv.comments, rv.likes, rv.views, rv.carts, rv.shares, rv.follows,
-            list(rv.said), list(rv.skus_viewed), list(rv.skus_carted), product]
+            rv.said, rv.skus_viewed, rv.skus_carted, product]  # packed at once: no copies
 
 
 def _affected_rooms(old: ViewerState, new: ViewerState) -> set[str]:
@@ -460,13 +459,12 @@ def _task_effects(fx: Effects, room: str, vid: str, rv: RoomViewer, v: ViewerSta
     dwell_ms = rules.dwell(rv, clock, s)
     prio = rules.priority(rv, tier_new, reactivated, s)
     score = rules.queue_score(prio, dwell_ms)
+    shown = [rv.task_at, *_display(rv, tier_new, reactivated, dwell_ms, prio)]
     if moved:  # a new task
-        rec = TaskRec(target, clock, rv.task_at, *_display(rv, tier_new, reactivated, dwell_ms, prio))
-        fx.task_new.append((room, vid, target, score, clock - s.cooldown_ms, pack_task(rec)))
+        fx.task_new.append((room, vid, target, score, clock - s.cooldown_ms, pack_scored_task(target, clock, shown)))
         rv.task = target
     else:
-        shown = _shown.encode([rv.task_at, *_display(rv, tier_new, reactivated, dwell_ms, prio)])
-        fx.task_prio.append((room, vid, score, shown))
+        fx.task_prio.append((room, vid, score, _shown.encode(shown)))
 
 
 _shown = msgspec.msgpack.Encoder()

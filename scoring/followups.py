@@ -56,31 +56,33 @@ def consent_at(v: ViewerState, t: int) -> bool | None:
     return c
 
 
-def _next_clock(t: int, clock_values: Sequence[int], own: Sequence[int]) -> int | None:
-    """The first known shop-clock value at or after ``t``."""
+def _next_clock(t: int, clock_values: Sequence[int], rv: RoomViewer, v: ViewerState) -> int | None:
+    """The first known shop-clock value at or after ``t``: in ``clock_values`` or one the pair's
+    records hold (the viewer's events and consents, and the clock value its task was made at,
+    found before, maybe in a batch long gone)."""
     best = None
     i = bisect_left(clock_values, t)
     if i < len(clock_values):
         best = clock_values[i]
-    for x in own:
-        if x >= t and (best is None or x < best):
-            best = x
+    if rv.after >= t and (best is None or rv.after < best):
+        best = rv.after
+    for ts, _ in reversed(rv.early):  # sorted: only its tail can be at or after t
+        if ts < t:
+            break
+        if best is None or ts < best:
+            best = ts
+    for c in v.consents:
+        if c.ts >= t and (best is None or c.ts < best):
+            best = c.ts
+    if rv.task_at >= t and (best is None or rv.task_at < best):
+        best = rv.task_at
     return best
-
-
-def _own_clock(rv: RoomViewer, v: ViewerState) -> list[int]:
-    """Shop-clock values the pair's records hold: the viewer's events and consents, and the
-    clock value its task was made at (found before, maybe in a batch long gone)."""
-    own = [ts for ts, _ in rv.early] + ([rv.after] if rv.after >= 0 else []) + [c.ts for c in v.consents]
-    if rv.task_at >= 0:
-        own.append(rv.task_at)
-    return own
 
 
 def next_known(rv: RoomViewer, v: ViewerState, t: int, clock_values: Sequence[int]) -> int | None:
     """The first shop-clock value at or after ``t`` that a batch knows (``clock_values`` and the
     pair's own), as ``task_time`` finds it."""
-    return _next_clock(t, clock_values, _own_clock(rv, v))
+    return _next_clock(t, clock_values, rv, v)
 
 
 def task_time(rv: RoomViewer, v: ViewerState, clock: int, s: RuleSettings,
@@ -92,17 +94,16 @@ def task_time(rv: RoomViewer, v: ViewerState, clock: int, s: RuleSettings,
     """
     if clock < rv.first + s.dwell_ms:
         return None  # the dwell reaches the threshold at first + dwell at the earliest: not by this clock
-    own = _own_clock(rv, v)
     horizon = rv.first + s.dwell_ms
     # every candidate before the horizon fails the dwell (or, with an order at or before it, ends the
     # search: checked here too), and the first one at or after it is the first known value there:
     # the usual answer, found without listing and sorting them all
-    first = _next_clock(horizon, clock_values, own)
+    first = _next_clock(horizon, clock_values, rv, v)
     if first is not None and first <= clock and not 0 <= rv.first_order <= first:
         if consent_at(v, first) is not False and dwell_reached(rv, first, s):
             return first
     triggers = [horizon] + ([rv.after] if rv.after >= 0 else []) + [c.ts for c in v.consents if c.dm]
-    cands = sorted({t for t in (_next_clock(x, clock_values, own) for x in triggers)
+    cands = sorted({t for t in (_next_clock(x, clock_values, rv, v) for x in triggers)
                     if t is not None and t <= clock})
     for t in cands:
         if 0 <= rv.first_order <= t:

@@ -215,3 +215,17 @@ def test_the_check_fails_when_the_shown_span_moves() -> None:
                                                                                             lay.defaults))
     assert any(p.startswith("apply: task_at:") for p in problems), problems
     assert any("name..product" in p for p in problems), problems
+
+
+def test_a_task_the_scorer_packs_without_a_record_is_the_same_bytes_as_the_record_packed() -> None:
+    # the scorer packs each new task straight from its shown fields (fanops.state.pack_scored_task);
+    # the queue, the operator's script (task.lua) and the splice of apply.lua read it as a TaskRec
+    from fanops.state import pack_scored_task, pack_task, tier_code, unpack_task
+    shown = [1_700_000_123_000, "", tier_code("first_buyer"), "", "", "", 420_000, 37.5, True, 3, 120, 2, 1, 1, 0,
+             ["so pretty?", "price?"], ["sku-1", "sku-2"], ["sku-2"], "sku-2"]
+    rec = TaskRec("pending", 1_700_000_200_000, *shown)
+    got = pack_scored_task("pending", 1_700_000_200_000, shown)
+    assert got == pack_task(rec)
+    back = unpack_task(got)
+    assert (back.state, back.tier, back.said, back.product, back.holder) == (
+        "pending", "first_buyer", ["so pretty?", "price?"], "sku-2", rec.holder)
