@@ -130,16 +130,27 @@ def _display(rv: RoomViewer, tier: str, reactivated: bool, dwell_ms: int, prio: 
 def _affected_rooms(old: ViewerState, new: ViewerState) -> set[str]:
     """Rooms whose new-viewer or reactivated flag may differ between ``old`` and ``new``.
 
-    A room's flags depend on its own first ts, on ``first_seen`` and on the rooms that
-    started before it: only rooms that changed, and rooms that started after one that
-    changed, can flip (usually just the room the events are in)."""
-    changed = {rm for rm, span in new.rooms.items() if old.rooms.get(rm) != span}
+    A room's flags depend on its own first ts, on ``first_seen`` and on the spans of the rooms
+    that started before it: only rooms whose first ts changed, and rooms that started after one
+    whose span changed, can flip. A room's own later events (its last ts moves, the usual change)
+    flip nothing unless a room started after it."""
     if old.first_seen != new.first_seen:
         return set(new.rooms) | set(old.rooms)
-    if not changed:
-        return set()
-    lo = min(min(new.rooms[rm][0], old.rooms.get(rm, new.rooms[rm])[0]) for rm in changed)
-    return changed | {rm for rm, (f, _l) in new.rooms.items() if f > lo}
+    lo = None
+    firsts = set()
+    old_rooms = old.rooms
+    for rm, span in new.rooms.items():
+        o = old_rooms.get(rm)
+        if o == span:
+            continue
+        f = span[0] if o is None else min(span[0], o[0])
+        if o is None or o[0] != span[0]:
+            firsts.add(rm)
+        if lo is None or f < lo:
+            lo = f
+    if lo is None:
+        return firsts
+    return firsts | {rm for rm, (f, _l) in new.rooms.items() if f > lo}
 
 
 def _archived_ids(v: ViewerState | None, room_ids: dict[int, str]) -> list[str]:
@@ -203,18 +214,19 @@ def _batch_facts(fx: Effects, inp: Inputs, events: list[Event]) -> tuple[dict[st
     if ts_set:
         fx.clock = max(fx.clock, max(ts_set))
     seconds = fx.seconds
-    for ts in ts_set:
+    ordered = sorted(ts_set)
+    for ts in ordered:  # ascending: a second's first value is its smallest, its last its largest
         sec = ts // 1000
         mm = seconds.get(sec)
         if mm is None:
             seconds[sec] = [ts, ts]
         else:
-            mm[0] = min(mm[0], ts)
-            mm[1] = max(mm[1], ts)
-    if inp.clock > 0:
-        ts_set.add(inp.clock)
-    ts_set.update(inp.past_clock)
-    return by_viewer, sorted(ts_set)
+            mm[1] = ts
+    extra = [t for t in (inp.clock, *inp.past_clock) if t > 0 and t not in ts_set]
+    if extra:
+        ts_set.update(extra)
+        ordered = sorted(ts_set)
+    return by_viewer, ordered
 
 
 def _touched(inp: Inputs, by_viewer: dict[str, list[Event]]) -> dict[str, set[str]]:
