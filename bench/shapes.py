@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -219,6 +220,20 @@ def inproc_table(runs: list[Inproc]) -> str:
         f"  Redis {x.shape} (ingest): {x.ingest_commands}\n  Redis {x.shape} (drain): {x.commands}" for x in runs)
 
 
+def rounds_summary(rounds: list[list[Inproc]]) -> str:
+    """Each shape's CPU us an event and ratio to ``one`` in every round, and their medians."""
+    def per(x: Inproc) -> float:
+        return x.us(x.scorer_cpu_s + x.redis_cpu_s)
+
+    lines = [f"{len(rounds)} rounds, CPU us an event (scorer + Redis) and of one ts, round by round:"]
+    for i, shape in enumerate(x.shape for x in rounds[0]):
+        costs = [per(r[i]) for r in rounds]
+        ratios = [per(r[i]) / per(next((x for x in r if x.shape == "one"), r[0])) for r in rounds]
+        lines.append(f"  {shape}: " + ", ".join(f"{c:.1f} ({q:.2f}x)" for c, q in zip(costs, ratios, strict=True))
+                     + f"; median {statistics.median(costs):.1f} ({statistics.median(ratios):.2f}x)")
+    return "\n".join(lines)
+
+
 # -- end to end, the product's processes -------------------------------------
 def per_event(cpu: str, seconds: float, events: int) -> str:
     """A ``CpuMeter.describe`` text (cores used by each process) as CPU us an event of each."""
@@ -257,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inproc", action="store_true", help="only the scorer alone in this process")
     p.add_argument("--e2e", action="store_true", help="only the end-to-end runs")
     p.add_argument("--workers", default="1", help="end to end: the scorer counts to run, e.g. 1,2")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="in process: run the shapes this many rounds, in turn (one, 1h, one, 1h, ...), "
+                        "and give each round's ratios and their median (the machine is shared: one round's "
+                        "ratio moves by ~0.1)")
     args = p.parse_args(argv)
     names = [s for s in args.shapes.split(",") if s]
     if bad := [s for s in names if s not in SPAN_MS]:
@@ -269,11 +288,16 @@ def main(argv: list[str] | None = None) -> int:
     with private_server() as (info, d), tempfile.TemporaryDirectory(prefix="fanops-shapes-") as tmp:
         print(f"private server {info.url}; {machine_note()}; {tree_note()}", flush=True)
         if args.inproc or both:
-            runs = []
-            for name, frames in shapes.items():
-                runs.append(run_inproc(info.url, info.pid, d, name, frames))
-                print(f"  inproc {name}: {runs[-1].events / runs[-1].wall_s:,.0f} events/s", flush=True)
-            blocks.append(inproc_table(runs))
+            rounds = []
+            for k in range(max(1, args.repeat)):
+                runs = []
+                for name, frames in shapes.items():
+                    runs.append(run_inproc(info.url, info.pid, d, name, frames))
+                    print(f"  inproc {name}: {runs[-1].events / runs[-1].wall_s:,.0f} events/s", flush=True)
+                blocks.append(inproc_table(runs) if k == 0 else inproc_table(runs).split("\n  Redis ")[0])
+                rounds.append(runs)
+            if len(rounds) > 1:
+                blocks.append(rounds_summary(rounds))
         if args.e2e or both:
             rows: list[list[object]] = []
             scorers = [int(x) for x in args.workers.split(",")]
