@@ -232,8 +232,8 @@ def _batch_facts(fx: Effects, inp: Inputs, events: list[Event]) -> tuple[dict[st
 def _touched(inp: Inputs, by_viewer: dict[str, list[Event]]) -> dict[str, set[str]]:
     """Every viewer the batch scores, with the rooms whose records it derives again."""
     rooms_touched: dict[str, set[str]] = defaultdict(set)
-    for vid, evs in by_viewer.items():
-        rooms_touched[vid].update(ev.room for ev in evs)
+    for vid, evs in by_viewer.items():  # the first to fill it: a set a viewer (no generator)
+        rooms_touched[vid] = {ev.room for ev in evs}
     for room, vid in inp.lurk:
         rooms_touched[vid].add(room)
     for vid in inp.due:
