@@ -179,19 +179,53 @@ a = w.scount or {}
 for i = 1, #a, 4 do
   if redis.call('SADD', K[a[i]], a[i + 1]) == 1 then redis.call('HINCRBY', K[a[i + 2]], a[i + 3], 1) end
 end
+-- lpush: LPUSH then LTRIM to keep, item after item. A list whose items all keep the same number
+-- (>= 1) takes its last `keep` values in one LPUSH (per CHUNK, in order) and one LTRIM: a trim drops
+-- only the tail, which a later push never reaches again, so the list ends the same; a list with
+-- two keeps in the batch is written item after item
 a = w.lpush or {}
-for i = 1, #a, 3 do
-  redis.call('LPUSH', K[a[i]], a[i + 1])
-  redis.call('LTRIM', K[a[i]], 0, a[i + 2] - 1)
+local lp_keys, lp_groups = by_key(a, 3, function(i) return K[a[i]] end)
+for _, k in ipairs(lp_keys) do
+  local idx = lp_groups[k]
+  local keep = a[idx[1] + 2]
+  local same = keep >= 1
+  for x = 2, #idx do same = same and a[idx[x] + 2] == keep end
+  if same then
+    local last = {}  -- the values a trim would keep of the batch's
+    for x = math.max(1, #idx - keep + 1), #idx do last[#last + 1] = idx[x] end
+    multi('LPUSH', {k}, last, function(args, i) args[#args + 1] = a[i + 1] end)
+    redis.call('LTRIM', k, 0, keep - 1)
+  else
+    for _, i in ipairs(idx) do
+      redis.call('LPUSH', k, a[i + 1])
+      redis.call('LTRIM', k, 0, a[i + 2] - 1)
+    end
+  end
 end
 for _, c in ipairs(w.lpop or {}) do
   if c[2] > 0 then redis.call('LPOP', c[1], c[2]) end
   if redis.call('LLEN', c[1]) == 0 then redis.call('ZREM', c[3], c[4]) end
 end
+-- rpush: RPUSH listK value and ZADD daysK day day, item after item; sent as one RPUSH a list (per
+-- CHUNK, in order) and one ZADD a days key (each day once: the same score and member again is no change)
 a = w.rpush or {}
-for i = 1, #a, 4 do
-  redis.call('RPUSH', K[a[i]], a[i + 1])
-  redis.call('ZADD', K[a[i + 2]], a[i + 3], a[i + 3])
+local rp_keys, rp_groups = by_key(a, 4, function(i) return K[a[i]] end)
+for _, k in ipairs(rp_keys) do
+  multi('RPUSH', {k}, rp_groups[k], function(args, i) args[#args + 1] = a[i + 1] end)
+end
+local dk_keys, dk_groups = by_key(a, 4, function(i) return K[a[i + 2]] end)
+for _, k in ipairs(dk_keys) do
+  local seen, days = {}, {}
+  for _, i in ipairs(dk_groups[k]) do
+    if not seen[a[i + 3]] then
+      seen[a[i + 3]] = true
+      days[#days + 1] = i
+    end
+  end
+  multi('ZADD', {k}, days, function(args, i)
+    args[#args + 1] = a[i + 3]
+    args[#args + 1] = a[i + 3]
+  end)
 end
 a = w.pcount or {}  -- after every write of the batch: the count includes it
 for i = 1, #a, 4 do
