@@ -155,9 +155,23 @@ a = w.zadd or {}
 -- A batch writes each zset with one flag kind only (scoring.writeset's rule: rooms and clockmax GT,
 -- roomfirst and clockmin LT, every other zset none); a member written with two kinds in one batch
 -- would end as its group order says, not as the write order
-local zorder, zgroups = by_key(a, 4, function(i) return a[i] .. ' ' .. tostring(a[i + 3]) end)
-for _, gk in ipairs(zorder) do
-  local idx = zgroups[gk]
+local zorder, zflags = {}, {}  -- the groups in the order first seen; flag -> key index -> group
+for i = 1, #a, 4 do
+  local f = a[i + 3]
+  local by_index = zflags[f]
+  if not by_index then
+    by_index = {}
+    zflags[f] = by_index
+  end
+  local g = by_index[a[i]]
+  if not g then
+    g = {}
+    by_index[a[i]] = g
+    zorder[#zorder + 1] = g
+  end
+  g[#g + 1] = i
+end
+for _, idx in ipairs(zorder) do
   local i0 = idx[1]
   multi('ZADD', a[i0 + 3] and {K[a[i0]], a[i0 + 3]} or {K[a[i0]]}, idx, function(args, i)
     args[#args + 1] = a[i + 2]
@@ -349,12 +363,13 @@ end
 -- queue (ZADD XX). A record as the scorer packs it (21 items: no operator field yet) is spliced: its
 -- header, [1] state and [2] made_at kept as they are, the rest the shown fields' items as packed by
 -- the scorer; any other record (an operator's fields in it) is unpacked, changed and packed again
+local INT_BYTES = {[0xcc] = 1, [0xcd] = 2, [0xce] = 4, [0xcf] = 8, [0xd0] = 1, [0xd1] = 2, [0xd2] = 4, [0xd3] = 8}
 local function skip_head(b, p)
   -- the offset after the msgpack integer at p (nil if it is not one)
   local c = string.byte(b, p)
   if not c then return nil end
   if c < 0x80 or c >= 0xe0 then return p + 1 end
-  local n = ({[0xcc] = 1, [0xcd] = 2, [0xce] = 4, [0xcf] = 8, [0xd0] = 1, [0xd1] = 2, [0xd2] = 4, [0xd3] = 8})[c]
+  local n = INT_BYTES[c]
   return n and p + 1 + n or nil
 end
 local function array_body(b)
@@ -386,7 +401,7 @@ local function repacked(tk, v, shown)
 end
 a = w.task_prio or {}
 local prio_keys, prio_groups = by_key(a, 5)
-local requeue = {pending = gather(), claimed = gather()}
+local requeue = {pending = {}, claimed = {}}  -- score, member, ... by state (one queue each)
 for _, k in ipairs(prio_keys) do
   local idx = prio_groups[k]
   for s = 1, #idx, CHUNK do
@@ -403,15 +418,21 @@ for _, k in ipairs(prio_keys) do
         if st == 'pending' or st == 'claimed' then
           args[#args + 1] = a[i + 1]
           args[#args + 1] = b
-          requeue[st].add(w.task_qp .. st, a[i + 3], a[i + 2])
+          local q = requeue[st]
+          q[#q + 1] = a[i + 3]
+          q[#q + 1] = a[i + 2]
         end
       end
     end
     if #args > 1 then redis.call('HSET', unpack(args)) end
   end
 end
-requeue.pending.send('ZADD', 'XX')
-requeue.claimed.send('ZADD', 'XX')
+for _, st in ipairs({'pending', 'claimed'}) do
+  local q = requeue[st]
+  for s = 1, #q, 2 * CHUNK do
+    redis.call('ZADD', w.task_qp .. st, 'XX', unpack(q, s, math.min(#q, s + 2 * CHUNK - 1)))
+  end
+end
 
 for _, t in ipairs(w.task_withdraw or {}) do
   local b = redis.call('HGET', t[1], t[2])
