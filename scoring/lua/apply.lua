@@ -155,9 +155,23 @@ a = w.zadd or {}
 -- A batch writes each zset with one flag kind only (scoring.writeset's rule: rooms and clockmax GT,
 -- roomfirst and clockmin LT, every other zset none); a member written with two kinds in one batch
 -- would end as its group order says, not as the write order
-local zorder, zgroups = by_key(a, 4, function(i) return a[i] .. ' ' .. tostring(a[i + 3]) end)
-for _, gk in ipairs(zorder) do
-  local idx = zgroups[gk]
+local zorder, zflags = {}, {}  -- the groups in the order first seen; flag -> key index -> group
+for i = 1, #a, 4 do
+  local f = a[i + 3]
+  local by_index = zflags[f]
+  if not by_index then
+    by_index = {}
+    zflags[f] = by_index
+  end
+  local g = by_index[a[i]]
+  if not g then
+    g = {}
+    by_index[a[i]] = g
+    zorder[#zorder + 1] = g
+  end
+  g[#g + 1] = i
+end
+for _, idx in ipairs(zorder) do
   local i0 = idx[1]
   multi('ZADD', a[i0 + 3] and {K[a[i0]], a[i0 + 3]} or {K[a[i0]]}, idx, function(args, i)
     args[#args + 1] = a[i + 2]
@@ -179,19 +193,53 @@ a = w.scount or {}
 for i = 1, #a, 4 do
   if redis.call('SADD', K[a[i]], a[i + 1]) == 1 then redis.call('HINCRBY', K[a[i + 2]], a[i + 3], 1) end
 end
+-- lpush: LPUSH then LTRIM to keep, item after item. A list whose items all keep the same number
+-- (>= 1) takes its last `keep` values in one LPUSH (per CHUNK, in order) and one LTRIM: a trim drops
+-- only the tail, which a later push never reaches again, so the list ends the same; a list with
+-- two keeps in the batch is written item after item
 a = w.lpush or {}
-for i = 1, #a, 3 do
-  redis.call('LPUSH', K[a[i]], a[i + 1])
-  redis.call('LTRIM', K[a[i]], 0, a[i + 2] - 1)
+local lp_keys, lp_groups = by_key(a, 3, function(i) return K[a[i]] end)
+for _, k in ipairs(lp_keys) do
+  local idx = lp_groups[k]
+  local keep = a[idx[1] + 2]
+  local same = keep >= 1
+  for x = 2, #idx do same = same and a[idx[x] + 2] == keep end
+  if same then
+    local last = {}  -- the values a trim would keep of the batch's
+    for x = math.max(1, #idx - keep + 1), #idx do last[#last + 1] = idx[x] end
+    multi('LPUSH', {k}, last, function(args, i) args[#args + 1] = a[i + 1] end)
+    redis.call('LTRIM', k, 0, keep - 1)
+  else
+    for _, i in ipairs(idx) do
+      redis.call('LPUSH', k, a[i + 1])
+      redis.call('LTRIM', k, 0, a[i + 2] - 1)
+    end
+  end
 end
 for _, c in ipairs(w.lpop or {}) do
   if c[2] > 0 then redis.call('LPOP', c[1], c[2]) end
   if redis.call('LLEN', c[1]) == 0 then redis.call('ZREM', c[3], c[4]) end
 end
+-- rpush: RPUSH listK value and ZADD daysK day day, item after item; sent as one RPUSH a list (per
+-- CHUNK, in order) and one ZADD a days key (each day once: the same score and member again is no change)
 a = w.rpush or {}
-for i = 1, #a, 4 do
-  redis.call('RPUSH', K[a[i]], a[i + 1])
-  redis.call('ZADD', K[a[i + 2]], a[i + 3], a[i + 3])
+local rp_keys, rp_groups = by_key(a, 4, function(i) return K[a[i]] end)
+for _, k in ipairs(rp_keys) do
+  multi('RPUSH', {k}, rp_groups[k], function(args, i) args[#args + 1] = a[i + 1] end)
+end
+local dk_keys, dk_groups = by_key(a, 4, function(i) return K[a[i + 2]] end)
+for _, k in ipairs(dk_keys) do
+  local seen, days = {}, {}
+  for _, i in ipairs(dk_groups[k]) do
+    if not seen[a[i + 3]] then
+      seen[a[i + 3]] = true
+      days[#days + 1] = i
+    end
+  end
+  multi('ZADD', {k}, days, function(args, i)
+    args[#args + 1] = a[i + 3]
+    args[#args + 1] = a[i + 3]
+  end)
 end
 a = w.pcount or {}  -- after every write of the batch: the count includes it
 for i = 1, #a, 4 do
@@ -315,12 +363,13 @@ end
 -- queue (ZADD XX). A record as the scorer packs it (21 items: no operator field yet) is spliced: its
 -- header, [1] state and [2] made_at kept as they are, the rest the shown fields' items as packed by
 -- the scorer; any other record (an operator's fields in it) is unpacked, changed and packed again
+local INT_BYTES = {[0xcc] = 1, [0xcd] = 2, [0xce] = 4, [0xcf] = 8, [0xd0] = 1, [0xd1] = 2, [0xd2] = 4, [0xd3] = 8}
 local function skip_head(b, p)
   -- the offset after the msgpack integer at p (nil if it is not one)
   local c = string.byte(b, p)
   if not c then return nil end
   if c < 0x80 or c >= 0xe0 then return p + 1 end
-  local n = ({[0xcc] = 1, [0xcd] = 2, [0xce] = 4, [0xcf] = 8, [0xd0] = 1, [0xd1] = 2, [0xd2] = 4, [0xd3] = 8})[c]
+  local n = INT_BYTES[c]
   return n and p + 1 + n or nil
 end
 local function array_body(b)
@@ -352,7 +401,7 @@ local function repacked(tk, v, shown)
 end
 a = w.task_prio or {}
 local prio_keys, prio_groups = by_key(a, 5)
-local requeue = {pending = gather(), claimed = gather()}
+local requeue = {pending = {}, claimed = {}}  -- score, member, ... by state (one queue each)
 for _, k in ipairs(prio_keys) do
   local idx = prio_groups[k]
   for s = 1, #idx, CHUNK do
@@ -369,15 +418,21 @@ for _, k in ipairs(prio_keys) do
         if st == 'pending' or st == 'claimed' then
           args[#args + 1] = a[i + 1]
           args[#args + 1] = b
-          requeue[st].add(w.task_qp .. st, a[i + 3], a[i + 2])
+          local q = requeue[st]
+          q[#q + 1] = a[i + 3]
+          q[#q + 1] = a[i + 2]
         end
       end
     end
     if #args > 1 then redis.call('HSET', unpack(args)) end
   end
 end
-requeue.pending.send('ZADD', 'XX')
-requeue.claimed.send('ZADD', 'XX')
+for _, st in ipairs({'pending', 'claimed'}) do
+  local q = requeue[st]
+  for s = 1, #q, 2 * CHUNK do
+    redis.call('ZADD', w.task_qp .. st, 'XX', unpack(q, s, math.min(#q, s + 2 * CHUNK - 1)))
+  end
+end
 
 for _, t in ipairs(w.task_withdraw or {}) do
   local b = redis.call('HGET', t[1], t[2])
