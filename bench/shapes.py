@@ -179,9 +179,11 @@ def log_bytes(data_dir: Path, shop: str) -> int:
     return sum(f.stat().st_size for f in eventlog.shop_dir(data_dir, shop).glob(f"*{eventlog.SUFFIX}"))
 
 
-def run_inproc(url: str, redis_pid: int, data_dir: Path, shape: str, frames: list[list[dict[str, Any]]]) -> Inproc:
+def run_inproc(url: str, redis_pid: int, data_dir: Path, shape: str, frames: list[list[dict[str, Any]]],
+               round_no: int = 0) -> Inproc:
     r = fresh(url)
-    cfg = Config.from_env({}, redis_url=url, data_dir=data_dir / f"inproc-{shape}")
+    # a data dir a round: the applied-event log's bytes are the drain's own
+    cfg = Config.from_env({}, redis_url=url, data_dir=data_dir / f"inproc-{shape}-{round_no}")
     shop = frames[0][0]["shop"]
     r.config_resetstat()
     rc0 = cpu_seconds(redis_pid) or 0.0
@@ -292,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             for k in range(max(1, args.repeat)):
                 runs = []
                 for name, frames in shapes.items():
-                    runs.append(run_inproc(info.url, info.pid, d, name, frames))
+                    runs.append(run_inproc(info.url, info.pid, d, name, frames, k))
                     print(f"  inproc {name}: {runs[-1].events / runs[-1].wall_s:,.0f} events/s", flush=True)
                 blocks.append(inproc_table(runs) if k == 0 else inproc_table(runs).split("\n  Redis ")[0])
                 rounds.append(runs)
