@@ -181,7 +181,10 @@ class OrdersServer:
             self.http.should_exit = True
             await self._tasks[1]
         self.source.connected = False
-        self._tasks[2].cancel()
+        poll = self._tasks[2]
+        poll.cancel()  # and waited for: a round cut off mid-command must end before the loop does
+        with contextlib.suppress(asyncio.CancelledError):
+            await poll
         self.source.stop()
         await self._tasks[0]
 
