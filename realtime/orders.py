@@ -38,6 +38,7 @@ from realtime.orders_store import APPLIED, KEPT, Orders, OrdersSource
 
 log = logging.getLogger(__name__)
 GENERIC, SHOPIFY = "/webhooks/orders", "/webhooks/shopify"
+STOP_WAIT_S = 10  # at a stop, what requests under way and the poll's round get to end (a cut request's order: resent)
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -152,7 +153,8 @@ class OrdersServer:
                                "is another process on that port? pick another"]) from e
         self.port = sock.getsockname()[1]
         conf = uvicorn.Config(OrdersApp(self.orders, self.cfg), lifespan="off", log_config=None,
-                              access_log=False, backlog=2048, timeout_keep_alive=30)
+                              access_log=False, backlog=2048, timeout_keep_alive=30,
+                              timeout_graceful_shutdown=STOP_WAIT_S)
         self.http = _Server(conf)
         self._tasks = [asyncio.create_task(self.source.run()), asyncio.create_task(self.http.serve(sockets=[sock])),
                        asyncio.create_task(self._poll())]
@@ -183,8 +185,8 @@ class OrdersServer:
         self.source.connected = False
         poll = self._tasks[2]
         poll.cancel()  # and waited for: a round cut off mid-command must end before the loop does
-        with contextlib.suppress(asyncio.CancelledError):
-            await poll
+        if not (await asyncio.wait([poll], timeout=STOP_WAIT_S))[0]:
+            log.warning("the kept orders' poll did not end within %d s of being stopped", STOP_WAIT_S)
         self.source.stop()
         await self._tasks[0]
 

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import hmac
 import http.client
+import io
 import json
 import logging
 import threading
@@ -129,7 +130,24 @@ def running(cfg: Config) -> Iterator[Running]:
     yield Running(box["port"], box["srv"])
     box["srv"].http.should_exit = True
     t.join(20)
+    if t.is_alive():  # a stop that hangs: say where, and end it, so that it writes into no later test
+        try:
+            stuck = asyncio.run_coroutine_threadsafe(_stacks(), loop).result(10)
+        except TimeoutError:
+            stuck = "(the loop itself is blocked: no task could be listed)"
+        loop.call_soon_threadsafe(lambda: [task.cancel() for task in asyncio.all_tasks(loop)])
+        t.join(10)
+        pytest.fail(f"the orders server did not stop within 20 s; its tasks:\n{stuck}")
     loop.close()
+
+
+async def _stacks() -> str:
+    """Every task of the running loop but this one, with where it waits."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        if task is not asyncio.current_task():
+            task.print_stack(file=out)
+    return out.getvalue()
 
 
 def orders_of(r: redis.Redis, viewer: str, shop: str = "default") -> list[str]:
