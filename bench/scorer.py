@@ -401,6 +401,8 @@ KIND_NOTES = {
     "present": "last event per present viewer per room",
     "tasks": "follow-up tasks, packed, a hash per room",
     "queue": "follow-up queues by state",
+    "made": "open tasks' making times (expiry): a list a minute",
+    "task_made": "open tasks' making times, a zset (before the lists)",
     "transitions": "stream of tier transitions (MAXLEN 100k)",
     "sent": "last follow-up sent per viewer",
     "orders": "order ids counted",

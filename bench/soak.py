@@ -195,10 +195,11 @@ def dedupe_bytes(r: redis.Redis, room: str) -> tuple[int, int]:
 
 def task_bytes(r: redis.Redis, room: str) -> tuple[int, int]:
     """(bytes, tasks) of the shop's follow-up tasks: the room's and each kind's task hash, the queue of
-    every state, the made-time index."""
+    every state, the making times (the minutes' lists and their indexes, ``fanops.expiry``)."""
     hashes = [keys.tasks(SHOP, room), *(keys.kind_tasks(SHOP, k) for k in TASK_KINDS[1:])]
+    made = [m.decode() for m in r.keys(keys.made(SHOP) + ":*")]  # a few hundred lists: a bench, no hot path
     p = r.pipeline(transaction=False)
-    for k in [*hashes, keys.task_made(SHOP), *(keys.queue(SHOP, st) for st in TASK_STATES)]:
+    for k in [*hashes, keys.made(SHOP), *made, *(keys.queue(SHOP, st) for st in TASK_STATES)]:
         p.memory_usage(k, samples=0)
     for k in hashes:
         p.hlen(k)

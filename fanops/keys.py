@@ -345,9 +345,30 @@ def kind_settled(shop: str) -> str:
 
 
 def task_made(shop: str) -> str:
-    """ZSET task id (room\\0viewer) -> wall ms when the task was made (Redis's clock): the open
-    tasks by age, for expiry (``followup_expire_hours``); a task leaves it once settled."""
+    """ZSET task id -> wall ms when the task was made: the making times as versions before the
+    buckets (``made``) kept them; ``fanops.expiry`` moves what it finds into the buckets."""
     return f"{tag(shop)}:task_made"
+
+
+# Expiry (``followup_expire_hours``, fanops.expiry): the tasks' wall-clock making times, kept by
+# minute (a zset entry a task took ~100 bytes).  Every batch of the scorer that makes tasks
+# appends to the list of its minute a marker ``@<wall ms>`` (Redis's clock) and then the ids of the
+# tasks it made.  Each name below is ``made(shop)`` and a suffix: apply.lua derives them from it.
+def made(shop: str) -> str:
+    """ZSET minute (wall ms, as member and score) that has a bucket (``made_bucket``)."""
+    return f"{tag(shop)}:made"
+
+
+def made_bucket(shop: str, minute_ms: int) -> str:
+    """LIST of one minute of wall time: markers ``@<wall ms>``, each followed by the ids of
+    the tasks made then; read from its head and trimmed by the expiry pass."""
+    return f"{made(shop)}:{minute_ms}"
+
+
+def made_held(shop: str) -> str:
+    """HASH task id -> its marker: tasks due to expire whose claim was still held at a pass, looked
+    at again every pass until the claim lapses (expired) or settles."""
+    return f"{made(shop)}:held"
 
 
 @lru_cache(maxsize=4096)

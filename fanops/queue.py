@@ -8,8 +8,8 @@ naming the holder.  A claim lapses back to ``pending`` after the lease
 (``claim_lease_minutes`` of wall time): a lapsed claim is treated as pending by
 every action and swept back by ``release_expired``.  A task still pending
 ``followup_expire_hours`` of wall time after it was made becomes ``expired``
-(spec/tiers.md v1.1), a final state: ``expire_old``, called by the scorer's
-periodic pass.
+(spec/tiers.md v1.1), a final state: ``fanops.expiry.expire_old``, called by the
+scorer's periodic pass.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import redis
 from fanops import fans, keys, read, replies, rules_store
 from fanops.errors import TaskClaimedByOther, TaskError, TaskNotFound, TaskStateError
 from fanops.geo import is_decent_hour, local_time
-from fanops.runtime import db
 from fanops.scripts import script_source
 from fanops.state import TASK_KINDS, TASK_STATES, TaskRec, unpack_task
 from fanops.templates import suggest
@@ -309,55 +308,6 @@ def release_expired(r: redis.Redis, shop: str, now_ms: int | None = None) -> int
         if res[0] in (b"ok", "ok") and res[1] in (b"pending", "pending"):
             n += 1
     return n
-
-
-EXPIRE_BATCH = 500  # tasks looked at per script pipeline in ``expire_old``
-
-
-def _backfill_made(r: redis.Redis, shop: str, now: int) -> None:
-    """Once per shop: open tasks made before tasks had a making time (``keys.task_made``) count as
-    made ``now``, so that they expire too, a full ``followup_expire_hours`` after the upgrade."""
-    if not r.hsetnx(keys.stats(shop), "task_made_since", now):
-        return
-    made = keys.task_made(shop)
-    for s in ("pending", "claimed"):
-        members = cast(replies.Members, r.zrange(keys.queue(shop, s), 0, -1))
-        for i in range(0, len(members), EXPIRE_BATCH):
-            r.zadd(made, dict.fromkeys(members[i:i + EXPIRE_BATCH], now), nx=True)
-
-
-def expire_old(r: redis.Redis, shop: str, now_ms: int | None = None) -> int:
-    """Expire the tasks still pending ``followup_expire_hours`` of wall time (``now_ms``, default
-    this machine's clock) after they were made; returns how many expired.  Reads only the tasks
-    old enough (``keys.task_made``, oldest first); settled ones leave that index, claims still
-    held stay in it for a later pass."""
-    now = now_ms if now_ms is not None else int(time.time() * 1000)
-    _backfill_made(r, shop, now)
-    settings, _ = rules_store.load(r, shop)
-    cutoff = now - settings.expire_ms
-    script = r.register_script(script_source("fanops", "task"))
-    made, n, start = keys.task_made(shop), 0, 0
-    while True:
-        got = cast(replies.Members, r.zrangebyscore(made, "-inf", cutoff, start=start, num=EXPIRE_BATCH))
-        if not got:
-            return n
-        p = db.slot_pipeline(r, made)  # one node: the shop's keys share its slot
-        for m in got:
-            tid = replies.to_str(m)
-            try:
-                hk, ck, fld, viewer = where(shop, tid)
-            except ValueError:
-                p.zrem(made, m)
-                continue
-            script(keys=[hk, ck, keys.sent_log(shop), made],
-                   args=["age_out", "", now, settings.expire_ms, keys.queue(shop, ""), tid, "", 0, viewer, "", "",
-                         fld], client=p)
-        res = [replies.to_str(x[1]) for x in p.execute() if isinstance(x, list) and x[0] in (b"ok", "ok")]
-        n += res.count("expired")
-        held = res.count("claimed") + res.count("pending")
-        start += held  # held claims stay in the index: look past them
-        if len(got) < EXPIRE_BATCH:
-            return n
 
 
 KINDS = TASK_KINDS

@@ -40,6 +40,7 @@ from redis.cluster import RedisCluster
 from fanops import keys
 from fanops.config import Config
 from fanops.errors import RoomNotReady
+from fanops.runtime import db
 from fanops.scripts import script_source
 from fanops.state import TASK_KINDS, TASK_STATES, unpack_viewer
 from review.archive_files import list_archived
@@ -151,6 +152,14 @@ def _kind_fields(r: redis.Redis, shop: str, viewer: str) -> list[tuple[str, int]
     return out
 
 
+def _existing(r: redis.Redis, shop: str, tasks: list[tuple[str, str, str]]) -> list[str]:
+    """Of the (task hash, field, task id) given, the ids of the tasks that exist."""
+    p = db.slot_pipeline(r, keys.made(shop))
+    for k, f, _ in tasks:
+        p.hexists(k, f)
+    return [tid for (_, _, tid), there in zip(tasks, p.execute(), strict=True) if there]
+
+
 def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
     """Every Redis record of the shop that names the viewer removed in one MULTI (see the module doc);
     counts by kind, from what the commands removed."""
@@ -171,6 +180,14 @@ def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
         kinds.append(kind)
         getattr(p, name)(*args)
 
+    tasks = [(keys.tasks(shop, rm), viewer, keys.pair(rm, viewer)) for rm in rooms]
+    tasks += [(keys.kind_tasks(shop, kind), f"{occ}:{viewer}", keys.kind_task_id(kind, occ, viewer))
+              for kind, occ in kind_tasks]
+    minutes = cast("list[bytes]", r.zrange(keys.made(shop), 0, -1)) if tasks else []
+    for tid in _existing(r, shop, tasks):  # their expiry entries name them (fanops.expiry)
+        for m in minutes:
+            cmd("expiry_entries", "lrem", keys.made_bucket(shop, int(m)), 0, tid)
+        cmd("expiry_entries", "hdel", keys.made_held(shop), tid)
     cmd("viewer_state", "hdel", keys.viewers(shop), viewer)
     cmd("imported_record", "hdel", keys.imported(shop), viewer)  # a customer history import's name and addresses
     for kind, k, f in order_records(r, shop, viewer):  # the order webhooks' records naming the viewer
@@ -182,7 +199,6 @@ def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
         cmd("tasks", "hdel", keys.tasks(shop, rm), viewer)
         for st in TASK_STATES:
             cmd("queue_entries", "zrem", keys.queue(shop, st), pair)
-        cmd("queue_entries", "zrem", keys.task_made(shop), pair)  # the open tasks' making times (expiry)
         cmd("index_entries", "zrem", keys.lurk(shop, part), pair)
         cmd("index_entries", "zrem", keys.late_window(shop, part), pair)
     for kind, occ in kind_tasks:  # spec/tiers.md v1.1's other kinds: their tasks are the viewer's
@@ -190,7 +206,6 @@ def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
         cmd("tasks", "hdel", keys.kind_tasks(shop, kind), f"{occ}:{viewer}")
         for st in TASK_STATES:
             cmd("queue_entries", "zrem", keys.queue(shop, st), tid)
-        cmd("queue_entries", "zrem", keys.task_made(shop), tid)
         cmd("index_entries", "zrem", keys.kind_settled(shop), tid)  # a prune pass's note of its settling
     cmd("index_entries", "zrem", keys.due(shop, part), viewer)
     for day in days:

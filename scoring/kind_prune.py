@@ -207,7 +207,7 @@ def _forget_in_redis(r: redis.Redis, shop: str, due: list[Due]) -> set[str]:
             args: list[Any] = [qp]
             for d in chunk:
                 args += [d.field, d.raw, d.tid]
-            res = script(keys=[keys.kind_tasks(shop, kind), keys.kind_settled(shop), keys.task_made(shop)],
+            res = script(keys=[keys.kind_tasks(shop, kind), keys.kind_settled(shop)],
                          args=args)
             gone.update(d.tid for d, x in zip(chunk, cast("list[int]", res), strict=True) if int(x) == 1)
     return gone

@@ -28,8 +28,7 @@ from typing import Any, cast
 
 import redis
 
-from fanops import heartbeat, keys, replies, retry, rules_store
-from fanops import queue as fqueue
+from fanops import expiry, heartbeat, keys, replies, retry, rules_store
 from fanops.config import Config
 from fanops.rules_settings import RuleSettings
 from fanops.runtime.gcpause import gc_paused
@@ -441,7 +440,7 @@ class Worker:
                                                      idle_ms=self.cfg.archive_idle_min * 60_000):
                     log.info("archived room %s of %s", room, shop)
                     done.append((shop, room))
-                if n := fqueue.expire_old(self.r, shop, now_ms=int(self.clock() * 1000)):
+                if n := expiry.expire_old(self.r, shop, now_ms=int(self.clock() * 1000)):
                     log.info("%d follow-up tasks of %s expired (pending too long)", n, shop)
                 if self.monotonic() - self._last_prune > PRUNE_EVERY_S:
                     n = archive.prune_followups(self.r, self.cfg, shop)

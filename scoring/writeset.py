@@ -190,7 +190,7 @@ def _indexes(w: _Wire, fx: Effects, shop: str) -> None:
 
 def _tasks(w: _Wire, fx: Effects, shop: str) -> None:
     """The (room, viewer) tasks' changes, as apply.lua's task arrays (keys.tasks, keys.queue)."""
-    qp, sent, made = keys.queue(shop, ""), keys.sent_log(shop), keys.task_made(shop)
+    qp, sent, made = keys.queue(shop, ""), keys.sent_log(shop), keys.made(shop)
     out = w.out
     for room, vid, target, score, min_sent, rec in fx.task_new:
         out["task_new"].append([keys.tasks(shop, room), vid, qp + target, keys.room(shop, room), sent,

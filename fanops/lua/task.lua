@@ -1,6 +1,7 @@
--- task v3: one operator action on a follow-up task, atomically.
+-- task v4: one operator action on a follow-up task, atomically.
 -- KEYS[1] the room's task hash, KEYS[2] room hash, KEYS[3] sent log (zset viewer -> shop clock),
--- KEYS[4] (age_out only) the tasks' wall time when made (zset member -> wall ms, keys.task_made)
+-- KEYS[4] (age_out only) the held claims (keys.made_held); ARGV[13] the entry's marker
+-- "@<wall ms made>", ARGV[14] "held" if the entry is one of KEYS[4]'s
 -- ARGV[1] action (claim|sent|skip|release|expire|age_out), ARGV[2] operator, ARGV[3] now (wall ms),
 -- ARGV[4] lease ms (age_out: followup_expire_hours in ms), ARGV[5] queue key prefix, ARGV[6] task member,
 -- ARGV[7] reason, ARGV[8] shop clock,
@@ -13,9 +14,14 @@
 -- Returns {"ok", state} or {"err", code, state, holder}.
 local action, op, now, viewer = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[9]
 local fld = (ARGV[12] and ARGV[12] ~= '') and ARGV[12] or viewer
+local function unhold()  -- a held entry that is done with leaves the held claims (if still this one)
+  if ARGV[14] == 'held' and redis.call('HGET', KEYS[4], ARGV[6]) == ARGV[13] then
+    redis.call('HDEL', KEYS[4], ARGV[6])
+  end
+end
 local b = redis.call('HGET', KEYS[1], fld)
 if not b then
-  if action == 'age_out' then redis.call('ZREM', KEYS[4], ARGV[6]) end
+  if action == 'age_out' then unhold() end
   return {'err', 'not_found', '', ''}
 end
 local t = cmsgpack.unpack(b)
@@ -56,17 +62,20 @@ if action == 'expire' then
   return {'ok', stored}
 end
 if action == 'age_out' then
-  -- a task still pending (a lapsed claim is pending) that long after it was made expires; a
-  -- settled one leaves the age index; a claim still held stays there for the next pass
-  local made = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[6]) or '-1')
-  if made < 0 or made > now - tonumber(ARGV[4]) then return {'ok', stored} end
-  if state == 'pending' then
-    move('expired')
-    t[22] = ''; t[23] = 0
-    save()
+  -- a task still pending (a lapsed claim is pending) that long after it was made expires; a claim
+  -- still held joins the held claims, looked at again next pass
+  local made = string.match(ARGV[13], '^@(%d+)')
+  if tonumber(made) > now - tonumber(ARGV[4]) then return {'ok', 'young'} end
+  if state == 'claimed' then
+    if ARGV[14] ~= 'held' then redis.call('HSET', KEYS[4], ARGV[6], ARGV[13]) end
+    return {'ok', 'claimed'}
   end
-  if state ~= 'claimed' then redis.call('ZREM', KEYS[4], ARGV[6]) end
-  return {'ok', t[1]}
+  unhold()
+  if state ~= 'pending' then return {'ok', 'settled'} end
+  move('expired')
+  t[22] = ''; t[23] = 0
+  save()
+  return {'ok', 'expired'}
 end
 if state ~= 'pending' and state ~= 'claimed' then
   return {'err', 'state', state, t[22] or ''}

@@ -17,7 +17,8 @@
 --     the other follow-up kinds use the same arrays with TK the kind's hash, V "<occasion>:<viewer>"
 --     and roomkey the kind's counters: keys.kind_tasks, keys.kind_counts)
 --   task_new {{TK, V, queue, roomkey, sentkey, member, viewer, prio, min_sent, state, REC, madekey}}
---     madekey (keys.task_made): the task's wall time when made, from Redis's clock, for expiry
+--     madekey (keys.made): the open tasks' making times for expiry, appended to the list of the
+--     minute of Redis's clock after a marker "@<wall ms>" (keys.made_bucket)
 --   task_move {{TK, V, qprefix, roomkey, member, to, from1, from2, ...}}
 --   task_prio  flat, TK (index in k), V, member, prio, SHOWN   SHOWN: ARGV index of [task_at, fields 4..21];
 --     task_qp the queues' key prefix (keys.queue(shop, ''))
@@ -301,7 +302,8 @@ local tn = w.task_new or {}
 if #tn > 0 then
   local taken = lookup('HMGET', tn, function(t) return t[1] end, function(t) return t[2] end)
   local sent = lookup('ZMSCORE', tn, function(t) return t[5] end, function(t) return t[7] end)
-  local recs, queues, made_at = gather(), gather(), gather()
+  local recs, queues = gather(), gather()
+  local made_by, made_order = {}, {}
   local counts, count_order, seen = {}, {}, {}
   local wall = nil
   for i, t in ipairs(tn) do
@@ -326,7 +328,13 @@ if #tn > 0 then
           local tm = redis.call('TIME')
           wall = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
         end
-        made_at.add(t[12], wall, t[6])
+        local a = made_by[t[12]]
+        if not a then
+          a = {}
+          made_by[t[12]] = a
+          made_order[#made_order + 1] = t[12]
+        end
+        a[#a + 1] = t[6]
       end
       made = made + 1
     end
@@ -334,7 +342,13 @@ if #tn > 0 then
   recs.send('HSET')
   queues.send('ZADD')
   for _, c in ipairs(count_order) do redis.call('HINCRBY', c[1], 'f:' .. c[2], counts[c[1]][c[2]]) end
-  made_at.send('ZADD', 'NX')
+  for _, base in ipairs(made_order) do
+    local a, minute = made_by[base], wall - wall % 60000
+    local bucket = base .. ':' .. string.format('%d', minute)
+    redis.call('RPUSH', bucket, '@' .. string.format('%d', wall))
+    for s = 1, #a, CHUNK do redis.call('RPUSH', bucket, unpack(a, s, math.min(#a, s + CHUNK - 1))) end
+    redis.call('ZADD', base, 'NX', minute, string.format('%d', minute))
+  end
 end
 local function settle(t, rec, from, to, qprefix, member, roomkey)
   local prio = redis.call('ZSCORE', qprefix .. from, member)

@@ -34,6 +34,19 @@ def _lurk(story: Story, viewer: str = "lurker", room: str = "r-1") -> float:
     return made
 
 
+def made_keys(story: Story) -> list[bytes]:
+    """The expiry entries' keys of the shop: the minutes, their lists, the held claims."""
+    return story.r.keys(keys.made(SHOP) + "*")
+
+
+def made_entries(story: Story) -> list[bytes]:
+    """Every task id with an expiry entry still to look at (the held claims among them)."""
+    out: list[bytes] = list(story.r.hkeys(keys.made_held(SHOP)))
+    for m in story.r.zrange(keys.made(SHOP), 0, -1):
+        out += [x for x in story.r.lrange(keys.made_bucket(SHOP, int(m)), 0, -1) if not x.startswith(b"@")]
+    return out
+
+
 def _pass(story: Story, wall_s: float) -> None:
     """The scorer's periodic pass (archiving look, expiry), at wall time ``wall_s``."""
     Worker(story.r, story.cfg, name="later", clock=lambda: wall_s).archive_idle()
@@ -75,7 +88,7 @@ def test_a_claim_still_held_does_not_expire_until_it_lapses(story):
     assert story.task_state("r-1", "lurker") == "expired"
     f = status(story.r, SHOP, "r-1")["room"]["followups"]
     assert (f["claimed"], f["expired"]) == (0, 1)
-    assert story.r.zcard(keys.task_made(SHOP)) == 0  # settled: gone from the age index
+    assert not made_entries(story)  # settled: no entry left, none held
 
 
 def test_the_expiry_hours_are_a_rule_setting(story):
@@ -101,10 +114,110 @@ def test_sent_and_skipped_tasks_do_not_expire(story):
 
 def test_open_tasks_made_before_tasks_had_a_making_time_expire_72_hours_after_the_upgrade(story):
     made = _lurk(story)
-    story.r.delete(keys.task_made(SHOP))  # as a task of the previous version: no making time
+    story.r.delete(*made_keys(story))  # as a task of a version before: no making time
     upgrade = made + 10 * HOUR_S
     _pass(story, upgrade)  # the first pass counts it as made now
     _pass(story, upgrade + 71 * HOUR_S)
     assert story.task_state("r-1", "lurker") == "pending"
     _pass(story, upgrade + 72 * HOUR_S + 1)
     assert story.task_state("r-1", "lurker") == "expired"
+
+
+def _made_ms(story: Story, viewer: str, room: str = "r-1") -> list[int]:
+    """The wall ms of every expiry entry of the viewer's task, from the markers before them."""
+    tid, out = queue.task_id(room, viewer).encode(), []
+    for m in story.r.zrange(keys.made(SHOP), 0, -1):
+        at_ms = 0
+        for x in story.r.lrange(keys.made_bucket(SHOP, int(m)), 0, -1):
+            if x.startswith(b"@"):
+                at_ms = int(x[1:])
+            elif x == tid:
+                out.append(at_ms)
+    return out
+
+
+def test_a_task_made_again_after_forget_expires_72_hours_after_its_own_making(story):
+    from scoring.forget import forget_in_redis
+
+    _lurk(story)
+    first = _made_ms(story, "lurker")
+    forget_in_redis(story.r, SHOP, "lurker")
+    time.sleep(1.1)  # a second of wall time between the two makings
+    story.event("lurker", "join", "r-1", at(minutes=10))  # they come back: a new record of them
+    story.advance(at(minutes=14))
+    assert story.task_state("r-1", "lurker") == "pending"
+    again = max(_made_ms(story, "lurker"))
+    assert again - first[0] >= 1000
+    _pass(story, (first[0] + 72 * HOUR_S * 1000 + 500) / 1000)  # the first entry is due, not the task
+    assert story.task_state("r-1", "lurker") == "pending"
+    _pass(story, (again + 72 * HOUR_S * 1000 + 1) / 1000)
+    assert story.task_state("r-1", "lurker") == "expired"
+
+
+def test_tasks_made_in_one_minute_expire_each_72_hours_after_its_making(story):
+    _lurk(story, "a")
+    time.sleep(1.1)
+    _lurk(story, "b", room="r-2")
+    a, b = _made_ms(story, "a")[0], _made_ms(story, "b", "r-2")[0]
+    _pass(story, (a + 72 * HOUR_S * 1000 + 1) / 1000)
+    assert (story.task_state("r-1", "a"), story.task_state("r-2", "b")) == ("expired", "pending")
+    _pass(story, (b + 72 * HOUR_S * 1000 + 1) / 1000)
+    assert story.task_state("r-2", "b") == "expired"
+    assert not made_entries(story) and not story.r.exists(keys.made(SHOP))
+
+
+def test_a_long_list_read_in_small_chunks_loses_no_entry_and_keeps_its_times(story, monkeypatch):
+    from fanops import expiry
+
+    monkeypatch.setattr(expiry, "EXPIRE_BATCH", 2)  # every read ends inside a batch's entries
+    for v in ("a", "b", "c"):
+        story.event(v, "join", "r-1", at(minutes=0))
+    story.advance(at(minutes=3))
+    time.sleep(1.1)
+    _lurk(story, "d", room="r-2")
+    d = _made_ms(story, "d", "r-2")[0]
+    _pass(story, (_made_ms(story, "c")[0] + 72 * HOUR_S * 1000 + 1) / 1000)
+    assert [story.task_state("r-1", v) for v in "abc"] == ["expired"] * 3
+    assert story.task_state("r-2", "d") == "pending"
+    assert _made_ms(story, "d", "r-2") == [d]  # its entry kept its own time
+    _pass(story, (d + 72 * HOUR_S * 1000 + 1) / 1000)
+    assert story.task_state("r-2", "d") == "expired"
+
+
+def test_making_times_kept_by_the_version_before_the_buckets_move_into_them_and_still_expire(story):
+    made = _lurk(story)
+    at_ms = _made_ms(story, "lurker")[0]
+    story.r.delete(*made_keys(story))
+    story.r.zadd(keys.task_made(SHOP), {queue.task_id("r-1", "lurker"): at_ms})  # the zset of before
+    story.r.hset(keys.stats(SHOP), "task_made_since", at_ms)
+    _pass(story, made + 71 * HOUR_S)
+    assert story.task_state("r-1", "lurker") == "pending" and not story.r.exists(keys.task_made(SHOP))
+    assert _made_ms(story, "lurker") == [at_ms]
+    _pass(story, (at_ms + 72 * HOUR_S * 1000 + 1) / 1000)
+    assert story.task_state("r-1", "lurker") == "expired"
+
+
+def test_a_trim_after_another_pass_trimmed_first_leaves_the_list_as_it_is(story):
+    from fanops.scripts import script_source
+
+    _lurk(story, "a")
+    _lurk(story, "b")
+    (m,) = [int(x) for x in story.r.zrange(keys.made(SHOP), 0, -1)]
+    k = keys.made_bucket(SHOP, m)
+    items = story.r.lrange(k, 0, -1)
+    trim = story.r.register_script(script_source("fanops", "made_trim"))
+    ks = [k, keys.made(SHOP)]
+    assert trim(keys=ks, args=[m, items[0], *items[:2]]) == 1  # the first marker and task: gone
+    assert story.r.lrange(k, 0, -1) == items[2:]
+    assert trim(keys=ks, args=[m, items[0], *items[:2]]) == 0  # read before that trim: the head moved on
+    assert story.r.lrange(k, 0, -1) == items[2:]
+
+
+def test_forget_leaves_no_expiry_entry_that_names_the_viewer(story):
+    from scoring.forget import forget_in_redis
+
+    _lurk(story, "a")
+    _lurk(story, "b")
+    story.r.hset(keys.made_held(SHOP), queue.task_id("r-1", "a"), "@1")  # as if its claim were held
+    forget_in_redis(story.r, SHOP, "a")
+    assert made_entries(story) == [queue.task_id("r-1", "b").encode()]

@@ -121,7 +121,7 @@ def test_an_imported_first_order_in_the_history_room_makes_no_thank_or_after_sal
 
 
 def test_a_kind_task_is_claimed_sent_and_expires_like_a_lingered_one(story):
-    from fanops.queue import expire_old
+    from fanops.expiry import expire_old
     order(story, "ann", at(minutes=1), "o-1")
     order(story, "bob", at(minutes=2), "o-2")
     ids = {r["viewer_id"]: r["id"] for r in task_rows(story.r, SHOP, kind="thank_first_order")}

@@ -1,0 +1,164 @@
+"""Expiry (spec/tiers.md v1.1): a task still pending ``followup_expire_hours`` of wall time after it
+was made becomes ``expired``, a final state.  ``expire_old`` is the scorer's periodic pass.
+
+The making times (Redis's clock, when the scorer's batch made the task) are kept by minute of
+wall time, ~20 bytes a task: each batch that makes tasks appends to its minute's list
+(``keys.made_bucket``) a marker ``@<wall ms>`` and the ids of the tasks it made; the
+minutes are listed in ``keys.made``.  A pass reads the minutes old enough, oldest first, each list
+from its head up to the first marker not yet due, and hands every entry to ``lua/task.lua``'s
+``age_out``, which decides on the task as it is then:
+
+- pending (a lapsed claim is pending): expired;
+- claimed, the claim still held: noted in ``keys.made_held``, looked at again every pass;
+- settled, or gone: nothing (the entry just leaves).
+
+``forget`` removes the viewer's entries with their tasks (an entry names its task, and so its
+viewer); so a task made again for a viewer who comes back has its own entry only.  The kind
+prune leaves a pruned task's entry, which finds it gone: the scorer never makes it again.  A task
+the scorer deletes (``task_del``) and makes again keeps the earlier entry, as the zset did.
+
+The entries looked at then leave their list, compare-and-trim (``lua/made_trim.lua``): of two
+scorers' passes at once, one trims and the other finds the head changed and leaves it.  Every
+step is safe to repeat, so a pass cut off half-way loses nothing: the next one does it again.
+
+Upgrades: making times kept by versions before the buckets (``keys.task_made``, a zset) move into
+them; open tasks made before tasks had a making time at all count as made at the first pass.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import cast
+
+import redis
+
+from fanops import keys, replies, rules_store
+from fanops.queue import where
+from fanops.runtime import db
+from fanops.scripts import script_source
+from fanops.state import TASK_STATES
+
+EXPIRE_BATCH = 500  # entries read from a list, and tasks looked at, per pipeline
+MINUTE_MS = 60_000
+
+
+def marker(wall_ms: int) -> str:
+    """The entry that precedes the ids of the tasks a batch made at ``wall_ms``."""
+    return f"@{wall_ms}"
+
+
+def parse_marker(item: bytes) -> int | None:
+    """The wall ms of a marker; None for a task id (a task id never starts with ``@``)."""
+    return int(item[1:].partition(b":")[0]) if item.startswith(b"@") else None
+
+
+def expire_old(r: redis.Redis, shop: str, now_ms: int | None = None) -> int:
+    """Expire the tasks still pending ``followup_expire_hours`` of wall time (``now_ms``, default
+    this machine's clock) after they were made; returns how many expired."""
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    _migrate(r, shop)
+    _backfill(r, shop, now)
+    settings, _ = rules_store.load(r, shop)
+    cutoff = now - settings.expire_ms
+    pass_ = _Pass(r, shop, now, settings.expire_ms)
+    held = cast("dict[bytes, bytes]", r.hgetall(keys.made_held(shop)))
+    n = pass_.age_out([(tid, mark) for tid, mark in held.items()], held=True)
+    for m in cast(replies.Members, r.zrangebyscore(keys.made(shop), "-inf", cutoff)):
+        n += pass_.bucket(int(m), cutoff)
+    return n
+
+
+class _Pass:
+    def __init__(self, r: redis.Redis, shop: str, now: int, expire_ms: int) -> None:
+        self.r, self.shop, self.now, self.expire_ms = r, shop, now, expire_ms
+        self.task = r.register_script(script_source("fanops", "task"))
+        self.trim = r.register_script(script_source("fanops", "made_trim"))
+
+    def bucket(self, minute: int, cutoff: int) -> int:
+        """A minute's list, from its head to the first marker made after ``cutoff``."""
+        key, n = keys.made_bucket(self.shop, minute), 0
+        while True:
+            items = cast("list[bytes]", self.r.lrange(key, 0, EXPIRE_BATCH - 1))
+            if not items:  # gone (emptied): out of the minutes
+                self.trim(keys=[key, keys.made(self.shop)], args=[minute, ""])
+                return n
+            due: list[tuple[bytes, bytes]] = []
+            mark, cut, stop = marker(minute).encode(), 0, False  # a head that is no marker: the minute's start
+            for item in items:
+                m = parse_marker(item)
+                if m is not None:
+                    if m > cutoff:
+                        stop = True
+                        break
+                    mark = item
+                else:
+                    due.append((item, mark))
+                cut += 1
+            n += self.age_out(due, held=False, trim=(key, minute, items[:cut], mark))
+            if stop or len(items) < EXPIRE_BATCH:
+                return n
+
+    def age_out(self, entries: list[tuple[bytes, bytes]], held: bool,
+                trim: tuple[str, int, list[bytes], bytes] | None = None) -> int:
+        """``age_out`` on each (task id, marker), then the trim of the entries read; the expired count."""
+        p = db.slot_pipeline(self.r, keys.made(self.shop))  # one node: the shop's keys share its slot
+        hk_held = keys.made_held(self.shop)
+        for tid_b, mark in entries:
+            tid = replies.to_str(tid_b)
+            try:
+                hk, ck, fld, viewer = where(self.shop, tid)
+            except ValueError:  # not a task id: dropped (and from the held claims)
+                if held:
+                    p.hdel(hk_held, tid_b)
+                continue
+            self.task(keys=[hk, ck, keys.sent_log(self.shop), hk_held],
+                      args=["age_out", "", self.now, self.expire_ms, keys.queue(self.shop, ""), tid, "", 0, viewer,
+                            "", "", fld, mark, "held" if held else ""], client=p)
+        if trim is not None and trim[2]:
+            key, minute, read, mark = trim
+            self.trim(keys=[key, keys.made(self.shop)], args=[minute, mark, *read], client=p)
+        res = p.execute() if len(p) else []
+        return sum(1 for x in res if isinstance(x, list) and replies.to_str(x[1]) == "expired"
+                   and replies.to_str(x[0]) == "ok")
+
+
+def _push(r: redis.Redis, shop: str, wall_ms: int, tids: list[bytes]) -> None:
+    """Entries of tasks made at ``wall_ms`` (one marker, then the ids) into the minute's list."""
+    minute = wall_ms - wall_ms % MINUTE_MS
+    p = r.pipeline(transaction=True)
+    for i in range(0, len(tids), EXPIRE_BATCH):
+        p.rpush(keys.made_bucket(shop, minute), marker(wall_ms), *tids[i:i + EXPIRE_BATCH])
+    p.zadd(keys.made(shop), {str(minute): minute}, nx=True)
+    p.execute()
+
+
+def _migrate(r: redis.Redis, shop: str) -> None:
+    """The making times of the version before the buckets (a zset, ``keys.task_made``) move into
+    them, a chunk at a time, each chunk's removal after its entries are written."""
+    old = keys.task_made(shop)
+    while got := cast("list[tuple[bytes, float]]", r.zrange(old, 0, EXPIRE_BATCH - 1, withscores=True)):
+        by_ms: dict[int, list[bytes]] = {}
+        for tid, ms in got:
+            by_ms.setdefault(int(ms), []).append(tid)
+        for ms, tids in by_ms.items():
+            _push(r, shop, ms, tids)
+        r.zrem(old, *(tid for tid, _ in got))
+
+
+def _backfill(r: redis.Redis, shop: str, now: int) -> None:
+    """Once per shop: open tasks made before tasks had a making time count as made ``now``, so that
+    they expire too, a full ``followup_expire_hours`` after the upgrade (those with an entry
+    already, made by this version before its first pass, keep theirs)."""
+    if not r.hsetnx(keys.stats(shop), "task_made_since", now):
+        return
+    have = set(cast("list[bytes]", r.hkeys(keys.made_held(shop))))
+    for m in cast(replies.Members, r.zrange(keys.made(shop), 0, -1)):
+        have.update(cast("list[bytes]", r.lrange(keys.made_bucket(shop, int(m)), 0, -1)))
+    tids: list[bytes] = []
+    for s in ("pending", "claimed"):
+        tids += [t for t in cast(replies.Members, r.zrange(keys.queue(shop, s), 0, -1)) if t not in have]
+    if tids:
+        _push(r, shop, now, tids)
+
+
+__all__ = ["TASK_STATES", "expire_old", "marker", "parse_marker"]
