@@ -3,8 +3,10 @@ was made becomes ``expired``, a final state.  ``expire_old`` is the scorer's per
 
 The making times (Redis's clock, when the scorer's batch made the task) are kept by minute of
 wall time, ~20 bytes a task: each batch that makes tasks appends to its minute's list
-(``keys.made_bucket``) a marker ``@<wall ms>`` and the ids of the tasks it made; the
-minutes are listed in ``keys.made``.  A pass reads the minutes old enough, oldest first, each list
+(``keys.made_bucket``) a marker ``@<wall ms>`` and the ids of the tasks it made, each id split
+in its viewer and the rest (a lingered task's room, a kind's occasion): ``=<rest>`` once, then
+``.<viewer>`` a task (a full id, as upgrades write them, is read as it is); the minutes are
+listed in ``keys.made``.  A pass reads the minutes old enough, oldest first, each list
 from its head up to the first marker not yet due, and hands every entry to ``lua/task.lua``'s
 ``age_out``, which decides on the task as it is then:
 
@@ -52,6 +54,36 @@ def parse_marker(item: bytes) -> int | None:
     return int(item[1:].partition(b":")[0]) if item.startswith(b"@") else None
 
 
+class Entries(list[tuple[bytes, bytes]]):
+    """(task id, its marker) of the entries read, and where the reading stopped: ``cut`` items
+    read, the marker and the ``=<rest>`` in force there."""
+
+    cut = 0
+    mark = b""
+    head = b""
+
+
+def entries(items: list[bytes], first: bytes = b"@0", cutoff: float = float("inf")) -> Entries:
+    """The entries of a minute's list from its head, up to the first marker made after ``cutoff``."""
+    out = Entries()
+    out.mark = first
+    for item in items:
+        m = parse_marker(item)
+        if m is not None:
+            if m > cutoff:
+                break
+            out.mark, out.head = item, b""
+        elif item[:1] == b"=":
+            out.head = item
+        elif item[:1] == b".":
+            if out.head:  # (never without: a trim puts the head back in front)
+                out.append((out.head[1:] + item[1:], out.mark))
+        else:
+            out.append((item, out.mark))
+        out.cut += 1
+    return out
+
+
 def expire_old(r: redis.Redis, shop: str, now_ms: int | None = None) -> int:
     """Expire the tasks still pending ``followup_expire_hours`` of wall time (``now_ms``, default
     this machine's clock) after they were made; returns how many expired."""
@@ -78,28 +110,21 @@ class _Pass:
         """A minute's list, from its head to the first marker made after ``cutoff``."""
         key, n = keys.made_bucket(self.shop, minute), 0
         while True:
-            items = cast("list[bytes]", self.r.lrange(key, 0, EXPIRE_BATCH - 1))
+            # two more than a batch: a trim puts back at most a marker and a head, so each read gets on
+            items = cast("list[bytes]", self.r.lrange(key, 0, EXPIRE_BATCH + 1))
             if not items:  # gone (emptied): out of the minutes
-                self.trim(keys=[key, keys.made(self.shop)], args=[minute, ""])
+                self.trim(keys=[key, keys.made(self.shop)], args=[minute, "", ""])
                 return n
-            due: list[tuple[bytes, bytes]] = []
-            mark, cut, stop = marker(minute).encode(), 0, False  # a head that is no marker: the minute's start
-            for item in items:
-                m = parse_marker(item)
-                if m is not None:
-                    if m > cutoff:
-                        stop = True
-                        break
-                    mark = item
-                else:
-                    due.append((item, mark))
-                cut += 1
-            n += self.age_out(due, held=False, trim=(key, minute, items[:cut], mark))
-            if stop or len(items) < EXPIRE_BATCH:
+            first = marker(minute).encode()  # a list whose head is no marker: the minute's start
+            got = entries(items, first, cutoff)
+            cut = got.cut
+            n += self.age_out(got, held=False, trim=(key, minute, items[:cut], got.mark, got.head))
+            stop = cut < len(items)
+            if stop or len(items) < EXPIRE_BATCH + 2:
                 return n
 
     def age_out(self, entries: list[tuple[bytes, bytes]], held: bool,
-                trim: tuple[str, int, list[bytes], bytes] | None = None) -> int:
+                trim: tuple[str, int, list[bytes], bytes, bytes] | None = None) -> int:
         """``age_out`` on each (task id, marker), then the trim of the entries read; the expired count."""
         p = db.slot_pipeline(self.r, keys.made(self.shop))  # one node: the shop's keys share its slot
         hk_held = keys.made_held(self.shop)
@@ -115,8 +140,8 @@ class _Pass:
                       args=["age_out", "", self.now, self.expire_ms, keys.queue(self.shop, ""), tid, "", 0, viewer,
                             "", "", fld, mark, "held" if held else ""], client=p)
         if trim is not None and trim[2]:
-            key, minute, read, mark = trim
-            self.trim(keys=[key, keys.made(self.shop)], args=[minute, mark, *read], client=p)
+            key, minute, read, mark, head = trim
+            self.trim(keys=[key, keys.made(self.shop)], args=[minute, mark, head, *read], client=p)
         res = p.execute() if len(p) else []
         return sum(1 for x in res if isinstance(x, list) and replies.to_str(x[1]) == "expired"
                    and replies.to_str(x[0]) == "ok")
@@ -153,7 +178,7 @@ def _backfill(r: redis.Redis, shop: str, now: int) -> None:
         return
     have = set(cast("list[bytes]", r.hkeys(keys.made_held(shop))))
     for m in cast(replies.Members, r.zrange(keys.made(shop), 0, -1)):
-        have.update(cast("list[bytes]", r.lrange(keys.made_bucket(shop, int(m)), 0, -1)))
+        have.update(tid for tid, _ in entries(cast("list[bytes]", r.lrange(keys.made_bucket(shop, int(m)), 0, -1))))
     tids: list[bytes] = []
     for s in ("pending", "claimed"):
         tids += [t for t in cast(replies.Members, r.zrange(keys.queue(shop, s), 0, -1)) if t not in have]

@@ -361,7 +361,8 @@ def made(shop: str) -> str:
 
 def made_bucket(shop: str, minute_ms: int) -> str:
     """LIST of one minute of wall time: markers ``@<wall ms>``, each followed by the ids of
-    the tasks made then; read from its head and trimmed by the expiry pass."""
+    the tasks made then (``=<id less its viewer>``, then ``.<viewer>`` a task); read from its
+    head and trimmed by the expiry pass."""
     return f"{made(shop)}:{minute_ms}"
 
 

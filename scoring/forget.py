@@ -184,7 +184,9 @@ def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
     tasks += [(keys.kind_tasks(shop, kind), f"{occ}:{viewer}", keys.kind_task_id(kind, occ, viewer))
               for kind, occ in kind_tasks]
     minutes = cast("list[bytes]", r.zrange(keys.made(shop), 0, -1)) if tasks else []
-    for tid in _existing(r, shop, tasks):  # their expiry entries name them (fanops.expiry)
+    for m in minutes:  # their expiry entries name them (fanops.expiry): ".<viewer>", or whole ids
+        cmd("expiry_entries", "lrem", keys.made_bucket(shop, int(m)), 0, "." + viewer)
+    for tid in _existing(r, shop, tasks):
         for m in minutes:
             cmd("expiry_entries", "lrem", keys.made_bucket(shop, int(m)), 0, tid)
         cmd("expiry_entries", "hdel", keys.made_held(shop), tid)

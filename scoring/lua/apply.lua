@@ -18,7 +18,8 @@
 --     and roomkey the kind's counters: keys.kind_tasks, keys.kind_counts)
 --   task_new {{TK, V, queue, roomkey, sentkey, member, viewer, prio, min_sent, state, REC, madekey}}
 --     madekey (keys.made): the open tasks' making times for expiry, appended to the list of the
---     minute of Redis's clock after a marker "@<wall ms>" (keys.made_bucket)
+--     minute of Redis's clock after a marker "@<wall ms>" (keys.made_bucket), the ids as
+--     "=<id less its viewer>" once and ".<viewer>" a task (a lingered task's room, a kind's occasion)
 --   task_move {{TK, V, qprefix, roomkey, member, to, from1, from2, ...}}
 --   task_prio  flat, TK (index in k), V, member, prio, SHOWN   SHOWN: ARGV index of [task_at, fields 4..21];
 --     task_qp the queues' key prefix (keys.queue(shop, ''))
@@ -304,6 +305,28 @@ if #tn > 0 then
   local sent = lookup('ZMSCORE', tn, function(t) return t[5] end, function(t) return t[7] end)
   local recs, queues = gather(), gather()
   local made_by, made_order = {}, {}
+  local function made_add(base, member, viewer)
+    -- a task id is a prefix and its viewer: "=<prefix>" once, then ".<viewer>" a task of it
+    local m = made_by[base]
+    if not m then
+      m = {order = {}, by = {}, whole = {}}
+      made_by[base] = m
+      made_order[#made_order + 1] = base
+    end
+    local n = #member - #viewer
+    if n > 0 and string.sub(member, n + 1) == viewer then
+      local pre = string.sub(member, 1, n)
+      local g = m.by[pre]
+      if not g then
+        g = {'=' .. pre}
+        m.by[pre] = g
+        m.order[#m.order + 1] = pre
+      end
+      g[#g + 1] = '.' .. viewer
+    else
+      m.whole[#m.whole + 1] = member
+    end
+  end
   local counts, count_order, seen = {}, {}, {}
   local wall = nil
   for i, t in ipairs(tn) do
@@ -328,13 +351,7 @@ if #tn > 0 then
           local tm = redis.call('TIME')
           wall = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
         end
-        local a = made_by[t[12]]
-        if not a then
-          a = {}
-          made_by[t[12]] = a
-          made_order[#made_order + 1] = t[12]
-        end
-        a[#a + 1] = t[6]
+        made_add(t[12], t[6], t[7])
       end
       made = made + 1
     end
@@ -343,9 +360,13 @@ if #tn > 0 then
   queues.send('ZADD')
   for _, c in ipairs(count_order) do redis.call('HINCRBY', c[1], 'f:' .. c[2], counts[c[1]][c[2]]) end
   for _, base in ipairs(made_order) do
-    local a, minute = made_by[base], wall - wall % 60000
+    local m, minute = made_by[base], wall - wall % 60000
     local bucket = base .. ':' .. string.format('%d', minute)
-    redis.call('RPUSH', bucket, '@' .. string.format('%d', wall))
+    local a = {'@' .. string.format('%d', wall)}
+    for _, x in ipairs(m.whole) do a[#a + 1] = x end
+    for _, pre in ipairs(m.order) do
+      for _, x in ipairs(m.by[pre]) do a[#a + 1] = x end
+    end
     for s = 1, #a, CHUNK do redis.call('RPUSH', bucket, unpack(a, s, math.min(#a, s + CHUNK - 1))) end
     redis.call('ZADD', base, 'NX', minute, string.format('%d', minute))
   end
