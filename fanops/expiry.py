@@ -38,7 +38,6 @@ from fanops import keys, replies, rules_store
 from fanops.queue import where
 from fanops.runtime import db
 from fanops.scripts import script_source
-from fanops.state import TASK_STATES
 
 EXPIRE_BATCH = 500  # entries read from a list, and tasks looked at, per pipeline
 MINUTE_MS = 60_000
@@ -186,4 +185,4 @@ def _backfill(r: redis.Redis, shop: str, now: int) -> None:
         _push(r, shop, now, tids)
 
 
-__all__ = ["TASK_STATES", "expire_old", "marker", "parse_marker"]
+__all__ = ["entries", "expire_old", "marker", "parse_marker"]
