@@ -2,10 +2,10 @@
 was made becomes ``expired``, a final state.  ``expire_old`` is the scorer's periodic pass.
 
 The making times (Redis's clock, when the scorer's batch made the task) are kept by minute of
-wall time, ~20 bytes a task: each batch that makes tasks appends to its minute's list
+wall time, ~14 bytes a task: each batch that makes tasks appends to its minute's list
 (``keys.made_bucket``) a marker ``@<wall ms>`` and the ids of the tasks it made, each id split
 in its viewer and the rest (a lingered task's room, a kind's occasion): ``=<rest>`` once, then
-``.<viewer>`` a task (a full id, as upgrades write them, is read as it is); the minutes are
+``.<viewer>`` a task (an id that does not end in its viewer is kept whole); the minutes are
 listed in ``keys.made``.  A pass reads the minutes old enough, oldest first, each list
 from its head up to the first marker not yet due, and hands every entry to ``lua/task.lua``'s
 ``age_out``, which decides on the task as it is then:
@@ -49,8 +49,8 @@ def marker(wall_ms: int) -> str:
 
 
 def parse_marker(item: bytes) -> int | None:
-    """The wall ms of a marker; None for a task id (a task id never starts with ``@``)."""
-    return int(item[1:].partition(b":")[0]) if item.startswith(b"@") else None
+    """The wall ms of a marker; None for any other entry (neither a head nor a viewer starts with ``@``)."""
+    return int(item[1:]) if item.startswith(b"@") else None
 
 
 class Entries(list[tuple[bytes, bytes]]):
@@ -108,13 +108,13 @@ class _Pass:
     def bucket(self, minute: int, cutoff: int) -> int:
         """A minute's list, from its head to the first marker made after ``cutoff``."""
         key, n = keys.made_bucket(self.shop, minute), 0
+        first = marker(minute).encode()  # a list whose head is no marker: the minute's start
         while True:
             # two more than a batch: a trim puts back at most a marker and a head, so each read gets on
             items = cast("list[bytes]", self.r.lrange(key, 0, EXPIRE_BATCH + 1))
             if not items:  # gone (emptied): out of the minutes
                 self.trim(keys=[key, keys.made(self.shop)], args=[minute, "", ""])
                 return n
-            first = marker(minute).encode()  # a list whose head is no marker: the minute's start
             got = entries(items, first, cutoff)
             cut = got.cut
             n += self.age_out(got, held=False, trim=(key, minute, items[:cut], got.mark, got.head))
@@ -122,12 +122,12 @@ class _Pass:
             if stop or len(items) < EXPIRE_BATCH + 2:
                 return n
 
-    def age_out(self, entries: list[tuple[bytes, bytes]], held: bool,
+    def age_out(self, due: list[tuple[bytes, bytes]], held: bool,
                 trim: tuple[str, int, list[bytes], bytes, bytes] | None = None) -> int:
         """``age_out`` on each (task id, marker), then the trim of the entries read; the expired count."""
         p = db.slot_pipeline(self.r, keys.made(self.shop))  # one node: the shop's keys share its slot
         hk_held = keys.made_held(self.shop)
-        for tid_b, mark in entries:
+        for tid_b, mark in due:
             tid = replies.to_str(tid_b)
             try:
                 hk, ck, fld, viewer = where(self.shop, tid)
@@ -147,11 +147,21 @@ class _Pass:
 
 
 def _push(r: redis.Redis, shop: str, wall_ms: int, tids: list[bytes]) -> None:
-    """Entries of tasks made at ``wall_ms`` (one marker, then the ids) into the minute's list."""
+    """Entries of tasks made at ``wall_ms`` into the minute's list, as apply.lua writes them: the
+    marker, then for each task ``=<id less its viewer>`` and ``.<viewer>`` (one head a task: few)."""
     minute = wall_ms - wall_ms % MINUTE_MS
+    split: list[tuple[bytes, ...]] = []
+    for tid in tids:
+        try:
+            viewer = where(shop, replies.to_str(tid))[3].encode()
+        except ValueError:
+            continue  # not a task id: nothing to expire
+        ok = tid.endswith(viewer) and len(tid) > len(viewer)
+        split.append((b"=" + tid[:len(tid) - len(viewer)], b"." + viewer) if ok else (tid,))  # (as apply.lua)
     p = r.pipeline(transaction=True)
-    for i in range(0, len(tids), EXPIRE_BATCH):
-        p.rpush(keys.made_bucket(shop, minute), marker(wall_ms), *tids[i:i + EXPIRE_BATCH])
+    for i in range(0, len(split), EXPIRE_BATCH):
+        chunk = [x for entry in split[i:i + EXPIRE_BATCH] for x in entry]
+        p.rpush(keys.made_bucket(shop, minute), marker(wall_ms), *chunk)
     p.zadd(keys.made(shop), {str(minute): minute}, nx=True)
     p.execute()
 

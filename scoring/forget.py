@@ -3,7 +3,7 @@
 What goes (spec/cli.md v1.1: "it removes the viewer from every record that names them"):
 
 - Redis, in one MULTI: the viewer's state; in every room of the shop, open or archived, their
-  room record, presence, follow-up task and its queue entry, and the host-screen entries that name
+  room record, presence, follow-up task and its queue and expiry entries, and the host-screen entries that name
   them; their entries in the lurk, late-window and due indexes (and the far-due day lists), in the
   sent log, in the tier-transitions stream; the dead letters whose raw text names their id; the
   order webhooks' records of them (addresses owned, orders linked or matched to them). A kept order
@@ -40,7 +40,6 @@ from redis.cluster import RedisCluster
 from fanops import keys
 from fanops.config import Config
 from fanops.errors import RoomNotReady
-from fanops.runtime import db
 from fanops.scripts import script_source
 from fanops.state import TASK_KINDS, TASK_STATES, unpack_viewer
 from review.archive_files import list_archived
@@ -152,14 +151,6 @@ def _kind_fields(r: redis.Redis, shop: str, viewer: str) -> list[tuple[str, int]
     return out
 
 
-def _existing(r: redis.Redis, shop: str, tasks: list[tuple[str, str, str]]) -> list[str]:
-    """Of the (task hash, field, task id) given, the ids of the tasks that exist."""
-    p = db.slot_pipeline(r, keys.made(shop))
-    for k, f, _ in tasks:
-        p.hexists(k, f)
-    return [tid for (_, _, tid), there in zip(tasks, p.execute(), strict=True) if there]
-
-
 def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
     """Every Redis record of the shop that names the viewer removed in one MULTI (see the module doc);
     counts by kind, from what the commands removed."""
@@ -180,16 +171,13 @@ def forget_in_redis(r: redis.Redis, shop: str, viewer: str) -> Counter[str]:
         kinds.append(kind)
         getattr(p, name)(*args)
 
-    tasks = [(keys.tasks(shop, rm), viewer, keys.pair(rm, viewer)) for rm in rooms]
-    tasks += [(keys.kind_tasks(shop, kind), f"{occ}:{viewer}", keys.kind_task_id(kind, occ, viewer))
-              for kind, occ in kind_tasks]
-    minutes = cast("list[bytes]", r.zrange(keys.made(shop), 0, -1)) if tasks else []
-    for m in minutes:  # their expiry entries name them (fanops.expiry): ".<viewer>", or whole ids
+    # their tasks' expiry entries name them (fanops.expiry): ".<viewer>" in each minute's list, and
+    # the task id among the held claims
+    for m in cast("list[bytes]", r.zrange(keys.made(shop), 0, -1)):
         cmd("expiry_entries", "lrem", keys.made_bucket(shop, int(m)), 0, "." + viewer)
-    for tid in _existing(r, shop, tasks):
-        for m in minutes:
-            cmd("expiry_entries", "lrem", keys.made_bucket(shop, int(m)), 0, tid)
-        cmd("expiry_entries", "hdel", keys.made_held(shop), tid)
+    tids = [keys.pair(rm, viewer) for rm in rooms] + [keys.kind_task_id(k, occ, viewer) for k, occ in kind_tasks]
+    if tids:
+        cmd("expiry_entries", "hdel", keys.made_held(shop), *tids)
     cmd("viewer_state", "hdel", keys.viewers(shop), viewer)
     cmd("imported_record", "hdel", keys.imported(shop), viewer)  # a customer history import's name and addresses
     for kind, k, f in order_records(r, shop, viewer):  # the order webhooks' records naming the viewer
