@@ -60,22 +60,24 @@ def _next_clock(t: int, clock_values: Sequence[int], rv: RoomViewer, v: ViewerSt
     """The first known shop-clock value at or after ``t``: in ``clock_values`` or one the pair's
     records hold (the viewer's events and consents, and the clock value its task was made at,
     found before, maybe in a batch long gone)."""
-    best = None
     i = bisect_left(clock_values, t)
-    if i < len(clock_values):
-        best = clock_values[i]
-    if rv.after >= t and (best is None or rv.after < best):
-        best = rv.after
-    for ts, _ in reversed(rv.early):  # sorted: only its tail can be at or after t
-        if ts < t:
-            break
-        if best is None or ts < best:
-            best = ts
+    best = clock_values[i] if i < len(clock_values) else None
+    after = rv.after
+    if after >= t and (best is None or after < best):
+        best = after
+    early = rv.early
+    if early and early[-1][0] >= t:  # sorted: only its tail can be at or after t
+        for ts, _ in reversed(early):
+            if ts < t:
+                break
+            if best is None or ts < best:
+                best = ts
     for c in v.consents:
         if c.ts >= t and (best is None or c.ts < best):
             best = c.ts
-    if rv.task_at >= t and (best is None or rv.task_at < best):
-        best = rv.task_at
+    task_at = rv.task_at
+    if task_at >= t and (best is None or task_at < best):
+        best = task_at
     return best
 
 
@@ -92,9 +94,9 @@ def task_time(rv: RoomViewer, v: ViewerState, clock: int, s: RuleSettings,
     ``clock_values``: sorted shop-clock values known besides the viewer's own events
     (the batch's event times and the clock before it).
     """
-    if clock < rv.first + s.dwell_ms:
-        return None  # the dwell reaches the threshold at first + dwell at the earliest: not by this clock
     horizon = rv.first + s.dwell_ms
+    if clock < horizon:
+        return None  # the dwell reaches the threshold at first + dwell at the earliest: not by this clock
     # every candidate before the horizon fails the dwell (or, with an order at or before it, ends the
     # search: checked here too), and the first one at or after it is the first known value there:
     # the usual answer, found without listing and sorting them all
@@ -126,7 +128,7 @@ def followup_target(rv: RoomViewer, v: ViewerState, clock: int, s: RuleSettings,
     if t0 is None:
         return "", -1
     conv = rv.first_order if rv.first_order > t0 else None
-    wd = next((c.ts for c in v.consents if c.ts > t0 and consent_at(v, c.ts) is False), None)
+    wd = next((c.ts for c in v.consents if c.ts > t0 and consent_at(v, c.ts) is False), None) if v.consents else None
     if conv is not None and (wd is None or conv <= wd):
         return "converted", t0
     if wd is not None:
