@@ -1,6 +1,6 @@
 """The scorer on the shapes of real shows: the same events at one ts, over 5 minutes, over 1 hour.
 
-``python -m bench.shapes [--events 300000] [--viewers 20000] [--shapes one,5m,1h,real] [--inproc]
+``python -m bench.shapes [--events 300000] [--viewers 20000] [--shapes one,5m,1h,1h-nf,real] [--inproc]
 [--e2e] [--workers 1,2]``
 
 issue 18 measured that the time-driven work (presence, dwell, tier changes as the clock moves,
@@ -10,6 +10,9 @@ This bench reproduces that table in one run. The feeds, 50 events a frame:
 - ``one`` / ``5m`` / ``1h``: one simulated show (``realtime.simulator``, an hour long), then the
   very same events with their ts squeezed linearly towards the show's start: all at one ts, over
   5 minutes, as simulated (1 hour).  Only the ts differ.
+- ``1h-nf``: the ``1h`` feed scored with the follow-up rule's dwell at its maximum, 24 hours, so
+  that no DM follow-up task is made (``--inproc`` only): what the clock's span costs apart from the
+  follow-ups that a one-hour show makes and a show at one ts cannot (no one dwells at one ts).
 - ``real``: a real show's shape: many viewers who come once (events/3 viewers, so most join, do
   little and go), over 1 hour, and late orders: 2% of the viewers order again after the show
   (ts up to an hour after its end), sent after the show's events, as a shop's checkout brings them.
@@ -19,7 +22,8 @@ Two ways to run each shape (both by default):
 - ``--inproc``: the scorer alone, in this process: the feed is written to the streams first (the
   consumer's own writer, ``fanops.ingest``, in flushes of ``flush_events``), then one
   ``scoring.worker.Worker`` drains it. Reported: the scorer's CPU and Redis's CPU per event (us),
-  the wall time, and each shape's cost per event against ``one``'s; for the ingest, Redis's time
+  the wall time, and each shape's cost per event against ``one``'s; the DM follow-up tasks made
+  (per 1,000 events); for the ingest, Redis's time
   an event in ``INFO commandstats`` (every command's usec summed, as the deployment page's figure
   was first taken; a script's own commands are counted inside it and again on their own) and
   Redis's CPU an event (``/proc``); the bytes an event of the scorer's applied-event log
@@ -60,15 +64,21 @@ from bench._util import (
     tree_note,
 )
 from bench.scorer import redis_time, run_end_to_end, run_ingest_only
+from fanops import keys, rules_store
 from fanops.config import Config
 from fanops.ingest import IngestWriter
 from fanops.read import status
 from fanops.schema import BadInput, Event, parse_frame
+from fanops.state import TASK_STATES
 from realtime.simulator import encode_frame, generate
 from scoring import eventlog
 from scoring.worker import Worker
 
-SPAN_MS = {"one": 0, "5m": 300_000, "1h": 3_600_000, "real": 3_600_000}
+SPAN_MS = {"one": 0, "5m": 300_000, "1h": 3_600_000, "1h-nf": 3_600_000, "real": 3_600_000}
+# shapes scored with the follow-up rule's dwell at its maximum (24 h): no pair of a one-hour show reaches
+# it, so the scorer makes no DM follow-up task; the rest of the time-driven work stays (presence, the
+# time indexes, tier moments, the lurk index of pairs whose dwell is still ahead)
+NO_FOLLOWUP = {"1h-nf": 1440.0}
 FRAME = 50
 LATE_ORDERS = 0.02  # of the viewers of the real shape: an order after the show
 
@@ -144,6 +154,7 @@ class Inproc:
     ingest_cpu_s: float = 0.0  # the Redis server's CPU over the ingest (/proc)
     log_bytes: int = 0  # the applied-event log's files after the drain
     ingest_commands: str = ""
+    tasks: int = 0  # DM follow-up tasks (of every kind) in the queues after the drain
 
     def us(self, seconds: float) -> float:
         return seconds / self.events * 1e6
@@ -185,6 +196,8 @@ def run_inproc(url: str, redis_pid: int, data_dir: Path, shape: str, frames: lis
     # a data dir a round: the applied-event log's bytes are the drain's own
     cfg = Config.from_env({}, redis_url=url, data_dir=data_dir / f"inproc-{shape}-{round_no}")
     shop = frames[0][0]["shop"]
+    if shape in NO_FOLLOWUP:
+        rules_store.save(r, shop, {"followup_dwell_minutes": NO_FOLLOWUP[shape]}, by="bench")
     r.config_resetstat()
     rc0 = cpu_seconds(redis_pid) or 0.0
     n = ingest(url, cfg, frames)
@@ -199,9 +212,10 @@ def run_inproc(url: str, redis_pid: int, data_dir: Path, shape: str, frames: lis
     st = status(r, shop)
     assert st["events_applied"] == n and st["lag"] == 0, (st["events_applied"], n, st["lag"])
     cmds = redis_time(r, n, top=8)
+    tasks = sum(int(r.zcard(keys.queue(shop, state))) for state in TASK_STATES)
     r.close()
     return Inproc(shape, n, wall, cpu, rcpu, w.stats.batches, cmds, ingest_stats, ingest_cpu,
-                  log_bytes(cfg.data_dir, shop), ingest_cmds)
+                  log_bytes(cfg.data_dir, shop), ingest_cmds, tasks)
 
 
 def inproc_table(runs: list[Inproc]) -> str:
@@ -213,9 +227,11 @@ def inproc_table(runs: list[Inproc]) -> str:
     rows = [[x.shape, x.events, x.batches, f"{x.us(x.ingest_stats_s):.1f}", f"{x.us(x.ingest_cpu_s):.1f}",
              f"{x.wall_s:.2f}", f"{x.events / x.wall_s:,.0f}",
              f"{x.us(x.scorer_cpu_s):.1f}", f"{x.us(x.redis_cpu_s):.1f}", f"{per(x):.1f}",
-             f"{per(x) / per(base):.2f}x", f"{x.log_bytes / x.events:.0f}"] for x in runs]
+             f"{per(x) / per(base):.2f}x", f"{x.log_bytes / x.events:.0f}", f"{x.tasks / x.events * 1000:.0f}"]
+            for x in runs]
     return table(["shape", "events", "batches", "ingest redis us/ev", "ingest redis CPU us/ev", "wall s",
-                  "events/s", "scorer us/ev", "redis us/ev", "CPU us/ev", f"of {base.shape}", "log B/ev"], rows,
+                  "events/s", "scorer us/ev", "redis us/ev", "CPU us/ev", f"of {base.shape}", "log B/ev",
+                  "tasks /1k ev"], rows,
                  "The consumer's writer fills the streams (its Redis time: commandstats, then /proc CPU); then one "
                  "Worker.drain in this process applies the backlog (scorer and Redis CPU; the applied-event log's "
                  "bytes)") + "\n" + "\n".join(
@@ -270,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=300_000)
     p.add_argument("--viewers", type=int, default=20_000, help="viewers of the one/5m/1h show")
-    p.add_argument("--shapes", default="one,5m,1h,real")
+    p.add_argument("--shapes", default="one,5m,1h,1h-nf,real")
     p.add_argument("--inproc", action="store_true", help="only the scorer alone in this process")
     p.add_argument("--e2e", action="store_true", help="only the end-to-end runs")
     p.add_argument("--workers", default="1", help="end to end: the scorer counts to run, e.g. 1,2")
@@ -304,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             rows: list[list[object]] = []
             scorers = [int(x) for x in args.workers.split(",")]
             for name, frames in shapes.items():
+                if name in NO_FOLLOWUP:
+                    continue  # its rule is set in process only (--inproc)
                 rows += run_e2e(info.url, info.pid, d, Path(tmp), name, frames, scorers)
                 print(f"  e2e {name}: {rows[-1][4]:,.0f} events/s", flush=True)
             blocks.append(table(["shape", "path", "events", "s", "events/s", "of ceiling",
