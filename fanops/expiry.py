@@ -33,6 +33,7 @@ import time
 from typing import cast
 
 import redis
+from redis.client import Pipeline
 
 from fanops import keys, replies, rules_store
 from fanops.queue import where
@@ -146,37 +147,43 @@ class _Pass:
                    and replies.to_str(x[0]) == "ok")
 
 
-def _push(r: redis.Redis, shop: str, wall_ms: int, tids: list[bytes]) -> None:
-    """Entries of tasks made at ``wall_ms`` into the minute's list, as apply.lua writes them: the
-    marker, then for each task ``=<id less its viewer>`` and ``.<viewer>`` (one head a task: few)."""
-    minute = wall_ms - wall_ms % MINUTE_MS
-    split: list[tuple[bytes, ...]] = []
+def _push(p: Pipeline, shop: str, wall_ms: int, tids: list[bytes]) -> None:
+    """Entries of tasks made at ``wall_ms`` into the minute's list, queued in ``p`` (a transaction),
+    as apply.lua writes them: the marker, the ids that do not end in their viewer whole, then
+    ``=<id less its viewer>`` once and ``.<viewer>`` a task of it."""
+    whole: list[bytes] = []
+    by_rest: dict[bytes, list[bytes]] = {}
     for tid in tids:
         try:
             viewer = where(shop, replies.to_str(tid))[3].encode()
         except ValueError:
             continue  # not a task id: nothing to expire
-        ok = tid.endswith(viewer) and len(tid) > len(viewer)
-        split.append((b"=" + tid[:len(tid) - len(viewer)], b"." + viewer) if ok else (tid,))  # (as apply.lua)
-    p = r.pipeline(transaction=True)
-    for i in range(0, len(split), EXPIRE_BATCH):
-        chunk = [x for entry in split[i:i + EXPIRE_BATCH] for x in entry]
-        p.rpush(keys.made_bucket(shop, minute), marker(wall_ms), *chunk)
+        if tid.endswith(viewer) and len(tid) > len(viewer):
+            by_rest.setdefault(b"=" + tid[:-len(viewer)], []).append(b"." + viewer)
+        else:
+            whole.append(tid)
+    items = [marker(wall_ms).encode(), *whole, *(x for rest, vs in by_rest.items() for x in (rest, *vs))]
+    if len(items) == 1:
+        return
+    minute = wall_ms - wall_ms % MINUTE_MS
+    for i in range(0, len(items), EXPIRE_BATCH):  # in one transaction: the chunks stay together
+        p.rpush(keys.made_bucket(shop, minute), *items[i:i + EXPIRE_BATCH])
     p.zadd(keys.made(shop), {str(minute): minute}, nx=True)
-    p.execute()
 
 
 def _migrate(r: redis.Redis, shop: str) -> None:
     """The making times of the version before the buckets (a zset, ``keys.task_made``) move into
-    them, a chunk at a time, each chunk's removal after its entries are written."""
+    them, a chunk at a time, each chunk's entries and its removal in one transaction."""
     old = keys.task_made(shop)
     while got := cast("list[tuple[bytes, float]]", r.zrange(old, 0, EXPIRE_BATCH - 1, withscores=True)):
         by_ms: dict[int, list[bytes]] = {}
         for tid, ms in got:
             by_ms.setdefault(int(ms), []).append(tid)
+        p = r.pipeline(transaction=True)
         for ms, tids in by_ms.items():
-            _push(r, shop, ms, tids)
-        r.zrem(old, *(tid for tid, _ in got))
+            _push(p, shop, ms, tids)
+        p.zrem(old, *(tid for tid, _ in got))
+        p.execute()
 
 
 def _backfill(r: redis.Redis, shop: str, now: int) -> None:
@@ -192,7 +199,9 @@ def _backfill(r: redis.Redis, shop: str, now: int) -> None:
     for s in ("pending", "claimed"):
         tids += [t for t in cast(replies.Members, r.zrange(keys.queue(shop, s), 0, -1)) if t not in have]
     if tids:
-        _push(r, shop, now, tids)
+        p = r.pipeline(transaction=True)
+        _push(p, shop, now, tids)
+        p.execute()
 
 
 __all__ = ["entries", "expire_old", "marker", "parse_marker"]
