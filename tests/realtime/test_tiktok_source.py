@@ -32,6 +32,7 @@ from TikTokLive.proto.custom_proto import ControlAction, ExtendedUser
 from TikTokLiveProto.v3.webcast.model.message.common import Text
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from fanops import keys
@@ -152,22 +153,43 @@ class FakeTikTok:
         frames = self.sessions[min(n, len(self.sessions)) - 1]
         acked = asyncio.Queue[int]()
         reader = asyncio.create_task(self._read(ws, acked))  # acks, enter-room and heartbeat frames
-        for i, f in enumerate(frames):
-            if i == 1 and self.gate is not None:
-                await self.gate.wait()
-            await ws.send(f)
-            await acked.get()  # as TikTok does: the next push once the client has taken this one
-        if n < len(self.sessions):
-            await ws.close()  # a dropped connection: the client must come back
-        else:
-            await ws.send(push(END))
-            await ws.wait_closed()
-        reader.cancel()
+        try:
+            for i, f in enumerate(frames):
+                if i == 1 and self.gate is not None:
+                    await self.gate.wait()
+                await ws.send(f)
+                # as TikTok does: the next push once the client has taken this one; a client that
+                # leaves first (the test stopped it) ends the session, or the server's close would wait
+                # on this handler for ever
+                if not await self._acked(acked, reader):
+                    return
+            if n < len(self.sessions):
+                await ws.close()  # a dropped connection: the client must come back
+            else:
+                await ws.send(push(END))
+                await ws.wait_closed()
+        except ConnectionClosed:
+            return
+        finally:
+            reader.cancel()
+
+    @staticmethod
+    async def _acked(acked: asyncio.Queue[int], reader: asyncio.Task[None]) -> bool:
+        """Whether the client acked the last push (False: it closed the connection first)."""
+        get = asyncio.ensure_future(acked.get())
+        await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if get.done():
+            return True
+        get.cancel()
+        return False
 
     async def _read(self, ws: ServerConnection, acked: asyncio.Queue[int]) -> None:
-        async for data in ws:
-            if WebcastPushFrame().parse(data).payload_type == "ack":
-                acked.put_nowait(1)
+        try:
+            async for data in ws:
+                if WebcastPushFrame().parse(data).payload_type == "ack":
+                    acked.put_nowait(1)
+        except ConnectionClosed:
+            return  # the client left without a close frame: the session ends as for a clean close
 
 
 @pytest.fixture
