@@ -65,11 +65,13 @@ class _Pacer:
 
 async def serve_replay(path: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0, *,
                        speed: float | None = None, ready: Callable[[int], None] | None = None,
-                       stop: asyncio.Event | None = None) -> None:
+                       stop: asyncio.Event | None = None, compression: str | None = None) -> None:
     """Serve the file's lines to every client that connects, until ``stop`` is set (forever without one).
 
     Raises FileNotFoundError at once if ``path`` is missing. ``speed`` is frames per second per
     client (None: as fast as the client takes them). ``ready(port)`` gets the real port.
+    ``compression``: "deflate" offers permessage-deflate; None (the default, as the simulator's)
+    sends frames as they are.
     """
     _check(path)
 
@@ -90,7 +92,7 @@ async def serve_replay(path: str | os.PathLike[str], host: str = "127.0.0.1", po
         finally:
             log.info("replay client %s disconnected after %d frames", ws.remote_address, sent)
 
-    async with serve(handler, host, port, max_size=2 ** 20, logger=_wslog) as server:
+    async with serve(handler, host, port, max_size=2 ** 20, logger=_wslog, compression=compression) as server:
         real_port = server.sockets[0].getsockname()[1]
         if ready is not None:
             ready(real_port)
