@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -21,7 +22,8 @@ class Profiler:
     """``py-spy record`` attached to one process until ``stop()``."""
 
     def __init__(self, name: str, pid: int, out_dir: Path, rate: int = 100) -> None:
-        exe = shutil.which("py-spy")
+        # the venv's own, when the venv is not on PATH (python run as .venv/bin/python)
+        exe = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
         if exe is None:
             raise RuntimeError("--profile needs py-spy: pip install py-spy (into the venv; not a requirement)")
         out_dir.mkdir(parents=True, exist_ok=True)
