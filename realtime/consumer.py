@@ -76,7 +76,6 @@ class Consumer:
         self._bad: list[BadInput] = []
         self._oldest = 0.0
         self._flush_lock = asyncio.Lock()
-        self._inflight: asyncio.Future[None] | None = None  # the flush running behind the reading
         self._stopping = asyncio.Event()
         self._ws: ClientConnection | None = None
 
@@ -95,7 +94,6 @@ class Consumer:
         finally:
             flusher.cancel()
             beat.cancel()
-            await self._settle_inflight()
             await self.flush()
             await self._heartbeat(final=True)
             c = self.counters
@@ -188,24 +186,9 @@ class Consumer:
                     self._events.append(it)
             c.events += len(items)
             if len(self._events) + len(self._bad) >= limit:
-                await self._flush_behind()
+                await self.flush()
             if self._stopping.is_set():
                 return
-
-    async def _flush_behind(self) -> None:
-        """Hand what is held to a flush that runs while reading goes on (the next frames are parsed
-        while Redis runs the script). With a flush still running, wait for it first: at most one in
-        flight and one batch held, so memory stays bounded and a Redis that is down holds the reading
-        too, as before. A flush's error is raised here or at the end of ``run``."""
-        await self._settle_inflight()
-        self._inflight = asyncio.ensure_future(self.flush())
-
-    async def _settle_inflight(self) -> None:
-        # not shielded: a reader cancelled here (a second stop) gives the write up, as it did when
-        # the reader ran the flush itself
-        if self._inflight is not None:
-            await self._inflight
-            self._inflight = None
 
     async def _flush_timer(self) -> None:
         period = self.cfg.flush_ms / 1000
