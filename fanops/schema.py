@@ -18,12 +18,19 @@ RAW_LIMIT = 4096  # raw text kept with a dead letter
 
 Id = Annotated[str, Meta(min_length=1, max_length=128)]
 Name = Annotated[str, Meta(max_length=256)]
-Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
+# (patterns end in \Z: "$" would let a trailing newline through, "US\n" as a country)
+Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}\Z")]
 Ts = Annotated[int, Meta(ge=0)]
-NonNeg = Annotated[float, Meta(ge=0)]
-Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
+# Amounts and counts have a ceiling no real order or gift comes near (10^15 of any currency; 10^9
+# gifts or items in one event), so that no sum of them can overflow a counter: a total that did
+# would fail the scorer's script half-way through a batch, every time it was tried again
+MAX_AMOUNT = 1e15
+MAX_COUNT = 1_000_000_000
+NonNeg = Annotated[float, Meta(ge=0, le=MAX_AMOUNT)]
+Count = Annotated[int, Meta(ge=1, le=MAX_COUNT)]
+Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}\Z")]
 Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@]*@[^@]*$")]  # one @
-Phone = Annotated[str, Meta(pattern=r"^\+[0-9]{8,15}$")]  # E.164
+Phone = Annotated[str, Meta(pattern=r"^\+[0-9]{8,15}\Z")]  # E.164
 # spec/tiers.md v1.1: the room of imported customer history. Its events count for the viewer's
 # state and the shop clock, but it is never a show: no room facts, no attendance, no task
 HISTORY_ROOM = "history"
@@ -76,7 +83,7 @@ class Follow(_Base, tag="follow", frozen=True):
 class Gift(_Base, tag="gift", frozen=True):
     gift: str
     value: NonNeg
-    count: Annotated[int, Meta(ge=1)] = 1
+    count: Count = 1
 
 
 class ProductView(_Base, tag="product_view", frozen=True):
@@ -85,7 +92,7 @@ class ProductView(_Base, tag="product_view", frozen=True):
 
 class CartAdd(_Base, tag="cart_add", frozen=True):
     sku: str
-    qty: Annotated[int, Meta(ge=1)] = 1
+    qty: Count = 1
 
 
 class Order(_Base, tag="order", frozen=True):

@@ -108,6 +108,10 @@ PRESENT_WINDOW = 10 * MIN
 DWELL_MIN = 3 * MIN
 FUTURE_SLACK = DAY
 MAX_FRAME = 1 << 20
+# not in events.md: the product's ceilings on an amount or value and on a count or qty, far above any
+# real order or gift, so that no sum of them overflows a counter (fanops.schema.MAX_AMOUNT)
+MAX_AMOUNT = 1e15
+MAX_COUNT = 1_000_000_000
 
 TYPES = {"join", "leave", "comment", "like", "share", "follow", "gift",
          "product_view", "cart_add", "order", "consent", "contact"}
@@ -182,7 +186,8 @@ def validate(e: Any, now_ms: int) -> dict | None:
         out["count"] = n
     elif t == "gift":
         n, val = e.get("count", 1), e.get("value")
-        if not _is_str(e.get("gift")) or not _is_int(n) or n < 1 or not _is_num(val) or val < 0:
+        if (not _is_str(e.get("gift")) or not _is_int(n) or not 1 <= n <= MAX_COUNT or not _is_num(val)
+                or not 0 <= val <= MAX_AMOUNT):
             return None
         out.update(gift=e["gift"], count=n, value=val)
     elif t == "product_view":
@@ -191,12 +196,12 @@ def validate(e: Any, now_ms: int) -> dict | None:
         out["sku"] = e["sku"]
     elif t == "cart_add":
         q = e.get("qty", 1)
-        if not _is_str(e.get("sku")) or not _is_int(q) or q < 1:
+        if not _is_str(e.get("sku")) or not _is_int(q) or not 1 <= q <= MAX_COUNT:
             return None
         out.update(sku=e["sku"], qty=q)
     elif t == "order":
         a = e.get("amount")
-        if (not _is_str(e.get("order_id")) or not _is_num(a) or a < 0
+        if (not _is_str(e.get("order_id")) or not _is_num(a) or not 0 <= a <= MAX_AMOUNT
                 or not _is_str(e.get("currency"))):
             return None
         out.update(order_id=e["order_id"], amount=a, currency=e["currency"])

@@ -100,6 +100,18 @@ BAD_CASES = [
     ("bool as ts", json.dumps(ev("bt", ts=True)), "ts"),
     ("order without currency", json.dumps(ev("oc", type="order", order_id="o", amount=3)), "currency"),
     ("not an object", "42", "object"),
+    # over the product's ceilings (fanops.schema.MAX_AMOUNT, MAX_COUNT): two such orders summed to
+    # infinity and failed the scorer's script half-way through its batch, on every retry
+    ("amount over 10^15", json.dumps(ev("oa", type="order", order_id="o", amount=1e308, currency="USD")),
+     "amount"),
+    ("gift value over 10^15", json.dumps(ev("gv", type="gift", gift="rose", value=2e15)), "value"),
+    ("gift count over 10^9", json.dumps(ev("gc", type="gift", gift="rose", value=1, count=10**19)), "count"),
+    ("cart qty over 10^9", json.dumps(ev("cq", type="cart_add", sku="s", qty=10**9 + 1)), "qty"),
+    # a trailing newline is not part of a code ("$" of a pattern let it through)
+    ("currency with a newline", json.dumps(ev("cn", type="order", order_id="o", amount=1, currency="USD\n")),
+     "currency"),
+    ("country with a newline", json.dumps(ev("kn") | {"viewer": {"id": "u", "country": "US\n"}}), "country"),
+    ("phone with a newline", json.dumps(ev("pn", type="contact", phone="+4930123456\n")), "phone"),
 ]
 
 

@@ -475,3 +475,18 @@ def test_a_batch_scored_before_a_rules_change_is_scored_again_after_the_rebuild(
     assert [x.decode() for x in res] == ["locked", "rules_applied"]
     story.event("a", "like", "r-1", T0 + 4 * MIN + 1)  # scored under the new rules: 4 minutes is no task
     assert story.task_state("r-1", "a") is None
+
+
+def test_the_largest_amounts_and_counts_an_event_may_carry_add_up_without_failing_the_scorer(story):
+    """Orders of 10^15 and gifts of 10^9 (fanops.schema's ceilings), several of them from one viewer:
+    applied and summed. Before the ceilings, two orders of 1e308 summed to infinity, the scorer's
+    script failed half-way through the batch, and every scorer that took the batch over failed again."""
+    big = 1e15
+    story.submit(*[story.say("whale", "order", "r-1", at(minutes=i), order_id=f"o-{i}", amount=big, currency="USD")
+                   for i in range(3)])
+    story.submit(*[story.say("whale", "gift", "r-1", at(minutes=5 + i), gift="lion", value=big, count=10**9)
+                   for i in range(2)])
+    st = status(story.r, SHOP, "r-1")
+    assert (st["events_applied"], st["lag"], st["room"]["orders"], st["room"]["buyers"]) == (5, 0, 3, 1)
+    v = viewer_state(story.r, SHOP, "whale")
+    assert v is not None and v.spend == {"USD": 3 * big} and v.tier == "active"
