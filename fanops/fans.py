@@ -165,7 +165,7 @@ def _raw_frame(items: Iterable[tuple[bytes | str, bytes]], seeds: dict[bytes, by
     return pl.DataFrame({**cols, **{f"ch_{c}": v for c, v in chans.items()}}, schema_overrides={
         "first_seen": pl.Int64, "last_active": pl.Int64, "orders": pl.Int32, "spend_total": pl.Float64,
         "dm_consent": pl.Boolean, "name": pl.String, "country": pl.String, "lang": pl.String, "tz": pl.String,
-        "tier": pl.String})
+        "tier": pl.String, **{f"ch_{c}": pl.Boolean for c in chans}})  # typed when the shop has no viewer
 
 
 def _finish(df: pl.DataFrame) -> pl.DataFrame:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from fanops.config import Config, cli_help
 from fanops.runtime import db
-from fanops.runtime.cli import Parser, add_common, run, setup_logging
+from fanops.runtime.cli import Parser, add_common, port, positive, run, setup_logging, ws_url
 
 log = logging.getLogger("realtime")
 
@@ -104,8 +104,8 @@ def main() -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     c = sub.add_parser("consume", help="read a feed into Redis until stopped")
-    c.add_argument("--url", required=True, help="the feed's WebSocket URL (ws:// or wss://)")
-    c.add_argument("--max-frame-bytes", type=int, default=None, help=cli_help("max_frame_bytes"))
+    c.add_argument("--url", required=True, type=ws_url, help="the feed's WebSocket URL (ws:// or wss://)")
+    c.add_argument("--max-frame-bytes", type=positive(int), default=None, help=cli_help("max_frame_bytes"))
     c.add_argument("--mapping", default=None, metavar="FILE",
                    help="another platform's feed: a TOML mapping of its fields to ours (realtime/mappings/)")
     add_common(c)
@@ -122,17 +122,17 @@ def main() -> int:
                        description="POST /webhooks/orders (X-Signature under $FANOPS_WEBHOOK_SECRET) and "
                                    "POST /webhooks/shopify (orders/create, X-Shopify-Hmac-Sha256 under "
                                    "$SHOPIFY_WEBHOOK_SECRET; shop: $FANOPS_SHOP).")
-    o.add_argument("--port", type=int, required=True)
+    o.add_argument("--port", type=port, required=True)
     o.add_argument("--host", default="127.0.0.1")
     add_common(o)
 
     s = sub.add_parser("simulate", help="serve a simulated live room over WebSocket")
-    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--port", type=port, required=True)
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--viewers", type=int, default=2000)
-    s.add_argument("--rate", type=float, default=200.0, help="events per second")
-    s.add_argument("--duration", type=float, default=None, help="seconds (default: until stopped)")
+    s.add_argument("--viewers", type=positive(int), default=2000)
+    s.add_argument("--rate", type=positive(float), default=200.0, help="events per second")
+    s.add_argument("--duration", type=positive(float), default=None, help="seconds (default: until stopped)")
     s.add_argument("--shop", default="default")
     s.add_argument("--room", default=None)
     s.add_argument("--history", type=int, default=3, help="earlier shows sent first")
@@ -141,10 +141,10 @@ def main() -> int:
     rp = sub.add_parser("replay", help="serve or send a recorded feed (one frame per line)")
     rp.add_argument("file")
     g = rp.add_mutually_exclusive_group()
-    g.add_argument("--url", help="send the frames to this WebSocket server")
-    g.add_argument("--port", type=int, help="serve the frames on this port")
+    g.add_argument("--url", type=ws_url, help="send the frames to this WebSocket server")
+    g.add_argument("--port", type=port, help="serve the frames on this port")
     rp.add_argument("--host", default="127.0.0.1")
-    rp.add_argument("--speed", type=float, default=None, help="frames per second (default: as fast as read)")
+    rp.add_argument("--speed", type=positive(float), default=None, help="frames per second (default: as fast as read)")
     add_common(rp)
 
     args = p.parse_args()

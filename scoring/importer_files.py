@@ -45,8 +45,10 @@ def open_csv(path: Path) -> tuple[list[str], Iterator[list[str]]]:
 
 
 def _rows(reader: Iterator[list[str]], path: Path) -> Iterator[list[str]]:
+    """The data rows: an empty line (the one an editor or a spreadsheet leaves at the end) is none,
+    so it is neither counted nor numbered."""
     try:
-        yield from reader
+        yield from (row for row in reader if row)
     except UnicodeDecodeError as e:
         raise ImportFileError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from e
 

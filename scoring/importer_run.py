@@ -9,7 +9,7 @@ Idempotent: event ids are ``hist:<viewer_id>:<n>``, so a second import of the sa
 repeats (``duplicates``), and the ``Imported`` records are the same. Resumable: after each chunk
 is written, the rows done are noted in ``data_dir/imports/`` under the file's SHA-256; a run
 after a crash writes only the chunks not noted (a chunk written but not noted comes again as
-repeats), and still reads every row for the summary.
+repeats), and still reads every row for the summary. The note goes once the whole file is in.
 """
 
 from __future__ import annotations
@@ -65,6 +65,11 @@ class Checkpoint:
         tmp.write_text(json.dumps({"rows_done": rows_done}))
         tmp.replace(self.path)
         self.done = rows_done
+
+    def clear(self) -> None:
+        """The whole file is in: a later import of it is a resend, all repeats (``duplicates``), as
+        spec/tiers.md says, not a run to resume."""
+        self.path.unlink(missing_ok=True)
 
 
 def _chunks(rows: Iterator[tuple[int, dict[str, str]]]) -> Iterator[list[tuple[int, dict[str, str]]]]:
@@ -130,6 +135,8 @@ async def _run(cfg: Config, path: Path, shop: str, fmt: str, dry_run: bool, bar:
                 bar.update(parsed.rows)
         if pending is not None:
             await pending
+        if cp is not None:
+            cp.clear()
     finally:
         if pending is not None and not pending.done():
             pending.cancel()

@@ -23,6 +23,48 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {' '.join(message.split())} (see --help)\n")
 
 
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free one) to 65535."""
+    n = _number(int, text)
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (0-65535)")
+    return n
+
+
+def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type: a number above 0 of ``kind`` (int or float)."""
+
+    def check(text: str) -> float:
+        n = _number(kind, text)
+        if not n > 0:
+            raise argparse.ArgumentTypeError(f"{text} is not above 0")
+        return n
+
+    return check
+
+
+def _number(kind: Callable[[str], float], text: str) -> float:
+    try:
+        n = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if n != n or n in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return n
+
+
+def ws_url(text: str) -> str:
+    """An argparse type: a WebSocket URL (ws:// or wss:// and a host)."""
+    from websockets.exceptions import InvalidURI
+    from websockets.uri import parse_uri
+
+    try:
+        parse_uri(text)
+    except InvalidURI as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a WebSocket URL: {e.msg}") from None
+    return text
+
+
 def setup_logging(verbose: bool = False) -> None:
     level = os.environ.get("FANOPS_LOG", "DEBUG" if verbose else "INFO").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -129,6 +129,15 @@ def test_fans_and_tasks_list_every_channel_a_viewer_agreed_to_and_has_an_address
     (["scoring", "status"], "the following arguments are required: --shop"),
     (["scoring", "tasks", "send", "--shop", SHOP, "--id", "r-1/cy"], "required: --operator"),
     (["realtime", "replay"], "required: file"),
+    # values no command can run with (each was a Python traceback)
+    (["realtime", "consume", "--url", "http://feed.example"], "not a WebSocket URL: scheme isn't ws or wss"),
+    (["realtime", "replay", "feed.jsonl", "--url", "feed.example"], "not a WebSocket URL"),
+    (["realtime", "simulate", "--port", "99999"], "99999 is not a port (0-65535)"),
+    (["realtime", "orders", "--port", "-1"], "-1 is not a port"),
+    (["realtime", "simulate", "--port", "0", "--rate", "0"], "--rate: 0 is not above 0"),
+    (["realtime", "simulate", "--port", "0", "--viewers", "-3"], "--viewers: -3 is not above 0"),
+    (["realtime", "replay", "feed.jsonl", "--port", "0", "--speed", "nan"], "nan is not a finite number"),
+    (["realtime", "consume", "--url", "ws://x", "--max-frame-bytes", "0"], "--max-frame-bytes: 0 is not above 0"),
 ])
 def test_a_command_line_it_cannot_run_is_refused_in_one_line(args, says):
     """spec/cli.md: a command that cannot do its job exits non-zero with a one-line reason on stderr
@@ -190,3 +199,16 @@ def test_tasks_and_viewer_name_a_viewer_as_their_customer_history_row_did_where_
     assert p.returncode == 0, p.stderr
     assert [json.loads(p.stdout)[k] for k in ("name", "country", "lang", "tz")] == ["Cy Lee", "SG", "zh",
                                                                                    "Asia/Singapore"]
+
+
+def test_fans_of_a_shop_with_no_viewers_is_an_empty_list_not_an_error(redis_url, tmp_path):
+    """A new shop (or a name typed before its first show) exports the header alone; it was a polars
+    schema error (the channel columns had no type) and a .tmp file left beside --out."""
+    p = cli(redis_url, "fans", "--shop", "no-show-yet")
+    assert (p.returncode, p.stderr) == (0, "") and p.stdout.splitlines() == [
+        "viewer_id,name,tier,country,lang,tz,first_seen,last_active,orders,spend,dm_consent,channels"]
+    p = cli(redis_url, "fans", "--shop", "no-show-yet", "--format", "jsonl")
+    assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
+    out = tmp_path / "fans.csv"
+    p = cli(redis_url, "fans", "--shop", "no-show-yet", "--out", str(out))
+    assert p.returncode == 0 and out.read_text().startswith("viewer_id,") and list(tmp_path.iterdir()) == [out]

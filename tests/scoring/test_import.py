@@ -95,21 +95,22 @@ def test_imported_history_is_what_the_reference_gives_for_the_rows_events(r, cfg
 
 
 def test_a_second_import_changes_nothing_but_duplicates(r, cfg, tmp_path):
+    """spec/tiers.md: importing the same file again changes nothing but ``duplicates``, which counts
+    its 4 history events again, each time (as a resent feed's repeats); the dead letters count its
+    rejected rows' events again too (none in ROWS: their reasons are found before any event)."""
     path = _csv(tmp_path, ROWS)
     import_file(cfg, path, SHOP, progress=False)
     _apply(r, cfg)
     before = status(r, SHOP)
-    again = import_file(cfg, path, SHOP, progress=False)  # noted as done: nothing written
-    _apply(r, cfg)
-    assert again["imported"] == 3 and status(r, SHOP) == before
-    for f in (cfg.data_dir / "imports").iterdir():  # the notes lost: every event comes again
-        f.unlink()
-    import_file(cfg, path, SHOP, progress=False)
-    _apply(r, cfg)
-    after = status(r, SHOP)
-    assert after["duplicates"] == before["duplicates"] + 4
-    assert {k: v for k, v in after.items() if k != "duplicates"} == {
-        k: v for k, v in before.items() if k != "duplicates"}
+    for n in (1, 2):
+        again = import_file(cfg, path, SHOP, progress=False)
+        _apply(r, cfg)
+        after = status(r, SHOP)
+        assert again == {"rows": 7, "imported": 3, "skipped": SKIPPED}
+        assert after["duplicates"] == before["duplicates"] + 4 * n
+        assert {k: v for k, v in after.items() if k != "duplicates"} == {
+            k: v for k, v in before.items() if k != "duplicates"}
+    assert not list((cfg.data_dir / "imports").iterdir())  # no note left once a file is in
 
 
 def test_an_import_that_crashed_midway_resumes_where_it_stopped(r, cfg, tmp_path, monkeypatch):
@@ -228,3 +229,12 @@ def test_an_import_keeps_the_consents_a_webhook_order_added_to_the_viewer_since(
     reach = viewer_reach(r, SHOP, ["u1"])["u1"]
     assert reach["consent"]["sms"] is True and reach["consent"]["email"] is False  # the order's, later than the row
     assert reach["email"] == "anna@example.com" and unpack_imported(r.hget(k, "u1")).name == "Anna Kowalski"
+
+
+def test_empty_lines_are_no_rows_and_take_no_row_number(tmp_path, cfg):
+    """An editor's or a spreadsheet's empty last line, or an empty line between rows, is not a data
+    row: it was counted in ``rows`` and skipped as "viewer_id: empty", and shifted later numbers."""
+    p = tmp_path / "customers.csv"
+    p.write_text("\n".join([HEADER, ROWS[0], "", ROWS[2], "", ""]) + "\n", encoding="utf-8")
+    got = import_file(cfg, p, SHOP, dry_run=True, progress=False)
+    assert got == {"rows": 2, "imported": 1, "skipped": [{**SKIPPED[0], "row": 2}]}
