@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import redis
 
@@ -22,6 +22,8 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {self.prog}: {' '.join(message.split())} (see --help)\n")
 
+N = TypeVar("N", int, float)
+
 
 def port(text: str) -> int:
     """An argparse type: a TCP port, 0 (any free one) to 65535."""
@@ -31,10 +33,10 @@ def port(text: str) -> int:
     return n
 
 
-def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+def positive(kind: Callable[[str], N]) -> Callable[[str], N]:
     """An argparse type: a number above 0 of ``kind`` (int or float)."""
 
-    def check(text: str) -> float:
+    def check(text: str) -> N:
         n = _number(kind, text)
         if not n > 0:
             raise argparse.ArgumentTypeError(f"{text} is not above 0")
@@ -43,7 +45,7 @@ def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     return check
 
 
-def _number(kind: Callable[[str], float], text: str) -> float:
+def _number(kind: Callable[[str], N], text: str) -> N:
     try:
         n = kind(text)
     except ValueError:
