@@ -232,10 +232,10 @@ def read_viewers(r: redis.Redis, shop: str, vids: list[str]) -> dict[str, bytes 
 
 
 def read_records(r: redis.Redis, shop: str, events: list[Event], lurk: list[tuple[str, str]],
-                 viewers: dict[str, bytes | None]) -> tuple[dict[tuple[str, str], bytes | None], int]:
+                 viewers: dict[str, bytes | None]) -> tuple[dict[tuple[str, str], bytes | None], int, dict[str, int]]:
     """The (room, viewer) records the batch needs: rooms with events, lurkers, and every room of a
-    viewer whose consent changed (a task elsewhere may be made or withdrawn); and the shop clock
-    read after them."""
+    viewer whose consent changed (a task elsewhere may be made or withdrawn); the shop clock read
+    after them; and the shop clock of each of their viewers' latest sent follow-up (the 7-day rule)."""
     pairs: dict[tuple[str, str], None] = {}
     for ev in events:
         pairs[(ev.room, ev.viewer.id)] = None
@@ -257,9 +257,13 @@ def read_records(r: redis.Redis, shop: str, events: list[Event], lurk: list[tupl
     # its clock). Scored at the older clock, they would lose what happened after it (a task
     # made at a later value would be taken back); the clock read last is at least theirs
     clock = p("hget", keys.stats(shop), "clock")
+    vids = list(dict.fromkeys(vid for _room, vid in pairs))
+    sent = p("zmscore", keys.sent_log(shop), vids) if vids else None
     p.run()
     rvs = {(room, vid): b for room, vs, bs in got for vid, b in zip(vs, bs.value, strict=True)}
-    return rvs, int(clock.value or 0)
+    sent_at = {} if sent is None else {
+        vid: int(x) for vid, x in zip(vids, cast("list[float | None]", sent.value), strict=True) if x is not None}
+    return rvs, int(clock.value or 0), sent_at
 
 
 def past_clock(r: redis.Redis, shop: str, events: list[Event], rvs: dict[tuple[str, str], bytes | None],

@@ -60,6 +60,8 @@ class Inputs:
     archived: dict[str, int] = field(default_factory=dict)
     room_ids: dict[int, str] = field(default_factory=dict)
     open_since: int | None = None  # the first event of the shop's oldest open room (None: unknown)
+    # the shop clock of the latest follow-up sent to each viewer of the records read (the sent log)
+    sent_at: dict[str, int] = field(default_factory=dict)
 
 
 def _counts() -> defaultdict[Any, int]:
@@ -295,7 +297,7 @@ class _Batch:
         lurked = self.lurked
         for room, rv in new_rvs.items():
             _room_viewer_effects(fx, room, vid, old_rvs.get(room), rv, new, old, tier_new, clock, s,
-                                 self.clock_values, (room, vid) in lurked)
+                                 self.clock_values, (room, vid) in lurked, inp.sent_at.get(vid))
         refusals = [ev.ts for ev in evs if ev.__struct_config__.tag == "consent" and ev.dm is False]  # type: ignore[union-attr]
         if refusals:
             # rooms whose records are gone (archived): their open task is withdrawn all the same
@@ -406,9 +408,15 @@ def _count_event(fx: Effects, ev: Event, v: ViewerState, tier_new: str) -> None:
 
 def _room_viewer_effects(fx: Effects, room: str, vid: str, old: RoomViewer | None, rv: RoomViewer,
                          v: ViewerState, v_old: ViewerState | None, tier_new: str, clock: int,
-                         s: RuleSettings, clock_values: list[int], lurked: bool = False) -> None:
+                         s: RuleSettings, clock_values: list[int], lurked: bool = False,
+                         sent_at: int | None = None) -> None:
     """What a (room, viewer) record's change moves: buyers and orders, the room's present index,
-    the pair's task, its lurk and late-window entries; and the record itself."""
+    the pair's task, its lurk and late-window entries; and the record itself.
+
+    ``sent_at``: the shop clock of the latest follow-up sent to the viewer. A task due while that is
+    within the cooldown (7 days) of the clock is not made yet: the pair waits in the lurk index for
+    the clock to pass the cooldown's end, when all the rules hold at last (spec/tiers.md: made the
+    first time they all hold), even with no event of the viewer's by then."""
     if bool(old and old.orders) != bool(rv.orders):
         fx.room_counts[(room, "buyers")] += 1
     for oid in rv.orders[len(old.orders) if old else 0:]:
@@ -422,17 +430,23 @@ def _room_viewer_effects(fx: Effects, room: str, vid: str, old: RoomViewer | Non
         fx.present_gone.append((room, vid))
     # follow-up task
     target, rv.task_at = followup_target(rv, v, clock, s, clock_values)
+    lapse = None
+    if target == "pending" and not rv.task and sent_at is not None and sent_at >= clock - s.cooldown_ms:
+        # apply.lua would refuse it (a follow-up sent within the cooldown): not made, looked at again
+        # at the first clock value past the cooldown's end
+        lapse = sent_at + s.cooldown_ms + 1
+        target, rv.task_at = "", -1
     if target != rv.task or (target == "pending" and (old is None or old.last != rv.last
                                                        or old.comments != rv.comments)):
         _task_effects(fx, room, vid, rv, v, target, tier_new, clock, s)
-    lt = lurk_time(rv, clock, s) if not target else None
+    lt = lapse if lapse is not None else lurk_time(rv, clock, s) if not target else None
     # the last write of this pair put it in the lurk index at first + dwell only if it had no task,
     # no event after that moment and no order, and that moment was still ahead of the clock; the
     # clock never goes back, so with the same first it is there already (a pair taken from the
     # index is rewritten all the same, in case the threshold changed since)
     may_have = old is not None and not old.task and old.after < 0 and old.first_order < 0
     if lt is not None:
-        if not (may_have and old.first == rv.first) or lurked:  # type: ignore[union-attr]
+        if not (may_have and old.first == rv.first) or lurked or lapse is not None:  # type: ignore[union-attr]
             fx.lurk.append((room, vid, lt))
     elif may_have or lurked:
         fx.lurk_gone.append((room, vid))

@@ -353,10 +353,10 @@ class Worker:
         t = read_time_indexes(r, shop, self._share.mine, head.fronts, head.clock, clock1, events)
         viewers.update(read_viewers(r, shop, [v for v in dict.fromkeys(t.due + [v for _, v in t.lurk])
                                               if v not in viewers]))
-        rvs, clock_again = read_records(r, shop, events, t.lurk, viewers)
+        rvs, clock_again, sent_at = read_records(r, shop, events, t.lurk, viewers)
         clock0 = max(head.clock, clock_again)
         inp = Inputs(clock=clock0, settings=settings, rules_version=known,
-                     viewers=viewers, room_viewers=rvs, due=t.due, lurk=t.lurk,
+                     viewers=viewers, room_viewers=rvs, due=t.due, lurk=t.lurk, sent_at=sent_at,
                      past_clock=past_clock(r, shop, events, rvs, clock0, settings),
                      archived=archived.by_room, room_ids=archived.ids, open_since=archived.since)
         fx = score_batch(inp, all_events)  # it drops (and counts) the archived rooms' events

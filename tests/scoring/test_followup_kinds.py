@@ -221,3 +221,27 @@ def test_new_weights_reorder_the_open_lingered_tasks_in_the_queue_at_once(story)
     story.worker.time_pass()
     rows = task_rows(story.r, SHOP)
     assert [(r["viewer_id"], r["priority"]) for r in rows] == [("bob", 9), ("ann", 6)]
+
+
+def test_a_task_held_back_by_the_7_day_rule_is_made_when_the_clock_alone_passes_its_end(story):
+    """spec/tiers.md: a task is made the first time all its rules hold. Ann lingered in r-2 a day
+    after a follow-up was sent to her: held back. When later events of others move the shop clock
+    past the 7 days, she gets the task, though she did nothing since (it was made only if that move
+    came in the same batch as her events)."""
+    story.event("ann", "join", "r-1", at())
+    story.advance(at(minutes=4))
+    op = Operator(story.r, SHOP, "ops")
+    tid = task_rows(story.r, SHOP, kind="lingered")[0]["id"]
+    op.claim(tid)
+    op.mark_sent(tid)  # at the shop clock at(minutes=4)
+    story.event("ann", "join", "r-2", at(days=1))
+    story.event("ann", "comment", "r-2", at(days=1, minutes=5), text="nice")  # a dwell of 5 minutes
+    story.advance(at(days=1, minutes=6), room="r-2")
+    assert story.task_state("r-2", "ann") is None  # sent to a day ago
+    story.advance(at(days=7, minutes=4), room="r-3")  # exactly 7 days after the send: still held back
+    assert story.task_state("r-2", "ann") is None
+    story.advance(at(days=8), room="r-3")
+    assert story.task_state("r-2", "ann") == "pending"
+    assert story.followups("r-2") == {"pending": 1}
+    story.advance(at(days=9), room="r-3")
+    assert story.followups("r-2") == {"pending": 1}  # made once
