@@ -231,6 +231,14 @@ def read_viewers(r: redis.Redis, shop: str, vids: list[str]) -> dict[str, bytes 
     return dict(zip(vids, cast("list[bytes | None]", r.hmget(keys.viewers(shop), vids)), strict=True))
 
 
+def read_pairs(r: redis.Redis, shop: str, by_room: dict[str, list[str]]) -> dict[tuple[str, str], bytes | None]:
+    """(room, viewer) records, room by room, in one round trip."""
+    p = Pipe(r)
+    got = [(room, vs, p("hmget", keys.room_viewers(shop, room), vs)) for room, vs in by_room.items()]
+    p.run()
+    return {(room, vid): b for room, vs, bs in got for vid, b in zip(vs, bs.value, strict=True)}
+
+
 def read_records(r: redis.Redis, shop: str, events: list[Event], lurk: list[tuple[str, str]],
                  viewers: dict[str, bytes | None]) -> tuple[dict[tuple[str, str], bytes | None], int, dict[str, int]]:
     """The (room, viewer) records the batch needs: rooms with events, lurkers, and every room of a

@@ -438,7 +438,7 @@ def _room_viewer_effects(fx: Effects, room: str, vid: str, old: RoomViewer | Non
         target, rv.task_at = "", -1
     if target != rv.task or (target == "pending" and (old is None or old.last != rv.last
                                                        or old.comments != rv.comments)):
-        _task_effects(fx, room, vid, rv, v, target, tier_new, clock, s)
+        task_effects(fx, room, vid, rv, v, target, tier_new, clock, s)
     lt = lapse if lapse is not None else lurk_time(rv, clock, s) if not target else None
     # the last write of this pair put it in the lurk index at first + dwell only if it had no task,
     # no event after that moment and no order, and that moment was still ahead of the clock; the
@@ -469,7 +469,7 @@ def _room_viewer_effects(fx: Effects, room: str, vid: str, old: RoomViewer | Non
     fx.records.append((room, vid, pack(rv)))
 
 
-def _task_effects(fx: Effects, room: str, vid: str, rv: RoomViewer, v: ViewerState, target: str,
+def task_effects(fx: Effects, room: str, vid: str, rv: RoomViewer, v: ViewerState, target: str,
                   tier_new: str, clock: int, s: RuleSettings) -> None:
     """The (room, viewer) task's change when its state changes, or its priority and the fields an
     operator sees when a pending one's data moved (worked out only then: most touches need none)."""

@@ -34,13 +34,14 @@ from fanops.rules_settings import RuleSettings
 from fanops.runtime.gcpause import gc_paused
 from fanops.schema import Event, unpack_events
 from fanops.scripts import script_source
-from scoring import archive, eventlog, intake, kind_prune, migrate, recompute, retention
+from scoring import archive, eventlog, intake, kind_prune, migrate, recompute, retention, retier
 from scoring.batch_reads import (
     ArchivedRooms,
     Head,
     clock_and_rules,
     past_clock,
     read_head,
+    read_pairs,
     read_records,
     read_time_indexes,
     read_viewers,
@@ -360,6 +361,9 @@ class Worker:
                      past_clock=past_clock(r, shop, events, rvs, clock0, settings),
                      archived=archived.by_room, room_ids=archived.ids, open_since=archived.since)
         fx = score_batch(inp, all_events)  # it drops (and counts) the archived rooms' events
+        others = retier.pairs(fx)  # open tasks elsewhere of viewers whose tier changed
+        if others:
+            retier.retier(fx, read_pairs(r, shop, others), settings)
         if late.unfolded:  # compared and set against the states as read
             read_as = head.viewers
             fx.viewers = [(vid, read_as[vid] if vid in late.unfolded else old, new) for vid, old, new in fx.viewers]

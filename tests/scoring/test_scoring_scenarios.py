@@ -490,3 +490,32 @@ def test_the_largest_amounts_and_counts_an_event_may_carry_add_up_without_failin
     assert (st["events_applied"], st["lag"], st["room"]["orders"], st["room"]["buyers"]) == (5, 0, 3, 1)
     v = viewer_state(story.r, SHOP, "whale")
     assert v is not None and v.spend == {"USD": 3 * big} and v.tier == "active"
+
+
+def _card(story: Story, room: str, viewer: str) -> tuple[str, float]:
+    [t] = [t for t in list_tasks(story.r, SHOP, "pending", limit=500, kind="lingered")
+           if (t.room, t.viewer) == (room, viewer)]
+    return t.tier, t.priority
+
+
+def test_an_open_task_takes_the_tier_an_order_elsewhere_gives_however_late_it_comes(story):
+    """The tier bonus follows the viewer (spec/tiers.md): a late order in another show makes Ann a
+    first buyer, and her task in r-1 shows it and ranks by it, as with the order in the same batch."""
+    story.event("ann", "join", "r-1", at())
+    story.advance(at(minutes=4))
+    assert _card(story, "r-1", "ann") == ("new_fan", 0.0)
+    story.event("ann", "order", "r-0", at(days=-1), order_id="o-1", amount=5, currency="USD")  # late
+    assert story.tier("ann") == "first_buyer" and _card(story, "r-1", "ann") == ("first_buyer", 3.0)
+
+
+def test_an_open_task_takes_the_tier_the_clock_alone_gives(story):
+    """Cy attended three shows in three days: active (+2). A month on, with no event of hers, two of
+    them are past the 30 days: a new fan again (her comment's 3 stays), on the task's card too."""
+    story.event("cy", "join", "r-1", at())
+    story.event("cy", "join", "r-2", at(days=1))
+    story.event("cy", "join", "r-3", at(days=2))
+    story.event("cy", "comment", "r-3", at(days=2, minutes=4), text="hi")
+    story.advance(at(days=2, minutes=5), room="r-3")
+    assert _card(story, "r-3", "cy") == ("active", 5.0)
+    story.advance(at(days=30, minutes=1), room="r-4")  # r-1 is 30 days and a minute back
+    assert story.tier("cy") == "new_fan" and _card(story, "r-3", "cy") == ("new_fan", 3.0)

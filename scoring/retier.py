@@ -1,0 +1,46 @@
+"""Open lingered tasks of viewers whose tier changed in a batch, in rooms the batch did not score.
+
+spec/tiers.md: a task's priority has a tier bonus, and the operator sees the viewer's tier. A tier
+changes by time (active to dormant), by an order or a show in another room, or by imported history:
+the batch scores only the records of the rooms it touches, so the viewer's open tasks elsewhere would
+keep the old tier and priority (the same events in another order, or one batch, would not). After
+the batch is scored, the worker reads those records (``pairs``) and ``retier`` rewrites each open
+task's priority and card, as a touch of the pair would. Pure but for the reads the worker does.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from fanops.rules_settings import RuleSettings
+from fanops.schema import HISTORY_ROOM
+from fanops.state import ViewerState, unpack_room_viewer
+from scoring.engine import Effects, task_effects
+
+
+def pairs(fx: Effects) -> dict[str, list[str]]:
+    """room -> viewers: the rooms of each viewer whose tier the batch changed, less the ones it scored."""
+    changed = {t[0] for t in fx.transitions}
+    if not changed:
+        return {}
+    scored = {(room, vid) for room, vid, _ in fx.records}
+    out: dict[str, list[str]] = defaultdict(list)
+    for vid, _old, new in fx.viewers:
+        if vid in changed:
+            for room in new.rooms:
+                if room != HISTORY_ROOM and (room, vid) not in scored:
+                    out[room].append(vid)
+    return dict(out)
+
+
+def retier(fx: Effects, records: dict[tuple[str, str], bytes | None], s: RuleSettings) -> None:
+    """The task rewrites for ``records`` (read for ``pairs(fx)``): each open task's priority and card
+    under its viewer's new tier."""
+    states: dict[str, ViewerState] = {vid: new for vid, _old, new in fx.viewers}
+    for (room, vid), b in records.items():
+        if not b:
+            continue
+        rv = unpack_room_viewer(b)
+        v = states[vid]
+        if rv.task == "pending":  # the scorer's "open": pending or claimed (an operator's states stay)
+            task_effects(fx, room, vid, rv, v, "pending", v.tier, fx.clock, s)
