@@ -313,15 +313,22 @@ def release_expired(r: redis.Redis, shop: str, now_ms: int | None = None) -> int
 KINDS = TASK_KINDS
 
 
-def task_rows(r: redis.Redis, shop: str, state: str = OPEN, kind: str | None = None, limit: int = 100,
+def task_rows(r: redis.Redis, shop: str, state: str = OPEN, kind: str | None = None, limit: int | None = None,
               now_ms: int | None = None) -> list[dict[str, Any]]:
     """``python -m scoring tasks``: the tasks in ``state`` by priority as JSON-ready objects with
     spec/cli.md's fields (id, kind, state, viewer_id, room, tier, priority, lang, channels) and
-    what an operator reads (name, country, dwell, local time, suggested message)."""
+    what an operator reads (name, country, dwell, local time, suggested message). ``limit`` None:
+    every one of them."""
     if kind is not None and kind not in KINDS:
         raise TaskError(f"unknown task kind {kind!r} (one of: {', '.join(KINDS)})")
     if state != OPEN and state not in TASK_STATES:
         raise TaskError(f"unknown task state {state!r} (one of: {OPEN}, {', '.join(TASK_STATES)})")
+    if limit is None:
+        states = ("pending", "claimed") if state in (OPEN, "pending") else (state,)
+        p = r.pipeline(transaction=False)
+        for st in states:
+            p.zcard(keys.queue(shop, st))
+        limit = max(1, sum(cast("list[int]", p.execute())))
     if limit < 1:
         raise TaskError(f"--limit must be at least 1, not {limit}")
     got = list_tasks(r, shop, state, limit=limit, now_ms=now_ms, scan=max(limit, SCAN_LIMIT), kind=kind)

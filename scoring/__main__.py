@@ -143,12 +143,12 @@ def _add_lists(sub: argparse._SubParsersAction[Parser]) -> None:
     t.add_argument("--state", choices=(queue.OPEN, *TASK_STATES), default=queue.OPEN,
                    help="open (pending and claimed, the default) or one state")
     t.add_argument("--kind", choices=queue.KINDS, default=None)
-    t.add_argument("--limit", type=int, default=100)
+    t.add_argument("--limit", type=int, default=None, help="at most this many (default: all of them)")
     add_common(t)
     tsub = t.add_subparsers(dest="tasks_cmd")
     sd = tsub.add_parser("send", help="claim and send one task on a channel; prints {id, channel, message_id}")
     sd.add_argument("--shop", dest="send_shop", required=True)
-    sd.add_argument("--id", required=True, metavar="TASK", help="the task id, room/viewer as the queue lists it")
+    sd.add_argument("--id", required=True, metavar="TASK", help="the task's id, as `tasks` prints it")
     sd.add_argument("--operator", required=True, metavar="NAME", help="who sends it (recorded on the task)")
     sd.add_argument("--channel", choices=("dm", "email", "whatsapp", "sms"), default="dm",
                     help="dm (sent by hand on the platform, recorded) or a provider's channel (default dm)")

@@ -72,7 +72,7 @@ def send_task(r: redis.Redis, cfg: Config, shop: str, tid: str, operator: str, c
     try:
         split_task_id(tid)
     except ValueError as e:
-        raise TaskNotFound(f"{tid!r} is not a task id (room/viewer as `python -m scoring tasks` lists them)") from e
+        raise TaskNotFound(f"{tid!r} is not a task id (the id as `python -m scoring tasks` prints it)") from e
     task = get_task(r, shop, tid, now_ms)
     reach = read.viewer_reach(r, shop, [task.viewer]).get(task.viewer)
     why = why_not(cfg, reach, channel)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from fanops import queue
+from fanops.read import status
 from tests.scoring.test_scoring_scenarios import SHOP, Story, at
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,3 +213,14 @@ def test_fans_of_a_shop_with_no_viewers_is_an_empty_list_not_an_error(redis_url,
     out = tmp_path / "fans.csv"
     p = cli(redis_url, "fans", "--shop", "no-show-yet", "--out", str(out))
     assert p.returncode == 0 and out.read_text().startswith("viewer_id,") and list(tmp_path.iterdir()) == [out]
+
+
+def test_tasks_lists_the_whole_queue_unless_limited(r, cfg, redis_url):
+    """A script counting the queue gets every open task; it got the first 100 and no word of the rest."""
+    s = Story(r, cfg)
+    s.submit(*[s.say(f"v{i:03}", "join", "r-1", at(minutes=0)) for i in range(130)])
+    s.advance(at(minutes=4))
+    assert status(r, SHOP, "r-1")["room"]["followups"]["pending"] == 130
+    p = cli(redis_url, "tasks", "--shop", SHOP)
+    assert p.returncode == 0 and len(p.stdout.splitlines()) == 130, p.stderr
+    assert len(cli(redis_url, "tasks", "--shop", SHOP, "--limit", "7").stdout.splitlines()) == 7
