@@ -7,8 +7,9 @@ valid events from the simulator, alone and in batches, with events broken in eve
 ``spec/events.md`` names (missing and wrongly typed fields, unknown types and versions,
 negative amounts, ``ts`` far ahead, strings over their limits, ``NaN``/``Infinity``, nested
 junk, truncations, stray commas), unicode edge cases and duplicate keys that must pass,
-byte-level mutations (bit flips, cuts, splices) of whole frames, garbage, and the frames that
-end a connection (binary, over the size limit, text that is not UTF-8). The consumer is
+byte-level mutations (bit flips, cuts, splices) of whole frames, garbage, and the wire's own
+bad frames (binary, over the size limit, and text that is not UTF-8, which ends the connection).
+The consumer is
 ``python -m realtime consume``; a drain task stands in for the scorer (it counts and removes
 the stream entries, so Redis holds no backlog).
 
@@ -64,7 +65,9 @@ class Frame:
 
     @property
     def ends_connection(self) -> bool:
-        return self.kind in ("not_utf8", "oversize")
+        # websockets ends it on text that is not UTF-8; an oversize frame (up to the consumer's hard
+        # cap, 16 times the limit) is dead-lettered and the connection goes on
+        return self.kind == "not_utf8"
 
 
 def templates(seed: int = 7, n: int = 4000) -> list[dict[str, Any]]:
@@ -205,7 +208,7 @@ class Fuzz:
     def frame(self) -> Frame:
         fr = self._frame()
         if fr.kind == "text" and len(str(fr.data).encode("utf-8")) > self.max_frame_bytes:
-            return Frame("oversize", fr.data, 1)  # the consumer refuses it whole, and drops the connection
+            return Frame("oversize", fr.data, 1)  # the consumer refuses it whole: one dead letter
         return fr
 
     def _frame(self) -> Frame:
@@ -332,7 +335,7 @@ def _garbage(rng: random.Random, max_frame_bytes: int) -> str:
 # -- the feed ------------------------------------------------------------------
 class FuzzFeed:
     """A WebSocket server that sends ``frames`` in order across connections. A frame that ends its
-    connection (oversize, not UTF-8) is sent once everything before it is settled (``settled()``
+    connection (text that is not UTF-8) is sent once everything before it is settled (``settled()``
     true: the consumer has written what it was sent), and the rest goes on the next connection;
     ``pause_at`` frame counts wait for ``resume`` (a test takes its memory reading there)."""
 
@@ -516,8 +519,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pool", type=int, default=20_000, help="distinct frames made (then sent again, new ids)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--wire", type=float, default=0.0001,
-                    help="share of frames that are binary, not UTF-8 or over the size limit (the last two "
-                         "end the connection: the consumer reconnects after its back-off)")
+                    help="share of frames that are binary, not UTF-8 or over the size limit (text that is "
+                         "not UTF-8 ends the connection: the consumer reconnects after its back-off)")
     args = ap.parse_args(argv)
     now = int(time.time() * 1000)
     samples = SAMPLES.read_text(encoding="utf-8").splitlines() if SAMPLES.exists() else []

@@ -32,6 +32,9 @@ from realtime.mapping import Mapping
 log = logging.getLogger(__name__)
 
 CLOSE_TOO_BIG = 1009
+# frames up to this many times the size limit are read whole and dead-lettered, so the connection
+# and the frames after it go on; a bigger one ends the connection (its memory is the bound)
+HARD_LIMIT_FACTOR = 16
 CLOSE_NOT_UTF8 = 1007  # websockets closes with it on a text frame that is not UTF-8
 
 
@@ -131,7 +134,8 @@ class Consumer:
 
     async def _session(self) -> bool:
         """One connection, read to its end; True if it ended because the consumer is stopping."""
-        async with connect(self.url, max_size=self.cfg.max_frame_bytes, open_timeout=10, ping_interval=20,
+        async with connect(self.url, max_size=self.cfg.max_frame_bytes * HARD_LIMIT_FACTOR, open_timeout=10,
+                           ping_interval=20,
                            ping_timeout=20, close_timeout=2) as ws:
             self._ws = ws
             self.connected = True
@@ -151,7 +155,8 @@ class Consumer:
         self.counters.drops += 1
         codes = {c.code for c in (e.rcvd, e.sent) if c is not None}
         if CLOSE_TOO_BIG in codes:
-            reason = f"frame over the size limit of {self.cfg.max_frame_bytes} bytes"
+            reason = (f"frame over the size limit of {self.cfg.max_frame_bytes} bytes (and over "
+                      f"{self.cfg.max_frame_bytes * HARD_LIMIT_FACTOR}: the connection was closed)")
         elif e.sent is not None and e.sent.code == CLOSE_NOT_UTF8:
             reason = f"text frame that is not valid UTF-8 ({e.sent.reason or 'invalid frame payload data'})"
         else:
@@ -164,13 +169,15 @@ class Consumer:
         log.warning("feed sent a %s: counted as bad input; reconnecting", reason)
 
     async def _receive(self, ws: ClientConnection) -> None:
-        limit = self.cfg.flush_events
+        limit, max_bytes = self.cfg.flush_events, self.cfg.max_frame_bytes
         async for msg in ws:
             c = self.counters
             c.frames += 1
             now_ms = int(self.clock() * 1000)
             if isinstance(msg, bytes):
                 items: list[Event | BadInput] = [BadInput("binary frame: the feed sends text frames", msg[:4096])]
+            elif len(msg) * 4 > max_bytes and len(raw := msg.encode("utf-8", "surrogatepass")) > max_bytes:
+                items = [BadInput(f"frame over the size limit of {max_bytes} bytes ({len(raw)} bytes)", raw[:4096])]
             elif self.mapping is not None:
                 items, ignored = self.mapping.parse(msg, now_ms, self.cfg.future_skew_ms)
                 c.ignored += ignored

@@ -270,14 +270,36 @@ def test_feed_dropped_and_restarted_mid_stream_loses_and_duplicates_nothing(cfg,
     assert int(r.hget(keys.stats("default"), "duplicates")) == 20
 
 
-def test_a_frame_over_the_size_limit_is_bad_input_and_the_consumer_reconnects(cfg, r):
+def test_a_frame_over_the_size_limit_is_bad_input_and_the_frames_after_it_are_read(cfg, r):
+    """events.md: a frame over the size limit is bad input, never fatal. The connection goes on, so
+    the frames the feed sent after it are not lost with it (they were, unless the feed resent them)."""
     small = Config.from_env({}, redis_url=cfg.redis_url, max_frame_bytes=10_000, flush_ms=5)
-    big = frame(ev("big", type="comment", text="x" * 1999), *[ev(f"b{i}") for i in range(100)])
-    assert len(big) > 10_000
+    big = frame(ev("big", type="comment", text="é" * 1999), *[ev(f"b{i}") for i in range(100)])
+    assert 10_000 < len(big.encode()) < 16 * 10_000
+
+    async def main():
+        feed = await Feed(lambda ws, n: send_all(ws, [frame(ev(1)), big, frame(ev(2)), frame(ev(3))])).start()
+        try:
+            return await run_consumer(small, feed.url,
+                                      lambda c: len(stream_events(r)) == 3 and dead_count(r) == 1)
+        finally:
+            await feed.stop()
+
+    c = asyncio.run(main())
+    assert (c.counters.connects, c.counters.drops, c.counters.bad) == (1, 0, 1)
+    assert [e.id for e in stream_events(r)] == ["e-1", "e-2", "e-3"]
+    [d] = dead(r)
+    assert b"size limit of 10000 bytes" in d[b"reason"] and d[b"raw"] == big.encode()[:4096]
+
+
+def test_a_frame_over_sixteen_times_the_limit_is_bad_input_and_the_consumer_reconnects(cfg, r):
+    small = Config.from_env({}, redis_url=cfg.redis_url, max_frame_bytes=1_000, flush_ms=5)
+    huge = frame(ev("big", type="comment", text="x" * 1999), *[ev(f"b{i}") for i in range(200)])
+    assert len(huge) > 16 * 1_000
 
     async def script(ws, n):
         if n == 1:
-            await send_all(ws, [frame(ev(1)), big])
+            await send_all(ws, [frame(ev(1)), huge])
         else:
             await send_all(ws, [frame(ev(2))])
 
