@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from fanops.config import Config, cli_help
 from fanops.runtime import db
-from fanops.runtime.cli import Parser, add_common, port, positive, run, setup_logging, ws_url
+from fanops.runtime.cli import Parser, add_common, port, positive, run, setup_logging, shop_name, ws_url
 
 log = logging.getLogger("realtime")
 
@@ -55,13 +55,13 @@ async def _orders(args: argparse.Namespace) -> int:
     from realtime.orders import OrdersServer
 
     cfg = Config.from_env()
-    if not (cfg.webhook_secret or cfg.shopify_webhook_secret):
-        log.warning("neither FANOPS_WEBHOOK_SECRET nor SHOPIFY_WEBHOOK_SECRET is set: "
-                    "every order will be refused (401)")
     r = await db.connect_async(cfg, args.redis)
     srv = OrdersServer(r, cfg)
     try:
         await srv.start(args.host, args.port)
+        if not (cfg.webhook_secret or cfg.shopify_webhook_secret):  # (once it runs: a failure is one line)
+            log.warning("neither FANOPS_WEBHOOK_SECRET nor SHOPIFY_WEBHOOK_SECRET is set: "
+                        "every order will be refused (401)")
         stop = asyncio.Event()
         _install_stop(asyncio.get_running_loop(), stop.set)
         await stop.wait()
@@ -115,7 +115,7 @@ def main() -> int:
                                     "server: $SIGN_API_KEY (an Euler Stream API key; empty: the free community "
                                     "limits) and $SIGN_API_URL (empty: Euler Stream).")
     tk.add_argument("--unique-id", required=True, help="the creator's TikTok username, e.g. @creator")
-    tk.add_argument("--shop", default="default", help="the shop the room's viewers belong to")
+    tk.add_argument("--shop", type=shop_name, default="default", help="the shop the room's viewers belong to")
     add_common(tk)
 
     o = sub.add_parser("orders", help="serve the shop's order webhooks (generic and Shopify) until stopped",
@@ -133,7 +133,7 @@ def main() -> int:
     s.add_argument("--viewers", type=positive(int), default=2000)
     s.add_argument("--rate", type=positive(float), default=200.0, help="events per second")
     s.add_argument("--duration", type=positive(float), default=None, help="seconds (default: until stopped)")
-    s.add_argument("--shop", default="default")
+    s.add_argument("--shop", type=shop_name, default="default")
     s.add_argument("--room", default=None)
     s.add_argument("--history", type=int, default=3, help="earlier shows sent first")
     add_common(s)

@@ -15,7 +15,7 @@ from fanops.config import Config
 from fanops.errors import FanopsError, NotFound
 from fanops.read import status
 from fanops.runtime import db
-from fanops.runtime.cli import Parser, add_common, run, setup_logging
+from fanops.runtime.cli import Parser, add_common, run, setup_logging, shop_name
 from fanops.state import TASK_STATES, TIERS
 from review import analysis
 from review.archive_files import list_archived, read_room
@@ -104,10 +104,12 @@ def _fans(args: argparse.Namespace, cfg: Config) -> int:
     df = fans.fans_frame(db.connect(cfg, args.redis), args.shop)
     if args.tier:
         df = fans.filtered(df, fans.FanFilter(tiers=(args.tier,)))
-    if args.out is None:
+    if args.out is None or args.out == "-":
         fans.write_export(df, args.format, sys.stdout)
         return 0
     out = Path(args.out)
+    if out.is_dir():
+        raise FanopsError(f"--out {out} is a folder: name a file in it")
     tmp = out.with_name(out.name + ".tmp")
     with tmp.open("w", encoding="utf-8", newline="") as f:
         fans.write_export(df, args.format, f)
@@ -119,8 +121,11 @@ def _tasks(args: argparse.Namespace, cfg: Config) -> int:
     if args.tasks_cmd == "send":
         from fanops.channels import send_task  # smtplib and httpx only for this command
 
+        shop = args.send_shop or args.shop
+        if not shop:
+            raise FanopsError("tasks send needs --shop S")
         r = db.connect(cfg, args.redis)
-        print(json.dumps(send_task(r, cfg, args.send_shop, args.id, args.operator, args.channel).to_json(),
+        print(json.dumps(send_task(r, cfg, shop, args.id, args.operator, args.channel).to_json(),
                          ensure_ascii=False))
         return 0
     if not args.shop:
@@ -133,13 +138,13 @@ def _tasks(args: argparse.Namespace, cfg: Config) -> int:
 
 def _add_lists(sub: argparse._SubParsersAction[Parser]) -> None:
     f = sub.add_parser("fans", help="export the shop's viewers (CSV or JSON lines)")
-    f.add_argument("--shop", required=True)
+    f.add_argument("--shop", type=shop_name, required=True)
     f.add_argument("--tier", choices=TIERS, default=None, help="only the viewers of this tier")
     f.add_argument("--format", choices=("csv", "jsonl"), default="csv")
-    f.add_argument("--out", default=None, metavar="FILE", help="write here (default: standard output)")
+    f.add_argument("--out", default=None, metavar="FILE", help="write here (default, or -: standard output)")
     add_common(f)
     t = sub.add_parser("tasks", help="the follow-up queue as JSON lines, by priority; `tasks send` sends one")
-    t.add_argument("--shop", default=None)
+    t.add_argument("--shop", type=shop_name, default=None)
     t.add_argument("--state", choices=(queue.OPEN, *TASK_STATES), default=queue.OPEN,
                    help="open (pending and claimed, the default) or one state")
     t.add_argument("--kind", choices=queue.KINDS, default=None)
@@ -147,7 +152,8 @@ def _add_lists(sub: argparse._SubParsersAction[Parser]) -> None:
     add_common(t)
     tsub = t.add_subparsers(dest="tasks_cmd")
     sd = tsub.add_parser("send", help="claim and send one task on a channel; prints {id, channel, message_id}")
-    sd.add_argument("--shop", dest="send_shop", required=True)
+    sd.add_argument("--shop", type=shop_name, dest="send_shop", default=None,
+                    help="the shop (also read from a --shop given before `send`)")
     sd.add_argument("--id", required=True, metavar="TASK", help="the task's id, as `tasks` prints it")
     sd.add_argument("--operator", required=True, metavar="NAME", help="who sends it (recorded on the task)")
     sd.add_argument("--channel", choices=("dm", "email", "whatsapp", "sms"), default="dm",
@@ -160,27 +166,27 @@ def main() -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="the scorer worker (several may run at once)")
     r.add_argument("--name", default=None, help="consumer name in the group (default host:pid)")
-    r.add_argument("--shop", action="append", help="only these shops (default: every shop)")
+    r.add_argument("--shop", type=shop_name, action="append", help="only these shops (default: every shop)")
     r.add_argument("--burst", action="store_true", help="apply what is there, then exit")
     r.add_argument("--timeout", type=float, default=600.0, help="with --burst: give up after this many s")
     add_common(r)
     s = sub.add_parser("status", help="one JSON object: the shop's (and a room's) numbers")
-    s.add_argument("--shop", required=True)
+    s.add_argument("--shop", type=shop_name, required=True)
     s.add_argument("--room", default=None)
     add_common(s)
     v = sub.add_parser("viewer", help="one viewer's state, tier and the rule that gave it, as JSON")
-    v.add_argument("--shop", required=True)
+    v.add_argument("--shop", type=shop_name, required=True)
     v.add_argument("--id", required=True)
     add_common(v)
     c = sub.add_parser("close-room", help="archive a room that is over (files under the data folder) and "
                                           "remove its raw events from Redis")
-    c.add_argument("--shop", required=True)
+    c.add_argument("--shop", type=shop_name, required=True)
     c.add_argument("--room", required=True)
     c.add_argument("--wait", type=float, default=10.0,
                    help="wait up to this many s for a scorer to apply the room's last events (default 10)")
     add_common(c)
     rp = sub.add_parser("report", help="write a self-contained HTML review of an archived show")
-    rp.add_argument("--shop", required=True)
+    rp.add_argument("--shop", type=shop_name, required=True)
     rp.add_argument("--room", required=True)
     rp.add_argument("--out", required=True, help="the HTML file to write")
     rp.add_argument("--compare", default=None, metavar="ROOM", help="another archived show to set beside it")
@@ -189,7 +195,7 @@ def main() -> int:
     add_common(rp)
     fg = sub.add_parser("forget", help="erase one viewer from Redis, the applied-event log and every archive; "
                                        "prints what it removed, as JSON")
-    fg.add_argument("--shop", required=True)
+    fg.add_argument("--shop", type=shop_name, required=True)
     fg.add_argument("--viewer", required=True, metavar="ID")
     fg.add_argument("--wait", type=float, default=10.0,
                     help="wait up to this many s for a scorer to apply the viewer's last events (default 10)")
@@ -197,7 +203,7 @@ def main() -> int:
     im = sub.add_parser("import", help="seed customer history from a CSV file (spec/tiers.md v1.1); "
                                        "prints {rows, imported, skipped}")
     im.add_argument("file", metavar="FILE.csv")
-    im.add_argument("--shop", required=True)
+    im.add_argument("--shop", type=shop_name, required=True)
     im.add_argument("--format", choices=("generic", "shopify"), default="generic",
                     help="generic (spec/cli.md columns) or shopify (its customers export, with the "
                          "orders_export*.csv beside it)")

@@ -55,6 +55,13 @@ def _number(kind: Callable[[str], N], text: str) -> N:
     return n
 
 
+def shop_name(text: str) -> str:
+    """An argparse type: a shop as events.md names one (1-128 characters)."""
+    if not 1 <= len(text) <= 128:
+        raise argparse.ArgumentTypeError(f"a shop is 1-128 characters, not {len(text)}")
+    return text
+
+
 def ws_url(text: str) -> str:
     """An argparse type: a WebSocket URL (ws:// or wss:// and a host)."""
     from websockets.exceptions import InvalidURI
@@ -87,6 +94,11 @@ def run(main: Callable[[], int]) -> None:
     server that fails mid-way is one line on stderr and exit code 1 (the traceback at DEBUG)."""
     try:
         code = main()
+    except BrokenPipeError:
+        # the reader went away (`... | head -1`): no error to tell, as a tool killed by SIGPIPE;
+        # stdout goes to /dev/null so that its flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141
     except FanopsError as e:
         print(f"error: {_one_line(str(e))}", file=sys.stderr)
         code = 1

@@ -139,6 +139,8 @@ def test_fans_and_tasks_list_every_channel_a_viewer_agreed_to_and_has_an_address
     (["realtime", "simulate", "--port", "0", "--viewers", "-3"], "--viewers: -3 is not above 0"),
     (["realtime", "replay", "feed.jsonl", "--port", "0", "--speed", "nan"], "nan is not a finite number"),
     (["realtime", "consume", "--url", "ws://x", "--max-frame-bytes", "0"], "--max-frame-bytes: 0 is not above 0"),
+    (["scoring", "status", "--shop", ""], "a shop is 1-128 characters, not 0"),
+    (["scoring", "import", "x.csv", "--shop", "s" * 129], "a shop is 1-128 characters, not 129"),
 ])
 def test_a_command_line_it_cannot_run_is_refused_in_one_line(args, says):
     """spec/cli.md: a command that cannot do its job exits non-zero with a one-line reason on stderr
@@ -224,3 +226,25 @@ def test_tasks_lists_the_whole_queue_unless_limited(r, cfg, redis_url):
     p = cli(redis_url, "tasks", "--shop", SHOP)
     assert p.returncode == 0 and len(p.stdout.splitlines()) == 130, p.stderr
     assert len(cli(redis_url, "tasks", "--shop", SHOP, "--limit", "7").stdout.splitlines()) == 7
+
+
+def test_tasks_send_takes_the_shop_given_before_send_and_fans_out_dash_is_standard_output(shop, redis_url, tmp_path):
+    p = subprocess.run([sys.executable, "-m", "scoring", "tasks", "--shop", SHOP, "send", "--id", "nope",
+                        "--operator", "Mei", "--redis", redis_url], capture_output=True, text=True, cwd=ROOT,
+                       timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 1 and "'nope' is not a task id" in p.stderr  # the shop was read: the id is what fails
+    out = cli(redis_url, "fans", "--shop", SHOP, "--out", "-")
+    assert out.returncode == 0 and out.stdout.startswith("viewer_id,") and not (ROOT / "-").exists()
+    (tmp_path / "exports").mkdir()
+    folder = cli(redis_url, "fans", "--shop", SHOP, "--out", str(tmp_path / "exports"))
+    assert folder.returncode == 1 and "is a folder" in folder.stderr
+    assert not (tmp_path / "exports.tmp").exists() and list((tmp_path / "exports").iterdir()) == []
+
+
+def test_a_reader_that_goes_away_is_no_error(shop, redis_url):
+    """`fans | head -1`: the rest of the output has nowhere to go; no "Broken pipe" error line. (`true`
+    reads nothing and is gone long before the export is written: the write meets a closed pipe.)"""
+    p = subprocess.run(f"{sys.executable} -m scoring fans --shop {SHOP} --redis {redis_url} | true",
+                       shell=True, capture_output=True, text=True, cwd=ROOT, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.stderr == "", p.stderr
