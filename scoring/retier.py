@@ -18,9 +18,14 @@ from fanops.state import ViewerState, unpack_room_viewer
 from scoring.engine import Effects, task_effects
 
 
+def _changed(fx: Effects) -> set[str]:
+    return {t[0] for t in fx.transitions}
+
+
 def pairs(fx: Effects) -> dict[str, list[str]]:
-    """room -> viewers: the rooms of each viewer whose tier the batch changed, less the ones it scored."""
-    changed = {t[0] for t in fx.transitions}
+    """room -> viewers: the rooms of each viewer whose tier the batch changed, less the ones it scored
+    (``retier`` takes those from the batch's own records)."""
+    changed = _changed(fx)
     if not changed:
         return {}
     scored = {(room, vid) for room, vid, _ in fx.records}
@@ -34,10 +39,16 @@ def pairs(fx: Effects) -> dict[str, list[str]]:
 
 
 def retier(fx: Effects, records: dict[tuple[str, str], bytes | None], s: RuleSettings) -> None:
-    """The task rewrites for ``records`` (read for ``pairs(fx)``): each open task's priority and card
-    under its viewer's new tier."""
+    """The task rewrites for ``records`` (read for ``pairs(fx)``) and for the pairs the batch scored
+    but whose task it left as it was (a record read for a consent elsewhere, say): each open task's
+    priority and card under its viewer's new tier."""
+    changed = _changed(fx)
+    if not changed:
+        return
+    touched = {(room, vid) for room, vid, *_ in fx.task_prio} | {(room, vid) for room, vid, *_ in fx.task_new}
+    mine = {(room, vid): b for room, vid, b in fx.records if vid in changed and (room, vid) not in touched}
     states: dict[str, ViewerState] = {vid: new for vid, _old, new in fx.viewers}
-    for (room, vid), b in records.items():
+    for (room, vid), b in [*records.items(), *mine.items()]:
         if not b:
             continue
         rv = unpack_room_viewer(b)

@@ -361,9 +361,9 @@ class Worker:
                      past_clock=past_clock(r, shop, events, rvs, clock0, settings),
                      archived=archived.by_room, room_ids=archived.ids, open_since=archived.since)
         fx = score_batch(inp, all_events)  # it drops (and counts) the archived rooms' events
-        others = retier.pairs(fx)  # open tasks elsewhere of viewers whose tier changed
-        if others:
-            retier.retier(fx, read_pairs(r, shop, others), settings)
+        if fx.transitions:  # open tasks elsewhere of viewers whose tier changed
+            others = retier.pairs(fx)
+            retier.retier(fx, read_pairs(r, shop, others) if others else {}, settings)
         if late.unfolded:  # compared and set against the states as read
             read_as = head.viewers
             fx.viewers = [(vid, read_as[vid] if vid in late.unfolded else old, new) for vid, old, new in fx.viewers]

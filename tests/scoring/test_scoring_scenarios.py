@@ -519,3 +519,14 @@ def test_an_open_task_takes_the_tier_the_clock_alone_gives(story):
     assert _card(story, "r-3", "cy") == ("active", 5.0)
     story.advance(at(days=30, minutes=1), room="r-4")  # r-1 is 30 days and a minute back
     assert story.tier("cy") == "new_fan" and _card(story, "r-3", "cy") == ("new_fan", 3.0)
+
+
+def test_an_open_task_the_batch_reads_but_leaves_takes_the_new_tier_too(story):
+    """Ann's consent and first order in r-2 come in one batch: her record in r-1 is read and scored
+    (a consent may move any of her tasks) but her task there is not rewritten by it; her new tier
+    still reaches its card."""
+    story.event("ann", "join", "r-1", at())
+    story.advance(at(minutes=4))
+    story.submit(story.say("ann", "consent", "r-2", at(minutes=5), dm=True),
+                 story.say("ann", "order", "r-2", at(minutes=6), order_id="o-1", amount=5, currency="USD"))
+    assert story.tier("ann") == "first_buyer" and _card(story, "r-1", "ann") == ("first_buyer", 3.0)
