@@ -172,35 +172,43 @@ def _rescore_lingered(r: redis.Redis, shop: str, s: RuleSettings) -> int:
     card's, once the room is archived); the dwell part of the queue score stays the one the card
     shows.  Compare-and-set (``task_prio.lua``): a task an operator or a scorer moved since it was
     read is left to them.  Returns the tasks moved."""
-    script = r.register_script(script_source("scoring", "task_prio"))
     n = 0
     for state in ("pending", "claimed"):
-        qk = keys.queue(shop, state)
-        members = [m.decode() for m in cast(replies.Members, r.zrange(qk, 0, -1))]
-        pairs = [keys.split_pair(m) for m in members if m[:1].isdigit()]  # a kind's id never starts so
-        for i in range(0, len(pairs), CHUNK):
-            chunk = pairs[i:i + CHUNK]
-            p = r.pipeline(transaction=False)
-            for room, vid in chunk:
-                p.hget(keys.tasks(shop, room), vid)
-                p.hget(keys.viewers(shop), vid)
-            got = p.execute()
-            for j, (room, vid) in enumerate(chunk):  # the writes go on p, executed once a chunk
-                b, vb = got[2 * j], got[2 * j + 1]
-                if not b or not vb:
-                    continue
-                rec, v = unpack_task(b), unpack_viewer(vb)
-                if rec.state != state:
-                    continue
-                reactivated = rules.is_reactivated(v, room, s) if room in v.rooms else rec.reactivated
-                prio = rules.priority(rec, v.tier, reactivated, s)
-                if (round(prio, 2), v.tier, reactivated) == (rec.priority, rec.tier, rec.reactivated):
-                    continue
-                new = pack_task(msgspec.structs.replace(rec, priority=round(prio, 2), tier=v.tier,
-                                                        reactivated=reactivated))
-                script(keys=[keys.tasks(shop, room), qk], client=p, args=[
-                    vid, b, new, rules.queue_score(prio, rec.dwell_ms), keys.pair(room, vid)])
-            n += sum(int(x) for x in p.execute())
+        members = [m.decode() for m in cast(replies.Members, r.zrange(keys.queue(shop, state), 0, -1))]
+        n += rescore_pairs(r, shop, [keys.split_pair(m) for m in members if m[:1].isdigit()], s, state)
+    return n
+
+
+def rescore_pairs(r: redis.Redis, shop: str, pairs: list[tuple[str, str]], s: RuleSettings,
+                  state: str | None = None) -> int:
+    """The lingered tasks of ``pairs`` that are open (in ``state`` only, if given): their priority
+    and tier from their card's counts and the viewer's state now (``_rescore_lingered``; and the
+    worker's, for the archived rooms of a viewer whose tier a batch changed). Returns the tasks moved."""
+    script = r.register_script(script_source("scoring", "task_prio"))
+    n = 0
+    for i in range(0, len(pairs), CHUNK):
+        chunk = pairs[i:i + CHUNK]
+        p = r.pipeline(transaction=False)
+        for room, vid in chunk:
+            p.hget(keys.tasks(shop, room), vid)
+            p.hget(keys.viewers(shop), vid)
+        got = p.execute()
+        for j, (room, vid) in enumerate(chunk):  # the writes go on p, executed once a chunk
+            b, vb = got[2 * j], got[2 * j + 1]
+            if not b or not vb:
+                continue
+            rec, v = unpack_task(b), unpack_viewer(vb)
+            if rec.state not in ((state,) if state else ("pending", "claimed")):
+                continue
+            reactivated = rules.is_reactivated(v, room, s) if room in v.rooms else rec.reactivated
+            prio = rules.priority(rec, v.tier, reactivated, s)
+            if (round(prio, 2), v.tier, reactivated) == (rec.priority, rec.tier, rec.reactivated):
+                continue
+            new = pack_task(msgspec.structs.replace(rec, priority=round(prio, 2), tier=v.tier,
+                                                    reactivated=reactivated))
+            script(keys=[keys.tasks(shop, room), keys.queue(shop, rec.state)], client=p, args=[
+                vid, b, new, rules.queue_score(prio, rec.dwell_ms), keys.pair(room, vid)])
+        n += sum(int(x) for x in p.execute())
     return n
 
 

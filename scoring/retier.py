@@ -5,7 +5,9 @@ changes by time (active to dormant), by an order or a show in another room, or b
 the batch scores only the records of the rooms it touches, so the viewer's open tasks elsewhere would
 keep the old tier and priority (the same events in another order, or one batch, would not). After
 the batch is scored, the worker reads those records (``pairs``) and ``retier`` rewrites each open
-task's priority and card, as a touch of the pair would. Pure but for the reads the worker does.
+task's priority and card, as a touch of the pair would. Pure but for the reads the worker does. The
+tasks of rooms archived since (most open tasks: a show is archived half an hour after it ends) are
+rescored from their cards once the batch is written (``archived_pairs``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections import defaultdict
 
 from fanops.rules_settings import RuleSettings
 from fanops.schema import HISTORY_ROOM
-from fanops.state import ViewerState, unpack_room_viewer
+from fanops.state import ViewerState, past_numbers, unpack_room_viewer
 from scoring.engine import Effects, task_effects
 
 
@@ -55,3 +57,12 @@ def retier(fx: Effects, records: dict[tuple[str, str], bytes | None], s: RuleSet
         v = states[vid]
         if rv.task == "pending":  # the scorer's "open": pending or claimed (an operator's states stay)
             task_effects(fx, room, vid, rv, v, "pending", v.tier, fx.clock, s)
+
+
+def archived_pairs(fx: Effects, room_ids: dict[int, str]) -> list[tuple[str, str]]:
+    """(room, viewer): the archived (folded) rooms of each viewer whose tier the batch changed. Their
+    records are in the archive, so the worker rescores their open tasks from the cards' counts once the
+    batch is written (``recompute.rescore_pairs``), as a change of the rules does."""
+    changed = _changed(fx)
+    return [(room_ids[no], vid) for vid, _old, new in fx.viewers if vid in changed and new.past_nos
+            for no in past_numbers(new) if no in room_ids]

@@ -321,6 +321,8 @@ class Worker:
             verdict = replies.to_str(res[0])
             if verdict == "ok":
                 self._time_clock[shop] = max(self._time_clock.get(shop, 0), batch.clock)
+                if batch.retier_archived:
+                    recompute.rescore_pairs(self.r, shop, batch.retier_archived, self.settings(shop)[0])
                 return batch
             if verdict == "stale":
                 self.stats.stale += 1
@@ -375,7 +377,8 @@ class Worker:
                        moved_fronts={part: f for part, f in t.fronts.items() if f > head.fronts[part]},
                        rules_version=known)
         # the time indexes were read up to clock1, not to a clock read since
-        return ScoredBatch(wire, blobs, len(all_events) - len(events) + len(repeats), clock1, t.full, len(repeats))
+        return ScoredBatch(wire, blobs, len(all_events) - len(events) + len(repeats), clock1, t.full, len(repeats),
+                           retier.archived_pairs(fx, archived.ids) if fx.transitions else [])
 
     def after_clock_read(self, shop: str) -> None:
         """Called by ``score`` between its first read (the shop clock, its rules state, the events'

@@ -14,7 +14,7 @@ viewer's state records (``ViewerState.due_day``) before it is packed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -38,6 +38,9 @@ class ScoredBatch:
     clock: int  # the shop clock the time indexes were read up to (what a time pass has moved to)
     time_full: bool  # more viewers were due than one batch takes: another time pass follows
     repeats: int = 0  # of ``dropped``: repeats of archived shows' events, counted as duplicates
+    # archived rooms' open tasks of viewers whose tier the batch changed: rescored once it is written
+    # (``scoring.retier.archived_pairs``; their records are in the archive, their cards hold the counts)
+    retier_archived: list[tuple[str, str]] = field(default_factory=list)
 
 
 class _Wire:

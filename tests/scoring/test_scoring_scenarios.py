@@ -530,3 +530,17 @@ def test_an_open_task_the_batch_reads_but_leaves_takes_the_new_tier_too(story):
     story.submit(story.say("ann", "consent", "r-2", at(minutes=5), dm=True),
                  story.say("ann", "order", "r-2", at(minutes=6), order_id="o-1", amount=5, currency="USD"))
     assert story.tier("ann") == "first_buyer" and _card(story, "r-1", "ann") == ("first_buyer", 3.0)
+
+
+def test_an_open_task_of_an_archived_show_takes_the_new_tier(story):
+    """Most open tasks belong to shows archived already (half an hour after they end). Ann's first
+    order, a day after her show, reaches her task's card and rank all the same."""
+    from scoring import archive
+
+    story.event("ann", "join", "r-1", at())
+    story.advance(at(minutes=4))
+    story.advance(at(minutes=90), room="r-9")
+    assert archive.archive_room(story.r, story.cfg, SHOP, "r-1").complete
+    assert _card(story, "r-1", "ann") == ("new_fan", 0.0)
+    story.event("ann", "order", "r-2", at(days=1), order_id="o-1", amount=5, currency="USD")
+    assert story.tier("ann") == "first_buyer" and _card(story, "r-1", "ann") == ("first_buyer", 3.0)
