@@ -5,19 +5,25 @@ changes by time (active to dormant), by an order or a show in another room, or b
 the batch scores only the records of the rooms it touches, so the viewer's open tasks elsewhere would
 keep the old tier and priority (the same events in another order, or one batch, would not). After
 the batch is scored, the worker reads those records (``pairs``) and ``retier`` rewrites each open
-task's priority and card, as a touch of the pair would. Pure but for the reads the worker does. The
+task's priority and card, as a touch of the pair would (pure: the worker does the reads). The
 tasks of rooms archived since (most open tasks: a show is archived half an hour after it ends) are
-rescored from their cards once the batch is written (``archived_pairs``).
+rescored from their cards once the batch is written (``archived_pairs``, ``rescore_archived``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
+
+import redis
 
 from fanops.rules_settings import RuleSettings
 from fanops.schema import HISTORY_ROOM
 from fanops.state import ViewerState, past_numbers, unpack_room_viewer
 from scoring.engine import Effects, task_effects
+from scoring.recompute import rescore_pairs
+
+log = logging.getLogger(__name__)
 
 
 def _changed(fx: Effects) -> set[str]:
@@ -66,3 +72,11 @@ def archived_pairs(fx: Effects, room_ids: dict[int, str]) -> list[tuple[str, str
     changed = _changed(fx)
     return [(room_ids[no], vid) for vid, _old, new in fx.viewers if vid in changed and new.past_nos
             for no in past_numbers(new) if no in room_ids]
+
+
+def rescore_archived(r: redis.Redis, shop: str, pairs: list[tuple[str, str]], s: RuleSettings) -> None:
+    """``archived_pairs``' open tasks rescored, once the batch is written."""
+    try:
+        rescore_pairs(r, shop, pairs, s)
+    except redis.RedisError as e:  # the batch is written: a card left as it was is no reason to fail it
+        log.warning("open tasks of %s's archived shows keep their old tier for now: %s", shop, e)

@@ -322,7 +322,7 @@ class Worker:
             if verdict == "ok":
                 self._time_clock[shop] = max(self._time_clock.get(shop, 0), batch.clock)
                 if batch.retier_archived:
-                    recompute.rescore_pairs(self.r, shop, batch.retier_archived, self.settings(shop)[0])
+                    retier.rescore_archived(self.r, shop, batch.retier_archived, self.settings(shop)[0])
                 return batch
             if verdict == "stale":
                 self.stats.stale += 1
