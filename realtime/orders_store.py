@@ -6,7 +6,8 @@ Where a kept order goes (``Orders.rematch``, every FANOPS_ORDERS_POLL_MS): an op
 from the app (``keys.orders_links``), or the one viewer that has named its email or phone in a
 ``contact`` event (``keys.contact_owners``, noted by the scorer). An order is never dropped: a
 kept one stays in ``keys.orders_waiting`` until applied, and an applied one is remembered in
-``keys.orders_done`` so that its replay goes to the same viewer and room (a repeat).
+``keys.orders_done`` so that its replay goes to the same viewer and room (a repeat), even one that
+names another room.
 """
 
 from __future__ import annotations
@@ -99,13 +100,12 @@ class Orders:
 
     async def take(self, o: ShopOrder) -> tuple[str, str | None]:
         """A new (or replayed) order: (APPLIED, None), (KEPT, why), or ("bad", reason)."""
-        if o.viewer is not None and o.room is not None:  # the usual case: no read, writes held while Redis is away
-            bad = await self.apply(o, o.viewer, o.room, "webhook")
+        done = await self._done(o)
+        if done is not None:  # applied before: a resend goes where the order went, whatever it names now
+            bad = await self.apply(o, done[0], done[1], "replay")
             return (APPLIED, None) if bad is None else ("bad", bad)
-        done = await self.r.hget(keys.orders_done(o.shop), o.event_id)
-        if done:
-            viewer, room, _how = json.loads(done)
-            bad = await self.apply(o, viewer, room, "replay")
+        if o.viewer is not None and o.room is not None:  # the usual case: writes held while Redis is away
+            bad = await self.apply(o, o.viewer, o.room, "webhook")
             return (APPLIED, None) if bad is None else ("bad", bad)
         viewer, room, why = await self.match(o)
         if viewer is not None and room is not None:
@@ -116,6 +116,18 @@ class Orders:
             return "bad", rejected.reason
         await self.keep(o, why)
         return KEPT, why
+
+    async def _done(self, o: ShopOrder) -> list[str] | None:
+        """Where the order went when it was applied before ([viewer, room, how]), or None. With Redis
+        away, None: an order that names its viewer and room is taken as it is and held."""
+        try:
+            got = await self.r.hget(keys.orders_done(o.shop), o.event_id)
+        except redis.RedisError as e:
+            if o.viewer is None or o.room is None:
+                raise
+            log.debug("order %s: where it went before not read (%s)", o.event_id, e)
+            return None
+        return cast("list[str]", json.loads(got)) if got else None
 
     async def match(self, o: ShopOrder) -> tuple[str | None, str | None, str]:
         """The viewer and room of ``o`` as far as known, and why not where one is missing."""
@@ -146,13 +158,21 @@ class Orders:
         marks = consent_marks(o)
         if marks:
             await self._merge_consents(o.shop, viewer, marks, o)
-        if (viewer, room) != (o.viewer, o.room):
-            # chosen here, not named by the order (so it was kept): remembered, so that a replay goes the
-            # same way; an order that names both was never kept, and its replay names them again
-            p = self.r.pipeline(transaction=True)
-            p.hset(keys.orders_done(o.shop), o.event_id, json.dumps([viewer, room, how]))
+        # remembered, so that a resend goes the same way: to the viewer and room chosen here for a kept
+        # order; and, for one that names both, to those even if a resend names another room (it counted
+        # in both rooms: dedupe is by room and event id)
+        named = (viewer, room) == (o.viewer, o.room)
+        p = self.r.pipeline(transaction=True)
+        p.hset(keys.orders_done(o.shop), o.event_id, json.dumps([viewer, room, how]))
+        if not named:
             p.hdel(keys.orders_waiting(o.shop), o.event_id)
+        try:
             await p.execute()
+        except redis.RedisError as e:
+            if not named:
+                raise
+            log.warning("order %s applied but not noted (%s): a resend naming another room would count "
+                        "there too", o.event_id, e)
         return None
 
     async def _merge_consents(self, shop: str, viewer: str, marks: list[Mark], o: ShopOrder) -> None:

@@ -323,3 +323,15 @@ def test_an_order_taken_while_redis_is_away_is_held_and_written_when_it_is_back(
             next(gen)
         sync.close()
         server.stop(own)
+
+
+def test_an_order_sent_again_naming_another_room_is_a_repeat_of_the_first(orders: Running, r, cfg) -> None:
+    """The same order id again, now with another room (a shop's app that learnt the viewer's show
+    later): a repeat, counted once, in the room it went to first. It counted in both rooms."""
+    assert orders.generic(generic())[0] == 200
+    assert orders.generic(generic(room="r-2"))[0] == 200
+    drain(r, cfg)
+    assert orders_of(r, "u-1") == ["o-9"]
+    assert read.status(r, "default", "r-1")["room"]["orders"] == 1
+    assert read.status(r, "default", "r-2")["room"]["orders"] == 0
+    assert read.status(r, "default")["events_applied"] == 1
