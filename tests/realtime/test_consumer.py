@@ -19,6 +19,7 @@ from fanops.schema import unpack_events
 from realtime.consumer import Consumer
 from tests.conftest import await_for, stream_entries
 from tests.feeds import Feed, ev, frame, send_all
+from tests.pipeline import run_consumer as serve_and_consume
 
 FAST = dict(initial=0.01, cap=0.05)
 
@@ -277,15 +278,8 @@ def test_a_frame_over_the_size_limit_is_bad_input_and_the_frames_after_it_are_re
     big = frame(ev("big", type="comment", text="é" * 1999), *[ev(f"b{i}") for i in range(100)])
     assert 10_000 < len(big.encode()) < 16 * 10_000
 
-    async def main():
-        feed = await Feed(lambda ws, n: send_all(ws, [frame(ev(1)), big, frame(ev(2)), frame(ev(3))])).start()
-        try:
-            return await run_consumer(small, feed.url,
-                                      lambda c: len(stream_events(r)) == 3 and dead_count(r) == 1)
-        finally:
-            await feed.stop()
-
-    c = asyncio.run(main())
+    c = serve_and_consume(small, lambda ws, n: send_all(ws, [frame(ev(1)), big, frame(ev(2)), frame(ev(3))]),
+                          lambda c: len(stream_events(r)) == 3 and dead_count(r) == 1, 15)
     assert (c.counters.connects, c.counters.drops, c.counters.bad) == (1, 0, 1)
     assert [e.id for e in stream_events(r)] == ["e-1", "e-2", "e-3"]
     [d] = dead(r)
@@ -303,15 +297,7 @@ def test_a_frame_over_sixteen_times_the_limit_is_bad_input_and_the_consumer_reco
         else:
             await send_all(ws, [frame(ev(2))])
 
-    async def main():
-        feed = await Feed(script).start()
-        try:
-            return await run_consumer(small, feed.url,
-                                      lambda c: len(stream_events(r)) == 2 and dead_count(r) == 1)
-        finally:
-            await feed.stop()
-
-    c = asyncio.run(main())
+    c = serve_and_consume(small, script, lambda c: len(stream_events(r)) == 2 and dead_count(r) == 1, 15)
     assert c.counters.connects == 2
     assert b"size limit" in dead(r)[0][b"reason"]
 
