@@ -234,8 +234,20 @@ def read_viewers(r: redis.Redis, shop: str, vids: list[str]) -> dict[str, bytes 
 def read_pairs(r: redis.Redis, shop: str, by_room: dict[str, list[str]]) -> dict[tuple[str, str], bytes | None]:
     """(room, viewer) records, room by room, in one round trip."""
     p = Pipe(r)
-    got = [(room, vs, p("hmget", keys.room_viewers(shop, room), vs)) for room, vs in by_room.items()]
+    got = _queue_pairs(p, shop, by_room)
     p.run()
+    return _pairs_read(got)
+
+
+_Queued = list[tuple[str, list[str], Reply]]
+
+
+def _queue_pairs(p: Pipe, shop: str, by_room: dict[str, list[str]]) -> _Queued:
+    """One HMGET a room of the records ``by_room`` names, queued on ``p``."""
+    return [(room, vs, p("hmget", keys.room_viewers(shop, room), vs)) for room, vs in by_room.items()]
+
+
+def _pairs_read(got: _Queued) -> dict[tuple[str, str], bytes | None]:
     return {(room, vid): b for room, vs, bs in got for vid, b in zip(vs, bs.value, strict=True)}
 
 
@@ -259,7 +271,7 @@ def read_records(r: redis.Redis, shop: str, events: list[Event], lurk: list[tupl
     for room, vid in pairs:
         by_room.setdefault(room, []).append(vid)
     p = Pipe(r)
-    got = [(room, vs, p("hmget", keys.room_viewers(shop, room), vs)) for room, vs in by_room.items()]
+    got = _queue_pairs(p, shop, by_room)
     # the shop clock again, after every record the batch read: another scorer may have applied
     # a batch since the first read, and the records may hold its events (or a task it made at
     # its clock). Scored at the older clock, they would lose what happened after it (a task
@@ -268,7 +280,7 @@ def read_records(r: redis.Redis, shop: str, events: list[Event], lurk: list[tupl
     vids = list(dict.fromkeys(vid for _room, vid in pairs))
     sent = p("zmscore", keys.sent_log(shop), vids) if vids else None
     p.run()
-    rvs = {(room, vid): b for room, vs, bs in got for vid, b in zip(vs, bs.value, strict=True)}
+    rvs = _pairs_read(got)
     sent_at = {} if sent is None else {
         vid: int(x) for vid, x in zip(vids, cast("list[float | None]", sent.value), strict=True) if x is not None}
     return rvs, int(clock.value or 0), sent_at
