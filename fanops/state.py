@@ -210,6 +210,9 @@ class RoomViewer(msgspec.Struct, array_like=True):
     task: str = ""  # the follow-up state the data gave when last applied ("" none)
     task_at: int = -1  # the shop-clock value the task was made at (a known clock value)
     rel: int = 0  # 1 in the packed form only: its ts are relative to first (see ``pack``)
+    # the first shop-clock value its task may be made at, past the 7 days of a follow-up sent to
+    # the viewer before it could be (-1: none; absolute, and left out of the packed form when none)
+    hold: int = -1
 
 
 class TaskRec(msgspec.Struct, array_like=True):
@@ -290,7 +293,7 @@ _TASK_NAME = {c: t for t, c in _TASK_CODE.items()}
 # _viewer_out and _rv_out build the packed arrays field by field: they must follow the structs
 if ViewerState.__struct_fields__[-4:] != ("rel", "due_day", "reach", "fol") \
         or len(ViewerState.__struct_fields__) != 20 \
-        or RoomViewer.__struct_fields__[-1] != "rel" or len(RoomViewer.__struct_fields__) != 22:
+        or RoomViewer.__struct_fields__[-2:] != ("rel", "hold") or len(RoomViewer.__struct_fields__) != 23:
     raise ImportError("fanops.state: a struct's fields changed: update _viewer_out/_rv_out")
 
 
@@ -355,10 +358,11 @@ def _rv_out(rv: RoomViewer) -> tuple[object, ...] | RoomViewer:
         if early[0][0] < b:  # sorted by ts: the first is the smallest
             return rv
         early = [[t - d, leave] for t, leave in early]
-    return (b, rv.last - d, 0 if lo == -1 else lo - d, 0 if ll == -1 else ll - d, rv.comments, rv.likes,
-            rv.shares, rv.follows, rv.views, rv.carts, 0 if rv.gift_value == 0 else rv.gift_value, rv.orders,
-            rv.amount, rv.skus_viewed, rv.skus_carted, rv.said, 0 if fo == -1 else fo - d, early,
-            0 if af == -1 else af - d, _TASK_CODE.get(rv.task, rv.task), 0 if ta == -1 else ta - d, 1)
+    out = (b, rv.last - d, 0 if lo == -1 else lo - d, 0 if ll == -1 else ll - d, rv.comments, rv.likes,
+           rv.shares, rv.follows, rv.views, rv.carts, 0 if rv.gift_value == 0 else rv.gift_value, rv.orders,
+           rv.amount, rv.skus_viewed, rv.skus_carted, rv.said, 0 if fo == -1 else fo - d, early,
+           0 if af == -1 else af - d, _TASK_CODE.get(rv.task, rv.task), 0 if ta == -1 else ta - d, 1)
+    return out if rv.hold == -1 else (*out, rv.hold)
 
 
 def _rv_in(rv: RoomViewer) -> RoomViewer:

@@ -204,11 +204,11 @@ def archive_room(r: redis.Redis, cfg: Config, shop: str, room: str, *,
             guard.reset()
             guard.watch(*reopen.dumped_keys(shop, room)[:4])
             with gc_paused():
-                manifest, n_tasks, complete, viewers = _write(r, cfg, shop, room, sc, on_file_written)
+                manifest, n_tasks, complete, viewers, held = _write(r, cfg, shop, room, sc, on_file_written)
             if not scan(r, shop, sc):  # nothing arrived for the room meanwhile
                 break
             log.info("late events for room %s of %s arrived while archiving: writing it again", room, shop)
-        trimmed = _drop_raw(r, guard, shop, room, token, sc, viewers, manifest)
+        trimmed = _drop_raw(r, guard, shop, room, token, sc, viewers, manifest, held)
     finally:
         guard.reset()
         _unlock(r, shop, room, token)
@@ -221,7 +221,7 @@ def archive_room(r: redis.Redis, cfg: Config, shop: str, room: str, *,
 
 
 def _write(r: redis.Redis, cfg: Config, shop: str, room: str, sc: Scan,
-           on_file_written: Callable[[str], None] | None) -> tuple[dict[str, Any], int, bool, list[str]]:
+           on_file_written: Callable[[str], None] | None) -> tuple[dict[str, Any], int, bool, list[str], set[str]]:
     settings, version = rules_store.load(r, shop)
     st = status(r, shop, room)  # before anything is removed: the present zset is still there
     clock = st["clock"]
@@ -271,7 +271,10 @@ def _write(r: redis.Redis, cfg: Config, shop: str, room: str, sc: Scan,
                               {"events.parquet": events, "viewers.parquet": viewers,
                                "transitions.parquet": transitions, "followups.parquet": followups,
                                "facts.json": facts, "redis.parquet": raw}, summary, on_file_written=on_file_written)
-    return manifest, followups.height, complete, list(rvs)
+    # pairs whose task a sent follow-up holds back past the clock: their lurk entries stay, and the
+    # scorer opens the room again when the clock passes them (the task is made then)
+    held = {vid for vid, rv in rvs.items() if rv.hold > clock and not rv.task and rv.first_order < 0}
+    return manifest, followups.height, complete, list(rvs), held
 
 
 def _trim_points(r: redis.Redis, shop: str, room: str, sc: Scan,
@@ -299,9 +302,9 @@ def raw_keys(shop: str, room: str) -> list[str]:
 
 
 def _drop_raw(r: redis.Redis, p: Any, shop: str, room: str, token: str, sc: Scan, viewers: list[str],
-              manifest: dict[str, Any]) -> int:
+              manifest: dict[str, Any], held: set[str]) -> int:
     """Remove the room's raw data in one transaction on ``p`` (a pipeline watching the room's keys
-    since its files were written)."""
+    since its files were written); its lurk entries go, but those of ``held`` viewers."""
     rk = keys.room(shop, room)
     cur: Any = r.hget(rk, "archiving")
     if not cur or not cur.decode().startswith(token + ":"):
@@ -325,10 +328,15 @@ def _drop_raw(r: redis.Redis, p: Any, shop: str, room: str, token: str, sc: Scan
     p.delete(*raw_keys(shop, room), *read.seen_keys(r, shop, room))
     for i in range(0, len(viewers), CHUNK):
         by_part: dict[int, list[str]] = {}
+        unheld: dict[int, list[str]] = {}
         for v in viewers[i:i + CHUNK]:
-            by_part.setdefault(keys.part_of(v), []).append(keys.pair(room, v))
+            m = keys.pair(room, v)
+            by_part.setdefault(keys.part_of(v), []).append(m)
+            if v not in held:
+                unheld.setdefault(keys.part_of(v), []).append(m)
         for part, members in by_part.items():
-            p.zrem(keys.lurk(shop, part), *members)
+            if part in unheld:
+                p.zrem(keys.lurk(shop, part), *unheld[part])
             p.zrem(keys.late_window(shop, part), *members)
     for stream, cut in cuts:
         p.xtrim(stream, minid=stream_id_text(cut), approximate=False)

@@ -33,7 +33,7 @@ from fanops.state import (
     unpack_viewer,
 )
 from scoring import kinds, rules
-from scoring.followups import followup_target, late_moment, lurk_time, next_known
+from scoring.followups import followup_target, held, late_moment, lurk_time, next_known
 from scoring.merge import merge_room_viewer, merge_viewer
 
 # the states a task moves from when its target changes (an operator's sent or skipped stays)
@@ -413,10 +413,10 @@ def _room_viewer_effects(fx: Effects, room: str, vid: str, old: RoomViewer | Non
     """What a (room, viewer) record's change moves: buyers and orders, the room's present index,
     the pair's task, its lurk and late-window entries; and the record itself.
 
-    ``sent_at``: the shop clock of the latest follow-up sent to the viewer. A task due while that is
-    within the cooldown (7 days) of the clock is not made yet: the pair waits in the lurk index for
-    the clock to pass the cooldown's end, when all the rules hold at last (spec/tiers.md: made the
-    first time they all hold), even with no event of the viewer's by then."""
+    ``sent_at``: the shop clock of the latest follow-up sent to the viewer. A task due within its
+    cooldown (7 days) is not made then: the record's ``hold`` keeps the cooldown's end, from which
+    on the rules are looked at again (spec/tiers.md: made the first time they all hold), and the
+    pair waits in the lurk index for the clock to pass it, even with no event of the viewer's by then."""
     if bool(old and old.orders) != bool(rv.orders):
         fx.room_counts[(room, "buyers")] += 1
     for oid in rv.orders[len(old.orders) if old else 0:]:
@@ -430,23 +430,22 @@ def _room_viewer_effects(fx: Effects, room: str, vid: str, old: RoomViewer | Non
         fx.present_gone.append((room, vid))
     # follow-up task
     target, rv.task_at = followup_target(rv, v, clock, s, clock_values)
-    lapse = None
-    if target == "pending" and not rv.task and sent_at is not None and sent_at >= clock - s.cooldown_ms:
-        # apply.lua would refuse it (a follow-up sent within the cooldown): not made, looked at again
-        # at the first clock value past the cooldown's end
-        lapse = sent_at + s.cooldown_ms + 1
-        target, rv.task_at = "", -1
+    if target and not rv.task and sent_at is not None and held(rv.task_at, sent_at, clock, s):
+        # a follow-up sent within the cooldown before its moment: looked at again from the
+        # cooldown's end (apply.lua refuses a task while one was sent within it)
+        rv.hold = sent_at + s.cooldown_ms + 1
+        target, rv.task_at = followup_target(rv, v, clock, s, clock_values)
     if target != rv.task or (target == "pending" and (old is None or old.last != rv.last
                                                        or old.comments != rv.comments)):
         task_effects(fx, room, vid, rv, v, target, tier_new, clock, s)
-    lt = lapse if lapse is not None else lurk_time(rv, clock, s) if not target else None
-    # the last write of this pair put it in the lurk index at first + dwell only if it had no task,
-    # no event after that moment and no order, and that moment was still ahead of the clock; the
-    # clock never goes back, so with the same first it is there already (a pair taken from the
-    # index is rewritten all the same, in case the threshold changed since)
-    may_have = old is not None and not old.task and old.after < 0 and old.first_order < 0
+    lt = lurk_time(rv, clock, s) if not target else None
+    # the last write of this pair put it in the lurk index at first + dwell (or its hold's end) only
+    # if it had no task, no event after that moment and no order, and that moment was still ahead
+    # of the clock; the clock never goes back, so with the same first and hold it is there already
+    # (a pair taken from the index is rewritten all the same, in case the threshold changed since)
+    may_have = old is not None and not old.task and (old.after < 0 or old.hold >= 0) and old.first_order < 0
     if lt is not None:
-        if not (may_have and old.first == rv.first) or lurked or lapse is not None:  # type: ignore[union-attr]
+        if not (may_have and old.first == rv.first and old.hold == rv.hold) or lurked:  # type: ignore[union-attr]
             fx.lurk.append((room, vid, lt))
     elif may_have or lurked:
         fx.lurk_gone.append((room, vid))
@@ -456,7 +455,8 @@ def _room_viewer_effects(fx: Effects, room: str, vid: str, old: RoomViewer | Non
     g_old = late_moment(old, v_old, s) if old is not None and v_old is not None else None
     if g is not None:
         # a pair with no task and no event past its moment may have been in the lurk index instead
-        surely = g_old == g and (old.task or old.after >= 0 or old.first_order >= 0)  # type: ignore[union-attr]
+        surely = g_old == g and (old.task or (old.after >= 0 and old.hold < 0)  # type: ignore[union-attr]
+                                 or old.first_order >= 0)  # type: ignore[union-attr]
         if lurked or not surely:
             fx.late_window.append((room, vid, g))
             # new to the index: a scorer that added a clock value in [g, the first one this batch

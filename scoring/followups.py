@@ -46,6 +46,21 @@ def dwell_reached(rv: RoomViewer, t: int, s: RuleSettings) -> bool:
     return (t if present else last) - rv.first >= s.dwell_ms
 
 
+def start(rv: RoomViewer, s: RuleSettings) -> int:
+    """The first moment the pair's task may be made at: its dwell's threshold (``first + dwell``),
+    or the end of the 7 days of a follow-up sent to the viewer before it was made (``hold``)."""
+    h = rv.first + s.dwell_ms
+    return rv.hold if rv.hold > h else h
+
+
+def held(t0: int, sent_at: int, clock: int, s: RuleSettings) -> bool:
+    """Is a task whose rules first hold at ``t0`` held back by a follow-up sent at ``sent_at`` (shop
+    clock)?  When ``t0`` is within its cooldown and came after it; or, wherever ``t0`` is (a late
+    event's), while the clock is still within it (apply.lua would refuse the task)."""
+    end = sent_at + s.cooldown_ms
+    return t0 <= end and (t0 >= sent_at or clock <= end)
+
+
 def consent_at(v: ViewerState, t: int) -> bool | None:
     """The viewer's DM consent at ``t``: their consent event with the largest (ts, id) up to ``t``."""
     c = None
@@ -94,7 +109,7 @@ def task_time(rv: RoomViewer, v: ViewerState, clock: int, s: RuleSettings,
     ``clock_values``: sorted shop-clock values known besides the viewer's own events
     (the batch's event times and the clock before it).
     """
-    horizon = rv.first + s.dwell_ms
+    horizon = start(rv, s)
     if clock < horizon:
         return None  # the dwell reaches the threshold at first + dwell at the earliest: not by this clock
     # every candidate before the horizon fails the dwell (or, with an order at or before it, ends the
@@ -106,7 +121,7 @@ def task_time(rv: RoomViewer, v: ViewerState, clock: int, s: RuleSettings,
             return first
     triggers = [horizon] + ([rv.after] if rv.after >= 0 else []) + [c.ts for c in v.consents if c.dm]
     cands = sorted({t for t in (_next_clock(x, clock_values, rv, v) for x in triggers)
-                    if t is not None and t <= clock})
+                    if t is not None and horizon <= t <= clock})
     for t in cands:
         if 0 <= rv.first_order <= t:
             return None  # they bought at or before it: no task, ever
@@ -138,9 +153,14 @@ def followup_target(rv: RoomViewer, v: ViewerState, clock: int, s: RuleSettings,
 
 def lurk_time(rv: RoomViewer, clock: int, s: RuleSettings) -> int | None:
     """When to look again at a (room, viewer) with no task and no event of their own:
-    the moment their dwell reaches the threshold, if that is still ahead of the clock."""
+    the moment their dwell reaches the threshold, or the end of the hold a sent follow-up put on
+    its task, if that is still ahead of the clock."""
     horizon = rv.first + s.dwell_ms
-    if horizon > clock and rv.after < 0 and rv.first_order < 0:
+    if rv.first_order >= 0:
+        return None
+    if rv.hold > horizon:
+        return rv.hold if rv.hold > clock else None
+    if horizon > clock and rv.after < 0:
         return horizon
     return None
 
@@ -163,8 +183,9 @@ def late_moment(rv: RoomViewer, v: ViewerState, s: RuleSettings) -> int | None:
       horizon not ``false``.
 
     Few pairs pass: the ones whose first clock value after the horizon came after their
-    presence lapsed, and the ones with a consent change around their task's moment."""
-    h = rv.first + s.dwell_ms
+    presence lapsed, and the ones with a consent change around their task's moment.  (A task held
+    by a sent follow-up: the same from the hold's end on, ``start``.)"""
+    h = start(rv, s)
     if 0 <= rv.first_order <= h:
         return None
     if rv.task:

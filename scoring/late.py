@@ -9,6 +9,7 @@ state, so that the rules see it whole."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import redis
@@ -21,6 +22,8 @@ from scoring.archive import archived_repeats
 from scoring.batch_reads import Archived, ArchivedRooms, Head, read_head
 from scoring.eventlog import applied_below, group_progress, stream_id
 from scoring.reopen import reopen_room, unfold_for_events
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,24 @@ def take_late(r: redis.Redis, cfg: Config, shop: str, events: list[Event], head:
     early = [ev for ev in kept if ev.ts <= archived.last]  # the others cannot predate an archived room
     unfolded = unfold_for_events(cfg, shop, head.viewers, early, archived.ids) if early else {}
     return Late(head, archived, events, repeats, unfolded)
+
+
+def reopen_held(r: redis.Redis, cfg: Config, shop: str, pairs: list[tuple[str, str]], archived: Archived) -> bool:
+    """Open again the archived shows of ``pairs`` taken from the lurk index (the tasks a sent
+    follow-up held back past the show's end: ``scoring.archive`` keeps their entries), so that they
+    are scored like any other; True if one was (the batch reads again).  The entries of a show
+    that cannot be opened again (an archive of an earlier version) are dropped, with a warning."""
+    rooms = sorted({rm for rm, _ in pairs if rm in archived.by_room})
+    if not rooms:
+        return False
+    opened = [rm for rm in rooms if reopen_room(r, cfg, shop, rm)]
+    lost = [(rm, vid) for rm, vid in pairs if rm in rooms and rm not in opened]
+    for rm, vid in lost:
+        r.zrem(keys.lurk(shop, keys.part_of(vid)), keys.pair(rm, vid))
+    if lost:
+        log.warning("%d follow-up tasks held back by the 7-day rule in archived shows of %s that cannot be "
+                    "opened again are not made: %s", len(lost), shop, lost[:10])
+    return bool(opened)
 
 
 def still_checked(r: redis.Redis, shop: str, rooms: set[str]) -> set[str]:

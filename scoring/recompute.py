@@ -83,8 +83,10 @@ def _rebuild_lurk(r: redis.Redis, shop: str, clock: int, s: RuleSettings) -> Non
     p = r.pipeline(transaction=False)
     for ((part, room), vids), blobs in zip(wanted.items(), got, strict=True):
         for vid, b in zip(vids, blobs, strict=True):
-            rv = unpack_room_viewer(b) if b else None
-            lt = lurk_time(rv, clock, s) if rv is not None and not rv.task else None
+            if not b:
+                continue  # an archived show's task held back by a sent follow-up: kept at its hold's end
+            rv = unpack_room_viewer(b)
+            lt = lurk_time(rv, clock, s) if not rv.task else None
             # past its moment under the new threshold: due now, so that the next batch takes the
             # pair from the index and decides (its task, or its removal)
             p.zadd(keys.lurk(shop, part), {keys.pair(room, vid): lt if lt is not None else clock})

@@ -49,7 +49,7 @@ from scoring.batch_reads import (
 from scoring.contacts import note_contacts
 from scoring.engine import Inputs, score_batch
 from scoring.intake import Entry
-from scoring.late import take_late
+from scoring.late import reopen_held, take_late
 from scoring.partitions import MEMBERS_UNSETTLED_S, Share
 from scoring.worker_stats import WorkerStats
 from scoring.writeset import ScoredBatch, encode_wire, to_wire
@@ -340,20 +340,21 @@ class Worker:
             time.sleep(min(0.2, 0.001 * 2 ** min(attempt, 8)))
         raise AssertionError("unreachable")  # itertools.count() never ends
 
-    def score(self, shop: str, all_events: list[Event]) -> ScoredBatch:
-        """Read what a batch of ``all_events`` needs and score it (the first half of applying a batch;
+    def score(self, shop: str, given: list[Event]) -> ScoredBatch:
+        """Read what a batch of ``given`` events needs and score it (the first half of applying a batch;
         ``write`` is the second). Writes nothing, but for a rebuild under rules saved since the last one."""
         r = self.r
-        head = read_head(r, shop, list(dict.fromkeys(ev.viewer.id for ev in all_events)))
+        head = read_head(r, shop, list(dict.fromkeys(ev.viewer.id for ev in given)))
         self.after_clock_read(shop)
-        late = take_late(r, self.cfg, shop, all_events, head, self._archived)
+        late = take_late(r, self.cfg, shop, given, head, self._archived)
         head, archived, all_events, repeats = late.head, late.archived, late.events, late.repeats
         events = [ev for ev in all_events if ev.room not in archived.by_room]
         viewers = {**head.viewers, **late.unfolded}
         settings, known = self._rules(shop, head)
         clock1 = max(head.clock, max((ev.ts for ev in events), default=0))
-        # the time indexes of the partitions this worker reads (other workers see to theirs)
-        t = read_time_indexes(r, shop, self._share.mine, head.fronts, head.clock, clock1, events)
+        t = read_time_indexes(r, shop, self._share.mine, head.fronts, head.clock, clock1, events)  # its partitions
+        if reopen_held(r, self.cfg, shop, t.lurk, archived):  # a held task of an archived show is due
+            return self.score(shop, given)
         viewers.update(read_viewers(r, shop, [v for v in dict.fromkeys(t.due + [v for _, v in t.lurk])
                                               if v not in viewers]))
         rvs, clock_again, sent_at = read_records(r, shop, events, t.lurk, viewers)
@@ -381,9 +382,8 @@ class Worker:
                            retier.archived_pairs(fx, archived.ids) if fx.transitions else [])
 
     def after_clock_read(self, shop: str) -> None:
-        """Called by ``score`` between its first read (the shop clock, its rules state, the events'
-        viewers) and the others (time indexes, records). Does nothing: a test overrides it to have
-        another scorer apply a batch there."""
+        """Called by ``score`` between its first read (the shop clock, rules state, events' viewers) and
+        the others. Does nothing: a test overrides it to have another scorer apply a batch there."""
 
     def _rules(self, shop: str, head: Head) -> tuple[RuleSettings, int]:
         """The shop's rules and their version; rules saved that no rebuild has applied yet are

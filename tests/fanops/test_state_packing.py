@@ -38,7 +38,7 @@ room_viewers = st.builds(
     RoomViewer, first=ts, last=ts, last_other=maybe, last_leave=maybe, comments=st.integers(0, 99),
     first_order=maybe, early=st.lists(st.tuples(ts, st.integers(0, 1)).map(list), max_size=5), after=maybe,
     gift_value=st.one_of(st.just(0.0), st.floats(0, 1e6)),
-    task=st.sampled_from(["", "pending", "converted", "withdrawn"]), task_at=maybe)
+    task=st.sampled_from(["", "pending", "converted", "withdrawn"]), task_at=maybe, hold=maybe)
 
 
 @settings(max_examples=300, deadline=None)
@@ -55,8 +55,9 @@ def test_states_packed_by_earlier_versions_still_read(v: ViewerState, rv: RoomVi
     # earlier versions wrote every ts as it is, with no trailing ``rel`` field
     enc = msgspec.msgpack.Encoder()
     v = msgspec.structs.replace(v, reach=[])  # nor addresses or channel consents (v1.1)
+    rv = msgspec.structs.replace(rv, hold=-1)  # nor the 7-day rule's hold of a task
     old_v = enc.encode(msgspec.structs.astuple(v)[:-2])
-    old_rv = enc.encode(msgspec.structs.astuple(rv)[:-1])
+    old_rv = enc.encode(msgspec.structs.astuple(rv)[:-2])
     assert unpack_viewer(old_v) == v
     assert unpack_room_viewer(old_rv) == rv
 
@@ -69,6 +70,14 @@ def test_a_live_shows_records_pack_in_fewer_bytes() -> None:
     enc = msgspec.msgpack.Encoder()
     assert len(pack(rv)) <= 0.7 * len(enc.encode(rv))
     assert len(pack(v)) <= 0.85 * len(enc.encode(v))
+
+
+def test_a_record_with_no_task_held_back_costs_no_byte_more() -> None:
+    rv = RoomViewer(T0, T0 + 90_000, T0 + 90_000, comments=2, early=[[T0, 0], [T0 + 90_000, 0]])
+    packed = pack(rv)
+    assert len(msgspec.msgpack.decode(packed)) == 22  # up to ``rel``
+    rv.hold = T0 + 7 * 86_400_000
+    assert unpack_room_viewer(pack(rv)) == rv and len(pack(rv)) > len(packed)
 
 
 def test_a_viewer_who_never_sent_contact_or_consent_costs_no_byte_more() -> None:

@@ -196,7 +196,9 @@ def build_story(redis_url: str, seed: int = 21) -> Story:
         ingest_frames(cfg, [encode_frame(fr).decode() for fr in fed])
         drain(r, cfg)
         idle = archive.idle_rooms(r, SHOP)
-        assert idle == rooms[i - 1:i]  # the show before this one is over; this one is not
+        # the show before this one is over; this one is not. An earlier one may be open again: a
+        # task the 7-day rule held back there (its viewer was sent a follow-up) came due
+        assert rooms[i - 1:i] == [rm for rm in idle if rm == rooms[i - 1]] and set(idle) <= set(rooms[:i])
         for old in idle:
             story.status_at_close[old] = status(r, SHOP, old)
         assert archive.close_idle_rooms(r, SHOP, cfg) == idle
