@@ -3,7 +3,8 @@
 Redis after archiving (one MULTI): the room hash gets ``archived`` (the shop clock at close),
 ``archived_at`` (wall ms) and ``archive_generation``; the room's raw data goes (``raw_keys``: the
 room-viewer hash, the present zset, the dedupe set, the per-minute hash, the order-id set, the
-feed lists) with its lurk entries; each partition stream of the shop is trimmed (XTRIM MINID) up to the oldest
+feed lists) with its lurk entries (but those of tasks a sent follow-up holds back past the clock: the
+scorer opens the room again when one comes due, ``scoring.late.reopen_held``); each partition stream of the shop is trimmed (XTRIM MINID) up to the oldest
 entry still holding an event of a room not archived, and never past an entry a scorer has not
 applied.  The room hash counters, the tasks, the viewers and the transitions stream stay.
 A room's events are read from the applied-event log (``scoring.eventlog``: the scorers write each
