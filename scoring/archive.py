@@ -4,9 +4,10 @@ Redis after archiving (one MULTI): the room hash gets ``archived`` (the shop clo
 ``archived_at`` (wall ms) and ``archive_generation``; the room's raw data goes (``raw_keys``: the
 room-viewer hash, the present zset, the dedupe set, the per-minute hash, the order-id set, the
 feed lists) with its lurk entries (but those of tasks a sent follow-up holds back past the clock: the
-scorer opens the room again when one comes due, ``scoring.late.reopen_held``); each partition stream of the shop is trimmed (XTRIM MINID) up to the oldest
-entry still holding an event of a room not archived, and never past an entry a scorer has not
-applied.  The room hash counters, the tasks, the viewers and the transitions stream stay.
+scorer opens the room again when one comes due, ``scoring.late.reopen_held``); each partition stream
+of the shop is trimmed (XTRIM MINID) up to the oldest entry still holding an event of a room not
+archived, and never past an entry a scorer has not applied.  The room hash counters, the tasks, the
+viewers and the transitions stream stay.
 A room's events are read from the applied-event log (``scoring.eventlog``: the scorers write each
 entry there before applying it and then trim it from the stream) and from what the streams still
 hold (``scoring.archive_scan``); log files whose every room is archived are deleted once no writer
@@ -272,9 +273,9 @@ def _write(r: redis.Redis, cfg: Config, shop: str, room: str, sc: Scan,
                               {"events.parquet": events, "viewers.parquet": viewers,
                                "transitions.parquet": transitions, "followups.parquet": followups,
                                "facts.json": facts, "redis.parquet": raw}, summary, on_file_written=on_file_written)
-    # pairs whose task a sent follow-up holds back past the clock: their lurk entries stay, and the
-    # scorer opens the room again when the clock passes them (the task is made then)
-    held = {vid for vid, rv in rvs.items() if rv.hold > clock and not rv.task and rv.first_order < 0}
+    # pairs whose task a sent follow-up held back: their lurk entries stay (past the clock, or due and
+    # not yet taken by the scorer of their partition), and that scorer opens the room again for them
+    held = {vid for vid, rv in rvs.items() if rv.held_by >= 0 and not rv.task and rv.first_order < 0}
     return manifest, followups.height, complete, list(rvs), held
 
 

@@ -19,7 +19,8 @@ from fanops import keys, read
 from fanops.rules_settings import RuleSettings
 from fanops.schema import Event, event_type
 from fanops.scripts import script_source
-from fanops.state import room_viewer_first, unpack_viewer
+from fanops.state import room_viewer_first, room_viewer_may_be_held, unpack_room_viewer, unpack_viewer
+from scoring.followups import start
 
 TIME_INDEX_LIMIT = 5000  # due / lurk entries taken per batch
 
@@ -287,11 +288,13 @@ def read_records(r: redis.Redis, shop: str, events: list[Event], lurk: list[tupl
 
 
 def past_clock(r: redis.Redis, shop: str, events: list[Event], rvs: dict[tuple[str, str], bytes | None],
-               clock0: int, s: RuleSettings) -> list[int]:
+               clock0: int, s: RuleSettings, sent_at: dict[str, int] | None = None) -> list[int]:
     """For every (room, viewer) of the batch whose dwell would have reached the threshold
     before the clock the batch starts from, the first shop-clock value at or after that
     moment (from the per-second clock index), so that events arriving late make the same
-    follow-up tasks as events in order."""
+    follow-up tasks as events in order; and so for the end of the cooldown of a follow-up sent to
+    a viewer of the batch (``sent_at``), from which a task it held back is looked for
+    (``followups.start``), whether the record keeps it or the batch holds it now."""
     first: dict[tuple[str, str], int] = {}
     for ev in events:
         k = (ev.room, ev.viewer.id)
@@ -305,6 +308,13 @@ def past_clock(r: redis.Redis, shop: str, events: list[Event], rvs: dict[tuple[s
             f = rf if f is None else min(f, rf)
         if f is not None and f + s.dwell_ms <= clock0:
             moments.add(f + s.dwell_ms)
+        if b and room_viewer_may_be_held(b):
+            rv = unpack_room_viewer(b)
+            if rv.held_by >= 0 and start(rv, s) <= clock0:
+                moments.add(start(rv, s))
+    for sent in (sent_at or {}).values():
+        if sent + s.cooldown_ms + 1 <= clock0:
+            moments.add(sent + s.cooldown_ms + 1)
     if not moments:
         return []
     # one script call for every moment (three commands a moment from here cost ~10 us each of

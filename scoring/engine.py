@@ -414,8 +414,8 @@ def _room_viewer_effects(fx: Effects, room: str, vid: str, old: RoomViewer | Non
     the pair's task, its lurk and late-window entries; and the record itself.
 
     ``sent_at``: the shop clock of the latest follow-up sent to the viewer. A task due within its
-    cooldown (7 days) is not made then: the record's ``hold`` keeps the cooldown's end, from which
-    on the rules are looked at again (spec/tiers.md: made the first time they all hold), and the
+    cooldown (7 days) is not made then: the record keeps that send (``held_by``), from its cooldown's
+    end on the rules are looked at again (spec/tiers.md: made the first time they all hold), and the
     pair waits in the lurk index for the clock to pass it, even with no event of the viewer's by then."""
     if bool(old and old.orders) != bool(rv.orders):
         fx.room_counts[(room, "buyers")] += 1
@@ -433,7 +433,7 @@ def _room_viewer_effects(fx: Effects, room: str, vid: str, old: RoomViewer | Non
     if target and not rv.task and sent_at is not None and held(rv.task_at, sent_at, clock, s):
         # a follow-up sent within the cooldown before its moment: looked at again from the
         # cooldown's end (apply.lua refuses a task while one was sent within it)
-        rv.hold = sent_at + s.cooldown_ms + 1
+        rv.held_by = sent_at
         target, rv.task_at = followup_target(rv, v, clock, s, clock_values)
     if target != rv.task or (target == "pending" and (old is None or old.last != rv.last
                                                        or old.comments != rv.comments)):
@@ -443,9 +443,9 @@ def _room_viewer_effects(fx: Effects, room: str, vid: str, old: RoomViewer | Non
     # if it had no task, no event after that moment and no order, and that moment was still ahead
     # of the clock; the clock never goes back, so with the same first and hold it is there already
     # (a pair taken from the index is rewritten all the same, in case the threshold changed since)
-    may_have = old is not None and not old.task and (old.after < 0 or old.hold >= 0) and old.first_order < 0
+    may_have = old is not None and not old.task and (old.after < 0 or old.held_by >= 0) and old.first_order < 0
     if lt is not None:
-        if not (may_have and old.first == rv.first and old.hold == rv.hold) or lurked:  # type: ignore[union-attr]
+        if not (may_have and old.first == rv.first and old.held_by == rv.held_by) or lurked:  # type: ignore[union-attr]
             fx.lurk.append((room, vid, lt))
     elif may_have or lurked:
         fx.lurk_gone.append((room, vid))
@@ -455,7 +455,7 @@ def _room_viewer_effects(fx: Effects, room: str, vid: str, old: RoomViewer | Non
     g_old = late_moment(old, v_old, s) if old is not None and v_old is not None else None
     if g is not None:
         # a pair with no task and no event past its moment may have been in the lurk index instead
-        surely = g_old == g and (old.task or (old.after >= 0 and old.hold < 0)  # type: ignore[union-attr]
+        surely = g_old == g and (old.task or (old.after >= 0 and old.held_by < 0)  # type: ignore[union-attr]
                                  or old.first_order >= 0)  # type: ignore[union-attr]
         if lurked or not surely:
             fx.late_window.append((room, vid, g))

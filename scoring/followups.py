@@ -48,9 +48,11 @@ def dwell_reached(rv: RoomViewer, t: int, s: RuleSettings) -> bool:
 
 def start(rv: RoomViewer, s: RuleSettings) -> int:
     """The first moment the pair's task may be made at: its dwell's threshold (``first + dwell``),
-    or the end of the 7 days of a follow-up sent to the viewer before it was made (``hold``)."""
+    or past the cooldown (7 days) of a follow-up sent to the viewer before it was made (``held_by``)."""
     h = rv.first + s.dwell_ms
-    return rv.hold if rv.hold > h else h
+    if rv.held_by >= 0 and rv.held_by + s.cooldown_ms + 1 > h:
+        return rv.held_by + s.cooldown_ms + 1
+    return h
 
 
 def held(t0: int, sent_at: int, clock: int, s: RuleSettings) -> bool:
@@ -158,8 +160,9 @@ def lurk_time(rv: RoomViewer, clock: int, s: RuleSettings) -> int | None:
     horizon = rv.first + s.dwell_ms
     if rv.first_order >= 0:
         return None
-    if rv.hold > horizon:
-        return rv.hold if rv.hold > clock else None
+    end = start(rv, s)
+    if end > horizon:  # held by a sent follow-up
+        return end if end > clock else None
     if horizon > clock and rv.after < 0:
         return horizon
     return None

@@ -84,7 +84,7 @@ def _rebuild_lurk(r: redis.Redis, shop: str, clock: int, s: RuleSettings) -> Non
     for ((part, room), vids), blobs in zip(wanted.items(), got, strict=True):
         for vid, b in zip(vids, blobs, strict=True):
             if not b:
-                continue  # an archived show's task held back by a sent follow-up: kept at its hold's end
+                continue  # an archived show's task held back by a sent follow-up: kept (see README)
             rv = unpack_room_viewer(b)
             lt = lurk_time(rv, clock, s) if not rv.task else None
             # past its moment under the new threshold: due now, so that the next batch takes the

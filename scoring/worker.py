@@ -361,7 +361,7 @@ class Worker:
         clock0 = max(head.clock, clock_again)
         inp = Inputs(clock=clock0, settings=settings, rules_version=known,
                      viewers=viewers, room_viewers=rvs, due=t.due, lurk=t.lurk, sent_at=sent_at,
-                     past_clock=past_clock(r, shop, events, rvs, clock0, settings),
+                     past_clock=past_clock(r, shop, events, rvs, clock0, settings, sent_at),
                      archived=archived.by_room, room_ids=archived.ids, open_since=archived.since)
         fx = score_batch(inp, all_events)  # it drops (and counts) the archived rooms' events
         if fx.transitions:  # open tasks elsewhere of viewers whose tier changed

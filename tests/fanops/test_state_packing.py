@@ -15,6 +15,7 @@ from fanops.state import (
     ViewerState,
     pack,
     room_viewer_first,
+    room_viewer_may_be_held,
     unpack_room_viewer,
     unpack_viewer,
 )
@@ -38,7 +39,7 @@ room_viewers = st.builds(
     RoomViewer, first=ts, last=ts, last_other=maybe, last_leave=maybe, comments=st.integers(0, 99),
     first_order=maybe, early=st.lists(st.tuples(ts, st.integers(0, 1)).map(list), max_size=5), after=maybe,
     gift_value=st.one_of(st.just(0.0), st.floats(0, 1e6)),
-    task=st.sampled_from(["", "pending", "converted", "withdrawn"]), task_at=maybe, hold=maybe)
+    task=st.sampled_from(["", "pending", "converted", "withdrawn"]), task_at=maybe, held_by=maybe)
 
 
 @settings(max_examples=300, deadline=None)
@@ -55,7 +56,7 @@ def test_states_packed_by_earlier_versions_still_read(v: ViewerState, rv: RoomVi
     # earlier versions wrote every ts as it is, with no trailing ``rel`` field
     enc = msgspec.msgpack.Encoder()
     v = msgspec.structs.replace(v, reach=[])  # nor addresses or channel consents (v1.1)
-    rv = msgspec.structs.replace(rv, hold=-1)  # nor the 7-day rule's hold of a task
+    rv = msgspec.structs.replace(rv, held_by=-1)  # nor the send that held its task back (7-day rule)
     old_v = enc.encode(msgspec.structs.astuple(v)[:-2])
     old_rv = enc.encode(msgspec.structs.astuple(rv)[:-2])
     assert unpack_viewer(old_v) == v
@@ -76,8 +77,10 @@ def test_a_record_with_no_task_held_back_costs_no_byte_more() -> None:
     rv = RoomViewer(T0, T0 + 90_000, T0 + 90_000, comments=2, early=[[T0, 0], [T0 + 90_000, 0]])
     packed = pack(rv)
     assert len(msgspec.msgpack.decode(packed)) == 22  # up to ``rel``
-    rv.hold = T0 + 7 * 86_400_000
+    assert not room_viewer_may_be_held(packed)  # the scorer decodes no such record to look for one
+    rv.held_by = T0 - 86_400_000
     assert unpack_room_viewer(pack(rv)) == rv and len(pack(rv)) > len(packed)
+    assert room_viewer_may_be_held(pack(rv))
 
 
 def test_a_viewer_who_never_sent_contact_or_consent_costs_no_byte_more() -> None:
