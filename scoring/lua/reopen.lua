@@ -7,7 +7,8 @@
 -- ARGV[1] msgpack map: gen (the room's archive_generation as read), room, no, now (wall ms),
 --   viewers: {{vid, old blob, new blob}, ...}  (compare-and-set: old must still be there),
 --   restore: {{key index, DUMP payload}, ...}, zadd: {{key index, score, member}, ...},
---   ids: {record, ...} the archive's event ids as dedupe records, ttl: the dedupe table's (s),
+--   ids: {record, ...} event ids as dedupe records (empty: scoring/reopen.py fill_dedupe puts the
+--   archive's back in chunks first), ttl: the dedupe table's (s),
 --   streams: S, where vid, the blobs, the payloads, the members and the records are indexes into
 --   ARGV (binary values).
 -- The archive's ids join the room's dedupe table (the consumer knows them again), and the room
