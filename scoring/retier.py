@@ -20,7 +20,8 @@ import redis
 from fanops.rules_settings import RuleSettings
 from fanops.schema import HISTORY_ROOM
 from fanops.state import ViewerState, past_numbers, unpack_room_viewer
-from scoring.engine import Effects, task_effects
+from scoring.effects import Effects
+from scoring.engine import task_effects
 from scoring.recompute import rescore_pairs
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,6 @@ from fanops.config import Config
 from fanops.rules_settings import RuleSettings
 from fanops.runtime.gcpause import gc_paused
 from fanops.schema import Event, unpack_events
-from fanops.scripts import script_source
 from scoring import archive, eventlog, intake, kind_prune, migrate, recompute, retention, retier
 from scoring.batch_reads import (
     ArchivedRooms,
@@ -47,12 +46,13 @@ from scoring.batch_reads import (
     read_viewers,
 )
 from scoring.contacts import note_contacts
-from scoring.engine import Inputs, score_batch
+from scoring.effects import Inputs
+from scoring.engine import score_batch
 from scoring.intake import Entry
 from scoring.late import reopen_held, take_late
 from scoring.partitions import MEMBERS_UNSETTLED_S, Share
 from scoring.worker_stats import WorkerStats
-from scoring.writeset import ScoredBatch, encode_wire, to_wire
+from scoring.writeset import ScoredBatch, apply_script, encode_wire, to_wire
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class Worker:
         self.clock = clock
         self.monotonic = monotonic
         self.stats = WorkerStats()
-        self._apply = r.register_script(script_source("scoring", "apply"))
+        self._apply = r.register_script(apply_script())
         self._share = Share(r, self.name, cfg.heartbeat_ttl_s, monotonic, partitions)
         self._archived = ArchivedRooms(r)
         self._groups: set[str] = set()

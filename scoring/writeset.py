@@ -20,9 +20,11 @@ from typing import Any
 import msgspec
 
 from fanops import keys
+from fanops.scripts import script_source
 from fanops.state import ViewerState, pack
 from scoring.batch_reads import Promoted
-from scoring.engine import MOVABLE, Effects
+from scoring.effects import Effects
+from scoring.engine import MOVABLE
 
 TRANSITIONS_MAXLEN = 100_000  # the tier-transition stream keeps about this many entries
 FEED_KEEP = 20  # entries a room's host-screen list keeps
@@ -88,6 +90,8 @@ def to_wire(fx: Effects, shop: str, blobs: list[bytes], fronts: dict[int, int] |
                             "clock_keys": [keys.clock_min(shop), keys.clock_max(shop)] if fx.late_check else []}
     if fx.task_prio:
         wire["task_qp"] = keys.queue(shop, "")
+    if fx.sent_read:
+        wire["sent_check"] = [keys.sent_log(shop), *(x for vm in fx.sent_read.items() for x in vm)]
     if rules_version is not None:
         wire["rules_version"] = rules_version
     return wire
@@ -244,3 +248,8 @@ _encoder = msgspec.msgpack.Encoder()
 def encode_wire(d: dict[str, Any]) -> bytes:
     """The map as ``apply.lua``'s ARGV[1]."""
     return _encoder.encode(d)
+
+
+def apply_script() -> str:
+    """The text of ``apply.lua``, with the library it calls before it (``apply_reads.lua``)."""
+    return script_source("scoring", "apply_reads") + script_source("scoring", "apply")

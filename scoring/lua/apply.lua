@@ -32,6 +32,7 @@
 --   rules_version   the rules version the batch was scored under (the shop's stats rules_applied)
 --   late_check {g, v, g, v, ...} and clock_keys {clockmin, clockmax}: no shop-clock value in [g, v)
 --   late_read {{late-window key, lo, hi, member...}}: the index's members scored in (lo, hi], in order
+--   sent_check {sent-log key, viewer, mark, ...}: the viewers' sent-log marks as read (-1: none)
 -- Returns {"ok"}, {"stale", id} (an entry is no longer ours), {"conflict", key, field}
 -- or {"locked", key} (a rebuild is running, or ran since the batch was scored).
 local w = cmsgpack.unpack(ARGV[1])
@@ -101,31 +102,8 @@ for _, k in ipairs(cas_keys) do
   end
 end
 
--- the late-window index (keys.late_window) against the shop-clock index, both ways: a batch that
--- added a pair to the index checks that no clock value came in [g, v) since it read (v: the first
--- value at or after g it knew), and a batch with clock values new to it checks that the index
--- still holds, in the ranges they open, just the pairs it read and rescored
-local late = w.late_check or {}
-if #late > 0 then
-  local ck = w.clock_keys
-  for i = 1, #late, 2 do
-    local lo, hi = late[i], '(' .. late[i + 1]
-    for j = 1, 2 do
-      if #redis.call('ZRANGEBYSCORE', ck[j], lo, hi, 'LIMIT', 0, 1) > 0 then
-        return {'conflict', ck[j], tostring(lo)}
-      end
-    end
-  end
-end
-for _, g in ipairs(w.late_read or {}) do
-  local got = redis.call('ZRANGEBYSCORE', g[1], '(' .. g[2], g[3])
-  local same = #got == #g - 3
-  for j = 1, #got do
-    if not same then break end
-    same = got[j] == g[j + 3]
-  end
-  if not same then return {'conflict', g[1], tostring(g[2])} end
-end
+local moved = reads_moved(w, CHUNK)  -- apply_reads.lua
+if moved then return moved end
 
 for _, k in ipairs(cas_keys) do
   multi('HSET', {K[k]}, cas_groups[k], function(args, i)

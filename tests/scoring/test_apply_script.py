@@ -8,10 +8,9 @@ from typing import Any
 
 from fanops import keys
 from fanops.read import status, viewer_state
-from fanops.scripts import script_source
 from fanops.state import ViewerState, pack
 from scoring.worker import Worker
-from scoring.writeset import FEED_KEEP, ScoredBatch, encode_wire
+from scoring.writeset import FEED_KEEP, ScoredBatch, apply_script, encode_wire
 from tests.feeds import ev, frame
 from tests.pipeline import ingest_frames
 from tests.scoring.test_scoring_properties import dump
@@ -68,7 +67,7 @@ def test_a_batch_whose_viewer_changed_since_its_read_writes_nothing_and_is_score
 # -- the grouped list writes equal the item-after-item ones --------------------------------------
 def _apply_lists(r, wire: dict[str, Any]) -> None:
     """One apply.lua call of ``wire`` (list writes only: no entry to acknowledge, no viewer read)."""
-    script = r.register_script(script_source("scoring", "apply"))
+    script = r.register_script(apply_script())
     got = script(keys=[keys.stats(SHOP)], args=[encode_wire(dict(wire, group=keys.GROUP, consumer="w1", acks=[]))])
     assert got[0] == b"ok"
 

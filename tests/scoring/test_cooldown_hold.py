@@ -6,13 +6,15 @@ in whatever order the events arrive."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from fanops import keys, rules_store
 from fanops.queue import Operator, task_rows
 from fanops.state import unpack_task
 from scoring import archive
-from scoring.worker import Worker
+from scoring.worker import ScoredBatch, Worker
 from tests.scoring.test_scoring_scenarios import SHOP, Story, at
 
 
@@ -188,4 +190,32 @@ def test_a_shorter_wait_setting_reaches_a_held_task_at_once(story):
     held_back(story)
     rules_store.save(story.r, SHOP, {"followup_cooldown_days": 2}, by="test")
     story.advance(at(days=3), room="r-3")
+    assert story.task_state("r-2", "ann") == "pending"
+
+
+class SendsMidBatch(Worker):
+    """A scorer during whose first write (after its reads) an operator sends the viewer's open task."""
+
+    def __init__(self, *a: Any, viewer: str, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.viewer, self.sent = viewer, False
+
+    def write(self, shop: str, batch: ScoredBatch, acks: list[list[str]]) -> list[Any]:
+        if not self.sent:
+            self.sent = True
+            send(Story(self.r, self.cfg), self.viewer)
+        return super().write(shop, batch, acks)
+
+
+def test_a_send_between_the_scorers_read_and_write_holds_the_new_task_back(story):
+    """Ann's r-1 task is sent while the batch that makes her r-2 task is being written: that task
+    is held back 7 days, then made (the script dropped it for good; the record said pending)."""
+    story.event("ann", "join", "r-1", at())
+    story.advance(at(minutes=4))
+    story.event("ann", "join", "r-2", at(minutes=10))
+    story.worker = SendsMidBatch(story.r, story.cfg, name="racer", viewer="ann")
+    story.event("ann", "comment", "r-2", at(minutes=15), text="hi")  # a dwell of 5 minutes: her task
+    assert story.worker.sent and story.task_state("r-1", "ann") == "sent"
+    assert story.task_state("r-2", "ann") is None
+    story.advance(at(days=8), room="r-3")
     assert story.task_state("r-2", "ann") == "pending"

@@ -238,7 +238,8 @@ def test_an_event_of_a_room_archived_after_the_workers_check_is_dropped_not_coun
     is never both folded and attended again."""
     from fanops.rules_settings import RuleSettings
     from fanops.state import ViewerState, pack, rooms_attended
-    from scoring.engine import Inputs, score_batch
+    from scoring.effects import Inputs
+    from scoring.engine import score_batch
 
     day = 86_400_000
     v = ViewerState(first_seen=0, last_active=day, rooms={"a": [0, 1000], "b": [day, day]}, tier="new_fan")
