@@ -5,6 +5,7 @@ Nothing here is measured: it sets the stage and prints the result.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -14,14 +15,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import redis
+import redis.asyncio as aredis
 
+from fanops.config import Config
 from fanops.runtime import server
+from fanops.schema import BadInput, parse_frame
 from realtime.simulator import SimSettings, encode_frame, generate
+from realtime.writer import IngestWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -313,3 +319,30 @@ class Report:
             print(block)
             print()
         print(table(["target", "measured", "goal", "measured/goal", ""], self.targets, "Targets"))
+
+
+def write_frames(cfg: Config, frames: Iterable[list[dict[str, Any]]], batch: int = 2000,
+                 received_ms: int | None = None) -> int:
+    """Parse frames as the consumer does and write them with its writer (no WebSocket in between),
+    ``batch`` events a write; ``received_ms``: the receipt time stamped on them (None: now). Returns
+    the events accepted."""
+
+    async def run() -> int:
+        ar = aredis.Redis.from_url(cfg.redis_url)
+        w = IngestWriter(ar, cfg)
+        held: list[Any] = []
+        n = 0
+        try:
+            for fr in frames:
+                now = int(time.time() * 1000) if received_ms is None else received_ms
+                held.extend(e for e in parse_frame(encode_frame(fr), now) if not isinstance(e, BadInput))
+                if len(held) >= batch:
+                    n += (await w.write_events(held))[0]
+                    held = []
+            if held:
+                n += (await w.write_events(held))[0]
+        finally:
+            await ar.aclose()
+        return n
+
+    return asyncio.run(run())

@@ -21,7 +21,6 @@ Targets: each analysis under 2 s; memory after 30 shows within 20% of memory aft
 from __future__ import annotations
 
 import argparse
-import asyncio
 import random
 import sys
 import tempfile
@@ -31,14 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import redis
-import redis.asyncio as aredis
 
-from bench._util import fresh, private_server, table, verdict
+from bench._util import fresh, private_server, table, verdict, write_frames
 from fanops import keys, queue
 from fanops.config import Config
-from fanops.schema import BadInput, parse_frame
-from realtime.simulator import SimSettings, encode_frame, generate
-from realtime.writer import IngestWriter
+from realtime.simulator import SimSettings, generate
 from review import analysis, archive_files
 from review.report import render_html
 from scoring import archive
@@ -51,26 +47,7 @@ WALL = 1_800_000_000_000  # operators' wall clock for the queue actions
 
 
 def _ingest(cfg: Config, frames: Iterator[list[dict[str, Any]]], batch: int = 2000) -> int:
-    """Parse frames as the consumer does and write them with its writer (no WebSocket in between)."""
-
-    async def run() -> int:
-        ar = aredis.Redis.from_url(cfg.redis_url)
-        w = IngestWriter(ar, cfg)
-        held: list[Any] = []
-        n = 0
-        try:
-            for fr in frames:
-                held.extend(e for e in parse_frame(encode_frame(fr), 4_000_000_000_000) if not isinstance(e, BadInput))
-                if len(held) >= batch:
-                    n += (await w.write_events(held))[0]
-                    held = []
-            if held:
-                n += (await w.write_events(held))[0]
-        finally:
-            await ar.aclose()
-        return n
-
-    return asyncio.run(run())
+    return write_frames(cfg, frames, batch, received_ms=4_000_000_000_000)
 
 
 def _analyse(cfg: Config, shop: str, repeat: int) -> tuple[float, float, analysis.Review]:

@@ -29,7 +29,6 @@ their time (this process; Redis's side shows as the script's round trip).  Exit 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import io
 import pstats
@@ -43,16 +42,23 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
-import redis.asyncio as aredis
 
-from bench._util import cpu_seconds, fresh, machine_note, private_server, ratio, sim_settings, table, tree_note
+from bench._util import (
+    cpu_seconds,
+    fresh,
+    machine_note,
+    private_server,
+    ratio,
+    sim_settings,
+    table,
+    tree_note,
+    write_frames,
+)
 from fanops import keys
 from fanops.config import Config
 from fanops.read import status
-from fanops.schema import BadInput, parse_frame
 from fanops.scripts import script_source
-from realtime.simulator import encode_frame, generate
-from realtime.writer import IngestWriter
+from realtime.simulator import generate
 from review.archive_files import read_room
 from scoring.archive import archive_room
 from scoring.reopen import reopen_room
@@ -86,27 +92,7 @@ class Round:
 
 # -- building the show ---------------------------------------------------------
 def ingest(cfg: Config, frames: Iterable[list[dict[str, Any]]], flush: int = 2000) -> int:
-    """Parse frames as the consumer does and write them with its writer (no WebSocket in between)."""
-
-    async def run() -> int:
-        ar = aredis.Redis.from_url(cfg.redis_url)
-        w = IngestWriter(ar, cfg)
-        held: list[Any] = []
-        n = 0
-        try:
-            for fr in frames:
-                now = int(time.time() * 1000)
-                held.extend(e for e in parse_frame(encode_frame(fr), now) if not isinstance(e, BadInput))
-                if len(held) >= flush:
-                    n += (await w.write_events(held))[0]
-                    held = []
-            if held:
-                n += (await w.write_events(held))[0]
-        finally:
-            await ar.aclose()
-        return n
-
-    return asyncio.run(run())
+    return write_frames(cfg, frames, flush)
 
 
 def score(r: redis.Redis, cfg: Config, frames: Iterable[list[dict[str, Any]]]) -> int:
