@@ -351,13 +351,6 @@ def _room_viewer_effects(fx: Effects, room: str, vid: str, old: RoomViewer | Non
         fx.present_gone.append((room, vid))
     # follow-up task
     target, rv.task_at = followup_target(rv, v, clock, s, clock_values)
-    if rv.held_by >= 0 and clock > rv.held_by + s.cooldown_ms:
-        # late events may show the rules held before the send that held it: then, as in order, the
-        # task is the one made then (the wait is over, so apply.lua takes it)
-        free = msgspec.structs.replace(rv, held_by=-1)
-        t2, at2 = followup_target(free, v, clock, s, clock_values)
-        if t2 and at2 < rv.held_by:
-            rv.held_by, target, rv.task_at = -1, t2, at2
     if target and not rv.task and sent_at is not None and held(rv.task_at, sent_at, clock, s):
         # a follow-up sent within the cooldown before its moment: looked at again from the
         # cooldown's end (apply.lua refuses a task while one was sent within it)

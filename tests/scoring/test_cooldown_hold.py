@@ -219,17 +219,3 @@ def test_a_send_between_the_scorers_read_and_write_holds_the_new_task_back(story
     assert story.task_state("r-2", "ann") is None
     story.advance(at(days=8), room="r-3")
     assert story.task_state("r-2", "ann") == "pending"
-
-
-def test_late_events_from_before_the_send_that_held_a_task_give_the_task_of_then(story):
-    """Ann's r-2 task is held by the send at minute 4 (her r-2 events of day 1). Her r-2 events of
-    the half hour before the send arrive late, after the 7 days: the rules held then, before the
-    send, so her task is the one made then, and her order of day 3 converts it, as in order (the
-    hold kept its moment at the 7 days' end, and the order before that meant no task)."""
-    held_back(story)
-    story.advance(at(days=9), room="r-3")
-    assert task(story, "r-2", "ann") == ("pending", at(days=9))
-    story.submit(story.say("ann", "join", "r-2", at(minutes=-30)),
-                 story.say("ann", "comment", "r-2", at(minutes=-25), text="early"))
-    story.event("ann", "order", "r-2", at(days=3), order_id="o-1", amount=5, currency="USD")
-    assert story.task_state("r-2", "ann") == "converted"
