@@ -264,13 +264,13 @@ def reopen_room(r: redis.Redis, cfg: Config, shop: str, room: str) -> bool:
             log.warning("room %s of %s cannot be opened again: its archive (generation %d) does not hold its "
                         "Redis data", room, shop, a.info.generation)
             return False
+        if filled != a.info.generation:  # first: the viewers read next are compared-and-set by the script
+            fill_dedupe(r, shop, room, a.events().select("id").collect()["id"].to_list(), cfg.dedupe_ttl_s)
+            filled = a.info.generation
         no = int(h["no"])
         vids = a.viewers().select("viewer").collect()["viewer"].to_list()
         room_ids = read.room_ids(cast("dict[bytes, bytes]", r.hgetall(keys.room_nos(shop))))
         writes = _viewer_writes(r, cfg, shop, room, no, vids, room_ids)
-        if filled != a.info.generation:
-            fill_dedupe(r, shop, room, a.events().select("id").collect()["id"].to_list(), cfg.dedupe_ttl_s)
-            filled = a.info.generation
         wire, names, blobs = _wire(int(h["archive_generation"]), room, no, data, writes, cfg.dedupe_ttl_s)
         got = script(keys=[rk, keys.viewers(shop), keys.stats(shop), keys.room_nos(shop), keys.reopened(shop),
                            keys.seen(shop, room), *keys.streams(shop), *names],
