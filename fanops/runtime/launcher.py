@@ -25,7 +25,7 @@ from fanops import access
 from fanops.config import PROJECT_ROOT, Config
 from fanops.errors import FanopsError
 from fanops.runtime import server
-from fanops.runtime.cli import run, setup_logging
+from fanops.runtime.cli import port, positive, run, setup_logging, shop_name
 
 log = logging.getLogger("fanops.runtime.launcher")
 
@@ -114,15 +114,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "mapping (realtime/mappings/)")
     p.add_argument("--tiktok", metavar="@CREATOR", help="read this creator's TikTok LIVE room instead of the "
                    "simulated room (with --feed: both)")
-    p.add_argument("--orders-port", type=int, default=None, metavar="P",
+    p.add_argument("--orders-port", type=port, default=None, metavar="P",
                    help="also serve the shop's order webhooks on this port (python -m realtime orders)")
-    p.add_argument("--rate", type=float, default=300.0, help="simulated events per second")
-    p.add_argument("--viewers", type=int, default=3000, help="simulated viewers in the live show")
+    p.add_argument("--rate", type=positive(float), default=300.0, help="simulated events per second")
+    p.add_argument("--viewers", type=positive(int), default=3000, help="simulated viewers in the live show")
     p.add_argument("--seed", type=int, default=int(time.time()) // 86400)
-    p.add_argument("--shop", default="default")
-    p.add_argument("--sim-port", type=int, default=8765)
-    p.add_argument("--app-port", type=int, default=8501)
-    p.add_argument("--workers", type=int, default=1, help="scorer workers")
+    p.add_argument("--shop", type=shop_name, default="default")
+    p.add_argument("--sim-port", type=port, default=8765)
+    p.add_argument("--app-port", type=port, default=8501)
+    p.add_argument("--workers", type=positive(int), default=1, help="scorer workers")
     p.add_argument("--keep-server", action="store_true", help="leave the embedded Redis running on exit")
     p.add_argument("--public", action="store_true", help="listen on 0.0.0.0 (other machines); needs a password")
     return p.parse_args(argv)
