@@ -165,7 +165,7 @@ def one_round(url: str, pid: int, data: Path, viewers: int, per_viewer: int, sha
         score(r, cfg, likes("next", back, end + IDLE_MS + 60_000, "back"))
     x.memory["before reopen"] = used_memory(r)
     # as a scorer that opened a show before: its first reopen also pays a NOSCRIPT and sends the MBs again
-    r.script_load(script_source("fanops", "dedupe") + script_source("scoring", "reopen"))
+    r.script_load(script_source("scoring", "reopen"))
     prof = cProfile.Profile() if profile else None
     x.steps["reopen"], opened = timed(pid, lambda: reopen_room(r, cfg, SHOP, room), prof)
     assert opened and b"archived" not in r.hgetall(keys.room(SHOP, room)), room

@@ -64,8 +64,10 @@ def reopen_held(r: redis.Redis, cfg: Config, shop: str, pairs: list[tuple[str, s
         return False
     opened = [rm for rm in rooms if reopen_room(r, cfg, shop, rm)]
     lost = [(rm, vid) for rm, vid in pairs if rm in rooms and rm not in opened]
+    p = r.pipeline(transaction=False)
     for rm, vid in lost:
-        r.zrem(keys.lurk(shop, keys.part_of(vid)), keys.pair(rm, vid))
+        p.zrem(keys.lurk(shop, keys.part_of(vid)), keys.pair(rm, vid))
+    p.execute()
     if lost:
         log.warning("%d follow-up tasks held back by the 7-day rule in archived shows of %s that cannot be "
                     "opened again are not made: %s", len(lost), shop, lost[:10])

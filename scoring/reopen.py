@@ -204,12 +204,12 @@ def _viewer_writes(r: redis.Redis, cfg: Config, shop: str, room: str, no: int, v
     return [[v, old[v], pack(states[v])] for v in changed]
 
 
-def _wire(gen: int, room: str, no: int, data: pl.DataFrame, writes: list[list[Any]],
-          ttl: int) -> tuple[dict[str, Any], list[str], list[bytes]]:
-    """``reopen.lua``'s ARGV[1] map, the keys it names (KEYS[7 + S] on) and its binary arguments
+def _wire(gen: int, room: str, no: int, data: pl.DataFrame,
+          writes: list[list[Any]]) -> tuple[dict[str, Any], list[str], list[bytes]]:
+    """``reopen.lua``'s ARGV[1] map, the keys it names (KEYS[6 + S] on) and its binary arguments
     (ARGV[2] on: the script's msgpack reader takes no bin type)."""
     names = list(dict.fromkeys(data["key"].to_list()))
-    index = {k: i + 7 + keys.PARTITIONS for i, k in enumerate(names)}
+    index = {k: i + 6 + keys.PARTITIONS for i, k in enumerate(names)}
     blobs: list[bytes] = []
 
     def arg(b: bytes) -> int:
@@ -224,7 +224,7 @@ def _wire(gen: int, room: str, no: int, data: pl.DataFrame, writes: list[list[An
             zadd.append([index[k], sc, arg(member)])
     wire = {"gen": gen, "room": room, "no": no, "now": int(time.time() * 1000),
             "viewers": [[arg(v.encode()), arg(old), arg(new)] for v, old, new in writes],
-            "restore": restore, "zadd": zadd, "ids": [], "ttl": ttl,  # the ids: fill_dedupe, before
+            "restore": restore, "zadd": zadd,
             "streams": keys.PARTITIONS}
     return wire, names, blobs
 
@@ -246,7 +246,7 @@ def reopen_room(r: redis.Redis, cfg: Config, shop: str, room: str) -> bool:
     """Open the archived ``room`` again (see the module doc).  Returns False where it cannot be
     done: its archive unreadable or written before it kept the room's Redis data (the late events
     are then dropped and counted, as before); True once the room is open (by this call or another)."""
-    script = r.register_script(script_source("fanops", "dedupe") + script_source("scoring", "reopen"))
+    script = r.register_script(script_source("scoring", "reopen"))
     rk = keys.room(shop, room)
     filled = -1  # the archive generation whose ids are in the dedupe table
     for attempt in itertools.count(1):
@@ -271,9 +271,9 @@ def reopen_room(r: redis.Redis, cfg: Config, shop: str, room: str) -> bool:
         vids = a.viewers().select("viewer").collect()["viewer"].to_list()
         room_ids = read.room_ids(cast("dict[bytes, bytes]", r.hgetall(keys.room_nos(shop))))
         writes = _viewer_writes(r, cfg, shop, room, no, vids, room_ids)
-        wire, names, blobs = _wire(int(h["archive_generation"]), room, no, data, writes, cfg.dedupe_ttl_s)
+        wire, names, blobs = _wire(int(h["archive_generation"]), room, no, data, writes)
         got = script(keys=[rk, keys.viewers(shop), keys.stats(shop), keys.room_nos(shop), keys.reopened(shop),
-                           keys.seen(shop, room), *keys.streams(shop), *names],
+                           *keys.streams(shop), *names],
                      args=[msgspec.msgpack.encode(wire), *blobs])
         verdict = got[0].decode()
         if verdict == "ok":

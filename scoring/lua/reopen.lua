@@ -1,19 +1,17 @@
--- reopen v2: an archived room opened again by a late event (scoring/reopen.py), in one step.
--- Needs dedupe.lua before it (scoring/reopen.py prepends it).
+-- reopen v3: an archived room opened again by a late event (scoring/reopen.py), in one step.
 -- KEYS[1] the room's hash, KEYS[2] the shop's viewers hash, KEYS[3] the shop's stats hash,
--- KEYS[4] keys.room_nos, KEYS[5] keys.reopened, KEYS[6] the room's dedupe key (keys.seen),
--- KEYS[7 .. 6+S] the shop's partition streams, KEYS[7+S ..] the keys the wire's restores and
+-- KEYS[4] keys.room_nos, KEYS[5] keys.reopened,
+-- KEYS[6 .. 5+S] the shop's partition streams, KEYS[6+S ..] the keys the wire's restores and
 -- sorted-set entries name (by index into KEYS).
 -- ARGV[1] msgpack map: gen (the room's archive_generation as read), room, no, now (wall ms),
 --   viewers: {{vid, old blob, new blob}, ...}  (compare-and-set: old must still be there),
 --   restore: {{key index, DUMP payload}, ...}, zadd: {{key index, score, member}, ...},
---   ids: {record, ...} event ids as dedupe records (empty: scoring/reopen.py fill_dedupe puts the
---   archive's back in chunks first), ttl: the dedupe table's (s),
---   streams: S, where vid, the blobs, the payloads, the members and the records are indexes into
+--   streams: S, where vid, the blobs, the payloads and the members are indexes into
 --   ARGV (binary values).
--- The archive's ids join the room's dedupe table (the consumer knows them again), and the room
--- hash's reopen_marks keeps each stream's last entry id: entries up to it were accepted without
--- them, and their events of the room are still checked against the archive (scoring/late.py).
+-- The archive's ids are back in the room's dedupe table already (scoring/reopen.py fill_dedupe:
+-- the consumer knows them again), and the room hash's reopen_marks keeps each stream's last entry
+-- id: entries up to it may have been accepted without them, and their events of the room are
+-- still checked against the archive (scoring/late.py).
 -- Replies {'ok'}, {'open'} (the room is not archived: another scorer opened it), {'moved'}
 -- (archived again since, under another generation) or {'conflict', vid} (read again).
 local w = cmsgpack.unpack(ARGV[1])
@@ -34,11 +32,8 @@ end
 for _, v in ipairs(w.viewers) do
   redis.call('HSET', viewers, ARGV[v[1]], ARGV[v[3]])
 end
-local d = dd_open(KEYS[6], w.ttl)
-for _, i in ipairs(w.ids) do dd_add(d, ARGV[i]) end
-dd_save(d)
 local marks = {}
-for k = 7, 6 + w.streams do
+for k = 6, 5 + w.streams do
   local last = redis.call('XREVRANGE', KEYS[k], '+', '-', 'COUNT', 1)
   marks[#marks + 1] = last[1] and last[1][1] or '0-0'
 end
