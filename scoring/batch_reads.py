@@ -301,20 +301,24 @@ def past_clock(r: redis.Redis, shop: str, events: list[Event], rvs: dict[tuple[s
         if k not in first or ev.ts < first[k]:
             first[k] = ev.ts
     moments = set()
+    horizon: dict[str, int] = {}  # each viewer's earliest dwell moment among the batch's pairs
     for k, b in rvs.items():
         f = first.get(k)
         if b:
             rf = room_viewer_first(b)
             f = rf if f is None else min(f, rf)
-        if f is not None and f + s.dwell_ms <= clock0:
-            moments.add(f + s.dwell_ms)
+        if f is not None:
+            horizon[k[1]] = min(horizon.get(k[1], f + s.dwell_ms), f + s.dwell_ms)
+            if f + s.dwell_ms <= clock0:
+                moments.add(f + s.dwell_ms)
         if b and room_viewer_may_be_held(b):
             rv = unpack_room_viewer(b)
             if rv.held_by >= 0 and start(rv, s) <= clock0:
                 moments.add(start(rv, s))
-    for sent in (sent_at or {}).values():
-        if sent + s.cooldown_ms + 1 <= clock0:
-            moments.add(sent + s.cooldown_ms + 1)
+    for vid, sent in (sent_at or {}).items():
+        end = sent + s.cooldown_ms  # a send whose wait ended before the viewer's pairs' moments holds none
+        if vid in horizon and horizon[vid] <= end < clock0:
+            moments.add(end + 1)
     if not moments:
         return []
     # one script call for every moment (three commands a moment from here cost ~10 us each of
