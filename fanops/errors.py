@@ -3,6 +3,7 @@
     FanopsError                  base: carries a message that says what to do
     +-- RedisUnavailable         cannot reach (or start) the Redis server
     |   +-- RedisAuthFailed      it answered, and refused the password (no wait fixes it)
+    +-- RedisEvicts              its memory policy deletes keys when full (events would be lost)
     +-- EmbeddedServerError      the embedded server binary failed to start
     +-- BadSettings              a settings value or template was rejected
     +-- TaskError                a follow-up action cannot be done
@@ -49,6 +50,19 @@ class RedisAuthFailed(RedisUnavailable):
         FanopsError.__init__(
             self, f"Redis at {url} refused the password ({reason}): put the right one in REDIS_URL or --redis "
             "(redis://:PASSWORD@HOST:PORT/0, rediss:// for TLS)")
+
+
+class RedisEvicts(FanopsError):
+    """The server would delete keys when full (``maxmemory`` with an evicting ``maxmemory-policy``)."""
+
+    def __init__(self, url: str, policy: str, limit: int) -> None:
+        self.url = url
+        self.policy = policy
+        super().__init__(
+            f"Redis at {url} deletes keys when full (maxmemory {limit} bytes, maxmemory-policy {policy}): "
+            "events would be lost or counted twice. Set maxmemory-policy to noeviction (redis-cli CONFIG SET "
+            "maxmemory-policy noeviction, or your provider's parameter group); a full Redis then makes the "
+            "product wait, holding the feed, and lose nothing")
 
 
 class EmbeddedServerError(FanopsError):

@@ -52,6 +52,10 @@ TABLE: dict[str, dict[str, str]] = {
     "all": {"en": "All", "zh-Hans": "全部"},
     "err.redis": {"en": "Redis unreachable since {at} ({ago}; {reason}); retrying on every refresh.",
                   "zh-Hans": "自 {at} 起无法连接 Redis（{ago}；{reason}），每次刷新时重试。"},
+    "err.redis_full": {"en": "Redis is full since {at} ({ago}): nothing can be saved until memory frees "
+                             "(raise its maxmemory); retrying on every refresh.",
+                       "zh-Hans": "自 {at} 起 Redis 内存已满（{ago}）：内存释放前无法保存（请调高 maxmemory），"
+                                  "每次刷新时重试。"},
     "empty.no_room": {"en": "No room yet. Start the simulated live room (and everything else) with:",
                       "zh-Hans": "还没有直播间数据。用下面的命令启动模拟直播间（以及全部服务）："},
     "empty.no_room_feed": {"en": "Or read your own feed into Redis:", "zh-Hans": "或者接入你自己的直播数据流："},
@@ -142,6 +146,18 @@ TABLE: dict[str, dict[str, str]] = {
                                  "start another with `python -m scoring run`.",
                            "zh-Hans": "打分进程跟不上（{lag} 个事件在等待且在增加）："
                                       "用 `python -m scoring run` 再启动一个。"},
+    "health.redis_full": {"en": "Redis is full ({used} MB of its {limit} MB maxmemory): nothing new is applied. "
+                                "The feed reader holds what it has read and the scorers wait; nothing is lost. "
+                                "Raise maxmemory (redis-cli CONFIG SET maxmemory ...): everything goes on by itself.",
+                          "zh-Hans": "Redis 内存已满（{used} MB，上限 maxmemory {limit} MB）：新数据暂停处理。"
+                                     "数据接入进程保留已读到的数据，打分进程在等待，不会丢数据。"
+                                     "请调高 maxmemory（redis-cli CONFIG SET maxmemory ...），之后会自动继续。"},
+    "health.redis_nearly_full": {"en": "Redis is {pct}% full ({used} MB of its {limit} MB maxmemory): when it is "
+                                       "full, nothing new is applied until memory frees. Raise maxmemory soon, or "
+                                       "archive ended shows now (`python -m scoring close-room`).",
+                                 "zh-Hans": "Redis 内存已用 {pct}%（{used} MB，上限 {limit} MB）：满了之后新数据会暂停"
+                                            "处理，直到内存释放。请尽快调高 maxmemory，或现在归档已结束的直播"
+                                            "（`python -m scoring close-room`）。"},
     "health.dead": {"en": "{n} bad events in the last minute: the feed sends malformed data.",
                     "zh-Hans": "近 1 分钟有 {n} 个异常事件：数据流格式有问题。"},
     # the TikTok LIVE tile (issue 15)

@@ -3,9 +3,11 @@ settings rebuild, heartbeats, the app's reads).
 
 ``is_retryable`` is the one place that decides what a wait fixes: the server unreachable or
 timing out, ``BUSY`` (another client's script is running), ``LOADING`` (a restarted server reads
-its data), a shop's backlog full (``BACKLOG``: the scorers catch up), and the moments of a
-failover (``MASTERDOWN``, ``TRYAGAIN``, ``CLUSTERDOWN``, ``READONLY`` from a primary turned replica).
-Anything else is a real error of ours and is raised.
+its data), a shop's backlog full (``BACKLOG``: the scorers catch up), Redis full (``OOM``, its
+``maxmemory`` reached: an operator raises the limit, or memory frees as dedupe tables expire; a
+script that meets it writes nothing, ``fanops.runtime.memory``), and the
+moments of a failover (``MASTERDOWN``, ``TRYAGAIN``, ``CLUSTERDOWN``, ``READONLY`` from a primary
+turned replica).  Anything else is a real error of ours and is raised.  ``why`` says which, in words.
 
 ``Outage`` remembers since when Redis has been unreachable, for a process's log and heartbeat
 and for the live board's plain "Redis unreachable since ..." line.  ``Backoff`` gives the waits.
@@ -28,7 +30,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 # BACKLOG: fanops/lua/ingest.lua's, a shop's stream holds FANOPS_STREAM_MAXLEN entries not yet applied
-_TRANSIENT_REPLIES = ("BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "BACKLOG")
+_TRANSIENT_REPLIES = ("BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "BACKLOG", "OOM")
 # A Redis Cluster client's errors in a failover: no node serves the slot yet, or its retries ran out.
 _FAILOVER = (rexc.ClusterDownError, rexc.TryAgainError, rexc.ReadOnlyError, rexc.SlotNotCoveredError,
              rexc.ClusterError)
@@ -38,11 +40,20 @@ def is_retryable(e: BaseException) -> bool:
     """True when waiting and trying again is the fix: the server is away, busy or starting."""
     if isinstance(e, redis.AuthenticationError):
         return False  # a wrong password: no wait fixes it, say so at once
-    if isinstance(e, _FAILOVER):
+    if isinstance(e, (*_FAILOVER, rexc.OutOfMemoryError)):
         return True  # redis-py's classes of those replies (their text no longer starts with the code)
     if isinstance(e, redis.ResponseError):
         return str(e).startswith(_TRANSIENT_REPLIES) and not str(e).startswith("BUSYGROUP")
     return isinstance(e, redis.ConnectionError | redis.TimeoutError | ConnectionError | TimeoutError)
+
+
+def why(e: BaseException) -> str:
+    """What a retryable failure means for the product, in words (for a log line)."""
+    if isinstance(e, rexc.OutOfMemoryError) or str(e).startswith("OOM"):
+        return "Redis is full (its maxmemory reached): nothing more is written until memory frees"
+    if str(e).startswith("BACKLOG"):
+        return "Redis takes no more events until the scorers apply the backlog (is a scorer running?)"
+    return "Redis unreachable"
 
 
 @dataclass
@@ -103,9 +114,7 @@ def _wait_for(e: Exception, what: str, outage: Outage, backoff: Backoff, stoppin
         raise e
     delay = backoff.next()
     if outage.failed(e):
-        why = ("Redis takes no more events until the scorers apply the backlog (is a scorer running?)"
-               if str(e).startswith("BACKLOG") else "Redis unreachable")
-        log.warning("%s: %s (%s); retrying with back-off", what, why, e)
+        log.warning("%s: %s (%s); retrying with back-off", what, why(e), e)
     else:
         log.debug("%s: still failing (%s); next try in %.1f s", what, e, delay)
     if stopping():

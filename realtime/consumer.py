@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from fanops import heartbeat
 from fanops.config import Config
 from fanops.ingest import IngestWriter
-from fanops.retry import Backoff, is_retryable
+from fanops.retry import Backoff, is_retryable, why
 from fanops.schema import BadInput, Event, parse_frame
 from realtime.mapping import Mapping
 
@@ -234,8 +234,8 @@ class Consumer:
                     if not is_retryable(e):
                         raise  # a real error of ours: not to be retried blindly
                     delay = self.redis_backoff.next()
-                    log.warning("cannot write to Redis (%s): holding %d events, retrying in %.1f s",
-                                e, sum(map(len, shops.values())) + len(bad), delay)
+                    log.warning("cannot write to Redis: %s (%s): holding %d events, retrying in %.1f s",
+                                why(e), e, sum(map(len, shops.values())) + len(bad), delay)
                     await asyncio.sleep(delay)
 
     # -- health ------------------------------------------------------------

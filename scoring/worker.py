@@ -170,8 +170,8 @@ class Worker:
                     raise
                 delay = self._redis_backoff.next()
                 if self.outage.failed(e):
-                    log.warning("Redis unreachable (%s): scorer %s waits and retries; nothing is lost, "
-                                "the entries stay in the streams", e, self.name)
+                    log.warning("%s (%s): scorer %s waits and retries; nothing is lost, "
+                                "the entries stay in the streams", retry.why(e), e, self.name)
                 time.sleep(delay)
             self._heartbeat()
         self._share.leave()

@@ -61,11 +61,12 @@ def _outage() -> retry.Outage:
     return retry.Outage()
 
 
-def outage_line(o: retry.Outage, now: float, reason: str) -> str:
-    """The board's plain line for a Redis outage: since when, for how long, why."""
+def outage_line(o: retry.Outage, now: float, reason: str, full: bool = False) -> str:
+    """The board's plain line for a Redis outage (``full``: Redis at its maxmemory): since when, for
+    how long, why."""
     since = o.since if o.since is not None else now
-    return tr("err.redis", at=clock_time(int(since * 1000), with_date=False), ago=ago((now - since) * 1000),
-              reason=reason)
+    return tr("err.redis_full" if full else "err.redis", at=clock_time(int(since * 1000), with_date=False),
+              ago=ago((now - since) * 1000), reason=reason)
 
 
 def _await_redis() -> None:
@@ -95,7 +96,7 @@ def redis_guard(stop: bool = False) -> Iterator[None]:
         if not retry.is_retryable(e):
             raise
         o.failed(e)
-        st.error(outage_line(o, time.time(), type(e).__name__))
+        st.error(outage_line(o, time.time(), type(e).__name__, isinstance(e, redis.exceptions.OutOfMemoryError)))
         if stop:
             _await_redis()
             st.stop()

@@ -11,6 +11,7 @@ from typing import NoReturn, TypeVar
 
 import redis
 
+from fanops import retry
 from fanops.config import cli_help
 from fanops.errors import FanopsError
 
@@ -105,6 +106,8 @@ def run(main: Callable[[], int]) -> None:
     except (OSError, redis.RedisError) as e:
         logging.getLogger(__name__).debug("failed", exc_info=True)
         why = _one_line(str(e)) or type(e).__name__
+        if isinstance(e, redis.exceptions.OutOfMemoryError):
+            why = f"{retry.why(e)}: raise its maxmemory and run this again ({why})"
         print(f"error: Redis failed: {why}" if isinstance(e, redis.RedisError) else f"error: {why}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:

@@ -19,7 +19,7 @@ from redis.exceptions import RedisClusterException
 
 from fanops.config import Config
 from fanops.errors import RedisAuthFailed, RedisUnavailable
-from fanops.runtime import server
+from fanops.runtime import memory, server
 
 # redis-py 8 times out socket reads after 5 s by default; blocking stream reads
 # use BLOCK of 1 s, so a 10 s timeout leaves room and still catches a dead server.
@@ -89,12 +89,14 @@ def slot_pipeline(r: redis.Redis, key: str) -> redis.client.Pipeline:
 
 
 def connect(cfg: Config, url: str | None = None, check: bool = True) -> redis.Redis:
-    """A synchronous client; raises RedisUnavailable with a one-line reason."""
+    """A synchronous client; raises RedisUnavailable with a one-line reason.  With ``check``, also
+    RedisEvicts if the server would delete keys when full (``fanops.runtime.memory``)."""
     u = resolve_url(cfg, url)
     try:
         r = client(u, socket_connect_timeout=5, health_check_interval=30)
         if check:
             r.ping()
+            memory.check_policy(r, _redact(u))
     except (redis.RedisError, RedisClusterException, ValueError, OSError) as e:
         raise _failed(u, e) from e
     return r
@@ -105,6 +107,7 @@ async def connect_async(cfg: Config, url: str | None = None) -> aredis.Redis:
     try:
         r = async_client(u, socket_connect_timeout=5, health_check_interval=30)
         await r.ping()
+        await memory.check_policy_async(r, _redact(u))
     except (redis.RedisError, RedisClusterException, ValueError, OSError) as e:
         raise _failed(u, e) from e
     return r

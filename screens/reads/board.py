@@ -21,6 +21,7 @@ import redis
 from fanops import keys, read
 from fanops.replies import str_keys, to_float, to_int
 from fanops.rules_settings import MINUTE
+from fanops.runtime import memory
 from fanops.state import TASK_STATES, TIERS
 from fanops.templates import clean_text
 from screens.reads import history, rooms
@@ -143,6 +144,16 @@ def _read_counters(r: redis.Redis, shop: str, room: str, minute: int) -> tuple[l
     return [*res[:7], res[7:9], res[9]], consumers, scorers
 
 
+def _memory(r: redis.Redis) -> tuple[int, int] | None:
+    """Bytes used and maxmemory of the fullest primary that has a limit (None: none has one, or
+    INFO is not allowed to this user)."""
+    try:
+        m = memory.fullest(memory.read(r))
+    except redis.ResponseError:
+        return None
+    return None if m is None else (m.used, m.limit)
+
+
 def _room_counters(b: Board, rh: dict[str, bytes]) -> None:
     """Fill ``b`` from the room's counters hash (HGETALL, field names decoded)."""
     b.unique, b.new, b.reactivated = to_int(rh.get("unique")), to_int(rh.get("new")), to_int(rh.get("reactivated"))
@@ -181,7 +192,7 @@ def read_board(r: redis.Redis, shop: str, room: str, now: float | None = None) -
     b.accepted, b.applied = to_int(st.get("accepted")), to_int(st.get("applied"))
     dead = (to_int(res[7][0]), to_int(res[7][1]))
     feeds = beats(consumers)
-    b.health = assess(feeds, beats(scorers), b.accepted, b.applied, dead, shop_snaps, now)
+    b.health = assess(feeds, beats(scorers), b.accepted, b.applied, dead, shop_snaps, now, _memory(r))
     b.tiktok = tiles(feeds, shop)
     return b
 

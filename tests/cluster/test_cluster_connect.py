@@ -93,3 +93,25 @@ def test_a_cluster_url_with_a_database_number_says_a_cluster_has_only_db_0(tmp_p
     cfg = Config.from_env({}, redis_url=f"redis+cluster://127.0.0.1:{server.free_port()}/1", data_dir=tmp_path)
     with pytest.raises(RedisUnavailable, match="can only be 0 in cluster mode"):
         db.connect(cfg)
+
+
+def test_a_cluster_whose_primary_would_evict_keys_when_full_is_refused_and_its_fullness_read(cluster, ccfg):
+    from fanops.errors import RedisEvicts
+    from fanops.runtime import memory
+
+    r = db.connect(ccfg)
+    assert len(memory.read(r)) == 3  # every primary, no replica
+    node = redis.Redis(port=cluster.primary_of(keys.rules("default")))
+    node.config_set("maxmemory", 512 * 2**20)
+    try:
+        full = memory.fullest(memory.read(r))
+        assert full is not None and full.limit == 512 * 2**20 and 0 < full.used < full.limit
+        node.config_set("maxmemory-policy", "allkeys-lru")
+        with pytest.raises(RedisEvicts, match="allkeys-lru"):
+            db.connect(ccfg)
+        with pytest.raises(RedisEvicts, match="noeviction"):
+            asyncio.run(db.connect_async(ccfg))
+    finally:
+        node.config_set("maxmemory-policy", "noeviction")
+        node.config_set("maxmemory", 0)
+    db.connect(ccfg).close()

@@ -76,6 +76,17 @@ def test_health_problems_in_plain_words():
     assert bad.problems == [("health.dead", {"n": 12})]
 
 
+def test_a_full_redis_is_the_one_problem_shown_and_a_nearly_full_one_is_warned_of():
+    mb = 2**20
+    # full: the heartbeats cannot be written either, so "no feed reader" would send the operator the wrong way
+    full = health.judge_health(health.Health(consumers=0, lag=40, scorers=0, memory=(101 * mb, 100 * mb)), None)
+    assert full.problems == [("health.redis_full", {"used": 101, "limit": 100, "pct": 101})]
+    near = health.judge_health(health.Health(consumers=1, connected=True, scorers=1, memory=(92 * mb, 100 * mb)), None)
+    assert near.problems == [("health.redis_nearly_full", {"used": 92, "limit": 100, "pct": 92})]
+    for memory in [(50 * mb, 100 * mb), (500 * mb, 0), None]:  # room left, or no limit at all
+        assert health.judge_health(health.Health(consumers=1, connected=True, scorers=1, memory=memory), None).ok
+
+
 def entry(viewer, ts, **kw):
     return json.dumps({"viewer": viewer, "name": kw.pop("name", viewer), "ts": ts, **kw}).encode()
 

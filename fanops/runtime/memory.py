@@ -1,0 +1,102 @@
+"""Redis's memory limit, as the product needs it set: a limit that is reached refuses writes, never
+drops a key.
+
+A Redis with ``maxmemory`` set and an evicting ``maxmemory-policy`` (``allkeys-lru``, ``volatile-lru``,
+..., the default of several hosted services) deletes keys when it is full: a viewer's state, a
+room's dedupe table, a stream of events not yet applied. Events would then be lost, or a resend
+counted twice, with no error anywhere. So every process refuses such a server at connect
+(``check_policy``), with the one-line fix. With ``noeviction`` (Redis's own default, and the
+embedded server's) a full Redis refuses writes with ``OOM``: the processes wait and retry
+(``fanops.retry``), the consumer holding its events, and the live board says why (``read``).
+A script that meets ``OOM`` writes nothing: Redis refuses only a script's first write, once one
+has gone through the rest may (checked by ``tests/fanops/test_redis_memory.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from fanops.errors import RedisEvicts
+
+NEARLY_FULL = 0.9  # the board warns from this share of ``maxmemory`` on
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One server's (a cluster's: one primary's) memory: bytes used, its limit (0: none), its policy."""
+
+    used: int
+    limit: int
+    policy: str
+
+    @property
+    def share(self) -> float | None:
+        """``used`` of ``limit`` (None: no limit)."""
+        return self.used / self.limit if self.limit > 0 else None
+
+    @property
+    def full(self) -> bool:
+        return self.limit > 0 and self.used >= self.limit
+
+    @property
+    def evicts(self) -> bool:
+        """Would this server delete keys when full?"""
+        return self.limit > 0 and self.policy != "noeviction"
+
+
+def _parse(d: dict[str, Any]) -> Memory:
+    return Memory(int(d.get("used_memory", 0)), int(d.get("maxmemory", 0)), str(d.get("maxmemory_policy", "")))
+
+
+def _nodes(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """INFO's answer as one dict a node: a server gives one, a cluster client one a node it asked."""
+    if "used_memory" in info:
+        return [info]
+    return [d for d in info.values() if isinstance(d, dict) and "used_memory" in d]
+
+
+def read(r: redis.Redis) -> list[Memory]:
+    """Every primary's memory (one on a single server).  Raises as the client does."""
+    if isinstance(r, redis.RedisCluster):
+        info = r.info("memory", target_nodes=redis.RedisCluster.PRIMARIES)
+    else:
+        info = r.info("memory")
+    return [_parse(d) for d in _nodes(info)]
+
+
+def fullest(ms: list[Memory]) -> Memory | None:
+    """The node closest to its limit (None: no node has a limit)."""
+    limited = [m for m in ms if m.limit > 0]
+    return max(limited, key=lambda m: m.used / m.limit) if limited else None
+
+
+def refuse_evicting(ms: list[Memory], url: str) -> None:
+    """Raise ``RedisEvicts`` if a node would delete keys when full."""
+    for m in ms:
+        if m.evicts:
+            raise RedisEvicts(url, m.policy, m.limit)
+
+
+def check_policy(r: redis.Redis, url: str) -> None:
+    """``refuse_evicting`` on the server's INFO; a server that does not let us read INFO (an ACL)
+    is not checked."""
+    try:
+        ms = read(r)
+    except redis.ResponseError:  # NOPERM: INFO not allowed to this user
+        return
+    refuse_evicting(ms, url)
+
+
+async def check_policy_async(r: Any, url: str) -> None:
+    """``check_policy`` for an asyncio client."""
+    try:
+        if isinstance(r, redis.asyncio.cluster.RedisCluster):
+            info = await r.info("memory", target_nodes=redis.asyncio.cluster.RedisCluster.PRIMARIES)
+        else:
+            info = await r.info("memory")
+    except redis.ResponseError:
+        return
+    refuse_evicting([_parse(d) for d in _nodes(info)], url)

@@ -1,0 +1,183 @@
+"""Redis at its memory limit (``maxmemory``), during a show.
+
+A full Redis with ``noeviction`` refuses writes (``OOM``): the consumer holds what it has read, the
+scorer waits, the board says why, and once memory frees every event is in, once, as if nothing had
+happened.  A Redis that would evict keys instead (losing events, or forgetting ids and counting a
+resend twice) is refused at connect, with the fix.  Each test runs its own server: they change
+its configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from fanops.config import Config
+from fanops.errors import RedisEvicts
+from fanops.read import status
+from fanops.retry import Backoff, is_retryable
+from fanops.runtime import db, server
+from scoring.worker import Worker
+from screens.reads.board import read_board
+from tests.conftest import await_for, wait_for
+from tests.feeds import ev, frame
+from tests.realtime.test_consumer import consumer_on
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = 1_763_856_000_000
+
+
+@pytest.fixture
+def own(tmp_path: Path) -> Iterator[tuple[str, Config]]:
+    """A server of this test's own (its configuration is changed), and a Config on it."""
+    d = tmp_path / "srv"
+    info = server.ensure_running(d, port=server.free_port())
+    try:
+        yield info.url, Config.from_env({}, redis_url=info.url, data_dir=tmp_path / "data", flush_ms=5)
+    finally:
+        server.stop(d)
+
+
+def _show() -> list[str]:
+    """A small show: 12 viewers join, comment, cart, and 4 of them order, over 10 minutes."""
+    out, i = [], 0
+    for step in range(10):
+        evs = []
+        for v in range(12):
+            i += 1
+            ts = T0 + step * 60_000 + v * 1_000
+            kind: dict = ({"type": "join"} if step == 0 else
+                          {"type": "order", "order_id": f"o-{v}", "amount": 20.0, "currency": "USD"}
+                          if step == 7 and v % 3 == 0 else
+                          {"type": "cart_add", "sku": "p-1"} if step == 5 else
+                          {"type": "comment", "text": f"how much is it? {step}"})
+            evs.append(ev(i, viewer=f"u-{v}", ts=ts, **kind))
+        out.append(frame(*evs))
+    return out
+
+
+def _full(r: redis.Redis) -> None:
+    """Redis at its limit: maxmemory below what it uses (noeviction: writes are refused)."""
+    r.config_set("maxmemory", max(1, int(r.info("memory")["used_memory"]) // 2))
+
+
+def _n(frames: list[str]) -> int:
+    return sum(len(json.loads(f)) for f in frames)
+
+
+def _feed(cfg: Config, frames: list[str]) -> None:
+    """The consumer reads ``frames`` and writes them all; no scorer yet."""
+    async def main() -> None:
+        async with consumer_on(cfg, frames) as c:
+            await await_for(lambda: c.counters.accepted == _n(frames), 15, "the frames in")
+    asyncio.run(main())
+
+
+def _show_run(r: redis.Redis, cfg: Config, frames: list[str], caplog: pytest.LogCaptureFixture,
+              full: bool) -> dict:
+    """Half the show written, then (``full``: Redis fills first) a scorer started and the rest read
+    by a consumer; with ``full``, once both are seen waiting, Redis gets room again.  Returns the
+    room's status once every event is applied."""
+    half = len(frames) // 2
+    _feed(cfg, frames[:half])
+    if full:
+        _full(r)
+    worker = Worker(r, cfg)
+    worker._redis_backoff = Backoff(initial=0.01, cap=0.05)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+
+    async def rest() -> None:
+        async with consumer_on(cfg, frames[half:]) as c:
+            if full:
+                await await_for(lambda: "Redis is full" in _said(caplog, "scoring.worker")
+                                and "Redis is full" in _said(caplog, "realtime.consumer"), 20,
+                                "the scorer and the consumer to wait for memory")
+                assert thread.is_alive() and c.counters.accepted == 0, "both wait; the consumer holds its events"
+                assert status(r, "default")["events_applied"] == 0, "nothing applied while Redis is full"
+                problems = read_board(r, "default", "r-1").health.problems
+                assert problems[0][0] == "health.redis_full", problems
+                r.config_set("maxmemory", 0)
+            await await_for(lambda: c.counters.accepted == _n(frames[half:]), 20, "the held events in")
+
+    try:
+        asyncio.run(rest())
+        wait_for(lambda: status(r, "default")["events_applied"] == _n(frames), 30, "every event applied")
+    finally:
+        worker.stop()
+        thread.join(15)
+    assert not thread.is_alive()
+    return status(r, "default", "r-1")
+
+
+def _said(caplog: pytest.LogCaptureFixture, logger: str) -> str:
+    return " ".join(rec.getMessage() for rec in caplog.records if rec.name == logger)
+
+
+def test_a_full_redis_mid_show_holds_the_feed_and_every_event_is_applied_once_it_has_room(own, caplog):
+    url, cfg = own
+    r = redis.Redis.from_url(url)
+    caplog.set_level(logging.WARNING)
+    frames = _show()
+    calm = _show_run(r, dataclasses.replace(cfg, data_dir=cfg.data_dir / "calm"), frames, caplog, full=False)
+    r.flushall()
+    r.script_flush()
+    caplog.clear()
+    disturbed = _show_run(r, dataclasses.replace(cfg, data_dir=cfg.data_dir / "full"), frames, caplog, full=True)
+    assert disturbed == calm
+    assert (disturbed["events_applied"], disturbed["duplicates"], disturbed["lag"]) == (120, 0, 0)
+    assert disturbed["room"]["orders"] == 4 and disturbed["room"]["unique_viewers"] == 12
+
+
+def test_a_batch_that_meets_a_full_redis_writes_nothing_and_goes_in_whole_later(own):
+    """Redis refuses a script's first write when it is full, and lets one that has begun writing
+    finish: so a batch is applied whole or not at all, never half (a half-applied batch, tried
+    again, would count part of it twice)."""
+    url, cfg = own
+    r = redis.Redis.from_url(url)
+    frames = _show()
+    _feed(cfg, frames)
+    worker = Worker(r, cfg)
+    _full(r)
+    before = {k: r.dump(k) for k in r.keys("*")}
+    with pytest.raises(redis.RedisError) as e:
+        worker.step()
+    assert is_retryable(e.value)
+    assert {k: r.dump(k) for k in r.keys("*")} == before, "the refused batch wrote nothing"
+    r.config_set("maxmemory", 0)
+    worker.drain(30)
+    st = status(r, "default", "r-1")
+    assert (st["events_applied"], st["duplicates"], st["lag"]) == (120, 0, 0)
+
+
+@pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-ttl"])
+def test_a_redis_that_would_evict_keys_when_full_is_refused_with_the_fix(own, policy):
+    url, cfg = own
+    r = redis.Redis.from_url(url)
+    r.config_set("maxmemory-policy", policy)
+    r.config_set("maxmemory", 512 * 2**20)
+    with pytest.raises(RedisEvicts, match=f"maxmemory-policy {policy}.*noeviction"):
+        db.connect(cfg)
+    with pytest.raises(RedisEvicts, match="noeviction"):
+        asyncio.run(db.connect_async(cfg))
+    got = subprocess.run([sys.executable, "-m", "scoring", "status", "--shop", "default", "--redis", url], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert got.returncode == 1 and got.stdout == ""
+    assert got.stderr.startswith("error: Redis at") and "deletes keys when full" in got.stderr
+    assert len(got.stderr.strip().splitlines()) == 1
+    # no limit: it never evicts; a limit with noeviction: it refuses writes, and the product waits
+    r.config_set("maxmemory", 0)
+    db.connect(cfg).close()
+    r.config_set("maxmemory-policy", "noeviction")
+    r.config_set("maxmemory", 512 * 2**20)
+    db.connect(cfg).close()
