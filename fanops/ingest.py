@@ -108,11 +108,13 @@ class IngestWriter:
             _remember(self._known_rooms, [(shop, room)])
 
     async def write_dead(self, bad: list[BadInput], source: str = "") -> None:
-        """Record rejected events with their reason and raw text, and count them."""
+        """Record rejected events with their reason and raw text, and count them: all or nothing (one
+        transaction, its keys in one slot), so that a write refused part-way (Redis full) and tried
+        again records none twice."""
         if not bad:
             return
         now = time.time()
-        pipe = self.r.pipeline(transaction=False)
+        pipe = self.r.pipeline(transaction=True)
         for b in bad:
             pipe.xadd(
                 keys.dead_stream(),

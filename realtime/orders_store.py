@@ -21,7 +21,7 @@ import msgspec
 import redis
 import redis.asyncio as aredis
 
-from fanops import keys
+from fanops import keys, retry
 from fanops.config import Config
 from fanops.imported import Imported, latest_marks, pack_imported, unpack_imported
 from fanops.schema import BadInput, parse_frame
@@ -162,12 +162,16 @@ class Orders:
         # order; and, for one that names both, to those even if a resend names another room (it counted
         # in both rooms: dedupe is by room and event id)
         named = (viewer, room) == (o.viewer, o.room)
-        p = self.r.pipeline(transaction=True)
-        p.hset(keys.orders_done(o.shop), o.event_id, json.dumps([viewer, room, how]))
-        if not named:
-            p.hdel(keys.orders_waiting(o.shop), o.event_id)
-        try:
+
+        async def note() -> None:
+            p = self.r.pipeline(transaction=True)
+            p.hset(keys.orders_done(o.shop), o.event_id, json.dumps([viewer, room, how]))
+            if not named:
+                p.hdel(keys.orders_waiting(o.shop), o.event_id)
             await p.execute()
+
+        try:  # Redis away or full: waits, as the events' write did
+            await retry.acall(note, "order note", outage=retry.Outage(), backoff=retry.Backoff(initial=0.2, cap=5.0))
         except redis.RedisError as e:
             if not named:
                 raise

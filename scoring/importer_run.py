@@ -78,15 +78,18 @@ def _chunks(rows: Iterator[tuple[int, dict[str, str]]]) -> Iterator[list[tuple[i
 
 
 async def _write(r: aredis.Redis, w: IngestWriter, shop: str, parsed: Parsed) -> None:
-    await w.write_dead(parsed.dead, source="import")
-    events = [ev for row in parsed.good for ev in row.events]
+    # Redis away, full, or the shop's backlog full (the scorers catch up): the import waits; each
+    # write is all or nothing, so a retry counts nothing twice
     outage, backoff = retry.Outage(), retry.Backoff(initial=0.2, cap=5.0)
+    await retry.acall(lambda: w.write_dead(parsed.dead, source="import"), "import", outage=outage, backoff=backoff)
+    events = [ev for row in parsed.good for ev in row.events]
     for i in range(0, len(events), WRITE_EVENTS):
         part = events[i:i + WRITE_EVENTS]
-        # Redis away, or the shop's backlog full (the scorers catch up): the import waits
         await retry.acall(lambda: w.write_events(part), "import", outage=outage, backoff=backoff)  # noqa: B023
     if parsed.good:
-        await _write_imported(r, keys.imported(shop), {row.viewer_id: row.imported for row in parsed.good})
+        imported = {row.viewer_id: row.imported for row in parsed.good}
+        await retry.acall(lambda: _write_imported(r, keys.imported(shop), imported), "import",
+                          outage=outage, backoff=backoff)
 
 
 async def _write_imported(r: aredis.Redis, k: str, rows: dict[str, Imported]) -> None:

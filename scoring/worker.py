@@ -1,19 +1,17 @@
 """The scorer worker: reads the shop streams with a consumer group and applies each batch.
 
 Moves data only: decoding, reading the states a batch needs (``scoring.batch_reads``), calling
-the pure ``scoring.engine.score_batch``, and writing its result with one call of
-``scoring/lua/apply.lua``.  That script acknowledges the batch's entries in the
-same atomic step, and only if this worker still owns them: a batch is applied
-once, whatever crashes.  If a viewer changed between the read and the write
-(another worker), nothing is written and the batch is read and scored again.
+the pure ``scoring.engine.score_batch``, and writing its result with one call of ``scoring/lua/apply.lua``.
+That script acknowledges the batch's entries in the same atomic step, and only if this worker
+still owns them: a batch is applied once, whatever crashes.  If a viewer changed between the read
+and the write (another worker), nothing is written and the batch is read and scored again.
 Entries a dead worker left unacknowledged are taken over with XAUTOCLAIM.
 
-A shop's events come in ``keys.PARTITIONS`` streams split by viewer; running scorers split
-the partitions between them (``scoring.partitions``), so two scorers never score the same
-viewer; while the membership changes, two may briefly read one partition, which the
-compare-and-set keeps correct.  A batch holds at most ``worker_batch_events`` events: Redis
-is never busy for long with one call.  With no events of its own, a running scorer still
-moves its viewers with the shop clock (``time_pass``).
+A shop's events come in ``keys.PARTITIONS`` streams split by viewer; running scorers split the
+partitions between them (``scoring.partitions``), so two scorers never score the same viewer; while
+the membership changes, two may briefly read one partition, which the compare-and-set keeps correct.
+A batch holds at most ``worker_batch_events`` events: Redis is never busy for long with one call.
+With no events of its own, a running scorer still moves its viewers with the shop clock (``time_pass``).
 """
 
 from __future__ import annotations
@@ -51,7 +49,7 @@ from scoring.engine import score_batch
 from scoring.intake import Entry
 from scoring.late import reopen_held, take_late
 from scoring.partitions import MEMBERS_UNSETTLED_S, Share
-from scoring.worker_stats import WorkerStats
+from scoring.worker_stats import WorkerStats, beat_body
 from scoring.writeset import ScoredBatch, apply_script, encode_wire, to_wire
 
 log = logging.getLogger(__name__)
@@ -159,13 +157,12 @@ class Worker:
                 worked = self._round(worked)
                 self._redis_ok()
             except eventlog.LogWriteError as e:
-                # nothing is applied that is not on disk: the entries stay pending and are taken up
-                # again (after FANOPS_CLAIM_IDLE_MS) once the log can be written
+                # nothing is applied that is not on disk: the entries stay pending to us, read first again
                 log.error("%s: retrying in %.0f s; no event is applied until it can be written", e, LOG_RETRY_S)
                 time.sleep(LOG_RETRY_S)
             except Exception as e:
-                # one policy for every Redis call of the loop (batches, time pass, archiving, trims):
-                # a wait fixes the server being away, busy or starting; anything else is ours
+                # one policy for every Redis call of the loop (batches, time pass, archiving, trims): a wait
+                # fixes the server being away, full, busy or starting; anything else is ours
                 if not retry.is_retryable(e):
                     raise
                 delay = self._redis_backoff.next()
@@ -219,7 +216,14 @@ class Worker:
         return self.stats
 
     def step(self, block: bool = False) -> int:
-        """Read and apply one round of entries from every shop; returns the events applied."""
+        """One round of entries of every shop, applied (if it fails, the next round reads them first)."""
+        try:
+            return self._step(block)
+        except BaseException:
+            self._pending_done.clear()
+            raise
+
+    def _step(self, block: bool) -> int:
         shops = self.shops()
         total = 0
         now = self.monotonic()
@@ -291,10 +295,10 @@ class Worker:
             events.extend(unpack_events(f[b"e"]))
             receipts.append((int(f.get(b"t", 0)), int(f.get(b"n", 1))))
         self._log.write(shop, entries)  # on disk before the apply acknowledges them
+        note_contacts(self.r, shop, events)  # addresses' owners; before the ack: a refusal is retried with it
         batch = self._score_and_write(shop, events, [[stream, *ids] for stream, ids in acks.items()])
         if batch is None:
             return 0
-        note_contacts(self.r, shop, events)  # who named which address (a kept webhook order's match)
         if batch.time_full:
             self.apply_time(shop)
         now_ms = self.clock() * 1000
@@ -484,13 +488,8 @@ class Worker:
         if not final and now - self._last_beat < 1.0:
             return
         self._last_beat = now
-        s = self.stats
-        recent = time.time() * 1000 - self.cfg.latency_window_s * 1000
-        body = {"name": self.name, "batches": s.batches, "events": s.events,
-                "conflicts": s.conflicts, "claimed": s.claimed,
-                "p50_ms": round(s.percentile(50, recent), 1), "p99_ms": round(s.percentile(99, recent), 1),
-                "latency_window_s": self.cfg.latency_window_s, "partitions": self._share.mine,
-                "running": not final, **self.outage.as_fields()}
+        body = beat_body(self.stats, self.name, self.cfg.latency_window_s, self._share.mine, final,
+                         self.outage.as_fields())
         try:
             p = self.r.pipeline(transaction=False)
             heartbeat.queue_beat(p, "scorer", self.name, body, self.cfg.heartbeat_ttl_s, final)

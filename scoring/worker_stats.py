@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -31,3 +32,13 @@ class WorkerStats:
             if acc >= want:
                 return lat
         return xs[-1][0]
+
+
+def beat_body(s: WorkerStats, name: str, window_s: float, partitions: list[int], final: bool,
+              outage: dict[str, object]) -> dict[str, object]:
+    """A scorer's heartbeat (``fanops.heartbeat``): its counts, its latency over the last ``window_s``,
+    its partitions, whether it runs, and since when Redis fails it (``outage``)."""
+    recent = time.time() * 1000 - window_s * 1000
+    return {"name": name, "batches": s.batches, "events": s.events, "conflicts": s.conflicts, "claimed": s.claimed,
+            "p50_ms": round(s.percentile(50, recent), 1), "p99_ms": round(s.percentile(99, recent), 1),
+            "latency_window_s": window_s, "partitions": partitions, "running": not final, **outage}

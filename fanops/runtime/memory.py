@@ -9,7 +9,7 @@ counted twice, with no error anywhere. So every process refuses such a server at
 embedded server's) a full Redis refuses writes with ``OOM``: the processes wait and retry
 (``fanops.retry``), the consumer holding its events, and the live board says why (``read``).
 A script that meets ``OOM`` writes nothing: Redis refuses only a script's first write, once one
-has gone through the rest may (checked by ``tests/fanops/test_redis_memory.py``).
+has gone through the rest may (``tests/realtime/test_redis_full.py``).
 """
 
 from __future__ import annotations
@@ -43,12 +43,14 @@ class Memory:
 
     @property
     def evicts(self) -> bool:
-        """Would this server delete keys when full?"""
-        return self.limit > 0 and self.policy != "noeviction"
+        """Would this server delete keys when full?  (A server that names no policy is not judged.)"""
+        return self.limit > 0 and self.policy not in ("noeviction", "")
 
 
 def _parse(d: dict[str, Any]) -> Memory:
-    return Memory(int(d.get("used_memory", 0)), int(d.get("maxmemory", 0)), str(d.get("maxmemory_policy", "")))
+    # what Redis compares with maxmemory: its use less the replication and AOF buffers
+    used = int(d.get("used_memory", 0)) - int(d.get("mem_not_counted_for_evict", 0))
+    return Memory(used, int(d.get("maxmemory", 0)), str(d.get("maxmemory_policy", "")))
 
 
 def _nodes(info: dict[str, Any]) -> list[dict[str, Any]]:

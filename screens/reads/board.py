@@ -199,7 +199,17 @@ def read_board(r: redis.Redis, shop: str, room: str, now: float | None = None) -
 
 def record_snapshots(r: redis.Redis, b: Board) -> None:
     """Add board ``b`` to the board's history of its shop and of its room (``screens.reads.history``),
-    each at most once per ``SNAP_EVERY_S``: whichever page refreshes first writes it."""
+    each at most once per ``SNAP_EVERY_S``: whichever page refreshes first writes it.  Not while
+    Redis is full: the board, which says so, is shown all the same."""
+    if b.health.memory is not None and 0 < b.health.memory[1] <= b.health.memory[0]:
+        return
+    try:
+        _record(r, b)
+    except redis.exceptions.OutOfMemoryError:
+        return  # it filled since the read: the next refresh says so
+
+
+def _record(r: redis.Redis, b: Board) -> None:
     guard_ms = int(history.SNAP_EVERY_S * 1000)
     p = r.pipeline(transaction=False)
     p.set(keys.board_guard(b.shop), 1, nx=True, px=guard_ms)
