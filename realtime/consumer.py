@@ -11,6 +11,7 @@ summary line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -80,10 +81,16 @@ class Consumer:
         self._oldest = 0.0
         self._flush_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
+        self._abandon = asyncio.Event()  # stopped twice: events Redis will not take are given up
         self._ws: ClientConnection | None = None
 
     # -- control -----------------------------------------------------------
     def stop(self) -> None:
+        """Stop reading the feed, write what is held, and end.  While Redis takes nothing (away,
+        full), the held events are kept and retried; a second stop gives them up (said in the log:
+        the feed must send them again) and ends at once."""
+        if self._stopping.is_set():
+            self._abandon.set()
         self._stopping.set()
         if self._ws is not None:
             asyncio.ensure_future(self._ws.close())
@@ -233,10 +240,15 @@ class Consumer:
                 except Exception as e:  # a cluster's failover raises some that are no RedisError
                     if not is_retryable(e):
                         raise  # a real error of ours: not to be retried blindly
-                    delay = self.redis_backoff.next()
-                    log.warning("cannot write to Redis: %s (%s): holding %d events, retrying in %.1f s",
-                                why(e), e, sum(map(len, shops.values())) + len(bad), delay)
-                    await asyncio.sleep(delay)
+                    delay, held = self.redis_backoff.next(), sum(map(len, shops.values())) + len(bad)
+                    log.warning("cannot write to Redis: %s (%s): holding %d events, retrying in %.1f s%s", why(e), e,
+                                held, delay, " (stop again to give them up)" if self._stopping.is_set() else "")
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._abandon.wait(), delay)
+                    if self._abandon.is_set():
+                        log.error("stopped twice: %d events read from the feed were not written; the feed must "
+                                  "send them again", held)
+                        return
 
     # -- health ------------------------------------------------------------
     async def _heartbeat(self, final: bool = False) -> None:

@@ -263,3 +263,27 @@ def test_only_a_limit_with_an_evicting_policy_is_refused():
     assert not Memory(1, 0, "allkeys-lru").evicts, "no limit: it never evicts"
     assert not Memory(1, 10, "noeviction").evicts
     assert not Memory(1, 10, "").evicts, "a server that names no policy is not judged"
+
+
+def test_a_consumer_stopped_while_redis_is_full_keeps_its_events_until_stopped_again(own, caplog):
+    """A stop (SIGTERM) waits for the held events to be written; a second one gives them up, says
+    how many, and ends: a process that cannot be stopped at all is no better."""
+    url, cfg = own
+    r = redis.Redis.from_url(url)
+    caplog.set_level(logging.WARNING, logger="realtime.consumer")
+    _full(r)
+
+    async def main() -> None:
+        async with consumer_on(cfg, _show()[:2]) as c:
+            task = next(t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "Consumer.run")
+            await await_for(lambda: "Redis is full" in caplog.text, 15, "the consumer to hold its events")
+            c.stop()
+            await asyncio.sleep(0.5)
+            assert not task.done(), "a stop waits for the held events"
+            assert "stop again to give them up" in caplog.text
+            c.stop()
+            await asyncio.wait_for(task, 5)
+            assert "stopped twice: 24 events read from the feed were not written" in caplog.text
+            assert c.counters.accepted == 0
+
+    asyncio.run(main())
