@@ -391,6 +391,21 @@ def unpack_viewer(b: bytes) -> ViewerState:
     return _viewer_in(_dec_viewer.decode(b))
 
 
+# a packed state's ``past_nos`` (absolute in both forms: ``_viewer_out`` keeps it as it is), the
+# fields before it skipped undecoded, those after it ignored
+_PastNos = msgspec.defstruct("_PastNos", [*((f"f{i}", msgspec.Raw) for i in range(15)), ("past_nos", list[int], [])],
+                             array_like=True)
+_dec_past_nos = msgspec.msgpack.Decoder(_PastNos)
+if ViewerState.__struct_fields__.index("past_nos") != 15:
+    raise ImportError("fanops.state: ViewerState's fields moved: update _PastNos")
+
+
+def packed_past_numbers(b: bytes) -> list[int]:
+    """``past_numbers`` of a packed state, read without unpacking the rest (a few times faster)."""
+    runs = _dec_past_nos.decode(b).past_nos  # type: ignore[attr-defined]
+    return unpack_runs(runs) if runs else []
+
+
 class _First(msgspec.Struct, array_like=True):
     first: int  # the first field of a packed room record, absolute in both forms
 

@@ -40,7 +40,16 @@ from fanops.ingest import dedupe_record
 from fanops.replies import str_keys, to_str
 from fanops.schema import Event
 from fanops.scripts import script_source
-from fanops.state import Consent, ViewerState, pack, pack_firsts, pack_runs, past_numbers, unpack_viewer
+from fanops.state import (
+    Consent,
+    ViewerState,
+    pack,
+    pack_firsts,
+    pack_runs,
+    packed_past_numbers,
+    past_numbers,
+    unpack_viewer,
+)
 from review.archive_files import REDIS_SCHEMA, read_room
 from scoring.merge import CONSENT_KEEP
 
@@ -198,8 +207,9 @@ def _viewer_writes(r: redis.Redis, cfg: Config, shop: str, room: str, no: int, v
                    room_ids: dict[int, str]) -> list[list[Any]]:
     """[vid, old blob, new blob] for each viewer of the room whose state had folded it."""
     old = _states(r, shop, vids)
-    states = {v: unpack_viewer(b) for v, b in old.items()}
-    states = {v: s for v, s in states.items() if no in past_numbers(s)}
+    # only the viewers whose state has folded the room (most of a big show's never came back): found
+    # without unpacking every state
+    states = {v: unpack_viewer(b) for v, b in old.items() if no in packed_past_numbers(b)}
     changed = unfold(cfg, shop, states, {**room_ids, no: room}, lambda _v, n, _span: n == no)
     return [[v, old[v], pack(states[v])] for v in changed]
 
@@ -229,16 +239,29 @@ def _wire(gen: int, room: str, no: int, data: pl.DataFrame,
     return wire, names, blobs
 
 
+_REV = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))  # each byte's bits in reverse
+
+
+def fill_order(rec: bytes) -> int:
+    """A dedupe record's place in a fill: the 32 bits of its bucket hash (``dd_h32``, its first 4
+    bytes) read from the lowest. A bucket is a range of the hash's low bits, so in this order each
+    bucket's records come together, whatever the table's size."""
+    return (_REV[rec[3]] << 24) | (_REV[rec[2]] << 16) | (_REV[rec[1]] << 8) | _REV[rec[0]]
+
+
 def fill_dedupe(r: redis.Redis, shop: str, room: str, ids: list[str], ttl: int) -> int:
     """Put the archive's event ids back into the room's dedupe table, ``DEDUPE_CHUNK`` a call: a
     show of 600,000 events held Redis for 2.4 s in one call (bench/reopen.py). Before the room opens
     they are harmless: they are its applied events, so a resend the consumer refuses for them is a
-    repeat, counted as one, as the scorer counts it for an archived room. Returns the ids new to it."""
+    repeat, counted as one, as the scorer counts it for an archived room. Returns the ids new to it.
+
+    The table grows to its final size first and the records go in bucket by bucket
+    (``lua/dedupe_fill.lua``): one SADD a bucket a call, not one a record."""
     script = r.register_script(script_source("fanops", "dedupe") + script_source("scoring", "dedupe_fill"))
+    recs = sorted((dedupe_record(x) for x in ids), key=fill_order)
     new = 0
-    for i in range(0, len(ids), DEDUPE_CHUNK):
-        new += int(script(keys=[keys.seen(shop, room)],
-                          args=[ttl, *(dedupe_record(x) for x in ids[i:i + DEDUPE_CHUNK])]))
+    for i in range(0, len(recs), DEDUPE_CHUNK):
+        new += int(script(keys=[keys.seen(shop, room)], args=[ttl, len(recs) - i, *recs[i:i + DEDUPE_CHUNK]]))
     return new
 
 

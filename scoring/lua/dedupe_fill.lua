@@ -1,11 +1,36 @@
--- A chunk of an archive's event ids back into the room's dedupe table (scoring/reopen.py, before it
--- opens the room again: chunks, so that Redis never stops for a whole show's ids in one call).
--- Needs dedupe.lua before it. KEYS[1] the room's dedupe key (keys.seen); ARGV[1] its ttl (s),
--- ARGV[2 ..] the ids' dedupe records. Returns how many were new to the table.
+-- dedupe_fill v2: a chunk of an archive's event ids back into the room's dedupe table
+-- (scoring/reopen.py, before it opens the room again: chunks, so that Redis never stops for a whole
+-- show's ids in one call). Needs dedupe.lua before it. KEYS[1] the room's dedupe key (keys.seen);
+-- ARGV[1] its ttl (s), ARGV[2] how many records this call and the later ones bring (the table first
+-- grows to hold them: its buckets split while they are small, and each record goes straight to the
+-- bucket it stays in), ARGV[3 ..] the ids' dedupe records, best in the order of their hash's bits
+-- read from the lowest (reopen.fill_order): a bucket's records then come together, one SADD each.
+-- Returns how many were new to the table. The table ends as dd_add would leave it.
 local d = dd_open(KEYS[1], tonumber(ARGV[1]))
-local new = 0
-for i = 2, #ARGV do
-  if dd_add(d, ARGV[i]) then new = new + 1 end
+local coming = tonumber(ARGV[2])
+while d.n + coming > DD_CAP * (2 ^ d.L + d.s) do dd_split(d) end
+local m = 2 ^ d.L
+local groups, order = {}, {}
+for i = 3, #ARGV do
+  local rec = ARGV[i]
+  local h = dd_h32(rec)
+  local b = h % m
+  if b < d.s then b = h % (2 * m) end
+  local g = groups[b]
+  if not g then
+    g = {}
+    groups[b] = g
+    order[#order + 1] = b
+  end
+  g[#g + 1] = rec
 end
+local new = 0
+for _, b in ipairs(order) do
+  local g, key = groups[b], dd_bucket_key(d, b)
+  for k = 1, #g, 1000 do
+    new = new + redis.call('SADD', key, unpack(g, k, math.min(k + 999, #g)))
+  end
+end
+d.n = d.n + new
 dd_save(d)
 return new

@@ -86,3 +86,25 @@ def _parsed(*evs: dict[str, Any]) -> list[Event]:
     items = parse_frame(frame(*evs), int(time.time() * 1000))
     assert all(isinstance(x, Event) for x in items)
     return cast("list[Event]", items)
+
+
+def test_an_archives_ids_filled_back_are_repeats_to_the_consumer_and_the_table_grows_as_it_would(
+        cfg: Config, r: redis.Redis) -> None:
+    """Opening an archived show again puts its event ids back into the room's dedupe table
+    (``scoring.reopen.fill_dedupe``: the table grown to size first, then bucket by bucket). Ids the
+    consumer accepted meanwhile stay; every filled id is a repeat to the consumer afterwards; the
+    new ones are not; and the table keeps growing from there as the consumer's own writes grow it."""
+    from scoring.reopen import DEDUPE_CHUNK, fill_dedupe
+
+    ingest_frames(cfg, _frames(list(range(1_000)), "r-1"))  # accepted while the show was archived
+    archived = [f"e-{i}" for i in range(500, 3 * DEDUPE_CHUNK + 777)]  # several calls; 500 of them known
+    assert fill_dedupe(r, SHOP, "r-1", archived, 3600) == len(archived) - 500
+    n_buckets = len(seen_keys(r, SHOP, "r-1"))
+    assert len(archived) + 500 <= 40 * n_buckets <= 2 * (len(archived) + 500) + 40
+    assert all(r.ttl(k) > 0 for k in seen_keys(r, SHOP, "r-1"))
+    assert fill_dedupe(r, SHOP, "r-1", archived[:DEDUPE_CHUNK], 3600) == 0
+
+    top = 3 * DEDUPE_CHUNK + 777
+    ingest_frames(cfg, _frames(list(range(top + 20_000)), "r-1"))
+    assert _counts(r) == (1_000 + 20_000, top)  # every filled or earlier id a repeat, the rest new
+    assert len(seen_keys(r, SHOP, "r-1")) > n_buckets  # and it grew on from the filled size
