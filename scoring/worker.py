@@ -26,12 +26,12 @@ from typing import Any, cast
 
 import redis
 
-from fanops import expiry, heartbeat, keys, replies, retry, rules_store
+from fanops import heartbeat, keys, replies, retry, rules_store
 from fanops.config import Config
 from fanops.rules_settings import RuleSettings
 from fanops.runtime.gcpause import gc_paused
 from fanops.schema import Event, unpack_events
-from scoring import archive, eventlog, intake, kind_prune, migrate, recompute, retention, retier
+from scoring import eventlog, intake, migrate, recompute, retier
 from scoring.batch_reads import (
     ArchivedRooms,
     Head,
@@ -46,6 +46,7 @@ from scoring.batch_reads import (
 from scoring.contacts import note_contacts
 from scoring.effects import Inputs
 from scoring.engine import score_batch
+from scoring.idle import IdleLook
 from scoring.intake import Entry
 from scoring.late import reopen_held, take_late
 from scoring.partitions import MEMBERS_UNSETTLED_S, Share
@@ -54,8 +55,8 @@ from scoring.writeset import ScoredBatch, apply_script, encode_wire, to_wire
 
 log = logging.getLogger(__name__)
 
+IDLE_JOIN_S = 10.0  # how long a stopping scorer waits for its look for idle rooms (an archive is crash-safe)
 ARCHIVE_AFTER_WORK_S = 3.0  # ... and how soon once it goes idle after applying events
-PRUNE_EVERY_S = 6 * 3600.0  # how often settled tasks of archived rooms leave Redis (kept in the archive)
 MAX_RETRIES = 50
 LOG_RETRY_S = 5.0  # pause after the applied-event log could not be written (disk full, folder gone)
 TRIM_EVERY_S = 0.5  # how often a busy worker removes applied entries from the streams it reads
@@ -94,7 +95,7 @@ class Worker:
         self._last_archive = -math.inf
         self.outage = retry.Outage()  # since when Redis has been failing this scorer, for its heartbeat
         self._redis_backoff = retry.Backoff(initial=0.2, cap=5.0)
-        self._last_prune = monotonic()
+        self._idle = IdleLook(r, cfg, self.shops, self.stats, clock, monotonic)
         self._time_clock: dict[str, int] = {}  # the shop clock of this worker's last time pass
         self._time_rules: dict[str, int] = {}  # the rules version of this worker's last idle time pass
         # every entry is written to the applied-event log before it is applied; applied entries
@@ -171,6 +172,7 @@ class Worker:
                                 "the entries stay in the streams", retry.why(e), e, self.name)
                 time.sleep(delay)
             self._heartbeat()
+        self._idle.join(IDLE_JOIN_S)
         self._share.leave()
         self._log.close()
         self._heartbeat(final=True)
@@ -195,7 +197,7 @@ class Worker:
         # every minute; and soon after a run of batches ends (a backlog of earlier shows, a show
         # that just ended), so that their rooms reach the review without waiting the minute
         if since > self.cfg.archive_every_s or (n == 0 and worked and since > ARCHIVE_AFTER_WORK_S):
-            self.archive_idle()
+            self._idle.start()  # in a thread: archiving a big show takes seconds, the batches go on
             self._last_archive = self.monotonic()
             worked = False
         return worked
@@ -440,30 +442,9 @@ class Worker:
 
     # -- housekeeping ----------------------------------------------------------
     def archive_idle(self) -> list[tuple[str, str]]:
-        """Archive the rooms idle long enough (safe from every worker), expire the tasks pending too
-        long (on the wall ``clock``), and every ``PRUNE_EVERY_S`` (``monotonic``) prune the settled
-        tasks of archived rooms and of the other kinds (``scoring.kind_prune``) from Redis and apply
-        retention (``scoring.retention``)."""
-        done = []
-        for shop in self.shops():
-            try:
-                for room in archive.close_idle_rooms(self.r, shop, self.cfg,
-                                                     idle_ms=self.cfg.archive_idle_min * 60_000):
-                    log.info("archived room %s of %s", room, shop)
-                    done.append((shop, room))
-                if n := expiry.expire_old(self.r, shop, now_ms=int(self.clock() * 1000)):
-                    log.info("%d follow-up tasks of %s expired (pending too long)", n, shop)
-                if self.monotonic() - self._last_prune > PRUNE_EVERY_S:
-                    n = archive.prune_followups(self.r, self.cfg, shop)
-                    log.info("%d settled tasks of archived rooms of %s left Redis (kept in the archive)", n, shop)
-                    retention.retention_pass(self.r, self.cfg, shop)  # FANOPS_RETENTION_DAYS
-                    kind_prune.prune_kind_tasks(self.r, self.cfg, shop, now_ms=int(self.clock() * 1000))  # a ledger
-            except (archive.ArchiveError, OSError, redis.ResponseError) as e:
-                log.warning("archiving the idle rooms of %s failed: %s", shop, e)
-        if self.monotonic() - self._last_prune > PRUNE_EVERY_S:
-            self._last_prune = self.monotonic()
-        self.stats.idle_looks += 1
-        return done
+        """The look for idle rooms and old tasks (``scoring.idle``), here and now; ``run`` makes it
+        in a thread of its own.  Returns the (shop, room) archived."""
+        return self._idle.look()
 
     def _trim(self, shop: str, now_too: bool = False) -> None:
         """The applied entries of the streams this worker applied from leave Redis (they are in the

@@ -11,8 +11,7 @@ from fanops.imported import Imported, pack_imported, unpack_imported
 from fanops.read import status
 from fanops.state import Mark, ViewerState, pack
 from review import archive_files
-from scoring import retention
-from scoring import worker as worker_mod
+from scoring import idle, retention
 from scoring.worker import Worker
 from tests.pipeline import drain, ingest_frames
 from tests.scoring.test_forget import hits
@@ -56,7 +55,7 @@ def test_comment_text_of_viewers_inactive_past_retention_goes_on_the_scorers_pas
     assert retention.retention_pass(r, cfg, SHOP, clock=T0 + 50 * DAY) == {}
     assert hits(r, folders, (OLD_SAID,)) != []
 
-    now[0] += worker_mod.PRUNE_EVERY_S + 1  # the scorer's pass comes round: the shop clock is 95 days on
+    now[0] += idle.PRUNE_EVERY_S + 1  # the scorer's pass comes round: the shop clock is 95 days on
     w.archive_idle()
     assert hits(r, folders, (OLD_SAID,)) == []
     # the returning viewer's words stay, and so does everything else of the one who left

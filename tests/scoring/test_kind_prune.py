@@ -20,7 +20,8 @@ from fanops.read import status
 from fanops.rules_store import save
 from fanops.state import pack_task, unpack_task
 from scoring import forget, kind_prune, retention
-from scoring.worker import PRUNE_EVERY_S, Worker
+from scoring.idle import PRUNE_EVERY_S
+from scoring.worker import Worker
 from screens.reads.fans import fan_record
 from tests.scoring.test_scoring_scenarios import DAY, SHOP, Story, at
 

@@ -126,7 +126,7 @@ def test_a_refusal_after_the_archive_withdraws_the_open_task_of_an_archived_show
 
 def test_settled_tasks_of_archived_shows_leave_redis_on_the_prune_schedule(cfg, r):
     from fanops import queue
-    from scoring import worker as worker_mod
+    from scoring import idle
 
     ingest_frames(cfg, read_lines(SAMPLES / "weeks-small.jsonl"))
     drain(r, cfg)
@@ -135,7 +135,7 @@ def test_settled_tasks_of_archived_shows_leave_redis_on_the_prune_schedule(cfg, 
     w.archive_idle()
     settled = queue.counts(r, "default")["converted"]
     assert settled > 0
-    now[0] += worker_mod.PRUNE_EVERY_S + 1  # the prune schedule comes round
+    now[0] += idle.PRUNE_EVERY_S + 1  # the prune schedule comes round
     w.archive_idle()
     left = queue.list_tasks(r, "default", state="converted", limit=1000)
     assert all(t.room == "show-1-7" for t in left)  # only the open show keeps its settled tasks
@@ -342,3 +342,37 @@ def test_a_show_whose_follow_ups_were_brought_up_to_date_in_its_archive_still_re
     drain(r, cfg)
     assert int(r.hget(keys.stats("default"), "dropped_archived") or 0) == 0
     assert status(r, "default", "show-1-0")["room"]["unique_viewers"] == before + 1
+
+
+def test_a_big_shows_archiving_does_not_hold_up_the_live_shows_batches(cfg, r, monkeypatch):
+    """A show of 100,000 viewers takes seconds to archive (bench/reopen.py); the running scorer
+    archives in a thread of its own, so the events of the show on air meanwhile are applied as
+    they come, not after it."""
+    import dataclasses
+
+    from scoring import idle
+    from tests.feeds import ev, frame
+
+    entered, release = threading.Event(), threading.Event()
+
+    def big_show(*_a, **_kw):  # an archive that takes as long as the test wants
+        entered.set()
+        release.wait(20)
+        return []
+
+    monkeypatch.setattr(idle.archive, "close_idle_rooms", big_show)
+    busy = dataclasses.replace(cfg, archive_every_s=0)
+    ingest_frames(busy, [frame(ev("earlier", room="big-show", type="join"))])  # the shop, known
+    w = Worker(r, busy, name="w1")
+    thread = threading.Thread(target=w.run, daemon=True)
+    thread.start()
+    try:
+        assert entered.wait(10), "the scorer looks for idle rooms"
+        ingest_frames(busy, [frame(*(ev(i, room="on-air", viewer=f"u-{i}", type="join") for i in range(50)))])
+        wait_for(lambda: status(r, "default")["events_applied"] == 51, 5, "the live show's events applied")
+        assert not release.is_set() and w._idle.running(), "while the archiving still runs"
+    finally:
+        release.set()
+        w.stop()
+        thread.join(15)
+    assert not thread.is_alive()
