@@ -398,14 +398,18 @@ def _next_id(excl: str) -> str:
     return f"{ms}-{int(seq) + 1}"
 
 
-def close_idle_rooms(r: redis.Redis, shop: str, cfg: Config, idle_ms: int = IDLE_MS) -> list[str]:
-    """Archive every idle room of the shop (see ``idle_rooms``); returns the rooms archived now.
+def close_idle_rooms(r: redis.Redis, shop: str, cfg: Config, idle_ms: int = IDLE_MS,
+                     stopping: Callable[[], bool] = lambda: False) -> list[str]:
+    """Archive every idle room of the shop (see ``idle_rooms``), until ``stopping``; returns the rooms
+    archived now.
 
     A room whose events are not all applied yet, or that another process is archiving, is left
     for a later call.  Safe to call from every worker: each room is archived once.
     """
     done = []
     for rm in idle_rooms(r, shop, idle_ms, cfg):
+        if stopping():
+            break
         try:
             res = archive_room(r, cfg, shop, rm)
         except RoomNotReady as e:

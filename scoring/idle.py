@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import redis
 
-from fanops import expiry
+from fanops import expiry, retry
 from fanops.config import Config
 from scoring import archive, kind_prune, retention
 from scoring.worker_stats import WorkerStats
@@ -34,6 +34,7 @@ class IdleLook:
         self.clock, self.monotonic = clock, monotonic
         self._last_prune = monotonic()
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     def look(self) -> list[tuple[str, str]]:
         """Archive the rooms idle long enough (safe from every worker), expire the tasks pending too
@@ -43,9 +44,11 @@ class IdleLook:
         done = []
         prune = self.monotonic() - self._last_prune > PRUNE_EVERY_S
         for shop in self.shops():
+            if self._stopping.is_set():
+                break
             try:
-                for room in archive.close_idle_rooms(self.r, shop, self.cfg,
-                                                     idle_ms=self.cfg.archive_idle_min * 60_000):
+                for room in archive.close_idle_rooms(self.r, shop, self.cfg, idle_ms=self.cfg.archive_idle_min * 60_000,
+                                                     stopping=self._stopping.is_set):
                     log.info("archived room %s of %s", room, shop)
                     done.append((shop, room))
                 if n := expiry.expire_old(self.r, shop, now_ms=int(self.clock() * 1000)):
@@ -57,7 +60,7 @@ class IdleLook:
                     kind_prune.prune_kind_tasks(self.r, self.cfg, shop, now_ms=int(self.clock() * 1000))  # a ledger
             except (archive.ArchiveError, OSError, redis.ResponseError) as e:
                 log.warning("archiving the idle rooms of %s failed: %s", shop, e)
-        if prune:
+        if prune and not self._stopping.is_set():
             self._last_prune = self.monotonic()
         self.stats.idle_looks += 1
         return done
@@ -73,13 +76,18 @@ class IdleLook:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def join(self, timeout: float) -> None:
-        """Wait up to ``timeout`` s for a look under way (a stopping scorer lets it finish)."""
+    def stop(self, timeout: float) -> None:
+        """Ask a look under way to end after the room it archives, and wait for it up to ``timeout`` s
+        (an archive cut short is crash-safe: its room is archived again later)."""
+        self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
     def _look_logged(self) -> None:
         try:
             self.look()
-        except Exception as e:  # Redis away or full, most likely: the next look tries again
-            log.warning("the look for idle rooms failed (%s: %s): the next one tries again", type(e).__name__, e)
+        except Exception as e:
+            if retry.is_retryable(e):  # Redis away or full: the next look tries again
+                log.warning("the look for idle rooms failed (%s: %s): the next one tries again", type(e).__name__, e)
+            else:  # a fault of ours: said in full, and the scorer goes on with its batches
+                log.exception("the look for idle rooms failed: the next one tries again")

@@ -255,8 +255,8 @@ def fill_dedupe(r: redis.Redis, shop: str, room: str, ids: list[str], ttl: int) 
     they are harmless: they are its applied events, so a resend the consumer refuses for them is a
     repeat, counted as one, as the scorer counts it for an archived room. Returns the ids new to it.
 
-    The table grows to its final size first and the records go in bucket by bucket
-    (``lua/dedupe_fill.lua``): one SADD a bucket a call, not one a record."""
+    The table grows towards its final size first, a bounded step a call, and the records go in
+    bucket by bucket (``lua/dedupe_fill.lua``): one SADD a bucket a call, not one a record."""
     script = r.register_script(script_source("fanops", "dedupe") + script_source("scoring", "dedupe_fill"))
     recs = sorted((dedupe_record(x) for x in ids), key=fill_order)
     new = 0

@@ -55,7 +55,7 @@ from scoring.writeset import ScoredBatch, apply_script, encode_wire, to_wire
 
 log = logging.getLogger(__name__)
 
-IDLE_JOIN_S = 10.0  # how long a stopping scorer waits for its look for idle rooms (an archive is crash-safe)
+IDLE_JOIN_S = 5.0  # how long a stopping scorer waits for its look for idle rooms (an archive is crash-safe)
 ARCHIVE_AFTER_WORK_S = 3.0  # ... and how soon once it goes idle after applying events
 MAX_RETRIES = 50
 LOG_RETRY_S = 5.0  # pause after the applied-event log could not be written (disk full, folder gone)
@@ -172,8 +172,8 @@ class Worker:
                                 "the entries stay in the streams", retry.why(e), e, self.name)
                 time.sleep(delay)
             self._heartbeat()
-        self._idle.join(IDLE_JOIN_S)
         self._share.leave()
+        self._idle.stop(IDLE_JOIN_S)
         self._log.close()
         self._heartbeat(final=True)
         s = self.stats
@@ -197,9 +197,9 @@ class Worker:
         # every minute; and soon after a run of batches ends (a backlog of earlier shows, a show
         # that just ended), so that their rooms reach the review without waiting the minute
         if since > self.cfg.archive_every_s or (n == 0 and worked and since > ARCHIVE_AFTER_WORK_S):
-            self._idle.start()  # in a thread: archiving a big show takes seconds, the batches go on
-            self._last_archive = self.monotonic()
-            worked = False
+            if self._idle.start():  # in a thread: archiving a big show takes seconds, the batches go on
+                self._last_archive = self.monotonic()  # (one still under way: started when it ends)
+                worked = False
         return worked
 
     def _redis_ok(self) -> None:

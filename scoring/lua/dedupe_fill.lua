@@ -1,14 +1,22 @@
--- dedupe_fill v2: a chunk of an archive's event ids back into the room's dedupe table
+-- dedupe_fill v3: a chunk of an archive's event ids back into the room's dedupe table
 -- (scoring/reopen.py, before it opens the room again: chunks, so that Redis never stops for a whole
 -- show's ids in one call). Needs dedupe.lua before it. KEYS[1] the room's dedupe key (keys.seen);
--- ARGV[1] its ttl (s), ARGV[2] how many records this call and the later ones bring (the table first
--- grows to hold them: its buckets split while they are small, and each record goes straight to the
--- bucket it stays in), ARGV[3 ..] the ids' dedupe records, best in the order of their hash's bits
--- read from the lowest (reopen.fill_order): a bucket's records then come together, one SADD each.
+-- ARGV[1] its ttl (s), ARGV[2] how many records this call and the later ones bring, ARGV[3 ..] the
+-- ids' dedupe records, best in the order of their hash's bits read from the lowest
+-- (reopen.fill_order): a bucket's records then come together, one SADD each.
+-- The table first grows towards holding them all (at most FILL_SPLITS splits a call, while its
+-- buckets are small: records then go straight to the bucket they stay in), and to hold this chunk;
+-- records already in it are not counted twice (a fill again after a crash does not double it).
 -- Returns how many were new to the table. The table ends as dd_add would leave it.
+local FILL_SPLITS = 2000
 local d = dd_open(KEYS[1], tonumber(ARGV[1]))
-local coming = tonumber(ARGV[2])
-while d.n + coming > DD_CAP * (2 ^ d.L + d.s) do dd_split(d) end
+local chunk = #ARGV - 2
+local target = math.max(d.n + chunk, tonumber(ARGV[2]))
+local splits = 0
+while target > DD_CAP * (2 ^ d.L + d.s) and (splits < FILL_SPLITS or d.n + chunk > DD_CAP * (2 ^ d.L + d.s)) do
+  dd_split(d)
+  splits = splits + 1
+end
 local m = 2 ^ d.L
 local groups, order = {}, {}
 for i = 3, #ARGV do
@@ -32,5 +40,6 @@ for _, b in ipairs(order) do
   end
 end
 d.n = d.n + new
+while d.n > DD_CAP * (2 ^ d.L + d.s) do dd_split(d) end
 dd_save(d)
 return new

@@ -122,3 +122,30 @@ def test_backoff_waits_at_its_cap_however_long_an_outage_or_a_full_backlog_lasts
     b = retry.Backoff(initial=0.01, cap=0.05, rng=random.Random(3))
     delays = [b.next() for _ in range(5000)]
     assert all(0.025 <= d <= 0.05 for d in delays[10:])
+
+
+def test_a_pause_of_the_collector_lasts_until_the_last_thread_that_paused_it_ends():
+    """A scorer's batches and its archiving (a thread of their own) each pause the cyclic collector:
+    it must stay off while either runs, and come back on when both have ended."""
+    import gc
+    import threading
+
+    from fanops.runtime.gcpause import gc_paused
+
+    assert gc.isenabled()
+    in_b, a_done = threading.Event(), threading.Event()
+    seen = []
+
+    def b() -> None:
+        with gc_paused():
+            in_b.set()
+            a_done.wait(5)
+            seen.append(gc.isenabled())  # A's pause ended while B's runs
+
+    t = threading.Thread(target=b)
+    with gc_paused():
+        t.start()
+        in_b.wait(5)
+    a_done.set()
+    t.join(5)
+    assert seen == [False] and gc.isenabled()

@@ -95,3 +95,9 @@ def test_a_viewer_who_never_sent_contact_or_consent_costs_no_byte_more() -> None
     assert len(msgspec.msgpack.decode(packed)) == 18  # the v1 fields, none for v1.1
     v.reach = [Mark("email", T0 + 1, "e-9", "anna@example.com")]
     assert unpack_viewer(pack(v)) == v and len(pack(v)) > len(packed)
+
+
+def test_the_archived_rooms_of_a_state_from_before_they_were_kept_are_none() -> None:
+    # ViewerState had 13 fields before the archived rooms' numbers (past_nos) were kept
+    old = msgspec.msgpack.Encoder().encode(msgspec.structs.astuple(ViewerState(T0, T0 + 5, {"r-1": [T0, T0 + 5]}))[:13])
+    assert packed_past_numbers(old) == past_numbers(unpack_viewer(old)) == []
