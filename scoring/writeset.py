@@ -92,6 +92,8 @@ def to_wire(fx: Effects, shop: str, blobs: list[bytes], fronts: dict[int, int] |
         wire["task_qp"] = keys.queue(shop, "")
     if fx.sent_read:
         wire["sent_check"] = [keys.sent_log(shop), *(x for vm in fx.sent_read.items() for x in vm)]
+    if fx.records:  # the rooms whose records it writes must still be open (an archive may run beside it)
+        wire["open_check"] = [keys.room(shop, rm) for rm in dict.fromkeys(room for room, _v, _b in fx.records)]
     if rules_version is not None:
         wire["rules_version"] = rules_version
     return wire

@@ -376,3 +376,36 @@ def test_a_big_shows_archiving_does_not_hold_up_the_live_shows_batches(cfg, r, m
         w.stop()
         thread.join(15)
     assert not thread.is_alive()
+
+
+def test_a_show_archived_between_a_batchs_read_and_its_write_gets_no_record_back(cfg, r):
+    """The scorer archives in a thread beside its batches. A batch may read a show still open and
+    write after the archive removed its data: a viewer of it who refuses DMs in the show on air has
+    their records in every room rewritten. Those writes must not bring back records the archive
+    took (they would linger, out of every archive): the write is refused and the batch read again."""
+    lines = read_lines(SAMPLES / "weeks-small.jsonl")
+    ingest_frames(cfg, lines)
+    drain(r, cfg)
+    clock = int(r.hget(keys.stats("default"), "clock"))
+    who = next(v.decode() for v in r.hkeys(keys.room_viewers("default", "show-1-0"))
+               if r.hexists(keys.room_viewers("default", "show-1-7"), v))
+    refusal = {"id": "refusal", "room": "show-1-7", "ts": clock, "type": "consent", "dm": False, "viewer": {"id": who}}
+    ingest_frames(cfg, [json.dumps(refusal)])
+    w = Worker(r, cfg, name="w1")
+    write = w.write
+    archived_meanwhile = []
+
+    def archive_first(*a, **kw):
+        if not archived_meanwhile:  # the idle look's thread, between this batch's read and its write
+            archived_meanwhile.append(archive.archive_room(r, cfg, "default", "show-1-0"))
+        return write(*a, **kw)
+
+    w.write = archive_first  # type: ignore[method-assign]
+    w.drain(60)
+    assert archived_meanwhile and not archived_meanwhile[0].already
+    assert lag(r, "default") == 0 and archive.is_archived(r, "default", ["show-1-0"]) == {"show-1-0"}
+    assert not r.exists(keys.room_viewers("default", "show-1-0")), "no record of the archived show came back"
+    ref = Reference()
+    ref.feed([*lines, json.dumps(refusal)], int(time.time() * 1000))
+    for rm in ("show-1-0", "show-1-7"):
+        assert differences(status(r, "default", rm), ref.status("default", rm)) == [], rm
