@@ -382,7 +382,7 @@ class Worker:
         blobs: list[bytes] = []
         wire = to_wire(fx, shop, blobs, fronts=t.fronts, promote=t.promote, late_read=t.late_read,
                        moved_fronts={part: f for part, f in t.fronts.items() if f > head.fronts[part]},
-                       rules_version=known)
+                       rules_version=known, archive_epoch=head.archive_epoch)
         # the time indexes were read up to clock1, not to a clock read since
         return ScoredBatch(wire, blobs, len(all_events) - len(events) + len(repeats), clock1, t.full, len(repeats),
                            retier.archived_pairs(fx, archived.ids) if fx.transitions else [])

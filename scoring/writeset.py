@@ -68,13 +68,16 @@ class _Wire:
 
 def to_wire(fx: Effects, shop: str, blobs: list[bytes], fronts: dict[int, int] | None = None,
             moved_fronts: dict[int, int] | None = None, promote: list[Promoted] | None = None,
-            late_read: list[list[Any]] | None = None, rules_version: int | None = None) -> dict[str, Any]:
+            late_read: list[list[Any]] | None = None, rules_version: int | None = None,
+            archive_epoch: int | None = None) -> dict[str, Any]:
     """The map for ``apply.lua`` of the batch's effects ``fx`` in ``shop``; packed states go to
     ``blobs``. ``fronts``: each partition's due front for the batch (0 or absent: none, every
     due viewer in the zset), ``moved_fronts`` the ones that move forward; ``promote``: the day
     lists whose head the batch took; ``late_read``: what it read of the late-window index (for
     apply.lua to check); ``rules_version``: the rules it was scored under (apply.lua refuses it if
-    a rebuild under other rules ran since)."""
+    a rebuild under other rules ran since); ``archive_epoch``: the shop's as the batch read it first
+    (apply.lua refuses it if a show was archived or opened again since: what it read of the show's
+    data may be half from before and half from after)."""
     w = _Wire(blobs)
     _states(w, fx, shop, fronts or {})
     _counters(w, fx, shop)
@@ -92,8 +95,8 @@ def to_wire(fx: Effects, shop: str, blobs: list[bytes], fronts: dict[int, int] |
         wire["task_qp"] = keys.queue(shop, "")
     if fx.sent_read:
         wire["sent_check"] = [keys.sent_log(shop), *(x for vm in fx.sent_read.items() for x in vm)]
-    if fx.records:  # the rooms whose records it writes must still be open (an archive may run beside it)
-        wire["open_check"] = [keys.room(shop, rm) for rm in dict.fromkeys(room for room, _v, _b in fx.records)]
+    if archive_epoch is not None:
+        wire["epoch"] = archive_epoch
     if rules_version is not None:
         wire["rules_version"] = rules_version
     return wire

@@ -1,4 +1,4 @@
--- apply v5: write one scorer batch's effects atomically, or nothing.
+-- apply v6: write one scorer batch's effects atomically, or nothing.
 -- KEYS[1] the shop's stats key (routes the call to the shop's slot; every key
 -- below carries the same {shop} hash tag).  ARGV[1] a msgpack map, the write set;
 -- ARGV[2..] the packed states it names by index (cmsgpack has no binary type):
@@ -30,6 +30,7 @@
 --   lpop  {{listK, count, daysK, day}}   take the first count items of a day's list (read by the
 --       scorer before), and forget the day once its list is empty
 --   rules_version   the rules version the batch was scored under (the shop's stats rules_applied)
+--   epoch           the shop's archive_epoch as the batch read it (a show archived or opened since: read again)
 --   late_check {g, v, g, v, ...} and clock_keys {clockmin, clockmax}: no shop-clock value in [g, v)
 --   late_read {{late-window key, lo, hi, member...}}: the index's members scored in (lo, hi], in order
 --   sent_check {sent-log key, viewer, mark, ...}: the viewers' sent-log marks as read (-1: none)
@@ -42,6 +43,12 @@ if w.lock and redis.call('EXISTS', w.lock) == 1 then
 end
 if w.rules_version and tonumber(redis.call('HGET', KEYS[1], 'rules_applied') or '0') ~= w.rules_version then
   return {'locked', 'rules_applied'}  -- scored under rules that a rebuild has replaced since: score again
+end
+if w.epoch and tonumber(redis.call('HGET', KEYS[1], 'archive_epoch') or '0') ~= w.epoch then
+  -- a show was archived or opened again since the batch read (an archive beside the scorer, in its
+  -- idle look's thread or another process): its reads of that show's data may straddle the change,
+  -- and its records would come back into an archived show's removed data. Read again
+  return {'conflict', KEYS[1], 'archive_epoch'}
 end
 
 for _, a in ipairs(w.acks or {}) do

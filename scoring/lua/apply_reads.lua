@@ -1,4 +1,4 @@
--- apply_reads v2 (a library: prepended to apply.lua by scoring/worker.py): whether what a batch read
+-- apply_reads v1 (a library: prepended to apply.lua by scoring/worker.py): whether what a batch read
 -- of the time indexes and the sent log still holds when it is written; a reply {'conflict', key,
 -- field} (the scorer reads again) if not, else nil.
 local function reads_moved(w, CHUNK)
@@ -40,12 +40,6 @@ local function reads_moved(w, CHUNK)
         if (cur[j] and tonumber(cur[j]) or -1) ~= sc[s + 2 * j - 1] then return {'conflict', sc[1], vids[j]} end
       end
     end
-  end
-  -- the rooms whose (room, viewer) records it writes are still open: one archived since the batch
-  -- read (an archive beside the scorer, in its idle look's thread or another process) would get
-  -- back records that no archive holds (the scorer reads again, and finds the room archived)
-  for _, rk in ipairs(w.open_check or {}) do
-    if redis.call('HEXISTS', rk, 'archived') == 1 then return {'conflict', rk, 'archived'} end
   end
   return nil
 end
