@@ -20,7 +20,7 @@ from fanops.rules_settings import RuleSettings
 from fanops.schema import Event, event_type
 from fanops.scripts import script_source
 from fanops.state import room_viewer_first, room_viewer_may_be_held, unpack_room_viewer, unpack_viewer
-from scoring.followups import start
+from scoring.followups import start, wait_end
 
 TIME_INDEX_LIMIT = 5000  # due / lurk entries taken per batch
 
@@ -316,9 +316,9 @@ def past_clock(r: redis.Redis, shop: str, events: list[Event], rvs: dict[tuple[s
             if rv.held_by >= 0 and start(rv, s) <= clock0:
                 moments.add(start(rv, s))
     for vid, sent in (sent_at or {}).items():
-        end = sent + s.cooldown_ms  # a send whose wait ended before the viewer's pairs' moments holds none
-        if vid in horizon and horizon[vid] <= end < clock0:
-            moments.add(end + 1)
+        end = wait_end(sent, s)  # a send whose wait ended before the viewer's pairs' moments holds none
+        if vid in horizon and horizon[vid] < end <= clock0:
+            moments.add(end)
     if not moments:
         return []
     # one script call for every moment (three commands a moment from here cost ~10 us each of

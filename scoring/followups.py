@@ -46,13 +46,16 @@ def dwell_reached(rv: RoomViewer, t: int, s: RuleSettings) -> bool:
     return (t if present else last) - rv.first >= s.dwell_ms
 
 
+def wait_end(sent_at: int, s: RuleSettings) -> int:
+    """The first shop-clock moment past the cooldown (7 days) of a follow-up sent at ``sent_at``."""
+    return sent_at + s.cooldown_ms + 1
+
+
 def start(rv: RoomViewer, s: RuleSettings) -> int:
     """The first moment the pair's task may be made at: its dwell's threshold (``first + dwell``),
     or past the cooldown (7 days) of a follow-up sent to the viewer before it was made (``held_by``)."""
     h = rv.first + s.dwell_ms
-    if rv.held_by >= 0 and rv.held_by + s.cooldown_ms + 1 > h:
-        return rv.held_by + s.cooldown_ms + 1
-    return h
+    return max(h, wait_end(rv.held_by, s)) if rv.held_by >= 0 else h
 
 
 def held(t0: int, sent_at: int, clock: int, s: RuleSettings) -> bool:
