@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+import redis.asyncio.cluster as acluster
 
 from fanops.errors import RedisEvicts
 
@@ -60,13 +61,14 @@ def _nodes(info: dict[str, Any]) -> list[dict[str, Any]]:
     return [d for d in info.values() if isinstance(d, dict) and "used_memory" in d]
 
 
+def _info_nodes(r: Any) -> dict[str, Any]:
+    """INFO's arguments for ``r``: a cluster client (sync or asyncio) asks every primary."""
+    return {"target_nodes": "primaries"} if isinstance(r, redis.RedisCluster | acluster.RedisCluster) else {}
+
+
 def read(r: redis.Redis) -> list[Memory]:
     """Every primary's memory (one on a single server).  Raises as the client does."""
-    if isinstance(r, redis.RedisCluster):
-        info = r.info("memory", target_nodes=redis.RedisCluster.PRIMARIES)
-    else:
-        info = r.info("memory")
-    return [_parse(d) for d in _nodes(info)]
+    return [_parse(d) for d in _nodes(r.info("memory", **_info_nodes(r)))]
 
 
 def fullest(ms: list[Memory]) -> Memory | None:
@@ -95,10 +97,7 @@ def check_policy(r: redis.Redis, url: str) -> None:
 async def check_policy_async(r: Any, url: str) -> None:
     """``check_policy`` for an asyncio client."""
     try:
-        if isinstance(r, redis.asyncio.cluster.RedisCluster):
-            info = await r.info("memory", target_nodes=redis.asyncio.cluster.RedisCluster.PRIMARIES)
-        else:
-            info = await r.info("memory")
+        info = await r.info("memory", **_info_nodes(r))
     except redis.ResponseError:
         return
     refuse_evicting([_parse(d) for d in _nodes(info)], url)

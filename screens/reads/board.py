@@ -144,14 +144,12 @@ def _read_counters(r: redis.Redis, shop: str, room: str, minute: int) -> tuple[l
     return [*res[:7], res[7:9], res[9]], consumers, scorers
 
 
-def _memory(r: redis.Redis) -> tuple[int, int] | None:
-    """Bytes used and maxmemory of the fullest primary that has a limit (None: none has one, or
-    INFO is not allowed to this user)."""
+def _memory(r: redis.Redis) -> memory.Memory | None:
+    """The fullest primary that has a maxmemory (None: none has one, or INFO is not allowed to this user)."""
     try:
-        m = memory.fullest(memory.read(r))
+        return memory.fullest(memory.read(r))
     except redis.ResponseError:
         return None
-    return None if m is None else (m.used, m.limit)
 
 
 def _room_counters(b: Board, rh: dict[str, bytes]) -> None:
@@ -201,7 +199,7 @@ def record_snapshots(r: redis.Redis, b: Board) -> None:
     """Add board ``b`` to the board's history of its shop and of its room (``screens.reads.history``),
     each at most once per ``SNAP_EVERY_S``: whichever page refreshes first writes it.  Not while
     Redis is full: the board, which says so, is shown all the same."""
-    if b.health.memory is not None and 0 < b.health.memory[1] <= b.health.memory[0]:
+    if b.health.memory is not None and b.health.memory.full:
         return
     try:
         _record(r, b)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fanops.replies import to_int
-from fanops.runtime.memory import NEARLY_FULL
+from fanops.runtime.memory import NEARLY_FULL, Memory
 from screens.reads.history import SNAP_EVERY_S, events_rate
 
 SILENT_WARN_S = 30.0
@@ -31,7 +31,7 @@ class Health:
     silent_s: float | None = None
     dead_last_minute: int = 0
     frames: int | None = None  # frames the consumers have read, all together (None: no consumer)
-    memory: tuple[int, int] | None = None  # Redis's bytes used and its maxmemory, of the fullest primary with one
+    memory: Memory | None = None  # Redis's, of the fullest primary with a maxmemory (None: none has one)
     problems: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (i18n key, params)
 
     @property
@@ -87,15 +87,15 @@ def judge_health(h: Health, accepted_per_s: float | None) -> Health:
     """Fill ``h.problems`` with what an operator should be warned about, most serious first."""
     p = h.problems
     p.clear()
-    if h.memory is not None and h.memory[1] > 0:
-        used, limit = h.memory
-        mb = {"used": round(used / 2**20), "limit": round(limit / 2**20), "pct": int(100 * used / limit)}
-        if used >= limit:
+    m = h.memory
+    if m is not None and m.share is not None:
+        mb = {"used": round(m.used / 2**20), "limit": round(m.limit / 2**20), "pct": int(100 * m.share)}
+        if m.full:
             # nothing can be written, heartbeats neither: what they would say (no feed reader, no
             # scorer) is not to be believed, and the fix is memory, not another process
             p.append(("health.redis_full", mb))
             return h
-        if used >= NEARLY_FULL * limit:
+        if m.share >= NEARLY_FULL:
             p.append(("health.redis_nearly_full", mb))
     if h.consumers == 0:
         p.append(("health.no_consumer", {}))
@@ -115,10 +115,10 @@ def judge_health(h: Health, accepted_per_s: float | None) -> Health:
 
 def assess(consumers: list[dict[str, Any]], scorers: list[dict[str, Any]], accepted: int, applied: int,
            dead: tuple[int, int], snaps: list[dict[str, Any]], now: float,
-           memory: tuple[int, int] | None = None) -> Health:
+           memory: Memory | None = None) -> Health:
     """The health panel, judged: from the heartbeats of the consumers and scorers, the shop's
     accepted and applied counters, the dead letters of this minute and the last, the shop's
-    board history (newest first) and Redis's memory (bytes used, maxmemory)."""
+    board history (newest first) and Redis's memory (``fanops.runtime.memory.fullest``)."""
     frames = sum(to_int(c.get("frames")) for c in consumers) if consumers else None
     h = Health(consumers=len(consumers), connected=any(c.get("connected") for c in consumers),
                scorers=sum(1 for s in scorers if s.get("running", True)), lag=max(0, accepted - applied),

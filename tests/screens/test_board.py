@@ -77,13 +77,18 @@ def test_health_problems_in_plain_words():
 
 
 def test_a_full_redis_is_the_one_problem_shown_and_a_nearly_full_one_is_warned_of():
+    from fanops.runtime.memory import Memory
+
     mb = 2**20
     # full: the heartbeats cannot be written either, so "no feed reader" would send the operator the wrong way
-    full = health.judge_health(health.Health(consumers=0, lag=40, scorers=0, memory=(101 * mb, 100 * mb)), None)
+    full = health.judge_health(health.Health(consumers=0, lag=40, scorers=0,
+                                             memory=Memory(101 * mb, 100 * mb, "noeviction")), None)
     assert full.problems == [("health.redis_full", {"used": 101, "limit": 100, "pct": 101})]
-    near = health.judge_health(health.Health(consumers=1, connected=True, scorers=1, memory=(92 * mb, 100 * mb)), None)
+    near = health.judge_health(health.Health(consumers=1, connected=True, scorers=1,
+                                             memory=Memory(92 * mb, 100 * mb, "noeviction")), None)
     assert near.problems == [("health.redis_nearly_full", {"used": 92, "limit": 100, "pct": 92})]
-    for memory in [(50 * mb, 100 * mb), (500 * mb, 0), None]:  # room left, or no limit at all
+    room_left, no_limit = Memory(50 * mb, 100 * mb, "noeviction"), Memory(500 * mb, 0, "noeviction")
+    for memory in [room_left, no_limit, None]:
         assert health.judge_health(health.Health(consumers=1, connected=True, scorers=1, memory=memory), None).ok
 
 
