@@ -19,6 +19,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from bench._util import private_server, write_frames
@@ -41,21 +42,16 @@ class _Archived(logging.Handler):
             self.at = time.monotonic()
 
 
-def _live(cfg: Config, rate: int, seconds: float, stop: threading.Event) -> int:
-    """Write the live room's events at ``rate`` a second, ``FRAME`` an entry; returns how many."""
-    n, t0 = 0, time.monotonic()
-    ts0 = int(time.time() * 1000)
-    while not stop.is_set() and time.monotonic() - t0 < seconds:
-        due = int((time.monotonic() - t0) * rate)
-        frames: list[list[dict[str, Any]]] = []
-        while n < due:
-            frames.append([{"id": f"live-{n + i}", "shop": SHOP, "room": "on-air", "ts": ts0 + n + i, "type": "like",
-                            "viewer": {"id": f"fan-{(n + i) % 5000}"}} for i in range(FRAME)])
-            n += FRAME
-        if frames:
-            write_frames(cfg, frames, 10_000)
-        time.sleep(0.01)
-    return n
+def _paced(rate: int, seconds: float) -> Iterator[list[dict[str, Any]]]:
+    """The live room's frames, ``FRAME`` events each, each handed out when ``rate`` a second makes it due."""
+    n, t0, ts0 = 0, time.monotonic(), int(time.time() * 1000)
+    while time.monotonic() - t0 < seconds:
+        wait = t0 + n / rate - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        yield [{"id": f"live-{n + i}", "shop": SHOP, "room": "on-air", "ts": ts0 + n + i, "type": "like",
+                "viewer": {"id": f"fan-{(n + i) % 5000}"}} for i in range(FRAME)]
+        n += FRAME
 
 
 def run(url: str, data: Any, viewers: int, rate: int, seconds: float) -> dict[str, float]:
@@ -69,10 +65,9 @@ def run(url: str, data: Any, viewers: int, rate: int, seconds: float) -> dict[st
     logging.getLogger("scoring").setLevel(logging.INFO)
     w = Worker(r, cfg, name="live", shops=[SHOP])
     thread = threading.Thread(target=w.run, daemon=True)
-    stop = threading.Event()
     t0 = time.monotonic()
     thread.start()
-    n = _live(cfg, rate, seconds, stop)
+    n = write_frames(cfg, _paced(rate, seconds), FRAME)  # one writer: an entry a frame, as they come
     deadline = time.monotonic() + 120
     while w.stats.events < n and time.monotonic() < deadline:
         time.sleep(0.05)
