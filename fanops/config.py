@@ -46,10 +46,13 @@ SETTINGS: tuple[Setting, ...] = (
             "an event whose ts is further ahead of the consumer's clock is bad input"),
     Setting("dedupe_ttl_s", "FANOPS_DEDUPE_TTL_S", str(7 * 24 * 3600),
             "how long the consumer remembers a room's event ids after the room's last event"),
-    Setting("worker_batch", "FANOPS_WORKER_BATCH", "50",
+    Setting("worker_batch", "FANOPS_WORKER_BATCH", "200",
             "stream entries a scorer reads per partition per call"),
-    Setting("worker_batch_events", "FANOPS_WORKER_BATCH_EVENTS", "20000",
-            "most events a scorer applies in one script call (bounds how long Redis is busy with it)"),
+    Setting("worker_batch_events", "FANOPS_WORKER_BATCH_EVENTS", "100000",
+            "most events a scorer applies in one script call"),
+    Setting("worker_apply_ms", "FANOPS_WORKER_APPLY_MS", "250",
+            "a scorer sizes its batches so that applying one takes Redis about this long (bigger batches cost "
+            "less an event; Redis serves no other client while it applies one)"),
     Setting("latency_window_s", "FANOPS_LATENCY_WINDOW_S", "60",
             "a scorer reports its receipt -> applied latency (p50, p99 over events) for entries received in this "
             "last window"),
@@ -181,6 +184,7 @@ class Config:
     dedupe_ttl_s: int = _int("dedupe_ttl_s")
     worker_batch: int = _int("worker_batch")
     worker_batch_events: int = _int("worker_batch_events")
+    worker_apply_ms: int = _int("worker_apply_ms")
     latency_window_s: int = _int("latency_window_s")
     claim_idle_ms: int = _int("claim_idle_ms")
     heartbeat_ttl_s: int = _int("heartbeat_ttl_s")
@@ -248,6 +252,10 @@ class Config:
             raise FanopsError(f"FANOPS_ARCHIVE_IDLE_WALL_H={cfg.archive_idle_wall_h} must stay under "
                               f"FANOPS_DEDUPE_TTL_S={cfg.dedupe_ttl_s} ({cfg.dedupe_ttl_s / 3600:g} h): a room "
                               "must be archived before the consumer forgets its event ids")
+        for name in ("worker_batch", "worker_batch_events", "worker_apply_ms"):
+            if getattr(cfg, name) < 1:
+                s = _BY_NAME[name]
+                raise FanopsError(f"{s.env}={getattr(cfg, name)} is not a valid value: give 1 or more ({s.help})")
         if cfg.kind_tasks_keep_days < 0:
             raise FanopsError(f"FANOPS_KIND_TASKS_KEEP_DAYS={cfg.kind_tasks_keep_days} is not a valid value: "
                               "give 0 or more days (0: settled kind tasks leave Redis at the next pass)")

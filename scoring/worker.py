@@ -10,7 +10,8 @@ Entries a dead worker left unacknowledged are taken over with XAUTOCLAIM.
 A shop's events come in ``keys.PARTITIONS`` streams split by viewer; running scorers split the
 partitions between them (``scoring.partitions``), so two scorers never score the same viewer; while
 the membership changes, two may briefly read one partition, which the compare-and-set keeps correct.
-A batch holds at most ``worker_batch_events`` events: Redis is never busy for long with one call.
+A batch holds as many events as Redis applies in about ``worker_apply_ms`` (``intake.BatchSize``):
+Redis is never busy for long with one call, and a backlog is applied in batches as big as that allows.
 With no events of its own, a running scorer still moves its viewers with the shop clock (``time_pass``).
 """
 
@@ -83,6 +84,7 @@ class Worker:
         self.monotonic = monotonic
         self.stats = WorkerStats()
         self._apply = r.register_script(apply_script())
+        self._size = intake.BatchSize(cfg.worker_apply_ms, cfg.worker_batch_events)
         self._share = Share(r, self.name, cfg.heartbeat_ttl_s, monotonic, partitions)
         self._archived = ArchivedRooms(r)
         self._groups: set[str] = set()
@@ -270,9 +272,8 @@ class Worker:
         return total
 
     def _apply_capped(self, shop: str, entries: list[Entry]) -> int:
-        """Apply in batches of at most ``worker_batch_events`` events (an entry is never split)."""
-        cap = max(1, self.cfg.worker_batch_events)
-        return sum(self.apply_batch(shop, chunk) for chunk in intake.capped(entries, cap))
+        """Apply in batches of at most ``self._size()`` events (an entry is never split)."""
+        return sum(self.apply_batch(shop, chunk) for chunk in intake.capped(entries, self._size))
 
     # -- one batch -----------------------------------------------------------
     def settings(self, shop: str) -> tuple[RuleSettings, int]:
@@ -323,9 +324,11 @@ class Worker:
         read) or a rebuild. None: the entries are no longer this worker's, or it is stopping."""
         for attempt in itertools.count():
             batch = self.score(shop, events)
+            t0 = time.perf_counter()
             res = self.write(shop, batch, acks)
             verdict = replies.to_str(res[0])
             if verdict == "ok":
+                self._size.took(len(events), time.perf_counter() - t0)
                 self._time_clock[shop] = max(self._time_clock.get(shop, 0), batch.clock)
                 if batch.retier_archived:
                     retier.rescore_archived(self.r, shop, batch.retier_archived, self.settings(shop)[0])

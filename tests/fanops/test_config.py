@@ -13,10 +13,11 @@ from fanops.errors import FanopsError
 # the defaults as they have always been: the table must not drift from them
 DEFAULTS = {"redis_url": "", "data_dir": PROJECT_ROOT / "data", "max_frame_bytes": 1 << 20, "stream_maxlen": 200_000,
             "flush_events": 500, "flush_ms": 20, "future_skew_ms": 24 * 3600 * 1000, "dedupe_ttl_s": 7 * 24 * 3600,
-            "worker_batch": 50, "worker_batch_events": 20_000, "latency_window_s": 60, "claim_idle_ms": 30_000,
+            "worker_batch": 200, "worker_batch_events": 100_000, "latency_window_s": 60, "claim_idle_ms": 30_000,
             "heartbeat_ttl_s": 10, "archive_idle_min": 30, "archive_idle_wall_h": 24, "archive_every_s": 60,
             "board_refresh_ms": 1000}
 DEFAULTS |= {"tiktok_diamonds_per_usd": 200, "tiktok_offline_poll_s": 60}  # issue 15: TikTok LIVE
+DEFAULTS |= {"worker_apply_ms": 250}  # issue 18: batches sized by Redis's time (were 50 entries, 20,000 events)
 DEFAULTS |= {"retention_days": 90}  # issue 17: forget and retention
 DEFAULTS |= {"kind_tasks_keep_days": 30}  # issue 16 follow-up: settled kind tasks leave Redis for a ledger
 DEFAULTS |= {"password_operator": "", "password_admin": "", "host_token": "", "session_hours": 12,
@@ -76,6 +77,13 @@ def test_a_negative_keep_time_of_settled_kind_tasks_is_refused() -> None:
     with pytest.raises(FanopsError, match="FANOPS_KIND_TASKS_KEEP_DAYS=-1 is not a valid value: give 0 or more"):
         Config.from_env({"FANOPS_KIND_TASKS_KEEP_DAYS": "-1"})
     assert Config.from_env({"FANOPS_KIND_TASKS_KEEP_DAYS": "0"}).kind_tasks_keep_days == 0
+
+
+@pytest.mark.parametrize("env", ["FANOPS_WORKER_BATCH", "FANOPS_WORKER_BATCH_EVENTS", "FANOPS_WORKER_APPLY_MS"])
+def test_a_scorer_batch_of_nothing_is_refused(env: str) -> None:
+    """A scorer that may apply no event in a call would never apply one: refused at start, by its variable."""
+    with pytest.raises(FanopsError, match=f"{env}=0 is not a valid value: give 1 or more"):
+        Config.from_env({env: "0"})
 
 
 def test_cli_help_is_the_tables() -> None:
