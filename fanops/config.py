@@ -51,8 +51,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("worker_batch_events", "FANOPS_WORKER_BATCH_EVENTS", "100000",
             "most events a scorer applies in one script call"),
     Setting("worker_apply_ms", "FANOPS_WORKER_APPLY_MS", "250",
-            "a scorer sizes its batches so that applying one takes Redis about this long (bigger batches cost "
-            "less an event; Redis serves no other client while it applies one)"),
+            "a scorer sizes a shop's batches so that one apply call takes about this long (its round trip; bigger "
+            "batches cost less an event, but Redis serves no other client while it applies one)"),
     Setting("latency_window_s", "FANOPS_LATENCY_WINDOW_S", "60",
             "a scorer reports its receipt -> applied latency (p50, p99 over events) for entries received in this "
             "last window"),

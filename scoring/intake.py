@@ -6,6 +6,7 @@ in about ``worker_apply_ms``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
@@ -74,13 +75,14 @@ def capped(entries: list[Entry], cap: Callable[[], int]) -> Iterator[list[Entry]
         yield chunk
 
 
-START_EVENTS = 20_000  # a new scorer's first cap, before it has timed a call
-FLOOR_EVENTS = 1_000  # the cap never shrinks below this (an entry holds up to a flush, 500 events by default)
+START_EVENTS = 20_000  # a new scorer's first cap for a shop, before it has timed a call
+FLOOR_EVENTS = 1_000  # the cap never shrinks below this (a live entry holds a consumer's flush, ~500 events)
 
 
 class BatchSize:
-    """How many events a scorer applies in one call of apply.lua: as many as Redis applies in about
-    ``target_ms``, and never more than ``most``.
+    """How many events a scorer applies in one call of apply.lua for a shop: as many as one call takes
+    about ``target_ms`` for (its round trip), and never more than ``most``; and how many entries to read
+    for that.
 
     A bigger batch costs less an event, Python's and Redis's: a viewer that several of its events
     touch is read, scored and written once. On a one-hour show of 20,000 viewers, batches of 100,000
@@ -91,14 +93,20 @@ class BatchSize:
     often than in one of 20,000, and 20,000 events took ~250 ms of Redis there against ~60 ms.
     So the cap follows the measured time of the calls (the round trip of the call that wrote, which
     includes any wait behind another client's command: it errs short): it grows, at most doubling a
-    call, while full batches take less than the target, and shrinks to fit at once when one takes
-    more. A batch far below the cap says nothing of a full one (its time is mostly the call's own)
-    and leaves the cap as it is."""
+    call, while batches of at least a quarter of it take less than the target, and shrinks to fit,
+    at most to a quarter a call (one call slowed by a retry inside the client is not taken for the
+    show), when one takes more. A smaller batch says nothing of a full one (its time is mostly the
+    call's own) and leaves the cap as it is.
 
-    def __init__(self, target_ms: int, most: int) -> None:
+    A read takes about two batches' worth of entries (``entries_to_read``): an entry of a live feed
+    holds ~100-500 events, one of an import ~2,500, so a count of entries alone would let a read run
+    for minutes, past the scorer's heartbeat and the claim of its entries by another."""
+
+    def __init__(self, target_ms: int, most: int, entry_guess: int = 500) -> None:
         self.target_s = max(1, target_ms) / 1000
         self.most = max(1, most)
         self.cap = min(START_EVENTS, self.most)
+        self.per_entry = float(max(1, entry_guess))
 
     def __call__(self) -> int:
         return self.cap
@@ -108,4 +116,14 @@ class BatchSize:
         if events * 4 < self.cap or seconds <= 0:
             return
         fit = int(events * self.target_s / seconds)
-        self.cap = max(min(FLOOR_EVENTS, self.most), min(self.most, fit, 2 * self.cap))
+        floor = min(FLOOR_EVENTS, self.most)
+        self.cap = max(floor, self.cap // 4, min(self.most, fit, 2 * self.cap))
+
+    def entries_to_read(self, streams: int, most: int) -> int:
+        """Entries to read from each of ``streams`` streams: about two batches' events, at most ``most``."""
+        return max(1, min(most, math.ceil(2 * self.cap / (self.per_entry * max(1, streams)))))
+
+    def read(self, entries: list[Entry]) -> None:
+        """Note the events an entry of a read held (the next read's count follows it)."""
+        if entries:
+            self.per_entry = max(1.0, sum(int(f.get(b"n", 1)) for _, _, f in entries) / len(entries))

@@ -84,7 +84,7 @@ class Worker:
         self.monotonic = monotonic
         self.stats = WorkerStats()
         self._apply = r.register_script(apply_script())
-        self._size = intake.BatchSize(cfg.worker_apply_ms, cfg.worker_batch_events)
+        self._sizes: dict[str, intake.BatchSize] = {}  # a shop's batches: each show costs Redis its own
         self._share = Share(r, self.name, cfg.heartbeat_ttl_s, monotonic, partitions)
         self._archived = ArchivedRooms(r)
         self._groups: set[str] = set()
@@ -257,23 +257,33 @@ class Worker:
                 # partitions) waits as a blocking read would
                 time.sleep(block / 1000 if self._share.settled else min(block / 1000, MEMBERS_UNSETTLED_S))
             return 0
-        entries = intake.read_entries(self.r, shop, self.name, parts, start, self.cfg.worker_batch, block)
+        size = self._size(shop)
+        entries = intake.read_entries(self.r, shop, self.name, parts, start,
+                                      size.entries_to_read(len(parts), self.cfg.worker_batch), block)
         return self._apply_capped(shop, entries)
 
     def _claim_and_apply(self, shop: str, parts: list[int]) -> int:
         total = 0
         for part in parts:
             stream = keys.stream(shop, part)
-            for entries in intake.claim_entries(self.r, stream, self.name, self.cfg.claim_idle_ms,
-                                                self.cfg.worker_batch):
+            count = self._size(shop).entries_to_read(1, self.cfg.worker_batch)
+            for entries in intake.claim_entries(self.r, stream, self.name, self.cfg.claim_idle_ms, count):
                 self.stats.claimed += len(entries)
                 log.info("took over %d entries of %s from a stalled scorer", len(entries), stream)
                 total += self._apply_capped(shop, entries)
         return total
 
     def _apply_capped(self, shop: str, entries: list[Entry]) -> int:
-        """Apply in batches of at most ``self._size()`` events (an entry is never split)."""
-        return sum(self.apply_batch(shop, chunk) for chunk in intake.capped(entries, self._size))
+        """Apply in batches of at most the shop's ``BatchSize`` events (an entry is never split)."""
+        size = self._size(shop)
+        size.read(entries)
+        return sum(self.apply_batch(shop, chunk) for chunk in intake.capped(entries, size))
+
+    def _size(self, shop: str) -> intake.BatchSize:
+        if shop not in self._sizes:
+            self._sizes[shop] = intake.BatchSize(self.cfg.worker_apply_ms, self.cfg.worker_batch_events,
+                                                 self.cfg.flush_events)
+        return self._sizes[shop]
 
     # -- one batch -----------------------------------------------------------
     def settings(self, shop: str) -> tuple[RuleSettings, int]:
@@ -328,7 +338,7 @@ class Worker:
             res = self.write(shop, batch, acks)
             verdict = replies.to_str(res[0])
             if verdict == "ok":
-                self._size.took(len(events), time.perf_counter() - t0)
+                self._size(shop).took(len(events), time.perf_counter() - t0)
                 self._time_clock[shop] = max(self._time_clock.get(shop, 0), batch.clock)
                 if batch.retier_archived:
                     retier.rescore_archived(self.r, shop, batch.retier_archived, self.settings(shop)[0])

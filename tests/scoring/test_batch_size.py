@@ -5,9 +5,8 @@ one), never more than ``worker_batch_events``."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
-
-import pytest
 
 from fanops.config import Config
 from fanops.read import status
@@ -17,8 +16,7 @@ from tests.feeds import ev, frame
 from tests.pipeline import ingest_frames
 
 T0 = 1_763_856_000_000
-SHOP = "batches"
-N = 24_000  # more than a new scorer's first batch (START_EVENTS)
+N = 40_000  # twice a new scorer's first cap (START_EVENTS)
 
 
 def test_the_cap_doubles_while_full_batches_are_quick_and_stops_at_the_most() -> None:
@@ -32,12 +30,15 @@ def test_the_cap_doubles_while_full_batches_are_quick_and_stops_at_the_most() ->
     assert size() == 100_000  # the most, whatever Redis could take
 
 
-def test_a_slow_batch_shrinks_the_cap_to_what_fits_the_target_at_once() -> None:
+def test_a_slow_batch_shrinks_the_cap_to_what_fits_the_target_at_most_to_a_quarter_a_call() -> None:
     size = BatchSize(target_ms=250, most=100_000)
-    size.took(START_EVENTS, 1.0)  # 4x the target: a quarter of it fits
-    assert size() == START_EVENTS // 4
-    size.took(START_EVENTS // 4, 100.0)  # a stall: never below the floor
-    assert size() == FLOOR_EVENTS
+    size.took(START_EVENTS, 0.500)  # twice the target: half of it fits
+    assert size() == START_EVENTS // 2
+    size.took(START_EVENTS // 2, 100.0)  # a stall (a retry inside the client): a quarter, not the floor
+    assert size() == START_EVENTS // 8
+    for _ in range(5):
+        size.took(size(), 100.0)
+    assert size() == FLOOR_EVENTS  # a Redis that stays that slow: never below the floor
 
 
 def test_a_batch_far_below_the_cap_leaves_it_as_it_is() -> None:
@@ -50,6 +51,18 @@ def test_a_batch_far_below_the_cap_leaves_it_as_it_is() -> None:
     assert size() == START_EVENTS
 
 
+def test_a_read_takes_about_two_batches_whatever_an_entry_holds() -> None:
+    """A live entry holds a consumer's flush (~100-500 events), an import's ~2,500: a read counted in
+    entries alone could take minutes to apply, past the scorer's heartbeat and the claim of its entries."""
+    size = BatchSize(target_ms=250, most=100_000, entry_guess=500)
+    assert size.entries_to_read(4, most=200) == 20  # 2 x 20,000 events over 4 streams of 500-event entries
+    size.read([("s", b"1-0", {b"n": b"2500"})] * 3)
+    assert size.entries_to_read(4, most=200) == 4
+    assert size.entries_to_read(1, most=200) == 16
+    size.read([("s", b"1-0", {b"n": b"25"})] * 3)
+    assert size.entries_to_read(4, most=200) == 200  # at most FANOPS_WORKER_BATCH
+
+
 def test_a_most_below_the_start_and_the_floor_is_kept() -> None:
     size = BatchSize(target_ms=250, most=300)
     assert size() == 300
@@ -58,39 +71,59 @@ def test_a_most_below_the_start_and_the_floor_is_kept() -> None:
 
 
 class Recording(Worker):
-    """A scorer that notes the events of each batch it applies."""
+    """A scorer that notes the events of each batch it applies, by shop; ``slow``: each of its writes
+    takes that much longer (a Redis that is busy)."""
 
-    def __init__(self, *a: Any, **k: Any) -> None:
+    def __init__(self, *a: Any, slow: float = 0.0, **k: Any) -> None:
         super().__init__(*a, **k)
-        self.sizes: list[int] = []
+        self.sizes: dict[str, list[int]] = {}
+        self.slow = slow
 
     def apply_batch(self, shop: str, entries: list[Entry]) -> int:
-        self.sizes.append(sum(int(f.get(b"n", 1)) for _, _, f in entries))
+        self.sizes.setdefault(shop, []).append(sum(int(f.get(b"n", 1)) for _, _, f in entries))
         return super().apply_batch(shop, entries)
 
+    def write(self, shop: str, batch: Any, acks: list[list[str]]) -> list[Any]:
+        res = super().write(shop, batch, acks)
+        time.sleep(self.slow)
+        return res
 
-@pytest.fixture(scope="module")
-def backlog() -> list[str]:
-    return [frame(*[ev(i, viewer=f"u-{i % 3000}", ts=T0 + i, type="comment", text="hi", shop=SHOP)
-                    for i in range(k, k + 500)]) for k in range(0, N, 500)]
+
+def show(shop: str, n: int) -> list[str]:
+    return [frame(*[ev(f"{shop}-{i}", viewer=f"u-{i % 3000}", ts=T0 + i, type="comment", text="hi", shop=shop)
+                    for i in range(k, min(n, k + 500))]) for k in range(0, n, 500)]
 
 
-@pytest.mark.parametrize("apply_ms", [1, 600_000])
-def test_a_backlog_is_applied_in_batches_that_fit_the_time_and_the_status_is_the_same(
-        r, cfg: Config, backlog: list[str], apply_ms: int) -> None:
-    """With a target no call can meet, every batch after the first holds about ``FLOOR_EVENTS``
-    events; with one every call meets, the backlog goes in two batches (the first, then the rest).
-    Either way every event is applied once."""
-    cfg = dataclasses.replace(cfg, worker_apply_ms=apply_ms)
-    ingest_frames(cfg, backlog)
-    w = Recording(r, cfg, name="w1", shops=[SHOP])
+def test_a_backlog_is_applied_in_batches_that_fit_the_time_and_the_status_is_the_same(r, cfg: Config) -> None:
+    """A Redis that takes every call slowly (30 ms over a 1 ms target) gets smaller batches at once; a
+    quick one bigger ones; either way every event is applied once, with the same status."""
+    frames = show("batches", N)
+    runs = {}
+    for apply_ms, slow in ((1, 0.03), (600_000, 0.0)):
+        r.flushall()
+        busy = dataclasses.replace(cfg, worker_apply_ms=apply_ms)
+        ingest_frames(busy, frames)
+        w = Recording(r, busy, name="w1", slow=slow)
+        w.drain(timeout=120)
+        runs[apply_ms] = (w.sizes["batches"], status(r, "batches", "r-1"))
+    (slow_sizes, slow_status), (quick_sizes, quick_status) = runs[1], runs[600_000]
+    assert slow_status == quick_status and slow_status["events_applied"] == N and slow_status["lag"] == 0
+    assert sum(slow_sizes) == sum(quick_sizes) == N
+    # the first read takes two first batches' worth of the entries it guesses (a flush, 500 events)
+    assert slow_sizes[0] <= START_EVENTS and quick_sizes[0] <= START_EVENTS
+    assert len(slow_sizes) >= 4 and max(slow_sizes[1:]) <= START_EVENTS // 4, slow_sizes
+    assert len(quick_sizes) == 2 and quick_sizes[1] > START_EVENTS, quick_sizes  # the cap doubled
+
+
+def test_each_shop_has_its_own_batches(r, cfg: Config) -> None:
+    """A shop whose calls are quick grows its batches; another shop's first batch is still a new
+    scorer's: one cap for both would send a big show's Redis a batch sized on a small one."""
+    quick = dataclasses.replace(cfg, worker_apply_ms=600_000)
+    ingest_frames(quick, show("small-show", N))
+    w = Recording(r, quick, name="w1", shops=["small-show"])
     w.drain(timeout=120)
-
-    st = status(r, SHOP)
-    assert (st["events_applied"], st["lag"]) == (N, 0)
-    assert sum(w.sizes) == N and w.sizes[0] <= START_EVENTS, w.sizes
-    if apply_ms == 1:
-        assert len(w.sizes) >= 1 + (N - START_EVENTS) // FLOOR_EVENTS, w.sizes
-        assert max(w.sizes[1:]) <= FLOOR_EVENTS, w.sizes
-    else:
-        assert len(w.sizes) == 2, w.sizes
+    assert max(w.sizes["small-show"]) > START_EVENTS, w.sizes
+    ingest_frames(quick, show("big-show", N))
+    w.fixed_shops = ["small-show", "big-show"]
+    w.drain(timeout=120)
+    assert w.sizes["big-show"][0] <= START_EVENTS, w.sizes
