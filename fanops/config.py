@@ -47,7 +47,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dedupe_ttl_s", "FANOPS_DEDUPE_TTL_S", str(7 * 24 * 3600),
             "how long the consumer remembers a room's event ids after the room's last event"),
     Setting("worker_batch", "FANOPS_WORKER_BATCH", "200",
-            "stream entries a scorer reads per partition per call"),
+            "most stream entries a scorer reads per partition per call (it reads about two batches' events)"),
     Setting("worker_batch_events", "FANOPS_WORKER_BATCH_EVENTS", "100000",
             "most events a scorer applies in one script call"),
     Setting("worker_apply_ms", "FANOPS_WORKER_APPLY_MS", "250",
