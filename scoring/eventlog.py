@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import secrets
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -288,6 +289,39 @@ def trim_applied(r: redis.Redis, streams: list[str]) -> int:
     for s, cut in cuts:
         p.xtrim(s, minid=stream_id_text(cut), approximate=False)
     return sum(int(x) for x in p.execute())
+
+
+class AppliedTrim:
+    """A scorer's trims of the streams it applied from (``trim_applied``): every ``every_s`` at most a
+    shop while it is busy, at once when it is idle."""
+
+    def __init__(self, r: redis.Redis, monotonic: Callable[[], float], every_s: float) -> None:
+        self._r = r
+        self._monotonic = monotonic
+        self._every_s = every_s
+        self._last: dict[str, float] = {}
+        self._untrimmed: dict[str, set[str]] = {}  # shop -> streams applied from since their last trim
+
+    def applied(self, shop: str, streams: Iterable[str]) -> None:
+        """Entries of ``streams`` were applied: trim them now if the shop's last trim is old enough."""
+        self._untrimmed.setdefault(shop, set()).update(streams)
+        self.trim(shop)
+
+    def trim(self, shop: str, now_too: bool = False) -> None:
+        now = self._monotonic()
+        streams = self._untrimmed.get(shop)
+        if not streams or (not now_too and now - self._last.get(shop, -math.inf) < self._every_s):
+            return
+        self._last[shop] = now
+        self._untrimmed[shop] = set()
+        try:
+            trim_applied(self._r, sorted(streams))
+        except redis.ResponseError as e:
+            log.warning("could not trim the applied entries of %s: %s", shop, e)
+
+    def idle(self) -> None:
+        for shop in list(self._untrimmed):
+            self.trim(shop, now_too=True)
 
 
 def _text(x: Any) -> str:

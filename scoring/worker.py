@@ -103,8 +103,7 @@ class Worker:
         # every entry is written to the applied-event log before it is applied; applied entries
         # then leave the stream (scoring.eventlog)
         self._log = eventlog.EventLogWriter(cfg.data_dir, self.name)
-        self._last_trim: dict[str, float] = {}
-        self._untrimmed: dict[str, set[str]] = {}  # shop -> streams applied from since their last trim
+        self._trims = eventlog.AppliedTrim(r, monotonic, TRIM_EVERY_S)
 
     def stop(self) -> None:
         self._stopping = True
@@ -235,8 +234,7 @@ class Worker:
         for shop in shops:
             self._ensure_group(shop)
             if shop not in self._pending_done:
-                # our own unacknowledged entries first, in every partition (a restart under the same name)
-                total += self._read_and_apply(shop, list(range(keys.PARTITIONS)), "0")
+                total += self._apply_pending(shop)
                 self._pending_done.add(shop)
         if now - self._last_claim > max(1.0, self.cfg.claim_idle_ms / 4000):
             self._last_claim = now
@@ -250,6 +248,20 @@ class Worker:
         return total
 
     # -- stream entries ------------------------------------------------------
+    def _apply_pending(self, shop: str) -> int:
+        """Our own unacknowledged entries first, in every partition (a restart under the same name, a
+        batch Redis refused), every one of them: a read takes a batch size's worth, and the next read
+        from "0" starts at what is still pending (applied entries are acknowledged)."""
+        total = 0
+        while not self._stopping:
+            size = self._size(shop)
+            entries = intake.read_entries(self.r, shop, self.name, list(range(keys.PARTITIONS)), "0",
+                                          size.entries_to_read(keys.PARTITIONS, self.cfg.worker_batch), None)
+            if not entries:
+                break
+            total += self._apply_capped(shop, entries)
+        return total
+
     def _read_and_apply(self, shop: str, parts: list[int], start: str, block: int | None = None) -> int:
         if not parts:
             if block:
@@ -324,8 +336,7 @@ class Worker:
             log.info("%d repeats of archived shows' events of %s counted as duplicates", batch.repeats, shop)
         if batch.dropped > batch.repeats:
             log.info("dropped %d late events of archived rooms of %s", batch.dropped - batch.repeats, shop)
-        self._untrimmed.setdefault(shop, set()).update(acks)
-        self._trim(shop)
+        self._trims.applied(shop, acks)
         return len(events) - batch.dropped
 
     def _score_and_write(self, shop: str, events: list[Event], acks: list[list[str]]) -> ScoredBatch | None:
@@ -459,23 +470,10 @@ class Worker:
         in a thread of its own.  Returns the (shop, room) archived."""
         return self._idle.look()
 
-    def _trim(self, shop: str, now_too: bool = False) -> None:
+    def trim_idle(self) -> None:
         """The applied entries of the streams this worker applied from leave Redis (they are in the
         applied-event log): every ``TRIM_EVERY_S`` at most while busy, at once when idle."""
-        now = self.monotonic()
-        streams = self._untrimmed.get(shop)
-        if not streams or (not now_too and now - self._last_trim.get(shop, -math.inf) < TRIM_EVERY_S):
-            return
-        self._last_trim[shop] = now
-        self._untrimmed[shop] = set()
-        try:
-            eventlog.trim_applied(self.r, sorted(streams))
-        except redis.ResponseError as e:
-            log.warning("could not trim the applied entries of %s: %s", shop, e)
-
-    def trim_idle(self) -> None:
-        for shop in list(self._untrimmed):
-            self._trim(shop, now_too=True)
+        self._trims.idle()
 
     def _heartbeat(self, final: bool = False) -> None:
         now = self.monotonic()

@@ -8,8 +8,10 @@ import dataclasses
 import time
 from typing import Any
 
+from fanops import keys
 from fanops.config import Config
 from fanops.read import status
+from scoring import intake
 from scoring.intake import FLOOR_EVENTS, START_EVENTS, BatchSize, Entry
 from scoring.worker import Worker
 from tests.feeds import ev, frame
@@ -127,3 +129,21 @@ def test_each_shop_has_its_own_batches(r, cfg: Config) -> None:
     w.fixed_shops = ["small-show", "big-show"]
     w.drain(timeout=120)
     assert w.sizes["big-show"][0] <= START_EVENTS, w.sizes
+
+
+def test_a_scorer_restarted_under_its_name_applies_every_entry_it_had_read_at_once(r, cfg: Config) -> None:
+    """It reads its own unacknowledged entries first, every one of them, not only a first read's worth
+    (a read is counted in events now): the rest would wait ``claim_idle_ms`` (30 s) to be taken over."""
+    patient = dataclasses.replace(cfg, claim_idle_ms=3_600_000)
+    ingest_frames(patient, show("restart", N))
+    for stream in keys.streams("restart"):
+        r.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)
+    # the scorer "w1" read every entry, then died before applying any
+    read = intake.read_entries(r, "restart", "w1", list(range(keys.PARTITIONS)), ">", 1_000_000, None)
+    fresh = BatchSize(patient.worker_apply_ms, patient.worker_batch_events, patient.flush_events)
+    assert len(read) > keys.PARTITIONS * fresh.entries_to_read(keys.PARTITIONS, patient.worker_batch)
+
+    w = Recording(r, patient, name="w1", shops=["restart"])
+    assert w.step() == N and w.stats.claimed == 0
+    st = status(r, "restart")
+    assert (st["events_applied"], st["lag"]) == (N, 0)
