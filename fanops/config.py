@@ -255,7 +255,7 @@ class Config:
         for name in ("worker_batch", "worker_batch_events", "worker_apply_ms"):
             if getattr(cfg, name) < 1:
                 s = _BY_NAME[name]
-                raise FanopsError(f"{s.env}={getattr(cfg, name)} is not a valid value: give 1 or more ({s.help})")
+                raise FanopsError(f"{s.env}={getattr(cfg, name)} is not a valid value: give 1 or more; {s.help}")
         if cfg.kind_tasks_keep_days < 0:
             raise FanopsError(f"FANOPS_KIND_TASKS_KEEP_DAYS={cfg.kind_tasks_keep_days} is not a valid value: "
                               "give 0 or more days (0: settled kind tasks leave Redis at the next pass)")

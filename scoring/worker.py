@@ -250,8 +250,8 @@ class Worker:
     # -- stream entries ------------------------------------------------------
     def _apply_pending(self, shop: str) -> int:
         """Our own unacknowledged entries first, in every partition (a restart under the same name, a
-        batch Redis refused), every one of them: a read takes a batch size's worth, and the next read
-        from "0" starts at what is still pending (applied entries are acknowledged)."""
+        batch Redis refused), every one of them: a read takes about two batches' events, and the next
+        read from "0" starts at what is still pending (applied entries are acknowledged)."""
         total = 0
         while not self._stopping:
             size = self._size(shop)
