@@ -6,6 +6,7 @@ in about ``worker_apply_ms``).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterator
 from typing import Any, cast
@@ -13,6 +14,8 @@ from typing import Any, cast
 import redis
 
 from fanops import keys, replies
+
+log = logging.getLogger(__name__)
 
 Entry = tuple[str, Any, dict[bytes, bytes]]  # (stream, entry id, fields)
 
@@ -28,19 +31,43 @@ def read_entries(r: redis.Redis, shop: str, consumer: str, parts: list[int], sta
     """Up to ``count`` entries of each of the shop's partitions ``parts`` for ``consumer``: new ones
     (``start`` ">") or its own pending ones ("0"), in order of receipt across the partitions;
     waits up to ``block`` ms for new ones (None: not at all)."""
+    return _read(r, shop, consumer, parts, start, count, block)[0]
+
+
+def read_pending(r: redis.Redis, shop: str, consumer: str, count: int) -> tuple[list[Entry], bool]:
+    """Up to ``count`` of ``consumer``'s own pending entries of each partition, and whether there
+    were any (some may have been deleted from the stream: acknowledged, not returned)."""
+    return _read(r, shop, consumer, list(range(keys.PARTITIONS)), "0", count, None)
+
+
+def _read(r: redis.Redis, shop: str, consumer: str, parts: list[int], start: str, count: int,
+          block: int | None) -> tuple[list[Entry], bool]:
     res = cast("replies.GroupRead | None", r.xreadgroup(
         keys.GROUP, consumer, {keys.stream(shop, p): start for p in parts}, count=count, block=block))
     if not res:
-        return []
+        return [], False
     items = res.items() if isinstance(res, dict) else ((k, [v]) for k, v in res)
     entries: list[Entry] = []
+    any_read = False
     for stream, got in items:
         sname = stream.decode() if isinstance(stream, bytes) else stream
         for batch in got:
+            any_read = any_read or bool(batch)
             entries.extend((sname, i, f) for i, f in batch if f)
+            _ack_deleted(r, sname, [i for i, f in batch if not f])
     if len(res) > 1:
         entries.sort(key=_entry_order)
-    return entries
+    return entries, any_read
+
+
+def _ack_deleted(r: redis.Redis, stream: str, ids: list[Any]) -> None:
+    """Pending entries whose content left the stream (an XDEL from outside the product) come back
+    from a read of "0" with no fields: nothing can apply them, and left pending they would stand
+    before the live ones at every such read. They are acknowledged, and said."""
+    if ids:
+        r.xack(stream, keys.GROUP, *ids)
+        log.warning("%d pending entries of %s were deleted from the stream before a scorer applied them: "
+                    "acknowledged (their events are gone)", len(ids), stream)
 
 
 def claim_entries(r: redis.Redis, stream: str, consumer: str, min_idle_ms: int, count: int) -> Iterator[list[Entry]]:

@@ -255,9 +255,9 @@ class Worker:
         total = 0
         while not self._stopping:
             size = self._size(shop)
-            entries = intake.read_entries(self.r, shop, self.name, list(range(keys.PARTITIONS)), "0",
-                                          size.entries_to_read(keys.PARTITIONS, self.cfg.worker_batch), None)
-            if not entries:
+            entries, any_read = intake.read_pending(self.r, shop, self.name,
+                                                    size.entries_to_read(keys.PARTITIONS, self.cfg.worker_batch))
+            if not any_read:
                 break
             total += self._apply_capped(shop, entries)
         return total

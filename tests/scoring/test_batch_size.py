@@ -147,3 +147,26 @@ def test_a_scorer_restarted_under_its_name_applies_every_entry_it_had_read_at_on
     assert w.step() == N and w.stats.claimed == 0
     st = status(r, "restart")
     assert (st["events_applied"], st["lag"]) == (N, 0)
+
+
+def test_pending_entries_deleted_from_outside_do_not_hold_back_the_live_ones(r, cfg: Config, caplog) -> None:
+    """An entry XDEL'd while pending comes back from a read of "0" with no fields: it is acknowledged
+    and said, and the pending entries behind it are applied at once (not after the claim idle)."""
+    patient = dataclasses.replace(cfg, claim_idle_ms=3_600_000)
+    ingest_frames(patient, show("restart", N))
+    for stream in keys.streams("restart"):
+        r.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)
+    read = intake.read_entries(r, "restart", "w1", list(range(keys.PARTITIONS)), ">", 1_000_000, None)
+    fresh = BatchSize(patient.worker_apply_ms, patient.worker_batch_events, patient.flush_events)
+    first = fresh.entries_to_read(keys.PARTITIONS, patient.worker_batch)
+    gone: list[tuple[str, Any, dict[bytes, bytes]]] = []
+    for stream in keys.streams("restart"):  # a first read's worth of each partition, deleted
+        mine = [e for e in read if e[0] == stream][:first]
+        r.xdel(stream, *[i for _, i, _ in mine])
+        gone += mine
+    lost = sum(int(f[b"n"]) for _, _, f in gone)
+
+    w = Recording(r, patient, name="w1", shops=["restart"])
+    assert w.step() == N - lost
+    assert sum(int(r.xpending(s, keys.GROUP)["pending"]) for s in keys.streams("restart")) == 0
+    assert "were deleted from the stream before a scorer applied them" in caplog.text
