@@ -131,17 +131,24 @@ def test_each_shop_has_its_own_batches(r, cfg: Config) -> None:
     assert w.sizes["big-show"][0] <= START_EVENTS, w.sizes
 
 
+def read_then_died(r: Any, cfg: Config, shop: str) -> tuple[Config, list[Entry], int]:
+    """A show of ``N`` events whose every entry the scorer "w1" read, before it died applying none.
+    Returns the settings (a claim idle of an hour: only a restart under the name takes them), the
+    entries and how many a restarted scorer's first read of its own pending ones takes a partition."""
+    patient = dataclasses.replace(cfg, claim_idle_ms=3_600_000)
+    ingest_frames(patient, show(shop, N))
+    for stream in keys.streams(shop):
+        r.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)
+    read = intake.read_entries(r, shop, "w1", list(range(keys.PARTITIONS)), ">", 1_000_000, None)
+    fresh = BatchSize(patient.worker_apply_ms, patient.worker_batch_events, patient.flush_events)
+    return patient, read, fresh.entries_to_read(keys.PARTITIONS, patient.worker_batch)
+
+
 def test_a_scorer_restarted_under_its_name_applies_every_entry_it_had_read_at_once(r, cfg: Config) -> None:
     """It reads its own unacknowledged entries first, every one of them, not only a first read's worth
     (a read is counted in events now): the rest would wait ``claim_idle_ms`` (30 s) to be taken over."""
-    patient = dataclasses.replace(cfg, claim_idle_ms=3_600_000)
-    ingest_frames(patient, show("restart", N))
-    for stream in keys.streams("restart"):
-        r.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)
-    # the scorer "w1" read every entry, then died before applying any
-    read = intake.read_entries(r, "restart", "w1", list(range(keys.PARTITIONS)), ">", 1_000_000, None)
-    fresh = BatchSize(patient.worker_apply_ms, patient.worker_batch_events, patient.flush_events)
-    assert len(read) > keys.PARTITIONS * fresh.entries_to_read(keys.PARTITIONS, patient.worker_batch)
+    patient, read, first = read_then_died(r, cfg, "restart")
+    assert len(read) > keys.PARTITIONS * first
 
     w = Recording(r, patient, name="w1", shops=["restart"])
     assert w.step() == N and w.stats.claimed == 0
@@ -152,14 +159,8 @@ def test_a_scorer_restarted_under_its_name_applies_every_entry_it_had_read_at_on
 def test_pending_entries_deleted_from_outside_do_not_hold_back_the_live_ones(r, cfg: Config, caplog) -> None:
     """An entry XDEL'd while pending comes back from a read of "0" with no fields: it is acknowledged
     and said, and the pending entries behind it are applied at once (not after the claim idle)."""
-    patient = dataclasses.replace(cfg, claim_idle_ms=3_600_000)
-    ingest_frames(patient, show("restart", N))
-    for stream in keys.streams("restart"):
-        r.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)
-    read = intake.read_entries(r, "restart", "w1", list(range(keys.PARTITIONS)), ">", 1_000_000, None)
-    fresh = BatchSize(patient.worker_apply_ms, patient.worker_batch_events, patient.flush_events)
-    first = fresh.entries_to_read(keys.PARTITIONS, patient.worker_batch)
-    gone: list[tuple[str, Any, dict[bytes, bytes]]] = []
+    patient, read, first = read_then_died(r, cfg, "restart")
+    gone: list[Entry] = []
     for stream in keys.streams("restart"):  # a first read's worth of each partition, deleted
         mine = [e for e in read if e[0] == stream][:first]
         r.xdel(stream, *[i for _, i, _ in mine])
