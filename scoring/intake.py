@@ -20,6 +20,11 @@ log = logging.getLogger(__name__)
 Entry = tuple[str, Any, dict[bytes, bytes]]  # (stream, entry id, fields)
 
 
+def events_in(e: Entry) -> int:
+    """The events an entry holds (its field ``n``, as ``fanops.ingest`` writes it)."""
+    return int(e[2].get(b"n", 1))
+
+
 def _entry_order(e: Entry) -> tuple[int, int]:
     i = e[1].decode() if isinstance(e[1], bytes) else e[1]
     ms, _, seq = i.partition("-")
@@ -92,7 +97,7 @@ def capped(entries: list[Entry], cap: Callable[[], int]) -> Iterator[list[Entry]
     n = 0
     most = cap()
     for e in entries:
-        k = int(e[2].get(b"n", 1))
+        k = events_in(e)
         if chunk and n + k > most:
             yield chunk
             chunk, n, most = [], 0, cap()
@@ -153,4 +158,4 @@ class BatchSize:
     def read(self, entries: list[Entry]) -> None:
         """Note the events an entry of a read held (the next read's count follows it)."""
         if entries:
-            self.per_entry = max(1.0, sum(int(f.get(b"n", 1)) for _, _, f in entries) / len(entries))
+            self.per_entry = max(1.0, sum(map(events_in, entries)) / len(entries))

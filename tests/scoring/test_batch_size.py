@@ -82,7 +82,7 @@ class Recording(Worker):
         self.slow = slow
 
     def apply_batch(self, shop: str, entries: list[Entry]) -> int:
-        self.sizes.setdefault(shop, []).append(sum(int(f.get(b"n", 1)) for _, _, f in entries))
+        self.sizes.setdefault(shop, []).append(sum(map(intake.events_in, entries)))
         return super().apply_batch(shop, entries)
 
     def write(self, shop: str, batch: Any, acks: list[list[str]]) -> list[Any]:
