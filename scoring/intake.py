@@ -134,9 +134,10 @@ class BatchSize:
     holds ~100-500 events, one of an import ~2,500, so a count of entries alone would let a read run
     for minutes, past the scorer's heartbeat and the claim of its entries by another."""
 
-    def __init__(self, target_ms: int, most: int, entry_guess: int = 500) -> None:
+    def __init__(self, target_ms: int, most: int, most_entries: int, entry_guess: int = 500) -> None:
         self.target_s = max(1, target_ms) / 1000
         self.most = max(1, most)
+        self.most_entries = max(1, most_entries)
         self.cap = min(START_EVENTS, self.most)
         self.per_entry = float(max(1, entry_guess))
 
@@ -151,9 +152,10 @@ class BatchSize:
         floor = min(FLOOR_EVENTS, self.most)
         self.cap = max(floor, self.cap // 4, min(self.most, fit, 2 * self.cap))
 
-    def entries_to_read(self, streams: int, most: int) -> int:
-        """Entries to read from each of ``streams`` streams: about two batches' events, at most ``most``."""
-        return max(1, min(most, math.ceil(2 * self.cap / (self.per_entry * max(1, streams)))))
+    def entries_to_read(self, streams: int) -> int:
+        """Entries to read from each of ``streams`` streams: about two batches' events, at most
+        ``most_entries``."""
+        return max(1, min(self.most_entries, math.ceil(2 * self.cap / (self.per_entry * max(1, streams)))))
 
     def read(self, entries: list[Entry]) -> None:
         """Note the events an entry of a read held (the next read's count follows it)."""

@@ -256,7 +256,7 @@ class Worker:
         while not self._stopping:
             size = self._size(shop)
             entries, any_read = intake.read_pending(self.r, shop, self.name,
-                                                    size.entries_to_read(keys.PARTITIONS, self.cfg.worker_batch))
+                                                    size.entries_to_read(keys.PARTITIONS))
             if not any_read:
                 break
             total += self._apply_capped(shop, entries)
@@ -271,14 +271,14 @@ class Worker:
             return 0
         size = self._size(shop)
         entries = intake.read_entries(self.r, shop, self.name, parts, start,
-                                      size.entries_to_read(len(parts), self.cfg.worker_batch), block)
+                                      size.entries_to_read(len(parts)), block)
         return self._apply_capped(shop, entries)
 
     def _claim_and_apply(self, shop: str, parts: list[int]) -> int:
         total = 0
         for part in parts:
             stream = keys.stream(shop, part)
-            count = self._size(shop).entries_to_read(1, self.cfg.worker_batch)
+            count = self._size(shop).entries_to_read(1)
             for entries in intake.claim_entries(self.r, stream, self.name, self.cfg.claim_idle_ms, count):
                 self.stats.claimed += len(entries)
                 log.info("took over %d entries of %s from a stalled scorer", len(entries), stream)
@@ -293,8 +293,9 @@ class Worker:
 
     def _size(self, shop: str) -> intake.BatchSize:
         if shop not in self._sizes:
-            self._sizes[shop] = intake.BatchSize(self.cfg.worker_apply_ms, self.cfg.worker_batch_events,
-                                                 self.cfg.flush_events)
+            cfg = self.cfg
+            self._sizes[shop] = intake.BatchSize(cfg.worker_apply_ms, cfg.worker_batch_events, cfg.worker_batch,
+                                                 cfg.flush_events)
         return self._sizes[shop]
 
     # -- one batch -----------------------------------------------------------

@@ -22,7 +22,7 @@ N = 40_000  # twice a new scorer's first cap (START_EVENTS)
 
 
 def test_the_cap_doubles_while_full_batches_are_quick_and_stops_at_the_most() -> None:
-    size = BatchSize(target_ms=250, most=100_000)
+    size = BatchSize(target_ms=250, most=100_000, most_entries=200)
     assert size() == START_EVENTS
     size.took(START_EVENTS, 0.050)  # a fifth of the target: it could take 5x, it takes 2x
     assert size() == 2 * START_EVENTS
@@ -33,7 +33,7 @@ def test_the_cap_doubles_while_full_batches_are_quick_and_stops_at_the_most() ->
 
 
 def test_a_slow_batch_shrinks_the_cap_to_what_fits_the_target_at_most_to_a_quarter_a_call() -> None:
-    size = BatchSize(target_ms=250, most=100_000)
+    size = BatchSize(target_ms=250, most=100_000, most_entries=200)
     size.took(START_EVENTS, 0.500)  # twice the target: half of it fits
     assert size() == START_EVENTS // 2
     size.took(START_EVENTS // 2, 100.0)  # a stall (a retry inside the client): a quarter, not the floor
@@ -45,7 +45,7 @@ def test_a_slow_batch_shrinks_the_cap_to_what_fits_the_target_at_most_to_a_quart
 
 def test_a_batch_far_below_the_cap_leaves_it_as_it_is() -> None:
     """A few events take a call's own time (the round trip): they say nothing of a full batch."""
-    size = BatchSize(target_ms=250, most=100_000)
+    size = BatchSize(target_ms=250, most=100_000, most_entries=200)
     size.took(100, 0.200)
     size.took(4_000, 0.240)
     assert size() == START_EVENTS
@@ -56,17 +56,17 @@ def test_a_batch_far_below_the_cap_leaves_it_as_it_is() -> None:
 def test_a_read_takes_about_two_batches_whatever_an_entry_holds() -> None:
     """A live entry holds a consumer's flush (~100-500 events), an import's ~2,500: a read counted in
     entries alone could take minutes to apply, past the scorer's heartbeat and the claim of its entries."""
-    size = BatchSize(target_ms=250, most=100_000, entry_guess=500)
-    assert size.entries_to_read(4, most=200) == 20  # 2 x 20,000 events over 4 streams of 500-event entries
+    size = BatchSize(target_ms=250, most=100_000, most_entries=200, entry_guess=500)
+    assert size.entries_to_read(4) == 20  # 2 x 20,000 events over 4 streams of 500-event entries
     size.read([("s", b"1-0", {b"n": b"2500"})] * 3)
-    assert size.entries_to_read(4, most=200) == 4
-    assert size.entries_to_read(1, most=200) == 16
+    assert size.entries_to_read(4) == 4
+    assert size.entries_to_read(1) == 16
     size.read([("s", b"1-0", {b"n": b"25"})] * 3)
-    assert size.entries_to_read(4, most=200) == 200  # at most FANOPS_WORKER_BATCH
+    assert size.entries_to_read(4) == 200  # at most FANOPS_WORKER_BATCH
 
 
 def test_a_most_below_the_start_and_the_floor_is_kept() -> None:
-    size = BatchSize(target_ms=250, most=300)
+    size = BatchSize(target_ms=250, most=300, most_entries=200)
     assert size() == 300
     size.took(300, 10.0)
     assert size() == 300
@@ -140,8 +140,9 @@ def read_then_died(r: Any, cfg: Config, shop: str) -> tuple[Config, list[Entry],
     for stream in keys.streams(shop):
         r.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)
     read = intake.read_entries(r, shop, "w1", list(range(keys.PARTITIONS)), ">", 1_000_000, None)
-    fresh = BatchSize(patient.worker_apply_ms, patient.worker_batch_events, patient.flush_events)
-    return patient, read, fresh.entries_to_read(keys.PARTITIONS, patient.worker_batch)
+    fresh = BatchSize(patient.worker_apply_ms, patient.worker_batch_events, patient.worker_batch,
+                      patient.flush_events)
+    return patient, read, fresh.entries_to_read(keys.PARTITIONS)
 
 
 def test_a_scorer_restarted_under_its_name_applies_every_entry_it_had_read_at_once(r, cfg: Config) -> None:
