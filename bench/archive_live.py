@@ -6,8 +6,8 @@ A shop's earlier show of N viewers (``bench.reopen.build_show``: simulated, scor
 31 minutes past its end) is due for archiving; a running scorer (``Worker.run``, looking for idle
 rooms every second) meets it while a live room's events arrive at ``--rate`` events a second, in
 50-event entries written by the consumer's writer.  Reported: the live events' receipt -> applied
-latency (the scorer's own figures: p50, p99, the largest), over the run and over the archive's
-span, and how long the archive took (its ``archived`` log line).  Run it on two trees to compare
+latency over the run (the scorer's own figures: p50, p99, the largest; the archive runs through most
+of it), and how long the archive took (its ``archived`` log line).  Run it on two trees to compare
 (``PYTHONPATH`` of the other tree, this file from this one).  Exit code 0 whatever the figures.
 """
 
@@ -73,9 +73,8 @@ def run(url: str, data: Any, viewers: int, rate: int, seconds: float) -> dict[st
         time.sleep(0.05)
     w.stop()
     thread.join(60)
-    lats = sorted(lat for _t, lat, k in w.stats.samples for _ in range(k))
     return {"show events": events, "live events": n, "archive s": (seen.at - t0) if seen.at else float("nan"),
-            "p50 ms": w.stats.percentile(50), "p99 ms": w.stats.percentile(99), "max ms": lats[-1] if lats else 0.0}
+            "p50 ms": w.stats.percentile(50), "p99 ms": w.stats.percentile(99), "max ms": w.stats.percentile(100)}
 
 
 def main(argv: list[str] | None = None) -> int:
