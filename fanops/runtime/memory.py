@@ -66,15 +66,27 @@ def _info_nodes(r: Any) -> dict[str, Any]:
     return {"target_nodes": "primaries"} if isinstance(r, redis.RedisCluster | acluster.RedisCluster) else {}
 
 
+def _memories(info: Any) -> list[Memory]:
+    return [_parse(d) for d in _nodes(info)]
+
+
 def read(r: redis.Redis) -> list[Memory]:
     """Every primary's memory (one on a single server).  Raises as the client does."""
-    return [_parse(d) for d in _nodes(r.info("memory", **_info_nodes(r)))]
+    return _memories(r.info("memory", **_info_nodes(r)))
+
+
+def read_allowed(r: redis.Redis) -> list[Memory] | None:
+    """``read``, or None where the server does not let this user read INFO (an ACL's NOPERM)."""
+    try:
+        return read(r)
+    except redis.ResponseError:
+        return None
 
 
 def fullest(ms: list[Memory]) -> Memory | None:
     """The node closest to its limit (None: no node has a limit)."""
     limited = [m for m in ms if m.limit > 0]
-    return max(limited, key=lambda m: m.used / m.limit) if limited else None
+    return max(limited, key=lambda m: m.share or 0.0) if limited else None
 
 
 def refuse_evicting(ms: list[Memory], url: str) -> None:
@@ -87,11 +99,9 @@ def refuse_evicting(ms: list[Memory], url: str) -> None:
 def check_policy(r: redis.Redis, url: str) -> None:
     """``refuse_evicting`` on the server's INFO; a server that does not let us read INFO (an ACL)
     is not checked."""
-    try:
-        ms = read(r)
-    except redis.ResponseError:  # NOPERM: INFO not allowed to this user
-        return
-    refuse_evicting(ms, url)
+    ms = read_allowed(r)
+    if ms is not None:
+        refuse_evicting(ms, url)
 
 
 async def check_policy_async(r: Any, url: str) -> None:
@@ -100,4 +110,4 @@ async def check_policy_async(r: Any, url: str) -> None:
         info = await r.info("memory", **_info_nodes(r))
     except redis.ResponseError:
         return
-    refuse_evicting([_parse(d) for d in _nodes(info)], url)
+    refuse_evicting(_memories(info), url)

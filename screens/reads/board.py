@@ -146,10 +146,8 @@ def _read_counters(r: redis.Redis, shop: str, room: str, minute: int) -> tuple[l
 
 def _memory(r: redis.Redis) -> memory.Memory | None:
     """The fullest primary that has a maxmemory (None: none has one, or INFO is not allowed to this user)."""
-    try:
-        return memory.fullest(memory.read(r))
-    except redis.ResponseError:
-        return None
+    ms = memory.read_allowed(r)
+    return memory.fullest(ms) if ms is not None else None
 
 
 def _room_counters(b: Board, rh: dict[str, bytes]) -> None:
