@@ -393,11 +393,10 @@ def unpack_viewer(b: bytes) -> ViewerState:
 
 # a packed state's ``past_nos`` (absolute in both forms: ``_viewer_out`` keeps it as it is), the
 # fields before it skipped undecoded, those after it ignored
-_PastNos = msgspec.defstruct("_PastNos", [*((f"f{i}", msgspec.Raw, msgspec.Raw()) for i in range(15)),
+_BEFORE_PAST_NOS = ViewerState.__struct_fields__.index("past_nos")  # the packed fields keep the struct's order
+_PastNos = msgspec.defstruct("_PastNos", [*((f"f{i}", msgspec.Raw, msgspec.Raw()) for i in range(_BEFORE_PAST_NOS)),
                                          ("past_nos", list[int], [])], array_like=True)  # a short (old) state: none
 _dec_past_nos = msgspec.msgpack.Decoder(_PastNos)
-if ViewerState.__struct_fields__.index("past_nos") != 15:
-    raise ImportError("fanops.state: ViewerState's fields moved: update _PastNos")
 
 
 def packed_past_numbers(b: bytes) -> list[int]:
