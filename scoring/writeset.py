@@ -68,8 +68,8 @@ class _Wire:
 
 def to_wire(fx: Effects, shop: str, blobs: list[bytes], fronts: dict[int, int] | None = None,
             moved_fronts: dict[int, int] | None = None, promote: list[Promoted] | None = None,
-            late_read: list[list[Any]] | None = None, rules_version: int | None = None,
-            archive_epoch: int | None = None) -> dict[str, Any]:
+            late_read: list[list[Any]] | None = None, *, rules_version: int,
+            archive_epoch: int) -> dict[str, Any]:
     """The map for ``apply.lua`` of the batch's effects ``fx`` in ``shop``; packed states go to
     ``blobs``. ``fronts``: each partition's due front for the batch (0 or absent: none, every
     due viewer in the zset), ``moved_fronts`` the ones that move forward; ``promote``: the day
@@ -95,10 +95,8 @@ def to_wire(fx: Effects, shop: str, blobs: list[bytes], fronts: dict[int, int] |
         wire["task_qp"] = keys.queue(shop, "")
     if fx.sent_read:
         wire["sent_check"] = [keys.sent_log(shop), *(x for vm in fx.sent_read.items() for x in vm)]
-    if archive_epoch is not None:
-        wire["epoch"] = archive_epoch
-    if rules_version is not None:
-        wire["rules_version"] = rules_version
+    wire["epoch"] = archive_epoch
+    wire["rules_version"] = rules_version
     return wire
 
 
