@@ -1,4 +1,4 @@
--- dedupe v2 (a library: prepended to the scripts that use it): the event ids a room has seen,
+-- dedupe v3 (a library: prepended to the scripts that use it): the event ids a room has seen,
 -- as 10-byte records (the first 10 bytes of the id's SHA-1: 80 bits, so two different ids of a
 -- room of n events collide with odds ~n^2/2^81: 4 in 10^9 at 100 million events) spread by linear
 -- hashing over small sets.
@@ -22,6 +22,18 @@ end
 
 local function dd_bucket_key(t, i)
   return t.key .. ':' .. string.format('%d', i)
+end
+
+-- the table's buckets (2^L + s) and the records they hold on average before the next split
+local function dd_buckets(t) return 2 ^ t.L + t.s end
+local function dd_capacity(t) return DD_CAP * dd_buckets(t) end
+
+-- the bucket of a record of hash h: its low L bits, or L + 1 below the split pointer
+local function dd_index(t, h)
+  local m = 2 ^ t.L
+  local i = h % m
+  if i < t.s then i = h % (2 * m) end
+  return i
 end
 
 local function dd_open(key, ttl)
@@ -63,19 +75,15 @@ end
 
 -- add a record; true if it is new, false if the room has seen it
 local function dd_add(t, rec)
-  local h = dd_h32(rec)
-  local m = 2 ^ t.L
-  local i = h % m
-  if i < t.s then i = h % (2 * m) end
-  if redis.call('SADD', dd_bucket_key(t, i), rec) == 0 then return false end
+  if redis.call('SADD', dd_bucket_key(t, dd_index(t, dd_h32(rec))), rec) == 0 then return false end
   t.n = t.n + 1
-  while t.n > DD_CAP * (2 ^ t.L + t.s) do dd_split(t) end
+  while t.n > dd_capacity(t) do dd_split(t) end
   return true
 end
 
 local function dd_save(t)
   if t.refresh then
-    for i = 0, 2 ^ t.L + t.s - 1 do redis.call('EXPIRE', dd_bucket_key(t, i), t.bttl) end
+    for i = 0, dd_buckets(t) - 1 do redis.call('EXPIRE', dd_bucket_key(t, i), t.bttl) end
   end
   redis.call('SET', t.key, string.format('%d %d %d %d', t.L, t.s, t.n, t.r), 'EX', t.ttl)
 end

@@ -1,4 +1,4 @@
--- dedupe_fill v3: a chunk of an archive's event ids back into the room's dedupe table
+-- dedupe_fill v4: a chunk of an archive's event ids back into the room's dedupe table
 -- (scoring/reopen.py, before it opens the room again: chunks, so that Redis never stops for a whole
 -- show's ids in one call). Needs dedupe.lua before it. KEYS[1] the room's dedupe key (keys.seen);
 -- ARGV[1] its ttl (s), ARGV[2] how many records this call and the later ones bring, ARGV[3 ..] the
@@ -13,17 +13,14 @@ local d = dd_open(KEYS[1], tonumber(ARGV[1]))
 local chunk = #ARGV - 2
 local target = math.max(d.n + chunk, tonumber(ARGV[2]))
 local splits = 0
-while target > DD_CAP * (2 ^ d.L + d.s) and (splits < FILL_SPLITS or d.n + chunk > DD_CAP * (2 ^ d.L + d.s)) do
+while target > dd_capacity(d) and (splits < FILL_SPLITS or d.n + chunk > dd_capacity(d)) do
   dd_split(d)
   splits = splits + 1
 end
-local m = 2 ^ d.L
 local groups, order = {}, {}
 for i = 3, #ARGV do
   local rec = ARGV[i]
-  local h = dd_h32(rec)
-  local b = h % m
-  if b < d.s then b = h % (2 * m) end
+  local b = dd_index(d, dd_h32(rec))
   local g = groups[b]
   if not g then
     g = {}
@@ -40,6 +37,6 @@ for _, b in ipairs(order) do
   end
 end
 d.n = d.n + new
-while d.n > DD_CAP * (2 ^ d.L + d.s) do dd_split(d) end
+while d.n > dd_capacity(d) do dd_split(d) end
 dd_save(d)
 return new
