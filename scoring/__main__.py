@@ -211,7 +211,7 @@ def main() -> int:
     add_common(im)
     _add_lists(sub)
     args = p.parse_args()
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, one_shot=args.cmd != "run")
     cfg = Config.from_env()
     cmds = {"run": _run, "status": _status, "viewer": _viewer, "close-room": _close_room, "report": _report,
             "forget": _forget, "import": _import, "fans": _fans, "tasks": _tasks}

@@ -75,10 +75,16 @@ def ws_url(text: str) -> str:
     return text
 
 
-def setup_logging(verbose: bool = False) -> None:
-    level = os.environ.get("FANOPS_LOG", "DEBUG" if verbose else "INFO").upper()
+def setup_logging(verbose: bool = False, one_shot: bool = False) -> None:
+    """Log to stderr at ``FANOPS_LOG``, else DEBUG with ``-v``, else INFO for a process that runs until
+    stopped and WARNING for a ``one_shot`` command (status, tasks, import...): its stderr is then its
+    one-line error, if any (spec/cli.md), not the embedded server's start or an HTTP client's request."""
+    level = os.environ.get("FANOPS_LOG", "DEBUG" if verbose else "WARNING" if one_shot else "INFO").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    if not verbose:
+        # httpx logs every request at INFO (a provider's send, a failed one included)
+        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def add_common(p: argparse.ArgumentParser) -> None:

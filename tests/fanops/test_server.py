@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,19 @@ def test_replay_of_a_missing_file_is_one_line(tmp_path):
                           "--port", "0"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode != 0
     assert len(out.stderr.strip().splitlines()) == 1 and "nope.jsonl" in out.stderr
+
+
+def test_a_command_that_starts_the_embedded_server_and_then_fails_says_only_why(tmp_path):
+    """The first command on a fresh data folder starts the server: that start is no line of a one-shot
+    command's stderr, which is its one-line error (spec/cli.md)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "FANOPS_LOG")}
+    env["FANOPS_DATA_DIR"] = str(tmp_path)
+    try:
+        out = subprocess.run([sys.executable, "-m", "scoring", "viewer", "--shop", "s1", "--id", "nobody"],
+                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+        assert server.running(tmp_path) is not None  # it did start the server
+        assert out.returncode == 1 and out.stdout == ""
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "nobody" in lines[0], out.stderr
+    finally:
+        server.stop(tmp_path)

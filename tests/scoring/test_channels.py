@@ -275,6 +275,21 @@ def test_the_command_refuses_without_consent_and_records_a_dm_sent_by_hand(story
     assert p.returncode == 1 and "is not a task id" in p.stderr and len(p.stderr.strip().splitlines()) == 1
 
 
+def test_a_provider_that_refuses_is_one_line_on_stderr_and_the_task_stays_claimed(story, r, redis_url,
+                                                                                    provider, monkeypatch):  # noqa: F811
+    """spec/cli.md: refused in one line. The HTTP client's own log of the request (INFO) is not a second one."""
+    for name, value in {"FANOPS_WHATSAPP_TOKEN": "TOKEN", "FANOPS_WHATSAPP_PHONE_ID": "1055",
+                        "FANOPS_WHATSAPP_API": provider.url}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("FANOPS_LOG", raising=False)
+    provider.answers.append((400, WA_400, {}))
+    p = cli(redis_url, "--id", tid("v1"), "--channel", "whatsapp")
+    assert p.returncode == 1 and p.stdout == ""
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "not a valid WhatsApp phone number" in lines[0], lines
+    assert len(provider.got) == 1 and task(r, "v1")["state"] == "claimed"
+
+
 def test_retry_after_in_seconds_or_as_a_date_and_the_service_window():
     assert compose.retry_after_s("120", 0) == 120
     assert compose.retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT", 1445412450.0) == 30
