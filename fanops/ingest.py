@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aredis
+import redis.exceptions
 
 from fanops import keys
 from fanops.config import Config
@@ -107,14 +108,42 @@ class IngestWriter:
                 log.info("moved %d seen event ids of room %s of %s into its dedupe hash", moved, room, shop)
             _remember(self._known_rooms, [(shop, room)])
 
-    async def write_dead(self, bad: list[BadInput], source: str = "") -> None:
+    async def write_dead(self, bad: list[BadInput], source: str = "", once_in: str | None = None) -> int:
         """Record rejected events with their reason and raw text, and count them: all or nothing (one
         transaction, its keys in one slot), so that a write refused part-way (Redis full) and tried
-        again records none twice."""
+        again records none twice. ``once_in`` (a shop): an event rejected before under its id in that
+        shop (``keys.dead_once``) is not recorded or counted again (a customer import run again: its
+        events keep their ids). Returns how many were recorded."""
+        if not bad:
+            return 0
+        if once_in is None:
+            pipe = self.r.pipeline(transaction=True)
+            self._queue_dead(pipe, bad, source)
+            await pipe.execute()
+            return len(bad)
+        members = [dedupe_record(f"{once_in}\0{i}") if (i := _event_id(b)) else None for b in bad]
+        async with self.r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(keys.dead_once())
+                    named = [m for m in members if m is not None]
+                    seen = await pipe.zmscore(keys.dead_once(), named) if named else []
+                    known = {m for m, x in zip(named, seen, strict=True) if x is not None}
+                    new = [b for b, m in zip(bad, members, strict=True) if m is None or m not in known]
+                    fresh = {m: 0 for m in named if m not in known}
+                    pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                    if fresh:
+                        pipe.zadd(keys.dead_once(), fresh)
+                    self._queue_dead(pipe, new, source)
+                    await pipe.execute()
+                    return len(new)
+                except redis.exceptions.WatchError:
+                    continue
+
+    def _queue_dead(self, pipe: Any, bad: list[BadInput], source: str) -> None:
         if not bad:
             return
         now = time.time()
-        pipe = self.r.pipeline(transaction=True)
         for b in bad:
             pipe.xadd(
                 keys.dead_stream(),
@@ -126,7 +155,16 @@ class IngestWriter:
         minute_key = keys.dead_minute(int(now // 60))
         pipe.incrby(minute_key, len(bad))
         pipe.expire(minute_key, DEAD_MINUTE_TTL_S)
-        await pipe.execute()
+
+
+def _event_id(b: BadInput) -> str | None:
+    """The id a rejected event's raw text names, if it is an object with a string id."""
+    try:
+        obj = msgspec.json.decode(b.raw)
+    except msgspec.DecodeError:
+        return None
+    i = obj.get("id") if isinstance(obj, dict) else None
+    return i if isinstance(i, str) and i else None
 
 
 def _remember(known: OrderedDict[Any, None], new: list[Any]) -> None:

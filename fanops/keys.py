@@ -77,6 +77,14 @@ def dead_stats() -> str:
     return f"{PREFIX}{DEAD_TAG}:stats"
 
 
+def dead_once() -> str:
+    """ZSET (score 0, by member): a record (``fanops.ingest.dedupe_record``: 10 bytes of SHA-1, as the
+    dedupe tables keep, naming no one) of ``<shop> <event id>`` for each rejected event of a customer
+    import, recorded once (spec/tiers.md: importing the same file again changes nothing but
+    ``duplicates``)."""
+    return f"{PREFIX}{DEAD_TAG}:once"
+
+
 def dead_minute(minute: int) -> str:
     """Counter of dead letters in one wall-clock minute (expires)."""
     return f"{PREFIX}{DEAD_TAG}:deadm:{minute}"

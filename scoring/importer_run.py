@@ -81,7 +81,8 @@ async def _write(r: aredis.Redis, w: IngestWriter, shop: str, parsed: Parsed) ->
     # Redis away, full, or the shop's backlog full (the scorers catch up): the import waits; each
     # write is all or nothing, so a retry counts nothing twice
     outage, backoff = retry.Outage(), retry.Backoff(initial=0.2, cap=5.0)
-    await retry.acall(lambda: w.write_dead(parsed.dead, source="import"), "import", outage=outage, backoff=backoff)
+    await retry.acall(lambda: w.write_dead(parsed.dead, source="import", once_in=shop), "import", outage=outage,
+                      backoff=backoff)
     events = [ev for row in parsed.good for ev in row.events]
     for i in range(0, len(events), WRITE_EVENTS):
         part = events[i:i + WRITE_EVENTS]

@@ -96,8 +96,7 @@ def test_imported_history_is_what_the_reference_gives_for_the_rows_events(r, cfg
 
 def test_a_second_import_changes_nothing_but_duplicates(r, cfg, tmp_path):
     """spec/tiers.md: importing the same file again changes nothing but ``duplicates``, which counts
-    its 4 history events again, each time (as a resent feed's repeats); the dead letters count its
-    rejected rows' events again too (none in ROWS: their reasons are found before any event)."""
+    its 4 history events again, each time (as a resent feed's repeats)."""
     path = _csv(tmp_path, ROWS)
     import_file(cfg, path, SHOP, progress=False)
     _apply(r, cfg)
@@ -209,6 +208,28 @@ def test_a_row_whose_event_the_feed_would_reject_is_skipped_and_dead_lettered(r,
     st = status(r, SHOP)
     assert st["dead_letters"] == 1 and st["events_applied"] == 5  # f0's 2 and f2's 3; none of f1's
     assert viewer_state(r, SHOP, "f1") is None
+
+
+def test_a_rejected_row_is_skipped_again_by_a_second_import_but_dead_lettered_once(r, cfg, tmp_path):
+    """spec/tiers.md: importing the same file again changes nothing but ``duplicates``: the row the feed's
+    check rejects is reported again (``skipped``) but not counted again in ``dead_letters``."""
+    rows = ["f0,,,,,,,2,5,USD,2025-01-01T00:00:00Z,2025-01-02,,,", "f1,,,,,,,2,5,USD,2025-01-01,2099-01-01,,,"]
+    path = _csv(tmp_path, rows)
+    first = import_file(cfg, path, SHOP, progress=False)
+    _apply(r, cfg)
+    before = status(r, SHOP)
+    assert before["dead_letters"] == 1 and len(r.xrange(keys.dead_stream())) == 1
+    again = import_file(cfg, path, SHOP, progress=False)
+    _apply(r, cfg)
+    after = status(r, SHOP)
+    assert again == first and [s["row"] for s in again["skipped"]] == [2]
+    assert after["duplicates"] == before["duplicates"] + 2  # f0's two history orders
+    del after["duplicates"], before["duplicates"]
+    assert after == before
+    assert len(r.xrange(keys.dead_stream())) == 1
+    # another shop's import of the same row is its own rejection
+    import_file(cfg, path, "other", progress=False)
+    assert status(r, "other")["dead_letters"] == 2
 
 
 def test_an_import_keeps_the_consents_a_webhook_order_added_to_the_viewer_since(r, cfg, tmp_path):
