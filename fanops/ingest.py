@@ -18,7 +18,7 @@ import logging
 import struct
 import time
 from collections import OrderedDict, defaultdict
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import redis.asyncio as aredis
@@ -127,7 +127,7 @@ class IngestWriter:
                 try:
                     await pipe.watch(keys.dead_once())
                     named = [m for m in members if m is not None]
-                    seen = await pipe.zmscore(keys.dead_once(), named) if named else []
+                    seen = await pipe.zmscore(keys.dead_once(), cast("list[str]", named)) if named else []  # bytes too
                     known = {m for m, x in zip(named, seen, strict=True) if x is not None}
                     new = [b for b, m in zip(bad, members, strict=True) if m is None or m not in known]
                     fresh = {m: 0 for m in named if m not in known}
