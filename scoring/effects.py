@@ -77,6 +77,9 @@ class Effects:
     feeds: list[tuple[str, str, str]] = field(default_factory=list)  # (room, host-screen list, JSON entry)
     # (viewer, room, from, to, ts, cause, rules version, name)
     transitions: list[tuple[str, str, str, str, int, str, int, str]] = field(default_factory=list)
+    # (room, viewer) whose reactivated flag the batch moved (an earlier show's events came late): an
+    # open task there is rescored (its bonus) even if the batch has no event of the room (scoring.retier)
+    recard: list[Pair] = field(default_factory=list)
     # tasks, each of a (room, viewer): new (target, queue score, no task if one was sent since,
     # packed task), moved to a state, new priority (score, packed display fields), deleted,
     # withdrawn if made before a refusal of DMs at the given ts

@@ -284,6 +284,7 @@ class _Batch:
             r_new = rules.is_reactivated(new, room, s)
             if r_old != r_new:
                 room_counts[(room, "reactivated")] += 1 if r_new else -1
+                fx.recard.append((room, vid))
         return tier_new
 
 
@@ -356,8 +357,7 @@ def _room_viewer_effects(fx: Effects, room: str, vid: str, old: RoomViewer | Non
         # cooldown's end (apply.lua refuses a task while one was sent within it)
         rv.held_by = sent_at
         target, rv.task_at = followup_target(rv, v, clock, s, clock_values)
-    if target != rv.task or (target == "pending" and (old is None or old.last != rv.last
-                                                       or old.comments != rv.comments)):
+    if target != rv.task or (target == "pending" and _card_moved(old, rv, v_old, v, room, s)):
         if target and not rv.task:
             fx.sent_read[vid] = -1 if sent_at is None else sent_at
         task_effects(fx, room, vid, rv, v, target, tier_new, clock, s)
@@ -390,6 +390,21 @@ def _room_viewer_effects(fx: Effects, room: str, vid: str, old: RoomViewer | Non
     elif lurked or g_old is not None:
         fx.late_window_gone.append((room, vid))
     fx.records.append((room, vid, pack(rv)))
+
+
+def _card_moved(old: RoomViewer | None, rv: RoomViewer, v_old: ViewerState | None, v: ViewerState, room: str,
+                s: RuleSettings) -> bool:
+    """Whether what a pending task's card shows moved: its dwell's ends, its counts, what was said
+    and looked at, its reactivated bonus. Events arriving late move any of them, not only the last
+    event (the task is then the same as if they had come in order)."""
+    if old is None or v_old is None:
+        return True
+    if (old.first != rv.first or old.last != rv.last or old.last_other != rv.last_other
+            or old.last_leave != rv.last_leave or old.comments != rv.comments or old.likes != rv.likes
+            or old.views != rv.views or old.carts != rv.carts or old.shares != rv.shares or old.follows != rv.follows
+            or old.said != rv.said or old.skus_viewed != rv.skus_viewed or old.skus_carted != rv.skus_carted):
+        return True
+    return v_old.rooms != v.rooms and rules.is_reactivated(v_old, room, s) != rules.is_reactivated(v, room, s)
 
 
 def task_effects(fx: Effects, room: str, vid: str, rv: RoomViewer, v: ViewerState, target: str,

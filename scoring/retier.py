@@ -1,4 +1,5 @@
-"""Open lingered tasks of viewers whose tier changed in a batch, in rooms the batch did not score.
+"""Open lingered tasks of viewers whose tier changed in a batch, in rooms the batch did not score (and
+those whose reactivated bonus it moved: an earlier show's events that came late).
 
 spec/tiers.md: a task's priority has a tier bonus, and the operator sees the viewer's tier. A tier
 changes by time (active to dormant), by an order or a show in another room, or by imported history:
@@ -35,7 +36,7 @@ def pairs(fx: Effects) -> dict[str, list[str]]:
     """room -> viewers: the rooms of each viewer whose tier the batch changed, less the ones it scored
     (``retier`` takes those from the batch's own records)."""
     changed = _changed(fx)
-    if not changed:
+    if not changed and not fx.recard:
         return {}
     scored = {(room, vid) for room, vid, _ in fx.records}
     out: dict[str, list[str]] = defaultdict(list)
@@ -44,18 +45,23 @@ def pairs(fx: Effects) -> dict[str, list[str]]:
             for room in new.rooms:
                 if room != HISTORY_ROOM and (room, vid) not in scored:
                     out[room].append(vid)
+    for room, vid in fx.recard:  # an open task's reactivated bonus
+        if vid not in changed and (room, vid) not in scored:
+            out[room].append(vid)
     return dict(out)
 
 
 def retier(fx: Effects, records: dict[tuple[str, str], bytes | None], s: RuleSettings) -> None:
     """The task rewrites for ``records`` (read for ``pairs(fx)``) and for the pairs the batch scored
     but whose task it left as it was (a record read for a consent elsewhere, say): each open task's
-    priority and card under its viewer's new tier."""
+    priority and card under its viewer's new tier, or its room's new reactivated flag."""
     changed = _changed(fx)
-    if not changed:
+    if not changed and not fx.recard:
         return
     touched = {(room, vid) for room, vid, *_ in fx.task_prio} | {(room, vid) for room, vid, *_ in fx.task_new}
-    mine = {(room, vid): b for room, vid, b in fx.records if vid in changed and (room, vid) not in touched}
+    recard = set(fx.recard)
+    mine = {(room, vid): b for room, vid, b in fx.records
+            if (vid in changed or (room, vid) in recard) and (room, vid) not in touched}
     states: dict[str, ViewerState] = {vid: new for vid, _old, new in fx.viewers}
     for (room, vid), b in [*records.items(), *mine.items()]:
         if not b:

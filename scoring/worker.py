@@ -395,7 +395,7 @@ class Worker:
                      past_clock=past_clock(r, shop, events, rvs, clock0, settings, sent_at),
                      archived=archived.by_room, room_ids=archived.ids, open_since=archived.since)
         fx = score_batch(inp, all_events)  # it drops (and counts) the archived rooms' events
-        if fx.transitions:  # open tasks elsewhere of viewers whose tier changed
+        if fx.transitions or fx.recard:  # open tasks elsewhere of viewers whose tier or bonus changed
             others = retier.pairs(fx)
             retier.retier(fx, read_pairs(r, shop, others) if others else {}, settings)
         if late.unfolded:  # compared and set against the states as read
