@@ -204,6 +204,10 @@ def fill_profiles(r: redis.Redis, shop: str, tasks: list[tuple[str, TaskRec]]) -
                 # so by the scorer, its priority having a tier bonus): the tier it was made under
                 # depends on which of the viewer's orders had come by then
                 t.tier = v.tier
+                if t.kind in ("thank_first_order", "after_sales") and v.fol and v.fol[0]:
+                    # the room of the viewer's first order, by (ts, id): an earlier one that came late
+                    # is the task's occasion (spec/tiers.md v1.1), whichever was applied first
+                    t.room = v.fol[0][0][3]
 
 
 def seen_keys(r: redis.Redis, shop: str, room: str) -> list[str]:

@@ -81,3 +81,26 @@ def test_every_open_task_of_simulated_shows_has_the_same_tier_and_priority_in_an
     got = cards(r)
     diff = {k: (got.get(k), in_order.get(k)) for k in set(got) | set(in_order) if got.get(k) != in_order.get(k)}
     assert not diff, f"{len(diff)} of {len(got)} tasks differ (shuffled, in order): {sorted(diff.items())[:5]}"
+
+
+def test_the_first_order_that_comes_late_is_the_thank_you_s_occasion_and_room(r, cfg):
+    """spec/tiers.md v1.1: thank_first_order's occasion is the viewer's first order ever. An earlier
+    order in another room that arrives after a later one moves the task there, as in order."""
+    day = 86_400_000
+    late = {"id": "o1", "room": "rB", "ts": X - 40 * day, "type": "order", "viewer": {"id": "x"},
+            "order_id": "o1", "amount": 10, "currency": "USD"}
+    later = {"id": "o2", "room": "rA", "ts": X - 3_600_000, "type": "order", "viewer": {"id": "x"},
+             "order_id": "o2", "amount": 12, "currency": "USD"}
+
+    def thank() -> list[tuple[str, str, str]]:
+        return [(t["state"], t["room"], t["tier"]) for t in queue.task_rows(r, SHOP, "pending", "thank_first_order")]
+
+    ingest_frames(cfg, [json.dumps([late, later])])
+    drain(r, cfg)
+    in_order = thank()
+    assert in_order == [("pending", "rB", "active")]
+    r.flushall()
+    for e in (later, late):
+        ingest_frames(cfg, [json.dumps([e])])
+        drain(r, cfg)
+    assert thank() == in_order
