@@ -10,6 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
+import redis
+
 from fanops import fans, queue
 from fanops.config import Config
 from fanops.errors import FanopsError, NotFound
@@ -42,6 +44,10 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
 
 def _status(args: argparse.Namespace, cfg: Config) -> int:
     r = db.connect(cfg, args.redis)
+    try:  # spec/tiers.md: a claim lapses back to pending after 5 minutes (a running scorer sweeps each minute)
+        queue.release_expired(r, args.shop)
+    except redis.RedisError as e:  # a read-only user, a full Redis: the counts as the last sweep left them
+        logging.getLogger(__name__).debug("lapsed claims not swept: %s", e)
     print(json.dumps(status(r, args.shop, args.room), ensure_ascii=False))
     return 0
 

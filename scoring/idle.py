@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import redis
 
-from fanops import expiry, retry
+from fanops import expiry, queue, retry
 from fanops.config import Config
 from scoring import archive, kind_prune, retention
 from scoring.worker_stats import WorkerStats
@@ -53,6 +53,8 @@ class IdleLook:
                     done.append((shop, room))
                 if n := expiry.expire_old(self.r, shop, now_ms=int(self.clock() * 1000)):
                     log.info("%d follow-up tasks of %s expired (pending too long)", n, shop)
+                if n := queue.release_expired(self.r, shop, now_ms=int(self.clock() * 1000)):
+                    log.info("%d claims of %s lapsed back to pending (5 minutes unsent)", n, shop)
                 if prune:
                     n = archive.prune_followups(self.r, self.cfg, shop)
                     log.info("%d settled tasks of archived rooms of %s left Redis (kept in the archive)", n, shop)

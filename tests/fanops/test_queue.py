@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
+
 import pytest
 
 from fanops import keys, queue
 from fanops.errors import TaskClaimedByOther, TaskError, TaskNotFound, TaskStateError
 from fanops.read import status
 from fanops.state import unpack_task
+from scoring.worker import Worker
 from tests.conftest import SAMPLES
 from tests.pipeline import drain, ingest_frames, read_lines
 
@@ -110,6 +116,24 @@ def test_release_expired_sweeps_lapsed_claims_back(filled):
     assert queue.release_expired(filled, "default", now_ms=NOW + 10_000) == 0
     assert queue.release_expired(filled, "default", now_ms=NOW + 400_000) == 1
     assert status(filled, "default", room)["room"]["followups"]["claimed"] == 0
+
+
+def test_a_lapsed_claim_counts_as_pending_in_status_and_after_a_scorer_s_idle_look(filled, cfg, redis_url):
+    """spec/tiers.md: a claim lapses back to pending after 5 minutes of wall time. ``status`` says so at
+    once; a running scorer sweeps lapsed claims back in its idle look (each minute), for the board."""
+    now = int(time.time() * 1000)
+    a, b = top(filled)[:2]
+    queue.Operator(filled, "default", "ana").claim(a.id, now_ms=now - 301_000)  # 5 minutes and 1 s ago
+    queue.Operator(filled, "default", "bo").claim(b.id, now_ms=now)
+    counts = status(filled, "default")["tasks"]["lingered"]
+    assert counts["claimed"] == 2
+    out = subprocess.run([sys.executable, "-m", "scoring", "status", "--shop", "default", "--redis", redis_url],
+                         capture_output=True, text=True, timeout=60, check=True)
+    got = json.loads(out.stdout)["tasks"]["lingered"]
+    assert (got["claimed"], got["pending"]) == (1, counts["pending"] + 1)
+    queue.Operator(filled, "default", "cy").claim(a.id, now_ms=now - 400_000)  # lapsed again
+    Worker(filled, cfg, name="w1")._idle.look()
+    assert status(filled, "default")["tasks"]["lingered"]["claimed"] == 1
 
 
 def test_skip_needs_a_reason_and_release_gives_the_task_back(filled):
