@@ -9,6 +9,7 @@ does not spoil the good ones beside it.  Pure: no I/O, the clock is passed in.
 from __future__ import annotations
 
 import re
+import zoneinfo
 from typing import Annotated, Literal, Union
 
 import msgspec
@@ -21,6 +22,13 @@ Name = Annotated[str, Meta(max_length=256)]
 # (patterns end in \Z: "$" would let a trailing newline through, "US\n" as a country)
 Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}\Z")]
 Ts = Annotated[int, Meta(ge=0)]
+# a well-formed BCP 47 tag (RFC 5646 section 2.1: language, extlang, script, region, variants,
+# extensions, private use; a private-use tag; the irregular grandfathered ones), any case
+_BCP47 = (r"^(?:(?:[A-Za-z]{2,3}(?:-[A-Za-z]{3}){0,3}|[A-Za-z]{4,8})(?:-[A-Za-z]{4})?(?:-(?:[A-Za-z]{2}|[0-9]{3}))?"
+          r"(?:-(?:[A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*(?:-[0-9A-WY-Za-wy-z](?:-[A-Za-z0-9]{2,8})+)*"
+          r"(?:-[Xx](?:-[A-Za-z0-9]{1,8})+)?|[Xx](?:-[A-Za-z0-9]{1,8})+|[Ee][Nn]-GB-oed"
+          r"|[Ii]-(?:ami|bnn|default|enochian|hak|klingon|lux|mingo|navajo|pwn|tao|tay|tsu)|sgn-(?:BE-FR|BE-NL|CH-DE))\Z")
+_LANG = re.compile(_BCP47)
 # Amounts and counts have a ceiling no real order or gift comes near (10^15 of any currency; 10^9
 # gifts or items in one event), so that no sum of them can overflow a counter: a total that did
 # would fail the scorer's script half-way through a batch, every time it was tried again
@@ -42,6 +50,7 @@ class Viewer(msgspec.Struct, frozen=True, omit_defaults=True):
     id: Id
     name: Name | UnsetType = UNSET
     country: Country | UnsetType = UNSET
+    # a BCP 47 tag and an IANA time zone: checked after decoding (``_empty``), to say so in plain words
     lang: str | UnsetType = UNSET
     tz: str | UnsetType = UNSET
 
@@ -152,10 +161,40 @@ def _first_char(data: bytes) -> int:
 
 
 def _empty(ev: Event) -> str:
-    """Why a v1.1 event that names nothing is bad input ("" if it is not)."""
+    """Why an event the schema took is bad input all the same ("" if it is not): a v1.1 event that
+    names nothing, a time zone that is no IANA zone."""
     if type(ev) is Contact and ev.email is UNSET and ev.phone is UNSET:
         return "a contact event needs an email or a phone - at `$`"
+    vw = ev.viewer
+    if vw.lang is not UNSET and not is_language_tag(vw.lang):
+        return f"{vw.lang[:64]!r} is not a BCP 47 language tag (en, es-MX, zh-Hant-TW) - at `$.viewer.lang`"
+    if vw.tz is not UNSET and not is_time_zone(vw.tz):
+        return f"{vw.tz[:64]!r} is not an IANA time zone (America/New_York) - at `$.viewer.tz`"
     return ""
+
+
+_TAGS: dict[str, bool] = {}  # tags seen, and whether each is well formed: a feed repeats a few
+
+
+def is_language_tag(tag: str) -> bool:
+    """Is ``tag`` a well-formed BCP 47 language tag (spec/events.md ``viewer.lang``)?"""
+    ok = _TAGS.get(tag)
+    if ok is None:
+        ok = len(tag) <= 64 and _LANG.match(tag) is not None
+        if len(_TAGS) < 10_000:
+            _TAGS[tag] = ok
+    return ok
+
+
+_ZONES: frozenset[str] = frozenset()
+
+
+def is_time_zone(name: str) -> bool:
+    """Is ``name`` a zone of the IANA database (``tzdata``: its canonical names and links)?"""
+    global _ZONES
+    if not _ZONES:
+        _ZONES = frozenset(zoneinfo.available_timezones())
+    return name in _ZONES
 
 
 def consent_flags(ev: Consent) -> dict[str, bool]:

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from fanops.imported import Imported
-from fanops.schema import HISTORY_ROOM, BadInput, Event, parse_frame
+from fanops.schema import HISTORY_ROOM, BadInput, Event, is_language_tag, is_time_zone, parse_frame
 from fanops.state import Mark
 
 COLUMNS = ("viewer_id", "name", "email", "phone", "country", "lang", "tz", "orders", "spend", "currency",
@@ -126,9 +126,11 @@ def _profile(f: dict[str, str]) -> dict[str, str]:
         if not _COUNTRY.match(country):
             raise RowError(f"country: {country[:10]!r} is not an ISO 3166-1 alpha-2 code")
         out["country"] = country
-    for k in ("lang", "tz"):
+    for k, ok, what in (("lang", is_language_tag, "a BCP 47 language tag"), ("tz", is_time_zone, "an IANA time zone")):
         v = f.get(k, "").strip()
         if v:
+            if not ok(v):
+                raise RowError(f"{k}: {v[:40]!r} is not {what}")
             out[k] = v
     return out
 

@@ -15,7 +15,7 @@ import redis.asyncio as aredis
 from fanops import keys
 from fanops.config import Config
 from fanops.retry import Backoff
-from fanops.schema import unpack_events
+from fanops.schema import Join, parse_frame, unpack_events
 from realtime.consumer import Consumer
 from tests.conftest import await_for, stream_entries
 from tests.feeds import Feed, ev, frame, send_all
@@ -113,6 +113,10 @@ BAD_CASES = [
      "currency"),
     ("country with a newline", json.dumps(ev("kn") | {"viewer": {"id": "u", "country": "US\n"}}), "country"),
     ("phone with a newline", json.dumps(ev("pn", type="contact", phone="+4930123456\n")), "phone"),
+    # events.md: lang is a BCP 47 tag, tz an IANA time zone
+    ("lang not a BCP 47 tag", json.dumps(ev("bl") | {"viewer": {"id": "u", "lang": "not a tag!!"}}), "BCP 47"),
+    ("lang with an underscore", json.dumps(ev("bu") | {"viewer": {"id": "u", "lang": "en_US"}}), "viewer.lang"),
+    ("tz not an IANA zone", json.dumps(ev("bz") | {"viewer": {"id": "u", "tz": "Mars/Olympus_Mons"}}), "IANA"),
 ]
 
 
@@ -456,3 +460,11 @@ def test_a_full_backlog_holds_the_feed_until_the_scorer_catches_up_and_loses_not
     st = status(r, "default")
     assert (c.counters.accepted, c.counters.duplicates) == (6, 0)
     assert (st["events_applied"], st["duplicates"], st["lag"]) == (6, 0, 0)
+
+
+@pytest.mark.parametrize("lang", ["en", "es-MX", "ar", "zh-Hant-TW", "sr-Latn-RS", "de-CH-1996", "EN-us", "x-private",
+                                  "i-klingon", "en-US-u-ca-gregory"])
+@pytest.mark.parametrize("tz", ["America/New_York", "UTC", "Asia/Riyadh", "US/Eastern", "Etc/GMT+5"])
+def test_well_formed_language_tags_and_iana_zones_are_taken(lang, tz):
+    (got,) = parse_frame(json.dumps(ev("ok") | {"viewer": {"id": "u", "lang": lang, "tz": tz}}), NOW)
+    assert type(got) is Join and (got.viewer.lang, got.viewer.tz) == (lang, tz)

@@ -210,6 +210,15 @@ def test_a_row_whose_event_the_feed_would_reject_is_skipped_and_dead_lettered(r,
     assert viewer_state(r, SHOP, "f1") is None
 
 
+def test_a_row_whose_language_or_time_zone_is_not_one_is_skipped_with_its_reason(r, cfg, tmp_path):
+    rows = ["g0,Ana,,,MX,es-MX,America/Mexico_City,1,5,USD,2025-01-01,,,,", "g1,Bo,,,DE,de_DE,,1,5,USD,2025-01-01,,,,",
+            "g2,Cy,,,GB,en,Mars/Base,1,5,USD,2025-01-01,,,,"]
+    got = import_file(cfg, _csv(tmp_path, rows), SHOP, progress=False)
+    assert got["imported"] == 1
+    assert got["skipped"] == [{"row": 2, "reason": "lang: 'de_DE' is not a BCP 47 language tag"},
+                              {"row": 3, "reason": "tz: 'Mars/Base' is not an IANA time zone"}]
+
+
 def test_a_rejected_row_is_skipped_again_by_a_second_import_but_dead_lettered_once(r, cfg, tmp_path):
     """spec/tiers.md: importing the same file again changes nothing but ``duplicates``: the row the feed's
     check rejects is reported again (``skipped``) but not counted again in ``dead_letters``."""
