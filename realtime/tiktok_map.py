@@ -32,7 +32,7 @@ from TikTokLive.events import (
 )
 from TikTokLive.proto.custom_proto import ControlAction
 
-from fanops.schema import RAW_LIMIT, BadInput
+from fanops.schema import RAW_LIMIT, BadInput, is_language_tag
 
 # the library's classes this module maps: the run loop listens to these only (a follow also
 # arrives as a plain SocialEvent and an end as a plain ControlEvent; their subclasses are enough)
@@ -41,7 +41,6 @@ MAPPED_EVENTS: tuple[type, ...] = (
 )
 NAME_MAX = 256  # events.md: a display name holds 0-256 chars
 STREAKABLE = 1  # Gift.type of gifts sent in streaks (the library's ``ExtendedGift.streakable``)
-_LANG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 _ENDS = (ControlAction.STREAM_ENDED, ControlAction.STREAM_SUSPENDED)
 
 
@@ -106,7 +105,7 @@ def _viewer(user: Any, lang: str = "") -> dict[str, str] | None:
     if name:
         v["name"] = name[:NAME_MAX]
     lang = lang.replace("_", "-")
-    if lang and _LANG.match(lang):
+    if lang and is_language_tag(lang):  # one events.md would refuse is left out, not the event
         v["lang"] = lang
     return v
 
