@@ -15,7 +15,6 @@ sends again are repeats, not new events.  Our room is the TikTok room id (one pe
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
