@@ -71,13 +71,24 @@ async def _orders(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fraction(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= x <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return x
+
+
 async def _simulate(args: argparse.Namespace) -> int:
     from realtime.simulator import SimSettings, serve_simulation
 
     stop = asyncio.Event()
     _install_stop(asyncio.get_running_loop(), stop.set)
     s = SimSettings(seed=args.seed, viewers=args.viewers, rate=args.rate, duration=args.duration,
-                    shop=args.shop, room=args.room, history_shows=args.history)
+                    shop=args.shop, room=args.room, history_shows=args.history, bad_ratio=args.bad_ratio)
     await serve_simulation(s, args.host, args.port,
                            ready=lambda p: log.info("simulated room on ws://%s:%d", args.host, p),
                            stop=stop)
@@ -136,6 +147,9 @@ def main() -> int:
     s.add_argument("--shop", type=shop_name, default="default")
     s.add_argument("--room", default=None)
     s.add_argument("--history", type=int, default=3, help="earlier shows sent first")
+    s.add_argument("--bad-ratio", type=_fraction, default=0.0,
+                   help="share of frames that carry a malformed event, to try the dead letters (default 0: "
+                        "spec/events.md, the simulator emits exactly the wire format)")
     add_common(s)
 
     rp = sub.add_parser("replay", help="serve or send a recorded feed (one frame per line)")

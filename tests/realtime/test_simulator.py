@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -280,3 +283,34 @@ def test_replay_missing_file_is_a_clear_error(tmp_path: Path) -> None:
         asyncio.run(send_replay(tmp_path / "nope.jsonl", "ws://127.0.0.1:9"))
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
         asyncio.run(serve_replay(tmp_path / "nope.jsonl"))
+
+
+@pytest.mark.parametrize("bad_ratio", [None, "0.2"])
+def test_the_simulate_command_emits_exactly_the_wire_format_unless_asked_for_bad_frames(bad_ratio: str | None) -> None:
+    """spec/events.md: the simulator must emit exactly this. ``--bad-ratio`` asks for malformed frames."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "realtime", "simulate", "--port", str(port), "--seed", "7", "--viewers", "50",
+           "--rate", "2000", "--duration", "1", "--history", "1"] + (["--bad-ratio", bad_ratio] if bad_ratio else [])
+    proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[2], stderr=subprocess.DEVNULL)
+
+    async def main() -> list[str]:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                async with connect(f"ws://127.0.0.1:{port}") as ws:
+                    return [m async for m in ws if isinstance(m, str)]  # the server closes after the show
+            except OSError:
+                assert time.monotonic() < deadline, "simulate did not listen"
+                await asyncio.sleep(0.1)
+
+    try:
+        frames = asyncio.run(main())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    got = [x for f in frames for x in parse_frame(f, int(time.time() * 1000))]
+    bad = [x for x in got if isinstance(x, BadInput)]
+    assert len(got) > 1000
+    assert (len(bad) > 0) == (bad_ratio is not None), bad[:3]
