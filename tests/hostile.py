@@ -58,7 +58,8 @@ def show(room: str, shop: str, base: int, now: int, fan: str, late: tuple[str, .
 
     for i, name in enumerate((*NAMES, ST_MARKDOWN)):
         vid = fan if i == len(NAMES) else f"{MARK}-v{i}-<b>{i}</b>"
-        info = {"name": name, "country": "US", "lang": LONG if i == 0 else f"<b>{MARK}</b>"}
+        # (a language is a BCP 47 tag, or the event is bad input: a hostile one never gets that far)
+        info = {"name": name, "country": "US", "lang": "en-US" if i == 0 else "en"}
         add(vid, base + i, "join", info)
         add(vid, base + MIN + i, "comment", text=f"{COMMENTS[i % len(COMMENTS)]} ?")
         add(vid, base + 2 * MIN + i, "product_view", sku=LONG if i == 1 else OWN[(i + 1) % len(OWN)])

@@ -167,7 +167,7 @@ def _story_frames(seed: int) -> tuple[list[str], dict[str, list[list[dict[str, A
 
 def _extra(room: str, t: int, name: str) -> list[dict[str, Any]]:
     """A viewer with a hostile name and a hostile SKU who buys a lot: a top fan the report must escape."""
-    v = {"id": "u-hostile", "name": name, "country": "US", "lang": "<b>en</b>"}
+    v = {"id": "u-hostile", "name": name, "country": "US", "lang": "en"}
     base = {"room": room, "shop": SHOP, "viewer": v}
     return [{**base, "id": f"x-{i}", "ts": t + i * 1000, **kw} for i, kw in enumerate([
         {"type": "join"}, *({"type": "comment", "text": "<script>window.__xss=2</script>"} for _ in range(150)),
