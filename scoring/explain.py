@@ -62,7 +62,8 @@ def viewer_report(r: redis.Redis, shop: str, viewer_id: str, cfg: Config | None 
         "shop": shop, "id": viewer_id, "clock": clock, "rules_version": version,
         "tier": why.tier, "rule": why.why,
         "first_seen": v.first_seen, "last_active": v.last_active,
-        "orders": len(v.orders), "order_ids": v.orders, "spend": v.spend,
+        # a sum of amounts in floats: 10.01 + 20 shown as 30.01, not 30.009999999999998
+        "orders": len(v.orders), "order_ids": v.orders, "spend": {cur: round(x, 6) for cur, x in v.spend.items()},
         "dm_consent": dm, "name": name, "country": country, "lang": lang, "tz": tz,
         "rooms_attended": rooms_attended(v),
         "rooms_in_window": in_window,
