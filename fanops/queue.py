@@ -20,11 +20,11 @@ from typing import Any, cast
 
 import redis
 
-from fanops import fans, keys, read, replies, rules_store
+from fanops import fans, keys, presence, read, replies, rules_store
 from fanops.errors import TaskClaimedByOther, TaskError, TaskNotFound, TaskStateError
 from fanops.geo import is_decent_hour, local_time
 from fanops.scripts import script_source
-from fanops.state import TASK_KINDS, TASK_STATES, TaskRec, unpack_task
+from fanops.state import TASK_KINDS, TASK_STATES, TaskRec, unpack_room_viewer, unpack_task
 from fanops.templates import suggest
 
 SCAN_LIMIT = 500  # tasks read per state per list call, highest priority first
@@ -210,8 +210,31 @@ def list_tasks(r: redis.Redis, shop: str, state: str = "pending", *, tier: str |
         t = _task_from_rec(tid, h, now, settings, templates, local=sendable_now, message=False)
         if _wanted(t, state, tier, lang, country, room, sendable_now, kind):
             out.append(t)
+    dwell_now(r, shop, [t for t in out if t.kind == "lingered" and t.state in ("pending", "claimed")], settings)
     out.sort(key=lambda t: (-t.priority, -t.dwell_ms, t.viewer))
     return [finish(t, now, settings, templates, local=not sendable_now) for t in out[:limit]]
+
+
+def dwell_now(r: redis.Redis, shop: str, tasks: list[Task], settings: Any) -> None:
+    """Each open lingered task's dwell at the shop clock now, from its room record (spec/tiers.md:
+    a present viewer's dwell runs to now): the card keeps the dwell of its last write, and whether
+    that write came before or after the viewer's presence lapsed depends on when their events came.
+    A task whose record has left Redis (its show archived: no one is present there) keeps its card's."""
+    by_room: dict[str, list[Task]] = {}
+    for t in tasks:
+        by_room.setdefault(t.room, []).append(t)
+    if not by_room:
+        return
+    p = r.pipeline(transaction=False)
+    p.hget(keys.stats(shop), "clock")
+    for rm, ts in by_room.items():
+        p.hmget(keys.room_viewers(shop, rm), [t.viewer for t in ts])
+    clock, *got = p.execute()
+    now = int(clock or 0)
+    for ts, bs in zip(by_room.values(), got, strict=True):
+        for t, b in zip(ts, bs, strict=True):
+            if b:
+                t.dwell_ms = presence.dwell(unpack_room_viewer(b), now, settings)
 
 
 def get_task(r: redis.Redis, shop: str, tid: str, now_ms: int | None = None) -> Task:

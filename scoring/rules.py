@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from fanops.presence import dwell as dwell  # spec/tiers.md's presence and dwell, shared with the queue
+from fanops.presence import is_present as is_present
 from fanops.rules_settings import RuleSettings
-from fanops.state import RoomViewer, ViewerState, past_firsts
+from fanops.state import ViewerState, past_firsts
 
 
 @dataclass(frozen=True)
@@ -129,19 +131,6 @@ def is_reactivated(v: ViewerState, room: str, s: RuleSettings) -> bool:
         if cand >= 0 and (prev is None or cand > prev):
             prev = cand
     return prev is not None and first - prev >= s.reactivated_ms
-
-
-def is_present(rv: RoomViewer, now: int, s: RuleSettings) -> bool:
-    """No leave later than their last other event, and their last event within ``present_minutes``."""
-    if rv.last_other < 0 or rv.last_leave > rv.last_other:
-        return False
-    return now - rv.last <= s.present_ms
-
-
-def dwell(rv: RoomViewer, now: int, s: RuleSettings) -> int:
-    """``(present ? now : last event in the room) - first ts in the room``, in ms."""
-    end = now if is_present(rv, now, s) else rv.last
-    return max(0, end - rv.first)
 
 
 class Counts(Protocol):

@@ -56,16 +56,18 @@ FEED = SimSettings(seed=5, viewers=150, rate=2.0, duration=1200, history_shows=2
 
 
 def cards(r) -> dict[str, tuple]:
-    """Every task: its state, and for an open one the tier and priority the queue shows."""
-    return {t["id"]: (t["state"], t["tier"], t["priority"]) if t["state"] in ("pending", "claimed") else (t["state"],)
+    """Every task: its state, and for an open one the tier, priority and dwell the queue shows."""
+    return {t["id"]: (t["state"], t["tier"], t["priority"], t["dwell_ms"]) if t["state"] in ("pending", "claimed")
+            else (t["state"],)
             for st in queue.TASK_STATES for t in queue.task_rows(r, SHOP, st)}
 
 
 def test_every_open_task_of_simulated_shows_has_the_same_tier_and_priority_in_any_arrival_order(r, cfg):
     """A few simulated shows fed in order, then shuffled and a few frames at a time (tasks are made
     before earlier events of their viewer come, in this room and in earlier shows): every task has
-    the same state, and every open one the same tier and priority (the counts of the room, the tier
-    bonus, the reactivated bonus that an earlier show's late events give)."""
+    the same state, and every open one the same tier, priority (the counts of the room, the tier
+    bonus, the reactivated bonus that an earlier show's late events give) and dwell (worked out at
+    the shop clock when read: a card written while its viewer was present kept that moment's)."""
     frames = [json.dumps(f) for f in generate(FEED)]
     ingest_frames(cfg, frames)
     drain(r, cfg)
