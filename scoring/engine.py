@@ -38,6 +38,9 @@ from scoring.merge import merge_room_viewer, merge_viewer
 
 # the states a task moves from when its target changes (an operator's sent or skipped stays)
 MOVABLE = ("pending", "claimed", "converted", "withdrawn")
+# the states whose card (priority, counts, dwell) follows the data: the open ones and those the data
+# closed (converted, withdrawn), so that a task shows the same whatever order its events came in
+CARDED = ("pending", "converted", "withdrawn")
 
 def _display(rv: RoomViewer, tier: str, reactivated: bool, dwell_ms: int, prio: float) -> list[Any]:
     """The task fields an operator sees, ``TaskRec.name`` to ``TaskRec.product`` in its order, as
@@ -357,7 +360,7 @@ def _room_viewer_effects(fx: Effects, room: str, vid: str, old: RoomViewer | Non
         # cooldown's end (apply.lua refuses a task while one was sent within it)
         rv.held_by = sent_at
         target, rv.task_at = followup_target(rv, v, clock, s, clock_values)
-    if target != rv.task or (target == "pending" and _card_moved(old, rv, v_old, v, room, s)):
+    if target != rv.task or (target in CARDED and _card_moved(old, rv, v_old, v, room, s)):
         if target and not rv.task:
             fx.sent_read[vid] = -1 if sent_at is None else sent_at
         task_effects(fx, room, vid, rv, v, target, tier_new, clock, s)
@@ -412,13 +415,15 @@ def task_effects(fx: Effects, room: str, vid: str, rv: RoomViewer, v: ViewerStat
     """The (room, viewer) task's change when its state changes, or its priority and the fields an
     operator sees when a pending one's data moved (worked out only then: most touches need none)."""
     moved = target != rv.task
-    if moved and rv.task:  # a state change of a task that exists (its priority stays)
+    if moved and rv.task:  # a state change of a task that exists
         if target:
             fx.task_move.append((room, vid, target))
         else:
             fx.task_del.append((room, vid))
         rv.task = target
-        return
+        if target not in CARDED:
+            return
+        moved = False  # and its card, which the events that moved it may have changed too
     reactivated = rules.is_reactivated(v, room, s)
     dwell_ms = rules.dwell(rv, clock, s)
     prio = rules.priority(rv, tier_new, reactivated, s)

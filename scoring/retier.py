@@ -22,7 +22,7 @@ from fanops.rules_settings import RuleSettings
 from fanops.schema import HISTORY_ROOM
 from fanops.state import ViewerState, past_numbers, unpack_room_viewer
 from scoring.effects import Effects
-from scoring.engine import task_effects
+from scoring.engine import CARDED, task_effects
 from scoring.recompute import rescore_pairs
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,8 @@ def retier(fx: Effects, records: dict[tuple[str, str], bytes | None], s: RuleSet
             continue
         rv = unpack_room_viewer(b)
         v = states[vid]
-        if rv.task == "pending":  # the scorer's "open": pending or claimed (an operator's states stay)
-            task_effects(fx, room, vid, rv, v, "pending", v.tier, fx.clock, s)
+        if rv.task in CARDED:  # "pending" is the scorer's open: pending or claimed (an operator's states stay)
+            task_effects(fx, room, vid, rv, v, rv.task, v.tier, fx.clock, s)
 
 
 def archived_pairs(fx: Effects, room_ids: dict[int, str]) -> list[tuple[str, str]]:

@@ -1,4 +1,4 @@
--- apply v6: write one scorer batch's effects atomically, or nothing.
+-- apply v7 (v7: converted and withdrawn tasks take card rewrites too): write one scorer batch's effects atomically, or nothing.
 -- KEYS[1] the shop's stats key (routes the call to the shop's slot; every key
 -- below carries the same {shop} hash tag).  ARGV[1] a msgpack map, the write set;
 -- ARGV[2..] the packed states it names by index (cmsgpack has no binary type):
@@ -379,7 +379,7 @@ for _, t in ipairs(w.task_move or {}) do
     end
   end
 end
--- a pending task's new priority and shown fields: read by key (HMGET), written by key (HSET) and by
+-- a task's new priority and shown fields (pending or claimed, or closed by the data: converted, withdrawn): read by key (HMGET), written by key (HSET) and by
 -- queue (ZADD XX). A record as the scorer packs it (21 items: no operator field yet) is spliced: its
 -- header, [1] state and [2] made_at kept as they are, the rest the shown fields' items as packed by
 -- the scorer; any other record (an operator's fields in it) is unpacked, changed and packed again
@@ -421,7 +421,7 @@ local function repacked(tk, v, shown)
 end
 a = w.task_prio or {}
 local prio_keys, prio_groups = by_key(a, 5)
-local requeue = {pending = {}, claimed = {}}  -- score, member, ... by state (one queue each)
+local requeue = {pending = {}, claimed = {}, converted = {}, withdrawn = {}}  -- score, member, ... by state
 for _, k in ipairs(prio_keys) do
   local idx = prio_groups[k]
   for s = 1, #idx, CHUNK do
@@ -435,7 +435,7 @@ for _, k in ipairs(prio_keys) do
       if cur[x - s + 1] then
         local b, st = spliced(cur[x - s + 1], ARGV[a[i + 4]])
         if not b then b, st = repacked(K[k], a[i + 1], ARGV[a[i + 4]]) end
-        if st == 'pending' or st == 'claimed' then
+        if requeue[st] then  -- not an operator's sent or skipped, nor an expired one
           args[#args + 1] = a[i + 1]
           args[#args + 1] = b
           local q = requeue[st]
@@ -447,7 +447,7 @@ for _, k in ipairs(prio_keys) do
     if #args > 1 then redis.call('HSET', unpack(args)) end
   end
 end
-for _, st in ipairs({'pending', 'claimed'}) do
+for _, st in ipairs({'pending', 'claimed', 'converted', 'withdrawn'}) do
   local q = requeue[st]
   for s = 1, #q, 2 * CHUNK do
     redis.call('ZADD', w.task_qp .. st, 'XX', unpack(q, s, math.min(#q, s + 2 * CHUNK - 1)))

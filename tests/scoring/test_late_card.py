@@ -56,9 +56,9 @@ FEED = SimSettings(seed=5, viewers=150, rate=2.0, duration=1200, history_shows=2
 
 
 def cards(r) -> dict[str, tuple]:
-    """Every task: its state, and for an open one the tier, priority and dwell the queue shows."""
+    """Every task: its state, tier and priority, and for an open one the dwell the queue shows."""
     return {t["id"]: (t["state"], t["tier"], t["priority"], t["dwell_ms"]) if t["state"] in ("pending", "claimed")
-            else (t["state"],)
+            else (t["state"], t["tier"], t["priority"])
             for st in queue.TASK_STATES for t in queue.task_rows(r, SHOP, st)}
 
 
