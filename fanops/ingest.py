@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import struct
 import time
 from collections import OrderedDict, defaultdict
@@ -157,12 +158,20 @@ class IngestWriter:
         pipe.expire(minute_key, DEAD_MINUTE_TTL_S)
 
 
+_ID_FIRST = re.compile(rb'^\s*\{\s*"id"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
 def _event_id(b: BadInput) -> str | None:
-    """The id a rejected event's raw text names, if it is an object with a string id."""
+    """The id a rejected event's raw text names, if it is an object with a string id; also when the
+    raw text was cut (``RAW_LIMIT``: a long name, say) and the id comes first, as an import writes it."""
     try:
         obj = msgspec.json.decode(b.raw)
     except msgspec.DecodeError:
-        return None
+        m = _ID_FIRST.match(b.raw)
+        try:
+            obj = {"id": msgspec.json.decode(m.group(1))} if m else None
+        except msgspec.DecodeError:
+            return None
     i = obj.get("id") if isinstance(obj, dict) else None
     return i if isinstance(i, str) and i else None
 

@@ -210,19 +210,22 @@ def list_tasks(r: redis.Redis, shop: str, state: str = "pending", *, tier: str |
         t = _task_from_rec(tid, h, now, settings, templates, local=sendable_now, message=False)
         if _wanted(t, state, tier, lang, country, room, sendable_now, kind):
             out.append(t)
-    dwell_now(r, shop, [t for t in out if t.kind == "lingered" and t.state in ("pending", "claimed")], settings)
+    dwell_now(r, shop, out, settings)
     out.sort(key=lambda t: (-t.priority, -t.dwell_ms, t.viewer))
     return [finish(t, now, settings, templates, local=not sendable_now) for t in out[:limit]]
 
 
 def dwell_now(r: redis.Redis, shop: str, tasks: list[Task], settings: Any) -> None:
-    """Each open lingered task's dwell at the shop clock now, from its room record (spec/tiers.md:
-    a present viewer's dwell runs to now): the card keeps the dwell of its last write, and whether
-    that write came before or after the viewer's presence lapsed depends on when their events came.
-    A task whose record has left Redis (its show archived: no one is present there) keeps its card's."""
+    """Each lingered task's dwell at the shop clock now, from its room record (spec/tiers.md: a
+    present viewer's dwell runs to now), but for the states an operator closed (sent, skipped,
+    expired: their card is what was shown then): the card keeps the dwell of its last write, and
+    whether that write came before or after the viewer's presence lapsed depends on when their
+    events came. A task whose record has left Redis (its show archived: no one is present there)
+    keeps its card's."""
     by_room: dict[str, list[Task]] = {}
     for t in tasks:
-        by_room.setdefault(t.room, []).append(t)
+        if t.kind == "lingered" and t.state in ("pending", "claimed", "converted", "withdrawn"):
+            by_room.setdefault(t.room, []).append(t)
     if not by_room:
         return
     p = r.pipeline(transaction=False)
@@ -246,7 +249,9 @@ def get_task(r: redis.Redis, shop: str, tid: str, now_ms: int | None = None) -> 
         raise TaskNotFound(f"no follow-up task {_label(tid)}")
     settings, _ = rules_store.load(r, shop)
     now = now_ms if now_ms is not None else int(time.time() * 1000)
-    return _task_from_rec(tid, h, now, settings, rules_store.load_templates(r, shop))
+    t = _task_from_rec(tid, h, now, settings, rules_store.load_templates(r, shop))
+    dwell_now(r, shop, [t], settings)
+    return t
 
 
 def counts(r: redis.Redis, shop: str, room: str | None = None) -> dict[str, int]:

@@ -178,7 +178,7 @@ def archived_room_ids(r: redis.Redis, shop: str) -> dict[int, str]:
 
 def fill_profiles(r: redis.Redis, shop: str, tasks: list[tuple[str, TaskRec]]) -> None:
     """Give each (viewer, task) the viewer's name, country, language and time zone from its state (and
-    an open task of the other kinds their tier), in place: the scorer does not copy them into every
+    a task of the other kinds their tier, and its occasion's room), in place: the scorer does not copy them into every
     task (``scoring.engine._display``). Tasks of earlier versions, which kept a copy, are left as they
     are; so is a task whose viewer has no state."""
     bare = [(vid, t) for vid, t in tasks if not (t.name or t.country or t.lang or t.tz)]
@@ -199,10 +199,10 @@ def fill_profiles(r: redis.Redis, shop: str, tasks: list[tuple[str, TaskRec]]) -
         if v is not None:
             prof = profile_of(v, unpack_imported(seeds[vid]) if vid in seeds else None)
             t.name, t.country, t.lang, t.tz = (x or "" for x in prof)
-            if t.kind not in ("", "lingered") and t.state in ("pending", "claimed") and v.tier:
-                # an open task of the other kinds shows the viewer's tier now (a lingered one's is kept
-                # so by the scorer, its priority having a tier bonus): the tier it was made under
-                # depends on which of the viewer's orders had come by then
+            if t.kind not in ("", "lingered") and v.tier:
+                # a task of the other kinds shows the viewer's tier now (a lingered one's is kept so by
+                # the scorer, its priority having a tier bonus): the tier it was made under depends on
+                # which of the viewer's orders had come by then
                 t.tier = v.tier
                 if t.kind in ("thank_first_order", "after_sales") and v.fol and v.fol[0]:
                     # the room of the viewer's first order, by (ts, id): an earlier one that came late

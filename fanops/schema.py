@@ -8,8 +8,8 @@ does not spoil the good ones beside it.  Pure: no I/O, the clock is passed in.
 
 from __future__ import annotations
 
+import importlib.resources
 import re
-import zoneinfo
 from typing import Annotated, Literal, Union
 
 import msgspec
@@ -178,9 +178,11 @@ _TAGS: dict[str, bool] = {}  # tags seen, and whether each is well formed: a fee
 
 def is_language_tag(tag: str) -> bool:
     """Is ``tag`` a well-formed BCP 47 language tag (spec/events.md ``viewer.lang``)?"""
+    if len(tag) > 64:
+        return False  # (not kept: a hostile feed's megabyte tags would stay in the cache)
     ok = _TAGS.get(tag)
     if ok is None:
-        ok = len(tag) <= 64 and _LANG.match(tag) is not None
+        ok = _LANG.match(tag) is not None
         if len(_TAGS) < 10_000:
             _TAGS[tag] = ok
     return ok
@@ -190,10 +192,13 @@ _ZONES: frozenset[str] = frozenset()
 
 
 def is_time_zone(name: str) -> bool:
-    """Is ``name`` a zone of the IANA database (``tzdata``: its canonical names and links)?"""
+    """Is ``name`` a zone of the IANA database: the ``tzdata`` package's list (its zones and links),
+    the same on every host (``zoneinfo.available_timezones`` adds the host's files, ``localtime``
+    among them: the server's own zone)?"""
     global _ZONES
     if not _ZONES:
-        _ZONES = frozenset(zoneinfo.available_timezones())
+        names = importlib.resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8").split()
+        _ZONES = frozenset(n for n in names if n != "Factory")
     return name in _ZONES
 
 

@@ -12,10 +12,10 @@ import pytest
 import redis
 import redis.asyncio as aredis
 
-from fanops import keys
+from fanops import keys, schema
 from fanops.config import Config
 from fanops.retry import Backoff
-from fanops.schema import Join, parse_frame, unpack_events
+from fanops.schema import BadInput, Join, parse_frame, unpack_events
 from realtime.consumer import Consumer
 from tests.conftest import await_for, stream_entries
 from tests.feeds import Feed, ev, frame, send_all
@@ -468,3 +468,15 @@ def test_a_full_backlog_holds_the_feed_until_the_scorer_catches_up_and_loses_not
 def test_well_formed_language_tags_and_iana_zones_are_taken(lang, tz):
     (got,) = parse_frame(json.dumps(ev("ok") | {"viewer": {"id": "u", "lang": lang, "tz": tz}}), NOW)
     assert type(got) is Join and (got.viewer.lang, got.viewer.tz) == (lang, tz)
+
+
+def test_a_language_tag_over_64_characters_is_refused_and_not_remembered():
+    """A hostile feed's long tags: refused without a look at the pattern, and not kept in the cache
+    of tags seen (megabytes each, they would stay for the consumer's life)."""
+    before = len(schema._TAGS)
+    for i in range(50):
+        tag = "en-" + "a" * (100_000 + i)
+        (got,) = parse_frame(json.dumps(ev(f"long{i}") | {"viewer": {"id": "u", "lang": tag}}), NOW)
+        assert isinstance(got, BadInput) and "BCP 47" in got.reason
+    assert len(schema._TAGS) == before
+    assert not schema.is_time_zone("localtime") and not schema.is_time_zone("Factory")  # the host's, not IANA's

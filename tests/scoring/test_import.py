@@ -222,23 +222,25 @@ def test_a_row_whose_language_or_time_zone_is_not_one_is_skipped_with_its_reason
 def test_a_rejected_row_is_skipped_again_by_a_second_import_but_dead_lettered_once(r, cfg, tmp_path):
     """spec/tiers.md: importing the same file again changes nothing but ``duplicates``: the row the feed's
     check rejects is reported again (``skipped``) but not counted again in ``dead_letters``."""
-    rows = ["f0,,,,,,,2,5,USD,2025-01-01T00:00:00Z,2025-01-02,,,", "f1,,,,,,,2,5,USD,2025-01-01,2099-01-01,,,"]
+    # f2's name is past events.md's 256 characters, and past the 4 KiB of raw text a dead letter keeps
+    rows = ["f0,,,,,,,2,5,USD,2025-01-01T00:00:00Z,2025-01-02,,,", "f1,,,,,,,2,5,USD,2025-01-01,2099-01-01,,,",
+            "f2," + "N" * 5000 + ",,,,,,1,5,USD,2025-01-01,,,,"]
     path = _csv(tmp_path, rows)
     first = import_file(cfg, path, SHOP, progress=False)
     _apply(r, cfg)
     before = status(r, SHOP)
-    assert before["dead_letters"] == 1 and len(r.xrange(keys.dead_stream())) == 1
+    assert before["dead_letters"] == 2 and len(r.xrange(keys.dead_stream())) == 2
     again = import_file(cfg, path, SHOP, progress=False)
     _apply(r, cfg)
     after = status(r, SHOP)
-    assert again == first and [s["row"] for s in again["skipped"]] == [2]
+    assert again == first and [s["row"] for s in again["skipped"]] == [2, 3]
     assert after["duplicates"] == before["duplicates"] + 2  # f0's two history orders
     del after["duplicates"], before["duplicates"]
     assert after == before
-    assert len(r.xrange(keys.dead_stream())) == 1
-    # another shop's import of the same row is its own rejection
+    assert len(r.xrange(keys.dead_stream())) == 2
+    # another shop's import of the same rows is its own rejection
     import_file(cfg, path, "other", progress=False)
-    assert status(r, "other")["dead_letters"] == 2
+    assert status(r, "other")["dead_letters"] == 4
 
 
 def test_an_import_keeps_the_consents_a_webhook_order_added_to_the_viewer_since(r, cfg, tmp_path):

@@ -56,18 +56,18 @@ FEED = SimSettings(seed=5, viewers=150, rate=2.0, duration=1200, history_shows=2
 
 
 def cards(r) -> dict[str, tuple]:
-    """Every task: its state, tier and priority, and for an open one the dwell the queue shows."""
-    return {t["id"]: (t["state"], t["tier"], t["priority"], t["dwell_ms"]) if t["state"] in ("pending", "claimed")
-            else (t["state"], t["tier"], t["priority"])
+    """Every task: its state, tier, priority and dwell, as the queue shows them."""
+    return {t["id"]: (t["state"], t["tier"], t["priority"], t["dwell_ms"])
             for st in queue.TASK_STATES for t in queue.task_rows(r, SHOP, st)}
 
 
 def test_every_open_task_of_simulated_shows_has_the_same_tier_and_priority_in_any_arrival_order(r, cfg):
     """A few simulated shows fed in order, then shuffled and a few frames at a time (tasks are made
     before earlier events of their viewer come, in this room and in earlier shows): every task has
-    the same state, and every open one the same tier, priority (the counts of the room, the tier
-    bonus, the reactivated bonus that an earlier show's late events give) and dwell (worked out at
-    the shop clock when read: a card written while its viewer was present kept that moment's)."""
+    the same state, tier, priority (the counts of the room, the tier bonus, the reactivated bonus
+    that an earlier show's late events give) and dwell (worked out at the shop clock when read: a
+    card written while its viewer was present kept that moment's), closed ones (converted,
+    withdrawn, the thank-yous' occasion) as the open ones."""
     frames = [json.dumps(f) for f in generate(FEED)]
     ingest_frames(cfg, frames)
     drain(r, cfg)
@@ -97,12 +97,22 @@ def test_the_first_order_that_comes_late_is_the_thank_you_s_occasion_and_room(r,
     def thank() -> list[tuple[str, str, str]]:
         return [(t["state"], t["room"], t["tier"]) for t in queue.task_rows(r, SHOP, "pending", "thank_first_order")]
 
+    def sent() -> list[tuple[str, str, str]]:
+        (t,) = queue.task_rows(r, SHOP, "pending", "thank_first_order")
+        op = queue.Operator(r, SHOP, "ana")
+        op.claim(t["id"])
+        op.mark_sent(t["id"])
+        return [(t["state"], t["room"], t["tier"]) for t in queue.task_rows(r, SHOP, "sent", "thank_first_order")]
+
     ingest_frames(cfg, [json.dumps([late, later])])
     drain(r, cfg)
     in_order = thank()
     assert in_order == [("pending", "rB", "active")]
+    in_order_sent = sent()
+    assert in_order_sent == [("sent", "rB", "active")]
     r.flushall()
     for e in (later, late):
         ingest_frames(cfg, [json.dumps([e])])
         drain(r, cfg)
     assert thank() == in_order
+    assert sent() == in_order_sent  # and so once sent
