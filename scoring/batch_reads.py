@@ -10,6 +10,7 @@ late-window ranges), so that reads racing another scorer's write never leave a w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -253,10 +254,12 @@ def _pairs_read(got: _Queued) -> dict[tuple[str, str], bytes | None]:
 
 
 def read_records(r: redis.Redis, shop: str, events: list[Event], lurk: list[tuple[str, str]],
-                 viewers: dict[str, bytes | None]) -> tuple[dict[tuple[str, str], bytes | None], int, dict[str, int]]:
+                 viewers: dict[str, bytes | None], due: Sequence[str] = ()
+                 ) -> tuple[dict[tuple[str, str], bytes | None], int, dict[str, int]]:
     """The (room, viewer) records the batch needs: rooms with events, lurkers, and every room of a
     viewer whose consent changed (a task elsewhere may be made or withdrawn); the shop clock read
-    after them; and the shop clock of each of their viewers' latest sent follow-up (the 7-day rule)."""
+    after them; and the shop clock of each of their viewers' (and the ``due`` viewers') latest sent
+    follow-up (the 7-day rule)."""
     pairs: dict[tuple[str, str], None] = {}
     for ev in events:
         pairs[(ev.room, ev.viewer.id)] = None
@@ -278,7 +281,8 @@ def read_records(r: redis.Redis, shop: str, events: list[Event], lurk: list[tupl
     # its clock). Scored at the older clock, they would lose what happened after it (a task
     # made at a later value would be taken back); the clock read last is at least theirs
     clock = p("hget", keys.stats(shop), "clock")
-    vids = list(dict.fromkeys(vid for _room, vid in pairs))
+    # (and the viewers the time index brought: a kind task the clock makes is under the 7-day rule too)
+    vids = list(dict.fromkeys([*(vid for _room, vid in pairs), *due]))
     sent = p("zmscore", keys.sent_log(shop), vids) if vids else None
     p.run()
     rvs = _pairs_read(got)

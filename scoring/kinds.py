@@ -17,8 +17,12 @@ A task is made only where the viewer's DM consent at that moment is not ``false`
 ``withdrawn`` if the consent turns ``false`` after it (a win_back task also once the spell ends),
 else ``pending``.  The history room (imported customers) is never a show and makes no task: no
 thank_first_order or after_sales for a first order in it, no win_back for a spell that starts
-after an event in it.  The 7-day rule (no task while a follow-up of any kind was sent in the last
-7 days) is checked where the task is written (``scoring/lua/apply.lua``), as for ``lingered``.
+after an event in it.  The 7-day rule (spec/tiers.md: kinds are subject to the same 7-day rule as
+``lingered``, made "the first time all of these hold"): a task whose moment lies within the 7 days
+after a follow-up sent to the viewer (the sent log's latest) is held back, and made at the end of
+those 7 days (``followups.wait_end``) if it still holds then: the consent not ``false``, a win_back's
+spell not ended, no second order before an after_sales.  apply.lua checks the rule again where the
+task is written (a send between the batch's read and its write: the batch is read again).
 
 The viewer's state keeps what this needs in ``ViewerState.fol``: the two earliest orders, the
 gaps of more than ``dormant`` between their events, and the kind tasks the data last gave.
@@ -32,6 +36,7 @@ from fanops.rules_settings import RuleSettings
 from fanops.schema import HISTORY_ROOM, Event
 from fanops.state import TaskRec, ViewerState, pack_task, tier_code
 from scoring import rules
+from scoring.followups import held, wait_end
 
 Target = dict[tuple[str, int], tuple[str, str, int]]  # (kind, occasion) -> (state, room, made at)
 
@@ -191,8 +196,27 @@ def next_change(v: ViewerState, clock: int, s: RuleSettings, tier: str | None) -
     return d2 if due is None or (d2 is not None and d2 < due) else due
 
 
+def _held(v: ViewerState, k: str, st: str, at: int, clock: int, s: RuleSettings,
+          sent_at: int) -> tuple[int, str | None]:
+    """A new task (kind ``k``, state ``st`` at its moment ``at``) under a follow-up sent at ``sent_at``:
+    its moment and state: as they are if the send holds nothing; (the 7 days' end, None) while they
+    run; past them, (their end, the state it is made in then), or (0, None) if it no longer holds."""
+    if not held(at, sent_at, clock, s):
+        return at, st
+    end = wait_end(sent_at, s)
+    if clock < end:
+        return end, None
+    c, wd = _consent(v, end)
+    firsts, gaps, _ = _parts(v)
+    back = next((g[1] for g in gaps if g[0] + s.dormant_ms == at), None) if k == "win_back" else None
+    if (c is False or back is not None and back <= end  # a win_back whose spell ended meanwhile
+            or k == "after_sales" and len(firsts) > 1 and firsts[1][0] <= end):
+        return 0, None
+    return end, "withdrawn" if wd is not None or back is not None else st
+
+
 def changes(old: ViewerState | None, new: ViewerState, clock: int, s: RuleSettings,
-            tier: str) -> list[tuple[Any, ...]]:
+            tier: str, sent_at: int | None = None, hold: list[int] | None = None) -> list[tuple[Any, ...]]:
     """The viewer's kind tasks that the batch makes, moves or drops: ("new", kind, occasion, state,
     queue score, no task if one was sent since, packed task), ("move", kind, occasion, state) or
     ("del", kind, occasion); notes the new targets in ``new``.  Like lingered's, a move leaves a
@@ -203,9 +227,19 @@ def changes(old: ViewerState | None, new: ViewerState, clock: int, s: RuleSettin
     was = stored(old)
     got = targets(new, clock, s)
     out: list[tuple[Any, ...]] = []
-    for (k, occ), (st, room, at) in got.items():
+    for (k, occ), (st, room, at) in list(got.items()):
         prev = was.get((k, occ))
         if prev is None:
+            if sent_at is not None:  # the 7-day rule: held back, made at its end, or not at all
+                at2, made = _held(new, k, st, at, clock, s, sent_at)
+                if made is None:
+                    del got[(k, occ)]  # not given: looked at again at the next touch (``hold``: when)
+                    if at2 and hold is not None:
+                        hold.append(at2)
+                    continue
+                if (at2, made) != (at, st):
+                    st, at = made, at2
+                    got[(k, occ)] = (st, room, at)
             prio = s.kind_priority(k)
             rec = TaskRec(st, clock, at, "", tier_code(tier), priority=prio, kind=k, room=room)
             out.append(("new", k, occ, st, rules.queue_score(prio, 0), clock - s.cooldown_ms, pack_task(rec)))

@@ -388,7 +388,7 @@ class Worker:
             return self.score(shop, given)
         viewers.update(read_viewers(r, shop, [v for v in dict.fromkeys(t.due + [v for _, v in t.lurk])
                                               if v not in viewers]))
-        rvs, clock_again, sent_at = read_records(r, shop, events, t.lurk, viewers)
+        rvs, clock_again, sent_at = read_records(r, shop, events, t.lurk, viewers, t.due)
         clock0 = max(head.clock, clock_again)
         inp = Inputs(clock=clock0, settings=settings, rules_version=known,
                      viewers=viewers, room_viewers=rvs, due=t.due, lurk=t.lurk, sent_at=sent_at,

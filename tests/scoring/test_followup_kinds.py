@@ -245,3 +245,39 @@ def test_a_task_held_back_by_the_7_day_rule_is_made_when_the_clock_alone_passes_
     assert story.followups("r-2") == {"pending": 1}
     story.advance(at(days=9), room="r-3")
     assert story.followups("r-2") == {"pending": 1}  # made once
+
+
+def test_after_sales_held_by_a_thank_you_sent_is_made_when_the_7_days_from_the_send_end(story):
+    """spec/tiers.md v1.1: the kinds are subject to the same 7-day rule as lingered, which is made the
+    first time all its rules hold. A thank-you sent an hour after the first order holds back the
+    after_sales due 7 days after that order; it is made when the 7 days from the send are over (it was
+    never made: the usual flow, a thank-you sent at once, lost every after_sales)."""
+    order(story, "ann", at(minutes=1), "o-1")
+    op = Operator(story.r, SHOP, "ops")
+    tid = task_rows(story.r, SHOP, kind="thank_first_order")[0]["id"]
+    story.advance(at(minutes=60), room="r-2")
+    op.claim(tid)
+    op.mark_sent(tid)  # at the shop clock at(minutes=60)
+    story.advance(at(days=7, minutes=2), room="r-2")  # after_sales is due: within 7 days of the send
+    assert kinds(story, "ann") == {"thank_first_order": "sent"}
+    story.advance(at(days=7, minutes=60), room="r-2")  # exactly 7 days after the send: still held
+    assert kinds(story, "ann") == {"thank_first_order": "sent"}
+    story.advance(at(days=7, minutes=61), room="r-2")  # the clock alone, no event of ann's
+    assert kinds(story, "ann") == {"thank_first_order": "sent", "after_sales": "pending"}
+    assert status(story.r, SHOP)["tasks"]["after_sales"]["pending"] == 1
+    story.advance(at(days=9), room="r-2")
+    assert status(story.r, SHOP)["tasks"]["after_sales"]["pending"] == 1  # made once
+
+
+def test_a_held_kind_task_that_no_longer_holds_at_the_end_of_the_7_days_is_not_made(story):
+    """Bo's after_sales is held by a thank-you sent; he orders again before the 7 days end: none."""
+    order(story, "bo", at(minutes=1), "o-1")
+    op = Operator(story.r, SHOP, "ops")
+    story.advance(at(minutes=60), room="r-2")
+    tid = next(t["id"] for t in task_rows(story.r, SHOP, kind="thank_first_order") if t["viewer_id"] == "bo")
+    op.claim(tid)
+    op.mark_sent(tid)
+    story.advance(at(days=7, minutes=2), room="r-2")  # due, held
+    order(story, "bo", at(days=7, minutes=30), "o-2", room="r-2")  # ordered again before the hold ends
+    story.advance(at(days=8), room="r-2")
+    assert "after_sales" not in kinds(story, "bo")
