@@ -98,7 +98,10 @@ def test_a_lingered_task_blocks_a_thank_task_after_it_is_sent_and_stays_as_it_is
     op.claim(tid)
     op.mark_sent(tid)
     order(story, "ann", at(days=1), "o-1", room="r-2")
-    assert kinds(story, "ann") == {}  # sent 1 day ago: the thank-you waits for no one
+    assert kinds(story, "ann") == {}  # sent 1 day ago: the thank-you waits for the 7 days to end
+    assert story.task_state("r-1", "ann") == "sent"
+    story.advance(at(days=7, minutes=5), room="r-3")  # they have: made then, by the clock alone
+    assert kinds(story, "ann") == {"thank_first_order": "pending"}
     assert story.task_state("r-1", "ann") == "sent"
 
 
