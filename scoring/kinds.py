@@ -19,10 +19,11 @@ else ``pending``.  The history room (imported customers) is never a show and mak
 thank_first_order or after_sales for a first order in it, no win_back for a spell that starts
 after an event in it.  The 7-day rule (spec/tiers.md: kinds are subject to the same 7-day rule as
 ``lingered``, made "the first time all of these hold"): a task whose moment lies within the 7 days
-after a follow-up sent to the viewer (the sent log's latest) is held back, and made at the end of
-those 7 days (``followups.wait_end``) if it still holds then: the consent not ``false``, a win_back's
-spell not ended, no second order before an after_sales.  apply.lua checks the rule again where the
-task is written (a send between the batch's read and its write: the batch is read again).
+after a follow-up sent to the viewer (the sent log's latest) is held back (noted ``HELD`` with the
+wait's end, the viewer's time-index entry) and made at the end of the wait unless the DM consent is
+false then (noted ``NOT_MADE``); its state then follows the data as any task's does.  apply.lua
+checks the rule again where the task is written (a send between the batch's read and its write:
+the batch is read again).
 
 The viewer's state keeps what this needs in ``ViewerState.fol``: the two earliest orders, the
 gaps of more than ``dormant`` between their events, and the kind tasks the data last gave.
@@ -196,23 +197,20 @@ def next_change(v: ViewerState, clock: int, s: RuleSettings, tier: str | None) -
     return d2 if due is None or (d2 is not None and d2 < due) else due
 
 
-def _held(v: ViewerState, k: str, st: str, at: int, clock: int, s: RuleSettings,
-          sent_at: int) -> tuple[int, str | None]:
-    """A new task (kind ``k``, state ``st`` at its moment ``at``) under a follow-up sent at ``sent_at``:
-    its moment and state: as they are if the send holds nothing; (the 7 days' end, None) while they
-    run; past them, (their end, the state it is made in then), or (0, None) if it no longer holds."""
-    if not held(at, sent_at, clock, s):
-        return at, st
-    end = wait_end(sent_at, s)
+HELD = "held:"  # a kind task the 7-day rule holds back, noted with the end of the wait: "held:<ms>"
+NOT_MADE = "none"  # one that no longer held when the wait ended: never made, whatever comes later
+
+
+def _decided(st: str) -> bool:
+    return st == NOT_MADE or st.startswith(HELD)
+
+
+def _after_wait(v: ViewerState, st: str, end: int, clock: int) -> str:
+    """A held task's state at the end of its wait ``end``: still held (``HELD``) before it, else
+    ``NOT_MADE`` if the DM consent is false then, else the state the data gives it (``st``)."""
     if clock < end:
-        return end, None
-    c, wd = _consent(v, end)
-    firsts, gaps, _ = _parts(v)
-    back = next((g[1] for g in gaps if g[0] + s.dormant_ms == at), None) if k == "win_back" else None
-    if (c is False or back is not None and back <= end  # a win_back whose spell ended meanwhile
-            or k == "after_sales" and len(firsts) > 1 and firsts[1][0] <= end):
-        return 0, None
-    return end, "withdrawn" if wd is not None or back is not None else st
+        return f"{HELD}{end}"
+    return NOT_MADE if _consent(v, end)[0] is False else st
 
 
 def changes(old: ViewerState | None, new: ViewerState, clock: int, s: RuleSettings,
@@ -221,7 +219,13 @@ def changes(old: ViewerState | None, new: ViewerState, clock: int, s: RuleSettin
     queue score, no task if one was sent since, packed task), ("move", kind, occasion, state) or
     ("del", kind, occasion); notes the new targets in ``new``.  Like lingered's, a move leaves a
     task an operator sent or skipped as it is (apply.lua), and so does a drop: the open tasks of a
-    kind switched off go (switched on again, the data makes them again), its sent ones stay."""
+    kind switched off go (switched on again, the data makes them again), its sent ones stay.
+
+    The 7-day rule: a new task whose moment a follow-up sent at ``sent_at`` (the viewer's latest)
+    holds back is noted ``HELD`` with the end of that wait (``hold`` gets it: the viewer's time-index
+    entry), and made then, at that moment, unless the DM consent is false then (``NOT_MADE``). The
+    note, not the latest send, decides from then on: a later send does not bring back a task the
+    rule decided against, and one held is made at the end it was noted with."""
     if not new.fol and not new.orders and (old is None or not old.fol):
         return []  # most viewers: never ordered, no kind task
     was = stored(old)
@@ -229,23 +233,28 @@ def changes(old: ViewerState | None, new: ViewerState, clock: int, s: RuleSettin
     out: list[tuple[Any, ...]] = []
     for (k, occ), (st, room, at) in list(got.items()):
         prev = was.get((k, occ))
-        if prev is None:
-            if sent_at is not None:  # the 7-day rule: held back, made at its end, or not at all
-                at2, made = _held(new, k, st, at, clock, s, sent_at)
-                if made is None:
-                    del got[(k, occ)]  # not given: looked at again at the next touch (``hold``: when)
-                    if at2 and hold is not None:
-                        hold.append(at2)
-                    continue
-                if (at2, made) != (at, st):
-                    st, at = made, at2
-                    got[(k, occ)] = (st, room, at)
+        if prev is None and sent_at is not None and held(at, sent_at, clock, s):
+            prev = f"{HELD}{wait_end(sent_at, s)}"
+        if prev is not None and prev.startswith(HELD):
+            end = int(prev[len(HELD):])
+            made = _after_wait(new, st, end, clock)
+            if _decided(made):
+                got[(k, occ)] = (made, room, at)
+                if made != NOT_MADE and hold is not None:
+                    hold.append(end)
+                continue
+            st, at = made, end
+            got[(k, occ)] = (st, room, at)
+            prev = None
+        if prev == NOT_MADE:
+            got[(k, occ)] = (NOT_MADE, room, at)
+        elif prev is None:
             prio = s.kind_priority(k)
             rec = TaskRec(st, clock, at, "", tier_code(tier), priority=prio, kind=k, room=room)
             out.append(("new", k, occ, st, rules.queue_score(prio, 0), clock - s.cooldown_ms, pack_task(rec)))
         elif prev != st:
             out.append(("move", k, occ, st))
-    out += [("del", k, occ) for (k, occ) in was if (k, occ) not in got]
+    out += [("del", k, occ) for (k, occ), st in was.items() if (k, occ) not in got and not _decided(st)]
     keep(new, {key: st for key, (st, _r, _a) in got.items()})
     return out
 
@@ -255,7 +264,12 @@ def stale(v: ViewerState, clock: int, s: RuleSettings) -> bool:
     ``clock``?  (Settings changed: a kind switched on or off, ``after_sales_days``, ``dormant_days``.)"""
     if not v.fol and not v.orders:
         return False
-    return {key: st for key, (st, _r, _a) in targets(v, clock, s).items()} != stored(v)
+    got = {key: st for key, (st, _r, _a) in targets(v, clock, s).items()}
+    have = stored(v)
+    for key, st in have.items():
+        if _decided(st) and key in got:  # the 7-day rule's note stands for the task the data gives
+            got[key] = st
+    return got != have
 
 
 def stored(v: ViewerState | None) -> dict[tuple[str, int], str]:

@@ -272,8 +272,10 @@ def test_after_sales_held_by_a_thank_you_sent_is_made_when_the_7_days_from_the_s
     assert status(story.r, SHOP)["tasks"]["after_sales"]["pending"] == 1  # made once
 
 
-def test_a_held_kind_task_that_no_longer_holds_at_the_end_of_the_7_days_is_not_made(story):
-    """Bo's after_sales is held by a thank-you sent; he orders again before the 7 days end: none."""
+def test_a_held_kind_task_that_no_longer_holds_at_the_end_of_the_7_days_is_never_made(story):
+    """Bo's after_sales is held by a thank-you sent; he refuses DMs before the 7 days end: none. Nor
+    later, when he agrees again and another follow-up is sent to him: the rule decided at the end of
+    its wait, and a later send does not reopen that (it did: the latest send no longer held it)."""
     order(story, "bo", at(minutes=1), "o-1")
     op = Operator(story.r, SHOP, "ops")
     story.advance(at(minutes=60), room="r-2")
@@ -281,6 +283,16 @@ def test_a_held_kind_task_that_no_longer_holds_at_the_end_of_the_7_days_is_not_m
     op.claim(tid)
     op.mark_sent(tid)
     story.advance(at(days=7, minutes=2), room="r-2")  # due, held
-    order(story, "bo", at(days=7, minutes=30), "o-2", room="r-2")  # ordered again before the hold ends
+    assert kinds(story, "bo") == {"thank_first_order": "sent"}
+    story.event("bo", "consent", "r-2", at(days=7, minutes=30), dm=False)
     story.advance(at(days=8), room="r-2")
+    assert kinds(story, "bo") == {"thank_first_order": "sent"}
+    story.event("bo", "consent", "r-2", at(days=9), dm=True)
+    story.event("bo", "join", "r-5", at(days=20))
+    story.advance(at(days=20, minutes=4), room="r-5")
+    lingered = next(t["id"] for t in task_rows(story.r, SHOP, kind="lingered") if t["viewer_id"] == "bo")
+    op.claim(lingered)
+    op.mark_sent(lingered)
+    story.event("bo", "join", "r-6", at(days=28))
+    story.advance(at(days=28, minutes=1), room="r-6")
     assert "after_sales" not in kinds(story, "bo")
