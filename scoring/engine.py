@@ -215,8 +215,7 @@ class _Batch:
             return  # a due/lurk entry for a viewer that is gone
         tier_new = self._tier(vid, old, new, evs)
         sent = inp.sent_at.get(vid)
-        hold: list[int] = []  # the 7-day rule holds a kind task back until then
-        made = kinds.changes(old, new, clock, s, tier_new, sent, hold)
+        made = kinds.changes(old, new, clock, s, tier_new, sent)  # under the 7-day rule
         if made:
             fx.kind_tasks += [(vid, *c) for c in made]
             if any(c[0] == "new" for c in made):  # a send between the read and the write: read again
@@ -237,8 +236,6 @@ class _Batch:
         # keeps that true under new settings): written only when it moves, or when the viewer
         # was taken from it
         due = kinds.next_change(new, clock, s, tier_new)
-        if hold:
-            due = min(hold) if due is None else min(due, *hold)
         had_due = kinds.next_change(old, clock, s, old.tier) if old is not None and old.tier else None
         if due != had_due or vid in self.due_set:
             fx.due.append((vid, new, due, had_due, old is not None, vid in self.due_set))

@@ -191,10 +191,15 @@ def next_due(v: ViewerState, clock: int, s: RuleSettings) -> int | None:
 
 def next_change(v: ViewerState, clock: int, s: RuleSettings, tier: str | None) -> int | None:
     """The viewer's time-index entry: its next tier change (``rules.next_tier_change``: a win_back
-    comes with the change to dormant) or its after_sales moment, whichever is first."""
-    due = rules.next_tier_change(v, clock, s, tier)
-    d2 = next_due(v, clock, s)
-    return d2 if due is None or (d2 is not None and d2 < due) else due
+    comes with the change to dormant), its after_sales moment, or the end of a wait of the 7-day
+    rule that holds a kind task back (its ``HELD`` note), whichever is first."""
+    times = [x for x in (rules.next_tier_change(v, clock, s, tier), next_due(v, clock, s), *_held_ends(v))
+             if x is not None]
+    return min(times) if times else None
+
+
+def _held_ends(v: ViewerState) -> list[int]:
+    return [int(st[len(HELD):]) for _k, _occ, st in _parts(v)[2] if st.startswith(HELD)] if v.fol else []
 
 
 HELD = "held:"  # a kind task the 7-day rule holds back, noted with the end of the wait: "held:<ms>"
@@ -214,7 +219,7 @@ def _after_wait(v: ViewerState, st: str, end: int, clock: int) -> str:
 
 
 def changes(old: ViewerState | None, new: ViewerState, clock: int, s: RuleSettings,
-            tier: str, sent_at: int | None = None, hold: list[int] | None = None) -> list[tuple[Any, ...]]:
+            tier: str, sent_at: int | None = None) -> list[tuple[Any, ...]]:
     """The viewer's kind tasks that the batch makes, moves or drops: ("new", kind, occasion, state,
     queue score, no task if one was sent since, packed task), ("move", kind, occasion, state) or
     ("del", kind, occasion); notes the new targets in ``new``.  Like lingered's, a move leaves a
@@ -222,10 +227,11 @@ def changes(old: ViewerState | None, new: ViewerState, clock: int, s: RuleSettin
     kind switched off go (switched on again, the data makes them again), its sent ones stay.
 
     The 7-day rule: a new task whose moment a follow-up sent at ``sent_at`` (the viewer's latest)
-    holds back is noted ``HELD`` with the end of that wait (``hold`` gets it: the viewer's time-index
-    entry), and made then, at that moment, unless the DM consent is false then (``NOT_MADE``). The
-    note, not the latest send, decides from then on: a later send does not bring back a task the
-    rule decided against, and one held is made at the end it was noted with."""
+    holds back is noted ``HELD`` with the end of that wait (``next_change`` makes it the viewer's
+    time-index entry), and made then, at that moment, unless the DM consent is false then
+    (``NOT_MADE``). A send that holds the noted end in turn pushes it to that send's wait's end (made
+    "the first time all of these hold"). Once decided, the note, not the latest send, stands: a later
+    send does not bring back a task the rule decided against."""
     if not new.fol and not new.orders and (old is None or not old.fol):
         return []  # most viewers: never ordered, no kind task
     was = stored(old)
@@ -237,11 +243,11 @@ def changes(old: ViewerState | None, new: ViewerState, clock: int, s: RuleSettin
             prev = f"{HELD}{wait_end(sent_at, s)}"
         if prev is not None and prev.startswith(HELD):
             end = int(prev[len(HELD):])
+            if sent_at is not None and held(end, sent_at, clock, s):  # sent again meanwhile
+                end = max(end, wait_end(sent_at, s))
             made = _after_wait(new, st, end, clock)
             if _decided(made):
                 got[(k, occ)] = (made, room, at)
-                if made != NOT_MADE and hold is not None:
-                    hold.append(end)
                 continue
             st, at = made, end
             got[(k, occ)] = (st, room, at)
@@ -255,7 +261,9 @@ def changes(old: ViewerState | None, new: ViewerState, clock: int, s: RuleSettin
         elif prev != st:
             out.append(("move", k, occ, st))
     out += [("del", k, occ) for (k, occ), st in was.items() if (k, occ) not in got and not _decided(st)]
-    keep(new, {key: st for key, (st, _r, _a) in got.items()})
+    # a note stays while its kind is switched off (on again, it decides as before, whatever was sent since)
+    notes = {key: st for key, st in was.items() if _decided(st)}
+    keep(new, {**notes, **{key: st for key, (st, _r, _a) in got.items()}})
     return out
 
 
@@ -265,9 +273,9 @@ def stale(v: ViewerState, clock: int, s: RuleSettings) -> bool:
     if not v.fol and not v.orders:
         return False
     got = {key: st for key, (st, _r, _a) in targets(v, clock, s).items()}
-    have = stored(v)
+    have = {key: st for key, st in stored(v).items() if key in got or not _decided(st)}
     for key, st in have.items():
-        if _decided(st) and key in got:  # the 7-day rule's note stands for the task the data gives
+        if _decided(st):  # the 7-day rule's note stands for the task the data gives
             got[key] = st
     return got != have
 

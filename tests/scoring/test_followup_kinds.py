@@ -296,3 +296,32 @@ def test_a_held_kind_task_that_no_longer_holds_at_the_end_of_the_7_days_is_never
     story.event("bo", "join", "r-6", at(days=28))
     story.advance(at(days=28, minutes=1), room="r-6")
     assert "after_sales" not in kinds(story, "bo")
+
+
+def _send(story: Story, viewer: str, kind: str) -> None:
+    op = Operator(story.r, SHOP, "ops")
+    tid = next(t["id"] for t in task_rows(story.r, SHOP, kind=kind) if t["viewer_id"] == viewer)
+    op.claim(tid)
+    op.mark_sent(tid)
+
+
+def test_a_second_send_during_the_hold_moves_the_held_task_to_the_end_of_its_own_7_days(story):
+    """Made the first time all the rules hold: a lingered task sent during the after_sales' hold
+    pushes it to that send's 7 days' end (it was written at the first end, refused by apply.lua, and
+    lost). And a rebuild of the time index (a settings save) keeps the hold's look."""
+    story.event("bo", "join", "r-5", at(minutes=0))
+    order(story, "bo", at(minutes=1), "o-1")
+    story.advance(at(minutes=6), room="r-5")  # a lingered task in r-5
+    story.advance(at(minutes=60), room="r-2")
+    _send(story, "bo", "thank_first_order")  # at minute 60
+    story.advance(at(days=7, minutes=2), room="r-2")  # after_sales due: held to day 7 + 60 minutes
+    save(story.r, SHOP, {"prio_win_back": 3})
+    story.worker.time_pass()  # the time index rebuilt: the hold's end stays its entry
+    story.advance(at(days=7, minutes=8), room="r-2")
+    _send(story, "bo", "lingered")  # at day 7 + 8 minutes, inside the hold
+    story.advance(at(days=7, minutes=62), room="r-2")
+    assert "after_sales" not in kinds(story, "bo")
+    story.advance(at(days=14, minutes=9), room="r-7")  # the second send's 7 days are over: the clock alone
+    assert kinds(story, "bo")["after_sales"] == "pending"
+    story.advance(at(days=15), room="r-7")
+    assert status(story.r, SHOP)["tasks"]["after_sales"]["pending"] == 1
