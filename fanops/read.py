@@ -177,10 +177,10 @@ def archived_room_ids(r: redis.Redis, shop: str) -> dict[int, str]:
 
 
 def fill_profiles(r: redis.Redis, shop: str, tasks: list[tuple[str, TaskRec]]) -> None:
-    """Give each (viewer, task) the viewer's name, country, language and time zone from its state (and
-    a task of the other kinds their tier, and its occasion's room), in place: the scorer does not copy them into every
-    task (``scoring.engine._display``). Tasks of earlier versions, which kept a copy, are left as they
-    are; so is a task whose viewer has no state."""
+    """Give each (viewer, task) the viewer's name, country, language and time zone from its state
+    (and a task of the other kinds their tier, and its occasion's room), in place: the scorer does not
+    copy them into every task (``scoring.engine._display``). Tasks of earlier versions, which kept a
+    copy, are left as they are; so is a task whose viewer has no state."""
     bare = [(vid, t) for vid, t in tasks if not (t.name or t.country or t.lang or t.tz)]
     want = list(dict.fromkeys(vid for vid, _ in bare))
     states: dict[str, bytes] = {}

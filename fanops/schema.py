@@ -8,6 +8,7 @@ does not spoil the good ones beside it.  Pure: no I/O, the clock is passed in.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import re
 from typing import Annotated, Literal, Union
@@ -50,7 +51,7 @@ class Viewer(msgspec.Struct, frozen=True, omit_defaults=True):
     id: Id
     name: Name | UnsetType = UNSET
     country: Country | UnsetType = UNSET
-    # a BCP 47 tag and an IANA time zone: checked after decoding (``_empty``), to say so in plain words
+    # a BCP 47 tag and an IANA time zone: checked after decoding (``_also_bad``), to say so in plain words
     lang: str | UnsetType = UNSET
     tz: str | UnsetType = UNSET
 
@@ -160,7 +161,7 @@ def _first_char(data: bytes) -> int:
     return 0
 
 
-def _empty(ev: Event) -> str:
+def _also_bad(ev: Event) -> str:
     """Why an event the schema took is bad input all the same ("" if it is not): a v1.1 event that
     names nothing, a time zone that is no IANA zone."""
     if type(ev) is Contact and ev.email is UNSET and ev.phone is UNSET:
@@ -188,18 +189,17 @@ def is_language_tag(tag: str) -> bool:
     return ok
 
 
-_ZONES: frozenset[str] = frozenset()
+@functools.cache
+def _zones() -> frozenset[str]:
+    names = importlib.resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8").split()
+    return frozenset(n for n in names if n != "Factory")
 
 
 def is_time_zone(name: str) -> bool:
     """Is ``name`` a zone of the IANA database: the ``tzdata`` package's list (its zones and links),
     the same on every host (``zoneinfo.available_timezones`` adds the host's files, ``localtime``
     among them: the server's own zone)?"""
-    global _ZONES
-    if not _ZONES:
-        names = importlib.resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8").split()
-        _ZONES = frozenset(n for n in names if n != "Factory")
-    return name in _ZONES
+    return name in _zones()
 
 
 def consent_flags(ev: Consent) -> dict[str, bool]:
@@ -219,9 +219,9 @@ def parse_event(raw: bytes, now_ms: int, future_skew_ms: int) -> Event | BadInpu
         return BadInput(f"bad JSON: {e}", _cut(raw))
     except (RecursionError, UnicodeDecodeError) as e:
         return BadInput(_unreadable(e), _cut(raw))
-    empty = _empty(ev)
-    if empty:
-        return BadInput(empty, _cut(raw))
+    why = _also_bad(ev)
+    if why:
+        return BadInput(why, _cut(raw))
     if ev.ts > now_ms + future_skew_ms:
         return BadInput(
             f"ts {ev.ts} is more than {future_skew_ms // 3_600_000} h ahead of the consumer's clock",
@@ -313,7 +313,7 @@ def _all_good(data: bytes, latest_ts: int) -> list[Event] | None:
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):  # ValidationError is a DecodeError
         return None
     for ev in evs:
-        if ev.ts > latest_ts or _empty(ev):
+        if ev.ts > latest_ts or _also_bad(ev):
             return None
     return evs
 

@@ -1,4 +1,5 @@
--- apply v7 (v7: converted and withdrawn tasks take card rewrites too): write one scorer batch's effects atomically, or nothing.
+-- apply v7: write one scorer batch's effects atomically, or nothing (v7: converted and withdrawn
+-- tasks take card rewrites too).
 -- KEYS[1] the shop's stats key (routes the call to the shop's slot; every key
 -- below carries the same {shop} hash tag).  ARGV[1] a msgpack map, the write set;
 -- ARGV[2..] the packed states it names by index (cmsgpack has no binary type):
@@ -379,10 +380,11 @@ for _, t in ipairs(w.task_move or {}) do
     end
   end
 end
--- a task's new priority and shown fields (pending or claimed, or closed by the data: converted, withdrawn): read by key (HMGET), written by key (HSET) and by
--- queue (ZADD XX). A record as the scorer packs it (21 items: no operator field yet) is spliced: its
--- header, [1] state and [2] made_at kept as they are, the rest the shown fields' items as packed by
--- the scorer; any other record (an operator's fields in it) is unpacked, changed and packed again
+-- a task's new priority and shown fields (pending or claimed, or closed by the data: converted,
+-- withdrawn): read by key (HMGET), written by key (HSET) and by queue (ZADD XX). A record as the
+-- scorer packs it (21 items: no operator field yet) is spliced: its header, [1] state and [2]
+-- made_at kept as they are, the rest the shown fields' items as packed by the scorer; any other
+-- record (an operator's fields in it) is unpacked, changed and packed again
 local INT_BYTES = {[0xcc] = 1, [0xcd] = 2, [0xce] = 4, [0xcf] = 8, [0xd0] = 1, [0xd1] = 2, [0xd2] = 4, [0xd3] = 8}
 local function skip_head(b, p)
   -- the offset after the msgpack integer at p (nil if it is not one)
